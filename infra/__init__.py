@@ -1,0 +1,1 @@
+"""Infrastructure: settings, topic registry, embedded servers, migrations and the CLI."""

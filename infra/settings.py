@@ -1,0 +1,200 @@
+"""One settings object, read from environment variables once at start-up.
+
+Every concern has its own frozen pydantic-settings class with its own prefix. With nothing
+set, every endpoint points at the embedded stack on 127.0.0.1 (``sentinel infra up``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka client settings (``KAFKA_*``); ``as_confluent()`` gives librdkafka's keys."""
+
+    model_config = _config("KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    # Topic names are "<prefix><name>": lets tests and tenants share one cluster.
+    topic_prefix: str = ""
+    # Faust's aiokafka driver hard-codes 1500 ms; see DESIGN.md "Known facts".
+    fetch_wait_max_ms: int = 10
+    session_timeout_ms: int = 6000
+
+    def as_confluent(self) -> dict[str, str | int]:
+        conf: dict[str, str | int] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+    def consumer_conf(self, group_id: str, **extra: str | int | bool) -> dict:
+        return {
+            **self.as_confluent(),
+            "group.id": group_id,
+            "fetch.wait.max.ms": self.fetch_wait_max_ms,
+            "session.timeout.ms": self.session_timeout_ms,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **extra,
+        }
+
+    def producer_conf(self, **extra: str | int | bool) -> dict:
+        return {
+            **self.as_confluent(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            **extra,
+        }
+
+    @property
+    def port(self) -> int:
+        return _port(self.bootstrap_servers.split(",")[0], 19092)
+
+
+class SchemaRegistrySettings(BaseSettings):
+    """Schema ids: a real registry when ``SCHEMA_REGISTRY_URL`` is set, else a file registry."""
+
+    model_config = _config("SCHEMA_REGISTRY_")
+
+    url: str | None = None
+    # File-backed registry: same ids in every process that shares this file.
+    file: Path = REPO_ROOT / "schemas" / "registry.json"
+
+
+class PostgresSettings(BaseSettings):
+    model_config = _config("POSTGRES_")
+
+    url: SecretStr = SecretStr("postgresql://sentinel@127.0.0.1:15432/sentinel")
+
+    @property
+    def dsn(self) -> str:
+        return self.url.get_secret_value()
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.dsn).port or 5432
+
+
+class RedisSettings(BaseSettings):
+    model_config = _config("REDIS_")
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+
+    @property
+    def dsn(self) -> str:
+        return self.url.get_secret_value()
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.dsn).port or 6379
+
+
+class EvmSettings(BaseSettings):
+    model_config = _config("EVM_")
+
+    rpc_url: str = "http://127.0.0.1:18545"
+    chain_id: int = 31337
+    confirmations: int = 3
+    contracts: str = ""  # comma-separated ticket contract addresses to follow
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.rpc_url).port or 8545
+
+
+class StreamSettings(BaseSettings):
+    """The Faust worker (``SENTINEL_*``)."""
+
+    model_config = _config("SENTINEL_")
+
+    app_id: str = "sentinel"
+    store: Literal["memory", "rocksdb"] = "memory"
+    data_dir: Path = REPO_ROOT / ".data"
+    batch_size: int = 500
+    batch_within_s: float = 0.01
+    web_port: int = 6066
+    log_level: str = "INFO"
+
+
+class WebhookSettings(BaseSettings):
+    model_config = _config("WEBHOOK_")
+
+    # Comma-separated: two secrets may be valid at once during rotation.
+    secrets: SecretStr = SecretStr("dev-secret-change-me")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tolerance_s: int = 300
+    rate_per_ip_per_min: int = 100
+    rate_per_wallet_per_min: int = 5
+    rate_global_per_min: int = 10_000
+
+    def secret_list(self) -> list[bytes]:
+        raw = self.secrets.get_secret_value()
+        return [s.strip().encode() for s in raw.split(",") if s.strip()]
+
+
+class Settings(BaseSettings):
+    """All concerns together. Build once with ``get_settings()``."""
+
+    model_config = _config("SENTINEL_SETTINGS_")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    evm: EvmSettings = Field(default_factory=EvmSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+
+
+def _port(hostport: str, default: int) -> int:
+    _, _, port = hostport.rpartition(":")
+    return int(port) if port.isdigit() else default
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+# Every environment variable the settings read, for docker-compose checks and the README.
+ENV_VARS: dict[str, type[BaseSettings]] = {
+    f"{cls.model_config['env_prefix']}{name}".upper(): cls
+    for cls in (
+        KafkaSettings,
+        SchemaRegistrySettings,
+        PostgresSettings,
+        RedisSettings,
+        EvmSettings,
+        StreamSettings,
+        WebhookSettings,
+    )
+    for name in cls.model_fields
+}
