@@ -1,0 +1,1 @@
+"""The embedded Apache Kafka broker: Maven resolves its jars (``pom.xml``), ``broker`` runs it."""

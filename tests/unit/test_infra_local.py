@@ -1,0 +1,102 @@
+"""Pure parts of the embedded stack: rendered configs, command lines, server selection."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from infra.kafka import broker
+from infra.local import SERVERS, InfraError, needs_embedded, server_spec, status
+from infra.settings import KafkaSettings, PostgresSettings, RedisSettings, Settings, StreamSettings
+
+pytestmark = pytest.mark.unit
+
+
+def make_settings(tmp_path: Path, kafka: str = "127.0.0.1:29092") -> Settings:
+    return Settings(
+        kafka=KafkaSettings(bootstrap_servers=kafka),
+        postgres=PostgresSettings(url="postgresql://alice@127.0.0.1:25432/shop"),
+        redis=RedisSettings(url="redis://127.0.0.1:26379/0"),
+        stream=StreamSettings(data_dir=tmp_path),
+    )
+
+
+def parse(properties: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in properties.splitlines())
+
+
+def test_kafka_properties_single_kraft_node_on_loopback() -> None:
+    props = parse(broker.properties(29092, Path("/d/kafka")))
+    assert props["process.roles"] == "broker,controller"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:29093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:29092"
+    assert props["log.dirs"] == "/d/kafka/data"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.replication.factor"] == "1"
+    assert props["transaction.state.log.min.isr"] == "1"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_kafka_log4j_writes_to_the_given_file() -> None:
+    conf = parse(broker.log4j_properties(Path("/d/kafka/server.log")))
+    assert conf["log4j.appender.file.File"] == "/d/kafka/server.log"
+    assert conf["log4j.rootLogger"] == "INFO, file"
+
+
+def test_cluster_id_has_kafkas_format() -> None:
+    ids = {broker.cluster_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 22 and not i.startswith("-") and "=" not in i for i in ids)
+
+
+def test_kafka_command_runs_the_broker_with_our_configs() -> None:
+    argv = broker.command(Path("/d/kafka"))
+    assert argv[-2:] == ["kafka.Kafka", "/d/kafka/server.properties"]
+    assert "-Dlog4j.configuration=file:/d/kafka/log4j.properties" in argv
+    assert "/d/kafka/libs/*" in argv
+
+
+def test_specs_take_ports_and_dirs_from_settings(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    kafka, postgres, redis = (server_spec(settings, n) for n in SERVERS)
+    assert (kafka.ports, kafka.endpoint, kafka.home) == ((29092, 29093), "127.0.0.1:29092", tmp_path / "kafka")
+    assert postgres.endpoint == "postgresql://alice@127.0.0.1:25432/shop"
+    assert postgres.stop_signal == signal.SIGINT
+    assert postgres.home == tmp_path / "postgres"
+    assert redis.endpoint == "redis://127.0.0.1:26379/0"
+
+
+def test_redis_command_is_durable_and_loopback_only(tmp_path: Path) -> None:
+    argv = server_spec(make_settings(tmp_path), "redis").argv()
+    pairs = dict(zip(argv[1::2], argv[2::2], strict=True))
+    assert pairs == {
+        "--port": "26379", "--bind": "127.0.0.1", "--dir": str(tmp_path / "redis"),
+        "--appendonly": "yes", "--daemonize": "no", "--protected-mode": "yes",
+    }
+
+
+def test_env_endpoints_win(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    assert needs_embedded(settings, {}) == set(SERVERS)
+    assert needs_embedded(settings, {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}) == {"postgres", "redis"}
+    assert needs_embedded(settings, {"POSTGRES_URL": "x", "REDIS_URL": "y"}) == {"kafka"}
+
+
+def test_remote_endpoints_are_never_started(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, kafka="kafka.internal:9092")
+    assert needs_embedded(settings, {}) == {"postgres", "redis"}
+
+
+def test_status_without_pid_files_is_stopped(tmp_path: Path) -> None:
+    states = status(make_settings(tmp_path, kafka="127.0.0.1:1"))
+    assert {s["state"] for s in states.values()} == {"stopped"}
+    assert states["redis"]["pid"] is None and states["redis"]["port"] == 26379
+
+
+def test_unknown_server_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match="unknown server"):
+        server_spec(make_settings(tmp_path), "mysql")
