@@ -1,0 +1,45 @@
+"""Topic administration: create every registered topic idempotently with the admin API."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from infra import topics
+from infra.settings import Settings
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka.as_confluent())
+
+
+def create_topics(settings: Settings, specs=topics.ALL, timeout: float = 30.0) -> dict[str, str]:
+    """Create what is missing; return {topic: "created" | "exists"}. Safe to run twice."""
+    admin = admin_client(settings)
+    prefix = settings.kafka.topic_prefix
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = {topics.full_name(s, prefix): s for s in specs}
+    missing = [
+        NewTopic(name, num_partitions=spec.partitions, replication_factor=1, config=spec.config())
+        for name, spec in wanted.items()
+        if name not in existing
+    ]
+    result = {name: "exists" for name in wanted if name in existing}
+    if missing:
+        for name, future in admin.create_topics(missing, operation_timeout=timeout).items():
+            try:
+                future.result()
+                result[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+                result[name] = "exists"
+    return dict(sorted(result.items()))
+
+
+def describe_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
+    """Every Sentinel topic on the broker with its partition count."""
+    meta = admin_client(settings).list_topics(timeout=timeout)
+    prefix = settings.kafka.topic_prefix
+    names = {topics.full_name(s, prefix) for s in topics.ALL}
+    return {n: len(t.partitions) for n, t in sorted(meta.topics.items()) if n in names}

@@ -1,0 +1,5 @@
+"""``python -m streams`` = ``sentinel worker``."""
+
+from streams.worker import main
+
+main()

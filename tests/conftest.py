@@ -1,0 +1,134 @@
+"""Servers for the tests, chosen in this order for each of Kafka, PostgreSQL and Redis:
+
+1. an endpoint given by the environment (KAFKA_BOOTSTRAP_SERVERS, POSTGRES_URL, REDIS_URL);
+2. a testcontainers container when a Docker engine answers;
+3. the embedded server (infra/local.py), started once per session.
+
+Whatever the session started it stops at the end. Each test gets its own topic prefix (so its
+own topics and consumer groups) and, when it asks, its own database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from infra import admin, db, local
+from infra.settings import KafkaSettings, Settings, get_settings
+
+ENV = local.ENDPOINT_ENV  # {"kafka": "KAFKA_BOOTSTRAP_SERVERS", ...}
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _containers(names: set[str]) -> tuple[dict[str, str], list]:
+    """Start testcontainers for ``names``; return their endpoints and the containers."""
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    endpoints, started = {}, []
+    if "kafka" in names:
+        kafka = KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft().start()
+        endpoints[ENV["kafka"]] = kafka.get_bootstrap_server()
+        started.append(kafka)
+    if "postgres" in names:
+        pg = PostgresContainer("postgres:16", driver=None).start()
+        endpoints[ENV["postgres"]] = pg.get_connection_url()
+        started.append(pg)
+    if "redis" in names:
+        rd = RedisContainer("redis:7").start()
+        host, port = rd.get_container_host_ip(), rd.get_exposed_port(6379)
+        endpoints[ENV["redis"]] = f"redis://{host}:{port}/0"
+        started.append(rd)
+    return endpoints, started
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    """Kafka, PostgreSQL and Redis endpoints for the whole session (see module doc)."""
+    settings = get_settings()
+    wanted = local.needs_embedded(settings)
+    containers: list = []
+    started_here: set[str] = set()
+    if wanted and _docker_answers():
+        endpoints, containers = _containers(wanted)
+        os.environ.update(endpoints)
+        get_settings.cache_clear()
+        settings = get_settings()
+    elif wanted:
+        already = {n for n, s in local.status(settings, wanted).items() if s["state"] == "running"}
+        local.start_all(settings, wanted)
+        started_here = wanted - already
+    try:
+        yield settings
+    finally:
+        for container in containers:
+            container.stop()
+        if started_here:
+            local.stop_all(settings, started_here)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(stack: Settings, topic_prefix: str) -> Settings:
+    """The session's endpoints with this test's own topics (created) and consumer groups."""
+    kafka = KafkaSettings(**{**stack.kafka.model_dump(), "topic_prefix": topic_prefix})
+    test_settings = stack.model_copy(update={"kafka": kafka})
+    admin.create_topics(test_settings)
+    return test_settings
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """Environment for a subprocess (a worker) that must see this test's settings."""
+    return {
+        **os.environ,
+        ENV["kafka"]: settings.kafka.bootstrap_servers,
+        ENV["postgres"]: settings.postgres.dsn,
+        ENV["redis"]: settings.redis.dsn,
+        "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "SENTINEL_APP_ID": f"sentinel-{settings.kafka.topic_prefix.strip('.')}",
+    }
+
+
+@pytest.fixture
+def pg_dsn(stack: Settings) -> Iterator[str]:
+    """A fresh, migrated database of its own, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    base = stack.postgres.dsn
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = base.rsplit("/", 1)[0] + f"/{name}"
+    db.migrate(dsn)
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_client(stack: Settings):
+    import redis
+
+    client = redis.Redis.from_url(stack.redis.dsn)
+    yield client
+    client.close()
+

@@ -1,0 +1,89 @@
+"""Small helpers for integration tests: produce records, read a topic until a condition holds,
+run a worker subprocess with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, Producer
+
+from infra import topics
+from infra.settings import Settings
+
+
+def produce(settings: Settings, spec: topics.TopicSpec, items: list[tuple[bytes | str, bytes]]):
+    producer = Producer(settings.kafka.producer_conf())
+    name = topics.full_name(spec, settings.kafka.topic_prefix)
+    for key, value in items:
+        producer.produce(name, value, key)
+    assert producer.flush(30) == 0
+
+
+def read_until(
+    settings: Settings,
+    spec: topics.TopicSpec,
+    done: Callable[[list], bool],
+    timeout: float = 60.0,
+    check: Callable[[], None] | None = None,
+) -> list:
+    """Messages of ``spec`` from the beginning until ``done(messages)``; fails on timeout."""
+    consumer = Consumer(settings.kafka.consumer_conf(f"reader-{uuid.uuid4().hex}"))
+    consumer.subscribe([topics.full_name(spec, settings.kafka.topic_prefix)])
+    messages: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(messages):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{spec.name}: only {len(messages)} messages in {timeout}s")
+            if check:
+                check()
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                messages.append(msg)
+    finally:
+        consumer.close()
+    return messages
+
+
+class Worker:
+    """``sentinel worker`` in a subprocess; stopped with a grace period, then SIGKILL."""
+
+    def __init__(self, env: dict[str, str], log_path):
+        self.log = open(log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def assert_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}: {self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")[-n:]
+
+    def stop(self, grace: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
