@@ -28,7 +28,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
-from infra.kafka import broker
+from infra.kafka import broker, tansu
 from infra.settings import Settings
 
 SERVERS = ("kafka", "postgres", "redis")
@@ -48,6 +48,7 @@ class Server:
 
     name: str
     home: Path
+    engine: str
     port: int
     endpoint: str
     argv: Callable[[], list[str]]
@@ -126,7 +127,7 @@ def stop_servers(servers: list[Server]) -> dict[str, dict]:
 
 
 def status(settings: Settings, names: Iterable[str] | None = None) -> dict[str, dict]:
-    """Per server: state (running / unhealthy / stopped), pid, port, endpoint, log."""
+    """Per server: state (running / unhealthy / stopped / external), pid, port, endpoint, log."""
     return {n: _status(server_spec(settings, n)) for n in _ordered(names, set(SERVERS))}
 
 
@@ -149,12 +150,28 @@ def server_spec(settings: Settings, name: str) -> Server:
 
 
 def _kafka(settings: Settings) -> Server:
+    """Apache Kafka when Java and Maven exist, else Tansu when its binary is found."""
+    exe = None if broker.available() else tansu.binary()
+    return tansu_spec(settings, exe) if exe else _apache_kafka(settings)
+
+
+def _apache_kafka(settings: Settings) -> Server:
     home, port = settings.stream.data_dir / "kafka", settings.kafka.port
     return Server(
-        name="kafka", home=home, port=port, endpoint=f"127.0.0.1:{port}",
+        name="kafka", engine="apache-kafka", home=home, port=port, endpoint=f"127.0.0.1:{port}",
         argv=lambda: broker.command(home), healthy=lambda: _kafka_healthy(port),
         prepare=lambda: broker.prepare(port, home), ports=(port, port + 1),
         logs=(home / "server.log",), start_deadline_s=120.0, stop_grace_s=60.0,
+    )
+
+
+def tansu_spec(settings: Settings, exe: str) -> Server:
+    """Tansu as the "kafka" server (memory only): the fallback, or on request in tests."""
+    home, port = settings.stream.data_dir / "kafka", settings.kafka.port
+    return Server(
+        name="kafka", engine="tansu", home=home, port=port, endpoint=f"127.0.0.1:{port}",
+        argv=lambda: tansu.command(exe, port), healthy=lambda: _kafka_healthy(port),
+        stop_grace_s=10.0,
     )
 
 
@@ -166,7 +183,7 @@ def _postgres(settings: Settings) -> Server:
     argv = ["-D", str(home / "data"), "-p", str(port), "-k", str(home / "run"),
             "-c", "listen_addresses=127.0.0.1"]
     return Server(
-        name="postgres", home=home, port=port, endpoint=f"postgresql://{user}@127.0.0.1:{port}/{db}",
+        name="postgres", engine="postgresql", home=home, port=port, endpoint=f"postgresql://{user}@127.0.0.1:{port}/{db}",
         argv=lambda: [str(_pg_bindir() / "postgres"), *argv],
         healthy=lambda: _pg_healthy(port, user),
         prepare=lambda: _pg_init(_pg_bindir(), home, user, run_as),
@@ -181,7 +198,7 @@ def _redis(settings: Settings) -> Server:
     argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
             "--appendonly", "yes", "--daemonize", "no", "--protected-mode", "yes"]
     return Server(
-        name="redis", home=home, port=port, endpoint=f"redis://127.0.0.1:{port}/0",
+        name="redis", engine="redis", home=home, port=port, endpoint=f"redis://127.0.0.1:{port}/0",
         argv=lambda: argv, healthy=lambda: _redis_healthy(port), start_deadline_s=15.0,
     )
 
@@ -340,8 +357,11 @@ def _stop(server: Server) -> dict:
 
 def _status(server: Server) -> dict:
     pid = _read_pid(server)
-    state = "stopped" if pid is None else "running" if server.healthy() else "unhealthy"
-    return {"name": server.name, "state": state, "pid": pid, "port": server.port,
+    if pid is None:  # "external": something we did not start answers on the port
+        state = "external" if _port_open(server.port) else "stopped"
+    else:
+        state = "running" if server.healthy() else "unhealthy"
+    return {"name": server.name, "engine": server.engine, "state": state, "pid": pid, "port": server.port,
             "endpoint": server.endpoint, "log": str(server.out_file)}
 
 

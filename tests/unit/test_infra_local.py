@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka import broker
-from infra.local import SERVERS, InfraError, needs_embedded, server_spec, status
+from infra.kafka import broker, tansu
+from infra.local import SERVERS, InfraError, needs_embedded, server_spec
 from infra.settings import KafkaSettings, PostgresSettings, RedisSettings, Settings, StreamSettings
 
 pytestmark = pytest.mark.unit
@@ -91,10 +91,18 @@ def test_remote_endpoints_are_never_started(tmp_path: Path) -> None:
     assert needs_embedded(settings, {}) == {"postgres", "redis"}
 
 
-def test_status_without_pid_files_is_stopped(tmp_path: Path) -> None:
-    states = status(make_settings(tmp_path, kafka="127.0.0.1:1"))
-    assert {s["state"] for s in states.values()} == {"stopped"}
-    assert states["redis"]["pid"] is None and states["redis"]["port"] == 26379
+def test_tansu_stands_in_only_without_java_or_maven(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path)
+    monkeypatch.setattr(tansu, "binary", lambda: "/opt/tansu")
+    monkeypatch.setattr(broker, "available", lambda: True)
+    assert server_spec(settings, "kafka").engine == "apache-kafka"
+    monkeypatch.setattr(broker, "available", lambda: False)
+    spec = server_spec(settings, "kafka")
+    assert spec.engine == "tansu"
+    assert spec.argv() == tansu.command("/opt/tansu", 29092)
+    assert "tcp://127.0.0.1:29092" in spec.argv()
 
 
 def test_unknown_server_is_an_error(tmp_path: Path) -> None:
