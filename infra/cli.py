@@ -118,8 +118,14 @@ def _plugin(module: str, hook: str, subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from infra.local import InfraError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except InfraError as exc:
+        print(f"sentinel {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ class AvroCodec:
         try:
             validate(record, self.schema, raise_errors=True)
         except ValidationError as exc:
-            raise EncodeError(f"{self.subject}: invalid {'; '.join(exc.errors)}") from exc
+            raise EncodeError(f"{self.subject}: invalid {'; '.join(map(str, exc.errors))}") from exc
 
     def decode(self, data: bytes | None) -> dict:
         if data is None or len(data) < HEADER.size:

@@ -24,7 +24,14 @@ def load_schema(stem: str) -> dict:
 
 
 def canonical(schema: dict | str) -> str:
+    """Avro's Parsing Canonical Form: what makes two schemas the same schema (no docs,
+    defaults or logical types, so not what is stored)."""
     return to_parsing_canonical_form(json.loads(schema) if isinstance(schema, str) else schema)
+
+
+def _stored(schema: dict) -> str:
+    """What the registry keeps: the full schema (logical types, defaults), keys sorted."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
 class Registry(Protocol):
@@ -49,7 +56,7 @@ class FileRegistry:
         text = canonical(schema)
         state = self._read()
         for version in state["subjects"].get(subject, []):
-            if version["schema"] == text:
+            if canonical(version["schema"]) == text:
                 return version["id"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
@@ -57,12 +64,13 @@ class FileRegistry:
             state = self._read()
             versions = state["subjects"].setdefault(subject, [])
             for version in versions:
-                if version["schema"] == text:
+                if canonical(version["schema"]) == text:
                     return version["id"]
             # The same schema under another subject keeps its id, as in Confluent's registry.
             schema_id = self._id_of(state, text) or state["next_id"]
             state["next_id"] = max(state["next_id"], schema_id + 1)
-            versions.append({"version": len(versions) + 1, "id": schema_id, "schema": text})
+            stored = {"version": len(versions) + 1, "id": schema_id, "schema": _stored(schema)}
+            versions.append(stored)
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
             tmp.replace(self.path)
@@ -72,7 +80,7 @@ class FileRegistry:
     def _id_of(state: dict, text: str) -> int | None:
         for versions in state["subjects"].values():
             for version in versions:
-                if version["schema"] == text:
+                if canonical(version["schema"]) == text:
                     return version["id"]
         return None
 

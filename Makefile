@@ -1,0 +1,57 @@
+# Sentinel: `make run` shows the pipeline working; `make test` runs the whole suite.
+# Both install into .venv first and start the embedded servers they need on 127.0.0.1.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint unit integration bench up down status clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@if [ -f connectors/contracts/package.json ]; then \
+	  npm install --silent --no-audit --no-fund --prefix connectors/contracts; fi
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install Sentinel with its test tools
+
+up: install  ## start embedded Kafka, PostgreSQL and Redis; create topics; migrate
+	$(BIN)/sentinel infra up
+	$(BIN)/sentinel topics create
+	$(BIN)/sentinel db migrate
+
+down:  ## stop the embedded servers this checkout started
+	$(BIN)/sentinel infra down
+
+status:  ## state of the embedded servers
+	$(BIN)/sentinel infra status
+
+run: up  ## run the pipeline on simulated traffic and print what came out
+	$(BIN)/sentinel demo
+
+lint: install  ## ruff
+	$(BIN)/ruff check .
+
+unit: install  ## unit tests only (no servers)
+	$(BIN)/pytest -m unit -q
+
+integration: install  ## integration tests (start the embedded servers)
+	$(BIN)/pytest -m integration -q
+
+test: lint  ## lint, then the whole suite (starts what it needs)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: up  ## benchmarks, JSON reports under out/
+	mkdir -p out
+	$(BIN)/sentinel bench pipeline --out out/bench-pipeline.json
+	$(BIN)/sentinel bench gateway --out out/bench-gateway.json
+
+clean: down  ## stop servers and delete .data (topics, tables, keys)
+	rm -rf .data
