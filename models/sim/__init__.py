@@ -1,0 +1,1 @@
+"""The traffic simulator's parts; the public entry point is ``models.simulator``."""

@@ -1,0 +1,178 @@
+"""Legitimate traffic for one day: users buy at their usual hours from home (sometimes while
+travelling), rush popular sales when they open, resell some tickets and gift a few."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from models.sim.emit import Buy, Emitter, Token
+from models.sim.ids import DATACENTER_PREFIXES, ip_address
+from models.sim.world import (
+    CARD_METHODS,
+    CITY_WEIGHT,
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    PAYMENT_METHODS,
+    USER_AGENTS,
+    World,
+    city_geo,
+)
+
+QUANTITIES = np.array([1, 2, 3, 4, 6, 8])
+QUANTITY_P = np.array([0.45, 0.3, 0.1, 0.1, 0.04, 0.01])
+TIERS = np.array([0.7, 1.0, 1.4, 2.2])
+TIER_P = np.array([0.3, 0.4, 0.2, 0.1])
+RUSH_SHARE = 0.2  # of a day's purchases, when sales open that day
+
+
+class Market:
+    """Tickets listed for resale by legit holders, available from a given time."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, int, str]] = []  # (available_ms, token_id, lister)
+        self.listed: list[tuple[int, str]] = []
+
+    def list_later(self, available_ms: int, token: Token) -> None:
+        heapq.heappush(self.pending, (available_ms, token.token_id, token.holder))
+
+    def open_day(self, day_start: int) -> None:
+        while self.pending and self.pending[0][0] <= day_start:
+            _, token_id, lister = heapq.heappop(self.pending)
+            self.listed.append((token_id, lister))
+
+    def take(self, em: Emitter, t: int, u: float) -> Token | None:
+        """A still-valid listed ticket (its lister holds it, its show is ahead), or None."""
+        while self.listed:
+            k = int(u * len(self.listed))
+            self.listed[k], self.listed[-1] = self.listed[-1], self.listed[k]
+            token_id, lister = self.listed.pop()
+            token = em.tokens[token_id]
+            if token.holder == lister and em.world.shows.event_ms[token.show] > t + DAY_MS:
+                return token
+        return None
+
+
+def home_buy(world: World, i: int, u: np.ndarray) -> Buy:
+    """The session of user ``i`` at home; ``u`` holds four uniforms that pick device, card, IP."""
+    users = world.users
+    payment = (
+        PAYMENT_METHODS[users.payment[i]] if u[0] > 0.1 else PAYMENT_METHODS[int(u[0] * 50) % 6]
+    )
+    card = users.card(i, int(u[1] ** 2 * users.n_cards[i])) if payment in CARD_METHODS else None
+    home = users.home(i)
+    return Buy(
+        geo=home,
+        ip=users.ip(i, mobile=u[2] < 0.2),
+        device=users.device(i, int(u[3] ** 2 * users.n_devices[i])),
+        agent=USER_AGENTS[users.agent[i]],
+        payment=payment,
+        card=card,
+        card_country=home.country if card else None,
+    )
+
+
+def away(world: World, buy: Buy, i: int, city: int, day: int, vpn: bool) -> Buy:
+    """``buy`` from another city: on a trip (travel IP) or behind a VPN exit (datacenter IP)."""
+    seed = world.config.seed
+    prefixes = DATACENTER_PREFIXES if vpn else (73, 86, 92)
+    buy.geo = city_geo(city)
+    buy.ip = ip_address(prefixes, seed, "away", i, day, vpn)
+    return buy
+
+
+def legit_day(em: Emitter, market: Market, day: int, rng: np.random.Generator) -> int:
+    """All legit purchases of day ``day``; returns how many."""
+    world, cfg = em.world, em.config
+    day_start = cfg.start_ms + day * DAY_MS
+    users = world.users
+    counts = rng.poisson(users.rate)
+    buyers = np.repeat(np.arange(len(users)), counts)
+    n = len(buyers)
+    hours = (users.peak_hour_utc[buyers] + rng.normal(0, 3.0, n)) % 24
+    times = day_start + np.maximum(hours * HOUR_MS, 10 * MINUTE_MS).astype(np.int64)
+    show = _pick_shows(world, day_start, times, rng)
+    times = np.maximum(times, users.created_ms[buyers] + 5 * MINUTE_MS)
+    quantity = rng.choice(QUANTITIES, size=n, p=QUANTITY_P)
+    tier = rng.choice(TIERS, size=n, p=TIER_P)
+    u = rng.random((n, 10))
+    away_city = rng.choice(len(CITY_WEIGHT), size=n, p=CITY_WEIGHT)
+    market.open_day(day_start)
+    made = 0
+    for k in range(n):
+        t = int(times[k])
+        if t >= day_start + DAY_MS or show[k] < 0:
+            continue
+        made += 1
+        _one_purchase(
+            em,
+            market,
+            int(buyers[k]),
+            t,
+            int(show[k]),
+            int(quantity[k]),
+            float(tier[k]),
+            u[k],
+            int(away_city[k]),
+            day,
+        )
+    return made
+
+
+def _pick_shows(world: World, day_start: int, times: np.ndarray, rng) -> np.ndarray:
+    """A show per purchase: popular on-sale shows; a share rush the sales opening today."""
+    shows, n = world.shows, len(times)
+    on_sale = np.flatnonzero(
+        (shows.sale_open_ms <= day_start) & (shows.event_ms > day_start + DAY_MS)
+    )
+    opening = np.flatnonzero(
+        (shows.sale_open_ms >= day_start) & (shows.sale_open_ms < day_start + DAY_MS)
+    )
+    picked = np.full(n, -1)
+    if len(on_sale):
+        p = shows.popularity[on_sale] / shows.popularity[on_sale].sum()
+        picked = rng.choice(on_sale, size=n, p=p)
+    if len(opening):
+        rush = rng.random(n) < RUSH_SHARE * min(1.0, 50 * shows.popularity[opening].sum())
+        p = shows.popularity[opening] / shows.popularity[opening].sum()
+        picked = np.where(rush, rng.choice(opening, size=n, p=p), picked)
+        delay = rng.exponential(25 * MINUTE_MS, n).astype(np.int64)
+        times[rush] = shows.sale_open_ms[picked[rush]] + delay[rush]
+    return picked
+
+
+def _one_purchase(
+    em: Emitter,
+    market: Market,
+    i: int,
+    t: int,
+    show: int,
+    quantity: int,
+    tier: float,
+    u: np.ndarray,
+    away_city: int,
+    day: int,
+) -> None:
+    world, cfg = em.world, em.config
+    who = world.users.identity(i)
+    buy = home_buy(world, i, u[:4])
+    if u[4] < cfg.travel_prob or u[4] > 0.995:
+        buy = away(world, buy, i, away_city, day, vpn=u[4] > 0.995)
+    if u[5] < 0.55:
+        em.login(t, who, buy, failures=int(u[6] < 0.05) + 2 * int(u[6] < 0.01))
+    token = market.take(em, t, u[7]) if u[8] < cfg.resale_share else None
+    if token is not None:
+        markup = 0.85 + 0.9 * u[9] ** 2
+        em.purchase(
+            t, who, token.show, token.quantity, int(token.unit_price * markup), buy, resale=token
+        )
+        return
+    price = int(world.shows.price[show] * tier)
+    token = em.purchase(t, who, show, quantity, price, buy)
+    if u[9] < cfg.list_share:
+        market.list_later(t + int((1 + 7 * u[7]) * DAY_MS), token)
+    elif u[9] > 0.98 and quantity >= 2:
+        friend = world.users.identity(int(u[7] * len(world.users)))
+        em.transfer(t + int((1 + 70 * u[8]) * HOUR_MS), token, friend.wallet, "TRANSFER")
