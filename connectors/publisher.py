@@ -1,0 +1,155 @@
+"""``Publisher``: validated, Avro-encoded records to Kafka with a delivery report per record.
+
+The producer client for backend services that prefer Kafka to HTTP, and the engine under the
+webhook gateway. Every ``publish_*`` validates at the edge (``connectors.validation``, raising
+``ValidationFailed`` before anything is sent), encodes with the topic's ``AvroCodec`` and returns
+a ``concurrent.futures.Future`` that resolves to a ``Delivery`` once the broker acknowledged the
+record (idempotent producer, ``acks=all``) or fails with ``DeliveryFailed``. A background thread
+serves delivery callbacks, so producing is batched by librdkafka (``linger.ms``), never flushed
+per record. ``asyncio.wrap_future`` bridges a future into an event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, InvalidStateError
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from pydantic import BaseModel
+
+from connectors.base import Delivery, DeliveryFailed, FieldError, RecordKind, ValidationFailed
+from connectors.security_events import event_key
+from connectors.validation import AUTH_EVENT, KINDS, LABEL, PURCHASE, parse
+from infra.settings import Settings
+from infra.topics import SECURITY_EVENTS, TopicSpec, full_name
+from schemas.codec import AvroCodec, EncodeError
+from schemas.registry import registry_from_settings
+
+Record = dict[str, Any] | BaseModel | bytes | str
+DEFAULT_DELIVERY_TIMEOUT_MS = 30_000
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Validated records to Sentinel's topics; ``close()`` (or ``with``) flushes and stops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        delivery_timeout_ms: int = DEFAULT_DELIVERY_TIMEOUT_MS,
+        **producer_conf: str | int | bool,
+    ):
+        self._prefix = settings.kafka.topic_prefix
+        registry = registry_from_settings(settings)
+        self._specs = (*(kind.spec for kind in KINDS.values()), SECURITY_EVENTS)
+        self._codecs = {spec.name: AvroCodec.for_topic(registry, spec) for spec in self._specs}
+        conf = {"message.timeout.ms": delivery_timeout_ms, **producer_conf}
+        self._producer = Producer(settings.kafka.producer_conf(**conf))
+        self._running = True
+        self._poller = threading.Thread(target=self._poll, name="publisher-poll", daemon=True)
+        self._poller.start()
+
+    # ------------------------------------------------------------ publishing
+
+    def publish(
+        self, kind: RecordKind, data: Record, *, now: datetime | None = None
+    ) -> Future[Delivery]:
+        """Validate ``data`` as ``kind`` and send it; ``ValidationFailed`` if it is bad."""
+        return self.send(kind, parse(kind, data, now), now=now)
+
+    def publish_purchase(self, data: Record, *, now: datetime | None = None) -> Future[Delivery]:
+        """A purchase; ``ingested_at`` is set to ``now`` (default: the clock)."""
+        return self.publish(PURCHASE, data, now=now)
+
+    def publish_auth_event(self, data: Record, *, now: datetime | None = None) -> Future[Delivery]:
+        return self.publish(AUTH_EVENT, data, now=now)
+
+    def publish_label(self, data: Record, *, now: datetime | None = None) -> Future[Delivery]:
+        return self.publish(LABEL, data, now=now)
+
+    def send(
+        self, kind: RecordKind, record: Any, *, now: datetime | None = None
+    ) -> Future[Delivery]:
+        """Send an already validated ``kind.model`` instance."""
+        value = self._encode(kind.spec, record.to_avro(now))
+        return self._produce(kind.spec, kind.key(record), value, kind.record_id(record))
+
+    def publish_security_event(self, event: dict[str, Any]) -> Future[Delivery]:
+        """A SecurityEvent record (see ``connectors.security_events.security_event``)."""
+        value = self._encode(SECURITY_EVENTS, event)
+        return self._produce(SECURITY_EVENTS, event_key(event), value, event["event_id"])
+
+    # ------------------------------------------------------------ lifecycle
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait until every record is acknowledged or failed; returns how many are left."""
+        return self._producer.flush(timeout)
+
+    def broker_reachable(self, timeout: float = 1.0) -> bool:
+        """Whether a broker answers a metadata request within ``timeout`` seconds."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+    def missing_topics(self, timeout: float = 5.0) -> list[str]:
+        """Topics this publisher writes to that the broker does not have."""
+        existing = self._producer.list_topics(timeout=timeout).topics
+        names = (full_name(spec, self._prefix) for spec in self._specs)
+        return [name for name in names if name not in existing]
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Flush, then stop the poll thread; returns how many records were left unsent."""
+        left = self.flush(timeout)
+        self._running = False
+        self._poller.join(timeout=5)
+        return left
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ internals
+
+    def _poll(self) -> None:
+        while self._running:
+            try:
+                self._producer.poll(0.05)
+            except Exception:  # a callback raised: report it, keep serving the others
+                log.exception("delivery callback failed")
+
+    def _encode(self, spec: TopicSpec, record: dict[str, Any]) -> bytes:
+        try:
+            return self._codecs[spec.name].encode(record)
+        except EncodeError as exc:
+            raise ValidationFailed([FieldError("body", str(exc), "schema")]) from None
+
+    def _produce(self, spec: TopicSpec, key: str, value: bytes, record_id: str) -> Future[Delivery]:
+        future: Future[Delivery] = Future()
+        topic = full_name(spec, self._prefix)
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            try:
+                if err is None:
+                    delivery = Delivery(record_id, topic, msg.partition(), msg.offset(), key)
+                    future.set_result(delivery)
+                else:
+                    retriable = err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT
+                    future.set_exception(DeliveryFailed(err.str(), retriable=retriable))
+            except InvalidStateError:  # the caller stopped waiting and cancelled it
+                pass
+
+        try:
+            self._producer.produce(topic, value, key.encode(), on_delivery=report)
+        except BufferError:
+            future.set_exception(DeliveryFailed("producer queue is full", retriable=True))
+        except KafkaException as exc:
+            future.set_exception(DeliveryFailed(str(exc), retriable=False))
+        return future

@@ -1,0 +1,223 @@
+"""The edge models: webhook JSON and client dicts become typed records here, once.
+
+Pydantic v2 models mirror ``schemas/purchase.avsc``, ``auth_event.avsc`` and ``label.avsc`` and
+reject what the schema (or common sense about the field) would reject, naming each bad field.
+Wallets are normalised to lower case, currencies and countries to upper case, IPs to their
+canonical text. Timestamps are RFC 3339 strings with an offset or integer epoch milliseconds,
+never naive, never more than 24 h in the future.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+)
+
+from connectors.base import FieldError, RecordKind, ValidationFailed
+from connectors.iso4217 import CURRENCIES
+from infra.topics import AUTH_EVENTS, LABELS, PURCHASES
+
+MAX_FUTURE = timedelta(hours=24)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _millis_to_datetime(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    try:
+        return EPOCH + timedelta(milliseconds=value)
+    except OverflowError:
+        raise ValueError("epoch milliseconds out of range") from None
+
+
+def _not_in_future(value: datetime, info: ValidationInfo) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp needs a UTC offset (e.g. 2026-01-01T12:00:00Z)")
+    now = (info.context or {}).get("now") or datetime.now(UTC)
+    if value - now > MAX_FUTURE:
+        raise ValueError("timestamp is more than 24 h in the future")
+    if value < EPOCH:
+        raise ValueError("timestamp is before 1970-01-01")
+    return value.astimezone(UTC)
+
+
+WALLET = re.compile(r"0[xX][0-9a-fA-F]{40}")
+
+
+def _wallet(value: str) -> str:
+    if not WALLET.fullmatch(value):
+        raise ValueError("malformed wallet address (expected 0x followed by 40 hex digits)")
+    return value.lower()
+
+
+def _currency(value: str) -> str:
+    code = value.upper()
+    if code not in CURRENCIES:
+        raise ValueError(f"unknown currency {value[:8]!r} (expected an ISO 4217 code)")
+    return code
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address") from None
+
+
+Timestamp = Annotated[
+    datetime, BeforeValidator(_millis_to_datetime), AfterValidator(_not_in_future)
+]
+Wallet = Annotated[StrictStr, AfterValidator(_wallet)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Text = Annotated[StrictStr, Field(max_length=512)]
+Country = Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
+Currency = Annotated[StrictStr, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+Ip = Annotated[StrictStr, Field(max_length=64), AfterValidator(_ip)]
+Domain = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9.-]{1,253}$"), AfterValidator(str.lower)]
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else (value - EPOCH) // timedelta(milliseconds=1)
+
+
+class EdgeModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_avro(self, now: datetime | None = None) -> dict[str, Any]:
+        """The Avro record: timestamps as epoch milliseconds, nested models as dicts."""
+        out = self.model_dump()
+        for name, value in out.items():
+            if isinstance(value, datetime):
+                out[name] = _ms(value)
+        return out
+
+
+class Geo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lat: Annotated[StrictFloat | StrictInt, Field(ge=-90, le=90), AfterValidator(float)]
+    lon: Annotated[StrictFloat | StrictInt, Field(ge=-180, le=180), AfterValidator(float)]
+    country: Country
+
+
+class PurchaseIn(EdgeModel):
+    """A ticket purchase (``sentinel.purchases.v1``). Money is integer minor units."""
+
+    purchase_id: Id
+    occurred_at: Timestamp
+    wallet: Wallet
+    user_id: Id
+    organizer_id: Id
+    show_id: Id
+    ticket_id: Id
+    quantity: Annotated[StrictInt, Field(ge=1, le=100)]
+    unit_price_minor: Annotated[StrictInt, Field(ge=0, le=2**53)]
+    currency: Currency
+    channel: Literal["PRIMARY", "RESALE"]
+    seller_wallet: Wallet | None = None
+    payment_method: Literal["CARD", "CRYPTO", "APPLE_PAY", "GOOGLE_PAY", "PAYPAL", "BANK_TRANSFER"]
+    card_fingerprint: Text | None = None
+    card_country: Country | None = None
+    email_domain: Domain | None = None
+    ip: Ip
+    geo: Geo | None = None
+    device_id: Text | None = None
+    user_agent: Text | None = None
+    account_created_at: Timestamp | None = None
+    sale_opens_at: Timestamp | None = None
+    mfa_enabled: StrictBool = False
+    phone_verified: StrictBool = False
+    email_verified: StrictBool = False
+
+    def to_avro(self, now: datetime | None = None) -> dict[str, Any]:
+        out = super().to_avro(now)
+        out["ingested_at"] = _ms(now or datetime.now(UTC))
+        return out
+
+
+class AuthEventIn(EdgeModel):
+    """A login, MFA or account event (``sentinel.auth-events.v1``)."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    kind: Literal[
+        "LOGIN_OK", "LOGIN_FAILED", "MFA_OK", "MFA_FAILED", "PASSWORD_CHANGED",
+        "EMAIL_CHANGED", "ADMIN_LOGIN", "ADMIN_LOGIN_FAILED", "ADMIN_MFA_FAILED", "LOGOUT",
+    ]  # fmt: skip
+    user_id: Id
+    wallet: Wallet | None = None
+    ip: Ip
+    geo: Geo | None = None
+    device_id: Text | None = None
+    user_agent: Text | None = None
+
+
+class LabelIn(EdgeModel):
+    """Ground truth for a purchase (``sentinel.labels.v1``): chargeback or review outcome."""
+
+    purchase_id: Id
+    occurred_at: Timestamp
+    is_fraud: StrictBool
+    source: Literal["CHARGEBACK", "MANUAL_REVIEW", "SIMULATOR"]
+    pattern: Text | None = None
+
+
+PURCHASE = RecordKind(
+    "purchases", PURCHASES, PurchaseIn,
+    key=lambda r: r.wallet,
+    record_id=lambda r: r.purchase_id,
+    natural_key=lambda r: r.purchase_id,
+)  # fmt: skip
+AUTH_EVENT = RecordKind(
+    "auth-events", AUTH_EVENTS, AuthEventIn,
+    key=lambda r: r.wallet or r.user_id,
+    record_id=lambda r: r.event_id,
+    natural_key=lambda r: r.event_id,
+)  # fmt: skip
+LABEL = RecordKind(
+    "labels", LABELS, LabelIn,
+    key=lambda r: r.purchase_id,
+    record_id=lambda r: r.purchase_id,
+    natural_key=lambda r: f"{r.purchase_id}:{r.source}",
+)  # fmt: skip
+KINDS: dict[str, RecordKind] = {k.name: k for k in (PURCHASE, AUTH_EVENT, LABEL)}
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Pydantic's errors as ``FieldError``s: dotted field paths, ``body`` for the whole."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        out.append(FieldError(field, message, str(err["type"])))
+    return out
+
+
+def parse(kind: RecordKind, data: bytes | str | dict | BaseModel, now: datetime | None = None):
+    """A validated ``kind.model`` from JSON bytes, a dict or a model; else ``ValidationFailed``."""
+    if isinstance(data, kind.model):
+        return data
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
+    context = {"now": now} if now else None
+    try:
+        if isinstance(data, bytes | str):
+            return kind.model.model_validate_json(data, context=context)
+        return kind.model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise ValidationFailed(field_errors(exc)) from None

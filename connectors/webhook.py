@@ -1,0 +1,210 @@
+"""The webhook gateway's HTTP surface (FastAPI): routes, lifespan, OpenAPI, ``serve``.
+
+``create_app(settings)`` builds the app; its lifespan starts a ``Publisher`` and a Redis client
+and proves both answer. The request pipeline itself is ``connectors.gateway.Gateway``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+from starlette.responses import Response
+
+from connectors.base import RecordKind
+from connectors.gateway import Gateway, error, json_response
+from connectors.publisher import Publisher
+from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from connectors.validation import AUTH_EVENT, LABEL, PURCHASE
+from infra.settings import Settings
+
+DELIVERY_TIMEOUT_MS = 5_000  # librdkafka's verdict on a record; the caller hears within ~6 s
+DECISION_KEY = "sentinel:decision:{purchase_id}"
+DECISION_POLL_S = 0.02
+
+
+def create_app(settings: Settings, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = await start_gateway(settings, delivery_timeout_ms)
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await stop_gateway(gateway)
+
+    app = FastAPI(title="Sentinel webhook gateway", version="1", lifespan=lifespan)
+    for kind in (PURCHASE, AUTH_EVENT, LABEL):
+        _add_ingest_route(app, kind)
+    _add_read_routes(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def start_gateway(settings: Settings, delivery_timeout_ms: int) -> Gateway:
+    client = aioredis.from_url(settings.redis.dsn)
+    await client.ping()
+    publisher = Publisher(
+        settings,
+        delivery_timeout_ms=delivery_timeout_ms,
+        **{"reconnect.backoff.max.ms": 1000, "socket.connection.setup.timeout.ms": 3000},
+    )
+    deadline_s = delivery_timeout_ms / 1000 + 1.0
+    return Gateway(settings, publisher, client, deadline_s)
+
+
+async def stop_gateway(gateway: Gateway) -> None:
+    await asyncio.to_thread(gateway.publisher.close, 10.0)
+    await gateway.redis.aclose()
+
+
+def _add_ingest_route(app: FastAPI, kind: RecordKind) -> None:
+    async def ingest(request: Request) -> Response:
+        return await request.app.state.gateway.accept(kind, request)
+
+    ingest.__name__ = f"post_{kind.name.replace('-', '_')}"
+    app.post(
+        f"/v1/{kind.name}",
+        status_code=202,
+        summary=f"Publish one {kind.model.__name__.removesuffix('In')} to {kind.spec.name}",
+        responses=RESPONSES,
+        openapi_extra=_request_doc(kind),
+    )(ingest)
+
+
+def _add_read_routes(app: FastAPI) -> None:
+    @app.get("/v1/decisions/{purchase_id}", responses={404: {"description": "No decision yet"}})
+    async def get_decision(
+        request: Request,
+        purchase_id: Annotated[str, Path(min_length=1, max_length=128)],
+        wait_ms: Annotated[int, Query(ge=0, le=30_000)] = 0,
+    ) -> Response:
+        """The latest decision for a purchase, waiting up to ``wait_ms`` for it to exist."""
+        redis = request.app.state.gateway.redis
+        key, deadline = (
+            DECISION_KEY.format(purchase_id=purchase_id),
+            time.monotonic() + wait_ms / 1000,
+        )
+        try:
+            while (raw := await redis.get(key)) is None:
+                if time.monotonic() >= deadline:
+                    return error(404, "not_found", f"no decision for {purchase_id!r} yet")
+                await asyncio.sleep(min(DECISION_POLL_S, max(0.0, deadline - time.monotonic())))
+        except RedisError:
+            return error(503, "unavailable", "decision store unavailable; retry", retry_after=1)
+        return Response(raw, 200, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        kafka = await asyncio.to_thread(gateway.publisher.broker_reachable, 1.0)
+        try:
+            redis_ok = bool(await gateway.redis.ping())
+        except RedisError:
+            redis_ok = False
+        status = 200 if kafka and redis_ok else 503
+        return json_response(status, {"status": "ok" if status == 200 else "degraded",
+                                      "kafka": kafka, "redis": redis_ok})  # fmt: skip
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        registry = request.app.state.gateway.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _error_doc(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "fields": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },  # fmt: skip
+    },
+}
+ACCEPTED_SCHEMA = {
+    "type": "object",
+    "required": ["id", "status", "topic", "partition", "offset"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["accepted"]},
+        "topic": {"type": "string"},
+        "partition": {"type": "integer"},
+        "offset": {"type": "integer"},
+    },  # fmt: skip
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Acknowledged by the broker (or the replayed first response)",
+        "content": {"application/json": {"schema": ACCEPTED_SCHEMA}},
+    },  # fmt: skip
+    401: _error_doc("Missing, stale or wrong signature"),
+    409: _error_doc("A request with this Idempotency-Key is still in flight"),
+    413: _error_doc("Body over 64 KiB"),
+    422: _error_doc("Invalid body or Idempotency-Key; `fields` names each bad field"),
+    429: _error_doc("Rate limited; see Retry-After"),
+    503: _error_doc("Broker or Redis unavailable; nothing was accepted, retry"),
+}
+
+
+def _request_doc(kind: RecordKind) -> dict[str, Any]:
+    header = {"in": "header", "schema": {"type": "string"}}
+    return {
+        "parameters": [
+            {**header, "name": TIMESTAMP_HEADER, "required": True, "description": "Unix seconds"},
+            {
+                **header,
+                "name": SIGNATURE_HEADER,
+                "required": True,
+                "description": 'hex HMAC-SHA256 of f"{timestamp}.{body}"',
+            },  # fmt: skip
+            {
+                **header,
+                "name": "Idempotency-Key",
+                "required": False,
+                "description": "defaults to the record's natural id; kept 24 h",
+            },  # fmt: skip
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{kind.model.__name__}"}
+                }
+            },
+        },  # fmt: skip
+    }
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for kind in (PURCHASE, AUTH_EVENT, LABEL):
+        model_schema = kind.model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[kind.model.__name__] = model_schema
+    app.openapi_schema = schema
+    return schema
