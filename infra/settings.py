@@ -70,6 +70,9 @@ class KafkaSettings(BaseSettings):
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            # Java-compatible key hashing, as Faust/aiokafka and Kafka Streams use: a wallet
+            # lands on the same partition whoever produced it (co-partitioned state).
+            "partitioner": "murmur2_random",
             **extra,
         }
 

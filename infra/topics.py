@@ -41,6 +41,16 @@ SECURITY_EVENTS = TopicSpec(
     "sentinel.security-events.v1", "ip or wallet", "security_event", retention_ms=90 * DAY_MS
 )
 ALERTS = TopicSpec("sentinel.alerts.v1", "alert group key", "alert", retention_ms=365 * DAY_MS)
+# Internal repartition: each purchase re-keyed by the entity it touches ("ip:<ip>",
+# "device:<id>", "card:<fingerprint>", "show:<id>"), so that entity state has one writer.
+ENTITY_OBSERVATIONS = TopicSpec(
+    "sentinel.entity-observations.v1", "entity", "purchase", retention_ms=2 * DAY_MS
+)
+# Internal repartition: chain transfers re-keyed by the sending wallet (the source topic is
+# keyed by the receiver), so each side's wallet state is updated on its own partition.
+TRANSFERS_BY_SENDER = TopicSpec(
+    "sentinel.transfers-by-sender.v1", "sending wallet", "chain_transfer", retention_ms=2 * DAY_MS
+)
 # The chain listener's checkpoint: compacted, one record per (chain, listener).
 CHAIN_CHECKPOINTS = TopicSpec(
     "sentinel.chain-checkpoints.v1", "chain_id", "", partitions=1, compacted=True
@@ -64,7 +74,13 @@ def dlq(spec: TopicSpec) -> TopicSpec:
     )
 
 
-ALL: tuple[TopicSpec, ...] = (*SOURCES, CHAIN_CHECKPOINTS, *(dlq(t) for t in SOURCES))
+ALL: tuple[TopicSpec, ...] = (
+    *SOURCES,
+    ENTITY_OBSERVATIONS,
+    TRANSFERS_BY_SENDER,
+    CHAIN_CHECKPOINTS,
+    *(dlq(t) for t in SOURCES),
+)
 
 
 def full_name(spec: TopicSpec, prefix: str = "") -> str:
