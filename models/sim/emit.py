@@ -118,7 +118,7 @@ class Emitter:
             "user_id": who.user_id,
             "organizer_id": f"org_{shows.organizer[show]:03d}",
             "show_id": shows.show_id(show),
-            "ticket_id": str(token.token_id),
+            "ticket_id": self.ticket_id(token),
             "quantity": int(quantity),
             "unit_price_minor": int(unit_price),
             "currency": self.world.currencies[shows.organizer[show]],
@@ -145,6 +145,10 @@ class Emitter:
             self.transfer(t + self.rand.int(15_000, 90_000), token, who.wallet, "SALE", price_wei)
         self._label(t, pid, buy.payment, fraud)
         return token
+
+    def ticket_id(self, token: Token) -> str:
+        """The backend spells a ticket as its chain token: "<contract>:<token_id>"."""
+        return f"{self.world.contracts[self.world.shows.organizer[token.show]]}:{token.token_id}"
 
     def _mint(self, t: int, show: int, wallet: str, unit_price: int, quantity: int) -> Token:
         token = Token(len(self.tokens) + 1, show, ZERO_ADDRESS, t, unit_price, quantity)

@@ -169,7 +169,7 @@ def card_testing(em: Emitter, day_start: int) -> None:
             wallets[k % len(wallets)],
             show,
             1,
-            int(shows.price[show] * 0.7),
+            r.int(100, 600),  # a probe: a tiny add-on (parking, fee) or cheap seat
             buy,
             fraud="card_testing",
         )

@@ -170,6 +170,8 @@ def _one_purchase(
         )
         return
     price = int(world.shows.price[show] * tier)
+    if 0.5 < u[9] < 0.53:  # an add-on (parking, merchandise): a small amount
+        price, quantity = 100 + int(500 * u[8]), 1
     token = em.purchase(t, who, show, quantity, price, buy)
     if u[9] < cfg.list_share:
         market.list_later(t + int((1 + 7 * u[7]) * DAY_MS), token)

@@ -1,0 +1,99 @@
+"""A loaded model: a checked XGBoost booster that scores feature batches in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xgboost as xgb
+
+
+class ModelLoadError(RuntimeError):
+    """A model artifact that cannot be read: missing, corrupt or not an XGBoost model."""
+
+
+class ModelMismatchError(ModelLoadError):
+    """The model's ordered feature list differs from the scorer's."""
+
+
+def _mismatch(version: str, model: Sequence[str], scorer: Sequence[str]) -> str:
+    missing = [f for f in scorer if f not in model]
+    extra = [f for f in model if f not in scorer]
+    detail = []
+    if missing:
+        detail.append(f"missing from the model: {missing}")
+    if extra:
+        detail.append(f"unknown to the scorer: {extra}")
+    if not detail:
+        first = next(i for i, (a, b) in enumerate(zip(model, scorer, strict=True)) if a != b)
+        detail.append(
+            f"order differs from position {first} ({model[first]!r} vs {scorer[first]!r})"
+        )
+    return (
+        f"model {version} was trained on {len(model)} features, the scorer computes "
+        f"{len(scorer)}: "
+        + "; ".join(detail)
+        + ". Retrain (sentinel train) or load a matching version."
+    )
+
+
+class LoadedModel:
+    def __init__(self, version: str, booster: xgb.Booster, metadata: dict):
+        self.version = version
+        self.booster = booster
+        self.metadata = metadata
+        self.feature_names: list[str] = list(metadata["feature_names"])
+
+    @classmethod
+    def from_bytes(
+        cls, version: str, raw: bytearray, metadata: dict, expected_features: Sequence[str]
+    ) -> LoadedModel:
+        names = list(metadata.get("feature_names") or [])
+        if names != list(expected_features):
+            raise ModelMismatchError(_mismatch(version, names, list(expected_features)))
+        booster = xgb.Booster()
+        try:
+            booster.load_model(raw)
+        except xgb.core.XGBoostError as exc:
+            raise ModelLoadError(f"model {version}: not a readable XGBoost model: {exc}") from exc
+        if booster.num_features() != len(names) or (
+            booster.feature_names is not None and list(booster.feature_names) != names
+        ):
+            raise ModelMismatchError(f"model {version}: booster features differ from its metadata")
+        return cls(version, booster, metadata)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(self.metadata.get("thresholds", {}))
+
+    def _matrix(self, X) -> np.ndarray:
+        X = np.ascontiguousarray(np.atleast_2d(np.asarray(X, dtype=np.float32)))
+        if X.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected {len(self.feature_names)} feature columns, got {X.shape[1]}"
+            )
+        return X
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Fraud probabilities, one per row, in one vectorised call."""
+        X = self._matrix(X)
+        if X.shape[0] == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.booster.inplace_predict(X)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """SHAP values on the margin: shape (rows, features + 1), the last column the bias."""
+        dm = xgb.DMatrix(self._matrix(X), feature_names=self.feature_names)
+        return self.booster.predict(dm, pred_contribs=True)
+
+    def top_contributions(self, X: np.ndarray, k: int = 5) -> list[dict[str, float]]:
+        """Per row, the ``k`` features that pushed the score most (by |contribution|)."""
+        contrib = self.contributions(X)[:, :-1]
+        order = np.argsort(-np.abs(contrib), axis=1)[:, :k]
+        return [
+            {self.feature_names[j]: float(row[j]) for j in idx}
+            for row, idx in zip(contrib, order, strict=True)
+        ]
+
+    def __repr__(self) -> str:
+        return f"LoadedModel(version={self.version!r}, features={len(self.feature_names)})"

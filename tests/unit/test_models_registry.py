@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from models.drift import training_distribution
+from models.holder import ModelHolder
+from models.registry import (
+    ModelLoadError,
+    ModelMismatchError,
+    ModelRegistry,
+    UnknownModelError,
+    fingerprint,
+    load_model,
+    promote,
+)
+from processors.features import FEATURE_NAMES
+
+pytestmark = pytest.mark.unit
+NAMES = list(FEATURE_NAMES)
+
+
+def _train(seed: int, names=NAMES) -> tuple[xgb.Booster, dict, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(400, len(names))).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0.5).astype(int)
+    params = {"objective": "binary:logistic", "tree_method": "hist", "nthread": 2, "max_depth": 3}
+    booster = xgb.train(params, xgb.DMatrix(X, y, feature_names=list(names)), 10)
+    meta = {
+        "feature_names": list(names),
+        "training_fingerprint": fingerprint(X, y),
+        "metrics": {"holdout": {"auc_roc": 0.99}},
+        "thresholds": {"blocked": 0.85},
+        "distributions": training_distribution(X, names),
+    }
+    return booster, meta, X
+
+
+@pytest.fixture
+def registry(tmp_path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "registry")
+
+
+def test_save_load_predicts_like_the_booster(registry):
+    booster, meta, X = _train(1)
+    version = registry.save(booster, meta)
+    registry.promote(version)
+    model = registry.load()
+    assert model.version == version and model.feature_names == NAMES
+    np.testing.assert_allclose(
+        model.predict(X), booster.predict(xgb.DMatrix(X, feature_names=NAMES)), rtol=1e-6
+    )
+    contrib = model.contributions(X[:5])
+    assert contrib.shape == (5, len(NAMES) + 1)
+    margin = booster.predict(xgb.DMatrix(X[:5], feature_names=NAMES), output_margin=True)
+    np.testing.assert_allclose(contrib.sum(axis=1), margin, rtol=1e-4, atol=1e-4)
+    assert model.predict(np.zeros((0, len(NAMES)))).shape == (0,)
+
+
+def test_artifact_is_native_xgboost_with_metadata(registry):
+    booster, meta, _ = _train(2)
+    version = registry.save(booster, meta)
+    files = sorted(p.name for p in (registry.root / version).iterdir())
+    assert files == ["metadata.json", "model.ubj"]
+    stored = json.loads((registry.root / version / "metadata.json").read_text())
+    for key in (
+        "version",
+        "feature_names",
+        "feature_types",
+        "training_fingerprint",
+        "metrics",
+        "thresholds",
+        "created_at",
+        "code_revision",
+        "distributions",
+        "model_sha256",
+    ):
+        assert key in stored
+    assert stored["version"] == version and stored["feature_names"] == NAMES
+
+
+def test_refuses_a_mismatched_feature_set(registry):
+    other = [*NAMES[:-1], "bogus_feature"]
+    booster, meta, _ = _train(3, other)
+    registry.promote(registry.save(booster, meta))
+    with pytest.raises(ModelMismatchError, match="bogus_feature"):
+        registry.load()
+
+
+def test_refuses_a_reordered_feature_set(registry):
+    booster, meta, _ = _train(3, [NAMES[1], NAMES[0], *NAMES[2:]])
+    version = registry.save(booster, meta)
+    with pytest.raises(ModelMismatchError, match="order differs"):
+        registry.load(version)
+
+
+@pytest.mark.parametrize("keep_hash", [True, False])
+def test_refuses_a_corrupt_file(registry, keep_hash):
+    booster, meta, _ = _train(4)
+    version = registry.save(booster, meta)
+    path = registry.root / version / "model.ubj"
+    path.write_bytes(path.read_bytes()[:100] + b"garbage")
+    if not keep_hash:  # no hash: refused unverified (XGBoost may crash on damaged UBJSON)
+        meta_path = registry.root / version / "metadata.json"
+        stored = json.loads(meta_path.read_text())
+        del stored["model_sha256"]
+        meta_path.write_text(json.dumps(stored))
+    with pytest.raises(ModelLoadError, match=version):
+        registry.load(version)
+
+
+def test_unknown_version_and_no_champion(registry):
+    with pytest.raises(UnknownModelError):
+        registry.load()
+    with pytest.raises(UnknownModelError):
+        registry.load("nope")
+
+
+def test_promote_switches_load_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENTINEL_MODEL_DIR", str(tmp_path / "reg"))
+    registry = ModelRegistry()
+    v1 = registry.save(*_train(5)[:2])
+    v2 = registry.save(*_train(6)[:2])
+    promote(v1)
+    assert load_model().version == v1
+    promote(v2)
+    assert load_model().version == v2
+    promote(v1, role="challenger")
+    rows = {r["version"]: r["role"] for r in registry.list_models()}
+    assert rows == {v1: "challenger", v2: "champion"}
+
+
+def test_holder_follows_the_pointer_without_restart(registry):
+    v1 = registry.save(*_train(7)[:2])
+    v2 = registry.save(*_train(8)[:2])
+    registry.promote(v1)
+    now = [0.0]
+    holder = ModelHolder(registry, check_every_s=10, clock=lambda: now[0])
+    assert holder.model.version == v1 and holder.challenger is None
+    registry.promote(v2)
+    registry.promote(v1, role="challenger")
+    assert holder.maybe_reload() is False  # not due yet
+    now[0] = 11
+    assert holder.maybe_reload() is True
+    assert holder.model.version == v2 and holder.challenger.version == v1
+    now[0] = 22
+    assert holder.maybe_reload() is False  # pointer unchanged
+
+
+def test_holder_keeps_its_model_when_the_new_one_is_bad(registry):
+    v1 = registry.save(*_train(9)[:2])
+    booster, meta, _ = _train(10, [*NAMES[:-1], "bogus_feature"])
+    bad = registry.save(booster, meta)
+    registry.promote(v1)
+    holder = ModelHolder(registry, check_every_s=0)
+    registry.promote(bad)
+    assert holder.reload() is False
+    assert holder.model.version == v1
+    assert isinstance(holder.last_error, ModelMismatchError)
