@@ -1,0 +1,245 @@
+"""Applying events to state: purchases, auth events and chain transfers (mutate in place).
+
+Every ``apply_*`` function mutates the states it is given and returns ``None``; the
+feature functions only read. An event older than the wallet's watermark minus the allowed
+lateness raises ``LateEventError`` before anything is changed; one within the lateness is
+applied in event-time order (rings stay sorted by timestamp).
+
+Tickets and tokens share one key space: a chain token is ``"<contract lower-case>:<token_id>"``
+and a purchase's ``ticket_id`` joins it when the backend spells it the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
+from processors.state import (
+    AUTH_CAP,
+    DEVICES_CAP,
+    GEO_CAP,
+    POPULARITY_BUCKET_MS,
+    PURCHASES_CAP,
+    RESALES_CAP,
+    SHOW_PRICES_CAP,
+    SLACK_MS,
+    TOKENS_CAP,
+    WASH_CAP,
+    EntityState,
+    GeoPoint,
+    Holding,
+    PurchaseFact,
+    ResaleFact,
+    ShowState,
+    WalletState,
+)
+from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
+
+Record = Mapping[str, Any]
+
+FAILED_LOGIN_KINDS = frozenset({"LOGIN_FAILED", "ADMIN_LOGIN_FAILED"})
+MFA_FAILED_KINDS = frozenset({"MFA_FAILED", "ADMIN_MFA_FAILED"})
+LOGIN_OK_KINDS = frozenset({"LOGIN_OK", "ADMIN_LOGIN"})
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """Knobs of the feature computation. Lateness values must not exceed the state's
+    ``SLACK_MS`` (1 h): that is how far beyond each window the state keeps rows."""
+
+    allowed_lateness_ms: int = 5 * MINUTE_MS
+    chain_lateness_ms: int = 30 * MINUTE_MS  # chain events arrive after confirmations
+    small_amount_minor: int = 500  # a purchase at or under this is a card-testing probe
+    impossible_km: float = 500.0
+    impossible_within_ms: int = HOUR_MS
+    min_travel_ms: int = MINUTE_MS  # floor of the time gap when computing geo speed
+
+    def __post_init__(self) -> None:
+        for name in ("allowed_lateness_ms", "chain_lateness_ms"):
+            value = getattr(self, name)
+            if not 0 <= value <= SLACK_MS:
+                raise ValueError(f"FeatureConfig.{name}={value} must be in [0, {SLACK_MS}]")
+
+
+DEFAULT_CONFIG = FeatureConfig()
+
+
+class LateEventError(ValueError):
+    """An event older than its wallet's watermark minus the allowed lateness (dead-letter it)."""
+
+    def __init__(self, kind: str, key: str, ts_ms: int, watermark_ms: int, lateness_ms: int):
+        self.kind, self.key = kind, key
+        self.ts_ms, self.watermark_ms, self.lateness_ms = ts_ms, watermark_ms, lateness_ms
+        super().__init__(
+            f"late {kind} for wallet {key}: event time {ts_ms} is "
+            f"{watermark_ms - ts_ms} ms behind the watermark {watermark_ms} "
+            f"(allowed lateness {lateness_ms} ms)"
+        )
+
+
+def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int) -> None:
+    """Raise ``LateEventError`` when ``ts_ms`` is beyond the allowed lateness."""
+    if wallet.watermark_ms and ts_ms < wallet.watermark_ms - lateness_ms:
+        raise LateEventError(kind, wallet.address, ts_ms, wallet.watermark_ms, lateness_ms)
+
+
+def token_key(contract: str, token_id: str) -> str:
+    return f"{contract.lower()}:{token_id}"
+
+
+def purchase_amount(purchase: Record) -> int:
+    return int(purchase["unit_price_minor"]) * int(purchase["quantity"])
+
+
+def purchase_fact(purchase: Record, ts_ms: int) -> PurchaseFact:
+    geo = purchase.get("geo")
+    return PurchaseFact(
+        ts_ms,
+        purchase["show_id"],
+        purchase_amount(purchase),
+        int(purchase["quantity"]),
+        purchase["payment_method"],
+        purchase.get("card_fingerprint"),
+        geo["lat"] if geo else None,
+        geo["lon"] if geo else None,
+        geo["country"] if geo else None,
+        purchase["ip"],
+        purchase.get("device_id"),
+        purchase["channel"],
+    )
+
+
+def apply_purchase(
+    purchase: Record,
+    wallet: WalletState,
+    ip: EntityState | None,
+    device: EntityState | None,
+    card: EntityState | None,
+    show: ShowState | None,
+    config: FeatureConfig = DEFAULT_CONFIG,
+) -> None:
+    """Record a purchase in the buyer's wallet, its IP/device/card and its show."""
+    ts = to_ms(purchase["occurred_at"])
+    assert ts is not None
+    address = purchase["wallet"]
+    wallet.address = wallet.address or address
+    check_lateness("purchase", ts, wallet, config.allowed_lateness_ms)
+    fact = purchase_fact(purchase, ts)
+    insert_row(wallet.purchases, fact, PURCHASES_CAP)
+    wallet.purchases_total += 1
+    wallet.amount_total_minor += fact.amount_minor
+    wallet.last_purchase_ms = max(wallet.last_purchase_ms or ts, ts)
+    if fact.lat is not None and fact.lon is not None:
+        insert_row(wallet.geo_points, GeoPoint(ts, fact.lat, fact.lon, fact.country), GEO_CAP)
+    if fact.device:
+        wallet.devices[fact.device] = max(wallet.devices.get(fact.device, ts), ts)
+        cap_dict(wallet.devices, DEVICES_CAP)
+    _acquire_ticket(wallet, purchase, ts)
+    wallet.observe(ts)
+    for entity in (ip, device, card):
+        if entity is not None:
+            entity.observe(address, ts)
+    if show is not None:
+        _apply_to_show(show, purchase, ts)
+
+
+def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
+    key = purchase["ticket_id"]
+    sent_ms = wallet.sent.get(key)
+    if sent_ms is not None and sent_ms <= ts:
+        insert_ts(wallet.wash_cycles, ts, WASH_CAP)
+    wallet.holdings[key] = Holding(ts, int(purchase["unit_price_minor"]))
+    if purchase["channel"] == "PRIMARY":
+        wallet.mints[key] = ts
+        cap_dict(wallet.mints, TOKENS_CAP)
+
+
+def _apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
+    price = int(purchase["unit_price_minor"])
+    primary = purchase["channel"] == "PRIMARY"
+    ring = show.primary_prices if primary else show.resale_prices
+    insert_row(ring, (ts, price), SHOW_PRICES_CAP)
+    bucket = ts // POPULARITY_BUCKET_MS
+    show.buckets[bucket] = show.buckets.get(bucket, 0) + 1
+    opens = to_ms(purchase.get("sale_opens_at"))
+    if opens is not None:
+        show.sale_open_ms = opens
+    ticket = purchase["ticket_id"]
+    if primary and (ticket not in show.tickets or show.tickets[ticket][0] > ts):
+        show.tickets[ticket] = (ts, price)
+    show.observe(ts)
+
+
+def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
+    """Record an auth event (failed logins, MFA failures, logins, password/email changes)."""
+    ts = to_ms(event["occurred_at"])
+    assert ts is not None
+    wallet.address = wallet.address or (event.get("wallet") or "")
+    check_lateness("auth", ts, wallet, config.allowed_lateness_ms)
+    kind = event["kind"]
+    if kind in FAILED_LOGIN_KINDS:
+        insert_ts(wallet.failed_logins, ts, AUTH_CAP)
+    elif kind in MFA_FAILED_KINDS:
+        insert_ts(wallet.mfa_failures, ts, AUTH_CAP)
+    elif kind in LOGIN_OK_KINDS and (wallet.login_ok_ms is None or ts >= wallet.login_ok_ms):
+        wallet.login_ok_ms = ts
+        wallet.fails_before_login_ok = count_ts_between(wallet.failed_logins, ts - HOUR_MS, ts)
+    elif kind == "PASSWORD_CHANGED":
+        wallet.password_changed_ms = max(wallet.password_changed_ms or ts, ts)
+    elif kind == "EMAIL_CHANGED":
+        wallet.email_changed_ms = max(wallet.email_changed_ms or ts, ts)
+    geo = event.get("geo")
+    if geo:
+        insert_row(wallet.geo_points, GeoPoint(ts, geo["lat"], geo["lon"], geo["country"]), GEO_CAP)
+    wallet.observe(ts)
+
+
+def apply_transfer(
+    transfer: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG
+) -> None:
+    """Record a chain transfer on the side(s) of it that ``wallet`` is on.
+
+    ``wallet.address`` says which side; when it is empty the wallet is taken to be the
+    receiver (the topic's key). Callers apply a transfer to both the receiver and the sender.
+    """
+    ts = to_ms(transfer["block_time"])
+    assert ts is not None
+    receiver, sender = transfer["to_address"].lower(), transfer["from_address"].lower()
+    wallet.address = wallet.address or receiver
+    check_lateness("transfer", ts, wallet, config.chain_lateness_ms)
+    key = token_key(transfer["contract"], transfer["token_id"])
+    kind = transfer["kind"]
+    if receiver == wallet.address:
+        _receive_token(wallet, key, kind, ts)
+    if sender == wallet.address:
+        _send_token(wallet, key, kind, ts)
+    wallet.observe(ts)
+
+
+def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
+    sent_ms = wallet.sent.get(key)
+    if kind != "MINT" and sent_ms is not None and sent_ms <= ts:
+        insert_ts(wallet.wash_cycles, ts, WASH_CAP)
+    held = wallet.holdings.get(key)
+    if held is None or held.acquired_ms > ts:
+        wallet.holdings[key] = Holding(ts, held.price_minor if held else -1)
+    if kind == "MINT":
+        wallet.mints[key] = min(wallet.mints.get(key, ts), ts)
+        cap_dict(wallet.mints, TOKENS_CAP)
+
+
+def _send_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
+    held = wallet.holdings.pop(key, None)
+    if kind == "BURN":
+        return
+    hold_ms = ts - held.acquired_ms if held is not None and held.acquired_ms <= ts else -1
+    mint_ms = wallet.mints.get(key)
+    flip_ms = -1
+    if kind == "SALE" and mint_ms is not None and mint_ms <= ts:
+        flip_ms = ts - mint_ms
+        del wallet.mints[key]  # only the first resale after the mint counts
+    insert_row(wallet.resales, ResaleFact(ts, hold_ms, flip_ms), RESALES_CAP)
+    wallet.sent[key] = max(wallet.sent.get(key, ts), ts)
+    cap_dict(wallet.sent, TOKENS_CAP)

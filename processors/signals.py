@@ -1,0 +1,155 @@
+"""Feature groups read from context beyond the wallet's purchase history: geo velocity,
+auth events, tokens and resale, the show, and entities shared between wallets.
+
+Same conventions as ``processors.compute`` (half-open event-time windows, ``MISSING``).
+"""
+
+from __future__ import annotations
+
+import statistics
+from itertools import repeat
+
+from processors.apply import FeatureConfig, Record
+from processors.ring import count_ts_between, rows_between
+from processors.state import (
+    POPULARITY_BUCKET_MS,
+    POPULARITY_WINDOW_MS,
+    PURCHASE_RETENTION_MS,
+    EntityState,
+    ShowState,
+    WalletState,
+)
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, haversine_km, to_ms
+
+MISSING = -1.0
+DEVICE_MEMORY_MS = 90 * DAY_MS
+TOKEN_WINDOW_MS = 30 * DAY_MS
+
+
+def flag(value: object) -> float:
+    return 1.0 if value else 0.0
+
+
+def age(now: int, then: int | None, unit_ms: int) -> float:
+    """``now - then`` in units, or MISSING when ``then`` is unknown or later than ``now``."""
+    if then is None or then > now:
+        return MISSING
+    return (now - then) / unit_ms
+
+
+def geo_features(out: dict, p: Record, wallet: WalletState, ts: int, config: FeatureConfig) -> None:
+    """Distance and speed from the wallet's latest earlier point (purchases and logins, 24 h).
+
+    Speed uses a time gap of at least ``config.min_travel_ms``; impossible travel is more
+    than ``impossible_km`` within less than ``impossible_within_ms``.
+    """
+    out["geo_distance_km"] = out["geo_speed_kmh"] = out["impossible_travel"] = MISSING
+    geo = p.get("geo")
+    earlier = rows_between(wallet.geo_points, ts - DAY_MS, ts) if geo else []
+    if not earlier:
+        return
+    prev = earlier[-1]
+    km = haversine_km(prev.lat, prev.lon, geo["lat"], geo["lon"])
+    gap_ms = ts - prev.ts_ms
+    out["geo_distance_km"] = km
+    out["geo_speed_kmh"] = km / (max(gap_ms, config.min_travel_ms) / HOUR_MS)
+    out["impossible_travel"] = flag(
+        km > config.impossible_km and gap_ms < config.impossible_within_ms
+    )
+
+
+def auth_features(out: dict, p: Record, wallet: WalletState, ts: int) -> None:
+    out["failed_logins_1h"] = float(count_ts_between(wallet.failed_logins, ts - HOUR_MS, ts))
+    out["mfa_failures_1h"] = float(count_ts_between(wallet.mfa_failures, ts - HOUR_MS, ts))
+    login = wallet.login_ok_ms
+    recent_login = login is not None and ts - HOUR_MS < login <= ts
+    out["fails_before_login_ok"] = float(wallet.fails_before_login_ok) if recent_login else 0.0
+    out["secs_since_login_ok"] = age(ts, login, SECOND_MS)
+    out["secs_since_password_change"] = age(ts, wallet.password_changed_ms, SECOND_MS)
+    out["secs_since_email_change"] = age(ts, wallet.email_changed_ms, SECOND_MS)
+    device = p.get("device_id")
+    if device is None:
+        out["new_device"] = MISSING
+    else:
+        seen = wallet.devices.get(device)
+        out["new_device"] = flag(seen is None or seen <= ts - DEVICE_MEMORY_MS)
+
+
+def token_features(
+    out: dict, p: Record, wallet: WalletState, show: ShowState | None, ts: int
+) -> None:
+    resales = rows_between(wallet.resales, ts - TOKEN_WINDOW_MS, ts)
+    holds = [r.hold_ms for r in resales if r.hold_ms >= 0]
+    flips = [r.flip_ms for r in resales if r.flip_ms >= 0]
+    out["avg_hold_time_h"] = sum(holds) / len(holds) / HOUR_MS if holds else MISSING
+    out["wallet_min_flip_min"] = min(flips) / MINUTE_MS if flips else MISSING
+    out["resales_30d"] = float(len(resales))
+    out["wash_cycles_30d"] = float(count_ts_between(wallet.wash_cycles, ts - TOKEN_WINDOW_MS, ts))
+    sent_ms = wallet.sent.get(p["ticket_id"])
+    out["ticket_previously_held"] = flag(sent_ms is not None and sent_ms <= ts)
+    out["holdings_count"] = float(len(wallet.holdings))
+    primary = show.tickets.get(p["ticket_id"]) if show is not None else None
+    is_resale = p["channel"] == "RESALE"
+    out["mint_to_resale_min"] = (
+        age(ts, primary[0], MINUTE_MS) if is_resale and primary is not None else MISSING
+    )
+    out["resale_markup"] = MISSING
+    if is_resale and show is not None:
+        base = primary[1] if primary is not None else _median_price(show.primary_prices, ts)
+        if base and base > 0:
+            out["resale_markup"] = int(p["unit_price_minor"]) / base
+
+
+def _median_price(ring: list[tuple[int, int]], ts: int) -> float | None:
+    prices = [price for _, price in rows_between(ring, ts - PURCHASE_RETENTION_MS, ts)]
+    return statistics.median(prices) if prices else None
+
+
+def show_features(out: dict, p: Record, show: ShowState | None, ts: int) -> None:
+    out["price_deviation"] = out["show_popularity_1h"] = MISSING
+    opens = to_ms(p.get("sale_opens_at"))
+    if show is not None:
+        ring = show.primary_prices if p["channel"] == "PRIMARY" else show.resale_prices
+        median = _median_price(ring, ts)
+        if median:
+            out["price_deviation"] = int(p["unit_price_minor"]) / median
+        minute = ts // POPULARITY_BUCKET_MS
+        first = minute - POPULARITY_WINDOW_MS // POPULARITY_BUCKET_MS
+        window = range(first + 1, minute + 1)
+        out["show_popularity_1h"] = float(sum(map(show.buckets.get, window, repeat(0))))
+        opens = show.sale_open_ms if opens is None else opens
+    if opens is None:
+        out["secs_since_sale_open"] = out["before_sale_open"] = MISSING
+    else:
+        out["secs_since_sale_open"] = max(0.0, (ts - opens) / SECOND_MS)
+        out["before_sale_open"] = flag(ts < opens)
+
+
+def entity_features(
+    out: dict,
+    p: Record,
+    ip: EntityState | None,
+    device: EntityState | None,
+    card: EntityState | None,
+    ts: int,
+) -> None:
+    """Wallets sharing this purchase's IP, device or card in 24 h (this wallet included).
+
+    ``linked_wallets`` is the 1-hop cluster size: the distinct wallets that shared the IP,
+    the device or the card of this purchase in the last 24 h, this wallet included.
+    """
+    lo, me = ts - DAY_MS, p["wallet"]
+    linked = {me}
+    for name, state, present in (
+        ("wallets_per_ip_24h", ip, True),
+        ("wallets_per_device_24h", device, p.get("device_id") is not None),
+        ("wallets_per_card_24h", card, p.get("card_fingerprint") is not None),
+    ):
+        if not present:
+            out[name] = MISSING
+            continue
+        wallets = state.wallets_since(lo) if state is not None else set()
+        wallets.add(me)
+        linked |= wallets
+        out[name] = float(len(wallets))
+    out["linked_wallets"] = float(len(linked))

@@ -1,0 +1,265 @@
+"""Plain, JSON-serialisable state for the feature processors (one value per Faust table key).
+
+Every collection is bounded twice: it expires by event time (relative to the key's
+watermark, the largest event time seen) and it is capped in length, so memory stays flat
+however long the simulated clock runs. Expiry keeps ``SLACK_MS`` beyond each window so an
+event arriving within the allowed lateness still sees the rows it needs; queries filter by
+timestamp, so expiry only ever frees memory and never changes a feature value.
+
+``to_dict()`` gives compact JSON-ready values (rows as lists); ``from_dict()`` reverses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from processors.ring import cap_dict, drop_rows_until, drop_ts_until, prune_dict
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS
+
+SLACK_MS = HOUR_MS
+PRUNE_EVERY_MS = 10 * MINUTE_MS
+
+PURCHASE_RETENTION_MS = 7 * DAY_MS
+PURCHASES_CAP = 200
+GEO_RETENTION_MS = DAY_MS
+GEO_CAP = 32
+AUTH_RETENTION_MS = HOUR_MS
+AUTH_CAP = 64
+DEVICE_RETENTION_MS = 90 * DAY_MS
+DEVICES_CAP = 16
+HOLDINGS_CAP = 256
+TOKEN_RETENTION_MS = 30 * DAY_MS
+TOKENS_CAP = 256
+RESALES_CAP = 128
+WASH_CAP = 32
+ENTITY_RETENTION_MS = DAY_MS
+ENTITY_WALLETS_CAP = 64  # wallets_per_* counts saturate here
+SHOW_PRICES_CAP = 51
+SHOW_TICKETS_CAP = 256
+POPULARITY_BUCKET_MS = MINUTE_MS
+POPULARITY_WINDOW_MS = HOUR_MS
+
+
+class PurchaseFact(NamedTuple):
+    ts_ms: int
+    show_id: str
+    amount_minor: int
+    quantity: int
+    payment_method: str
+    card: str | None
+    lat: float | None
+    lon: float | None
+    country: str | None
+    ip: str
+    device: str | None
+    channel: str
+
+
+class GeoPoint(NamedTuple):
+    ts_ms: int
+    lat: float
+    lon: float
+    country: str
+
+
+class ResaleFact(NamedTuple):
+    """A token this wallet sold or gave away: when, how long it held it, mint to sale (-1 unknown)."""
+
+    ts_ms: int
+    hold_ms: int
+    flip_ms: int
+
+
+class Holding(NamedTuple):
+    acquired_ms: int
+    price_minor: int  # -1 when unknown (chain transfers carry wei, not minor units)
+
+
+def _rows(ring: list) -> list[list]:
+    return [list(r) for r in ring]
+
+
+@dataclass(slots=True)
+class WalletState:
+    """Everything Sentinel remembers about one wallet."""
+
+    address: str = ""
+    watermark_ms: int = 0
+    pruned_ms: int = 0
+    first_seen_ms: int | None = None
+    purchases: list[PurchaseFact] = field(default_factory=list)
+    purchases_total: int = 0
+    amount_total_minor: int = 0
+    last_purchase_ms: int | None = None
+    geo_points: list[GeoPoint] = field(default_factory=list)
+    failed_logins: list[int] = field(default_factory=list)
+    mfa_failures: list[int] = field(default_factory=list)
+    login_ok_ms: int | None = None
+    fails_before_login_ok: int = 0
+    password_changed_ms: int | None = None
+    email_changed_ms: int | None = None
+    devices: dict[str, int] = field(default_factory=dict)
+    holdings: dict[str, Holding] = field(default_factory=dict)
+    mints: dict[str, int] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)
+    resales: list[ResaleFact] = field(default_factory=list)
+    wash_cycles: list[int] = field(default_factory=list)
+
+    def observe(self, ts_ms: int) -> None:
+        """Advance the watermark and first-seen time; prune now and then."""
+        if ts_ms > self.watermark_ms:
+            self.watermark_ms = ts_ms
+        if self.first_seen_ms is None or ts_ms < self.first_seen_ms:
+            self.first_seen_ms = ts_ms
+        if self.watermark_ms - self.pruned_ms >= PRUNE_EVERY_MS:
+            self.prune()
+
+    def prune(self) -> None:
+        wm = self.watermark_ms
+        drop_rows_until(self.purchases, wm - PURCHASE_RETENTION_MS - SLACK_MS)
+        drop_rows_until(self.geo_points, wm - GEO_RETENTION_MS - SLACK_MS)
+        drop_ts_until(self.failed_logins, wm - AUTH_RETENTION_MS - SLACK_MS)
+        drop_ts_until(self.mfa_failures, wm - AUTH_RETENTION_MS - SLACK_MS)
+        drop_rows_until(self.resales, wm - TOKEN_RETENTION_MS - SLACK_MS)
+        drop_ts_until(self.wash_cycles, wm - TOKEN_RETENTION_MS - SLACK_MS)
+        prune_dict(self.devices, wm - DEVICE_RETENTION_MS - SLACK_MS, DEVICES_CAP)
+        prune_dict(self.mints, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
+        prune_dict(self.sent, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
+        cap_dict(self.holdings, HOLDINGS_CAP, _acquired)
+        self.pruned_ms = wm
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "wm": self.watermark_ms,
+            "pruned": self.pruned_ms,
+            "first": self.first_seen_ms,
+            "p": _rows(self.purchases),
+            "p_total": self.purchases_total,
+            "amount_total": self.amount_total_minor,
+            "last_p": self.last_purchase_ms,
+            "geo": _rows(self.geo_points),
+            "failed": list(self.failed_logins),
+            "mfa_failed": list(self.mfa_failures),
+            "login_ok": self.login_ok_ms,
+            "fails_before_ok": self.fails_before_login_ok,
+            "pw_changed": self.password_changed_ms,
+            "email_changed": self.email_changed_ms,
+            "devices": dict(self.devices),
+            "holdings": {k: list(v) for k, v in self.holdings.items()},
+            "mints": dict(self.mints),
+            "sent": dict(self.sent),
+            "resales": _rows(self.resales),
+            "wash": list(self.wash_cycles),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WalletState:
+        return cls(
+            address=d["address"],
+            watermark_ms=d["wm"],
+            pruned_ms=d["pruned"],
+            first_seen_ms=d["first"],
+            purchases=[PurchaseFact(*r) for r in d["p"]],
+            purchases_total=d["p_total"],
+            amount_total_minor=d["amount_total"],
+            last_purchase_ms=d["last_p"],
+            geo_points=[GeoPoint(*r) for r in d["geo"]],
+            failed_logins=list(d["failed"]),
+            mfa_failures=list(d["mfa_failed"]),
+            login_ok_ms=d["login_ok"],
+            fails_before_login_ok=d["fails_before_ok"],
+            password_changed_ms=d["pw_changed"],
+            email_changed_ms=d["email_changed"],
+            devices=dict(d["devices"]),
+            holdings={k: Holding(*v) for k, v in d["holdings"].items()},
+            mints=dict(d["mints"]),
+            sent=dict(d["sent"]),
+            resales=[ResaleFact(*r) for r in d["resales"]],
+            wash_cycles=list(d["wash"]),
+        )
+
+
+def _acquired(h: Holding) -> int:
+    return h.acquired_ms
+
+
+@dataclass(slots=True)
+class EntityState:
+    """An IP, device or card fingerprint: the wallets seen with it and when (24 h, capped)."""
+
+    wallets: dict[str, int] = field(default_factory=dict)
+    watermark_ms: int = 0
+    pruned_ms: int = 0
+
+    def observe(self, wallet: str, ts_ms: int) -> None:
+        if ts_ms > self.wallets.get(wallet, -1):
+            self.wallets[wallet] = ts_ms
+        self.watermark_ms = max(self.watermark_ms, ts_ms)
+        if len(self.wallets) > ENTITY_WALLETS_CAP or (
+            self.watermark_ms - self.pruned_ms >= PRUNE_EVERY_MS
+        ):
+            self.prune()
+
+    def prune(self) -> None:
+        cutoff = self.watermark_ms - ENTITY_RETENTION_MS - SLACK_MS
+        prune_dict(self.wallets, cutoff, ENTITY_WALLETS_CAP)
+        self.pruned_ms = self.watermark_ms
+
+    def wallets_since(self, lo_excl: int) -> set[str]:
+        """Wallets last seen after ``lo_excl``."""
+        return {w for w, ts in self.wallets.items() if ts > lo_excl}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"w": dict(self.wallets), "wm": self.watermark_ms, "pruned": self.pruned_ms}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EntityState:
+        return cls(wallets=dict(d["w"]), watermark_ms=d["wm"], pruned_ms=d["pruned"])
+
+
+@dataclass(slots=True)
+class ShowState:
+    """One show: recent unit prices per channel, purchases per minute (1 h), sale opening,
+    and the first primary sale of recent tickets (for mint-to-resale and resale markup)."""
+
+    primary_prices: list[tuple[int, int]] = field(default_factory=list)
+    resale_prices: list[tuple[int, int]] = field(default_factory=list)
+    buckets: dict[int, int] = field(default_factory=dict)
+    sale_open_ms: int | None = None
+    tickets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    watermark_ms: int = 0
+
+    def observe(self, ts_ms: int) -> None:
+        self.watermark_ms = max(self.watermark_ms, ts_ms)
+        if len(self.buckets) > (POPULARITY_WINDOW_MS + SLACK_MS) // POPULARITY_BUCKET_MS + 1:
+            oldest = (self.watermark_ms - POPULARITY_WINDOW_MS - SLACK_MS) // POPULARITY_BUCKET_MS
+            for b in [b for b in self.buckets if b <= oldest]:
+                del self.buckets[b]
+        cap_dict(self.tickets, SHOW_TICKETS_CAP, _first)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pp": _rows(self.primary_prices),
+            "rp": _rows(self.resale_prices),
+            "b": [[k, v] for k, v in self.buckets.items()],
+            "open": self.sale_open_ms,
+            "t": {k: list(v) for k, v in self.tickets.items()},
+            "wm": self.watermark_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShowState:
+        return cls(
+            primary_prices=[(r[0], r[1]) for r in d["pp"]],
+            resale_prices=[(r[0], r[1]) for r in d["rp"]],
+            buckets={int(k): v for k, v in d["b"]},
+            sale_open_ms=d["open"],
+            tickets={k: (v[0], v[1]) for k, v in d["t"].items()},
+            watermark_ms=d["wm"],
+        )
+
+
+def _first(v: tuple[int, int]) -> int:
+    return v[0]

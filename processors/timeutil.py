@@ -1,0 +1,44 @@
+"""Event-time helpers: milliseconds since the epoch, durations, great-circle distance.
+
+Everything in ``processors/`` measures time in integer milliseconds taken from the events
+themselves; nothing here reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+SECOND_MS = 1_000
+MINUTE_MS = 60 * SECOND_MS
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+EARTH_RADIUS_KM = 6371.0088
+
+
+def to_ms(value: datetime | int | None) -> int | None:
+    """An event timestamp as integer ms since the epoch (UTC).
+
+    Accepts the timezone-aware datetimes the Avro decoder yields, or an int already in ms.
+    A naive datetime is refused: its zone is unknown.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (expected timezone-aware UTC)")
+        return (value - _EPOCH) // _ONE_MS
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"timestamp must be a datetime or int ms, got {type(value).__name__}")
+    return value
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance between two points in kilometres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
