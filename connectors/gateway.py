@@ -27,8 +27,9 @@ from connectors.base import DeliveryFailed, RateLimited, RecordKind, ValidationF
 from connectors.idempotency import IdempotencyStore, InFlight, KeyReused, StoredResponse
 from connectors.idempotency import record_digest as digest_of
 from connectors.metrics import GatewayMetrics
-from connectors.publisher import Publisher
+from connectors.publisher import DeliveryPump, Publisher
 from connectors.ratelimit import Admission, Duplicate, Limit
+from connectors.redis_batch import RedisBatcher
 from connectors.security_events import (
     RATE_LIMIT_EXCEEDED,
     WEBHOOK_AUTH_FAILED,
@@ -73,14 +74,24 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
 class Gateway:
     """One per app: owns the publisher, the Redis client and the metrics."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, redis: Redis, deadline_s: float):
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        pump: DeliveryPump,
+        redis: Redis,
+        deadline_s: float,
+    ):
         self.settings = settings
         self.publisher = publisher
+        self.pump = pump
+        self.pump_task: asyncio.Task | None = None
         self.redis = redis
         self.deadline_s = deadline_s
         self.namespace = f"sentinel:{settings.kafka.topic_prefix}"
-        self.admission = Admission(redis)
-        self.idempotency = IdempotencyStore(redis, self.namespace)
+        batcher = RedisBatcher(redis)
+        self.admission = Admission(batcher)
+        self.idempotency = IdempotencyStore(batcher, self.namespace)
         self.metrics = GatewayMetrics()
         self._secrets = settings.webhook.secret_list()
 
@@ -142,7 +153,9 @@ class Gateway:
     ) -> Response:
         try:
             future = self.publisher.send(kind, record, now=now)
-            delivery = await asyncio.wait_for(asyncio.wrap_future(future), self.deadline_s)
+            self.pump.kick()
+            async with asyncio.timeout(self.deadline_s):
+                delivery = await future
         except (DeliveryFailed, TimeoutError, ValidationFailed) as exc:
             await self._release(key, claim)
             if isinstance(exc, ValidationFailed):
@@ -200,6 +213,7 @@ class Gateway:
         """Produce a security event without holding up the answer; failures are logged."""
         self.metrics.security_events.labels(event["kind"]).inc()
         future = self.publisher.publish_security_event(event)
+        self.pump.kick()
         future.add_done_callback(_log_failure)
 
 

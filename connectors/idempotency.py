@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+
+from connectors.redis_batch import RedisBatcher
 
 DAY_MS = 24 * 3600 * 1000
 POLL_S = 0.01
@@ -41,11 +42,10 @@ class InFlight(RuntimeError):
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Redis, namespace: str, ttl_ms: int = DAY_MS):
+    def __init__(self, redis: RedisBatcher, namespace: str, ttl_ms: int = DAY_MS):
         self._redis = redis
         self._namespace = namespace
         self._ttl_ms = ttl_ms
-        self._release = redis.register_script(RELEASE)
 
     def key(self, kind: str, idempotency_key: str) -> str:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
@@ -57,10 +57,10 @@ class IdempotencyStore:
 
     async def finish(self, key: str, digest: str, response: StoredResponse) -> None:
         value = {"status": response.status, "body": response.body, "digest": digest}
-        await self._redis.set(key, orjson.dumps(value), px=self._ttl_ms)
+        await self._redis.execute("SET", key, orjson.dumps(value), "PX", self._ttl_ms)
 
     async def release(self, key: str, claim: bytes) -> None:
-        await self._release(keys=[key], args=[claim])
+        await self._redis.execute("EVAL", RELEASE, 1, key, claim)
 
     async def resolve(self, key: str, stored: bytes, digest: str, deadline: float):
         """The first response for a repeat; waits while the first request is in flight.
@@ -77,7 +77,7 @@ class IdempotencyStore:
             if time.monotonic() >= deadline:
                 raise InFlight("a request with this Idempotency-Key is still in flight")
             await asyncio.sleep(POLL_S)
-            stored = await self._redis.get(key)
+            stored = await self._redis.execute("GET", key)
             if stored is None:
                 raise InFlight("the first request with this Idempotency-Key failed; retry")
 

@@ -11,8 +11,11 @@ per record. ``asyncio.wrap_future`` bridges a future into an event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from datetime import datetime
 from typing import Any
@@ -41,17 +44,24 @@ class Publisher:
         settings: Settings,
         *,
         delivery_timeout_ms: int = DEFAULT_DELIVERY_TIMEOUT_MS,
+        poll_thread: bool = True,
+        future_factory: Callable[[], Any] = Future,
         **producer_conf: str | int | bool,
     ):
+        """``poll_thread=False``: the owner serves delivery reports by calling ``poll``
+        (``DeliveryPump`` does, in an event loop, with ``future_factory=loop.create_future``).
+        """
         self._prefix = settings.kafka.topic_prefix
         registry = registry_from_settings(settings)
         self._specs = (*(kind.spec for kind in KINDS.values()), SECURITY_EVENTS)
         self._codecs = {spec.name: AvroCodec.for_topic(registry, spec) for spec in self._specs}
         conf = {"message.timeout.ms": delivery_timeout_ms, **producer_conf}
         self._producer = Producer(settings.kafka.producer_conf(**conf))
-        self._running = True
+        self._new_future = future_factory
+        self._running = poll_thread
         self._poller = threading.Thread(target=self._poll, name="publisher-poll", daemon=True)
-        self._poller.start()
+        if poll_thread:
+            self._poller.start()
 
     # ------------------------------------------------------------ publishing
 
@@ -89,6 +99,14 @@ class Publisher:
         """Wait until every record is acknowledged or failed; returns how many are left."""
         return self._producer.flush(timeout)
 
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports (callbacks run in the calling thread); returns how many."""
+        return self._producer.poll(timeout)
+
+    def in_flight(self) -> int:
+        """Records (and reports) not yet served."""
+        return len(self._producer)
+
     def broker_reachable(self, timeout: float = 1.0) -> bool:
         """Whether a broker answers a metadata request within ``timeout`` seconds."""
         try:
@@ -107,7 +125,8 @@ class Publisher:
         """Flush, then stop the poll thread; returns how many records were left unsent."""
         left = self.flush(timeout)
         self._running = False
-        self._poller.join(timeout=5)
+        if self._poller.is_alive():
+            self._poller.join(timeout=5)
         return left
 
     def __enter__(self) -> Publisher:
@@ -131,11 +150,15 @@ class Publisher:
         except EncodeError as exc:
             raise ValidationFailed([FieldError("body", str(exc), "schema")]) from None
 
-    def _produce(self, spec: TopicSpec, key: str, value: bytes, record_id: str) -> Future[Delivery]:
-        future: Future[Delivery] = Future()
+    def _produce(
+        self, spec: TopicSpec, key: str, value: bytes, record_id: str, block: bool = False
+    ) -> Future[Delivery]:
+        future = self._new_future()
         topic = full_name(spec, self._prefix)
 
         def report(err: KafkaError | None, msg: Message) -> None:
+            if future.done():  # the caller stopped waiting and cancelled it
+                return
             try:
                 if err is None:
                     delivery = Delivery(record_id, topic, msg.partition(), msg.offset(), key)
@@ -143,13 +166,56 @@ class Publisher:
                 else:
                     retriable = err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT
                     future.set_exception(DeliveryFailed(err.str(), retriable=retriable))
-            except InvalidStateError:  # the caller stopped waiting and cancelled it
+            except (InvalidStateError, asyncio.InvalidStateError):  # cancelled meanwhile
                 pass
 
         try:
-            self._producer.produce(topic, value, key.encode(), on_delivery=report)
+            self._produce_blocking(topic, value, key.encode(), report, block)
         except BufferError:
             future.set_exception(DeliveryFailed("producer queue is full", retriable=True))
         except KafkaException as exc:
             future.set_exception(DeliveryFailed(str(exc), retriable=False))
         return future
+
+    def _produce_blocking(self, topic: str, value: bytes, key: bytes, report, block: bool) -> None:
+        """Produce; with ``block``, wait for room while the local queue is full."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=report)
+                return
+            except BufferError:
+                if not block:
+                    raise
+                self._producer.poll(0.05)
+
+
+class DeliveryPump:
+    """Serves a ``Publisher``'s delivery reports inside an event loop (no thread, no GIL
+    hand-off): ``kick()`` after each send; it polls every millisecond while records are in
+    flight and sleeps when none are. Build the publisher with ``poll_thread=False`` and
+    ``future_factory=loop.create_future`` so reports complete asyncio futures directly.
+    """
+
+    def __init__(self, publisher: Publisher, interval_s: float = 0.001):
+        self._publisher = publisher
+        self._interval_s = interval_s
+        self._wake = asyncio.Event()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self._publisher.in_flight():
+                self._wake.clear()
+                await self._wake.wait()
+            self._publisher.poll(0)
+            await asyncio.sleep(self._interval_s)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Serve reports until nothing is in flight or ``timeout_s`` passed; returns what's left."""
+        deadline = time.monotonic() + timeout_s
+        while self._publisher.in_flight() and time.monotonic() < deadline:
+            self._publisher.poll(0)
+            await asyncio.sleep(0.005)
+        return self._publisher.in_flight()

@@ -1,6 +1,6 @@
 """Admission in one Redis round trip: idempotency lookup, sliding-window limits, claim.
 
-One Lua script (``EVALSHA``) per request, atomic on the Redis server and timed by its clock:
+One Lua script (``EVAL``, pipelined with other requests' by ``RedisBatcher``) per request, atomic on the Redis server and timed by its clock:
 
 1. the idempotency key exists → ``Duplicate`` (the stored first response, or "pending"); no
    limit is charged, nothing will be published;
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from connectors.base import RateLimited
+from connectors.redis_batch import RedisBatcher
 
 WINDOW_MS = 60_000
 
@@ -72,9 +71,8 @@ class Duplicate:
 class Admission:
     """Runs the admission script; ``claim_ttl_ms`` bounds how long a claim outlives a crash."""
 
-    def __init__(self, redis: Redis, claim_ttl_ms: int = 60_000):
+    def __init__(self, redis: RedisBatcher, claim_ttl_ms: int = 60_000):
         self._redis = redis
-        self._script = redis.register_script(ADMIT)
         self._claim_ttl_ms = claim_ttl_ms
 
     async def admit(
@@ -88,7 +86,7 @@ class Admission:
         args: list[str | int | bytes] = [member, claim, self._claim_ttl_ms]
         for limit in limits:
             args += [limit.limit, limit.window_ms]
-        result = await self._script(keys=keys, args=args)
+        result = await self._redis.execute("EVAL", ADMIT, len(keys), *keys, *args)
         if result[0] == 0:
             return Duplicate(result[1])
         if result[0] == 1:

@@ -143,6 +143,7 @@ class PurchaseIn(EdgeModel):
     mfa_enabled: StrictBool = False
     phone_verified: StrictBool = False
     email_verified: StrictBool = False
+    ingested_at: Timestamp | None = Field(None, description="ignored: the edge sets it")
 
     def to_avro(self, now: datetime | None = None) -> dict[str, Any]:
         out = super().to_avro(now)

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from connectors.base import RecordKind
 from connectors.gateway import Gateway, error, json_response
-from connectors.publisher import Publisher
+from connectors.publisher import DeliveryPump, Publisher
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from connectors.validation import AUTH_EVENT, LABEL, PURCHASE
 from infra.settings import Settings
@@ -49,20 +49,35 @@ def create_app(settings: Settings, *, delivery_timeout_ms: int = DELIVERY_TIMEOU
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app for ``uvicorn --factory connectors.webhook:app_from_env`` (settings from env)."""
+    from infra.settings import get_settings
+
+    return create_app(get_settings())
+
+
 async def start_gateway(settings: Settings, delivery_timeout_ms: int) -> Gateway:
     client = aioredis.from_url(settings.redis.dsn)
     await client.ping()
     publisher = Publisher(
         settings,
         delivery_timeout_ms=delivery_timeout_ms,
-        **{"reconnect.backoff.max.ms": 1000, "socket.connection.setup.timeout.ms": 3000},
+        poll_thread=False,
+        future_factory=asyncio.get_running_loop().create_future,
+        **{"reconnect.backoff.max.ms": 1000, "linger.ms": 2},
     )
+    pump = DeliveryPump(publisher)
     deadline_s = delivery_timeout_ms / 1000 + 1.0
-    return Gateway(settings, publisher, client, deadline_s)
+    gateway = Gateway(settings, publisher, pump, client, deadline_s)
+    gateway.pump_task = asyncio.create_task(pump.run(), name="delivery-pump")
+    return gateway
 
 
 async def stop_gateway(gateway: Gateway) -> None:
-    await asyncio.to_thread(gateway.publisher.close, 10.0)
+    left = await gateway.pump.drain(10.0)
+    if gateway.pump_task is not None:
+        gateway.pump_task.cancel()
+    gateway.publisher.close(0 if left else 1.0)
     await gateway.redis.aclose()
 
 

@@ -1,0 +1,75 @@
+"""The gateway under benchmark: a uvicorn subprocess on 127.0.0.1, and a topic count."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+from confluent_kafka import Consumer, TopicPartition
+
+from infra.settings import Settings
+from infra.topics import TopicSpec, full_name
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayProcess:
+    """``uvicorn connectors.webhook:app_from_env`` with ``settings`` passed as environment."""
+
+    def __init__(self, settings: Settings, port: int, workers: int = 1):
+        hook = settings.webhook
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "REDIS_URL": settings.redis.dsn,
+            "WEBHOOK_SECRETS": hook.secrets.get_secret_value(),
+            "WEBHOOK_RATE_PER_IP_PER_MIN": str(hook.rate_per_ip_per_min),
+            "WEBHOOK_RATE_PER_WALLET_PER_MIN": str(hook.rate_per_wallet_per_min),
+            "WEBHOOK_RATE_GLOBAL_PER_MIN": str(hook.rate_global_per_min),
+        }
+        argv = [sys.executable, "-m", "uvicorn", "connectors.webhook:app_from_env", "--factory",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        self.proc = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def assert_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {self.proc.returncode}")
+
+    @staticmethod
+    def http_impl() -> str:
+        fast = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m)]
+        return "+".join(fast) if fast else "asyncio+h11"
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def topic_records(settings: Settings, spec: TopicSpec) -> int:
+    """Records on a topic (sum of high minus low watermarks over its partitions)."""
+    name = full_name(spec, settings.kafka.topic_prefix)
+    consumer = Consumer(settings.kafka.consumer_conf(f"bench-count-{os.getpid()}"))
+    try:
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
