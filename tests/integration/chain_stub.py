@@ -49,6 +49,14 @@ class NotRecorded(LookupError):
     pass
 
 
+class RpcFault(Exception):
+    """Raised by an answer function: the stub answers with this JSON-RPC error."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 class RecordedChain:
     def __init__(self, folders: Iterable[Path]):
         self.recorded: dict[str, Any] = {}
@@ -164,6 +172,9 @@ class RpcStub:
             result = self.answer(method, params)
         except NotRecorded as exc:
             error = {"code": -32601, "message": f"not recorded: {exc}"}
+            return 200, {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
+        except RpcFault as exc:
+            error = {"code": exc.code, "message": exc.message}
             return 200, {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
         return 200, {"jsonrpc": "2.0", "id": request.get("id"), "result": result}
 
