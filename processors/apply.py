@@ -147,8 +147,7 @@ def apply_purchase(
 
 def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
     key = purchase["ticket_id"]
-    sent_ms = wallet.sent.get(key)
-    if sent_ms is not None and sent_ms <= ts:
+    if _comes_back(wallet, key, ts):
         insert_ts(wallet.wash_cycles, ts, WASH_CAP)
     wallet.holdings[key] = Holding(ts, int(purchase["unit_price_minor"]))
     if purchase["channel"] == "PRIMARY":
@@ -219,8 +218,7 @@ def apply_transfer(
 
 
 def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
-    sent_ms = wallet.sent.get(key)
-    if kind != "MINT" and sent_ms is not None and sent_ms <= ts:
+    if kind != "MINT" and _comes_back(wallet, key, ts):
         insert_ts(wallet.wash_cycles, ts, WASH_CAP)
     held = wallet.holdings.get(key)
     if held is None or held.acquired_ms > ts:
@@ -228,6 +226,17 @@ def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
     if kind == "MINT":
         wallet.mints[key] = min(wallet.mints.get(key, ts), ts)
         cap_dict(wallet.mints, TOKENS_CAP)
+
+
+def _comes_back(wallet: WalletState, key: str, ts: int) -> bool:
+    """A token the wallet sent away returns to it (a wash-trading cycle such as A→B→C→A).
+
+    Counted once: the purchase and its chain transfer both record the holding."""
+    sent_ms = wallet.sent.get(key)
+    if sent_ms is None or sent_ms > ts:
+        return False
+    held = wallet.holdings.get(key)
+    return held is None or held.acquired_ms < sent_ms
 
 
 def _send_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:

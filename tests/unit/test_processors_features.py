@@ -314,6 +314,9 @@ def test_buying_back_a_ticket_the_wallet_sold_is_flagged():
     ]
     assert last(events, "ticket_previously_held") == {"ticket_previously_held": 1.0}
     assert last(events[1:], "ticket_previously_held") == {"ticket_previously_held": 0.0}
+    # the purchase and its SALE transfer back to A count as one cycle
+    both = [*events, transfer(at(seconds=30), "SALE", B, A, token="9"), purchase(at(minutes=1))]
+    assert last(both, "wash_cycles_30d") == {"wash_cycles_30d": 1.0}
 
 
 def test_show_price_level_markup_mint_to_resale_and_popularity():

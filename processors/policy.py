@@ -1,0 +1,81 @@
+"""The decision policy: hard rules, rule score and model probability → one of four verdicts.
+
+    final = 1 - (1 - model) * (1 - RULE_WEIGHT * rule)        (RULE_WEIGHT = 0.8)
+
+a noisy-OR of the two, with the rule evidence discounted. Properties:
+
+- a confident model alone decides: with no rule evidence ``final == model``, so a model
+  probability over ``block`` blocks;
+- rule evidence alone reaches at most 0.8: enough for REQUIRE_2FA (rule > 0.5) or
+  MANUAL_REVIEW (rule > 0.8125), never BLOCKED — only a hard rule (a blocklist hit) or the
+  model with rules can block;
+- moderate agreement escalates: model 0.5 with rule 0.5 gives 0.70 (MANUAL_REVIEW).
+
+Verdicts use strict ``>``: final > block → BLOCKED, > review → MANUAL_REVIEW, > two_fa →
+REQUIRE_2FA, else APPROVED. Thresholds come from the rules file (``[policy]``, per organizer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+RULE_WEIGHT = 0.8
+
+
+class Verdict(StrEnum):
+    APPROVED = "APPROVED"
+    REQUIRE_2FA = "REQUIRE_2FA"
+    MANUAL_REVIEW = "MANUAL_REVIEW"
+    BLOCKED = "BLOCKED"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    block: float = 0.85
+    review: float = 0.65
+    two_fa: float = 0.40
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.two_fa <= self.review <= self.block <= 1.0:
+            raise ValueError(
+                f"thresholds must satisfy 0 <= two_fa <= review <= block <= 1, got "
+                f"two_fa={self.two_fa}, review={self.review}, block={self.block}"
+            )
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def _clamp(x: float) -> float:
+    return 0.0 if x != x or x < 0.0 else (1.0 if x > 1.0 else x)  # NaN → 0
+
+
+def combine(model_score: float, rule_score: float, rule_weight: float = RULE_WEIGHT) -> float:
+    """The final risk in [0, 1] (see the module docstring)."""
+    model, rule = _clamp(model_score), _clamp(rule_score)
+    return _clamp(1.0 - (1.0 - model) * (1.0 - rule_weight * rule))
+
+
+def verdict_for(score: float, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Verdict:
+    if score > thresholds.block:
+        return Verdict.BLOCKED
+    if score > thresholds.review:
+        return Verdict.MANUAL_REVIEW
+    if score > thresholds.two_fa:
+        return Verdict.REQUIRE_2FA
+    return Verdict.APPROVED
+
+
+def decide(
+    model_score: float,
+    rule_score: float,
+    hard_block: bool,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    rule_weight: float = RULE_WEIGHT,
+) -> tuple[Verdict, float]:
+    """(verdict, final score). A hard rule forces BLOCKED with final score 1.0."""
+    if hard_block:
+        return Verdict.BLOCKED, 1.0
+    final = combine(model_score, rule_score, rule_weight)
+    return verdict_for(final, thresholds), final
