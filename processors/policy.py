@@ -54,7 +54,7 @@ def _clamp(x: float) -> float:
 def combine(model_score: float, rule_score: float, rule_weight: float = RULE_WEIGHT) -> float:
     """The final risk in [0, 1] (see the module docstring)."""
     model, rule = _clamp(model_score), _clamp(rule_score)
-    return _clamp(1.0 - (1.0 - model) * (1.0 - rule_weight * rule))
+    return _clamp(model + (1.0 - model) * rule_weight * rule)  # == 1 - (1-m)(1-w*r)
 
 
 def verdict_for(score: float, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Verdict:

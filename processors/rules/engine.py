@@ -31,19 +31,18 @@ def evaluate(ctx: RuleContext, ruleset: RuleSet, organizer_id: str | None = None
     results: list[RuleResult] = []
     errors: list[str] = []
     survive, hard = 1.0, False
-    for rule, params, weight in active:
+    for fn, params, weight, rule in active:
         try:
-            hit = rule.fn(ctx, params)
+            hit = fn(ctx, params)
         except Exception as exc:  # a faulty rule must not stop the others
             errors.append(f"{rule.id}: {type(exc).__name__}: {exc}")
             log.warning("rule %s failed: %s: %s", rule.id, type(exc).__name__, exc)
             continue
-        if hit is None:
-            continue
-        score = min(1.0, max(0.0, float(hit[0])))
-        results.append(RuleResult(rule.id, rule.category, score, hit[1], rule.hard))
-        hard = hard or rule.hard
-        survive *= 1.0 - weight * score
+        if hit is not None:
+            score = min(1.0, max(0.0, float(hit[0])))
+            results.append(RuleResult(rule.id, rule.category, score, hit[1], rule.hard))
+            hard = hard or rule.hard
+            survive *= 1.0 - weight * score
     return Evaluation(results, min(1.0, max(0.0, 1.0 - survive)), hard, errors)
 
 

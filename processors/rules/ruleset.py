@@ -47,9 +47,12 @@ class RuleSetting:
 
 
 class ActiveRule(NamedTuple):
-    rule: Rule
+    """An enabled rule with its effective settings, flattened for the evaluation loop."""
+
+    fn: Any  # the rule's check function: (ctx, params) -> (score, reason) | None
     params: Mapping[str, Any]
     weight: float
+    rule: Rule
 
 
 class RuleSet:
@@ -69,7 +72,7 @@ class RuleSet:
         self.organizers = MappingProxyType(dict(organizers or {}))
         self.organizer_id = organizer_id
         self.active = tuple(
-            ActiveRule(CATALOGUE[rule_id], s.params, s.weight)
+            ActiveRule(CATALOGUE[rule_id].fn, s.params, s.weight, CATALOGUE[rule_id])
             for rule_id, s in self.settings.items()
             if s.enabled and s.weight > 0
         )
