@@ -1,0 +1,145 @@
+"""IP and wallet blocklists in Redis with per-entry expiry.
+
+Per kind (``wallet``, ``ip``), a ZSET ``sentinel:blocklist:{kind}`` maps value -> expiry
+(epoch ms; ``+inf`` for a permanent entry) and a HASH ``sentinel:blocklist:{kind}:meta`` keeps each entry's reason as
+JSON. An entry whose expiry has passed is not listed or matched even before the lazy purge
+removes it, so expiry is exact to the millisecond whatever Redis' key TTLs do.
+
+``contains_many(kind, values)`` is one ``ZMSCORE``: one round trip for a whole batch, which
+is how scoring reads the blocklists.
+"""
+
+from __future__ import annotations
+
+import builtins
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import redis
+
+Kind = Literal["wallet", "ip"]
+KINDS: tuple[str, ...] = ("wallet", "ip")
+KEY = "{ns}:blocklist:{kind}"
+META = "{ns}:blocklist:{kind}:meta"
+FOREVER = float("inf")
+
+# KEYS: zset, meta hash. ARGV: now ms. Removes expired entries and their reasons atomically.
+_PURGE = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 1, #gone, 1000 do
+  redis.call('HDEL', KEYS[2], unpack(gone, i, math.min(i + 999, #gone)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return #gone
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    value: str
+    reason: str
+    added_at_ms: int
+    expires_at_ms: int | None  # None: permanent
+
+
+def normalise(kind: str, value: str) -> str:
+    """Wallets lower-case; IPs in their canonical text form. Raises ValueError if invalid."""
+    if kind == "wallet":
+        return value.strip().lower()
+    if kind == "ip":
+        return str(ipaddress.ip_address(value.strip()))
+    raise ValueError(f"blocklist kind must be one of {KINDS}, not {kind!r}")
+
+
+def _lookup_form(kind: str, value: str) -> str:
+    try:
+        return normalise(kind, value)
+    except ValueError:
+        return value  # an invalid IP cannot be listed, so it simply will not match
+
+
+class Blocklist:
+    def __init__(
+        self,
+        client: redis.Redis,
+        clock: Callable[[], float] = time.time,
+        namespace: str = "sentinel",
+    ):
+        self.client = client
+        self.namespace = namespace
+        self.clock = clock  # seconds since the epoch; injectable for tests
+        self._purge = client.register_script(_PURGE)
+
+    def _keys(self, kind: str) -> tuple[str, str]:
+        if kind not in KINDS:
+            raise ValueError(f"blocklist kind must be one of {KINDS}, not {kind!r}")
+        return KEY.format(ns=self.namespace, kind=kind), META.format(ns=self.namespace, kind=kind)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def add(self, kind: str, value: str, ttl_s: float | None, reason: str) -> Entry:
+        """Add or refresh an entry; ``ttl_s=None`` blocks until removed."""
+        value = normalise(kind, value)
+        now = self._now_ms()
+        expires = None if ttl_s is None else now + int(ttl_s * 1000)
+        entry = Entry(kind, value, reason, now, expires)
+        meta = json.dumps({"reason": reason, "added_at_ms": now, "expires_at_ms": expires})
+        key, meta_key = self._keys(kind)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {value: FOREVER if expires is None else expires})
+        pipe.hset(meta_key, value, meta)
+        pipe.execute()
+        self.purge(kind)
+        return entry
+
+    def remove(self, kind: str, value: str) -> bool:
+        value = normalise(kind, value)
+        key, meta_key = self._keys(kind)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(key, value)
+        pipe.hdel(meta_key, value)
+        removed, _ = pipe.execute()
+        return bool(removed)
+
+    def contains_many(self, kind: str, values: Iterable[str]) -> set[str]:
+        """The given values that are blocked now (in the form given), in one round trip."""
+        given = list(dict.fromkeys(values))
+        if not given:
+            return set()
+        forms = [_lookup_form(kind, v) for v in given]
+        scores = self.client.zmscore(self._keys(kind)[0], forms)
+        now = self._now_ms()
+        return {v for v, s in zip(given, scores, strict=True) if s is not None and s > now}
+
+    def contains(self, kind: str, value: str) -> bool:
+        return bool(self.contains_many(kind, [value]))
+
+    def list(self, kind: str) -> builtins.list[Entry]:
+        """Entries in force now, soonest expiry first (permanent ones last)."""
+        key, meta_key = self._keys(kind)
+        members = self.client.zrange(key, f"({self._now_ms()}", "+inf", byscore=True)
+        if not members:
+            return []
+        metas = self.client.hmget(meta_key, members)
+        return [self._entry(kind, m, meta) for m, meta in zip(members, metas, strict=True)]
+
+    def purge(self, kind: str) -> int:
+        """Drop expired entries and their reasons; returns how many went."""
+        return int(self._purge(keys=list(self._keys(kind)), args=[self._now_ms()]))
+
+    @staticmethod
+    def _entry(kind: str, member: bytes, meta: bytes | None) -> Entry:
+        data = json.loads(meta) if meta else {}
+        return Entry(
+            kind,
+            member.decode(),
+            data.get("reason", ""),
+            data.get("added_at_ms", 0),
+            data.get("expires_at_ms"),
+        )

@@ -1,0 +1,31 @@
+"""Settings of the sinks (``SINK_*``) and of the SIEM correlator (``SIEM_*``), read once at
+start-up like every other concern (infra/settings.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RULES_FILE = Path(__file__).resolve().parent / "siem" / "rules.toml"
+DAY_S = 24 * 3600
+
+
+class SinkSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SINK_", frozen=True, extra="ignore")
+
+    batch_size: int = 500
+    poll_timeout_s: float = 0.05
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+    decision_ttl_s: int = 7 * DAY_S
+    kpi_ttl_s: int = 2 * DAY_S
+    metrics_port: int | None = None  # Prometheus /metrics on 127.0.0.1 when set
+
+
+class SiemSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIEM_", frozen=True, extra="ignore")
+
+    rules_file: Path = RULES_FILE
+    webhook_url: str | None = None  # alerts are POSTed here as JSON when set
+    webhook_timeout_s: float = 2.0

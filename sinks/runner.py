@@ -1,0 +1,281 @@
+"""The sink process loop on confluent-kafka (not Faust: sinks run in their own processes).
+
+Each round: consume up to ``batch_size`` messages (``fetch.wait.max.ms`` ~10 ms), decode them,
+send undecodable ones to ``<topic>.dlq``, write the rest to the sink (retrying retryable
+errors with backoff while the partitions are paused), wait for the dead letters to be
+acknowledged, then commit the offsets. At-least-once: a batch is committed only after it was
+written; the sinks are idempotent, so redelivery gives no duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from infra import topics
+from infra.settings import Settings
+from schemas.codec import AvroCodec, DecodeError
+from schemas.registry import registry_from_settings
+from sinks import metrics
+from sinks.base import RETRYABLE, BatchSink, Record, SinkBackpressureError, SinkRecordError
+from sinks.config import SinkSettings
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """The loop was asked to stop while a batch was still unwritten (it stays uncommitted)."""
+
+
+@dataclass
+class LoopStats:
+    batches: int = 0
+    written: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    commit_failures: int = 0
+
+
+class SinkLoop:
+    """Consume ``sink.topics`` and feed ``sink`` until ``stop()`` (or SIGTERM in a CLI)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: BatchSink,
+        sink_settings: SinkSettings | None = None,
+        group_id: str | None = None,
+    ):
+        self.settings = settings
+        self.sink = sink
+        self.conf = sink_settings or SinkSettings()
+        prefix = settings.kafka.topic_prefix
+        self.group_id = group_id or f"{prefix}sentinel-sink-{sink.name}"
+        registry = registry_from_settings(settings)
+        self._specs = {topics.full_name(s, prefix): s for s in sink.topics}
+        self._codecs = {name: AvroCodec.for_topic(registry, s) for name, s in self._specs.items()}
+        self._dlq_codec = AvroCodec.for_topic(registry, topics.dlq(sink.topics[0]))
+        self._stop = threading.Event()
+        self._failed: list[Message] = []
+        self.error: BaseException | None = None
+        self.stats = LoopStats()
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """The loop; a fatal error is kept in ``self.error`` and raised."""
+        try:
+            self._run()
+        except BaseException as exc:
+            self.error = exc
+            log.exception("sink %s failed", self.sink.name)
+            raise
+
+    def _run(self) -> None:
+        self.sink.setup()
+        self.consumer = Consumer(self.settings.kafka.consumer_conf(self.group_id))
+        self.producer = Producer(self.settings.kafka.producer_conf())
+        self.consumer.subscribe(list(self._specs))
+        log.info("sink %s consuming %s as %s", self.sink.name, list(self._specs), self.group_id)
+        try:
+            while not self.stopping:
+                messages = self.consumer.consume(self.conf.batch_size, self.conf.poll_timeout_s)
+                if messages:
+                    self._round(messages)
+        except Stopped:
+            log.info("sink %s stopped with a batch unwritten (not committed)", self.sink.name)
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+            self.sink.close()
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def _round(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        data = [m for m in messages if m.error() is None]
+        for m in messages:
+            if m.error() is not None:
+                log.warning("consumer error on %s: %s", m.topic(), m.error())
+        records = self._decode(data)
+        if records:
+            self._write(records)
+        self._flush_dead_letters()
+        self._commit(data)
+        self.stats.batches += 1
+        self.stats.written += len(records)
+        metrics.BATCH_SECONDS.labels(self.sink.name).observe(time.perf_counter() - started)
+        metrics.RECORDS.labels(self.sink.name).inc(len(records))
+
+    def _decode(self, messages: Sequence[Message]) -> list[Record]:
+        records: list[Record] = []
+        for m in messages:
+            name = m.topic()
+            try:
+                value = self._codecs[name].decode(m.value())
+            except DecodeError as exc:
+                self._dead_letter(name, m.partition(), m.offset(), m.key(), m.value(), exc)
+                continue
+            spec = self._specs[name]
+            records.append(Record(spec, value, m.key(), name, m.partition(), m.offset(), m.value()))
+        return records
+
+    def _write(self, records: Sequence[Record]) -> None:
+        """Write with retries; isolate and dead-letter the records the sink refuses."""
+        attempt = 0
+        while True:
+            try:
+                self.sink.write(records)
+                return
+            except RETRYABLE as exc:
+                if self.stopping:
+                    raise Stopped from exc
+                delay = self._delay(exc, attempt)
+                attempt += 1
+                self.stats.retries += 1
+                metrics.RETRIES.labels(self.sink.name).inc()
+                log.warning("sink %s: %s; retry %d in %.2fs", self.sink.name, exc, attempt, delay)
+                self._wait_paused(delay)
+            except SinkRecordError as exc:
+                if len(records) == 1:
+                    r = records[0]
+                    self._dead_letter(r.topic, r.partition, r.offset, r.key, r.raw, exc)
+                    return
+                mid = len(records) // 2
+                self._write(records[:mid])
+                self._write(records[mid:])
+                return
+
+    def _delay(self, exc: Exception, attempt: int) -> float:
+        if isinstance(exc, SinkBackpressureError):
+            return exc.retry_after
+        return min(self.conf.backoff_max_s, self.conf.backoff_initial_s * 2**attempt)
+
+    def _wait_paused(self, delay: float) -> None:
+        """Back off without leaving the group: pause, keep polling, give back what arrives."""
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        self.consumer.pause(assigned)
+        deadline = time.monotonic() + delay
+        try:
+            while not self.stopping and (left := deadline - time.monotonic()) > 0:
+                arrived = self.consumer.consume(self.conf.batch_size, min(left, 0.1))
+                self._seek_back(arrived)
+        finally:
+            self.consumer.resume(self.consumer.assignment())
+
+    def _seek_back(self, arrived: Sequence[Message]) -> None:
+        """Messages delivered while backing off (after a rebalance) are read again later."""
+        first: dict[tuple[str, int], int] = {}
+        for m in arrived:
+            if m.error() is None:
+                tp = (m.topic(), m.partition())
+                first[tp] = min(first.get(tp, m.offset()), m.offset())
+        for (topic, partition), offset in first.items():
+            assert self.consumer is not None
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    # -- dead letters and commits ------------------------------------------------------------
+
+    def _dead_letter(self, topic, partition, offset, key, value, error: Exception) -> None:
+        spec = self._specs[topic]
+        letter = {
+            "origin_topic": topic,
+            "origin_partition": partition,
+            "origin_offset": offset,
+            "original_key": key,
+            "original_value": value,
+            "error_class": type(error).__name__,
+            "error_message": str(error)[:2000],
+            "component": f"sink-{self.sink.name}",
+            "failed_at": datetime.now(UTC),
+        }
+        log.warning("dead-lettered %s[%s]@%s: %s", topic, partition, offset, error)
+        dlq_name = topics.full_name(topics.dlq(spec), self.settings.kafka.topic_prefix)
+        assert self.producer is not None
+        self.producer.produce(
+            dlq_name, self._dlq_codec.encode(letter), key, on_delivery=self._on_delivery
+        )
+        self.stats.dead_letters += 1
+        metrics.DEAD_LETTERS.labels(self.sink.name).inc()
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            log.error("dead letter to %s failed: %s", msg.topic(), err)
+            self._failed.append(msg)
+
+    def _flush_dead_letters(self) -> None:
+        """Dead letters must be acknowledged before their offsets are committed."""
+        assert self.producer is not None
+        while self.producer.flush(5.0) or self._failed:
+            if self.stopping:
+                raise Stopped(f"{len(self._failed)} dead letter(s) unacknowledged")
+            failed, self._failed = self._failed, []
+            for msg in failed:  # librdkafka gave up on these: produce them again
+                self.producer.produce(
+                    msg.topic(), msg.value(), msg.key(), on_delivery=self._on_delivery
+                )
+
+    def _commit(self, messages: Sequence[Message]) -> None:
+        ends: dict[tuple[str, int], int] = {}
+        for m in messages:
+            tp = (m.topic(), m.partition())
+            ends[tp] = max(ends.get(tp, -1), m.offset() + 1)
+        if not ends:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
+        assert self.consumer is not None
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # e.g. revoked in a rebalance: redelivered, deduped
+            self.stats.commit_failures += 1
+            log.warning("sink %s: commit failed (%s); records will be redelivered", self.sink.name, exc)
+
+
+def run_until_signal(loops: Sequence[SinkLoop]) -> int:
+    """Run ``loops`` in threads until SIGTERM/SIGINT (main thread only) or one of them fails;
+    stop them all cleanly. Returns 0, or 1 when a loop failed."""
+    threads = [threading.Thread(target=_quiet(loop), name=loop.sink.name) for loop in loops]
+
+    def _stop(signum, _frame) -> None:
+        log.info("signal %s: stopping %d sink loop(s)", signum, len(loops))
+        for loop in loops:
+            loop.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(0.2)
+        if any(not t.is_alive() for t in threads):  # one ended: stop the others too
+            for loop in loops:
+                loop.stop()
+    return 1 if any(loop.error for loop in loops) else 0
+
+
+def _quiet(loop: SinkLoop):
+    def target() -> None:
+        try:
+            loop.run()
+        except BaseException:  # logged and kept in loop.error
+            pass
+
+    return target
