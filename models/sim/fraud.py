@@ -31,7 +31,7 @@ FRAUD_EMAILS = ("mailinator.com", "guerrillamail.com", "tempmail.dev", "proton.m
 # Mean fraud purchases per episode, to turn a target count into a number of episodes.
 MEAN_SIZE = {
     "scalper_bot": 16.0,
-    "card_testing": 7.0,
+    "card_testing": 6.0,
     "account_takeover": 2.5,
     "fraud_ring": 7.0,
     "impossible_travel": 2.0,
@@ -50,15 +50,19 @@ def fraud_day(em: Emitter, day: int, n_legit: int, rng: np.random.Generator) -> 
 
 
 def _fresh(em: Emitter, created_ms: int, phone: float = 0.2) -> Identity:
+    """A fraudster's account: new, or (about a third) an aged account bought or farmed."""
     r = em.rand
+    aged = r.u() < 0.35
+    if aged:
+        created_ms -= r.int(30, 900) * DAY_MS
     return Identity(
         em.names.user_id(),
         em.names.wallet(),
         int(created_ms),
         r.pick(FRAUD_EMAILS),
-        False,
-        r.u() < phone,
-        r.u() < 0.5,
+        aged and r.u() < 0.2,
+        r.u() < (0.7 if aged else phone),
+        r.u() < (0.9 if aged else 0.5),
     )
 
 
@@ -123,19 +127,22 @@ def scalper_bot(em: Emitter, day_start: int) -> None:
     else:
         t0 = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
         show = _pick_show(em, t0)
-    ips = [em.names.ip(datacenter=True) for _ in range(r.int(2, 5))]
+    # A third of the operators are stealthy: residential proxies, a device per wallet,
+    # browser agents, fewer tickets each, spread over half an hour.
+    stealth = r.u() < 0.35
+    ips = [em.names.ip(datacenter=not stealth) for _ in range(r.int(2, 5))]
     devices = [em.names.device() for _ in range(r.int(1, 4))]
     cards = [em.names.card() for _ in range(r.int(2, 5))]
     agent, geo = r.pick(BOT_AGENTS), city_geo(r.int(0, len(CITY_LAT)))
     payment = "CARD" if r.u() < 0.7 else "CRYPTO"
     for _ in range(r.int(6, 17)):
         who = _fresh(em, t0 - r.int(DAY_MS, 20 * DAY_MS), phone=0.3)
-        t = t0 + int(r.u() * 120_000)
+        t = t0 + int(r.u() * (30 * MINUTE_MS if stealth else 120_000))
         buy = Buy(
             geo,
-            r.pick(ips),
-            r.pick(devices),
-            agent,
+            em.names.ip() if stealth else r.pick(ips),
+            em.names.device() if stealth else r.pick(devices),
+            r.pick(USER_AGENTS[:4]) if stealth else agent,
             payment,
             r.pick(cards) if payment == "CARD" else None,
             geo.country,
@@ -143,24 +150,27 @@ def scalper_bot(em: Emitter, day_start: int) -> None:
         em.login(t, who, buy)
         for _ in range(r.int(1, 3)):
             t += int(5_000 + r.u() * 60_000)
+            quantity = r.int(3, 7) if stealth else r.int(6, 11)
             token = em.purchase(
-                t, who, show, r.int(6, 11), int(shows.price[show]), buy, fraud="scalper_bot"
+                t, who, show, quantity, int(shows.price[show]), buy, fraud="scalper_bot"
             )
             if r.u() < 0.8:
                 _resell(em, token, t + r.int(30 * MINUTE_MS, 12 * HOUR_MS), 2 + 3 * r.u())
 
 
 def card_testing(em: Emitter, day_start: int) -> None:
-    """A new wallet probes several stolen cards with small buys, then buys big."""
+    """A new wallet probes several stolen cards with small buys, then buys big (a quarter skip
+    the probes)."""
     r, shows, names = em.rand, em.world.shows, em.names
     t = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
     geo = city_geo(r.int(0, len(CITY_LAT)), (r.normal() * 0.05, r.normal() * 0.05))
     device, agent = names.device(), r.pick(USER_AGENTS[:4])
     wallets = [_fresh(em, t - r.int(5 * MINUTE_MS, 6 * HOUR_MS)) for _ in range(r.int(1, 3))]
     cards = [names.card() for _ in range(r.int(3, 9))]
-    card_country = r.pick(CITY_COUNTRY)
+    card_country = geo.country if r.u() < 0.4 else r.pick(CITY_COUNTRY)
     ip = names.ip(datacenter=r.u() < 0.3)
-    for k in range(r.int(3, 8)):
+    probes = 0 if r.u() < 0.25 else r.int(3, 8)  # some go straight to the big buys
+    for k in range(probes):
         t += r.int(30_000, 180_000)
         show = _pick_show(em, t, "cheap")
         buy = Buy(geo, ip, device, agent, "CARD", cards[k % len(cards)], card_country)
@@ -198,7 +208,7 @@ def account_takeover(em: Emitter, day_start: int) -> None:
     t = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
     i = _legit_victim(em, t, 60)
     who, home = users.identity(i), users.home(i)
-    city = _far_city(r, home, 1500)
+    city = _far_city(r, home, 1500) if r.u() < 0.7 else r.int(0, len(CITY_LAT))
     buy = Buy(
         city_geo(city),
         names.ip(datacenter=r.u() < 0.3),
@@ -210,10 +220,12 @@ def account_takeover(em: Emitter, day_start: int) -> None:
     )
     if r.u() < 0.3:
         buy.card, buy.card_country = names.card(), CITY_COUNTRY[city]
-    em.login(t, who, buy, failures=r.int(3, 13))
+    # Credential stuffing shows failed logins; phished or reused passwords do not.
+    em.login(t, who, buy, failures=0 if r.u() < 0.35 else r.int(3, 13))
     t += r.int(MINUTE_MS, 3 * MINUTE_MS)
-    em.auth(t, "PASSWORD_CHANGED", who, buy)
-    if r.u() < 0.4:
+    if r.u() < 0.6:
+        em.auth(t, "PASSWORD_CHANGED", who, buy)
+    if r.u() < 0.3:
         em.auth(t + 30_000, "EMAIL_CHANGED", who, buy)
     attacker = names.wallet()
     for _ in range(r.int(1, 5)):
@@ -249,7 +261,7 @@ def fraud_ring(em: Emitter, day_start: int) -> None:
     token = em.purchase(t, members[0], show, r.int(2, 7), price, buy(), fraud="fraud_ring")
     for k in range(1, size * r.int(1, 3) + 1):
         t += r.int(10 * MINUTE_MS, 3 * HOUR_MS)
-        price = int(price * (1.15 + 0.35 * r.u()))
+        price = int(price * (1.0 + 0.3 * r.u()))
         em.purchase(
             t,
             members[k % size],
@@ -263,7 +275,7 @@ def fraud_ring(em: Emitter, day_start: int) -> None:
 
 
 def impossible_travel(em: Emitter, day_start: int) -> None:
-    """The owner buys at home; minutes later the same wallet buys from thousands of km away."""
+    """The owner buys at home; minutes later the same wallet buys from 1 000+ km away."""
     r, users, names, shows = em.rand, em.world.users, em.names, em.world.shows
     t = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
     i = _legit_victim(em, t)
@@ -271,7 +283,7 @@ def impossible_travel(em: Emitter, day_start: int) -> None:
     u = np.array([r.u() for _ in range(4)])
     show = _pick_show(em, t)
     em.purchase(t, who, show, 1 + int(r.u() * 2), int(shows.price[show]), home_buy(em.world, i, u))
-    city = _far_city(r, home, 3000)
+    city = _far_city(r, home, 1000)
     buy = Buy(
         city_geo(city),
         names.ip(),
@@ -281,7 +293,7 @@ def impossible_travel(em: Emitter, day_start: int) -> None:
         users.card(i, 0),
         home.country,
     )
-    t += r.int(3 * MINUTE_MS, 45 * MINUTE_MS)
+    t += r.int(3 * MINUTE_MS, 90 * MINUTE_MS)
     em.login(t, who, buy)
     for _ in range(r.int(1, 4)):
         show = _pick_show(em, t)

@@ -4,6 +4,7 @@ travelling), rush popular sales when they open, resell some tickets and gift a f
 from __future__ import annotations
 
 import heapq
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from models.sim.world import (
     MINUTE_MS,
     PAYMENT_METHODS,
     USER_AGENTS,
+    Identity,
     World,
     city_geo,
 )
@@ -25,7 +27,17 @@ QUANTITIES = np.array([1, 2, 3, 4, 6, 8])
 QUANTITY_P = np.array([0.45, 0.3, 0.1, 0.1, 0.04, 0.01])
 TIERS = np.array([0.7, 1.0, 1.4, 2.2])
 TIER_P = np.array([0.3, 0.4, 0.2, 0.1])
+RUSH_QUANTITIES = np.array([2, 4, 6, 8, 10])
+RUSH_QUANTITY_P = np.array([0.35, 0.3, 0.2, 0.1, 0.05])
 RUSH_SHARE = 0.2  # of a day's purchases, when sales open that day
+
+
+class Order(NamedTuple):
+    show: int
+    quantity: int
+    tier: float
+    away_city: int
+    day: int
 
 
 class Market:
@@ -88,16 +100,17 @@ def legit_day(em: Emitter, market: Market, day: int, rng: np.random.Generator) -
     world, cfg = em.world, em.config
     day_start = cfg.start_ms + day * DAY_MS
     users = world.users
-    counts = rng.poisson(users.rate)
-    buyers = np.repeat(np.arange(len(users)), counts)
+    buyers, times = _buyers(users, day_start, rng)
     n = len(buyers)
-    hours = (users.peak_hour_utc[buyers] + rng.normal(0, 3.0, n)) % 24
-    times = day_start + np.maximum(hours * HOUR_MS, 10 * MINUTE_MS).astype(np.int64)
-    show = _pick_shows(world, day_start, times, rng)
+    show, rush = _pick_shows(world, day_start, times, rng)
     times = np.maximum(times, users.created_ms[buyers] + 5 * MINUTE_MS)
-    quantity = rng.choice(QUANTITIES, size=n, p=QUANTITY_P)
+    quantity = np.where(
+        rush,
+        rng.choice(RUSH_QUANTITIES, size=n, p=RUSH_QUANTITY_P),
+        rng.choice(QUANTITIES, size=n, p=QUANTITY_P),
+    )
     tier = rng.choice(TIERS, size=n, p=TIER_P)
-    u = rng.random((n, 10))
+    u = rng.random((n, 12))
     away_city = rng.choice(len(CITY_WEIGHT), size=n, p=CITY_WEIGHT)
     market.open_day(day_start)
     made = 0
@@ -106,22 +119,27 @@ def legit_day(em: Emitter, market: Market, day: int, rng: np.random.Generator) -
         if t >= day_start + DAY_MS or show[k] < 0:
             continue
         made += 1
-        _one_purchase(
-            em,
-            market,
-            int(buyers[k]),
-            t,
-            int(show[k]),
-            int(quantity[k]),
-            float(tier[k]),
-            u[k],
-            int(away_city[k]),
-            day,
-        )
+        order = Order(int(show[k]), int(quantity[k]), float(tier[k]), int(away_city[k]), day)
+        _one_purchase(em, market, int(buyers[k]), t, order, u[k])
     return made
 
 
-def _pick_shows(world: World, day_start: int, times: np.ndarray, rng) -> np.ndarray:
+def _buyers(users, day_start: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Who buys today and when: users at their usual hours, new accounts soon after signup."""
+    counts = rng.poisson(users.rate)
+    buyers = np.repeat(np.arange(len(users)), counts)
+    hours = (users.peak_hour_utc[buyers] + rng.normal(0, 3.0, len(buyers))) % 24
+    times = day_start + np.maximum(hours * HOUR_MS, 10 * MINUTE_MS).astype(np.int64)
+    created = users.created_ms
+    joined = np.flatnonzero((created >= day_start) & (created < day_start + DAY_MS))
+    joined = joined[rng.random(len(joined)) < 0.6]
+    first = created[joined] + MINUTE_MS + rng.exponential(40 * MINUTE_MS, len(joined))
+    return np.concatenate([buyers, joined]), np.concatenate([times, first.astype(np.int64)])
+
+
+def _pick_shows(
+    world: World, day_start: int, times: np.ndarray, rng
+) -> tuple[np.ndarray, np.ndarray]:
     """A show per purchase: popular on-sale shows; a share rush the sales opening today."""
     shows, n = world.shows, len(times)
     on_sale = np.flatnonzero(
@@ -130,7 +148,7 @@ def _pick_shows(world: World, day_start: int, times: np.ndarray, rng) -> np.ndar
     opening = np.flatnonzero(
         (shows.sale_open_ms >= day_start) & (shows.sale_open_ms < day_start + DAY_MS)
     )
-    picked = np.full(n, -1)
+    picked, rush = np.full(n, -1), np.zeros(n, dtype=bool)
     if len(on_sale):
         p = shows.popularity[on_sale] / shows.popularity[on_sale].sum()
         picked = rng.choice(on_sale, size=n, p=p)
@@ -140,27 +158,21 @@ def _pick_shows(world: World, day_start: int, times: np.ndarray, rng) -> np.ndar
         picked = np.where(rush, rng.choice(opening, size=n, p=p), picked)
         delay = rng.exponential(25 * MINUTE_MS, n).astype(np.int64)
         times[rush] = shows.sale_open_ms[picked[rush]] + delay[rush]
-    return picked
+    return picked, rush
 
 
-def _one_purchase(
-    em: Emitter,
-    market: Market,
-    i: int,
-    t: int,
-    show: int,
-    quantity: int,
-    tier: float,
-    u: np.ndarray,
-    away_city: int,
-    day: int,
-) -> None:
+def _one_purchase(em: Emitter, market: Market, i: int, t: int, order: Order, u: np.ndarray) -> None:
     world, cfg = em.world, em.config
     who = world.users.identity(i)
     buy = home_buy(world, i, u[:4])
+    if u[10] < 0.03:  # a new phone or laptop
+        buy.device = world.users.device(i, 10 + order.day)
     if u[4] < cfg.travel_prob or u[4] > 0.995:
-        buy = away(world, buy, i, away_city, day, vpn=u[4] > 0.995)
-    if u[5] < 0.55:
+        buy = away(world, buy, i, order.away_city, order.day, vpn=u[4] > 0.995)
+    if u[11] < 0.004:  # forgot the password: failed logins, a reset, then the purchase
+        em.login(t, who, buy, failures=2 + int(3 * u[6]))
+        em.auth(t - 15_000, "PASSWORD_CHANGED", who, buy)
+    elif u[5] < 0.55:
         em.login(t, who, buy, failures=int(u[6] < 0.05) + 2 * int(u[6] < 0.01))
     token = market.take(em, t, u[7]) if u[8] < cfg.resale_share else None
     if token is not None:
@@ -169,10 +181,17 @@ def _one_purchase(
             t, who, token.show, token.quantity, int(token.unit_price * markup), buy, resale=token
         )
         return
-    price = int(world.shows.price[show] * tier)
+    _primary(em, market, who, buy, t, order, u)
+
+
+def _primary(
+    em: Emitter, market: Market, who: Identity, buy: Buy, t: int, order: Order, u: np.ndarray
+) -> None:
+    world, cfg = em.world, em.config
+    price, quantity = int(world.shows.price[order.show] * order.tier), order.quantity
     if 0.5 < u[9] < 0.53:  # an add-on (parking, merchandise): a small amount
         price, quantity = 100 + int(500 * u[8]), 1
-    token = em.purchase(t, who, show, quantity, price, buy)
+    token = em.purchase(t, who, order.show, quantity, price, buy)
     if u[9] < cfg.list_share:
         market.list_later(t + int((1 + 7 * u[7]) * DAY_MS), token)
     elif u[9] > 0.98 and quantity >= 2:

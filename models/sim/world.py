@@ -144,6 +144,7 @@ class Users:
     agent: np.ndarray
     created_ms: np.ndarray
     household: np.ndarray  # index of the user whose first device, IP and card are shared
+    nat: np.ndarray  # shared public IP group (campus, office), -1 for none
     _identities: dict[int, Identity] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -175,6 +176,8 @@ class Users:
         return "card_" + hexid(self.seed, "card", owner, j, size=12)
 
     def ip(self, i: int, mobile: bool = False) -> str:
+        if not mobile and self.nat[i] >= 0:
+            return ip_address(RESIDENTIAL_PREFIXES, self.seed, "nat", self.nat[i])
         owner = i if mobile else self.household[i]
         return ip_address(RESIDENTIAL_PREFIXES, self.seed, "ip", owner, mobile)
 
@@ -199,12 +202,14 @@ def _users(config: SimConfig, rng: np.random.Generator) -> Users:
     city = rng.choice(len(CITIES), size=n, p=CITY_WEIGHT)
     rate = config.purchase_rate * rng.lognormal(0.0, 0.8, n) / np.exp(0.32)
     local_peak = rng.normal(19.5, 2.5, n)
-    # Most accounts are old; about 3 % sign up during the simulation.
-    age_days = rng.lognormal(5.5, 1.0, n)
-    new = rng.random(n) < 0.03
+    # Most accounts are old; some are weeks old and about 6 % sign up during the run.
+    age_days = np.where(rng.random(n) < 0.1, rng.uniform(1, 30, n), rng.lognormal(5.5, 1.0, n))
+    new = rng.random(n) < 0.06
     created = np.where(new, start + rng.random(n) * config.days * DAY_MS, start - age_days * DAY_MS)
     shared = rng.random(n) < 0.1
     household = np.where(shared & (np.arange(n) > 0), np.arange(n) - 1, np.arange(n))
+    # Campus, office and carrier-grade NAT: about 4 % of users share an IP with ~30 others.
+    nat = np.where(rng.random(n) < 0.04, rng.integers(0, max(1, n // 750), n), -1)
     return Users(
         seed=config.seed,
         city=city,
@@ -222,6 +227,7 @@ def _users(config: SimConfig, rng: np.random.Generator) -> Users:
         agent=rng.choice(len(USER_AGENTS), size=n),
         created_ms=created.astype(np.int64),
         household=household,
+        nat=nat,
     )
 
 

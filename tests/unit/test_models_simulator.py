@@ -103,7 +103,7 @@ def test_impossible_travel_is_far_and_fast(events):
             km = haversine_km(Geo(**prev["geo"]), Geo(**r["geo"]))
             jumps.append((km, r["occurred_at"] - prev["occurred_at"]))
         last[r["wallet"]] = r
-    assert any(km > 3000 and dt < timedelta(hours=1) for km, dt in jumps)
+    assert any(km > 1000 and dt < timedelta(hours=1) for km, dt in jumps)
 
 
 def test_wallets_are_lower_case_evm_addresses(events):

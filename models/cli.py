@@ -1,0 +1,148 @@
+"""``sentinel simulate | train | models``: registered by ``infra/cli.py`` via ``add_commands``.
+
+sentinel simulate --days 14 --out sim.jsonl     simulated traffic as JSONL (or --summary)
+sentinel train --out .data/train --promote      train, write metrics.json + report.html
+sentinel models list | show VERSION | promote VERSION [--challenger] | clear-challenger
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from models.sim.config import SimConfig
+
+
+def _sim_args(p: argparse.ArgumentParser, days: int, users: int) -> None:
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--days", type=int, default=days)
+    p.add_argument("--users", type=int, default=users, help="legit users in the world")
+    p.add_argument(
+        "--fraud-rate", type=float, default=0.015, help="share of purchases that are fraud"
+    )
+
+
+def _sim_config(args: argparse.Namespace) -> SimConfig:
+    return SimConfig(seed=args.seed, days=args.days, n_users=args.users, fraud_rate=args.fraud_rate)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from models.simulator import simulate, summarize, write_jsonl
+
+    config = _sim_config(args)
+    if args.out:
+        n = write_jsonl(args.out, simulate(config))
+        print(f"wrote {n} records to {args.out}")
+    print(json.dumps(summarize(simulate(config)), indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.registry import ModelRegistry
+    from models.training import TrainConfig, train
+
+    config = TrainConfig(
+        sim=_sim_config(args),
+        warmup_days=args.warmup_days,
+        holdout_seed=args.holdout_seed,
+        holdout_days=args.holdout_days,
+        rounds=args.rounds,
+        baselines=not args.no_baselines,
+    )
+    result = train(
+        args.out,
+        config,
+        registry=ModelRegistry(args.registry),
+        register=not args.no_register,
+        promote=args.promote,
+    )
+    print(f"report: {Path(args.out) / 'report.html'}")
+    if result.version:
+        print(f"registered {result.version}{' (champion)' if args.promote else ''}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(args.registry)
+    if args.action == "list":
+        rows = registry.list_models()
+        for r in rows:
+            auc = "-" if r["auc_roc"] is None else f"{r['auc_roc']:.4f}"
+            rec = "-" if r["recall_at_fpr_2pct"] is None else f"{r['recall_at_fpr_2pct']:.3f}"
+            print(
+                f"{r['version']:32} {r['role']:10} auc={auc} recall@2%fpr={rec} {r['created_at']}"
+            )
+        if not rows:
+            print(f"no models in {registry.root}")
+        return 0
+    if args.action == "clear-challenger":
+        print(json.dumps(registry.clear_challenger(), indent=2))
+        return 0
+    if not args.version:
+        print(f"sentinel models {args.action}: VERSION is required", file=sys.stderr)
+        return 2
+    if args.action == "show":
+        print(json.dumps(registry.show(args.version), indent=2, default=str))
+    else:
+        role = "challenger" if args.challenger else "champion"
+        print(json.dumps(registry.promote(args.version, role), indent=2))
+    return 0
+
+
+def _run(handler):
+    """Registry errors become a one-line message and exit status 1."""
+    from models.registry import ModelLoadError, UnknownModelError
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (ModelLoadError, UnknownModelError, ValueError) as exc:
+            print(f"sentinel {args.command}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("simulate", help="simulated ticketing traffic (JSONL)")
+    _sim_args(p, days=14, users=20_000)
+    p.add_argument("--out", help="JSONL file to write (omit for a summary only)")
+    p.set_defaults(func=_run(cmd_simulate))
+
+    p = subparsers.add_parser("train", help="train the fraud model and write its report")
+    _sim_args(p, days=28, users=40_000)
+    p.add_argument(
+        "--out", default=".data/train", help="directory for metrics.json and report.html"
+    )
+    p.add_argument(
+        "--warmup-days", type=int, default=7, help="days that only warm feature state up"
+    )
+    p.add_argument("--holdout-seed", type=int, default=None, help="default: seed + 1000")
+    p.add_argument("--holdout-days", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=300, help="boosting rounds")
+    p.add_argument("--no-baselines", action="store_true", help="skip LR / RF / isolation forest")
+    p.add_argument(
+        "--no-register", action="store_true", help="do not add the model to the registry"
+    )
+    p.add_argument("--promote", action="store_true", help="make the new model the champion")
+    p.add_argument(
+        "--registry",
+        default=None,
+        help="registry dir (default $SENTINEL_MODEL_DIR or models/registry)",
+    )
+    p.set_defaults(func=_run(cmd_train))
+
+    p = subparsers.add_parser("models", help="the model registry: list, show, promote")
+    p.add_argument("action", choices=["list", "show", "promote", "clear-challenger"])
+    p.add_argument("version", nargs="?")
+    p.add_argument("--challenger", action="store_true", help="promote as challenger (shadow)")
+    p.add_argument(
+        "--registry",
+        default=None,
+        help="registry dir (default $SENTINEL_MODEL_DIR or models/registry)",
+    )
+    p.set_defaults(func=_run(cmd_models))
