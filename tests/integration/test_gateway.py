@@ -1,0 +1,373 @@
+"""The webhook gateway on real Kafka and Redis: every answer it can give, and what it publishes.
+
+The app runs in-process (httpx ``ASGITransport``, lifespan started by hand) against the
+session's broker and Redis; each test has its own topics and Redis namespace (topic prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import pytest
+
+from connectors.bench_server import topic_records
+from connectors.signature import signed_headers
+from connectors.webhook import create_app
+from infra.settings import Settings, WebhookSettings
+from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS, TopicSpec
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from tests.support.kafka import read_until
+from tests.support.records import purchase
+
+pytestmark = pytest.mark.integration
+PEER = "198.51.100.7"
+
+
+@asynccontextmanager
+async def gateway_client(settings: Settings, **app_kw) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, **app_kw)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(PEER, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+async def post(
+    client: httpx.AsyncClient, path: str, record: dict | bytes, settings: Settings, **kw
+) -> httpx.Response:
+    body = record if isinstance(record, bytes) else orjson.dumps(record)
+    secret = kw.pop("secret", None) or settings.webhook.secret_list()[0]
+    headers = {**signed_headers(secret, body, kw.pop("ts", None)), **kw.pop("headers", {})}
+    return await client.post(path, content=body, headers=headers)
+
+
+def new_purchase(n: int = 0, **overrides) -> dict:
+    return purchase(n, **{"purchase_id": f"p-{uuid.uuid4().hex}", **overrides})
+
+
+def records(settings: Settings, spec: TopicSpec, count: int) -> list[dict]:
+    codec = AvroCodec.for_topic(registry_from_settings(settings), spec)
+    messages = read_until(settings, spec, lambda ms: len(ms) >= count, timeout=30)
+    return [{"key": m.key().decode(), **codec.decode(m.value())} for m in messages]
+
+
+def with_limits(settings: Settings, **limits: int) -> Settings:
+    hook = WebhookSettings(**{**settings.webhook.model_dump(), **limits})
+    return settings.model_copy(update={"webhook": hook})
+
+
+# ------------------------------------------------------------------ accepted
+
+
+def test_purchase_is_acknowledged_then_on_the_topic_normalised(settings: Settings) -> None:
+    wallet = "0x" + "AbCdEf0123" * 4
+    record = new_purchase(1, wallet=wallet, currency="eur")
+
+    async def scenario() -> httpx.Response:
+        async with gateway_client(settings) as client:
+            return await post(client, "/v1/purchases", record, settings)
+
+    before = datetime.now(UTC)
+    response = asyncio.run(scenario())
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["id"] == record["purchase_id"] and body["status"] == "accepted"
+    [on_topic] = records(settings, PURCHASES, 1)
+    assert on_topic["key"] == wallet.lower() == on_topic["wallet"]
+    assert on_topic["currency"] == "EUR"
+    assert on_topic["ingested_at"] >= before - timedelta(seconds=1)
+    assert on_topic["occurred_at"] == record["occurred_at"]
+
+
+def test_auth_event_and_label_are_keyed_as_designed(settings: Settings) -> None:
+    auth = {"event_id": f"e-{uuid.uuid4().hex}", "occurred_at": "2026-11-01T12:00:00Z",
+            "kind": "LOGIN_FAILED", "user_id": "u-9", "ip": "203.0.113.9"}  # fmt: skip
+    label = {"purchase_id": "p-42", "occurred_at": 1_793_000_000_000, "is_fraud": True,
+             "source": "CHARGEBACK"}  # fmt: skip
+
+    async def scenario() -> list[int]:
+        async with gateway_client(settings) as client:
+            a = await post(client, "/v1/auth-events", auth, settings)
+            b = await post(client, "/v1/labels", label, settings)
+            return [a.status_code, b.status_code]
+
+    assert asyncio.run(scenario()) == [202, 202]
+    assert records(settings, AUTH_EVENTS, 1)[0]["key"] == "u-9"  # no wallet: the user
+    assert records(settings, LABELS, 1)[0]["key"] == "p-42"
+
+
+# ------------------------------------------------------------------ refused
+
+
+def test_bad_signatures_are_401_and_security_events(settings: Settings) -> None:
+    record, other = new_purchase(2), b"another-secret"
+
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(settings) as client:
+            body = orjson.dumps(record)
+            return [
+                await post(client, "/v1/purchases", record, settings, secret=other),
+                await post(client, "/v1/purchases", record, settings, ts=1_000_000_000),
+                await client.post("/v1/purchases", content=body),
+                await post(
+                    client,
+                    "/v1/labels",
+                    record,
+                    settings,
+                    headers={"X-Sentinel-Signature": b"\xe9" * 64},
+                ),  # fmt: skip
+            ]
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [401, 401, 401, 401]
+    events = records(settings, SECURITY_EVENTS, 4)
+    assert {e["kind"] for e in events} == {"webhook_auth_failed"}
+    reasons = sorted(e["details"]["reason"] for e in events)
+    assert reasons == ["bad_signature", "bad_signature", "missing_headers", "stale_timestamp"]
+    assert {e["ip"] for e in events} == {PEER} and {e["key"] for e in events} == {PEER}
+    assert topic_records(settings, PURCHASES) == 0
+
+
+def test_rotated_secrets_both_verify(settings: Settings) -> None:
+    rotated = settings.model_copy(update={"webhook": WebhookSettings(
+        **{**settings.webhook.model_dump(), "secrets": "old-secret, new-secret"})})  # fmt: skip
+
+    async def scenario() -> list[int]:
+        async with gateway_client(rotated) as client:
+            a = await post(client, "/v1/purchases", new_purchase(3), rotated, secret=b"old-secret")
+            b = await post(client, "/v1/purchases", new_purchase(4), rotated, secret=b"new-secret")
+            c = await post(client, "/v1/purchases", new_purchase(5), rotated, secret=b"other")
+            return [a.status_code, b.status_code, c.status_code]
+
+    assert asyncio.run(scenario()) == [202, 202, 401]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"unit_price_minor": -1}, "unit_price_minor"),
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": 101}, "quantity"),
+        ({"quantity": "2"}, "quantity"),
+        ({"wallet": "0x123"}, "wallet"),
+        ({"wallet": "0x" + "g" * 40}, "wallet"),
+        ({"currency": "XYZ"}, "currency"),
+        ({"occurred_at": "2099-01-01T00:00:00Z"}, "occurred_at"),
+        ({"occurred_at": "2026-01-01T00:00:00"}, "occurred_at"),
+        ({"channel": "BLACK_MARKET"}, "channel"),
+        ({"ip": "999.1.1.1"}, "ip"),
+        ({"geo": {"lat": 91.0, "lon": 0.0, "country": "DE"}}, "geo.lat"),
+        ({"purchase_id": None}, "purchase_id"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_each_bad_field_is_422_naming_it(settings: Settings, overrides: dict, field: str) -> None:
+    async def scenario() -> httpx.Response:
+        async with gateway_client(settings) as client:
+            return await post(client, "/v1/purchases", new_purchase(6, **overrides), settings)
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 422, response.text
+    assert [f["field"] for f in response.json()["fields"]] == [field]
+
+
+def test_several_bad_fields_missing_fields_and_bad_json_are_422(settings: Settings) -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(settings) as client:
+            many = new_purchase(7, quantity=0, unit_price_minor=-5, currency="ZZZ")
+            del many["wallet"]
+            return [
+                await post(client, "/v1/purchases", many, settings),
+                await post(client, "/v1/purchases", b'{"purchase_id": ', settings),
+                await post(client, "/v1/labels", b"[1, 2]", settings),
+            ]
+
+    many, broken, array = asyncio.run(scenario())
+    assert many.status_code == 422
+    assert sorted(f["field"] for f in many.json()["fields"]) == [
+        "currency", "quantity", "unit_price_minor", "wallet"]  # fmt: skip
+    assert (broken.status_code, broken.json()["fields"][0]["field"]) == (422, "body")
+    assert (array.status_code, array.json()["fields"][0]["field"]) == (422, "body")
+    assert topic_records(settings, PURCHASES) == 0
+
+
+def test_body_over_64_kib_is_413(settings: Settings) -> None:
+    async def scenario() -> list[int]:
+        async with gateway_client(settings) as client:
+            padded = new_purchase(8, user_agent="x" * 70_000)
+
+            async def chunked() -> AsyncIterator[bytes]:  # no Content-Length
+                for _ in range(80):
+                    yield b" " * 1024
+
+            a = await post(client, "/v1/purchases", padded, settings)
+            b = await client.post("/v1/purchases", content=chunked())
+            return [a.status_code, b.status_code]
+
+    assert asyncio.run(scenario()) == [413, 413]
+
+
+# ------------------------------------------------------------------ rate limits
+
+
+def test_wallet_ip_and_global_limits_are_429_with_retry_after(settings: Settings) -> None:
+    limited = with_limits(settings, rate_per_wallet_per_min=2, rate_per_ip_per_min=3,
+                          rate_global_per_min=4)  # fmt: skip
+    wallet = "0x" + "1" * 40
+
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(limited) as client:
+            same_wallet = [new_purchase(9, wallet=wallet, ip=f"192.0.2.{i}") for i in range(3)]
+            same_ip = [new_purchase(10 + i, ip="192.0.2.200") for i in range(3)]
+            return [await post(client, "/v1/purchases", r, limited) for r in same_wallet + same_ip]
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [202, 202, 429, 202, 202, 429]
+    assert [responses[2].json()["limit"], responses[5].json()["limit"]] == ["wallet", "global"]
+    assert all(1 <= int(responses[i].headers["Retry-After"]) <= 60 for i in (2, 5))
+    events = records(limited, SECURITY_EVENTS, 2)
+    assert {e["kind"] for e in events} == {"rate_limit_exceeded"}
+    assert sorted(e["details"]["limit"] for e in events) == ["global", "wallet"]
+    assert {e["wallet"] for e in events if e["details"]["limit"] == "wallet"} == {wallet}
+
+
+def test_per_ip_limit(settings: Settings) -> None:
+    limited = with_limits(settings, rate_per_ip_per_min=2)
+
+    async def scenario() -> list[int]:
+        async with gateway_client(limited) as client:
+            batch = [new_purchase(20 + i, ip="192.0.2.77") for i in range(3)]
+            other = new_purchase(30, ip="192.0.2.78")
+            return [(await post(client, "/v1/purchases", r, limited)).status_code
+                    for r in [*batch, other]]  # fmt: skip
+
+    assert asyncio.run(scenario()) == [202, 202, 429, 202]
+    [event] = records(limited, SECURITY_EVENTS, 1)
+    assert (event["ip"], event["details"]["limit"]) == ("192.0.2.77", "ip")
+
+
+# ------------------------------------------------------------------ idempotency
+
+
+def test_repeat_returns_first_response_and_publishes_nothing_new(settings: Settings) -> None:
+    record = new_purchase(40)
+
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(settings) as client:
+            first = await post(client, "/v1/purchases", record, settings)
+            again = await post(client, "/v1/purchases", record, settings)
+            keyed = [await post(client, "/v1/purchases", new_purchase(41), settings,
+                                headers={"Idempotency-Key": "k-1"}) for _ in range(2)]  # fmt: skip
+            return [first, again, *keyed]
+
+    first, again, keyed_a, keyed_b = asyncio.run(scenario())
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert keyed_a.status_code == 202
+    assert keyed_b.status_code == 422  # same key, different record
+    assert keyed_b.json()["fields"][0]["field"] == "Idempotency-Key"
+    assert topic_records(settings, PURCHASES) == 2
+
+
+def test_concurrent_duplicates_publish_once(settings: Settings) -> None:
+    record = new_purchase(50)
+
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(settings) as client:
+            return await asyncio.gather(
+                *(post(client, "/v1/purchases", record, settings) for _ in range(20))
+            )
+
+    responses = asyncio.run(scenario())
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.text for r in responses}) == 1
+    assert sum("Idempotent-Replayed" in r.headers for r in responses) == 19
+    assert topic_records(settings, PURCHASES) == 1
+
+
+# ------------------------------------------------------------------ broker down
+
+
+def test_broker_unreachable_is_503_within_the_delivery_timeout(settings: Settings) -> None:
+    from connectors.bench_server import free_port
+    from infra.settings import KafkaSettings
+
+    kafka = KafkaSettings(**{**settings.kafka.model_dump(),
+                             "bootstrap_servers": f"127.0.0.1:{free_port()}"})  # fmt: skip
+    down = settings.model_copy(update={"kafka": kafka})
+    record = new_purchase(60)
+
+    async def scenario() -> tuple[list[httpx.Response], httpx.Response, float]:
+        async with gateway_client(down, delivery_timeout_ms=1500) as client:
+            started = asyncio.get_running_loop().time()
+            first, duplicate = await asyncio.gather(
+                post(client, "/v1/purchases", record, down),
+                post(client, "/v1/purchases", record, down),
+            )
+            elapsed = asyncio.get_running_loop().time() - started
+            health = await client.get("/healthz")
+        async with gateway_client(settings) as client:  # the retry, broker back
+            retry = await post(client, "/v1/purchases", record, settings)
+        return [first, duplicate, health], retry, elapsed
+
+    (first, duplicate, health), retry, elapsed = asyncio.run(scenario())
+    assert sorted([first.status_code, duplicate.status_code]) == [409, 503]
+    assert first.headers["Retry-After"] == duplicate.headers["Retry-After"] == "1"
+    assert elapsed < 5
+    assert (health.status_code, health.json()["kafka"]) == (503, False)
+    assert retry.status_code == 202  # the claim was released: the retry publishes
+    assert topic_records(settings, PURCHASES) == 1
+
+
+# ------------------------------------------------------------------ reads
+
+
+def test_decision_lookup_404_then_waits_for_it(settings: Settings, redis_client) -> None:
+    purchase_id = f"p-{uuid.uuid4().hex}"
+    key = f"sentinel:decision:{purchase_id}"
+    decision = {"purchase_id": purchase_id, "decision": "APPROVED", "score": 0.1}
+
+    async def scenario() -> tuple[list[httpx.Response], float]:
+        async with gateway_client(settings) as client:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            missing = await client.get(f"/v1/decisions/{purchase_id}?wait_ms=300")
+            waited = loop.time() - started
+            waiting = asyncio.create_task(client.get(f"/v1/decisions/{purchase_id}?wait_ms=10000"))
+            await asyncio.to_thread(redis_client.set, key, orjson.dumps(decision), ex=60)
+            found = await waiting
+            bad = await client.get(f"/v1/decisions/{purchase_id}?wait_ms=-1")
+            return [missing, found, bad], waited
+
+    try:
+        (missing, found, bad), waited = asyncio.run(scenario())
+    finally:
+        redis_client.delete(key)
+    assert missing.status_code == 404 and waited >= 0.3
+    assert (found.status_code, found.json()) == (200, decision)
+    assert bad.status_code == 422
+
+
+def test_health_metrics_and_openapi(settings: Settings) -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(settings) as client:
+            await post(client, "/v1/purchases", new_purchase(70), settings)
+            return [await client.get(p) for p in ("/healthz", "/metrics", "/openapi.json")]
+
+    health, metrics, openapi = asyncio.run(scenario())
+    assert health.json() == {"status": "ok", "kafka": True, "redis": True}
+    assert 'sentinel_gateway_requests_total{endpoint="purchases",status="202"} 1.0' in metrics.text
+    doc = openapi.json()
+    assert {"/v1/purchases", "/v1/auth-events", "/v1/labels", "/v1/decisions/{purchase_id}"} <= set(
+        doc["paths"]
+    )
+    assert {"PurchaseIn", "AuthEventIn", "LabelIn", "Geo"} <= set(doc["components"]["schemas"])
+    post_doc = doc["paths"]["/v1/purchases"]["post"]
+    assert {"202", "401", "413", "422", "429", "503"} <= set(post_doc["responses"])
