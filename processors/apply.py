@@ -142,7 +142,7 @@ def apply_purchase(
         if entity is not None:
             entity.observe(address, ts)
     if show is not None:
-        _apply_to_show(show, purchase, ts)
+        apply_to_show(show, purchase, ts)
 
 
 def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
@@ -155,7 +155,8 @@ def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
         cap_dict(wallet.mints, TOKENS_CAP)
 
 
-def _apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
+def apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
+    """Record a purchase in its show: price ring, popularity bucket, sale opening, ticket."""
     price = int(purchase["unit_price_minor"])
     primary = purchase["channel"] == "PRIMARY"
     ring = show.primary_prices if primary else show.resale_prices

@@ -18,7 +18,7 @@ import numpy as np
 from processors.explain import reasons, top_contributions
 from processors.features import FEATURE_NAMES, feature_vector
 from processors.policy import Verdict, decide
-from processors.rules import RuleContext, RuleSet, evaluate
+from processors.rules import Evaluation, RuleContext, RuleSet, evaluate
 from processors.timeutil import to_ms
 
 Record = dict[str, Any]
@@ -104,16 +104,17 @@ def _explain(outcomes: list[Outcome], X: np.ndarray, model: Model) -> None:
 
 
 def _decision(
-    purchase,
-    feats,
-    verdict,
-    final,
-    model_score,
-    evaluation,
-    model_version,
-    rules_version,
-    decided_at,
+    purchase: Record,
+    feats: dict[str, float],
+    verdict: Verdict,
+    final: float,
+    model_score: float,
+    evaluation: Evaluation,
+    model_version: str,
+    rules_version: str,
+    decided_at: datetime,
 ) -> Record:
+    """The Decision record (``schemas/decision.avsc``); contributions are filled in later."""
     arrived = purchase.get("ingested_at") or purchase["occurred_at"]
     latency = (to_ms(decided_at) or 0) - (to_ms(arrived) or 0)
     return {
@@ -137,7 +138,7 @@ def _decision(
 
 
 def security_events(
-    purchase: Record, feats: dict[str, float], decision: Record, evaluation
+    purchase: Record, feats: dict[str, float], decision: Record, evaluation: Evaluation
 ) -> list[Record]:
     """``fraud_detected`` for BLOCKED, ``impossible_travel``, ``blocklist_hit``."""
     kinds = []

@@ -7,7 +7,7 @@ a single writer (``streams/agents.py``: ``track_entities``); replay applies the 
 
 from __future__ import annotations
 
-from processors.apply import Record, _apply_to_show
+from processors.apply import Record, apply_to_show
 from processors.state import EntityState, ShowState
 from processors.timeutil import to_ms
 
@@ -33,7 +33,7 @@ def observe_entity(
     assert ts is not None
     if key.startswith("show:"):
         show = state if isinstance(state, ShowState) else ShowState()
-        _apply_to_show(show, purchase, ts)
+        apply_to_show(show, purchase, ts)
         return show
     entity = state if isinstance(state, EntityState) else EntityState()
     entity.observe(purchase["wallet"], ts)

@@ -1,0 +1,140 @@
+"""Batch decisions (pure): features + model + rules + policy → Decision records and security
+events; entity observations match what replay applies."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastavro import parse_schema
+from fastavro.validation import validate
+
+from processors.decide import Blocked, decide_batch, feature_matrix
+from processors.entities import entity_keys, observe_entity
+from processors.features import FEATURE_NAMES, FeatureEngine, apply_purchase
+from processors.rules import RuleSet
+from processors.state import EntityState, ShowState, WalletState
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+A, B = "0x" + "a" * 40, "0x" + "b" * 40
+DECISION_SCHEMA = parse_schema(json.loads(Path("schemas/decision.avsc").read_text()))
+
+
+class FakeModel:
+    """Scores rows from a fixed list; contributions favour velocity_1h."""
+
+    def __init__(self, scores: list[float], version: str = "m1") -> None:
+        self.scores, self.version = scores, version
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.scores[: len(X)], dtype=np.float32)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(X), len(FEATURE_NAMES) + 1), dtype=np.float32)
+        out[:, FEATURE_NAMES.index("velocity_1h")] = 2.0
+        out[:, -1] = -3.0  # bias
+        return out
+
+
+def purchase(i: int, wallet: str = A, **over: object) -> dict:
+    record = {
+        "purchase_id": f"p{i}", "occurred_at": T0 + timedelta(minutes=i), "wallet": wallet,
+        "user_id": "u1", "organizer_id": "org1", "show_id": "s1", "ticket_id": f"0xee:{i}",
+        "quantity": 1, "unit_price_minor": 5_000, "currency": "EUR", "channel": "PRIMARY",
+        "seller_wallet": None, "payment_method": "CARD", "card_fingerprint": "c1",
+        "card_country": "DE", "email_domain": "example.com", "ip": "81.2.69.160",
+        "geo": {"lat": 52.52, "lon": 13.405, "country": "DE"}, "device_id": "d1",
+        "user_agent": "Mozilla/5.0", "account_created_at": T0 - timedelta(days=300),
+        "sale_opens_at": None, "mfa_enabled": True, "phone_verified": True,
+        "email_verified": True, "ingested_at": T0 + timedelta(minutes=i, milliseconds=5),
+    }  # fmt: skip
+    record.update(over)
+    return record
+
+
+def run(purchases: list[dict], scores: list[float], blocked: Blocked = Blocked(), **kw):
+    engine = FeatureEngine()
+    engine.process("purchase", purchase(-600))  # some history: the wallet is not brand new
+    features = [engine.process("purchase", p) for p in purchases]
+    decided_at = purchases[-1]["occurred_at"] + timedelta(milliseconds=20)
+    return decide_batch(purchases, features, FakeModel(scores), RuleSet.default(), blocked,
+                        decided_at, **kw)  # fmt: skip
+
+
+def test_a_batch_gives_one_schema_valid_decision_per_purchase():
+    outcomes = run(
+        [
+            purchase(0),
+            purchase(1, wallet=B, card_fingerprint="c2"),
+            purchase(2, unit_price_minor=7_000),
+        ],
+        [0.05, 0.9, 0.5],
+    )
+    assert [o.decision["decision"] for o in outcomes] == [
+        "APPROVED",
+        "BLOCKED",
+        "REQUIRE_2FA",
+    ]
+    for o in outcomes:
+        assert validate(o.decision, DECISION_SCHEMA, raise_errors=True)
+        assert o.decision["decision_id"] == f"dec_{o.decision['purchase_id']}"
+        assert (o.decision["model_version"], o.decision["rules_version"]) == ("m1", "builtin")
+    assert outcomes[0].decision["latency_ms"] == 120_015.0  # decided_at - ingested_at
+    assert outcomes[0].decision["contributions"] == {}
+    assert outcomes[1].decision["contributions"] == {"velocity_1h": 2.0}
+    assert [e["kind"] for e in outcomes[1].security_events] == ["fraud_detected"]
+
+
+def test_blocklisted_wallet_is_blocked_with_reasons_and_security_events():
+    [outcome] = run([purchase(0)], [0.01], Blocked(wallets={A}))
+    assert (outcome.decision["decision"], outcome.decision["score"]) == ("BLOCKED", 1.0)
+    assert outcome.decision["reasons"][0]["code"] == "blocklisted_wallet"
+    assert [e["kind"] for e in outcome.security_events] == ["fraud_detected", "blocklist_hit"]
+
+
+def test_impossible_travel_raises_a_security_event():
+    far = purchase(1, geo={"lat": 40.71, "lon": -74.0, "country": "US"})
+    outcome = run([purchase(0), far], [0.0, 0.0])[1]
+    assert outcome.decision["features"]["impossible_travel"] == 1.0
+    assert "impossible_travel" in [r["code"] for r in outcome.decision["reasons"]]
+    assert "impossible_travel" in [e["kind"] for e in outcome.security_events]
+
+
+def test_challenger_scores_are_recorded():
+    engine = FeatureEngine()
+    features = [engine.process("purchase", purchase(0))]
+    [outcome] = decide_batch([purchase(0)], features, FakeModel([0.1]), RuleSet.default(),
+                             Blocked(), T0, challenger=FakeModel([0.7], "m2"))  # fmt: skip
+    assert outcome.decision["challenger_version"] == "m2"
+    assert outcome.decision["challenger_score"] == pytest.approx(0.7)
+
+
+def test_feature_matrix_follows_feature_names():
+    engine = FeatureEngine()
+    features = [engine.process("purchase", purchase(i)) for i in range(3)]
+    X = feature_matrix(features)
+    assert X.shape == (3, len(FEATURE_NAMES)) and X.dtype == np.float32
+    assert X[2, FEATURE_NAMES.index("velocity_1h")] == 2.0
+    assert decide_batch([], [], FakeModel([]), RuleSet.default(), Blocked(), T0) == []
+
+
+def test_entity_keys_and_observations_match_replay():
+    purchases = [purchase(0), purchase(1, wallet=B, device_id=None), purchase(2)]
+    assert entity_keys(purchases[1]) == ["ip:81.2.69.160", "card:c1", "show:s1"]
+    live: dict[str, EntityState | ShowState] = {}
+    for p in purchases:
+        for key in entity_keys(p):
+            live[key] = observe_entity(key, live.get(key), p)
+    ip, device, card, show = EntityState(), EntityState(), EntityState(), ShowState()
+    for p in purchases:
+        dev = device if p["device_id"] else None
+        apply_purchase(p, WalletState(address=p["wallet"]), ip, dev, card, show)
+    assert live["ip:81.2.69.160"].to_dict() == ip.to_dict()
+    assert live["device:d1"].to_dict() == device.to_dict()
+    assert live["card:c1"].to_dict() == card.to_dict()
+    assert live["show:s1"].to_dict() == show.to_dict()
