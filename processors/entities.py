@@ -38,3 +38,6 @@ def observe_entity(
     entity = state if isinstance(state, EntityState) else EntityState()
     entity.observe(purchase["wallet"], ts)
     return entity
+
+
+observe = observe_entity  # the name streams/agents.py calls (ctx.entities.observe)
