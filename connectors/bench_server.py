@@ -8,11 +8,17 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from infra.settings import Settings
 from infra.topics import TopicSpec, full_name
+
+NO_LEADER_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+}  # fmt: skip
 
 
 def free_port() -> int:
@@ -60,16 +66,32 @@ class GatewayProcess:
                 self.proc.wait(5)
 
 
-def topic_records(settings: Settings, spec: TopicSpec) -> int:
-    """Records on a topic (sum of high minus low watermarks over its partitions)."""
+def topic_records(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> int:
+    """Records on a topic (sum of high minus low watermarks over its partitions).
+
+    Retries while a new topic's partitions have no leader yet.
+    """
     name = full_name(spec, settings.kafka.topic_prefix)
     consumer = Consumer(settings.kafka.consumer_conf(f"bench-count-{os.getpid()}"))
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-            total += high - low
-        return total
+        while True:
+            try:
+                return _watermark_total(consumer, name)
+            except KafkaException as exc:
+                err = exc.args[0]
+                retry = err.retriable() or err.code() in NO_LEADER_YET
+                if not retry or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
     finally:
         consumer.close()
+
+
+def _watermark_total(consumer: Consumer, name: str) -> int:
+    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+    total = 0
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+        total += high - low
+    return total

@@ -82,11 +82,14 @@ class Publisher:
         return self.publish(LABEL, data, now=now)
 
     def send(
-        self, kind: RecordKind, record: Any, *, now: datetime | None = None
+        self, kind: RecordKind, record: Any, *, now: datetime | None = None, block: bool = False
     ) -> Future[Delivery]:
-        """Send an already validated ``kind.model`` instance."""
+        """Send an already validated ``kind.model`` instance.
+
+        With ``block``, wait while the local queue is full instead of failing the record.
+        """
         value = self._encode(kind.spec, record.to_avro(now))
-        return self._produce(kind.spec, kind.key(record), value, kind.record_id(record))
+        return self._produce(kind.spec, kind.key(record), value, kind.record_id(record), block)
 
     def publish_security_event(self, event: dict[str, Any]) -> Future[Delivery]:
         """A SecurityEvent record (see ``connectors.security_events.security_event``)."""
