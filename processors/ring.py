@@ -50,6 +50,8 @@ def drop_ts_until(ring: list[int], cutoff: int) -> None:
 
 def prune_dict(d: dict, cutoff: int, cap: int, ts_of: Callable[[Any], int] = int) -> None:
     """Drop entries whose timestamp is ``<= cutoff``, then the oldest ones over ``cap``."""
+    if not d:
+        return
     stale = [k for k, v in d.items() if ts_of(v) <= cutoff]
     for k in stale:
         del d[k]

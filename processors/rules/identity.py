@@ -89,16 +89,18 @@ def no_mfa_high_value(ctx: RuleContext, p: Params) -> Hit | None:
     return None
 
 
-@rule("new_wallet", IDENTITY, 0.25, max_age_days=1.0)
+@rule("new_wallet", IDENTITY, 0.25, max_age_days=1.0, established_account_days=30.0)
 def new_wallet(ctx: RuleContext, p: Params) -> Hit | None:
-    """The wallet was first seen (platform or chain) less than ``max_age_days`` ago."""
-    age = ctx.features["wallet_age_days"]
-    if within(age, p["max_age_days"]):
-        return 1.0, f"wallet first seen {age * 24:.1f} h ago (< {p['max_age_days']:g} d)"
+    """The wallet was first seen (platform or chain) less than ``max_age_days`` ago and the
+    account is not an established one (a fresh wallet on an old account is routine)."""
+    age, account = ctx.features["wallet_age_days"], ctx.features["account_age_days"]
+    if within(age, p["max_age_days"]) and account < p["established_account_days"]:
+        known = f"account {account:.0f} d old" if account >= 0 else "account age unknown"
+        return 1.0, f"wallet first seen {age * 24:.1f} h ago, {known}"
     return None
 
 
-@rule("new_wallet_and_account", IDENTITY, 0.45, max_age_days=1.0)
+@rule("new_wallet_and_account", IDENTITY, 0.3, max_age_days=1.0)
 def new_wallet_and_account(ctx: RuleContext, p: Params) -> Hit | None:
     """Both the wallet and the account are younger than ``max_age_days``."""
     wallet, account = ctx.features["wallet_age_days"], ctx.features["account_age_days"]

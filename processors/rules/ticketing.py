@@ -30,7 +30,7 @@ def blocklisted_seller(ctx: RuleContext, p: Params) -> Hit | None:
     return None
 
 
-@rule("quantity_over_limit", TICKETING, 0.6, max_tickets=6)
+@rule("quantity_over_limit", TICKETING, 0.5, max_tickets=6)
 def quantity_over_limit(ctx: RuleContext, p: Params) -> Hit | None:
     """This order takes the wallet over the per-wallet ticket limit for the show (7 d)."""
     before, quantity = ctx.features["show_tickets_7d"], ctx.features["quantity"]

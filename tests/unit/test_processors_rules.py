@@ -98,7 +98,10 @@ CASES: dict[str, tuple[dict, dict]] = {
         f(mfa_enabled=0, amount_minor=50_000),
         f(mfa_enabled=0, amount_minor=49_999),
     ),
-    "new_wallet": (f(wallet_age_days=0), f(wallet_age_days=1.0)),
+    "new_wallet": (
+        f(wallet_age_days=0, account_age_days=5),
+        f(wallet_age_days=0, account_age_days=30),  # a fresh wallet on an established account
+    ),
     "new_wallet_and_account": (
         f(wallet_age_days=0.2, account_age_days=0.3),
         f(wallet_age_days=0.2, account_age_days=-1),
