@@ -57,7 +57,7 @@ class PostgresRecordError(PostgresSinkError, SinkRecordError):
     """A row broke a type or constraint (bad inet, CHECK violation): dead-letter it."""
 
 
-def _wrap(exc: psycopg.Error) -> PostgresSinkError:
+def wrap_postgres_error(exc: psycopg.Error) -> PostgresSinkError:
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return PostgresUnavailableError(f"postgres unavailable: {exc}")
     if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
@@ -112,7 +112,7 @@ class PostgresSink(BatchSink):
                 for topic, table_rows in rows.items():
                     self._upsert(cur, self.tables[topic], table_rows)
         except psycopg.Error as exc:
-            error = _wrap(exc)
+            error = wrap_postgres_error(exc)
             if isinstance(error, PostgresUnavailableError):
                 self.close()  # reconnect on the next attempt
             raise error from exc
@@ -132,7 +132,7 @@ class PostgresSink(BatchSink):
             try:
                 conn = psycopg.connect(self.dsn, autocommit=True, **CONNECT_OPTIONS)
             except psycopg.Error as exc:
-                raise _wrap(exc) from exc
+                raise wrap_postgres_error(exc) from exc
             self._prepare(conn)
             self._conn = conn
         return self._conn
@@ -149,7 +149,7 @@ class PostgresSink(BatchSink):
                 )
         except psycopg.Error as exc:
             conn.close()
-            raise _wrap(exc) from exc
+            raise wrap_postgres_error(exc) from exc
 
 
 def blacklist_wallets(
@@ -157,12 +157,13 @@ def blacklist_wallets(
     expires_at: datetime | None,
 ) -> None:
     """Upsert wallets into ``blacklisted_wallets``; a permanent entry stays permanent."""
-    conn.executemany(
-        "INSERT INTO blacklisted_wallets (wallet, reason, source, expires_at)"
-        " VALUES (%s, %s, %s, %s) ON CONFLICT (wallet) DO UPDATE SET"
-        " reason = EXCLUDED.reason, source = EXCLUDED.source,"
-        " expires_at = CASE WHEN blacklisted_wallets.expires_at IS NULL"
-        "   OR EXCLUDED.expires_at IS NULL THEN NULL"
-        "   ELSE GREATEST(blacklisted_wallets.expires_at, EXCLUDED.expires_at) END",
-        [(w, reason, source, expires_at) for w in wallets],
-    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO blacklisted_wallets (wallet, reason, source, expires_at)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (wallet) DO UPDATE SET"
+            " reason = EXCLUDED.reason, source = EXCLUDED.source,"
+            " expires_at = CASE WHEN blacklisted_wallets.expires_at IS NULL"
+            "   OR EXCLUDED.expires_at IS NULL THEN NULL"
+            "   ELSE GREATEST(blacklisted_wallets.expires_at, EXCLUDED.expires_at) END",
+            [(w, reason, source, expires_at) for w in wallets],
+        )

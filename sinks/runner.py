@@ -206,7 +206,7 @@ class SinkLoop:
             "component": f"sink-{self.sink.name}",
             "failed_at": datetime.now(UTC),
         }
-        log.warning("dead-lettered %s[%s]@%s: %s", topic, partition, offset, error)
+        log.warning("dead-lettered %s[%s]@%s: %.300s", topic, partition, offset, error)
         dlq_name = topics.full_name(topics.dlq(spec), self.settings.kafka.topic_prefix)
         assert self.producer is not None
         self.producer.produce(

@@ -1,0 +1,133 @@
+"""The SIEM correlator end to end on the real broker, PostgreSQL and Redis: security and auth
+events in -> an alert on the alerts topic, an alert row, the IP blocked, the wallet
+blacklisted, the admin account locked, the webhook notified."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from infra import topics
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from sinks.blocklist import Blocklist
+from sinks.config import RULES_FILE, SinkSettings
+from sinks.postgres import PostgresSink
+from sinks.runner import SinkLoop
+from sinks.siem.respond import LOCK_KEY, Responder, Webhook
+from sinks.siem.rules import load_rules
+from sinks.siem.sink import SiemSink
+from sinks.testing import T0, running, security_event, wait_until
+from tests.support.kafka import produce, read_until
+
+pytestmark = pytest.mark.integration
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[tuple[dict, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((json.loads(body), self.headers["Idempotency-Key"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list]]:
+    received: list = []
+    handler = type("Handler", (Hook,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/alerts", received
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture
+def targets(redis_client) -> Iterator[dict[str, str]]:
+    """An attacker IP, wallet and admin of this test only; their Redis entries removed after."""
+    n = random.randrange(1, 2**16)
+    t = {"ip": f"198.18.{n >> 8}.{n & 255}", "wallet": f"0x{n:040x}", "admin": f"admin-{n}"}
+    yield t
+    bl = Blocklist(redis_client)
+    bl.remove("ip", t["ip"])
+    bl.remove("wallet", t["wallet"])
+    redis_client.delete(LOCK_KEY.format(t["admin"]))
+
+
+def test_security_events_in_alerts_and_responses_out(settings, pg_dsn, redis_client, webhook,
+                                                    targets):
+    url, received = webhook
+    registry = registry_from_settings(settings)
+    se = AvroCodec.for_topic(registry, topics.SECURITY_EVENTS)
+    auth = AvroCodec.for_topic(registry, topics.AUTH_EVENTS)
+    ip, wallet, admin = targets["ip"], targets["wallet"], targets["admin"]
+    events = [security_event(i, "login_failed", T0 + timedelta(seconds=i), ip=ip)
+              for i in range(4)]
+    events += [security_event(10 + i, "fraud_detected", T0 + timedelta(minutes=i),
+                              wallet=wallet, severity="HIGH") for i in range(3)]
+    produce(settings, topics.SECURITY_EVENTS, [(ip, se.encode(e)) for e in events])
+    logins = [{"event_id": f"ae-{i}", "occurred_at": T0 + timedelta(seconds=30 + i),
+               "kind": kind, "user_id": user, "ip": ip}
+              for i, (kind, user) in enumerate([("LOGIN_FAILED", "u-1")]
+                                               + [("ADMIN_MFA_FAILED", admin)] * 3)]
+    produce(settings, topics.AUTH_EVENTS, [(b"u", auth.encode(a)) for a in logins])
+    produce(settings, topics.SECURITY_EVENTS, [(b"x", b"\x00\x00\x00\x00\x01\xff")])
+
+    client = redis_lib.Redis.from_url(settings.redis.dsn)
+    responder = Responder(client, pg_dsn, Webhook(url))
+    siem = SinkLoop(settings, SiemSink(settings, responder, load_rules(RULES_FILE)), SinkSettings())
+    store = SinkLoop(settings, PostgresSink(pg_dsn, [topics.ALERTS]), SinkSettings())
+    with running(siem), running(store):
+        messages = read_until(settings, topics.ALERTS, lambda m: len(m) >= 3)
+        wait_until(lambda: _rows(pg_dsn, "SELECT count(*) FROM alerts")[0][0] == 3, 60,
+                   "3 alert rows")
+        wait_until(lambda: siem.stats.dead_letters == 1, 30, "the bad event dead-lettered")
+    assert siem.error is None and store.error is None
+
+    codec = AvroCodec.for_topic(registry, topics.ALERTS)
+    alerts = {a["rule"]: a for a in (codec.decode(m.value()) for m in messages)}
+    assert set(alerts) == {"brute_force", "fraud_ring", "admin_mfa_failures"}
+    brute = alerts["brute_force"]
+    assert (brute["group_key"], brute["count"]) == (ip, 5)
+    assert brute["event_ids"] == ["se-0", "se-1", "se-2", "se-3", "ae-0"]
+    assert [(r["action"], r["target"], r["status"]) for r in brute["responses"]] == [
+        ("block_ip", ip, "done"), ("notify", url, "done")]
+    block_expiry = brute["responses"][0]["expires_at"]
+    assert block_expiry is not None
+
+    bl = Blocklist(redis_client)
+    assert bl.contains_many("ip", [ip, "198.51.100.200"]) == {ip}
+    assert bl.contains("wallet", wallet)
+    assert json.loads(redis_client.get(LOCK_KEY.format(admin)))["reason"].startswith(
+        "admin_mfa_failures")
+    assert 3500 < redis_client.ttl(LOCK_KEY.format(admin)) <= 3600
+    assert _rows(pg_dsn, "SELECT wallet, source, expires_at FROM blacklisted_wallets") == [
+        (wallet, "siem", None)]
+
+    row = _rows(pg_dsn, "SELECT alert_id, rule, count, responses FROM alerts"
+                        " WHERE rule = 'brute_force'")[0]
+    assert row[:3] == (brute["alert_id"], "brute_force", 5)
+    assert row[3][0]["target"] == ip and row[3][0]["status"] == "done"
+
+    assert sorted(key for _, key in received) == sorted(a["alert_id"] for a in alerts.values())
+    assert {body["rule"] for body, _ in received} == set(alerts)
+
+
+def _rows(dsn: str, query: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()
