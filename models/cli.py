@@ -146,3 +146,51 @@ def add_commands(subparsers) -> None:
         help="registry dir (default $SENTINEL_MODEL_DIR or models/registry)",
     )
     p.set_defaults(func=_run(cmd_models))
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    """Time simulation + features + training on about a million events; JSON report."""
+    import tempfile
+    import time
+
+    from models.registry import ModelRegistry
+    from models.simulator import simulate
+    from models.training import TARGETS, TrainConfig, train
+
+    config = TrainConfig(sim=_sim_config(args))
+    started = time.perf_counter()
+    n_sim = sum(1 for _ in simulate(config.sim))
+    sim_seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        result = train(Path(tmp) / "run", config, registry=ModelRegistry(Path(tmp) / "registry"))
+        seconds = time.perf_counter() - started
+    timing = result.metrics["timing"]
+    events = timing["train_events"] + timing["holdout_events"]
+    report = {
+        "benchmark": "train",
+        "events": events,
+        "train_seconds": seconds,
+        "events_per_second_features": events
+        / (timing["train_features_seconds"] + timing["holdout_features_seconds"]),
+        "simulate_events": n_sim,
+        "simulate_seconds": sim_seconds,
+        "target_seconds": TARGETS["train_seconds_1m_events"],
+        "met": seconds < TARGETS["train_seconds_1m_events"] * events / 1_000_000,
+        "timing": timing,
+        "holdout": {
+            k: result.metrics[k]
+            for k in ("auc_roc", "auc_pr", "recall_at_fpr_1pct", "recall_at_fpr_2pct")
+        },
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def add_bench_commands(bench_subparsers) -> None:
+    p = bench_subparsers.add_parser("train", help="training time on ~1 M simulated events")
+    _sim_args(p, days=28, users=78_000)  # with the held-out week: about 1 M events
+    p.add_argument("--out", default=".data/bench/train.json", help="JSON report path")
+    p.set_defaults(func=_run(cmd_bench_train))

@@ -18,11 +18,10 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import xgboost as xgb
 
 from models import metrics as m
-from models.baselines import fit_baselines
+from models.compare import compare_models, feature_importance, predict
 from models.dataset import Dataset, build_dataset
 from models.drift import training_distribution
 from models.registry import ModelRegistry, fingerprint
@@ -116,51 +115,6 @@ def fit_xgboost(train: Dataset, config: TrainConfig) -> xgb.Booster:
     return xgb.train(params, dtrain, num_boost_round=config.rounds)
 
 
-def predict(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
-    """The same call the scorer makes (``LoadedModel.predict``)."""
-    if len(X) == 0:
-        return np.zeros(0, dtype=np.float32)
-    return booster.inplace_predict(np.ascontiguousarray(X, dtype=np.float32))
-
-
-def feature_importance(booster: xgb.Booster, data: Dataset, limit: int = 20_000) -> list[dict]:
-    """Global importance: mean |SHAP contribution| per feature (XGBoost's pred_contribs)."""
-    X = data.X[:limit]
-    contrib = booster.predict(
-        xgb.DMatrix(X, feature_names=list(data.feature_names)), pred_contribs=True
-    )
-    mean_abs = np.abs(contrib[:, :-1]).mean(axis=0)
-    order = np.argsort(-mean_abs)
-    return [
-        {"feature": data.feature_names[j], "mean_abs_contribution": float(mean_abs[j])}
-        for j in order
-    ]
-
-
-def compare_models(
-    train: Dataset,
-    splits: dict[str, Dataset],
-    xgb_scores: dict,
-    config: TrainConfig,
-    xgb_seconds: float,
-) -> dict:
-    table = {
-        "xgboost": {
-            "fit_seconds": xgb_seconds,
-            **{s: m.ranking(d.y, xgb_scores[s]) for s, d in splits.items()},
-        }
-    }
-    if config.baselines:
-        for name, (scorer, seconds) in fit_baselines(
-            train.X, train.y, config.sim.seed, config.nthread
-        ).items():
-            table[name] = {
-                "fit_seconds": seconds,
-                **{s: m.ranking(d.y, scorer(d.X)) for s, d in splits.items()},
-            }
-    return table
-
-
 def _split_info(name: str, data: Dataset) -> dict:
     return {
         "rows": len(data),
@@ -197,7 +151,13 @@ def train(
     metrics = _metrics(config, train_ds, splits, results, timings)
     metrics["feature_importance"] = feature_importance(booster, holdout)
     metrics["models"] = compare_models(
-        train_ds, splits, scores, config, timings["xgboost_fit_seconds"]
+        train_ds,
+        splits,
+        scores,
+        timings["xgboost_fit_seconds"],
+        baselines=config.baselines,
+        seed=config.sim.seed,
+        nthread=config.nthread,
     )
     metrics["timing"]["total_seconds"] = time.perf_counter() - started
     metrics["curves"] = {"holdout_roc": m.roc_points(holdout.y, scores["holdout"])}

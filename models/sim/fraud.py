@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.sim.actors import (
+    BOT_AGENTS,
+    far_city,
+    fresh,
+    legit_victim,
+    pick_show,
+    resell,
+)
 from models.sim.config import PATTERNS
-from models.sim.emit import Buy, Emitter, Randoms
+from models.sim.emit import Buy, Emitter
 from models.sim.legit import home_buy
 from models.sim.world import (
     CITY_COUNTRY,
@@ -15,19 +23,9 @@ from models.sim.world import (
     HOUR_MS,
     MINUTE_MS,
     USER_AGENTS,
-    Geo,
-    Identity,
-    World,
     city_geo,
-    haversine_km,
 )
 
-BOT_AGENTS = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 HeadlessChrome/122.0",
-    "python-httpx/0.27.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0",
-)
-FRAUD_EMAILS = ("mailinator.com", "guerrillamail.com", "tempmail.dev", "proton.me", "gmail.com")
 # Mean fraud purchases per episode, to turn a target count into a number of episodes.
 MEAN_SIZE = {
     "scalper_bot": 16.0,
@@ -49,71 +47,6 @@ def fraud_day(em: Emitter, day: int, n_legit: int, rng: np.random.Generator) -> 
             EPISODES[name](em, day_start)
 
 
-def _fresh(em: Emitter, created_ms: int, phone: float = 0.2) -> Identity:
-    """A fraudster's account: new, or (about a third) an aged account bought or farmed."""
-    r = em.rand
-    aged = r.u() < 0.35
-    if aged:
-        created_ms -= r.int(30, 900) * DAY_MS
-    return Identity(
-        em.names.user_id(),
-        em.names.wallet(),
-        int(created_ms),
-        r.pick(FRAUD_EMAILS),
-        aged and r.u() < 0.2,
-        r.u() < (0.7 if aged else phone),
-        r.u() < (0.9 if aged else 0.5),
-    )
-
-
-def _far_city(r: Randoms, home: Geo, min_km: float) -> int:
-    while True:
-        city = r.int(0, len(CITY_LAT))
-        if haversine_km(home, city_geo(city)) >= min_km:
-            return city
-
-
-def _shows_on_sale(world: World, t: int) -> np.ndarray:
-    s = world.shows
-    on_sale = np.flatnonzero((s.sale_open_ms <= t) & (s.event_ms > t + DAY_MS))
-    return on_sale if len(on_sale) else np.arange(len(s.price))
-
-
-def _pick_show(em: Emitter, t: int, by: str = "popular") -> int:
-    """An on-sale show: by popularity, or among the cheapest/dearest fifth by price."""
-    world, r = em.world, em.rand
-    on_sale = _shows_on_sale(world, t)
-    if by == "popular":
-        p = np.cumsum(world.shows.popularity[on_sale])
-        return int(on_sale[min(np.searchsorted(p, r.u() * p[-1]), len(on_sale) - 1)])
-    ranked = on_sale[np.argsort(world.shows.price[on_sale], kind="stable")]
-    fifth = max(1, len(ranked) // 5)
-    return int(r.pick(ranked[:fifth] if by == "cheap" else ranked[-fifth:]))
-
-
-def _legit_victim(em: Emitter, t: int, min_age_days: int = 30) -> int:
-    users, r = em.world.users, em.rand
-    while True:
-        i = r.int(0, len(users))
-        if users.created_ms[i] < t - min_age_days * DAY_MS:
-            return i
-
-
-def _resell(em: Emitter, token, t: int, markup: float) -> None:
-    """A legit buyer buys ``token`` on the resale channel (the resale itself is not fraud)."""
-    i = _legit_victim(em, t, 0)
-    u = np.array([em.rand.u() for _ in range(4)])
-    em.purchase(
-        t,
-        em.world.users.identity(i),
-        token.show,
-        token.quantity,
-        int(token.unit_price * markup),
-        home_buy(em.world, i, u),
-        resale=token,
-    )
-
-
 def scalper_bot(em: Emitter, day_start: int) -> None:
     """Fresh wallets behind few datacenter IPs and devices buy the maximum at a sale's open,
     then resell within hours at 2-5x."""
@@ -126,7 +59,7 @@ def scalper_bot(em: Emitter, day_start: int) -> None:
         t0 = int(shows.sale_open_ms[show])
     else:
         t0 = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
-        show = _pick_show(em, t0)
+        show = pick_show(em, t0)
     # A third of the operators are stealthy: residential proxies, a device per wallet,
     # browser agents, fewer tickets each, spread over half an hour.
     stealth = r.u() < 0.35
@@ -136,7 +69,7 @@ def scalper_bot(em: Emitter, day_start: int) -> None:
     agent, geo = r.pick(BOT_AGENTS), city_geo(r.int(0, len(CITY_LAT)))
     payment = "CARD" if r.u() < 0.7 else "CRYPTO"
     for _ in range(r.int(6, 17)):
-        who = _fresh(em, t0 - r.int(DAY_MS, 20 * DAY_MS), phone=0.3)
+        who = fresh(em, t0 - r.int(DAY_MS, 20 * DAY_MS), phone=0.3)
         t = t0 + int(r.u() * (30 * MINUTE_MS if stealth else 120_000))
         buy = Buy(
             geo,
@@ -155,7 +88,7 @@ def scalper_bot(em: Emitter, day_start: int) -> None:
                 t, who, show, quantity, int(shows.price[show]), buy, fraud="scalper_bot"
             )
             if r.u() < 0.8:
-                _resell(em, token, t + r.int(30 * MINUTE_MS, 12 * HOUR_MS), 2 + 3 * r.u())
+                resell(em, token, t + r.int(30 * MINUTE_MS, 12 * HOUR_MS), 2 + 3 * r.u())
 
 
 def card_testing(em: Emitter, day_start: int) -> None:
@@ -165,14 +98,14 @@ def card_testing(em: Emitter, day_start: int) -> None:
     t = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
     geo = city_geo(r.int(0, len(CITY_LAT)), (r.normal() * 0.05, r.normal() * 0.05))
     device, agent = names.device(), r.pick(USER_AGENTS[:4])
-    wallets = [_fresh(em, t - r.int(5 * MINUTE_MS, 6 * HOUR_MS)) for _ in range(r.int(1, 3))]
+    wallets = [fresh(em, t - r.int(5 * MINUTE_MS, 6 * HOUR_MS)) for _ in range(r.int(1, 3))]
     cards = [names.card() for _ in range(r.int(3, 9))]
     card_country = geo.country if r.u() < 0.4 else r.pick(CITY_COUNTRY)
     ip = names.ip(datacenter=r.u() < 0.3)
     probes = 0 if r.u() < 0.25 else r.int(3, 8)  # some go straight to the big buys
     for k in range(probes):
         t += r.int(30_000, 180_000)
-        show = _pick_show(em, t, "cheap")
+        show = pick_show(em, t, "cheap")
         buy = Buy(geo, ip, device, agent, "CARD", cards[k % len(cards)], card_country)
         em.purchase(
             t,
@@ -186,7 +119,7 @@ def card_testing(em: Emitter, day_start: int) -> None:
     mule = names.wallet()
     for k in range(r.int(1, 4)):
         t += r.int(2 * MINUTE_MS, 30 * MINUTE_MS)
-        show = _pick_show(em, t, "dear")
+        show = pick_show(em, t, "dear")
         buy = Buy(geo, ip, device, agent, "CARD", r.pick(cards), card_country)
         token = em.purchase(
             t,
@@ -206,9 +139,9 @@ def account_takeover(em: Emitter, day_start: int) -> None:
     tickets are moved out to the attacker."""
     r, users, names, shows = em.rand, em.world.users, em.names, em.world.shows
     t = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
-    i = _legit_victim(em, t, 60)
+    i = legit_victim(em, t, 60)
     who, home = users.identity(i), users.home(i)
-    city = _far_city(r, home, 1500) if r.u() < 0.7 else r.int(0, len(CITY_LAT))
+    city = far_city(r, home, 1500) if r.u() < 0.7 else r.int(0, len(CITY_LAT))
     buy = Buy(
         city_geo(city),
         names.ip(datacenter=r.u() < 0.3),
@@ -230,7 +163,7 @@ def account_takeover(em: Emitter, day_start: int) -> None:
     attacker = names.wallet()
     for _ in range(r.int(1, 5)):
         t += r.int(3 * MINUTE_MS, 20 * MINUTE_MS)
-        show = _pick_show(em, t, "dear" if r.u() < 0.6 else "popular")
+        show = pick_show(em, t, "dear" if r.u() < 0.6 else "popular")
         token = em.purchase(
             t, who, show, r.int(2, 9), int(shows.price[show] * 1.4), buy, fraud="account_takeover"
         )
@@ -244,7 +177,7 @@ def fraud_ring(em: Emitter, day_start: int) -> None:
     r, names, shows = em.rand, em.names, em.world.shows
     t = day_start + r.int(HOUR_MS, 16 * HOUR_MS)
     size = r.int(3, 6)
-    members = [_fresh(em, t - r.int(2 * DAY_MS, 40 * DAY_MS), phone=0.6) for _ in range(size)]
+    members = [fresh(em, t - r.int(2 * DAY_MS, 40 * DAY_MS), phone=0.6) for _ in range(size)]
     devices, cards = (
         [names.device() for _ in range(r.int(1, 3))],
         [names.card() for _ in range(r.int(1, 3))],
@@ -256,7 +189,7 @@ def fraud_ring(em: Emitter, day_start: int) -> None:
         card = r.pick(cards) if payment == "CARD" else None
         return Buy(geo, ip, r.pick(devices), agent, payment, card, geo.country if card else None)
 
-    show = _pick_show(em, t)
+    show = pick_show(em, t)
     price = int(shows.price[show])
     token = em.purchase(t, members[0], show, r.int(2, 7), price, buy(), fraud="fraud_ring")
     for k in range(1, size * r.int(1, 3) + 1):
@@ -278,12 +211,12 @@ def impossible_travel(em: Emitter, day_start: int) -> None:
     """The owner buys at home; minutes later the same wallet buys from 1 000+ km away."""
     r, users, names, shows = em.rand, em.world.users, em.names, em.world.shows
     t = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
-    i = _legit_victim(em, t)
+    i = legit_victim(em, t)
     who, home = users.identity(i), users.home(i)
     u = np.array([r.u() for _ in range(4)])
-    show = _pick_show(em, t)
+    show = pick_show(em, t)
     em.purchase(t, who, show, 1 + int(r.u() * 2), int(shows.price[show]), home_buy(em.world, i, u))
-    city = _far_city(r, home, 1000)
+    city = far_city(r, home, 1000)
     buy = Buy(
         city_geo(city),
         names.ip(),
@@ -296,7 +229,7 @@ def impossible_travel(em: Emitter, day_start: int) -> None:
     t += r.int(3 * MINUTE_MS, 90 * MINUTE_MS)
     em.login(t, who, buy)
     for _ in range(r.int(1, 4)):
-        show = _pick_show(em, t)
+        show = pick_show(em, t)
         em.purchase(
             t, who, show, r.int(1, 5), int(shows.price[show] * 1.4), buy, fraud="impossible_travel"
         )
