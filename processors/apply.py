@@ -81,8 +81,9 @@ class LateEventError(ValueError):
 
 def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int) -> None:
     """Raise ``LateEventError`` when ``ts_ms`` is beyond the allowed lateness."""
-    if wallet.watermark_ms and ts_ms < wallet.watermark_ms - lateness_ms:
-        raise LateEventError(kind, wallet.address, ts_ms, wallet.watermark_ms, lateness_ms)
+    mark = wallet.mark(kind)
+    if mark and ts_ms < mark - lateness_ms:
+        raise LateEventError(kind, wallet.address, ts_ms, mark, lateness_ms)
 
 
 def token_key(contract: str, token_id: str) -> str:
@@ -126,6 +127,8 @@ def apply_purchase(
     address = purchase["wallet"]
     wallet.address = wallet.address or address
     check_lateness("purchase", ts, wallet, config.allowed_lateness_ms)
+    if not wallet.first_time(purchase["purchase_id"]):
+        return  # a redelivery: already in every state
     fact = purchase_fact(purchase, ts)
     insert_row(wallet.purchases, fact, PURCHASES_CAP)
     wallet.purchases_total += 1
@@ -137,7 +140,7 @@ def apply_purchase(
         wallet.devices[fact.device] = max(wallet.devices.get(fact.device, ts), ts)
         cap_dict(wallet.devices, DEVICES_CAP)
     _acquire_ticket(wallet, purchase, ts)
-    wallet.observe(ts)
+    wallet.observe(ts, "purchase")
     for entity in (ip, device, card):
         if entity is not None:
             entity.observe(address, ts)
@@ -157,6 +160,8 @@ def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
 
 def apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
     """Record a purchase in its show: price ring, popularity bucket, sale opening, ticket."""
+    if not show.first_time(purchase["purchase_id"]):
+        return
     price = int(purchase["unit_price_minor"])
     primary = purchase["channel"] == "PRIMARY"
     ring = show.primary_prices if primary else show.resale_prices
@@ -178,6 +183,8 @@ def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAU
     assert ts is not None
     wallet.address = wallet.address or (event.get("wallet") or "")
     check_lateness("auth", ts, wallet, config.allowed_lateness_ms)
+    if not wallet.first_time(event["event_id"]):
+        return
     kind = event["kind"]
     if kind in FAILED_LOGIN_KINDS:
         insert_ts(wallet.failed_logins, ts, AUTH_CAP)
@@ -193,7 +200,7 @@ def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAU
     geo = event.get("geo")
     if geo:
         insert_row(wallet.geo_points, GeoPoint(ts, geo["lat"], geo["lon"], geo["country"]), GEO_CAP)
-    wallet.observe(ts)
+    wallet.observe(ts, "auth")
 
 
 def apply_transfer(
@@ -209,13 +216,16 @@ def apply_transfer(
     receiver, sender = transfer["to_address"].lower(), transfer["from_address"].lower()
     wallet.address = wallet.address or receiver
     check_lateness("transfer", ts, wallet, config.chain_lateness_ms)
+    record_id = f"{transfer['tx_hash']}:{transfer['log_index']}:{transfer['token_id']}"
+    if not wallet.first_time(record_id):
+        return
     key = token_key(transfer["contract"], transfer["token_id"])
     kind = transfer["kind"]
     if receiver == wallet.address:
         _receive_token(wallet, key, kind, ts)
     if sender == wallet.address:
         _send_token(wallet, key, kind, ts)
-    wallet.observe(ts)
+    wallet.observe(ts, "transfer")
 
 
 def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:

@@ -37,6 +37,8 @@ ENTITY_RETENTION_MS = DAY_MS
 ENTITY_WALLETS_CAP = 64  # wallets_per_* counts saturate here
 SHOW_PRICES_CAP = 51
 SHOW_TICKETS_CAP = 256
+APPLIED_CAP = 64  # record ids a wallet remembers, to apply a redelivered record once
+SHOW_APPLIED_CAP = 256
 POPULARITY_BUCKET_MS = MINUTE_MS
 POPULARITY_WINDOW_MS = HOUR_MS
 
@@ -105,18 +107,39 @@ class WalletState:
     sent: dict[str, int] = field(default_factory=dict)
     resales: list[ResaleFact] = field(default_factory=list)
     wash_cycles: list[int] = field(default_factory=list)
+    # Per input stream ("purchase", "auth", "transfer"): the largest event time seen. Each
+    # stream's lateness is judged against its own mark, since topics are consumed
+    # independently and one may run ahead of another.
+    marks: dict[str, int] = field(default_factory=dict)
+    # Ids of the latest records applied (capped): a redelivered record is applied once.
+    applied: list[str] = field(default_factory=list)
 
-    def observe(self, ts_ms: int) -> None:
-        """Advance the watermark and first-seen time; prune now and then."""
+    def observe(self, ts_ms: int, stream: str = "purchase") -> None:
+        """Advance the watermarks and first-seen time; prune now and then."""
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
+        if ts_ms > self.marks.get(stream, 0):
+            self.marks[stream] = ts_ms
         if self.first_seen_ms is None or ts_ms < self.first_seen_ms:
             self.first_seen_ms = ts_ms
         if self.watermark_ms - self.pruned_ms >= PRUNE_EVERY_MS:
             self.prune()
 
+    def mark(self, stream: str) -> int:
+        return self.marks.get(stream, 0)
+
+    def first_time(self, record_id: str) -> bool:
+        """Remember ``record_id``; False when it was applied already (a redelivery)."""
+        if record_id in self.applied:
+            return False
+        self.applied.append(record_id)
+        if len(self.applied) > APPLIED_CAP:
+            del self.applied[0]
+        return True
+
     def prune(self) -> None:
-        wm = self.watermark_ms
+        # The slowest stream's mark: never drop rows a lagging stream still needs.
+        wm = min(self.marks.values()) if self.marks else self.watermark_ms
         drop_rows_until(self.purchases, wm - PURCHASE_RETENTION_MS - SLACK_MS)
         drop_rows_until(self.geo_points, wm - GEO_RETENTION_MS - SLACK_MS)
         drop_ts_until(self.failed_logins, wm - AUTH_RETENTION_MS - SLACK_MS)
@@ -152,6 +175,8 @@ class WalletState:
             "sent": dict(self.sent),
             "resales": _rows(self.resales),
             "wash": list(self.wash_cycles),
+            "marks": dict(self.marks),
+            "applied": list(self.applied),
         }
 
     @classmethod
@@ -178,6 +203,8 @@ class WalletState:
             sent=dict(d["sent"]),
             resales=[ResaleFact(*r) for r in d["resales"]],
             wash_cycles=list(d["wash"]),
+            marks=dict(d.get("marks", {})),
+            applied=list(d.get("applied", [])),
         )
 
 
@@ -230,6 +257,15 @@ class ShowState:
     sale_open_ms: int | None = None
     tickets: dict[str, tuple[int, int]] = field(default_factory=dict)
     watermark_ms: int = 0
+    applied: list[str] = field(default_factory=list)  # latest purchase ids (redeliveries)
+
+    def first_time(self, purchase_id: str) -> bool:
+        if purchase_id in self.applied:
+            return False
+        self.applied.append(purchase_id)
+        if len(self.applied) > SHOW_APPLIED_CAP:
+            del self.applied[0]
+        return True
 
     def observe(self, ts_ms: int) -> None:
         self.watermark_ms = max(self.watermark_ms, ts_ms)
@@ -247,6 +283,7 @@ class ShowState:
             "open": self.sale_open_ms,
             "t": {k: list(v) for k, v in self.tickets.items()},
             "wm": self.watermark_ms,
+            "applied": list(self.applied),
         }
 
     @classmethod
@@ -258,6 +295,7 @@ class ShowState:
             sale_open_ms=d["open"],
             tickets={k: (v[0], v[1]) for k, v in d["t"].items()},
             watermark_ms=d["wm"],
+            applied=list(d.get("applied", [])),
         )
 
 

@@ -392,18 +392,41 @@ def test_event_beyond_allowed_lateness_raises_and_changes_nothing(behind, late):
             engine.process(*stale)
         assert err.value.watermark_ms - err.value.ts_ms == 300_001
         assert engine.wallets[A].to_dict() == before
-        with pytest.raises(LateEventError):
-            engine.process(*auth(at(hours=1) - behind, "LOGIN_FAILED"))
     else:
         assert engine.process(*stale)["velocity_1h"] == 0.0
 
 
 def test_late_chain_transfer_uses_the_chain_lateness():
     engine = FeatureEngine()
-    run([purchase(at(hours=1))], engine)
+    engine.process(*transfer(at(hours=1), "MINT", ZERO, A))
     engine.process(*transfer(at(hours=1, minutes=-20), "MINT", ZERO, A))
     with pytest.raises(LateEventError):
         engine.process(*transfer(at(hours=1, minutes=-31), "MINT", ZERO, A))
+
+
+def test_each_stream_is_late_only_against_its_own_watermark():
+    """Topics are consumed independently: an auth stream running hours ahead of the purchase
+    stream does not make the wallet's purchases late, and vice versa."""
+    engine = FeatureEngine()
+    engine.process(*auth(at(hours=5), "LOGIN_FAILED"))
+    assert engine.process(*purchase(at(hours=1))) is not None
+    engine.process(*auth(at(hours=5, minutes=-4), "LOGIN_FAILED"))
+    with pytest.raises(LateEventError, match="late auth"):
+        engine.process(*auth(at(hours=5, minutes=-6), "LOGIN_FAILED"))
+    with pytest.raises(LateEventError, match="late purchase"):
+        engine.process(*purchase(at(minutes=54)))
+
+
+def test_a_redelivered_record_is_applied_once():
+    once, twice = FeatureEngine(), FeatureEngine()
+    records = [purchase(at(minutes=1)), auth(at(minutes=2), "LOGIN_FAILED"),
+               transfer(at(minutes=3), "MINT", ZERO, A)]
+    run(records, once)
+    run(records + records, twice)
+    assert twice.wallets[A].to_dict() == once.wallets[A].to_dict()
+    assert {k: s.to_dict() for k, s in twice.shows.items()} == {
+        k: s.to_dict() for k, s in once.shows.items()
+    }
 
 
 def test_lateness_above_the_state_slack_is_refused():
