@@ -77,20 +77,27 @@ async def _drive(
     await wait_healthy(port, server.assert_alive)
     load = Load("127.0.0.1", port, secret, run_id=uuid.uuid4().hex[:8])
     await run_full_speed(load, concurrency, min(2.0, duration_s))  # warm-up
+    load_before, cpu_before = os.getloadavg()[0], server.cpu_seconds()
     full = await run_full_speed(load, concurrency, duration_s)
+    cpu_full = server.cpu_seconds() - cpu_before
     fixed = await run_fixed_rate(load, rate, duration_s, connections=concurrency)
     on_topic = await asyncio.to_thread(topic_records, settings, PURCHASES)
     return {
         "accepted_per_s": round(full.statuses[202] / full.elapsed_s, 1),
         "at_rate": rate,
         "latency_ms": percentiles(fixed.latencies_ms),
-        "full_speed": full.summary() | {"concurrency": concurrency},
+        "full_speed": full.summary()
+        | {
+            "concurrency": concurrency,
+            "gateway_cpu_ms_per_request": round(1000 * cpu_full / max(1, full.sent), 3),
+        },
         "fixed_rate": fixed.summary() | {"achieved_rate": round(fixed.sent / fixed.elapsed_s, 1)},
         "acknowledged_total": load.accepted,
         "records_on_topic": on_topic,
         "all_acknowledged_on_topic": on_topic >= load.accepted,
         "client": "asyncio streams, HTTP/1.1 keep-alive, one process",
         "cpus": os.cpu_count(),
+        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
         "finished_at": time.time(),
     }
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -50,6 +51,18 @@ class GatewayProcess:
     def assert_alive(self) -> None:
         if self.proc.poll() is not None:
             raise RuntimeError(f"gateway exited with {self.proc.returncode}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the gateway and its workers (its process group)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:  # field 5: process group
+                total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     @staticmethod
     def http_impl() -> str:
