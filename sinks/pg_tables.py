@@ -7,18 +7,21 @@ inside SQL text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from infra import topics
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def to_json(value: Any) -> str:
     """JSON for jsonb columns and Redis: timestamps become epoch milliseconds."""
-    return json.dumps(value, default=_default, separators=(",", ":"), sort_keys=True)
+    return orjson.dumps(value, default=_default, option=_OPTIONS).decode()
 
 
 def _default(value: Any) -> Any:

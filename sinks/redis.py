@@ -13,12 +13,15 @@ For each decision one server-side script (``EVALSHA`` in the pipeline) does, ato
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 
 import redis
 from redis.exceptions import (
+    AuthenticationError,
     BusyLoadingError,
+    NoPermissionError,
     NoScriptError,
     ReadOnlyError,
     RedisError,
@@ -31,6 +34,7 @@ from sinks.base import (
     Record,
     SinkBackpressureError,
     SinkError,
+    SinkRecordError,
     SinkUnavailableError,
 )
 from sinks.config import SinkSettings
@@ -69,13 +73,21 @@ class RedisUnavailableError(RedisSinkError, SinkUnavailableError):
     """Connection refused or lost, or Redis is loading: retry the batch."""
 
 
+class RedisRecordError(RedisSinkError, SinkRecordError):
+    """Redis refused a command for one record (e.g. WRONGTYPE on its key): dead-letter it."""
+
+
 def wrap_redis_error(exc: RedisError) -> SinkError:
+    if isinstance(exc, AuthenticationError | NoPermissionError):
+        return RedisSinkError(f"redis refused access: {exc}")
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError | BusyLoadingError):
         return RedisUnavailableError(f"redis unavailable: {exc}")
     if isinstance(exc, ReadOnlyError):
         return RedisUnavailableError(f"redis is a read-only replica: {exc}")
     if isinstance(exc, ResponseError) and str(exc).startswith("OOM"):
         return SinkBackpressureError(f"redis out of memory: {exc}", retry_after=1.0)
+    if isinstance(exc, ResponseError):
+        return RedisRecordError(f"redis refused a command: {exc}")
     return RedisSinkError(f"redis: {exc!r}")
 
 
@@ -140,7 +152,7 @@ class RedisSink(BatchSink):
             epoch_ms(d["decided_at"]),
             self.decision_ttl_ms,
             d["decision"],
-            repr(float(d["latency_ms"])),
+            repr(latency if math.isfinite(latency := float(d["latency_ms"])) else 0.0),
             self.kpi_ttl_ms,
         ]
         pipe.evalsha(self._sha, len(keys), *keys, *args)

@@ -61,7 +61,9 @@ class SinkLoop:
         registry = registry_from_settings(settings)
         self._specs = {topics.full_name(s, prefix): s for s in sink.topics}
         self._codecs = {name: AvroCodec.for_topic(registry, s) for name, s in self._specs.items()}
-        self._dlq_codec = AvroCodec.for_topic(registry, topics.dlq(sink.topics[0]))
+        self._dlq_codecs = {
+            name: AvroCodec.for_topic(registry, topics.dlq(s)) for name, s in self._specs.items()
+        }
         self._stop = threading.Event()
         self._failed: list[Message] = []
         self.error: BaseException | None = None
@@ -114,14 +116,13 @@ class SinkLoop:
             if m.error() is not None:
                 log.warning("consumer error on %s: %s", m.topic(), m.error())
         records = self._decode(data)
-        if records:
-            self._write(records)
+        refused = self._write(records) if records else 0
         self._flush_dead_letters()
         self._commit(data)
         self.stats.batches += 1
-        self.stats.written += len(records)
+        self.stats.written += len(records) - refused
         metrics.BATCH_SECONDS.labels(self.sink.name).observe(time.perf_counter() - started)
-        metrics.RECORDS.labels(self.sink.name).inc(len(records))
+        metrics.RECORDS.labels(self.sink.name).inc(len(records) - refused)
 
     def _decode(self, messages: Sequence[Message]) -> list[Record]:
         records: list[Record] = []
@@ -136,13 +137,14 @@ class SinkLoop:
             records.append(Record(spec, value, m.key(), name, m.partition(), m.offset(), m.value()))
         return records
 
-    def _write(self, records: Sequence[Record]) -> None:
-        """Write with retries; isolate and dead-letter the records the sink refuses."""
+    def _write(self, records: Sequence[Record]) -> int:
+        """Write with retries; isolate and dead-letter the records the sink refuses.
+        Returns how many were refused."""
         attempt = 0
         while True:
             try:
                 self.sink.write(records)
-                return
+                return 0
             except RETRYABLE as exc:
                 if self.stopping:
                     raise Stopped from exc
@@ -156,11 +158,9 @@ class SinkLoop:
                 if len(records) == 1:
                     r = records[0]
                     self._dead_letter(r.topic, r.partition, r.offset, r.key, r.raw, exc)
-                    return
+                    return 1
                 mid = len(records) // 2
-                self._write(records[:mid])
-                self._write(records[mid:])
-                return
+                return self._write(records[:mid]) + self._write(records[mid:])
 
     def _delay(self, exc: Exception, attempt: int) -> float:
         if isinstance(exc, SinkBackpressureError):
@@ -210,7 +210,7 @@ class SinkLoop:
         dlq_name = topics.full_name(topics.dlq(spec), self.settings.kafka.topic_prefix)
         assert self.producer is not None
         self.producer.produce(
-            dlq_name, self._dlq_codec.encode(letter), key, on_delivery=self._on_delivery
+            dlq_name, self._dlq_codecs[topic].encode(letter), key, on_delivery=self._on_delivery
         )
         self.stats.dead_letters += 1
         metrics.DEAD_LETTERS.labels(self.sink.name).inc()

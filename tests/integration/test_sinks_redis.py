@@ -76,12 +76,13 @@ def test_redis_loop_writes_every_decision_of_the_topic(settings, redis_client, c
     batch = [_decisions(tag, minute, n) for n in range(1200)]
     produce(settings, topics.DECISIONS, [(d["wallet"], codec.encode(d)) for d in batch])
     produce(settings, topics.DECISIONS, [(b"k", b"\x00garbage")])
+    redis_client.hset(f"sentinel:decision:{tag}-7", "not", "a string")  # WRONGTYPE for p 7
     loop = SinkLoop(settings, RedisSink.from_url(settings.redis.dsn), SinkSettings())
     with running(loop):
-        wait_until(lambda: loop.stats.written == 1200 and loop.stats.dead_letters == 1, 60,
-                   "all decisions written and the bad one dead-lettered")
+        wait_until(lambda: loop.stats.written == 1199 and loop.stats.dead_letters == 2, 60,
+                   "decisions written, the bad bytes and the refused one dead-lettered")
     assert loop.error is None
-    assert int(redis_client.hget(kpi_bucket(minute), "total")) == 1200
+    assert int(redis_client.hget(kpi_bucket(minute), "total")) == 1199
     assert redis_client.exists(f"sentinel:decision:{tag}-1199") == 1
 
 
