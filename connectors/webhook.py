@@ -82,17 +82,14 @@ async def stop_gateway(gateway: Gateway) -> None:
 
 
 def _add_ingest_route(app: FastAPI, kind: RecordKind) -> None:
+    """A plain Starlette route (FastAPI's per-request dependency solving is not needed: the
+    gateway reads and validates the body itself); ``_openapi`` documents it."""
+
     async def ingest(request: Request) -> Response:
         return await request.app.state.gateway.accept(kind, request)
 
-    ingest.__name__ = f"post_{kind.name.replace('-', '_')}"
-    app.post(
-        f"/v1/{kind.name}",
-        status_code=202,
-        summary=f"Publish one {kind.model.__name__.removesuffix('In')} to {kind.spec.name}",
-        responses=RESPONSES,
-        openapi_extra=_request_doc(kind),
-    )(ingest)
+    name = f"post_{kind.name.replace('-', '_')}"
+    app.add_route(f"/v1/{kind.name}", ingest, methods=["POST"], name=name, include_in_schema=False)
 
 
 def _add_read_routes(app: FastAPI) -> None:
@@ -183,33 +180,23 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _request_doc(kind: RecordKind) -> dict[str, Any]:
+def _ingest_doc(kind: RecordKind) -> dict[str, Any]:
     header = {"in": "header", "schema": {"type": "string"}}
+    record = kind.model.__name__.removesuffix("In")
     return {
+        "summary": f"Publish one {record} to {kind.spec.name}",
+        "operationId": f"post_{kind.name.replace('-', '_')}",
         "parameters": [
             {**header, "name": TIMESTAMP_HEADER, "required": True, "description": "Unix seconds"},
-            {
-                **header,
-                "name": SIGNATURE_HEADER,
-                "required": True,
-                "description": 'hex HMAC-SHA256 of f"{timestamp}.{body}"',
-            },  # fmt: skip
-            {
-                **header,
-                "name": "Idempotency-Key",
-                "required": False,
-                "description": "defaults to the record's natural id; kept 24 h",
-            },  # fmt: skip
+            {**header, "name": SIGNATURE_HEADER, "required": True,
+             "description": 'hex HMAC-SHA256 of f"{timestamp}.{body}"'},
+            {**header, "name": "Idempotency-Key", "required": False,
+             "description": "defaults to the record's natural id; kept 24 h"},
         ],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{kind.model.__name__}"}
-                }
-            },
-        },  # fmt: skip
-    }
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{kind.model.__name__}"}}}},
+        "responses": {str(code): doc for code, doc in RESPONSES.items()},
+    }  # fmt: skip
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -221,5 +208,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         model_schema = kind.model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(model_schema.pop("$defs", {}))
         components[kind.model.__name__] = model_schema
+        schema["paths"][f"/v1/{kind.name}"] = {"post": _ingest_doc(kind)}
     app.openapi_schema = schema
     return schema
