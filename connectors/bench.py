@@ -65,6 +65,7 @@ def run_gateway_bench(
     finally:
         server.stop()
         _delete_topics(settings)
+        _delete_redis_keys(settings)
         if wanted - running:
             local.stop_all(settings, wanted - running)
     return report
@@ -100,6 +101,24 @@ async def _drive(
         "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
         "finished_at": time.time(),
     }
+
+
+def _delete_redis_keys(settings: Settings) -> None:
+    """The run's idempotency keys and windows (``sentinel:<prefix>…``)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis.dsn)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(f"sentinel:{settings.kafka.topic_prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()
 
 
 def _delete_topics(settings: Settings) -> None:
