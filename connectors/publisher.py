@@ -212,7 +212,10 @@ class DeliveryPump:
             if not self._publisher.in_flight():
                 self._wake.clear()
                 await self._wake.wait()
-            self._publisher.poll(0)
+            try:
+                self._publisher.poll(0)
+            except Exception:  # a callback raised: report it, keep serving the others
+                log.exception("delivery callback failed")
             await asyncio.sleep(self._interval_s)
 
     async def drain(self, timeout_s: float) -> int:
