@@ -56,6 +56,9 @@ class Record:
     partition: int
     offset: int
     raw: bytes | None = None
+    # Read again on start-up to rebuild state (``BatchSink.rewind_ms``); already handled by
+    # an earlier run, which committed it.
+    replayed: bool = False
 
 
 class BatchSink(ABC):
@@ -63,6 +66,9 @@ class BatchSink(ABC):
 
     name: str = "sink"
     topics: tuple[TopicSpec, ...] = ()
+    # > 0: on assignment, start this far (record time) before the committed offsets, so a
+    # stateful sink rebuilds its windows; those records arrive with ``replayed=True``.
+    rewind_ms: int = 0
 
     @abstractmethod
     def setup(self) -> None:

@@ -9,31 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
-import orjson
 
 from infra import topics
-
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-
-
-def to_json(value: Any) -> str:
-    """JSON for jsonb columns and Redis: timestamps become epoch milliseconds."""
-    return orjson.dumps(value, default=_default, option=_OPTIONS).decode()
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return epoch_ms(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def epoch_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
+from sinks.encoding import to_json
 
 
 def _country(record: dict) -> str | None:

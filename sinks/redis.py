@@ -38,7 +38,7 @@ from sinks.base import (
     SinkUnavailableError,
 )
 from sinks.config import SinkSettings
-from sinks.pg_tables import epoch_ms, to_json
+from sinks.encoding import epoch_ms, to_json
 
 DECISION_KEY = "sentinel:decision:{}"
 KPI_KEY = "sentinel:kpi:{}"

@@ -66,6 +66,7 @@ class SinkLoop:
         }
         self._stop = threading.Event()
         self._failed: list[Message] = []
+        self._replay_until: dict[tuple[str, int], int] = {}
         self.error: BaseException | None = None
         self.stats = LoopStats()
         self.consumer: Consumer | None = None
@@ -93,7 +94,10 @@ class SinkLoop:
         self.sink.setup()
         self.consumer = Consumer(self.settings.kafka.consumer_conf(self.group_id))
         self.producer = Producer(self.settings.kafka.producer_conf())
-        self.consumer.subscribe(list(self._specs))
+        if self.sink.rewind_ms > 0:
+            self.consumer.subscribe(list(self._specs), on_assign=self._rewind)
+        else:
+            self.consumer.subscribe(list(self._specs))
         log.info("sink %s consuming %s as %s", self.sink.name, list(self._specs), self.group_id)
         try:
             while not self.stopping:
@@ -134,7 +138,10 @@ class SinkLoop:
                 self._dead_letter(name, m.partition(), m.offset(), m.key(), m.value(), exc)
                 continue
             spec = self._specs[name]
-            records.append(Record(spec, value, m.key(), name, m.partition(), m.offset(), m.value()))
+            replayed = m.offset() < self._replay_until.get((name, m.partition()), -1)
+            records.append(
+                Record(spec, value, m.key(), name, m.partition(), m.offset(), m.value(), replayed)
+            )
         return records
 
     def _write(self, records: Sequence[Record]) -> int:
@@ -190,6 +197,25 @@ class SinkLoop:
         for (topic, partition), offset in first.items():
             assert self.consumer is not None
             self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _rewind(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start ``rewind_ms`` of record time before each committed offset; what lies in
+        between is marked ``replayed`` (the sink rebuilds state from it, acts on nothing)."""
+        committed = consumer.committed(partitions, timeout=10)
+        since = int(time.time() * 1000) - self.sink.rewind_ms
+        by_time = consumer.offsets_for_times(
+            [TopicPartition(p.topic, p.partition, since) for p in partitions], timeout=10
+        )
+        start = []
+        for done, old in zip(committed, by_time, strict=True):
+            offset = done.offset
+            if offset >= 0:
+                self._replay_until[(done.topic, done.partition)] = offset
+                if 0 <= old.offset < offset:
+                    offset = old.offset
+            start.append(TopicPartition(done.topic, done.partition, offset))
+        log.info("sink %s: rewound to %s", self.sink.name, [(p.partition, p.offset) for p in start])
+        consumer.assign(start)
 
     # -- dead letters and commits ------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sinks.encoding import epoch_ms
 from sinks.siem.rules import Rule
 
 SWEEP_EVERY_MS = 60_000
@@ -69,6 +70,7 @@ class Alert:
     last_seen_ms: int
     event_ids: tuple[str, ...]
     plans: tuple[Plan, ...]
+    trigger: str = ""  # uid of the event that made it fire
 
 
 @dataclass
@@ -156,7 +158,7 @@ class Correlator:
         measure = len(w.values) if rule.value_field else len(w.entries)
         if measure < rule.threshold:
             return None
-        return self._fire(rule, group, w, measure)
+        return self._fire(rule, group, w, measure, event.uid)
 
     def _insert(self, w: _Window, event: Event, value: str) -> None:
         self._seq += 1
@@ -179,7 +181,7 @@ class Correlator:
             cut += 1
         del w.entries[:cut]
 
-    def _fire(self, rule: Rule, group: str, w: _Window, measure: int) -> Alert:
+    def _fire(self, rule: Rule, group: str, w: _Window, measure: int, trigger: str) -> Alert:
         events = [e for _, _, e in w.entries]
         first, last = events[0].at_ms, w.newest
         assert last is not None
@@ -194,6 +196,7 @@ class Correlator:
             last_seen_ms=last,
             event_ids=tuple(e.event_id for e in events[: self.max_event_ids]),
             plans=_plans(rule, events),
+            trigger=trigger,
         )
         w.quiet_until = first + rule.timespan_ms
         w.entries.clear()
@@ -242,4 +245,4 @@ def from_auth_event(record: Mapping) -> Event:
 
 
 def _ms(value) -> int:
-    return value if isinstance(value, int) else int(value.timestamp() * 1000)
+    return value if isinstance(value, int) else epoch_ms(value)

@@ -3,6 +3,10 @@
 responses (``respond.py``) and publish the alerts, with their responses, to
 ``sentinel.alerts.v1`` (key ``<rule>:<group>``). The PostgreSQL sink stores them.
 
+On start-up the loop re-reads the last ``max(timespan)`` of the topics before the committed
+offsets (``rewind_ms``) to rebuild the windows; an alert whose triggering event was already
+committed by the previous run is not published again.
+
 Alerts that fired but are not yet acknowledged by the broker stay pending: when a write is
 retried (Redis, PostgreSQL or the broker down), the correlator does not fire them again (it
 has seen the events) but the pending ones are published on the retry; responses already
@@ -81,6 +85,8 @@ class SiemSink(BatchSink):
         self.alerts_topic = topics.full_name(topics.ALERTS, settings.kafka.topic_prefix)
         self.producer: Producer | None = None
         self._pending: list[_Pending] = []
+        self.replays_suppressed = 0
+        self.rewind_ms = max((r.timespan_ms for r in rules.rules), default=0)
         self._failed: list[str] = []
 
     @classmethod
@@ -105,7 +111,12 @@ class SiemSink(BatchSink):
 
     def write(self, batch: Sequence[Record]) -> None:
         now = datetime.fromtimestamp(self.clock(), UTC)
-        for alert in self.correlator.process(to_event(r) for r in batch):
+        events = [to_event(r) for r in batch]
+        replayed = {e.uid for e, r in zip(events, batch, strict=True) if r.replayed}
+        for alert in self.correlator.process(events):
+            if alert.trigger in replayed:  # fired and published before the restart
+                self.replays_suppressed += 1
+                continue
             log.warning("alert %s %s group=%s count=%d", alert.rule, alert.alert_id,
                         alert.group_key, alert.count)
             self._pending.append(_Pending(alert, alert_record(alert, now)))

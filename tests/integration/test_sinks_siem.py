@@ -14,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 import redis as redis_lib
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra import topics
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
+from sinks.base import Record, SinkUnavailableError
 from sinks.blocklist import Blocklist
 from sinks.config import RULES_FILE, SinkSettings
 from sinks.postgres import PostgresSink
@@ -102,6 +104,7 @@ def test_security_events_in_alerts_and_responses_out(settings, pg_dsn, redis_cli
     codec = AvroCodec.for_topic(registry, topics.ALERTS)
     alerts = {a["rule"]: a for a in (codec.decode(m.value()) for m in messages)}
     assert set(alerts) == {"brute_force", "fraud_ring", "admin_mfa_failures"}
+    assert topic_size(settings, topics.ALERTS) == 3  # one per rule and group
     brute = alerts["brute_force"]
     assert (brute["group_key"], brute["count"]) == (ip, 5)
     assert brute["event_ids"] == ["se-0", "se-1", "se-2", "se-3", "ae-0"]
@@ -128,6 +131,81 @@ def test_security_events_in_alerts_and_responses_out(settings, pg_dsn, redis_cli
     assert {body["rule"] for body, _ in received} == set(alerts)
 
 
+def topic_size(settings, spec) -> int:
+    """Records on a topic (nothing is deleted in a test): the sum of high watermarks."""
+    consumer = Consumer(settings.kafka.consumer_conf(f"size-{random.random()}"))
+    try:
+        name = topics.full_name(spec, settings.kafka.topic_prefix)
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+                   for p in partitions)
+    finally:
+        consumer.close()
+
+
 def _rows(dsn: str, query: str) -> list[tuple]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(query).fetchall()
+
+
+def _siem_loop(settings, pg_dsn, client=None) -> SinkLoop:
+    client = client or redis_lib.Redis.from_url(settings.redis.dsn)
+    sink = SiemSink(settings, Responder(client, pg_dsn), load_rules(RULES_FILE))
+    return SinkLoop(settings, sink, SinkSettings())
+
+
+def _failed_logins(ip: str, numbers: range) -> list[dict]:
+    return [security_event(i, "login_failed", T0 + timedelta(seconds=i), ip=ip) for i in numbers]
+
+
+def test_a_restart_rebuilds_the_windows_and_does_not_repeat_alerts(settings, pg_dsn, targets):
+    se = AvroCodec.for_topic(registry_from_settings(settings), topics.SECURITY_EVENTS)
+    ip = targets["ip"]
+    alerts_seen = []
+
+    def send(numbers: range) -> None:
+        produce(settings, topics.SECURITY_EVENTS, [(ip, se.encode(e))
+                                                   for e in _failed_logins(ip, numbers)])
+
+    send(range(3))
+    first = _siem_loop(settings, pg_dsn)
+    with running(first):
+        wait_until(lambda: first.stats.written == 3, 60, "3 events seen")
+    send(range(3, 5))  # the 4th and 5th failures arrive while the correlator is down
+    second = _siem_loop(settings, pg_dsn)
+    with running(second):
+        alerts_seen = read_until(settings, topics.ALERTS, lambda m: len(m) >= 1)
+        wait_until(lambda: second.stats.written == 5, 60, "3 replayed + 2 new events")
+    third = _siem_loop(settings, pg_dsn)  # a restart after the alert: nothing new
+    with running(third):
+        wait_until(lambda: third.stats.written == 5, 60, "all 5 replayed")
+        assert third.sink.replays_suppressed == 1
+    assert not any(loop.error for loop in (first, second, third))
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.ALERTS)
+    [alert] = [codec.decode(m.value()) for m in alerts_seen]
+    assert (alert["rule"], alert["count"], alert["group_key"]) == ("brute_force", 5, ip)
+    assert alert["event_ids"] == [f"se-{i}" for i in range(5)]
+    assert topic_size(settings, topics.ALERTS) == 1
+
+
+def test_responses_are_retried_while_redis_is_down_and_the_alert_is_published_once(
+        settings, pg_dsn, targets):
+    ip = targets["ip"]
+    down = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    sink = SiemSink(settings, Responder(down, pg_dsn), load_rules(RULES_FILE))
+    sink.producer = Producer(settings.kafka.producer_conf())  # setup() would fail: Redis down
+    batch = [Record(topics.SECURITY_EVENTS, e, None, "t", 0, i) for i, e in
+             enumerate(_failed_logins(ip, range(5)))]
+    with pytest.raises(SinkUnavailableError):
+        sink.write(batch)
+    up = redis_lib.Redis.from_url(settings.redis.dsn)
+    sink.responder = Responder(up, pg_dsn)
+    sink.write(batch)  # the runner's retry: same batch
+    sink.write(batch)  # and a redelivery after that
+    published = read_until(settings, topics.ALERTS, lambda m: len(m) >= 1)
+    assert topic_size(settings, topics.ALERTS) == 1
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.ALERTS)
+    alert = codec.decode(published[0].value())
+    assert alert["responses"][0]["status"] == "done"
+    assert Blocklist(up).contains("ip", ip)
+    sink.close()
