@@ -43,3 +43,19 @@ def describe_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]
     prefix = settings.kafka.topic_prefix
     names = {topics.full_name(s, prefix) for s in topics.ALL}
     return {n: len(t.partitions) for n, t in sorted(meta.topics.items()) if n in names}
+
+
+def delete_prefixed(settings: Settings, prefix: str, timeout: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test's topics and the Faust
+    changelogs of an app id under that prefix). Refuses an empty prefix."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = admin_client(settings)
+    names = [n for n in admin.list_topics(timeout=timeout).topics if n.startswith(prefix)]
+    for future in admin.delete_topics(names, operation_timeout=timeout).values() if names else ():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise
+    return names

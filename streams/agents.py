@@ -1,56 +1,120 @@
-"""Faust agents: read, decode, call processors/, send. I/O only; the logic is elsewhere."""
+"""Faust agents: read, decode, call processors/, write state, send. I/O only.
+
+    purchases ─▶ score_purchases ─▶ decisions, security events
+         │            │  reads wallet_to_state (own partition) and entity_to_state (global)
+         │            └─▶ entity-observations (re-keyed by ip/device/card/show)
+         │                      └─▶ track_entities ─▶ entity_to_state
+    auth-events ─▶ track_auth_events ─▶ wallet_to_state
+    chain-transfers ─▶ track_transfers ─▶ wallet_to_state (receiver), transfers-by-sender
+    transfers-by-sender ─▶ track_transfers ─▶ wallet_to_state (sender)
+
+Every agent takes records in batches (``take_events``), catches per-record errors (bad bytes,
+late events, anything else) and sends the record to its topic's dead-letter twin with the
+reason, writes each touched table key once per
+batch, and flushes its producer before Faust commits the batch's offsets.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from infra import topics as registry
-from infra.settings import get_settings
-from schemas.codec import AvroCodec, DecodeError
-from schemas.registry import registry_from_settings
+from processors.entities import observe_entity
+from processors.features import apply_auth, apply_transfer
+from processors.state import WalletState
 from streams import topics
 from streams.app import app
-from streams.outputs import Outputs
+from streams.context import ctx
+from streams.scoring import score_batch
+from streams.tables import entity_to_state, set_current_event, wallet_to_state
 
 log = logging.getLogger(__name__)
-settings = get_settings()
-purchase_codec = AvroCodec.for_topic(registry_from_settings(settings), registry.PURCHASES)
-outputs = Outputs(settings, component="decide_purchases")
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
-def placeholder_decision(purchase: dict) -> dict:
-    """Until scoring lands: every valid purchase is APPROVED with score 0."""
-    now = datetime.now(UTC)
-    arrived = purchase.get("ingested_at") or purchase["occurred_at"]
-    return {
-        "decision_id": f"dec_{purchase['purchase_id']}",
-        "purchase_id": purchase["purchase_id"],
-        "wallet": purchase["wallet"],
-        "organizer_id": purchase["organizer_id"],
-        "decision": "APPROVED",
-        "score": 0.0,
-        "model_score": 0.0,
-        "rule_score": 0.0,
-        "model_version": "placeholder",
-        "rules_version": "placeholder",
-        "occurred_at": purchase["occurred_at"],
-        "decided_at": now,
-        "latency_ms": max(0.0, (now - arrived).total_seconds() * 1000),
-    }
+def batches(stream):
+    cfg = ctx.settings.stream
+    return stream.take_events(cfg.batch_size, cfg.batch_within_s)
+
+
+def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> WalletState:
+    if address in cache:
+        return cache[address][0]
+    state = wallet_to_state.get(address)
+    return state if state is not None else WalletState(address=address)
+
+
+def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
+    """One changelog write per key per batch, on the partition of the key's last event."""
+    for key, (state, event) in touched.items():
+        set_current_event(event)
+        table[key] = state
 
 
 @app.agent(topics.purchases)
-async def decide_purchases(stream):
-    """Batch purchases, decide each, send decisions; bad records go to the dead-letter topic."""
-    cfg = settings.stream
-    async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_s):
+async def score_purchases(stream):
+    """Features, rules, model and policy for each batch of purchases → decisions."""
+    async for events in batches(stream):
+        await score_batch(events)
+        await asyncio.to_thread(ctx.outputs.flush)
+
+
+@app.agent(topics.entity_observations)
+async def track_entities(stream):
+    """Apply each purchase to the IP, device, card or show state its key names."""
+    async for events in batches(stream):
+        touched: dict[str, tuple[object, object]] = {}
         for event in events:
             try:
-                purchase = purchase_codec.decode(event.value)
-            except DecodeError as exc:
-                outputs.dead_letter(registry.PURCHASES, event, exc)
-                continue
-            outputs.decision(placeholder_decision(purchase))
-        await asyncio.to_thread(outputs.flush)
+                purchase = ctx.codecs.purchase.decode(event.value)
+                key = event.key.decode()
+                state = touched[key][0] if key in touched else entity_to_state.get(key)
+                touched[key] = (observe_entity(key, state, purchase), event)
+            except Exception as exc:  # a poison record must not crash-loop the agent
+                ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
+        write_back(entity_to_state, touched)
+        await asyncio.to_thread(ctx.outputs.flush)
+
+
+@app.agent(topics.auth_events)
+async def track_auth_events(stream):
+    """Failed logins, password changes and devices into the wallet's state."""
+    async for events in batches(stream):
+        touched: dict[str, tuple[WalletState, object]] = {}
+        for event in events:
+            try:
+                auth = ctx.codecs.auth.decode(event.value)
+                if not auth.get("wallet"):
+                    continue  # user-only events carry no wallet state
+                wallet = _wallet(auth["wallet"], touched)
+                apply_auth(auth, wallet, ctx.feature_config)
+                touched[auth["wallet"]] = (wallet, event)
+            except Exception as exc:  # a poison record must not crash-loop the agent
+                ctx.outputs.dead_letter(registry.AUTH_EVENTS, event, exc)
+        write_back(wallet_to_state, touched)
+        await asyncio.to_thread(ctx.outputs.flush)
+
+
+@app.agent(topics.transfers)
+async def track_transfers(stream):
+    """Holdings, mints and resales of both sides of each chain transfer."""
+    by_sender = registry.full_name(registry.TRANSFERS_BY_SENDER, ctx.prefix)
+    async for events in batches(stream):
+        touched: dict[str, tuple[WalletState, object]] = {}
+        for event in events:
+            sender_side = event.message.topic == by_sender
+            try:
+                transfer = ctx.codecs.transfer.decode(event.value)
+                side = transfer["from_address" if sender_side else "to_address"].lower()
+                if side != ZERO_ADDRESS:
+                    wallet = _wallet(side, touched)
+                    apply_transfer(transfer, wallet, ctx.feature_config)
+                    touched[side] = (wallet, event)
+                sender = transfer["from_address"].lower()
+                if not sender_side and sender not in (ZERO_ADDRESS, side):
+                    ctx.outputs.send(registry.TRANSFERS_BY_SENDER, sender, event.value)
+            except Exception as exc:  # a poison record must not crash-loop the agent
+                ctx.outputs.dead_letter(registry.CHAIN_TRANSFERS, event, exc)
+        write_back(wallet_to_state, touched)
+        await asyncio.to_thread(ctx.outputs.flush)

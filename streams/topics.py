@@ -10,16 +10,17 @@ from streams.app import app
 _prefix = get_settings().kafka.topic_prefix
 
 
-def _topic(spec: topics.TopicSpec):
+def _topic(*specs: topics.TopicSpec):
     return app.topic(
-        topics.full_name(spec, _prefix),
+        *(topics.full_name(spec, _prefix) for spec in specs),
         key_type=bytes,
         value_type=bytes,
-        partitions=spec.partitions,
-        internal=False,
+        partitions=specs[0].partitions,
     )
 
 
 purchases = _topic(topics.PURCHASES)
 auth_events = _topic(topics.AUTH_EVENTS)
-chain_transfers = _topic(topics.CHAIN_TRANSFERS)
+entity_observations = _topic(topics.ENTITY_OBSERVATIONS)
+# Both sides of a transfer: the source (keyed by receiver) and its re-keyed twin (by sender).
+transfers = _topic(topics.CHAIN_TRANSFERS, topics.TRANSFERS_BY_SENDER)

@@ -27,10 +27,15 @@ def _docker_answers() -> bool:
     try:
         import docker
 
-        docker.from_env(timeout=2).ping()
-        return True
+        client = docker.from_env(timeout=2)
     except Exception:
         return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
 
 
 def _containers(names: set[str]) -> tuple[dict[str, str], list]:
@@ -69,7 +74,9 @@ def stack() -> Iterator[Settings]:
         get_settings.cache_clear()
         settings = get_settings()
     elif wanted:
-        already = {n for n, s in local.status(settings, wanted).items() if s["state"] == "running"}
+        # Anything with a live pid was started before this session (perhaps busy, so not
+        # answering a health check this instant): it is not ours to stop.
+        already = {n for n, s in local.status(settings, wanted).items() if s.get("pid")}
         local.start_all(settings, wanted)
         started_here = wanted - already
     try:
@@ -87,12 +94,20 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def settings(stack: Settings, topic_prefix: str) -> Settings:
-    """The session's endpoints with this test's own topics (created) and consumer groups."""
+def settings(stack: Settings, topic_prefix: str) -> Iterator[Settings]:
+    """The session's endpoints with this test's own topics (created, then deleted, with any
+    Faust changelog topics of the test's app id) and consumer groups."""
     kafka = KafkaSettings(**{**stack.kafka.model_dump(), "topic_prefix": topic_prefix})
     test_settings = stack.model_copy(update={"kafka": kafka})
     admin.create_topics(test_settings)
-    return test_settings
+    yield test_settings
+    admin.delete_prefixed(test_settings, topic_prefix)
+    admin.delete_prefixed(test_settings, app_id(test_settings))
+
+
+def app_id(settings: Settings) -> str:
+    """The Faust app id of a test's worker: its changelog topics start with it."""
+    return f"sentinel-{settings.kafka.topic_prefix.strip('.')}"
 
 
 @pytest.fixture
@@ -104,7 +119,7 @@ def env(settings: Settings) -> dict[str, str]:
         ENV["postgres"]: settings.postgres.dsn,
         ENV["redis"]: settings.redis.dsn,
         "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "SENTINEL_APP_ID": f"sentinel-{settings.kafka.topic_prefix.strip('.')}",
+        "SENTINEL_APP_ID": app_id(settings),
     }
 
 

@@ -1,0 +1,52 @@
+"""``sentinel demo|tail|lag``: run the pipeline on simulated traffic, follow the decisions,
+watch consumer lag."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from infra.settings import get_settings
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(get_settings(), purchases=args.purchases, timeout=args.timeout)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from streams.ops import format_decision, tail_decisions
+
+    for decision in tail_decisions(get_settings(), args.from_beginning, args.idle):
+        print(json.dumps(decision, default=str) if args.json else format_decision(decision))
+    return 0
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    from streams.ops import group_lag
+
+    settings = get_settings()
+    rows = group_lag(settings, args.group or settings.stream.app_id)
+    for row in rows:
+        print(f"{row['topic']:<45} {row['partition']:>3} committed={row['committed']:<9} "
+              f"end={row['end']:<9} lag={row['lag']}")
+    print(f"total lag: {sum(r['lag'] for r in rows)}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("demo", help="worker + simulated burst; print the decisions")
+    p.add_argument("--purchases", type=int, default=300)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("tail", help="follow sentinel.decisions.v1")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--idle", type=float, default=None, help="stop after this many idle seconds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("lag", help="consumer-group lag per partition")
+    p.add_argument("--group", default=None, help="default: the worker's app id")
+    p.set_defaults(func=cmd_lag)

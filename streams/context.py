@@ -1,0 +1,58 @@
+"""What the agents share in one worker process: settings, codecs, the producer, the feature
+config, the decider (model + rules + policy) and the blocklists. Built lazily, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from infra import topics
+from infra.settings import Settings, get_settings
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from streams.outputs import Outputs
+
+
+@dataclass
+class Codecs:
+    purchase: AvroCodec
+    auth: AvroCodec
+    transfer: AvroCodec
+
+
+class Context:
+    @cached_property
+    def settings(self) -> Settings:
+        return get_settings()
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.kafka.topic_prefix
+
+    @cached_property
+    def codecs(self) -> Codecs:
+        registry = registry_from_settings(self.settings)
+        return Codecs(
+            purchase=AvroCodec.for_topic(registry, topics.PURCHASES),
+            auth=AvroCodec.for_topic(registry, topics.AUTH_EVENTS),
+            transfer=AvroCodec.for_topic(registry, topics.CHAIN_TRANSFERS),
+        )
+
+    @cached_property
+    def outputs(self) -> Outputs:
+        return Outputs(self.settings, component="sentinel-worker")
+
+    @cached_property
+    def feature_config(self):
+        from processors.features import FeatureConfig
+
+        return FeatureConfig()
+
+    @cached_property
+    def decider(self):
+        from streams.decider import LiveDecider
+
+        return LiveDecider(self.settings)
+
+
+ctx = Context()

@@ -1,0 +1,125 @@
+"""``sentinel demo`` (what ``make run`` ends with): start a worker, publish a burst of simulated
+traffic through the real broker, and print the decisions that come back."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Producer
+
+from infra import admin, topics
+from infra.settings import Settings
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from streams.ops import format_decision, tail_decisions
+
+
+def publish_burst(settings: Settings, purchases: int, seed: int) -> set[str]:
+    """Simulated purchases, logins and chain transfers of one day, ending now."""
+    from connectors.publisher import Publisher
+    from models.simulator import SimConfig, simulate
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    config = SimConfig(seed=seed, days=1, n_users=max(500, purchases * 14), n_shows=20,
+                       start=start, fraud_rate=0.05)
+    transfer_codec = AvroCodec.for_topic(registry_from_settings(settings), topics.CHAIN_TRANSFERS)
+    chain = Producer(settings.kafka.producer_conf())
+    sent: set[str] = set()
+    with Publisher(settings) as publisher:
+        for kind, record in simulate(config):
+            if kind == "purchase":
+                publisher.publish_purchase(record)
+                sent.add(record["purchase_id"])
+                if len(sent) >= purchases:
+                    break
+            elif kind == "auth":
+                publisher.publish_auth_event(record)
+            elif kind == "transfer":
+                name = topics.full_name(topics.CHAIN_TRANSFERS, settings.kafka.topic_prefix)
+                chain.produce(name, transfer_codec.encode(record), record["to_address"])
+    chain.flush(30)
+    return sent
+
+
+def start_worker(log_path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 (owned by the process)
+    return subprocess.Popen([sys.executable, "-m", "streams"], stdout=log, stderr=log,
+                            start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def run_demo(settings: Settings, purchases: int = 300, timeout: float = 120.0) -> int:
+    admin.create_topics(settings)
+    log_path = settings.stream.data_dir / "demo-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    worker = start_worker(log_path)
+    try:
+        wait_ready(settings, timeout)
+        seed = secrets.randbelow(1_000_000)
+        started = time.monotonic()
+        sent = publish_burst(settings, purchases, seed)
+        print(f"published {len(sent)} simulated purchases (seed {seed}) in "
+              f"{time.monotonic() - started:.1f} s; waiting for decisions…")
+        got = collect(settings, sent, worker, timeout)
+    finally:
+        stop_worker(worker)
+    report(got, len(sent))
+    return 0 if len(got) == len(sent) else 1
+
+
+def wait_ready(settings: Settings, timeout: float) -> None:
+    """Until the worker's consumer group is stable (it has joined and owns the partitions)."""
+    client = admin.admin_client(settings)
+    group = settings.stream.app_id
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = client.describe_consumer_groups([group])[group].result(timeout=10)
+        if described.state.name == "STABLE" and described.members:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"worker group {group} not ready in {timeout:.0f} s")
+
+
+def collect(settings: Settings, wanted: set[str], worker, timeout: float) -> dict[str, dict]:
+    got: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    for decision in tail_decisions(settings, from_beginning=True, idle_s=timeout):
+        if decision.get("purchase_id") in wanted:
+            got[decision["purchase_id"]] = decision
+        if len(got) == len(wanted) or time.monotonic() > deadline:
+            break
+        if worker.poll() is not None:
+            print(f"worker exited with {worker.returncode}; see .data/demo-worker.log")
+            break
+    return got
+
+
+def report(got: dict[str, dict], sent: int) -> None:
+    decisions = list(got.values())
+    print(f"\n{len(decisions)} of {sent} decisions came back through the broker\n")
+    flagged = [d for d in decisions if d["decision"] != "APPROVED"]
+    for d in (flagged[:12] + [d for d in decisions if d["decision"] == "APPROVED"])[:20]:
+        print("  " + format_decision(d))
+    counts = Counter(d["decision"] for d in decisions)
+    print("\nverdicts: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+    latencies = sorted(d["latency_ms"] for d in decisions)
+    if latencies:
+        p50 = latencies[len(latencies) // 2]
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"latency from acceptance to decision: p50 {p50:.1f} ms, p99 {p99:.1f} ms")

@@ -1,0 +1,83 @@
+"""Faust tables: per-wallet state and per-entity state, changelog-backed.
+
+A table's name is its changelog topic's name (``<app>-<table>-changelog``): renaming one
+drops its state, so these names are fixed.
+
+- ``wallet_to_state``: one ``WalletState`` per wallet. Written by the agents of the
+  wallet-keyed topics (purchases, auth events, chain transfers), which are co-partitioned.
+- ``entity_to_state``: one state per "ip:…", "device:…", "card:…" or "show:…" key, written
+  only by ``track_entities`` from the entity-keyed repartition topic (one writer per key) and
+  read, as a global table, by ``score_purchases`` on every worker.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import faust
+import orjson
+from faust.serializers import codecs
+from faust.streams import _current_event
+
+from processors.state import EntityState, ShowState, WalletState
+from streams.app import app
+
+
+class WalletCodec(codecs.Codec):
+    def _dumps(self, obj: WalletState) -> bytes:
+        return orjson.dumps(obj.to_dict())
+
+    def _loads(self, s: bytes) -> WalletState:
+        return WalletState.from_dict(orjson.loads(s))
+
+
+class EntityCodec(codecs.Codec):
+    """Entity states tagged by type: shows keep prices and popularity, others wallets."""
+
+    def _dumps(self, obj: EntityState | ShowState) -> bytes:
+        tag = "show" if isinstance(obj, ShowState) else "entity"
+        return orjson.dumps({"t": tag, "s": obj.to_dict()})
+
+    def _loads(self, s: bytes) -> EntityState | ShowState:
+        data = orjson.loads(s)
+        cls = ShowState if data["t"] == "show" else EntityState
+        return cls.from_dict(data["s"])
+
+
+codecs.register("wallet_state", WalletCodec())
+codecs.register("entity_state", EntityCodec())
+
+class _Serialized:
+    """Tables whose changelog uses a named codec. Faust derives a table's serializers from
+    ``value_type`` (json by default) and builds the changelog topic with them when the table
+    is registered, so they are set here, before registration; recovery reads with them too."""
+
+    def __init__(self, app, *, value_codec: str, **kwargs):
+        super().__init__(app, **kwargs)
+        self.key_serializer = "json"
+        self.value_serializer = value_codec
+
+
+class StateTable(_Serialized, faust.Table):
+    pass
+
+
+class GlobalStateTable(_Serialized, faust.GlobalTable):
+    pass
+
+
+wallet_to_state = app.tables.add(
+    StateTable(app, name="wallet_to_state", value_codec="wallet_state", partitions=6,
+               beacon=app.tables.beacon)
+)
+entity_to_state = app.tables.add(
+    GlobalStateTable(app, name="entity_to_state", value_codec="entity_state", partitions=6,
+                     synchronize_all_active_partitions=True, is_global=True,
+                     beacon=app.tables.beacon)
+)
+
+
+def set_current_event(event) -> None:
+    """Tables write their changelog to the current event's partition; inside
+    ``take_events`` Faust does not set it per event, so the agent does before each write."""
+    _current_event.set(weakref.ref(event))
