@@ -1,9 +1,9 @@
 """IP and wallet blocklists in Redis with per-entry expiry.
 
 Per kind (``wallet``, ``ip``), a ZSET ``sentinel:blocklist:{kind}`` maps value -> expiry
-(epoch ms; ``+inf`` for a permanent entry) and a HASH ``sentinel:blocklist:{kind}:meta`` keeps each entry's reason as
-JSON. An entry whose expiry has passed is not listed or matched even before the lazy purge
-removes it, so expiry is exact to the millisecond whatever Redis' key TTLs do.
+(epoch ms; ``+inf`` for a permanent entry) and a HASH ``sentinel:blocklist:{kind}:meta``
+keeps each entry's reason as JSON. An entry whose expiry has passed is not listed or matched
+even before the lazy purge removes it, so expiry is exact to the millisecond.
 
 ``contains_many(kind, values)`` is one ``ZMSCORE``: one round trip for a whole batch, which
 is how scoring reads the blocklists.

@@ -75,7 +75,8 @@ def _insert_sql(table: Table) -> sql.Composed:
     if table.newest_by:
         keys = sql.SQL(", ").join(map(sql.Identifier, table.key))
         select = sql.SQL("SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {o}")
-        select = select.format(keys=keys, cols=cols, stage=_staging(table), o=sql.SQL(table.newest_by))
+        order = sql.SQL(table.newest_by)
+        select = select.format(keys=keys, cols=cols, stage=_staging(table), o=order)
     return sql.SQL("INSERT INTO {target} ({cols}) {select} ON CONFLICT ({keys}) {action}").format(
         target=sql.Identifier(table.name),
         cols=cols,

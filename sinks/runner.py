@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -26,6 +25,7 @@ from schemas.registry import registry_from_settings
 from sinks import metrics
 from sinks.base import RETRYABLE, BatchSink, Record, SinkBackpressureError, SinkRecordError
 from sinks.config import SinkSettings
+from sinks.deadletter import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,8 @@ class SinkLoop:
         registry = registry_from_settings(settings)
         self._specs = {topics.full_name(s, prefix): s for s in sink.topics}
         self._codecs = {name: AvroCodec.for_topic(registry, s) for name, s in self._specs.items()}
-        self._dlq_codecs = {
-            name: AvroCodec.for_topic(registry, topics.dlq(s)) for name, s in self._specs.items()
-        }
+        self.dead_letters = DeadLetters(registry, self._specs, prefix, f"sink-{sink.name}")
         self._stop = threading.Event()
-        self._failed: list[Message] = []
         self._replay_until: dict[tuple[str, int], int] = {}
         self.error: BaseException | None = None
         self.stats = LoopStats()
@@ -90,10 +87,28 @@ class SinkLoop:
             log.exception("sink %s failed", self.sink.name)
             raise
 
+    def _setup(self) -> None:
+        """``sink.setup()``, retried while the backend is unavailable (start-up order)."""
+        attempt = 0
+        while True:
+            try:
+                self.sink.setup()
+                return
+            except RETRYABLE as exc:
+                delay = self._delay(exc, attempt)
+                attempt += 1
+                log.warning("sink %s setup: %s; retry in %.2fs", self.sink.name, exc, delay)
+                if self._stop.wait(delay):
+                    raise Stopped from exc
+
     def _run(self) -> None:
-        self.sink.setup()
+        try:
+            self._setup()
+        except Stopped:
+            return
         self.consumer = Consumer(self.settings.kafka.consumer_conf(self.group_id))
         self.producer = Producer(self.settings.kafka.producer_conf())
+        self.dead_letters.producer = self.producer
         if self.sink.rewind_ms > 0:
             self.consumer.subscribe(list(self._specs), on_assign=self._rewind)
         else:
@@ -217,46 +232,17 @@ class SinkLoop:
         log.info("sink %s: rewound to %s", self.sink.name, [(p.partition, p.offset) for p in start])
         consumer.assign(start)
 
-    # -- dead letters and commits ------------------------------------------------------------
+    # -- dead letters and commits ----------------------------------------------------------
 
     def _dead_letter(self, topic, partition, offset, key, value, error: Exception) -> None:
-        spec = self._specs[topic]
-        letter = {
-            "origin_topic": topic,
-            "origin_partition": partition,
-            "origin_offset": offset,
-            "original_key": key,
-            "original_value": value,
-            "error_class": type(error).__name__,
-            "error_message": str(error)[:2000],
-            "component": f"sink-{self.sink.name}",
-            "failed_at": datetime.now(UTC),
-        }
-        log.warning("dead-lettered %s[%s]@%s: %.300s", topic, partition, offset, error)
-        dlq_name = topics.full_name(topics.dlq(spec), self.settings.kafka.topic_prefix)
-        assert self.producer is not None
-        self.producer.produce(
-            dlq_name, self._dlq_codecs[topic].encode(letter), key, on_delivery=self._on_delivery
-        )
+        self.dead_letters.send(topic, partition, offset, key, value, error)
         self.stats.dead_letters += 1
         metrics.DEAD_LETTERS.labels(self.sink.name).inc()
 
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            log.error("dead letter to %s failed: %s", msg.topic(), err)
-            self._failed.append(msg)
-
     def _flush_dead_letters(self) -> None:
         """Dead letters must be acknowledged before their offsets are committed."""
-        assert self.producer is not None
-        while self.producer.flush(5.0) or self._failed:
-            if self.stopping:
-                raise Stopped(f"{len(self._failed)} dead letter(s) unacknowledged")
-            failed, self._failed = self._failed, []
-            for msg in failed:  # librdkafka gave up on these: produce them again
-                self.producer.produce(
-                    msg.topic(), msg.value(), msg.key(), on_delivery=self._on_delivery
-                )
+        if not self.dead_letters.flush(give_up=lambda: self.stopping):
+            raise Stopped("dead letters unacknowledged")
 
     def _commit(self, messages: Sequence[Message]) -> None:
         ends: dict[tuple[str, int], int] = {}
@@ -271,7 +257,7 @@ class SinkLoop:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:  # e.g. revoked in a rebalance: redelivered, deduped
             self.stats.commit_failures += 1
-            log.warning("sink %s: commit failed (%s); records will be redelivered", self.sink.name, exc)
+            log.warning("sink %s: commit failed (%s); redelivery follows", self.sink.name, exc)
 
 
 def run_until_signal(loops: Sequence[SinkLoop]) -> int:

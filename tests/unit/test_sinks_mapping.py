@@ -36,7 +36,8 @@ def test_every_sunk_topic_has_a_table_and_rows_match_columns():
 
 def test_json_turns_timestamps_into_epoch_ms():
     at = datetime(2026, 11, 1, 12, 0, 0, 123000, tzinfo=UTC)
-    assert json.loads(to_json({"b": at, "a": [1.5]})) == {"a": [1.5], "b": 1793534400123}  # 2026-11-01T12:00:00.123Z
+    # 2026-11-01T12:00:00.123Z
+    assert json.loads(to_json({"b": at, "a": [1.5]})) == {"a": [1.5], "b": 1793534400123}
     assert to_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'
 
 
