@@ -1,11 +1,15 @@
 """Entity keys of a purchase and how one observation updates an entity's state.
 
-The stream re-keys every purchase by the entities it touches so that each entity's state has
-a single writer (``streams/agents.py``: ``track_entities``); replay applies the same updates in
+The stream sends every purchase, as observations of the entities it touches, to the partition
+that owns each entity key, so that each entity's state has a single writer
+(``streams/agents.py``: ``track_entities``); replay applies the same updates in
 ``FeatureEngine``.
 """
 
 from __future__ import annotations
+
+import zlib
+from collections import defaultdict
 
 from processors.apply import Record, apply_to_show
 from processors.state import EntityState, ShowState
@@ -25,10 +29,40 @@ def entity_keys(purchase: Record) -> list[str]:
     return [f"{kind}:{value}" for kind, value in zip(KINDS, values, strict=True) if value]
 
 
+def partition_of(key: str, partitions: int) -> int:
+    """The partition that owns an entity key (CRC-32: stable across processes and runs)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def observation(key: str, purchase: Record) -> dict:
+    """What an entity state needs of a purchase (``schemas/entity_observations.avsc``)."""
+    return {
+        "entity": key,
+        "purchase_id": purchase["purchase_id"],
+        "wallet": purchase["wallet"],
+        "occurred_at": purchase["occurred_at"],
+        "unit_price_minor": purchase["unit_price_minor"],
+        "quantity": purchase["quantity"],
+        "channel": purchase["channel"],
+        "ticket_id": purchase["ticket_id"],
+        "sale_opens_at": purchase.get("sale_opens_at"),
+    }
+
+
+def observations_by_partition(purchases: list[Record], partitions: int) -> dict[int, list[dict]]:
+    """A batch's observations grouped by owning partition, in purchase order."""
+    grouped: dict[int, list[dict]] = defaultdict(list)
+    for purchase in purchases:
+        for key in entity_keys(purchase):
+            grouped[partition_of(key, partitions)].append(observation(key, purchase))
+    return dict(grouped)
+
+
 def observe_entity(
     key: str, state: EntityState | ShowState | None, purchase: Record
 ) -> EntityState | ShowState:
-    """The state of ``key`` after ``purchase``; a new state when ``state`` is None."""
+    """The state of ``key`` after ``purchase`` (a purchase or an observation of one); a new
+    state when ``state`` is None."""
     ts = to_ms(purchase["occurred_at"])
     assert ts is not None
     if key.startswith("show:"):
@@ -39,5 +73,3 @@ def observe_entity(
     entity.observe(purchase["wallet"], ts)
     return entity
 
-
-observe = observe_entity  # the name streams/agents.py calls (ctx.entities.observe)

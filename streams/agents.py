@@ -1,9 +1,10 @@
 """Faust agents: read, decode, call processors/, write state, send. I/O only.
 
     purchases ─▶ score_purchases ─▶ decisions, security events
-         │            │  reads wallet_to_state (own partition) and entity_to_state (global)
-         │            └─▶ entity-observations (re-keyed by ip/device/card/show)
-         │                      └─▶ track_entities ─▶ entity_to_state
+                      │  reads wallet_to_state (own partition) and entity_to_state (global)
+                      └─▶ entity-observations (a batch's purchases, grouped by the partition
+                          that owns each ip/device/card/show key)
+                                └─▶ track_entities ─▶ entity_to_state
     auth-events ─▶ track_auth_events ─▶ wallet_to_state
     chain-transfers ─▶ track_transfers ─▶ wallet_to_state (receiver), transfers-by-sender
     transfers-by-sender ─▶ track_transfers ─▶ wallet_to_state (sender)
@@ -56,23 +57,26 @@ def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
 async def score_purchases(stream):
     """Features, rules, model and policy for each batch of purchases → decisions."""
     async for events in batches(stream):
-        await score_batch(events)
+        score_batch(events)
         await asyncio.to_thread(ctx.outputs.flush)
 
 
 @app.agent(topics.entity_observations)
 async def track_entities(stream):
-    """Apply each purchase to the IP, device, card or show state its key names."""
+    """Apply each observation to the IP, device, card or show state its entity key names.
+    Every key in a record belongs to the record's partition (``partition_of``)."""
     async for events in batches(stream):
         touched: dict[str, tuple[object, object]] = {}
         for event in events:
             try:
-                purchase = ctx.codecs.purchase.decode(event.value)
-                key = event.key.decode()
-                state = touched[key][0] if key in touched else entity_to_state.get(key)
-                touched[key] = (observe_entity(key, state, purchase), event)
+                batch = ctx.codecs.observations.decode(event.value)["observations"]
             except Exception as exc:  # a poison record must not crash-loop the agent
                 ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
+                continue
+            for obs in batch:
+                key = obs["entity"]
+                state = touched[key][0] if key in touched else entity_to_state.get(key)
+                touched[key] = (observe_entity(key, state, obs), event)
         write_back(entity_to_state, touched)
         await asyncio.to_thread(ctx.outputs.flush)
 

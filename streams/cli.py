@@ -50,3 +50,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("lag", help="consumer-group lag per partition")
     p.add_argument("--group", default=None, help="default: the worker's app id")
     p.set_defaults(func=cmd_lag)
+
+
+def add_bench_commands(bench_sub) -> None:
+    from streams.bench import add_bench_commands as add
+
+    add(bench_sub)

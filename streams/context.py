@@ -18,6 +18,7 @@ class Codecs:
     purchase: AvroCodec
     auth: AvroCodec
     transfer: AvroCodec
+    observations: AvroCodec
 
 
 class Context:
@@ -36,6 +37,7 @@ class Context:
             purchase=AvroCodec.for_topic(registry, topics.PURCHASES),
             auth=AvroCodec.for_topic(registry, topics.AUTH_EVENTS),
             transfer=AvroCodec.for_topic(registry, topics.CHAIN_TRANSFERS),
+            observations=AvroCodec.for_topic(registry, topics.ENTITY_OBSERVATIONS),
         )
 
     @cached_property

@@ -28,11 +28,14 @@ class LiveDecider:
                  self.ruleset.version)
 
     def blocked(self, purchases: list[dict]) -> Blocked:
-        """Blocklist hits of a batch: two Redis round trips per batch, none per event."""
-        return Blocked(
-            wallets=self.blocklist.contains_many("wallet", {p["wallet"] for p in purchases}),
-            ips=self.blocklist.contains_many("ip", {p["ip"] for p in purchases}),
-        )
+        """Blocklist hits of a batch: one Redis round trip (a pipeline) per batch, called
+        inline (a thread hand-off costs more than the ~0.2 ms loopback round trip)."""
+        hits = self.blocklist.lookup({
+            "wallet": [p["wallet"] for p in purchases] + [p["seller_wallet"] for p in purchases
+                                                          if p.get("seller_wallet")],
+            "ip": [p["ip"] for p in purchases],
+        })
+        return Blocked(wallets=hits["wallet"], ips=hits["ip"])
 
     def decide(self, purchases: list[dict], features: list[dict], blocked: Blocked,
                decided_at: datetime) -> list[Outcome]:

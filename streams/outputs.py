@@ -40,11 +40,16 @@ class Outputs:
         if err is not None:
             self._failed.append(f"{msg.topic()}: {err}")
 
-    def send(self, spec: topics.TopicSpec, key: str | bytes | None, value: bytes) -> None:
+    def send(
+        self, spec: topics.TopicSpec, key: str | bytes | None, value: bytes, partition: int = -1
+    ) -> None:
+        """Produce (partition -1: the partitioner's choice by key)."""
         name = topics.full_name(spec, self.prefix)
         while True:
             try:
-                self.producer.produce(name, value, key, on_delivery=self._on_delivery)
+                self.producer.produce(
+                    name, value, key, partition=partition, on_delivery=self._on_delivery
+                )
                 return
             except BufferError:
                 self.producer.poll(0.05)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from infra import topics as registry
 from processors.entities import KINDS as ENTITY_KINDS
-from processors.entities import entity_keys
+from processors.entities import entity_keys, observations_by_partition
 from processors.features import LateEventError, apply_purchase, purchase_features
 from processors.state import EntityState, ShowState, WalletState
 from schemas.codec import DecodeError
@@ -30,7 +29,7 @@ def _entity(key: str, overlay: dict):
     A copy, because only ``track_entities`` writes the table."""
     if key not in overlay:
         state = entity_to_state.get(key)
-        overlay[key] = type(state).from_dict(state.to_dict()) if state is not None else None
+        overlay[key] = state.copy() if state is not None else None
     return overlay[key]
 
 
@@ -52,12 +51,13 @@ def _states(purchase: dict, touched: dict, overlay: dict):
     return wallet, entities
 
 
-async def score_batch(events) -> None:
+def score_batch(events) -> None:
+    """Decide every purchase of a batch; write each touched wallet's state once."""
     decoded = _decode(events)
     if not decoded:
         return
     purchases = [p for _, p in decoded]
-    blocked = await asyncio.to_thread(ctx.decider.blocked, purchases)
+    blocked = ctx.decider.blocked(purchases)
     touched: dict[str, tuple[WalletState, object]] = {}
     overlay: dict = {}
     kept, rows = [], []
@@ -73,12 +73,15 @@ async def score_batch(events) -> None:
         kept.append((event, purchase))
         rows.append(features)
     outcomes = ctx.decider.decide([p for _, p in kept], rows, blocked, datetime.now(UTC))
-    for (event, purchase), outcome in zip(kept, outcomes, strict=True):
+    for outcome in outcomes:
         ctx.outputs.decision(outcome.decision)
         for security_event in outcome.security_events:
             ctx.outputs.security_event(security_event)
-        for key in entity_keys(purchase):
-            ctx.outputs.send(registry.ENTITY_OBSERVATIONS, key, event.value)
+    spec = registry.ENTITY_OBSERVATIONS
+    grouped = observations_by_partition([p for _, p in kept], spec.partitions)
+    for partition, observations in grouped.items():
+        value = ctx.codecs.observations.encode({"observations": observations})
+        ctx.outputs.send(spec, f"p{partition}", value, partition=partition)
     for address, (wallet, event) in touched.items():
         set_current_event(event)
         wallet_to_state[address] = wallet

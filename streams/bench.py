@@ -1,0 +1,263 @@
+"""``sentinel bench pipeline --out FILE.json``: throughput, latency and memory of the
+pipeline on the embedded stack (or whatever the settings point at), in one run:
+
+- ``broker_ceiling_per_s``: confluent-kafka produce, then consume, of the same records;
+- ``faust_ceiling_per_s``: a Faust agent that only iterates those records;
+- ``events_per_s``: purchases pre-loaded on the purchase topic, worker started, first to
+  last decision on the decision topic (sustained end to end);
+- ``latency_ms`` at a fixed rate (default 1 000/s, and ``latency_ms_by_rate`` for the
+  others asked): decision received by a consumer minus the purchase's ``ingested_at``;
+- ``peak_rss_mb``: the processes' high-water resident memory (VmHWM).
+
+Everything runs under a fresh topic prefix and app id, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import NewTopic
+
+from infra import admin, local, topics
+from infra.settings import KafkaSettings, Settings, get_settings
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from streams.demo import stop_worker
+
+
+def bench_settings(base: Settings, run: str) -> Settings:
+    kafka = KafkaSettings(**{**base.kafka.model_dump(), "topic_prefix": f"bench{run}."})
+    stream = base.stream.model_copy(update={"app_id": f"bench{run}"})
+    return base.model_copy(update={"kafka": kafka, "stream": stream})
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "SENTINEL_APP_ID": settings.stream.app_id, "SENTINEL_LOG_LEVEL": "WARNING", **extra}
+
+
+def purchases(n: int, seed: int) -> list[dict]:
+    """``n`` simulated purchases (event time order per wallet), with their wallets' history."""
+    from models.simulator import SimConfig, simulate
+
+    out: list[dict] = []
+    for kind, record in simulate(SimConfig(seed=seed, days=30, n_users=max(2000, n // 8))):
+        if kind == "purchase":
+            out.append(record)
+            if len(out) >= n:
+                break
+    return out
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def broker_ceiling(settings: Settings, value: bytes, n: int) -> dict:
+    name = f"{settings.kafka.topic_prefix}broker-ceiling"
+    client = admin.admin_client(settings)
+    client.create_topics([NewTopic(name, 6, 1)])[name].result(30)
+    producer = Producer(settings.kafka.producer_conf(**{"linger.ms": 5, "batch.size": 1_000_000}))
+    started = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                producer.produce(name, value, str(i % 5000))
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(60)
+    produced = time.perf_counter() - started
+    consumer = Consumer(settings.kafka.consumer_conf(f"{settings.stream.app_id}-ceiling"))
+    consumer.subscribe([name])
+    got, started = 0, time.perf_counter()
+    while got < n:
+        got += sum(1 for m in consumer.consume(10_000, 0.5) if m.error() is None)
+    consumed = time.perf_counter() - started
+    consumer.close()
+    return {"records": n, "produce_per_s": n / produced, "consume_per_s": n / consumed,
+            "broker_ceiling_per_s": min(n / produced, n / consumed), "topic": name}
+
+
+def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path) -> dict:
+    report = workdir / "iterate.json"
+    env = env_for(settings, SENTINEL_APP_ID=f"{settings.stream.app_id}-iterate",
+                  SENTINEL_BENCH_TOPIC=topic, SENTINEL_BENCH_COUNT=str(n),
+                  SENTINEL_BENCH_REPORT=str(report))
+    proc = subprocess.Popen([sys.executable, "-m", "streams.bench_iterate"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(workdir / "iterate.log", "wb"),
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not report.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"iterate-only worker failed; see {workdir / 'iterate.log'}")
+            time.sleep(0.2)
+        time.sleep(0.1)
+        data = json.loads(report.read_text())
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        stop_worker(proc)
+    return {"faust_ceiling_per_s": data["count"] / max(1e-9, data["last"] - data["first"]),
+            "rss_mb": rss}
+
+
+class DecisionClock:
+    """Reads the decision topic; per purchase id, the wall time the decision arrived."""
+
+    def __init__(self, settings: Settings):
+        self.codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
+        conf = settings.kafka.consumer_conf(f"{settings.stream.app_id}-clock")
+        self.consumer = Consumer(conf)
+        self.consumer.subscribe([topics.full_name(topics.DECISIONS, settings.kafka.topic_prefix)])
+        self.arrived: dict[str, tuple[float, dict]] = {}
+
+    def poll(self, timeout: float = 0.05) -> None:
+        for msg in self.consumer.consume(5000, timeout):
+            if msg.error() is None:
+                decision = self.codec.decode(msg.value())
+                self.arrived.setdefault(decision["purchase_id"], (time.time(), decision))
+
+    def wait_for(self, ids: set[str], timeout: float, worker) -> None:
+        deadline = time.monotonic() + timeout
+        while not ids <= self.arrived.keys():
+            if time.monotonic() > deadline or worker.poll() is not None:
+                missing = len(ids - self.arrived.keys())
+                raise RuntimeError(f"{missing} of {len(ids)} decisions missing")
+            self.poll(0.2)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def produce_all(settings: Settings, codec: AvroCodec, records: list[dict]) -> None:
+    producer = Producer(settings.kafka.producer_conf())
+    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
+    for record in records:
+        producer.produce(name, codec.encode(record), record["wallet"])
+        producer.poll(0)
+    producer.flush(60)
+
+
+def warm_producer(settings: Settings) -> Producer:
+    """A producer that has its connections, metadata and producer id already (a first send
+    otherwise waits for them, which is not the pipeline's latency)."""
+    producer = Producer(settings.kafka.producer_conf(**{"linger.ms": 1}))
+    producer.produce(f"{settings.kafka.topic_prefix}broker-ceiling", b"warm-up")
+    producer.list_topics(timeout=10)
+    producer.flush(10)
+    return producer
+
+
+def produce_at_rate(settings: Settings, codec: AvroCodec, records: list[dict], rate: float,
+                    clock: DecisionClock) -> None:
+    """Send at ``rate`` per second, stamping ``ingested_at`` at send time."""
+    producer = warm_producer(settings)
+    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
+    started = time.perf_counter()
+    for i, record in enumerate(records):
+        due = started + i / rate
+        while (now := time.perf_counter()) < due:
+            clock.poll(min(0.005, due - now))
+        record["ingested_at"] = datetime.now(UTC)
+        producer.produce(name, codec.encode(record), record["wallet"])
+        producer.poll(0)
+    producer.flush(30)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1]}
+
+
+def latency_at(settings, codec, clock, worker, records: list[dict], rate: float) -> dict:
+    produce_at_rate(settings, codec, records, rate, clock)
+    ids = {r["purchase_id"] for r in records}
+    clock.wait_for(ids, 120, worker)
+    received = [(clock.arrived[r["purchase_id"]][0] - r["ingested_at"].timestamp()) * 1000
+                for r in records]
+    worker_side = [clock.arrived[i][1]["latency_ms"] for i in ids]
+    return {"rate": rate, "purchases": len(records), "latency_ms": percentiles(received),
+            "worker_latency_ms": percentiles(worker_side)}
+
+
+def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir: Path) -> dict:
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    load = purchases(n, seed=11)
+    broker = broker_ceiling(settings, codec.encode(load[0]), max(n * 4, 100_000))
+    faust = faust_ceiling(settings, broker["topic"], broker["records"], workdir)
+    produce_all(settings, codec, load)
+    clock = DecisionClock(settings)
+    worker = subprocess.Popen([sys.executable, "-m", "streams"], env=env_for(settings),
+                              stdout=subprocess.DEVNULL,
+                              stderr=open(workdir / "worker.log", "wb"), start_new_session=True)
+    try:
+        ids = {r["purchase_id"] for r in load}
+        clock.wait_for(ids, 600, worker)
+        times = sorted(clock.arrived[i][0] for i in ids)
+        sustained = (len(times) - 1) / max(1e-9, times[-1] - times[0])
+        fresh = purchases(int(max(rates) * seconds * len(rates)) + 1, seed=29)
+        by_rate, start = [], 0
+        for rate in rates:
+            count = int(rate * seconds)
+            by_rate.append(latency_at(settings, codec, clock, worker,
+                                      fresh[start:start + count], rate))
+            start += count
+        rss = peak_rss_mb(worker.pid)
+    finally:
+        stop_worker(worker)
+        clock.close()
+    return {
+        "events_per_s": sustained,
+        "broker_ceiling_per_s": broker["broker_ceiling_per_s"],
+        "faust_ceiling_per_s": faust["faust_ceiling_per_s"],
+        "at_rate": rates[0],
+        "latency_ms": by_rate[0]["latency_ms"],
+        "latency_ms_by_rate": by_rate,
+        "peak_rss_mb": {"worker": rss, "iterate_only_worker": faust["rss_mb"]},
+        "broker": {k: v for k, v in broker.items() if k != "topic"},
+        "purchases_end_to_end": len(load),
+    }
+
+
+def bench_pipeline(args) -> int:
+    base = get_settings()
+    local.start_all(base)
+    settings = bench_settings(base, uuid.uuid4().hex[:8])
+    admin.create_topics(settings)
+    workdir = base.stream.data_dir / "bench" / settings.stream.app_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        report = run(settings, args.purchases, args.rates, args.seconds, workdir)
+    finally:
+        admin.delete_prefixed(settings, settings.kafka.topic_prefix)
+        admin.delete_prefixed(settings, settings.stream.app_id)
+    report.update({"machine": {"cpus": os.cpu_count()}, "command": " ".join(sys.argv),
+                   "created_at": datetime.now(UTC).isoformat()})
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in ("events_per_s", "broker_ceiling_per_s",
+                                              "faust_ceiling_per_s", "latency_ms")}, indent=2))
+    return 0
+
+
+def add_bench_commands(bench_sub) -> None:
+    p = bench_sub.add_parser("pipeline", help="end-to-end throughput, latency, memory → JSON")
+    p.add_argument("--out", required=True)
+    p.add_argument("--purchases", type=int, default=30_000, help="pre-loaded, full speed")
+    p.add_argument("--rates", type=float, nargs="+", default=[1000.0, 3000.0])
+    p.add_argument("--seconds", type=float, default=10.0, help="per fixed rate")
+    p.set_defaults(func=bench_pipeline)
