@@ -15,6 +15,38 @@ from pathlib import Path
 from models.sim.config import SimConfig
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-score a time range of the topics with a candidate model and rules file."""
+    from datetime import datetime
+
+    import orjson
+
+    from infra import topics
+    from infra.settings import get_settings
+    from models.registry import load_model
+    from models.replay import compare, read_topic, read_topics, replay
+    from processors.features import FEATURE_NAMES
+    from processors.rules import load_ruleset
+
+    settings = get_settings()
+    model = load_model(args.model)
+    if list(model.feature_names) != list(FEATURE_NAMES):
+        raise SystemExit(f"model {model.version} was trained on other features")
+    ruleset = load_ruleset(args.rules) if args.rules else load_ruleset()
+    since = datetime.fromisoformat(args.since) if args.since else None
+    until = datetime.fromisoformat(args.until) if args.until else None
+    decisions = replay(read_topics(settings), model, ruleset, since=since, until=until)
+    if args.out:
+        with open(args.out, "wb") as f:
+            for d in decisions:
+                f.write(orjson.dumps(d) + b"\n")
+    report = compare(decisions, read_topic(settings, topics.DECISIONS),
+                     read_topic(settings, topics.LABELS))
+    report.update({"model": model.version, "rules": ruleset.version})
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
 def _sim_args(p: argparse.ArgumentParser, days: int, users: int) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--days", type=int, default=days)
@@ -108,6 +140,14 @@ def _run(handler):
 
 
 def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("replay", help="backtest: re-score topics with a candidate model")
+    p.add_argument("--since", help="ISO-8601 event time; earlier events only build state")
+    p.add_argument("--until", help="ISO-8601 event time (exclusive)")
+    p.add_argument("--model", help="model version (default: the champion)")
+    p.add_argument("--rules", help="rules file (default: processors/rules/rules.toml)")
+    p.add_argument("--out", help="write the candidate decisions as JSONL")
+    p.set_defaults(func=_run(cmd_replay))
+
     p = subparsers.add_parser("simulate", help="simulated ticketing traffic (JSONL)")
     _sim_args(p, days=14, users=20_000)
     p.add_argument("--out", help="JSONL file to write (omit for a summary only)")
