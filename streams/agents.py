@@ -1,7 +1,7 @@
 """Faust agents: read, decode, call processors/, write state, send. I/O only.
 
     purchases ─▶ score_purchases ─▶ decisions, security events
-                      │  reads wallet_to_state (own partition) and entity_to_state (global)
+                      │  reads wallet_to_state (own partition) and entity_to_state (all partitions)
                       └─▶ entity-observations (a batch's purchases, grouped by the partition
                           that owns each ip/device/card/show key)
                                 └─▶ track_entities ─▶ entity_to_state

@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> faust.App:
         web_bind="127.0.0.1",
         web_port=stream.web_port,
         topic_partitions=6,
+        table_standby_replicas=1,
         topic_replication_factor=1,
         producer_linger=0.005,
         consumer_auto_offset_reset="earliest",

@@ -25,7 +25,7 @@ def _decode(events) -> list[tuple[object, dict]]:
 
 
 def _entity(key: str, overlay: dict):
-    """This batch's copy of an entity state: the global table's, plus this batch's purchases.
+    """This batch's copy of an entity state: the table's, plus this batch's purchases.
     A copy, because only ``track_entities`` writes the table."""
     if key not in overlay:
         state = entity_to_state.get(key)

@@ -51,6 +51,33 @@ def read_until(
     return messages
 
 
+def decided_ids(settings: Settings, ids: set[str], timeout: float, check=None) -> dict[str, int]:
+    """Read the decision topic until every purchase in ``ids`` has a decision; returns how
+    many decisions each purchase got (at-least-once may repeat one, never lose one)."""
+    from schemas.codec import AvroCodec
+    from schemas.registry import registry_from_settings
+
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
+    consumer = Consumer(settings.kafka.consumer_conf(f"reader-{uuid.uuid4().hex}"))
+    consumer.subscribe([topics.full_name(topics.DECISIONS, settings.kafka.topic_prefix)])
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while not ids <= counts.keys():
+            if time.monotonic() > deadline:
+                missing = len(ids - counts.keys())
+                raise TimeoutError(f"{missing} of {len(ids)} purchases without a decision")
+            if check:
+                check()
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is None:
+                    pid = codec.decode(msg.value())["purchase_id"]
+                    counts[pid] = counts.get(pid, 0) + 1
+    finally:
+        consumer.close()
+    return counts
+
+
 class Worker:
     """``sentinel worker`` in a subprocess; stopped with a grace period, then SIGKILL."""
 

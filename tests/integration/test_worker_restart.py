@@ -1,0 +1,81 @@
+"""Kill the worker (SIGKILL) mid-stream and start it again: every purchase ends with a decision,
+and the per-wallet windowed state rebuilt from the changelog equals an uninterrupted run's."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from infra import topics
+from models.simulator import SimConfig, simulate
+from processors.features import FeatureEngine
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from streams.ops import group_lag
+from tests.support.kafka import Worker, decided_ids, produce
+
+pytestmark = pytest.mark.integration
+
+
+def simulated_purchases(n: int) -> list[dict]:
+    out = []
+    for kind, record in simulate(SimConfig(seed=5, days=2, n_users=8000, n_shows=20)):
+        if kind == "purchase":
+            out.append(record)
+            if len(out) == n:
+                return out
+    return out
+
+
+def latest_changelog_values(settings, topic: str) -> dict[str, dict]:
+    """The last value per key of a changelog topic (what a restarted worker recovers)."""
+    consumer = Consumer(settings.kafka.consumer_conf(f"{topic}-reader"))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+                for p in meta.partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end])
+        latest, seen = {}, dict.fromkeys(ends, 0)
+        while any(seen[p] < end for p, end in ends.items()):
+            msg = consumer.poll(5)
+            assert msg is not None, f"changelog {topic} ended early: {seen} of {ends}"
+            if msg.error() is None:
+                latest[orjson.loads(msg.key())] = orjson.loads(msg.value())
+                seen[msg.partition()] = msg.offset() + 1
+        return latest
+    finally:
+        consumer.close()
+
+
+def test_killed_worker_recovers_every_decision_and_its_state(settings, env, tmp_path):
+    purchases = simulated_purchases(1500)
+    assert len(purchases) == 1500
+    registry = registry_from_settings(settings)
+    codec = AvroCodec.for_topic(registry, topics.PURCHASES)
+    produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
+
+    ids = [p["purchase_id"] for p in purchases]
+    first = Worker(env, tmp_path / "first.log")
+    try:
+        decided_ids(settings, set(ids[: len(ids) // 4]), 90, first.assert_alive)
+    finally:
+        first.kill()  # SIGKILL mid-stream: no clean shutdown, no final commit
+    lag_at_kill = group_lag(settings, env["SENTINEL_APP_ID"])
+    second = Worker(env, tmp_path / "second.log")
+    try:
+        counts = decided_ids(settings, set(ids), 120, second.assert_alive)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; committed at kill: {lag_at_kill}") from exc
+    finally:
+        second.stop()
+    assert set(counts) == set(ids)
+
+    engine = FeatureEngine()
+    for purchase in purchases:
+        engine.process("purchase", purchase)
+    changelog = f"{env['SENTINEL_APP_ID']}-wallet_to_state-changelog"
+    recovered = latest_changelog_values(settings, changelog)
+    expected = {w: orjson.loads(orjson.dumps(s.to_dict())) for w, s in engine.wallets.items()}
+    assert recovered.keys() == expected.keys()
+    assert recovered == expected
