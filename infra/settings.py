@@ -143,6 +143,8 @@ class StreamSettings(BaseSettings):
     batch_size: int = 500
     batch_within_s: float = 0.01
     web_port: int = 6066
+    metrics_port: int = 0  # Prometheus metrics on 127.0.0.1 when > 0
+    drift_check_s: float = 60.0  # how often the worker compares live features to training
     log_level: str = "INFO"
 
 

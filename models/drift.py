@@ -106,3 +106,20 @@ class DriftMonitor:
         report = self.report() if report is None else report
         over = [(v["psi"], k) for k, v in report.items() if v["psi"] > self.threshold]
         return [k for _, k in sorted(over, reverse=True)]
+
+
+def drift_event(feature: str, psi: float, kl: float, model_version: str, at) -> dict:
+    """A ``model_drift`` SecurityEvent (schemas/security_event.avsc) for one feature."""
+    return {
+        "event_id": f"model_drift_{model_version}_{feature}_{int(at.timestamp()) // 3600}",
+        "occurred_at": at,
+        "kind": "model_drift",
+        "severity": "MEDIUM",
+        "source": "scoring",
+        "ip": None,
+        "wallet": None,
+        "user_id": None,
+        "purchase_id": None,
+        "details": {"feature": feature, "psi": f"{psi:.4f}", "kl": f"{kl:.4f}",
+                    "model_version": model_version, "threshold": f"{PSI_ALERT}"},
+    }

@@ -233,6 +233,60 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
     }
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
+    """``n`` purchases spanning 30 simulated days through one worker: resident memory when
+    half of them and when all of them are decided (windows expire by event time)."""
+    from models.simulator import SimConfig, simulate
+
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    producer = Producer(settings.kafka.producer_conf(**{"linger.ms": 20}))
+    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
+    sent = 0
+    for kind, record in simulate(SimConfig(seed=41, days=30, n_users=max(2000, n // 20))):
+        if kind == "purchase":
+            while True:
+                try:
+                    producer.produce(name, codec.encode(record), record["wallet"])
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+            if sent >= n:
+                break
+    producer.flush(120)
+    clock = DecisionClock(settings)
+    worker = subprocess.Popen([sys.executable, "-m", "streams"], env=env_for(settings),
+                              stdout=subprocess.DEVNULL,
+                              stderr=open(workdir / "memory-worker.log", "wb"),
+                              start_new_session=True)
+    samples: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 3600
+        while len(clock.arrived) < sent and time.monotonic() < deadline:
+            clock.poll(0.5)
+            clock.arrived = dict.fromkeys(clock.arrived, (0.0, {}))  # keep ids only
+            if "half" not in samples and len(clock.arrived) >= sent // 2:
+                samples["half"] = rss_mb(worker.pid)
+            if worker.poll() is not None:
+                raise RuntimeError("worker exited; see memory-worker.log")
+        samples["end"] = rss_mb(worker.pid)
+        peak = peak_rss_mb(worker.pid)
+    finally:
+        stop_worker(worker)
+        clock.close()
+    return {"purchases": sent, "decided": len(clock.arrived), "simulated_days": 30,
+            "rss_mb_at_half": samples.get("half"), "rss_mb_at_end": samples["end"],
+            "growth_pct": 100 * (samples["end"] / samples["half"] - 1) if "half" in samples
+            else None, "peak_rss_mb": peak}
+
+
 def bench_pipeline(args) -> int:
     base = get_settings()
     local.start_all(base)
@@ -242,6 +296,14 @@ def bench_pipeline(args) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         report = run(settings, args.purchases, args.rates, args.seconds, workdir)
+        if args.memory_purchases:
+            memory = bench_settings(base, uuid.uuid4().hex[:8])
+            admin.create_topics(memory)
+            try:
+                report["memory"] = memory_run(memory, args.memory_purchases, workdir)
+            finally:
+                admin.delete_prefixed(memory, memory.kafka.topic_prefix)
+                admin.delete_prefixed(memory, memory.stream.app_id)
     finally:
         admin.delete_prefixed(settings, settings.kafka.topic_prefix)
         admin.delete_prefixed(settings, settings.stream.app_id)
@@ -260,4 +322,6 @@ def add_bench_commands(bench_sub) -> None:
     p.add_argument("--purchases", type=int, default=30_000, help="pre-loaded, full speed")
     p.add_argument("--rates", type=float, nargs="+", default=[1000.0, 3000.0])
     p.add_argument("--seconds", type=float, default=10.0, help="per fixed rate")
+    p.add_argument("--memory-purchases", type=int, default=0,
+                   help="also run this many purchases over 30 simulated days for memory")
     p.set_defaults(func=bench_pipeline)

@@ -4,12 +4,15 @@ the Redis blocklists around ``processors.decide.decide_batch``."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from infra.settings import Settings
-from processors.decide import Blocked, Outcome, decide_batch
+from models.drift import DriftMonitor, drift_event
+from processors.decide import Blocked, Outcome, decide_batch, feature_matrix
 from processors.features import FEATURE_NAMES
 from processors.rules import load_ruleset
+from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ class LiveDecider:
 
         self.models = ModelHolder(expected_features=FEATURE_NAMES)
         self.ruleset = load_ruleset()
+        self.drift = DriftWatch(self.models, settings.stream.drift_check_s)
         self.blocklist = Blocklist(redis.Redis.from_url(settings.redis.dsn))
         log.info("scoring with model %s and rules %s", self.models.model.version,
                  self.ruleset.version)
@@ -40,5 +44,39 @@ class LiveDecider:
     def decide(self, purchases: list[dict], features: list[dict], blocked: Blocked,
                decided_at: datetime) -> list[Outcome]:
         self.models.maybe_reload()
-        return decide_batch(purchases, features, self.models.model, self.ruleset, blocked,
-                            decided_at, challenger=self.models.challenger)
+        outcomes = decide_batch(purchases, features, self.models.model, self.ruleset, blocked,
+                                decided_at, challenger=self.models.challenger)
+        metrics.observe_decisions([o.decision for o in outcomes])
+        self.drift.observe(features)
+        return outcomes
+
+
+class DriftWatch:
+    """Live features against the champion's training distribution: PSI/KL exported as
+    metrics every ``check_s`` seconds, and a ``model_drift`` security event per drifted
+    feature (at most one per feature and hour: the event id is per hour)."""
+
+    def __init__(self, models, check_s: float, clock=time.monotonic):
+        self.models, self.check_s, self.clock = models, check_s, clock
+        self.version, self.monitor = None, None
+        self.checked = clock()
+
+    def observe(self, features: list[dict]) -> None:
+        model = self.models.model
+        if model.version != self.version:
+            self.version = model.version
+            has = "distributions" in model.metadata
+            self.monitor = DriftMonitor.for_model(model) if has else None
+        if self.monitor is not None and features:
+            self.monitor.observe(feature_matrix(features))
+
+    def events(self, now: datetime) -> list[dict]:
+        if self.monitor is None or len(self.monitor) < 500:
+            return []
+        if self.clock() - self.checked < self.check_s:
+            return []
+        self.checked = self.clock()
+        report = self.monitor.report()
+        metrics.observe_drift(report)
+        return [drift_event(f, report[f]["psi"], report[f]["kl"], self.version, now)
+                for f in self.monitor.drifted(report)]

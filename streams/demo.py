@@ -48,9 +48,9 @@ def publish_burst(settings: Settings, purchases: int, seed: int) -> set[str]:
     return sent
 
 
-def start_worker(log_path) -> subprocess.Popen:
+def start_worker(log_path, argv: tuple[str, ...] = ("-m", "streams")) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 (owned by the process)
-    return subprocess.Popen([sys.executable, "-m", "streams"], stdout=log, stderr=log,
+    return subprocess.Popen([sys.executable, *argv], stdout=log, stderr=log,
                             start_new_session=True)
 
 
@@ -69,6 +69,7 @@ def run_demo(settings: Settings, purchases: int = 300, timeout: float = 120.0) -
     log_path = settings.stream.data_dir / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     worker = start_worker(log_path)
+    sinks = start_worker(log_path.with_name("demo-sinks.log"), ("-m", "infra.cli", "sink", "all"))
     try:
         wait_ready(settings, timeout)
         seed = secrets.randbelow(1_000_000)
@@ -77,10 +78,47 @@ def run_demo(settings: Settings, purchases: int = 300, timeout: float = 120.0) -
         print(f"published {len(sent)} simulated purchases (seed {seed}) in "
               f"{time.monotonic() - started:.1f} s; waiting for decisions…")
         got = collect(settings, sent, worker, timeout)
+        stored = wait_stored(settings, set(got), timeout)
     finally:
         stop_worker(worker)
+        stop_worker(sinks)
     report(got, len(sent))
-    return 0 if len(got) == len(sent) else 1
+    report_stores(settings, stored, got)
+    return 0 if len(got) == len(sent) and stored == len(got) else 1
+
+
+def wait_stored(settings: Settings, ids: set[str], timeout: float) -> int:
+    """Until the sinks have written every decision to PostgreSQL; returns how many are."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(settings.postgres.dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM decisions WHERE purchase_id = ANY(%s)",
+                               (list(ids),)).fetchone()
+            stored = int(row[0]) if row else 0
+            if stored >= len(ids) or time.monotonic() > deadline:
+                return stored
+            time.sleep(0.5)
+
+
+def report_stores(settings: Settings, stored: int, got: dict[str, dict]) -> None:
+    import psycopg
+    import redis
+
+    print(f"\nPostgreSQL: {stored} of {len(got)} decisions stored (table decisions); kpi_hourly:")
+    with psycopg.connect(settings.postgres.dsn) as conn:
+        rows = conn.execute("SELECT hour, decisions, approved, require_2fa, manual_review, "
+                            "blocked, round(latency_p99_ms) FROM kpi_hourly "
+                            "ORDER BY hour DESC LIMIT 3").fetchall()
+    for row in rows:
+        print(f"  {row[0]:%Y-%m-%d %H:00}  decisions={row[1]} approved={row[2]} 2fa={row[3]} "
+              f"review={row[4]} blocked={row[5]} p99={row[6]} ms")
+    sample = next(iter(got), None)
+    if sample:
+        cached = redis.Redis.from_url(settings.redis.dsn).get(f"sentinel:decision:{sample}")
+        print(f"Redis: sentinel:decision:{sample} -> "
+              f"{'present' if cached else 'missing'} (what GET /v1/decisions/{{id}} serves)")
 
 
 def wait_ready(settings: Settings, timeout: float) -> None:

@@ -17,6 +17,7 @@ from infra import topics
 from infra.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
+from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Outputs:
         log.warning(
             "dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error
         )
+        metrics.DEAD_LETTERS.labels(origin.name).inc()
         self.send(topics.dlq(origin), msg.key, self.dead_letters.encode(record))
 
     def flush(self, timeout: float = 30.0) -> None:

@@ -77,6 +77,8 @@ def score_batch(events) -> None:
         ctx.outputs.decision(outcome.decision)
         for security_event in outcome.security_events:
             ctx.outputs.security_event(security_event)
+    for event in ctx.decider.drift.events(datetime.now(UTC)):
+        ctx.outputs.security_event(event)
     spec = registry.ENTITY_OBSERVATIONS
     grouped = observations_by_partition([p for _, p in kept], spec.partitions)
     for partition, observations in grouped.items():

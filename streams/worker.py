@@ -14,12 +14,16 @@ def faust_loglevel(level: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from infra.settings import get_settings
-    from streams import agents  # noqa: F401  (registers the agents)
+    from streams import (
+        agents,  # noqa: F401  (registers the agents)
+        metrics,
+    )
     from streams.app import app
 
     level = faust_loglevel(get_settings().stream.log_level)
     # Table state is many small long-lived objects: with the default thresholds the cyclic
     # collector's full passes stall a batch for 100+ ms (measured); collect less often.
     gc.set_threshold(50_000, 50, 100)
+    metrics.serve(get_settings().stream.metrics_port)
     sys.argv = ["sentinel-worker", "worker", "--without-web", f"--loglevel={level}", *(argv or [])]
     app.main()
