@@ -24,11 +24,11 @@ from infra import topics as registry
 from processors.entities import observe_entity
 from processors.features import apply_auth, apply_transfer
 from processors.state import WalletState
-from streams import topics
+from streams import tables, topics
 from streams.app import app
 from streams.context import ctx
 from streams.scoring import score_batch
-from streams.tables import entity_to_state, set_current_event, wallet_to_state
+from streams.tables import entity_to_state, wallet_to_state
 
 log = logging.getLogger(__name__)
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -48,9 +48,7 @@ def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> Walle
 
 def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
     """One changelog write per key per batch, on the partition of the key's last event."""
-    for key, (state, event) in touched.items():
-        set_current_event(event)
-        table[key] = state
+    tables.write_back(table, touched, ctx.outputs.send_raw)
 
 
 @app.agent(topics.purchases)

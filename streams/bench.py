@@ -249,7 +249,8 @@ def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
     producer = Producer(settings.kafka.producer_conf(**{"linger.ms": 20}))
     name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
     sent = 0
-    for kind, record in simulate(SimConfig(seed=41, days=30, n_users=max(2000, n // 20))):
+    # ~0.08 purchases per user and day: enough users that n purchases span the 30 days.
+    for kind, record in simulate(SimConfig(seed=41, days=30, n_users=max(2000, int(n / 2.2)))):
         if kind == "purchase":
             while True:
                 try:

@@ -55,6 +55,17 @@ class Outputs:
             except BufferError:
                 self.producer.poll(0.05)
 
+    def send_raw(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        """A record to a topic by its broker-side name (table changelogs)."""
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, partition=partition, on_delivery=self._on_delivery
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
     def decision(self, record: dict) -> None:
         self.send(topics.DECISIONS, record["wallet"], self.decisions.encode(record))
 

