@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from infra.settings import get_settings
 
@@ -35,7 +36,40 @@ def cmd_lag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """List the rules of a rules file, or check one (exit 1 with the reason if invalid)."""
+    from processors.rules import CATALOGUE, DEFAULT_RULES_PATH, RulesFileError, load_ruleset
+
+    path = args.file or DEFAULT_RULES_PATH
+    try:
+        ruleset = load_ruleset(path)
+    except RulesFileError as exc:
+        print(f"invalid rules file: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "check":
+        print(f"{path}: valid, version {ruleset.version}, {len(ruleset.active)} active rules, "
+              f"organizers: {', '.join(ruleset.organizers) or 'none'}")
+        return 0
+    view = ruleset.for_organizer(args.organizer)
+    for rule_id, setting in view.settings.items():
+        rule = CATALOGUE[rule_id]
+        state = "on " if setting.enabled else "off"
+        hard = " HARD" if rule.hard else ""
+        params = ", ".join(f"{k}={v}" for k, v in setting.params.items())
+        print(f"{state} {rule.category:<16} {rule_id:<36} w={setting.weight:<5}{hard} {params}")
+    t = view.thresholds
+    print(f"policy: 2FA > {t.two_fa}, review > {t.review}, block > {t.block}; "
+          f"rules version {ruleset.version}")
+    return 0
+
+
 def add_commands(sub) -> None:
+    p = sub.add_parser("rules", help="list the rules of a rules file, or check one")
+    p.add_argument("action", choices=["list", "check"])
+    p.add_argument("file", nargs="?", help="default: processors/rules/rules.toml")
+    p.add_argument("--organizer", help="list: the view with this organizer's overrides")
+    p.set_defaults(func=cmd_rules)
+
     p = sub.add_parser("demo", help="worker + simulated burst; print the decisions")
     p.add_argument("--purchases", type=int, default=300)
     p.add_argument("--timeout", type=float, default=120.0)
