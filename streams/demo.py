@@ -160,4 +160,6 @@ def report(got: dict[str, dict], sent: int) -> None:
     if latencies:
         p50 = latencies[len(latencies) // 2]
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        print(f"latency from acceptance to decision: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        print(f"latency from acceptance to decision: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+              "(one burst with a day of logins and transfers: mostly queueing; see "
+              "`sentinel bench pipeline` for latency at a fixed rate)")
