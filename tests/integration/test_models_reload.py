@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +76,7 @@ def test_running_scorer_switches_to_the_promoted_model(tmp_path):
     )
     try:
         first = proc.stdout.readline().split()
-        assert first[0] == v1
-        time.sleep(0.2)  # the scorer is running and scoring with v1
+        assert first[0] == v1  # the scorer is running and scoring with v1
         _promote_with_cli(v2, registry.root)
         second = proc.stdout.readline().split()
         assert second and second[0] == v2 and second[1] != first[1]
