@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -67,9 +68,11 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict]:
         headers["Idempotency-Key"] = draw(header_text)
     if draw(st.integers(0, 9)) == 0:
         wait = draw(st.sampled_from(["0", "-1", "abc", "5", "99999999999"]))
+        # Percent-encoded: any id reaches the server (a client refuses raw control bytes).
+        purchase_id = quote(draw(header_text.filter(bool)), safe="")
         return (
             "GET",
-            f"/v1/decisions/{draw(header_text.filter(lambda t: '/' not in t and t))}?wait_ms={wait}",
+            f"/v1/decisions/{purchase_id}?wait_ms={wait}",
             b"",
             {},
         )
