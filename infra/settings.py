@@ -144,6 +144,10 @@ class StreamSettings(BaseSettings):
     batch_within_s: float = 0.01
     web_port: int = 6066
     metrics_port: int = 0  # Prometheus metrics on 127.0.0.1 when > 0
+    # Event time: how late an event may be (behind its wallet's stream watermark) and still be
+    # applied; later ones are dead-lettered with the reason. At most 1 h (the state's slack).
+    allowed_lateness_ms: int = 5 * 60 * 1000
+    chain_lateness_ms: int = 30 * 60 * 1000
     drift_check_s: float = 60.0  # how often the worker compares live features to training
     log_level: str = "INFO"
 

@@ -25,7 +25,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from infra.settings import get_settings
     from models.registry import load_model
     from models.replay import compare, read_topic, read_topics, replay
-    from processors.features import FEATURE_NAMES
+    from processors.features import FEATURE_NAMES, FeatureConfig
     from processors.rules import load_ruleset
 
     settings = get_settings()
@@ -35,7 +35,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.rules) if args.rules else load_ruleset()
     since = datetime.fromisoformat(args.since) if args.since else None
     until = datetime.fromisoformat(args.until) if args.until else None
-    decisions = replay(read_topics(settings), model, ruleset, since=since, until=until)
+    config = FeatureConfig(allowed_lateness_ms=settings.stream.allowed_lateness_ms,
+                           chain_lateness_ms=settings.stream.chain_lateness_ms)
+    decisions = replay(read_topics(settings), model, ruleset, since=since, until=until,
+                       config=config)
     if args.out:
         with open(args.out, "wb") as f:
             for d in decisions:

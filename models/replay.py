@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from infra import topics
 from infra.settings import Settings
 from processors.decide import Blocked, decide_batch
-from processors.features import FeatureEngine, LateEventError
+from processors.features import FeatureConfig, FeatureEngine, LateEventError
 from processors.rules import RuleSet
 from schemas.codec import AvroCodec, DecodeError
 from schemas.registry import registry_from_settings
@@ -34,9 +34,10 @@ CLOCK_FIELDS = ("decided_at", "latency_ms")
 
 def replay(events: Iterable[tuple[str, dict]], model, ruleset: RuleSet, *,
            since: datetime | None = None, until: datetime | None = None,
-           blocked: Blocked = Blocked(), batch_size: int = 500) -> list[dict]:
+           blocked: Blocked = Blocked(), batch_size: int = 500,
+           config: FeatureConfig | None = None) -> list[dict]:
     """Decisions for the purchases in [since, until); earlier events only build state."""
-    engine = FeatureEngine()
+    engine = FeatureEngine(config)
     decisions: list[dict] = []
     pending: list[tuple[dict, dict]] = []
     for kind, record in events:

@@ -48,7 +48,9 @@ class Context:
     def feature_config(self):
         from processors.features import FeatureConfig
 
-        return FeatureConfig()
+        stream = self.settings.stream
+        return FeatureConfig(allowed_lateness_ms=stream.allowed_lateness_ms,
+                             chain_lateness_ms=stream.chain_lateness_ms)
 
     @cached_property
     def decider(self):
