@@ -9,6 +9,7 @@ file says we started. Functions return dicts and print nothing (the CLI prints).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pwd
 import shutil
@@ -176,10 +177,11 @@ def tansu_spec(settings: Settings, exe: str) -> Server:
 
 
 def _postgres(settings: Settings) -> Server:
-    home, port = settings.stream.data_dir / "postgres", settings.postgres.port
+    port = settings.postgres.port
     url = urlsplit(settings.postgres.dsn)
     user, db = url.username or "sentinel", url.path.lstrip("/") or "sentinel"
     run_as = "postgres" if os.geteuid() == 0 else None
+    home = _pg_home(settings.stream.data_dir, run_as)
     argv = ["-D", str(home / "data"), "-p", str(port), "-k", str(home / "run"),
             "-c", "listen_addresses=127.0.0.1"]
     return Server(
@@ -263,10 +265,32 @@ def _ensure_user(user: str) -> None:
                         "--shell", "/usr/sbin/nologin", user], check=True, capture_output=True)
 
 
+def _pg_home(data_dir: Path, run_as: str | None) -> Path:
+    """``<data_dir>/postgres``; when root runs us from a folder the ``postgres`` user cannot
+    enter (a checkout under /root), a folder of its own under /var/lib/sentinel named after
+    the data dir, so that the same checkout always finds the same cluster."""
+    home = data_dir / "postgres"
+    if run_as is None or _can_enter(data_dir, run_as):
+        return home
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/lib/sentinel") / digest / "postgres"
+
+
+def _can_enter(path: Path, user: str) -> bool:
+    """Whether ``user`` can traverse every existing folder on the way to ``path``."""
+    try:
+        _check_reachable(path / "x", user)
+    except (InfraError, KeyError):
+        return False
+    return True
+
+
 def _check_reachable(path: Path, user: str) -> None:
     """Fail clearly when ``user`` cannot traverse every parent of ``path``."""
     pw = pwd.getpwnam(user)
     for parent in path.parents:
+        if not parent.exists():
+            continue
         st = parent.stat()
         mask = 0o100 if st.st_uid == pw.pw_uid else 0o010 if st.st_gid == pw.pw_gid else 0o001
         if not st.st_mode & mask:

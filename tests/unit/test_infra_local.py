@@ -66,7 +66,9 @@ def test_specs_take_ports_and_dirs_from_settings(tmp_path: Path) -> None:
     assert (kafka.ports, kafka.endpoint, kafka.home) == ((29092, 29093), "127.0.0.1:29092", tmp_path / "kafka")
     assert postgres.endpoint == "postgresql://alice@127.0.0.1:25432/shop"
     assert postgres.stop_signal == signal.SIGINT
-    assert postgres.home == tmp_path / "postgres"
+    # pytest's tmp_path is private to root: as root, the cluster lives where postgres can go.
+    assert postgres.home.name == "postgres"
+    assert postgres.home.parent in (tmp_path, Path("/var/lib/sentinel") / postgres.home.parent.name)
     assert redis.endpoint == "redis://127.0.0.1:26379/0"
 
 
@@ -108,3 +110,18 @@ def test_tansu_stands_in_only_without_java_or_maven(
 def test_unknown_server_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match="unknown server"):
         server_spec(make_settings(tmp_path), "mysql")
+
+
+def test_postgres_data_moves_where_the_postgres_user_can_reach_it(tmp_path):
+    """A checkout the ``postgres`` user cannot enter (e.g. under /root) gets its cluster under
+    /var/lib/sentinel, the same folder every time for the same data dir."""
+    from infra.local import _pg_home
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    data_dir = private / ".data"
+    assert _pg_home(tmp_path / "open", None) == tmp_path / "open" / "postgres"
+    home = _pg_home(data_dir, "postgres")
+    assert home.parent.parent == Path("/var/lib/sentinel") and home.name == "postgres"
+    assert home == _pg_home(data_dir, "postgres")
+    assert home != _pg_home(private / "other" / ".data", "postgres")
