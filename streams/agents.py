@@ -40,10 +40,7 @@ def batches(stream):
 
 
 def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> WalletState:
-    if address in cache:
-        return cache[address][0]
-    state = wallet_to_state.get(address)
-    return state if state is not None else WalletState(address=address)
+    return cache[address][0] if address in cache else tables.read_wallet(address)
 
 
 def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
@@ -73,7 +70,7 @@ async def track_entities(stream):
                 continue
             for obs in batch:
                 key = obs["entity"]
-                state = touched[key][0] if key in touched else entity_to_state.get(key)
+                state = touched[key][0] if key in touched else tables.read_entity(key)
                 touched[key] = (observe_entity(key, state, obs), event)
         write_back(entity_to_state, touched)
         await asyncio.to_thread(ctx.outputs.flush)
