@@ -220,6 +220,10 @@ class EntityState:
     watermark_ms: int = 0
     pruned_ms: int = 0
 
+    def copy(self) -> EntityState:
+        """An independent copy (values are immutable, so copying the dict suffices)."""
+        return EntityState(dict(self.wallets), self.watermark_ms, self.pruned_ms)
+
     def observe(self, wallet: str, ts_ms: int) -> None:
         if ts_ms > self.wallets.get(wallet, -1):
             self.wallets[wallet] = ts_ms
@@ -258,6 +262,12 @@ class ShowState:
     tickets: dict[str, tuple[int, int]] = field(default_factory=dict)
     watermark_ms: int = 0
     applied: list[str] = field(default_factory=list)  # latest purchase ids (redeliveries)
+
+    def copy(self) -> ShowState:
+        """An independent copy (rows are tuples, so copying the containers suffices)."""
+        return ShowState(list(self.primary_prices), list(self.resale_prices), dict(self.buckets),
+                         self.sale_open_ms, dict(self.tickets), self.watermark_ms,
+                         list(self.applied))
 
     def first_time(self, purchase_id: str) -> bool:
         if purchase_id in self.applied:

@@ -40,7 +40,10 @@ def batches(stream):
 
 
 def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> WalletState:
-    return cache[address][0] if address in cache else tables.read_wallet(address)
+    if address in cache:
+        return cache[address][0]
+    state = wallet_to_state.get(address)
+    return state if state is not None else WalletState(address=address)
 
 
 def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
@@ -70,7 +73,7 @@ async def track_entities(stream):
                 continue
             for obs in batch:
                 key = obs["entity"]
-                state = touched[key][0] if key in touched else tables.read_entity(key)
+                state = touched[key][0] if key in touched else entity_to_state.get(key)
                 touched[key] = (observe_entity(key, state, obs), event)
         write_back(entity_to_state, touched)
         await asyncio.to_thread(ctx.outputs.flush)

@@ -11,7 +11,7 @@ from processors.features import LateEventError, apply_purchase, purchase_feature
 from processors.state import EntityState, ShowState, WalletState
 from schemas.codec import DecodeError
 from streams.context import ctx
-from streams.tables import read_entity, read_wallet, wallet_to_state, write_back
+from streams.tables import entity_to_state, wallet_to_state, write_back
 
 
 def _decode(events) -> list[tuple[object, dict]]:
@@ -25,10 +25,11 @@ def _decode(events) -> list[tuple[object, dict]]:
 
 
 def _entity(key: str, overlay: dict):
-    """This batch's copy of an entity state: the table's, plus this batch's purchases (a
-    decoded copy: only ``track_entities`` writes the table)."""
+    """This batch's copy of an entity state: the table's, plus this batch's purchases.
+    A copy, because only ``track_entities`` writes the table."""
     if key not in overlay:
-        overlay[key] = read_entity(key)
+        state = entity_to_state.get(key)
+        overlay[key] = state.copy() if state is not None else None
     return overlay[key]
 
 
@@ -38,7 +39,7 @@ def _states(purchase: dict, touched: dict, overlay: dict):
     if address in touched:
         wallet = touched[address][0]
     else:
-        wallet = read_wallet(address)
+        wallet = wallet_to_state.get(address) or WalletState(address=address)
     by_kind = {key.split(":", 1)[0]: key for key in entity_keys(purchase)}
     entities = []
     for kind in ENTITY_KINDS:

@@ -512,3 +512,21 @@ def test_memory_stays_bounded_over_30_simulated_days():
     assert len(engine.ips) <= 2 * 250 + 1  # yesterday's and today's IPs only
     assert len(engine.devices) <= 2 * 40 + 1
 
+
+def test_entity_and_show_copies_are_independent_and_equal():
+    from processors.state import EntityState, ShowState
+
+    engine = FeatureEngine()
+    run([purchase(at(minutes=m), purchase_id=f"c{m}") for m in range(3)], engine)
+    for state in [*engine.ips.values(), *engine.shows.values()]:
+        twin = state.copy()
+        assert twin.to_dict() == state.to_dict() and twin is not state
+        _, record = purchase(at(minutes=9), wallet="0x" + "9" * 40, purchase_id="c9")
+        if isinstance(state, ShowState):
+            from processors.apply import apply_to_show
+
+            apply_to_show(twin, record, 9 * 60_000)
+        else:
+            assert isinstance(state, EntityState)
+            twin.observe(record["wallet"], 9 * 60_000)
+        assert twin.to_dict() != state.to_dict()
