@@ -35,7 +35,7 @@ def wait_consumed(settings, group: str, spec, worker, timeout: float = 60.0) -> 
         rows = [r for r in group_lag(settings, group) if r["topic"] == name]
         if rows and sum(r["end"] for r in rows) and all(r["lag"] == 0 for r in rows):
             return
-        time.sleep(0.2)
+        worker.exited_within(0.2)
     raise TimeoutError(f"{name} not consumed by {group}")
 
 

@@ -91,6 +91,15 @@ class Worker:
             start_new_session=True,
         )
 
+    def exited_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the worker to exit (a paced poll that also notices a
+        crash at once); True if it did."""
+        try:
+            self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def assert_alive(self) -> None:
         if self.proc.poll() is not None:
             raise AssertionError(f"worker exited with {self.proc.returncode}: {self.tail()}")
