@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from infra.process import stop_group
 from infra.settings import Settings
 from infra.topics import TopicSpec, full_name
 
@@ -70,13 +70,7 @@ class GatewayProcess:
         return "+".join(fast) if fast else "asyncio+h11"
 
     def stop(self, grace_s: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, grace_s, kill_wait_s=5)
 
 
 def topic_records(settings: Settings, spec: TopicSpec, timeout_s: float = 30.0) -> int:

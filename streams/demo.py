@@ -3,9 +3,7 @@ traffic through the real broker, and print the decisions that come back."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Producer
 
 from infra import admin, topics
+from infra.process import stop_group
 from infra.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -55,13 +54,7 @@ def start_worker(log_path, argv: tuple[str, ...] = ("-m", "streams")) -> subproc
 
 
 def stop_worker(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    stop_group(proc, grace)
 
 
 def run_demo(settings: Settings, purchases: int = 300, timeout: float = 120.0) -> int:

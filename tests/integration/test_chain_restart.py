@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from infra.evm import NodeHandle
+from infra.process import stop_group
 from infra.settings import Settings
 from tests.integration.chain_fixtures import (
     PRICE,
@@ -62,13 +63,7 @@ class ListenerProcess:
         self.reader.join(10)
 
     def stop(self, grace_s: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(grace_s)
+        stop_group(self.proc, grace_s, kill_wait_s=grace_s)
         self.reader.join(10)
         self.log.close()
         if self.proc.stdout is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from datetime import timedelta
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 
 from infra import topics
+from infra.process import stop_group
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from sinks.redis import kpi_bucket
@@ -36,17 +36,10 @@ class SinkProcess:
             raise AssertionError(f"sink process exited with {self.proc.returncode}")
 
     def terminate(self, grace: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                return self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-                raise
-            finally:
-                self.log.close()
+        graceful = stop_group(self.proc, grace)
         self.log.close()
+        if not graceful:
+            raise subprocess.TimeoutExpired(self.proc.args, grace)
         return self.proc.returncode
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Producer
 
 from infra import topics
+from infra.process import stop_group
 from infra.settings import Settings
 
 
@@ -110,13 +111,7 @@ class Worker:
             return f.read().decode(errors="replace")[-n:]
 
     def stop(self, grace: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc, grace)
         self.log.close()
 
     def kill(self) -> None:

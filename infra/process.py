@@ -1,0 +1,23 @@
+"""Stopping a child process group: SIGTERM, a grace period, then SIGKILL (a Faust worker may
+ignore SIGTERM while it shuts down; DESIGN.md "Known facts")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 15.0, kill_wait_s: float = 10.0) -> bool:
+    """Stop ``proc`` (started with ``start_new_session=True``) and its children; True when
+    it exited within the grace period, False when it had to be killed."""
+    if proc.poll() is not None:
+        return True
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+        return True
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(kill_wait_s)
+        return False
