@@ -59,11 +59,18 @@ __all__ = [
 ]
 
 
-def simulate(config: SimConfig | None = None) -> Iterator[tuple[str, dict]]:
-    """Yield ``(kind, record)`` for the whole run, in event-time order."""
+def simulate(
+    config: SimConfig | None = None, scenarios: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict]]:
+    """Yield ``(kind, record)`` for the whole run, in event-time order.
+
+    ``scenarios``, when given, is filled with ``purchase_id -> scenario`` for every purchase:
+    the fraud pattern, or the legit behaviour that produced it (``legit_*``), for per-scenario
+    reports such as ``sentinel bench detection``. It does not change the records."""
     config = config or SimConfig()
     rng = np.random.default_rng(config.seed)
     emitter = Emitter(build_world(config, rng), rng)
+    emitter.scenarios = scenarios
     market = Market()
     for day in range(config.days):
         n_legit = legit_day(emitter, market, day, rng)

@@ -81,6 +81,8 @@ class Emitter:
         self.heap: list[tuple[int, int, str, dict]] = []
         self.tokens: dict[int, Token] = {}
         self.seq = self.n_purchases = self.n_fraud = 0
+        # purchase_id -> scenario (fraud pattern or legit scenario), when the caller asks.
+        self.scenarios: dict[str, str] | None = None
 
     def push(self, t_ms: int, kind: str, record: dict) -> None:
         self.seq += 1
@@ -105,6 +107,7 @@ class Emitter:
         *,
         resale: Token | None = None,
         fraud: str | None = None,
+        scenario: str | None = None,
     ) -> Token:
         """A purchase, its mint or sale transfer and its label; returns the ticket token."""
         shows, seed = self.world.shows, self.config.seed
@@ -140,6 +143,8 @@ class Emitter:
             "ingested_at": None,
         }
         self.push(t, "purchase", record)
+        if self.scenarios is not None:
+            self.scenarios[pid] = fraud or scenario or "legit"
         if resale:
             price_wei = str(unit_price * quantity * WEI_PER_MINOR)
             self.transfer(t + self.rand.int(15_000, 90_000), token, who.wallet, "SALE", price_wei)

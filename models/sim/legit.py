@@ -38,6 +38,7 @@ class Order(NamedTuple):
     tier: float
     away_city: int
     day: int
+    rush: bool = False
 
 
 class Market:
@@ -119,7 +120,9 @@ def legit_day(em: Emitter, market: Market, day: int, rng: np.random.Generator) -
         if t >= day_start + DAY_MS or show[k] < 0:
             continue
         made += 1
-        order = Order(int(show[k]), int(quantity[k]), float(tier[k]), int(away_city[k]), day)
+        order = Order(
+            int(show[k]), int(quantity[k]), float(tier[k]), int(away_city[k]), day, bool(rush[k])
+        )
         _one_purchase(em, market, int(buyers[k]), t, order, u[k])
     return made
 
@@ -165,33 +168,45 @@ def _one_purchase(em: Emitter, market: Market, i: int, t: int, order: Order, u: 
     world, cfg = em.world, em.config
     who = world.users.identity(i)
     buy = home_buy(world, i, u[:4])
+    tags = []
     if u[10] < 0.03:  # a new phone or laptop
         buy.device = world.users.device(i, 10 + order.day)
+        tags.append("legit_new_device")
     if u[4] < cfg.travel_prob or u[4] > 0.995:
         buy = away(world, buy, i, order.away_city, order.day, vpn=u[4] > 0.995)
+        tags.append("legit_vpn" if u[4] > 0.995 else "legit_travel")
     if u[11] < 0.004:  # forgot the password: failed logins, a reset, then the purchase
         em.login(t, who, buy, failures=2 + int(3 * u[6]))
         em.auth(t - 15_000, "PASSWORD_CHANGED", who, buy)
+        tags.append("legit_password_reset")
     elif u[5] < 0.55:
         em.login(t, who, buy, failures=int(u[6] < 0.05) + 2 * int(u[6] < 0.01))
+    if who.created_ms > t - DAY_MS:
+        tags.append("legit_new_account")
+    if order.rush:
+        tags.append("legit_onsale_rush")
+    if world.users.nat[i] >= 0:
+        tags.append("legit_shared_nat")
     token = market.take(em, t, u[7]) if u[8] < cfg.resale_share else None
     if token is not None:
         markup = 0.85 + 0.9 * u[9] ** 2
         em.purchase(
-            t, who, token.show, token.quantity, int(token.unit_price * markup), buy, resale=token
+            t, who, token.show, token.quantity, int(token.unit_price * markup), buy, resale=token,
+            scenario=(tags or ["legit_resale"])[0],
         )
         return
-    _primary(em, market, who, buy, t, order, u)
+    _primary(em, market, who, buy, t, order, u, (tags or ["legit_regular"])[0])
 
 
 def _primary(
-    em: Emitter, market: Market, who: Identity, buy: Buy, t: int, order: Order, u: np.ndarray
+    em: Emitter, market: Market, who: Identity, buy: Buy, t: int, order: Order, u: np.ndarray,
+    scenario: str,
 ) -> None:
     world, cfg = em.world, em.config
     price, quantity = int(world.shows.price[order.show] * order.tier), order.quantity
     if 0.5 < u[9] < 0.53:  # an add-on (parking, merchandise): a small amount
         price, quantity = 100 + int(500 * u[8]), 1
-    token = em.purchase(t, who, order.show, quantity, price, buy)
+    token = em.purchase(t, who, order.show, quantity, price, buy, scenario=scenario)
     if u[9] < cfg.list_share:
         market.list_later(t + int((1 + 7 * u[7]) * DAY_MS), token)
     elif u[9] > 0.98 and quantity >= 2:
