@@ -1,5 +1,6 @@
 # Sentinel: `make run` shows the pipeline working; `make test` runs the whole suite.
-# Both install into .venv first and start the embedded servers they need on 127.0.0.1.
+# Both install the missing system packages first (infra/bootstrap.py: apt-get as root or with
+# sudo), then .venv, and start the embedded servers they need on 127.0.0.1.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,12 +8,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint unit integration bench up down status clean
+# The system packages `make test` needs include those of `make run` (infra/bootstrap.py).
+PURPOSE := $(if $(filter test lint unit integration,$(MAKECMDGOALS)),test,run)
+
+.PHONY: help bootstrap install run test lint unit integration bench up down status clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+bootstrap:  ## install missing system packages (apt-get), or say how to get them
+	@$(PYTHON) -m infra.bootstrap --for $(PURPOSE)
+
+$(STAMP): pyproject.toml | bootstrap
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
@@ -20,7 +27,7 @@ $(STAMP): pyproject.toml
 	  npm install --silent --no-audit --no-fund --prefix connectors/contracts; fi
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install Sentinel with its test tools
+install: bootstrap $(STAMP)  ## create .venv and install Sentinel with its test tools
 
 up: install  ## start embedded Kafka, PostgreSQL and Redis; create topics; migrate
 	$(BIN)/sentinel infra up
