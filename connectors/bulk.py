@@ -105,7 +105,8 @@ class _Loader:
             self.summary.skipped += 1
             return
         try:
-            future = self.publisher.send(self.kind, parse(self.kind, record), block=True)
+            record = parse(self.kind, record, bounds=self.publisher.bounds)
+            future = self.publisher.send(self.kind, record, block=True)
         except ValidationFailed as exc:
             with self._done:
                 self.summary.rejections.append(Rejection(line_no, [str(e) for e in exc.errors]))

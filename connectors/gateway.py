@@ -113,7 +113,7 @@ class Gateway:
             return self._unauthorized(kind, peer, exc)
         now = datetime.now(UTC)
         try:
-            record = parse(kind, body, now)
+            record = parse(kind, body, now, self.publisher.bounds)
         except ValidationFailed as exc:
             return error(
                 422, "validation_failed", str(exc), fields=[e.as_dict() for e in exc.errors]

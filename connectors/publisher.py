@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from connectors.base import Delivery, DeliveryFailed, FieldError, RecordKind, ValidationFailed
 from connectors.security_events import event_key
-from connectors.validation import AUTH_EVENT, KINDS, LABEL, PURCHASE, parse
+from connectors.validation import AUTH_EVENT, KINDS, LABEL, PURCHASE, EventTimeBounds, parse
 from infra.settings import Settings
 from infra.topics import SECURITY_EVENTS, TopicSpec, full_name
 from schemas.codec import AvroCodec, EncodeError
@@ -52,6 +52,7 @@ class Publisher:
         (``DeliveryPump`` does, in an event loop, with ``future_factory=loop.create_future``).
         """
         self._prefix = settings.kafka.topic_prefix
+        self.bounds = EventTimeBounds.from_settings(settings)
         registry = registry_from_settings(settings)
         self._specs = (*(kind.spec for kind in KINDS.values()), SECURITY_EVENTS)
         self._codecs = {spec.name: AvroCodec.for_topic(registry, spec) for spec in self._specs}
@@ -69,7 +70,7 @@ class Publisher:
         self, kind: RecordKind, data: Record, *, now: datetime | None = None
     ) -> Future[Delivery]:
         """Validate ``data`` as ``kind`` and send it; ``ValidationFailed`` if it is bad."""
-        return self.send(kind, parse(kind, data, now), now=now)
+        return self.send(kind, parse(kind, data, now, self.bounds), now=now)
 
     def publish_purchase(self, data: Record, *, now: datetime | None = None) -> Future[Delivery]:
         """A purchase; ``ingested_at`` is set to ``now`` (default: the clock)."""

@@ -4,13 +4,16 @@ Pydantic v2 models mirror ``schemas/purchase.avsc``, ``auth_event.avsc`` and ``l
 reject what the schema (or common sense about the field) would reject, naming each bad field.
 Wallets are normalised to lower case, currencies and countries to upper case, IPs to their
 canonical text. Timestamps are RFC 3339 strings with an offset or integer epoch milliseconds,
-never naive, never more than 24 h in the future.
+never naive. The event time (``occurred_at``) is bounded against the clock of the edge
+(``EventTimeBounds``): at most ``max_future`` ahead (5 min by default) and no older than the
+retention of the record's topic; other timestamps at most 24 h ahead.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -36,6 +39,24 @@ MAX_FUTURE = timedelta(hours=24)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class EventTimeBounds:
+    """How far an event time may be from the edge's clock: ``max_future`` ahead, ``max_age``
+    behind (None: the retention of the record's topic)."""
+
+    max_future: timedelta = timedelta(minutes=5)
+    max_age: timedelta | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EventTimeBounds:
+        stream = settings.stream
+        age = timedelta(milliseconds=stream.max_event_age_ms) if stream.max_event_age_ms else None
+        return cls(timedelta(milliseconds=stream.max_future_skew_ms), age)
+
+
+DEFAULT_BOUNDS = EventTimeBounds()
+
+
 def _millis_to_datetime(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int):
         return value
@@ -54,6 +75,22 @@ def _not_in_future(value: datetime, info: ValidationInfo) -> datetime:
     if value < EPOCH:
         raise ValueError("timestamp is before 1970-01-01")
     return value.astimezone(UTC)
+
+
+def _event_time(value: datetime, info: ValidationInfo) -> datetime:
+    """An event time within ``EventTimeBounds`` of the edge's clock (``parse`` puts both in
+    the validation context)."""
+    value = _not_in_future(value, info)
+    context = info.context or {}
+    now = context.get("now") or datetime.now(UTC)
+    bounds: EventTimeBounds = context.get("bounds", DEFAULT_BOUNDS)
+    if value - now > bounds.max_future:
+        ahead = int(bounds.max_future.total_seconds())
+        raise ValueError(f"event time is more than {ahead} s ahead of the gateway's clock")
+    max_age = context.get("max_age")
+    if max_age is not None and now - value > max_age:
+        raise ValueError(f"event time is more than {max_age.days} days old (the topic's retention)")
+    return value
 
 
 WALLET = re.compile(r"0[xX][0-9a-fA-F]{40}")
@@ -81,6 +118,9 @@ def _ip(value: str) -> str:
 
 Timestamp = Annotated[
     datetime, BeforeValidator(_millis_to_datetime), AfterValidator(_not_in_future)
+]
+EventTime = Annotated[
+    datetime, BeforeValidator(_millis_to_datetime), AfterValidator(_event_time)
 ]
 Wallet = Annotated[StrictStr, AfterValidator(_wallet)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
@@ -119,7 +159,7 @@ class PurchaseIn(EdgeModel):
     """A ticket purchase (``sentinel.purchases.v1``). Money is integer minor units."""
 
     purchase_id: Id
-    occurred_at: Timestamp
+    occurred_at: EventTime
     wallet: Wallet
     user_id: Id
     organizer_id: Id
@@ -155,7 +195,7 @@ class AuthEventIn(EdgeModel):
     """A login, MFA or account event (``sentinel.auth-events.v1``)."""
 
     event_id: Id
-    occurred_at: Timestamp
+    occurred_at: EventTime
     kind: Literal[
         "LOGIN_OK", "LOGIN_FAILED", "MFA_OK", "MFA_FAILED", "PASSWORD_CHANGED",
         "EMAIL_CHANGED", "ADMIN_LOGIN", "ADMIN_LOGIN_FAILED", "ADMIN_MFA_FAILED", "LOGOUT",
@@ -172,7 +212,7 @@ class LabelIn(EdgeModel):
     """Ground truth for a purchase (``sentinel.labels.v1``): chargeback or review outcome."""
 
     purchase_id: Id
-    occurred_at: Timestamp
+    occurred_at: EventTime
     is_fraud: StrictBool
     source: Literal["CHARGEBACK", "MANUAL_REVIEW", "SIMULATOR"]
     pattern: Text | None = None
@@ -209,13 +249,21 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     return out
 
 
-def parse(kind: RecordKind, data: bytes | str | dict | BaseModel, now: datetime | None = None):
-    """A validated ``kind.model`` from JSON bytes, a dict or a model; else ``ValidationFailed``."""
+def parse(
+    kind: RecordKind,
+    data: bytes | str | dict | BaseModel,
+    now: datetime | None = None,
+    bounds: EventTimeBounds = DEFAULT_BOUNDS,
+):
+    """A validated ``kind.model`` from JSON bytes, a dict or a model; else ``ValidationFailed``.
+
+    ``now`` (default: the clock) and ``bounds`` fix how far the event time may be from now."""
     if isinstance(data, kind.model):
         return data
     if isinstance(data, BaseModel):
         data = data.model_dump()
-    context = {"now": now} if now else None
+    max_age = bounds.max_age or timedelta(milliseconds=kind.spec.retention_ms)
+    context = {"now": now or datetime.now(UTC), "bounds": bounds, "max_age": max_age}
     try:
         if isinstance(data, bytes | str):
             return kind.model.model_validate_json(data, context=context)

@@ -148,8 +148,21 @@ class StreamSettings(BaseSettings):
     # applied; later ones are dead-lettered with the reason. At most 1 h (the state's slack).
     allowed_lateness_ms: int = 5 * 60 * 1000
     chain_lateness_ms: int = 30 * 60 * 1000
+    # Event time against ingest time: the edge refuses events more than this ahead of its
+    # clock (422 naming the field) and scoring never lets one move a watermark further.
+    max_future_skew_ms: int = 5 * 60 * 1000
+    # The edge refuses events older than this; 0: the retention of the record's topic.
+    max_event_age_ms: int = 0
     drift_check_s: float = 60.0  # how often the worker compares live features to training
     log_level: str = "INFO"
+
+    def feature_knobs(self) -> dict[str, int]:
+        """The ``processors.apply.FeatureConfig`` keyword arguments these settings fix."""
+        return {
+            "allowed_lateness_ms": self.allowed_lateness_ms,
+            "chain_lateness_ms": self.chain_lateness_ms,
+            "max_future_skew_ms": self.max_future_skew_ms,
+        }
 
 
 class WebhookSettings(BaseSettings):

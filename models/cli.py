@@ -35,8 +35,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.rules) if args.rules else load_ruleset()
     since = datetime.fromisoformat(args.since) if args.since else None
     until = datetime.fromisoformat(args.until) if args.until else None
-    config = FeatureConfig(allowed_lateness_ms=settings.stream.allowed_lateness_ms,
-                           chain_lateness_ms=settings.stream.chain_lateness_ms)
+    config = FeatureConfig(**settings.stream.feature_knobs())
     decisions = replay(read_topics(settings), model, ruleset, since=since, until=until,
                        config=config)
     if args.out:

@@ -51,6 +51,9 @@ class FeatureConfig:
 
     allowed_lateness_ms: int = 5 * MINUTE_MS
     chain_lateness_ms: int = 30 * MINUTE_MS  # chain events arrive after confirmations
+    # How far a purchase's event time may run ahead of its ingest time and still move the
+    # wallet's high-water mark: one future-dated outlier cannot make later purchases late.
+    max_future_skew_ms: int = 5 * MINUTE_MS
     small_amount_minor: int = 500  # a purchase at or under this is a card-testing probe
     impossible_km: float = 500.0
     impossible_within_ms: int = HOUR_MS
@@ -61,6 +64,8 @@ class FeatureConfig:
             value = getattr(self, name)
             if not 0 <= value <= SLACK_MS:
                 raise ValueError(f"FeatureConfig.{name}={value} must be in [0, {SLACK_MS}]")
+        if self.max_future_skew_ms < 0:
+            raise ValueError(f"FeatureConfig.max_future_skew_ms={self.max_future_skew_ms} < 0")
 
 
 DEFAULT_CONFIG = FeatureConfig()
@@ -84,6 +89,15 @@ def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int)
     mark = wallet.mark(kind)
     if mark and ts_ms < mark - lateness_ms:
         raise LateEventError(kind, wallet.address, ts_ms, mark, lateness_ms)
+
+
+def mark_time(ts_ms: int, record: Record, config: FeatureConfig) -> int:
+    """The time an event may advance a high-water mark to: its event time, but never beyond
+    its ``ingested_at`` plus ``max_future_skew_ms`` (records without one: the event time)."""
+    ingested = to_ms(record.get("ingested_at"))
+    if ingested is None:
+        return ts_ms
+    return min(ts_ms, ingested + config.max_future_skew_ms)
 
 
 def token_key(contract: str, token_id: str) -> str:
@@ -140,7 +154,7 @@ def apply_purchase(
         wallet.devices[fact.device] = max(wallet.devices.get(fact.device, ts), ts)
         cap_dict(wallet.devices, DEVICES_CAP)
     _acquire_ticket(wallet, purchase, ts)
-    wallet.observe(ts, "purchase")
+    wallet.observe(mark_time(ts, purchase, config), "purchase")
     for entity in (ip, device, card):
         if entity is not None:
             entity.observe(address, ts)

@@ -59,6 +59,8 @@ class Record:
     # Read again on start-up to rebuild state (``BatchSink.rewind_ms``); already handled by
     # an earlier run, which committed it.
     replayed: bool = False
+    # The Kafka record timestamp (epoch ms): when the record was produced, if the broker says.
+    timestamp_ms: int | None = None
 
 
 class BatchSink(ABC):

@@ -16,7 +16,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from infra import topics
 from infra.settings import Settings
@@ -154,9 +161,10 @@ class SinkLoop:
                 continue
             spec = self._specs[name]
             replayed = m.offset() < self._replay_until.get((name, m.partition()), -1)
-            records.append(
-                Record(spec, value, m.key(), name, m.partition(), m.offset(), m.value(), replayed)
-            )
+            kind, ts = m.timestamp()
+            at = ts if kind != TIMESTAMP_NOT_AVAILABLE and ts > 0 else None
+            records.append(Record(spec, value, m.key(), name, m.partition(), m.offset(),
+                                  m.value(), replayed, at))  # fmt: skip
         return records
 
     def _write(self, records: Sequence[Record]) -> int:

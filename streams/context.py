@@ -48,9 +48,7 @@ class Context:
     def feature_config(self):
         from processors.features import FeatureConfig
 
-        stream = self.settings.stream
-        return FeatureConfig(allowed_lateness_ms=stream.allowed_lateness_ms,
-                             chain_lateness_ms=stream.chain_lateness_ms)
+        return FeatureConfig(**self.settings.stream.feature_knobs())
 
     @cached_property
     def decider(self):

@@ -12,12 +12,15 @@ twice counts once. ``alert_id`` is a hash of (rule, group, first_seen): the same
 the same alerts, so a replay or a redelivery upserts instead of duplicating.
 
 Events older than their group's newest event minus the timespan are too late to matter and
-are dropped (counted in ``stats.late``).
+are dropped (counted in ``stats.late``). An event's time counts at most ``max_future_skew_ms``
+beyond the time it was ingested (its Kafka record timestamp), so a single future-dated event
+cannot push a group's window ahead and make the real events after it late.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +31,7 @@ from sinks.siem.rules import Rule
 
 SWEEP_EVERY_MS = 60_000
 GLOBAL_GROUP = "*"
+MAX_FUTURE_SKEW_MS = 5 * 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ class Event:
     kind: str
     fields: Mapping[str, str]  # ip, wallet, user_id, purchase_id, details.<name>
     origin: str = "security"
+    ingested_ms: int | None = None  # when it reached Kafka (record timestamp), if known
 
     def get(self, path: str) -> str | None:
         return self.fields.get(path) or None
@@ -110,9 +115,15 @@ def group_key(rule: Rule, event: Event) -> str | None:
 
 
 class Correlator:
-    def __init__(self, rules: Sequence[Rule], max_event_ids: int = 100):
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        max_event_ids: int = 100,
+        max_future_skew_ms: int = MAX_FUTURE_SKEW_MS,
+    ):
         self.rules = tuple(rules)
         self.max_event_ids = max_event_ids
+        self.max_future_skew_ms = max_future_skew_ms
         self.stats = CorrelatorStats()
         self._windows: dict[tuple[str, str], _Window] = {}
         self._seq = 0
@@ -122,7 +133,7 @@ class Correlator:
     def process(self, events: Iterable[Event]) -> list[Alert]:
         """Feed events (sorted by event time first); return the alerts that fired."""
         alerts: list[Alert] = []
-        for event in sorted(events, key=lambda e: e.at_ms):
+        for event in sorted(map(self._bounded, events), key=lambda e: e.at_ms):
             self._watermark = max(self._watermark or event.at_ms, event.at_ms)
             for rule in self.rules:
                 if event.kind in rule.kinds:
@@ -132,6 +143,13 @@ class Correlator:
         self._maybe_sweep()
         self.stats.alerts += len(alerts)
         return alerts
+
+    def _bounded(self, event: Event) -> Event:
+        """The event, its time capped at its ingest time plus the allowed skew."""
+        if event.ingested_ms is None:
+            return event
+        horizon = event.ingested_ms + self.max_future_skew_ms
+        return event if event.at_ms <= horizon else dataclasses.replace(event, at_ms=horizon)
 
     @property
     def open_windows(self) -> int:
@@ -229,19 +247,19 @@ def _plans(rule: Rule, events: Sequence[Event]) -> tuple[Plan, ...]:
     return tuple(plans)
 
 
-def from_security_event(record: Mapping) -> Event:
+def from_security_event(record: Mapping, ingested_ms: int | None = None) -> Event:
     """A decoded SecurityEvent as an ``Event``."""
     fields = {k: record[k] for k in ("ip", "wallet", "user_id", "purchase_id") if record.get(k)}
     fields.update({f"details.{k}": v for k, v in (record.get("details") or {}).items() if v})
-    return Event(record["event_id"], _ms(record["occurred_at"]), record["kind"], fields)
+    at = _ms(record["occurred_at"])
+    return Event(record["event_id"], at, record["kind"], fields, "security", ingested_ms)
 
 
-def from_auth_event(record: Mapping) -> Event:
+def from_auth_event(record: Mapping, ingested_ms: int | None = None) -> Event:
     """A decoded AuthEvent as an ``Event``; its kind lower-cased (LOGIN_FAILED -> login_failed)."""
     fields = {k: record[k] for k in ("ip", "wallet", "user_id", "device_id") if record.get(k)}
-    return Event(
-        record["event_id"], _ms(record["occurred_at"]), record["kind"].lower(), fields, "auth"
-    )
+    at, kind = _ms(record["occurred_at"]), record["kind"].lower()
+    return Event(record["event_id"], at, kind, fields, "auth", ingested_ms)
 
 
 def _ms(value) -> int:

@@ -45,8 +45,8 @@ class _Pending:
 
 def to_event(record: Record) -> Event:
     if record.spec.name == topics.AUTH_EVENTS.name:
-        return from_auth_event(record.value)
-    return from_security_event(record.value)
+        return from_auth_event(record.value, record.timestamp_ms)
+    return from_security_event(record.value, record.timestamp_ms)
 
 
 def alert_record(alert: Alert, created_at: datetime) -> dict:
@@ -79,7 +79,9 @@ class SiemSink(BatchSink):
         self.settings = settings
         self.responder = responder
         self.rules = rules
-        self.correlator = Correlator(rules.rules)
+        self.correlator = Correlator(
+            rules.rules, max_future_skew_ms=settings.stream.max_future_skew_ms
+        )
         self.clock = clock
         self.codec = AvroCodec.for_topic(registry_from_settings(settings), topics.ALERTS)
         self.alerts_topic = topics.full_name(topics.ALERTS, settings.kafka.topic_prefix)

@@ -7,6 +7,7 @@ session's broker and Redis; each test has its own topics and Redis namespace (to
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS, TopicS
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from tests.support.kafka import read_until
-from tests.support.records import purchase
+from tests.support.records import recent_purchase
 
 pytestmark = pytest.mark.integration
 PEER = "198.51.100.7"
@@ -49,7 +50,7 @@ async def post(
 
 
 def new_purchase(n: int = 0, **overrides) -> dict:
-    return purchase(n, **{"purchase_id": f"p-{uuid.uuid4().hex}", **overrides})
+    return recent_purchase(n, **{"purchase_id": f"p-{uuid.uuid4().hex}", **overrides})
 
 
 def records(settings: Settings, spec: TopicSpec, count: int) -> list[dict]:
@@ -87,9 +88,10 @@ def test_purchase_is_acknowledged_then_on_the_topic_normalised(settings: Setting
 
 
 def test_auth_event_and_label_are_keyed_as_designed(settings: Settings) -> None:
-    auth = {"event_id": f"e-{uuid.uuid4().hex}", "occurred_at": "2026-11-01T12:00:00Z",
+    recent = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    auth = {"event_id": f"e-{uuid.uuid4().hex}", "occurred_at": recent,
             "kind": "LOGIN_FAILED", "user_id": "u-9", "ip": "203.0.113.9"}  # fmt: skip
-    label = {"purchase_id": "p-42", "occurred_at": 1_793_000_000_000, "is_fraud": True,
+    label = {"purchase_id": "p-42", "occurred_at": int(time.time() * 1000), "is_fraud": True,
              "source": "CHARGEBACK"}  # fmt: skip
 
     async def scenario() -> list[int]:
@@ -176,6 +178,21 @@ def test_each_bad_field_is_422_naming_it(settings: Settings, overrides: dict, fi
     response = asyncio.run(scenario())
     assert response.status_code == 422, response.text
     assert [f["field"] for f in response.json()["fields"]] == [field]
+
+
+def test_event_time_ahead_of_the_gateway_clock_is_422_and_not_published(settings) -> None:
+    ahead = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+
+    async def scenario() -> httpx.Response:
+        async with gateway_client(settings) as client:
+            return await post(client, "/v1/purchases", new_purchase(5, occurred_at=ahead),
+                              settings)  # fmt: skip
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 422, response.text
+    [field] = response.json()["fields"]
+    assert field["field"] == "occurred_at" and "ahead" in field["message"]
+    assert topic_records(settings, PURCHASES) == 0
 
 
 def test_several_bad_fields_missing_fields_and_bad_json_are_422(settings: Settings) -> None:

@@ -18,13 +18,13 @@ from infra.topics import LABELS, PURCHASES
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from tests.support.kafka import read_until
-from tests.support.records import purchase
+from tests.support.records import recent_purchase
 
 pytestmark = pytest.mark.integration
 
 
 def test_publish_reports_delivery_and_normalises(settings: Settings) -> None:
-    record = purchase(1, purchase_id=f"p-{uuid.uuid4().hex}", wallet="0x" + "AB" * 20)
+    record = recent_purchase(1, purchase_id=f"p-{uuid.uuid4().hex}", wallet="0x" + "AB" * 20)
     with Publisher(settings) as publisher:
         delivery = publisher.publish_purchase(record).result(timeout=30)
         label = publisher.publish_label(
@@ -43,7 +43,7 @@ def test_publish_reports_delivery_and_normalises(settings: Settings) -> None:
 def test_invalid_records_raise_before_anything_is_sent(settings: Settings) -> None:
     with Publisher(settings) as publisher:
         with pytest.raises(ValidationFailed) as caught:
-            publisher.publish_purchase(purchase(2, quantity=0, currency="???"))
+            publisher.publish_purchase(recent_purchase(2, quantity=0, currency="???"))
     assert sorted(e.field for e in caught.value.errors) == ["currency", "quantity"]
     assert topic_records(settings, PURCHASES) == 0
 
@@ -53,7 +53,7 @@ def test_unreachable_broker_fails_the_future(settings: Settings) -> None:
                              "bootstrap_servers": f"127.0.0.1:{free_port()}"})  # fmt: skip
     down = settings.model_copy(update={"kafka": kafka})
     with Publisher(down, delivery_timeout_ms=1000) as publisher:
-        future = publisher.publish_purchase(purchase(3))
+        future = publisher.publish_purchase(recent_purchase(3))
         with pytest.raises(DeliveryFailed) as caught:
             future.result(timeout=10)
     assert caught.value.retriable
@@ -62,14 +62,14 @@ def test_unreachable_broker_fails_the_future(settings: Settings) -> None:
 def test_bulk_load_summarises_accepted_and_rejected_lines(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
-    good = [purchase(i, purchase_id=f"p-{uuid.uuid4().hex}") for i in range(200)]
+    good = [recent_purchase(i, purchase_id=f"p-{uuid.uuid4().hex}") for i in range(200)]
     lines = [orjson.dumps(r) for r in good]
-    lines.insert(10, orjson.dumps(purchase(900, quantity=101)))  # line 11
+    lines.insert(10, orjson.dumps(recent_purchase(900, quantity=101)))  # line 11
     lines.insert(20, b"{not json")  # line 21
     lines.insert(30, b"")  # line 31: blank, skipped
     envelope = {"kind": "auth", "record": {"event_id": "e-1"}}  # another kind: skipped
     lines.append(orjson.dumps(envelope))
-    lines.append(orjson.dumps({"kind": "purchase", "record": purchase(901, purchase_id="p-env")}))
+    lines.append(orjson.dumps({"kind": "purchase", "record": recent_purchase(901, purchase_id="p-env")}))
     path = tmp_path / "purchases.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     for name, value in {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
@@ -94,7 +94,7 @@ def test_bulk_load_summarises_accepted_and_rejected_lines(
 
 def test_many_futures_complete_without_flush_per_record(settings: Settings) -> None:
     with Publisher(settings) as publisher:
-        futures = [publisher.publish_purchase(purchase(i)) for i in range(2000)]
+        futures = [publisher.publish_purchase(recent_purchase(i)) for i in range(2000)]
         done, not_done = wait(futures, timeout=60)
     assert not not_done and all(f.exception() is None for f in done)
     assert topic_records(settings, PURCHASES) == 2000

@@ -28,3 +28,10 @@ def purchase(n: int = 0, **overrides) -> dict:
     }
     record.update(overrides)
     return record
+
+
+def recent_purchase(n: int = 0, **overrides) -> dict:
+    """A purchase that happened an hour ago (plus ``n`` ms): within the edge's event-time
+    bounds whenever the test runs."""
+    hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    return purchase(n, **{"occurred_at": hour_ago + timedelta(milliseconds=n), **overrides})

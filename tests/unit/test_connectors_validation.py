@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.base import ValidationFailed
-from connectors.validation import AUTH_EVENT, LABEL, PURCHASE, parse
+from connectors.validation import AUTH_EVENT, LABEL, PURCHASE, EventTimeBounds, parse
 from tests.support.records import purchase
 
 pytestmark = pytest.mark.unit
@@ -59,11 +59,38 @@ def test_each_bad_purchase_field_is_named(overrides: dict, field: str) -> None:
     assert fields(PURCHASE, purchase(1, **overrides)) == [field]
 
 
-def test_24_hours_ahead_is_still_accepted_and_epoch_millis_work() -> None:
-    ahead = parse(PURCHASE, purchase(1, occurred_at=NOW + timedelta(hours=23)), NOW)
+def test_event_time_within_the_skew_is_accepted_and_epoch_millis_work() -> None:
+    ahead = parse(PURCHASE, purchase(1, occurred_at=NOW + timedelta(minutes=5)), NOW)
     millis = parse(PURCHASE, purchase(1, occurred_at=1_793_000_000_000), NOW)
-    assert ahead.occurred_at == NOW + timedelta(hours=23)
+    assert ahead.occurred_at == NOW + timedelta(minutes=5)
     assert millis.to_avro(NOW)["occurred_at"] == 1_793_000_000_000
+
+
+@pytest.mark.parametrize("ahead", [timedelta(minutes=5, seconds=1), timedelta(hours=23)])
+def test_event_time_beyond_the_future_skew_is_refused_naming_the_field(ahead) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse(PURCHASE, purchase(1, occurred_at=NOW + ahead), NOW)
+    [error] = caught.value.errors
+    assert error.field == "occurred_at" and "ahead" in error.message
+
+
+def test_event_time_older_than_the_topic_retention_is_refused() -> None:
+    old = {"event_id": "e", "occurred_at": NOW - timedelta(days=30, seconds=1),
+           "kind": "LOGIN_OK", "user_id": "u", "ip": "10.0.0.1"}  # fmt: skip
+    assert fields(AUTH_EVENT, old) == ["occurred_at"]  # auth events are kept 30 days
+    assert fields(PURCHASE, purchase(1, occurred_at=NOW - timedelta(days=91))) == ["occurred_at"]
+    assert fields(PURCHASE, purchase(1, occurred_at=0)) == ["occurred_at"]
+    label = {"purchase_id": "p", "occurred_at": NOW - timedelta(days=200), "is_fraud": True,
+             "source": "CHARGEBACK"}  # fmt: skip
+    assert parse(LABEL, label, NOW).occurred_at == NOW - timedelta(days=200)  # kept 365 days
+
+
+def test_event_time_bounds_are_configurable() -> None:
+    bounds = EventTimeBounds(max_future=timedelta(hours=1), max_age=timedelta(days=1))
+    ahead = purchase(1, occurred_at=NOW + timedelta(minutes=30))
+    assert parse(PURCHASE, ahead, NOW, bounds).occurred_at == NOW + timedelta(minutes=30)
+    with pytest.raises(ValidationFailed):
+        parse(PURCHASE, purchase(1, occurred_at=NOW - timedelta(days=2)), NOW, bounds)
 
 
 def test_to_avro_sets_ingested_at_and_millis() -> None:

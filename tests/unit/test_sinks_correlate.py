@@ -168,3 +168,28 @@ def test_bad_rules_are_refused_with_the_rule_name():
         with pytest.raises(RuleError, match="'r'"):
             parse_rules({"rules": [{**base, **broken}]})
     assert duration_ms("90s") == 90_000 and duration_ms("1h") == 3_600_000
+
+
+def test_a_future_dated_event_cannot_make_an_ips_real_events_late():
+    """One auth event dated 23 h ahead (ingested now) used to push the group's window so far
+    that 49 real failed logins were 'late' and brute force never fired."""
+    ip = "203.0.113.66"
+    c = Correlator([RULES["brute_force"]])
+    outlier = Event("x", T + 23 * 60 * MIN, "login_failed", {"ip": ip}, "auth", ingested_ms=T)
+    assert c.process([outlier]) == []
+    real = [Event(f"e{i}", T + i * 1000, "login_failed", {"ip": ip}, "auth", ingested_ms=T + i)
+            for i in range(1, 50)]  # fmt: skip
+    [alert] = c.process(real)
+    assert (alert.rule, alert.group_key) == ("brute_force", ip)
+    assert alert.last_seen_ms <= T + 5 * MIN  # the outlier counts at its ingest time + skew
+    assert c.stats.late == 0
+
+
+def test_records_carry_their_ingest_time_into_events():
+    record = {"event_id": "s1", "occurred_at": T + 60 * MIN, "kind": "login_failed",
+              "ip": "192.0.2.1", "details": {}}  # fmt: skip
+    assert from_security_event(record, ingested_ms=T).ingested_ms == T
+    c = Correlator([RULES["brute_force"]], max_future_skew_ms=0)
+    c.process([from_security_event(record, ingested_ms=T)])
+    c.process(failed_logins([1, 2, 3, 4], ip="192.0.2.1"))
+    assert c.stats.late == 0
