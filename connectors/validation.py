@@ -34,6 +34,7 @@ from pydantic import (
 from connectors.base import FieldError, RecordKind, ValidationFailed
 from connectors.iso4217 import CURRENCIES
 from infra.topics import AUTH_EVENTS, LABELS, PURCHASES
+from processors.money import default_rates
 
 MAX_FUTURE = timedelta(hours=24)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,6 +107,9 @@ def _currency(value: str) -> str:
     code = value.upper()
     if code not in CURRENCIES:
         raise ValueError(f"unknown currency {value[:8]!r} (expected an ISO 4217 code)")
+    rates = default_rates()
+    if code not in rates.rates:  # features convert every amount: unpriceable is unscorable
+        raise ValueError(f"no exchange rate for {code} in rates table {rates.version}")
     return code
 
 

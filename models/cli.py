@@ -141,7 +141,40 @@ def _run(handler):
     return run
 
 
+def cmd_rates(args: argparse.Namespace) -> int:
+    """Show the committed rates table, or replace it from an operator's CSV."""
+    from processors.money import RATES_PATH, RatesTable, load_rates, read_rates_csv, write_rates
+
+    path = Path(args.table) if args.table else RATES_PATH
+    current = load_rates(path)
+    if args.action == "show":
+        print(json.dumps({"path": str(path), "version": current.version,
+                          "reference": current.reference, "source": current.source,
+                          "as_of": current.as_of, "rates": current.rates}, indent=2, default=str))
+        return 0
+    if not args.file or not args.source or not args.as_of:
+        raise SystemExit("sentinel rates update FILE --source TEXT --as-of YYYY-MM-DD")
+    rates = read_rates_csv(args.file, current.reference)
+    version = args.version or f"{args.as_of}.1"
+    table = RatesTable(version, current.reference, args.source, args.as_of, rates)
+    write_rates(path, table)
+    table = load_rates(path)  # read back: what scoring will load
+    missing = sorted(set(current.rates) - set(table.rates) - {current.reference})
+    print(json.dumps({"path": str(path), "version": version, "currencies": len(table.rates),
+                      "dropped": missing}, indent=2))
+    return 0
+
+
 def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("rates", help="exchange rates to the reference currency")
+    p.add_argument("action", choices=["show", "update"])
+    p.add_argument("file", nargs="?", help="update: CSV with columns currency,rate")
+    p.add_argument("--source", help="update: where the rates come from (kept in the file)")
+    p.add_argument("--as-of", dest="as_of", help="update: the rates' date, YYYY-MM-DD")
+    p.add_argument("--version", help="update: table version (default: <as-of>.1)")
+    p.add_argument("--table", help="rates table to read or write (default: the packaged one)")
+    p.set_defaults(func=_run(cmd_rates))
+
     p = subparsers.add_parser("replay", help="backtest: re-score topics with a candidate model")
     p.add_argument("--since", help="ISO-8601 event time; earlier events only build state")
     p.add_argument("--until", help="ISO-8601 event time (exclusive)")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from processors.money import amount_ref, unit_price_ref
 from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
 from processors.state import (
     AUTH_CAP,
@@ -105,7 +106,8 @@ def token_key(contract: str, token_id: str) -> str:
 
 
 def purchase_amount(purchase: Record) -> int:
-    return int(purchase["unit_price_minor"]) * int(purchase["quantity"])
+    """In reference-currency minor units (``processors.money``), like every amount in state."""
+    return amount_ref(purchase)
 
 
 def purchase_fact(purchase: Record, ts_ms: int) -> PurchaseFact:
@@ -166,7 +168,7 @@ def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
     key = purchase["ticket_id"]
     if _comes_back(wallet, key, ts):
         insert_ts(wallet.wash_cycles, ts, WASH_CAP)
-    wallet.holdings[key] = Holding(ts, int(purchase["unit_price_minor"]))
+    wallet.holdings[key] = Holding(ts, unit_price_ref(purchase))
     if purchase["channel"] == "PRIMARY":
         wallet.mints[key] = ts
         cap_dict(wallet.mints, TOKENS_CAP)
@@ -176,7 +178,7 @@ def apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
     """Record a purchase in its show: price ring, popularity bucket, sale opening, ticket."""
     if not show.first_time(purchase["purchase_id"]):
         return
-    price = int(purchase["unit_price_minor"])
+    price = unit_price_ref(purchase)
     primary = purchase["channel"] == "PRIMARY"
     ring = show.primary_prices if primary else show.resale_prices
     insert_row(ring, (ts, price), SHOW_PRICES_CAP)

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import math
 
-from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
+from processors.apply import (
+    DEFAULT_CONFIG,
+    FeatureConfig,
+    Record,
+    check_lateness,
+    purchase_amount,
+)
 from processors.ring import rows_between
 from processors.signals import (
     MISSING,
@@ -128,7 +134,7 @@ def purchase_features(
 
 
 def _order_features(out: dict, p: Record, wallet: WalletState, ts: int) -> None:
-    amount = int(p["unit_price_minor"]) * int(p["quantity"])
+    amount = purchase_amount(p)
     out["quantity"] = float(p["quantity"])
     out["amount_minor"] = float(amount)
     out["log_amount"] = math.log1p(amount)
@@ -163,7 +169,7 @@ def _velocity(
 ) -> None:
     """Counts and sums over prior purchases: 1 h, 24 h, 10 min duplicates, this show in 7 d."""
     show_id, quantity = p["show_id"], int(p["quantity"])
-    amount = int(p["unit_price_minor"]) * quantity
+    amount = int(out["amount_minor"])
     day_lo, hour_lo, dup_lo = ts - DAY_MS, ts - HOUR_MS, ts - DUPLICATE_WINDOW_MS
     v1 = v24 = amt1 = amt24 = tickets24 = probes = dups = show_tickets = 0
     for r in rows:

@@ -12,6 +12,7 @@ import zlib
 from collections import defaultdict
 
 from processors.apply import Record, apply_to_show
+from processors.money import unit_price_ref
 from processors.state import EntityState, ShowState
 from processors.timeutil import to_ms
 
@@ -41,7 +42,8 @@ def observation(key: str, purchase: Record) -> dict:
         "purchase_id": purchase["purchase_id"],
         "wallet": purchase["wallet"],
         "occurred_at": purchase["occurred_at"],
-        "unit_price_minor": purchase["unit_price_minor"],
+        # in reference minor units already: an observation carries no currency
+        "unit_price_minor": unit_price_ref(purchase),
         "quantity": purchase["quantity"],
         "channel": purchase["channel"],
         "ticket_id": purchase["ticket_id"],

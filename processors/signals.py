@@ -10,6 +10,7 @@ import statistics
 from itertools import repeat
 
 from processors.apply import FeatureConfig, Record
+from processors.money import unit_price_ref
 from processors.ring import count_ts_between, rows_between
 from processors.state import (
     POPULARITY_BUCKET_MS,
@@ -97,7 +98,7 @@ def token_features(
     if is_resale and show is not None:
         base = primary[1] if primary is not None else _median_price(show.primary_prices, ts)
         if base and base > 0:
-            out["resale_markup"] = int(p["unit_price_minor"]) / base
+            out["resale_markup"] = unit_price_ref(p) / base
 
 
 def _median_price(ring: list[tuple[int, int]], ts: int) -> float | None:
@@ -112,7 +113,7 @@ def show_features(out: dict, p: Record, show: ShowState | None, ts: int) -> None
         ring = show.primary_prices if p["channel"] == "PRIMARY" else show.resale_prices
         median = _median_price(ring, ts)
         if median:
-            out["price_deviation"] = int(p["unit_price_minor"]) / median
+            out["price_deviation"] = unit_price_ref(p) / median
         minute = ts // POPULARITY_BUCKET_MS
         first = minute - POPULARITY_WINDOW_MS // POPULARITY_BUCKET_MS
         window = range(first + 1, minute + 1)

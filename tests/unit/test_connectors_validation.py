@@ -41,6 +41,7 @@ def test_wallets_currency_country_and_ip_are_normalised_once() -> None:
         ({"wallet": 12}, "wallet"),
         ({"currency": "EURO"}, "currency"),
         ({"currency": "ABC"}, "currency"),
+        ({"currency": "XAF"}, "currency"),  # ISO 4217, but no rate in the rates table
         ({"occurred_at": NOW + timedelta(hours=24, seconds=1)}, "occurred_at"),
         ({"occurred_at": "2026-11-01T00:00:00"}, "occurred_at"),
         ({"occurred_at": 10**20}, "occurred_at"),

@@ -47,7 +47,7 @@ def purchase(when: datetime, **over: object) -> tuple[str, dict]:
         "purchase_id": f"p-{when.isoformat()}-{over.get('wallet', A)}",
         "occurred_at": when, "wallet": A, "user_id": "u1", "organizer_id": "org1",
         "show_id": "show1", "ticket_id": f"tk-{when.timestamp()}", "quantity": 1,
-        "unit_price_minor": 5_000, "currency": "EUR", "channel": "PRIMARY",
+        "unit_price_minor": 5_000, "currency": "USD", "channel": "PRIMARY",
         "seller_wallet": None, "payment_method": "CARD", "card_fingerprint": "card1",
         "card_country": "DE", "email_domain": "example.com", "ip": "203.0.113.7",
         "geo": BERLIN, "device_id": "dev1", "user_agent": "Mozilla/5.0",
