@@ -2,6 +2,7 @@
 
 sentinel simulate --days 14 --out sim.jsonl     simulated traffic as JSONL (or --summary)
 sentinel train --out .data/train --promote      train, write metrics.json + report.html
+sentinel train --from-topics --since T --until T --out DIR    train on the topics' labelled traffic
 sentinel models list | show VERSION | promote VERSION [--challenger] | clear-challenger
 """
 
@@ -73,9 +74,53 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(value: str | None):
+    """An ISO-8601 time; a naive one is taken as UTC."""
+    from datetime import UTC, datetime
+
+    if not value:
+        return None
+    at = datetime.fromisoformat(value)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def cmd_train_from_topics(args: argparse.Namespace) -> int:
+    from infra.settings import get_settings
+    from models.from_topics import TopicTrainConfig, train_from_topics
+    from models.registry import ModelRegistry
+
+    config = TopicTrainConfig(
+        since=_when(args.since), until=_when(args.until), labels_as_of=_when(args.labels_as_of),
+        label_delay_days=args.label_delay_days, holdout_share=args.holdout_share,
+        test_share=args.test_share, rounds=args.rounds, baselines=not args.no_baselines,
+        seed=args.seed)
+    result = train_from_topics(get_settings(), args.out, config,
+                               registry=ModelRegistry(args.registry), promote=args.promote,
+                               force=args.force)
+    return _report_training(args, result)
+
+
+def _report_training(args: argparse.Namespace, result) -> int:
+    print(f"report: {Path(args.out) / 'report.html'}")
+    comparison = result.metrics["champion_comparison"]
+    if comparison["comparable"]:
+        verdict = "WORSE: " + "; ".join(comparison["reasons"]) if comparison["worse"] else "not worse"
+        print(f"against champion {comparison['champion']} on the held-out window: {verdict}")
+    else:
+        print(f"not compared with the champion: {comparison['note']}")
+    promotion = result.metrics["promotion"]
+    if result.version:
+        role = " (champion)" if promotion.get("promoted") else ""
+        print(f"registered {result.version}{role}")
+    return 1 if promotion["requested"] and not promotion["promoted"] else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from models.registry import ModelRegistry
     from models.training import TrainConfig, train
+
+    if args.from_topics:
+        return cmd_train_from_topics(args)
 
     config = TrainConfig(
         sim=_sim_config(args),
@@ -91,11 +136,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         registry=ModelRegistry(args.registry),
         register=not args.no_register,
         promote=args.promote,
+        force=args.force,
     )
-    print(f"report: {Path(args.out) / 'report.html'}")
-    if result.version:
-        print(f"registered {result.version}{' (champion)' if args.promote else ''}")
-    return 0
+    return _report_training(args, result)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -121,9 +164,23 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 2
     if args.action == "show":
         print(json.dumps(registry.show(args.version), indent=2, default=str))
+    elif args.challenger:
+        print(json.dumps(registry.promote(args.version, "challenger"), indent=2))
     else:
-        role = "challenger" if args.challenger else "champion"
-        print(json.dumps(registry.promote(args.version, role), indent=2))
+        return _promote_champion(registry, args.version, args.force)
+    return 0
+
+
+def _promote_champion(registry, version: str, force: bool) -> int:
+    """The promotion gate: refuse a candidate worse than the champion on its held-out window."""
+    from models.champion import promotion_check
+
+    check = promotion_check(registry, version)
+    if not check.allowed and not force:
+        print(f"sentinel models promote: {check.message}", file=sys.stderr)
+        return 1
+    print(check.message if check.allowed else f"forced: {check.message}")
+    print(json.dumps(registry.promote(version), indent=2))
     return 0
 
 
@@ -203,7 +260,23 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--no-register", action="store_true", help="do not add the model to the registry"
     )
-    p.add_argument("--promote", action="store_true", help="make the new model the champion")
+    p.add_argument("--promote", action="store_true",
+                   help="make the new model the champion unless it is worse than the current one")
+    p.add_argument("--force", action="store_true",
+                   help="with --promote: promote even when worse than the champion")
+    p.add_argument("--from-topics", action="store_true",
+                   help="train on the platform's topics and labels instead of a simulation")
+    p.add_argument("--since", help="--from-topics: ISO-8601 event time of the first row "
+                   "(earlier events only warm the feature state up)")
+    p.add_argument("--until", help="--from-topics: ISO-8601 event time, exclusive")
+    p.add_argument("--labels-as-of", help="--from-topics: labels known at this event time "
+                   "(default: the latest event or label on the topics)")
+    p.add_argument("--label-delay-days", type=float, default=30.0,
+                   help="--from-topics: an unlabelled purchase is legit once this old")
+    p.add_argument("--holdout-share", type=float, default=0.2,
+                   help="--from-topics: the latest share of the window, held out")
+    p.add_argument("--test-share", type=float, default=0.15,
+                   help="--from-topics: the share before the held-out window, for testing")
     p.add_argument(
         "--registry",
         default=None,
@@ -215,6 +288,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("action", choices=["list", "show", "promote", "clear-challenger"])
     p.add_argument("version", nargs="?")
     p.add_argument("--challenger", action="store_true", help="promote as challenger (shadow)")
+    p.add_argument("--force", action="store_true",
+                   help="promote even when worse than the champion on its held-out window")
     p.add_argument(
         "--registry",
         default=None,

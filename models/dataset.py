@@ -1,9 +1,10 @@
-"""Training data: simulated events through the pipeline's own ``FeatureEngine``, in event
-time, one row per purchase (features from state before it), labelled with its eventual label."""
+"""Training data: events through the pipeline's own ``FeatureEngine``, in event time, one row
+per purchase (features from state before it), labelled with its eventual label (simulated
+traffic: the label records in the stream) or with what a ``LabelBook`` knows (the topics)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,14 +63,22 @@ class Dataset:
             )
 
 
+# (purchase_id, event time ms) -> (is_fraud, pattern), or None while the outcome is unknown
+OutcomeOf = Callable[[str, int], tuple[bool, str] | None]
+
+
 def build_dataset(
     events: Iterable[tuple[str, dict]],
     engine: FeatureEngine | None = None,
     *,
     since_ms: int | None = None,
+    until_ms: int | None = None,
+    outcome_of: OutcomeOf | None = None,
 ) -> Dataset:
-    """Run ``events`` through ``engine`` in their order; rows for purchases at or after
-    ``since_ms`` (earlier ones only warm the state up). Purchases never labelled are dropped."""
+    """Run ``events`` through ``engine`` in their order; rows for purchases in
+    [``since_ms``, ``until_ms``) (earlier ones only warm the state up, later ones are not
+    read). Labels come from the stream's label records, or from ``outcome_of`` when given
+    (label records in the stream are then ignored). Purchases without a label are dropped."""
     engine = engine or FeatureEngine(FeatureConfig())
     rows: list[list[float]] = []
     times: list[int] = []
@@ -79,8 +88,11 @@ def build_dataset(
     for kind, record in events:
         n_events += 1
         if kind == "label":
-            labels[record["purchase_id"]] = (record["is_fraud"], record.get("pattern") or "")
+            if outcome_of is None:
+                labels[record["purchase_id"]] = (record["is_fraud"], record.get("pattern") or "")
             continue
+        if until_ms is not None and _event_ms(kind, record) >= until_ms:
+            break
         try:
             features = engine.process(kind, record)
         except LateEventError:
@@ -89,11 +101,22 @@ def build_dataset(
         if features is None:
             continue
         t = int(record["occurred_at"].timestamp() * 1000)
-        if since_ms is None or t >= since_ms:
-            rows.append([features[name] for name in FEATURE_NAMES])
-            times.append(t)
-            ids.append(record["purchase_id"])
+        if since_ms is not None and t < since_ms:
+            continue
+        if outcome_of is not None:
+            known = outcome_of(record["purchase_id"], t)
+            if known is None:
+                continue
+            labels[record["purchase_id"]] = known
+        rows.append([features[name] for name in FEATURE_NAMES])
+        times.append(t)
+        ids.append(record["purchase_id"])
     return _assemble(rows, times, ids, labels, n_events, n_late)
+
+
+def _event_ms(kind: str, record: dict) -> int:
+    at = record["block_time" if kind == "transfer" else "occurred_at"]
+    return int(at.timestamp() * 1000)
 
 
 def _assemble(rows, times, ids, labels, n_events: int, n_late: int) -> Dataset:

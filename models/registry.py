@@ -4,6 +4,7 @@ Layout of the registry directory (default ``models/registry/``, or ``$SENTINEL_M
 
     <version>/model.ubj        Booster.save_model
     <version>/metadata.json    version, features, fingerprint, metrics, thresholds, ...
+    <version>/holdout.npz      the held-out window's rows (features, labels), for comparisons
     champion.json              {"champion": version, "challenger": version | null}
 
 Loading checks the artifact's hash and its ordered feature list against the scorer's
@@ -43,6 +44,7 @@ __all__ = [
 MODEL_FILE = "model.ubj"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "champion.json"
+WINDOW_FILE = "holdout.npz"  # the held-out rows a candidate is compared on (models/champion.py)
 ROLES = ("champion", "challenger")
 DEFAULT_DIR = Path(__file__).resolve().parent / "registry"
 
@@ -92,8 +94,10 @@ class ModelRegistry:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def save(self, booster: xgb.Booster, metadata: dict) -> str:
-        """Store a trained booster with its metadata; returns the new version."""
+    def save(self, booster: xgb.Booster, metadata: dict, window=None) -> str:
+        """Store a trained booster with its metadata and, when given, the rows of its
+        held-out window (a ``Dataset``, kept as ``holdout.npz`` for the promotion gate);
+        returns the new version."""
         names = list(metadata["feature_names"])
         if booster.feature_names is not None and list(booster.feature_names) != names:
             raise ModelMismatchError("booster feature names differ from the metadata's")
@@ -104,6 +108,8 @@ class ModelRegistry:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         booster.save_model(staging / MODEL_FILE)
+        if window is not None:
+            window.save(staging / WINDOW_FILE)
         meta = {
             "created_at": created.isoformat(),
             "code_revision": code_revision(),

@@ -255,6 +255,34 @@ def _comparison(models: dict) -> str:
     )
 
 
+def _champion(comparison: dict | None) -> str:
+    """The candidate against the champion on the same held-out rows."""
+    if not comparison:
+        return ""
+    head = "<h2>Against the champion on the same held-out window</h2>"
+    if not comparison["comparable"]:
+        return head + f"<p>Not compared: {html.escape(comparison.get('note', ''))}.</p>"
+    sides = {"candidate": comparison["candidate"],
+             f"champion {comparison['champion']}": comparison["champion_metrics"]}
+    rows = [[name, s["auc_roc"], s["auc_pr"], s["recall_at_fpr_2pct"],
+             *s["recall_at_policy"].values(), s["legit_friction"]] for name, s in sides.items()]
+    policy = [f"recall > {k}" for k in next(iter(sides.values()))["recall_at_policy"]]
+    verdict = ("<p class='no'>Worse than the champion: "
+               + html.escape("; ".join(comparison["reasons"])) + "</p>"
+               if comparison["worse"] else "<p class='ok'>Not worse than the champion.</p>")
+    return head + table(["model", "AUC-ROC", "AUC-PR", "recall @2% FPR", *policy,
+                         "legit friction"], rows) + verdict
+
+
+def _source(metrics: dict) -> str:
+    if "topics" in metrics.get("provenance", {}):
+        return ("the platform's own topics (purchases, auth events, chain transfers) replayed "
+                "in event time, labels from <code>sentinel.labels.v1</code> as known at the "
+                "training time; train, test and held-out windows follow each other in time")
+    return ("simulated events in event time; train on earlier days, test on later days, "
+            "targets on a held-out week with another seed")
+
+
 def render(metrics: dict, scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     importance = [
         (f["feature"], f["mean_abs_contribution"]) for f in metrics["feature_importance"][:20]
@@ -264,9 +292,9 @@ def render(metrics: dict, scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> s
     body = [
         "<h1>Sentinel fraud model: training report</h1>",
         f"<p>Model version <b>{html.escape(str(metrics.get('model_version')))}</b>. Features computed by "
-        "<code>processors.features.FeatureEngine</code> over simulated events in event time; "
-        "train on earlier days, test on later days, targets on a held-out week with another seed.</p>",
+        f"<code>processors.features.FeatureEngine</code> over {_source(metrics)}.</p>",
         _targets(metrics),
+        _champion(metrics.get("champion_comparison")),
         table(["split", "purchases", "fraud"], data),
         "<h2>Models compared on the same split</h2>",
         _comparison(metrics["models"]),

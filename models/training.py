@@ -21,6 +21,7 @@ from pathlib import Path
 import xgboost as xgb
 
 from models import metrics as m
+from models.champion import compare_on_window, promote_if_not_worse
 from models.compare import compare_models, feature_importance, predict
 from models.dataset import Dataset, build_dataset
 from models.drift import training_distribution
@@ -60,20 +61,35 @@ class TrainConfig:
             start=self.sim.start + timedelta(days=self.sim.days),
         )
 
+    @property
+    def seed(self) -> int:
+        return self.sim.seed
+
     def xgb_params(self, scale_pos_weight: float) -> dict:
-        return {
-            "objective": "binary:logistic",
-            "eval_metric": "aucpr",
-            "tree_method": "hist",
-            "nthread": self.nthread,
-            "max_depth": self.max_depth,
-            "eta": self.learning_rate,
-            "subsample": 0.9,
-            "colsample_bytree": 0.8,
-            "min_child_weight": 2,
-            "scale_pos_weight": scale_pos_weight,
-            "seed": self.sim.seed,
-        }
+        return xgb_params(self, scale_pos_weight)
+
+    def describe(self) -> dict:
+        """What the data came from, for metrics.json and the registry's metadata."""
+        return {"config": {**asdict(self), "holdout_sim": asdict(self.holdout_sim())},
+                "provenance": {"simulation": {"train": asdict(self.sim),
+                                              "holdout": asdict(self.holdout_sim())}}}
+
+
+def xgb_params(config, scale_pos_weight: float) -> dict:
+    """XGBoost's parameters from any config with nthread, max_depth, learning_rate, seed."""
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "aucpr",
+        "tree_method": "hist",
+        "nthread": config.nthread,
+        "max_depth": config.max_depth,
+        "eta": config.learning_rate,
+        "subsample": 0.9,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 2,
+        "scale_pos_weight": scale_pos_weight,
+        "seed": config.seed,
+    }
 
 
 @dataclass
@@ -131,38 +147,65 @@ def train(
     registry: ModelRegistry | None = None,
     register: bool = True,
     promote: bool = False,
+    force: bool = False,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     config = config or TrainConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train_ds, test, holdout, timings = build_splits(config)
     log(
         f"features: {len(train_ds)} train, {len(test)} test, {len(holdout)} holdout rows "
         f"from {timings['train_events'] + timings['holdout_events']} events"
     )
+    return fit_and_report(out_dir, config, train_ds, {"test": test, "holdout": holdout},
+                          timings, started, registry=registry, register=register,
+                          promote=promote, force=force, log=log)
+
+
+def fit_and_report(
+    out_dir: str | Path,
+    config,
+    train_ds: Dataset,
+    splits: dict[str, Dataset],
+    timings: dict,
+    started: float,
+    *,
+    registry: ModelRegistry | None = None,
+    register: bool = True,
+    promote: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    extra: dict | None = None,
+) -> TrainResult:
+    """Fit XGBoost on ``train_ds``, evaluate on ``splits`` (``test``, ``holdout``), compare
+    with the champion on the holdout, write metrics.json + report.html, register (with the
+    holdout rows) and promote unless the candidate is worse than the champion and not forced.
+    ``config`` is a ``TrainConfig`` or anything with the same booster fields and
+    ``describe()``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    registry = registry or ModelRegistry()
     fit_started = time.perf_counter()
     booster = fit_xgboost(train_ds, config)
     timings["xgboost_fit_seconds"] = time.perf_counter() - fit_started
-    splits = {"test": test, "holdout": holdout}
     scores = {name: predict(booster, d.X) for name, d in splits.items()}
     results = {name: m.evaluate(d.y, scores[name], d.patterns) for name, d in splits.items()}
-    metrics = _metrics(config, train_ds, splits, results, timings)
-    metrics["feature_importance"] = feature_importance(booster, holdout)
+    metrics = _metrics(config, train_ds, splits, results, timings) | (extra or {})
+    metrics["feature_importance"] = feature_importance(booster, splits["holdout"])
     metrics["models"] = compare_models(
-        train_ds,
-        splits,
-        scores,
-        timings["xgboost_fit_seconds"],
-        baselines=config.baselines,
-        seed=config.sim.seed,
-        nthread=config.nthread,
+        train_ds, splits, scores, timings["xgboost_fit_seconds"], baselines=config.baselines,
+        seed=config.seed, nthread=config.nthread,
     )
+    metrics["champion_comparison"] = compare_on_window(registry, splits["holdout"],
+                                                       scores["holdout"])
     metrics["timing"]["total_seconds"] = time.perf_counter() - started
-    metrics["curves"] = {"holdout_roc": m.roc_points(holdout.y, scores["holdout"])}
-    version = _register(registry, booster, train_ds, metrics, config, promote) if register else None
+    metrics["curves"] = {"holdout_roc": m.roc_points(splits["holdout"].y, scores["holdout"])}
+    version = None
+    if register:
+        version = _register(registry, booster, train_ds, splits["holdout"], metrics, config)
     metrics["model_version"] = version
+    metrics["promotion"] = promote_if_not_worse(registry, version, promote, force,
+                                                metrics["champion_comparison"], log)
     for name, d in splits.items():
         d.save(out / f"{name}.npz")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
@@ -171,9 +214,7 @@ def train(
     return TrainResult(version, metrics, out, booster)
 
 
-def _metrics(
-    config: TrainConfig, train_ds: Dataset, splits: dict, results: dict, timings: dict
-) -> dict:
+def _metrics(config, train_ds: Dataset, splits: dict, results: dict, timings: dict) -> dict:
     holdout = results["holdout"]
     headline = {
         k: holdout[k]
@@ -205,7 +246,7 @@ def _metrics(
             "train": _split_info("train", train_ds),
             **{n: _split_info(n, d) for n, d in splits.items()},
         },
-        "config": {**asdict(config), "holdout_sim": asdict(config.holdout_sim())},
+        **config.describe(),
         "xgboost_params": config.xgb_params(0.0) | {"rounds": config.rounds},
         "feature_names": list(train_ds.feature_names),
         "timing": timings,
@@ -213,14 +254,13 @@ def _metrics(
 
 
 def _register(
-    registry: ModelRegistry | None,
+    registry: ModelRegistry,
     booster: xgb.Booster,
     train_ds: Dataset,
+    window: Dataset,
     metrics: dict,
-    config: TrainConfig,
-    promote: bool,
+    config,
 ) -> str:
-    registry = registry or ModelRegistry()
     keep = (
         "auc_roc",
         "auc_pr",
@@ -243,16 +283,10 @@ def _register(
             "fpr_2pct": holdout["threshold_at_fpr_2pct"],
         },
         "params": metrics["xgboost_params"],
-        "simulation": {
-            "train": metrics["config"]["sim"],
-            "holdout": metrics["config"]["holdout_sim"],
-        },
+        **metrics["provenance"],
         "distributions": training_distribution(train_ds.X, train_ds.feature_names),
     }
-    version = registry.save(booster, metadata)
-    if promote:
-        registry.promote(version)
-    return version
+    return registry.save(booster, metadata, window=window)
 
 
 def summary_line(metrics: dict) -> str:
