@@ -1,9 +1,11 @@
-"""Simulated traffic onto the topics, as the platform's sources would publish it.
+"""Simulated traffic onto the source topics, as a backfill: each record encoded with its
+topic's Avro codec and keyed as its source keys it (purchases and auth events by wallet,
+chain transfers by the receiving wallet, labels by purchase), through the agents' producer
+helper (``streams.outputs.Outputs``: flush-or-raise).
 
-Purchases, auth events and labels go through the producer client (``connectors.publisher``:
-the webhook's validation, Avro, acknowledged delivery); chain transfers are encoded with the
-topic's codec and keyed by the receiving wallet, as the chain listener does. Used by the
-learning benchmark and the tests that train from topics.
+Not the edge: the webhook refuses events older than a topic's retention or in the future,
+while a backfill of weeks of simulated history is old by design. Callers publish only what
+would be known by their "now" (labels dated later are theirs to hold back).
 """
 
 from __future__ import annotations
@@ -11,38 +13,31 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from confluent_kafka import Producer
-
 from infra import topics
 from infra.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 
+SPECS = {"purchase": topics.PURCHASES, "auth": topics.AUTH_EVENTS,
+         "transfer": topics.CHAIN_TRANSFERS, "label": topics.LABELS}
+KEYS = {"purchase": lambda r: r["wallet"], "auth": lambda r: r.get("wallet") or r["user_id"],
+        "transfer": lambda r: r["to_address"], "label": lambda r: r["purchase_id"]}
+
 
 def publish_events(settings: Settings, events: Iterable[tuple[str, dict]],
-                   kinds: Iterable[str] = ("purchase", "auth", "transfer", "label")) -> Counter:
+                   kinds: Iterable[str] = tuple(SPECS)) -> Counter:
     """Publish the ``kinds`` among ``events``; returns how many of each were acknowledged."""
-    from connectors.publisher import Publisher
+    from streams.outputs import Outputs
 
+    registry = registry_from_settings(settings)
+    codecs = {kind: AvroCodec.for_topic(registry, spec) for kind, spec in SPECS.items()}
+    outputs = Outputs(settings, component="sentinel-backfill")
     wanted, sent = set(kinds), Counter()
-    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.CHAIN_TRANSFERS)
-    chain_topic = topics.full_name(topics.CHAIN_TRANSFERS, settings.kafka.topic_prefix)
-    chain = Producer(settings.kafka.producer_conf())
-    futures = []
-    with Publisher(settings) as publisher:
-        send = {"purchase": publisher.publish_purchase, "auth": publisher.publish_auth_event,
-                "label": publisher.publish_label}
-        for kind, record in events:
-            if kind not in wanted:
-                continue
-            if kind == "transfer":
-                chain.produce(chain_topic, codec.encode(record), record["to_address"])
-                chain.poll(0)
-            else:
-                futures.append(send[kind](record))
+    for kind, record in events:
+        if kind in wanted:
+            outputs.send(SPECS[kind], KEYS[kind](record), codecs[kind].encode(record))
             sent[kind] += 1
-    if chain.flush(60):
-        raise RuntimeError("chain transfers not acknowledged within 60 s")
-    for future in futures:
-        future.result(60)  # raises DeliveryFailed
+            if sent.total() % 5000 == 0:
+                outputs.producer.poll(0)
+    outputs.flush(120)
     return sent

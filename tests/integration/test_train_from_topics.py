@@ -5,7 +5,7 @@ point in time, a report with the champion comparison, and the promotion gate."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -20,7 +20,9 @@ from tests.support.models import constant_model_registry
 
 pytestmark = pytest.mark.integration
 
-SIM = SimConfig(seed=11, days=14, n_users=1200, n_shows=40, fraud_rate=0.08)
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+SIM = SimConfig(seed=11, days=14, n_users=1200, n_shows=40, fraud_rate=0.08,
+                start=NOW - timedelta(days=16))
 SINCE, AS_OF = SIM.start + timedelta(days=4), SIM.start + timedelta(days=14)
 DELAY = timedelta(days=5)
 
@@ -90,6 +92,7 @@ def _point_in_time(events, data: Dataset, sample: int = 25) -> None:
 def test_rows_labels_and_point_in_time_from_the_topics(settings, sim_events, tmp_path):
     labels, edits = _edited_labels(sim_events)
     sources = [(k, r) for k, r in sim_events if k != "label"]
+    labels = [lb for lb in labels if lb["occurred_at"] <= NOW]  # what has arrived by now
     sent = publish_events(settings, sources + [("label", lb) for lb in labels])
     assert sent["purchase"] == sum(1 for k, _ in sim_events if k == "purchase")
     events, read_labels = load_sources(settings)
