@@ -204,7 +204,11 @@ class Gateway:
         ip = getattr(record, "ip", None) or peer
         wallet = getattr(record, "wallet", None)
         log.info("rate limit %s on %s from %s", exc.limit, kind.name, redact_ip(ip))
+        # details.limit is what the limit was keyed on: ip, wallet or global. A global refusal
+        # names no IP or wallet: it says nothing about this buyer, who must not be blocked.
         details = {"limit": exc.limit, "endpoint": kind.name, "retry_after_s": exc.retry_after_s}
+        if exc.limit == "global":
+            ip = wallet = None
         event = security_event(RATE_LIMIT_EXCEEDED, "LOW", ip=ip, wallet=wallet, details=details)
         self._emit(event)
         return error(429, "rate_limited", str(exc), limit=exc.limit, retry_after=exc.retry_after_s)

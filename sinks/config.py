@@ -29,3 +29,14 @@ class SiemSettings(BaseSettings):
     rules_file: Path = RULES_FILE
     webhook_url: str | None = None  # alerts are POSTed here as JSON when set
     webhook_timeout_s: float = 2.0
+    # Repeat offenders (sinks/siem/escalation.py): the n-th block of a target within the
+    # memory lasts ttl x factor^(n-1), at most max_response_ttl_s; never permanent.
+    repeat_factor: float = 2.0
+    max_response_ttl_s: int = 7 * DAY_S
+    offence_memory_s: int = 30 * DAY_S
+
+    def repeat_policy(self):
+        from sinks.siem.escalation import RepeatPolicy
+
+        return RepeatPolicy(self.repeat_factor, self.max_response_ttl_s * 1000,
+                            self.offence_memory_s * 1000)  # fmt: skip

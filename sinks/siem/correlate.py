@@ -136,7 +136,7 @@ class Correlator:
         for event in sorted(map(self._bounded, events), key=lambda e: e.at_ms):
             self._watermark = max(self._watermark or event.at_ms, event.at_ms)
             for rule in self.rules:
-                if event.kind in rule.kinds:
+                if event.kind in rule.kinds and all(event.get(f) == v for f, v in rule.where):
                     alert = self._observe(rule, event)
                     if alert is not None:
                         alerts.append(alert)

@@ -1,9 +1,11 @@
 """Automated responses to an alert, each recorded with the alert as a ``Response``
-(action, target, expires_at, status):
+(action, target, expires_at, status). Every block, blacklist and lock expires: it lasts the
+rule's ttl for a target's first offence and longer for a repeat offender
+(``sinks.siem.escalation``), never for good (a permanent entry is an operator's decision):
 
-- ``block_ip``: the IP on the blocklist (``sinks.blocklist``) with the rule's expiry;
+- ``block_ip``: the IP on the blocklist (``sinks.blocklist``);
 - ``blacklist_wallet``: the wallet on the blocklist and in PostgreSQL ``blacklisted_wallets``;
-- ``lock_account``: ``sentinel:locked:{user_id}`` in Redis (JSON reason, the rule's expiry);
+- ``lock_account``: ``sentinel:locked:{user_id}`` in Redis (JSON reason);
 - ``notify``: the alert POSTed as JSON to ``SIEM_WEBHOOK_URL`` (``Idempotency-Key``: the
   alert id); ``skipped`` when no URL is set, ``failed: ...`` when the hook fails (a webhook
   outage never holds the pipeline back).
@@ -24,12 +26,14 @@ import psycopg
 import redis
 from redis.exceptions import RedisError
 
-from sinks.blocklist import Blocklist
+from sinks.blocklist import Blocklist, normalise
 from sinks.postgres import CONNECT_OPTIONS, blacklist_wallets, wrap_postgres_error
 from sinks.redis import wrap_redis_error
 from sinks.siem.correlate import Alert, Plan
+from sinks.siem.escalation import Offences, RepeatPolicy
 
 LOCK_KEY = "sentinel:locked:{}"
+TARGET_KIND = {"block_ip": "ip", "blacklist_wallet": "wallet", "lock_account": "account"}
 
 
 class Webhook:
@@ -66,12 +70,15 @@ class Responder:
         webhook: Webhook | None = None,
         clock: Callable[[], float] = time.time,
         blocklist: Blocklist | None = None,
+        policy: RepeatPolicy | None = None,
     ):
         self.redis = client
         self.pg_dsn = pg_dsn
         self.webhook = webhook
         self.clock = clock
         self.blocklist = blocklist or Blocklist(client, clock)
+        self.policy = policy or RepeatPolicy()
+        self.offences = Offences(client, self.policy.memory_ms, clock)
         self._pg: psycopg.Connection | None = None
 
     def setup(self) -> None:
@@ -93,36 +100,35 @@ class Responder:
             if plan.action == "notify":
                 responses.append(self._notify(record))
                 continue
-            expires = self._expiry(plan)
             try:
-                status = self._act(alert, plan, expires)
+                status, expires = self._act(alert, plan)
             except ValueError as exc:  # e.g. not an IP address
-                status = f"invalid target: {exc}"
+                status, expires = f"invalid target: {exc}", None
             responses.append(_response(plan.action, plan.target or "", expires, status))
         return responses
 
-    def _expiry(self, plan: Plan) -> datetime | None:
-        if plan.ttl_ms is None:
-            return None
-        return datetime.fromtimestamp(self.clock() + plan.ttl_ms / 1000, UTC)
-
-    def _act(self, alert: Alert, plan: Plan, expires: datetime | None) -> str:
+    def _act(self, alert: Alert, plan: Plan) -> tuple[str, datetime]:
+        """Carry out one plan for as long as the target's offences say; returns its expiry."""
         assert plan.target is not None
-        ttl_s = None if plan.ttl_ms is None else plan.ttl_ms / 1000
+        kind = TARGET_KIND[plan.action]
+        target = plan.target if kind == "account" else normalise(kind, plan.target)
         reason = f"{alert.rule} {alert.alert_id}"
         try:
-            if plan.action == "block_ip":
-                self.blocklist.add("ip", plan.target, ttl_s, reason)
-            elif plan.action == "blacklist_wallet":
-                self.blocklist.add("wallet", plan.target, ttl_s, reason)
-                self._blacklist_in_postgres(plan.target.lower(), reason, expires)
-            elif plan.action == "lock_account":
-                self._lock(plan.target, reason, plan.ttl_ms)
+            offences = self.offences.record(kind, target, alert.alert_id)
+            ttl_ms = self.policy.ttl_ms(plan.ttl_ms, offences)
+            expires = datetime.fromtimestamp(self.clock() + ttl_ms / 1000, UTC)
+            reason = f"{reason} (offence {offences})"
+            if kind == "account":
+                self._lock(target, reason, ttl_ms)
+            else:
+                self.blocklist.add(kind, target, ttl_ms / 1000, reason)
+            if kind == "wallet":
+                self._blacklist_in_postgres(target, reason, expires)
         except RedisError as exc:
             raise wrap_redis_error(exc) from exc
-        return "done"
+        return "done", expires
 
-    def _lock(self, user_id: str, reason: str, ttl_ms: int | None) -> None:
+    def _lock(self, user_id: str, reason: str, ttl_ms: int) -> None:
         value = json.dumps({"reason": reason, "locked_at_ms": int(self.clock() * 1000)})
         self.redis.set(LOCK_KEY.format(user_id), value, px=ttl_ms)
 

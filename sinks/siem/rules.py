@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 ACTIONS = ("block_ip", "blacklist_wallet", "lock_account", "notify")
+# Automation never bans for good: these actions need a ttl (repeat offenders get longer ones,
+# ``sinks.siem.escalation``); a permanent entry is an operator's decision (``sentinel blocklist``).
+EXPIRING_ACTIONS = ("block_ip", "blacklist_wallet", "lock_account")
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 TYPES = ("event_count", "value_count")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
@@ -24,7 +27,7 @@ class RuleError(ValueError):
 class ResponseSpec:
     action: str
     target: str | None = None  # field whose distinct values are acted on; None for notify
-    ttl_ms: int | None = None  # None: permanent
+    ttl_ms: int | None = None  # the first offence's; required for EXPIRING_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Rule:
     severity: str
     value_field: str | None = None
     responses: tuple[ResponseSpec, ...] = ()
+    where: tuple[tuple[str, str], ...] = ()  # (field, value): every one must equal
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ def _rule(raw: dict[str, Any]) -> Rule:
             severity=_one_of(raw.get("severity", "MEDIUM"), SEVERITIES, "severity"),
             value_field=raw.get("value_field"),
             responses=tuple(_response(r) for r in raw.get("responses", [])),
+            where=_where(raw.get("where", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RuleError(f"rule {name!r}: {exc!r}") from exc
@@ -97,7 +102,15 @@ def _response(raw: dict[str, Any]) -> ResponseSpec:
     if action != "notify" and not raw.get("target"):
         raise ValueError(f"response {action} needs a target field")
     ttl = raw.get("ttl")
+    if action in EXPIRING_ACTIONS and not ttl:
+        raise ValueError(f"response {action} needs a ttl (automation never bans for good)")
     return ResponseSpec(action, raw.get("target"), duration_ms(ttl) if ttl else None)
+
+
+def _where(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ValueError(f"where must map fields to strings, not {raw!r}")
+    return tuple(sorted(raw.items()))
 
 
 def _one_of(value: Any, allowed: tuple[str, ...], field: str) -> str:

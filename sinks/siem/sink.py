@@ -98,7 +98,8 @@ class SiemSink(BatchSink):
         siem = siem or SiemSettings()
         client = redis.Redis.from_url(settings.redis.dsn, socket_timeout=5)
         webhook = Webhook(siem.webhook_url, siem.webhook_timeout_s) if siem.webhook_url else None
-        responder = Responder(client, settings.postgres.dsn, webhook)
+        responder = Responder(client, settings.postgres.dsn, webhook,
+                              policy=siem.repeat_policy())  # fmt: skip
         return cls(settings, responder, load_rules(siem.rules_file))
 
     def setup(self) -> None:

@@ -8,7 +8,7 @@ import json
 import random
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -24,6 +24,8 @@ from sinks.blocklist import Blocklist
 from sinks.config import RULES_FILE, SinkSettings
 from sinks.postgres import PostgresSink
 from sinks.runner import SinkLoop
+from sinks.siem.correlate import Alert, Plan
+from sinks.siem.escalation import Offences, RepeatPolicy
 from sinks.siem.respond import LOCK_KEY, Responder, Webhook
 from sinks.siem.rules import load_rules
 from sinks.siem.sink import SiemSink
@@ -69,6 +71,9 @@ def targets(redis_client) -> Iterator[dict[str, str]]:
     bl.remove("ip", t["ip"])
     bl.remove("wallet", t["wallet"])
     redis_client.delete(LOCK_KEY.format(t["admin"]))
+    offences = Offences(redis_client, 0)
+    for kind, target in (("ip", t["ip"]), ("wallet", t["wallet"]), ("account", t["admin"])):
+        offences.forget(kind, target)
 
 
 def test_security_events_in_alerts_and_responses_out(settings, pg_dsn, redis_client, webhook,
@@ -119,8 +124,10 @@ def test_security_events_in_alerts_and_responses_out(settings, pg_dsn, redis_cli
     assert json.loads(redis_client.get(LOCK_KEY.format(admin)))["reason"].startswith(
         "admin_mfa_failures")
     assert 3500 < redis_client.ttl(LOCK_KEY.format(admin)) <= 3600
-    assert _rows(pg_dsn, "SELECT wallet, source, expires_at FROM blacklisted_wallets") == [
-        (wallet, "siem", None)]
+    [(listed, source, expires)] = _rows(pg_dsn, "SELECT wallet, source, expires_at"
+                                                " FROM blacklisted_wallets")  # fmt: skip
+    assert (listed, source) == (wallet, "siem") and expires is not None  # never for good
+    assert 23.9 * 3600 < (expires - datetime.now(UTC)).total_seconds() <= 24 * 3600
 
     row = _rows(pg_dsn, "SELECT alert_id, rule, count, responses FROM alerts"
                         " WHERE rule = 'brute_force'")[0]
@@ -209,3 +216,35 @@ def test_responses_are_retried_while_redis_is_down_and_the_alert_is_published_on
     assert alert["responses"][0]["status"] == "done"
     assert Blocklist(up).contains("ip", ip)
     sink.close()
+
+
+def _alert(n: int, rule: str, *plans: Plan) -> Alert:
+    return Alert(f"alrt-{rule}-{n}-{random.random()}", rule, rule, "g", "HIGH", 1, 0, 0, (),
+                 plans)  # fmt: skip
+
+
+def test_repeat_offenders_are_blocked_longer_each_time_and_never_for_good(
+        settings, pg_dsn, redis_client, targets):
+    hour = 3_600_000
+    policy = RepeatPolicy(factor=2.0, max_ttl_ms=4 * hour)
+    responder = Responder(redis_client, pg_dsn, policy=policy)
+    ip, wallet, admin = targets["ip"], targets["wallet"], targets["admin"]
+    plans = (Plan("block_ip", ip, hour), Plan("blacklist_wallet", wallet, hour),
+             Plan("lock_account", admin, hour))  # fmt: skip
+    ttls = []
+    for n in range(4):
+        alert = _alert(n, "brute_force", *plans)
+        responses = responder.execute(alert, {})
+        assert [r["status"] for r in responses] == ["done"] * 3
+        expiries = {r["action"]: r["expires_at"] for r in responses}
+        ttls.append(round((expiries["block_ip"] - datetime.now(UTC)).total_seconds() / 3600))
+        assert responder.execute(alert, {})[0]["expires_at"] >= expiries["block_ip"]  # a retry
+    assert ttls == [1, 2, 4, 4]  # doubling per offence, capped; the retries did not count
+    [entry] = [e for e in Blocklist(redis_client).list("ip") if e.value == ip]
+    assert entry.expires_at_ms is not None and "offence 4" in entry.reason
+    [(expires,)] = _rows(pg_dsn, "SELECT expires_at FROM blacklisted_wallets")
+    assert expires is not None
+    assert 3.9 * 3600 < redis_client.pttl(LOCK_KEY.format(admin)) / 1000 <= 4 * 3600
+    plan_without_ttl = Plan("block_ip", ip, None)  # not from a rules file: still expires
+    [response] = responder.execute(_alert(9, "manual", plan_without_ttl), {})
+    assert response["expires_at"] is not None

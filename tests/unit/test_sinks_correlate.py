@@ -122,19 +122,60 @@ def test_fraud_ring_groups_by_cluster_else_wallet_and_blacklists_every_wallet():
     [alert] = run("fraud_ring", events)
     assert alert.group_key == "c1"
     assert [p for p in alert.plans if p.action == "blacklist_wallet"] == [
-        Plan("blacklist_wallet", w, None) for w in ("0xa", "0xb", "0xc")]
+        Plan("blacklist_wallet", w, 24 * 60 * MIN) for w in ("0xa", "0xb", "0xc")]
     # three for wallet 0xd alone, beyond 60 minutes: nothing
     alone = [ev(10 + i, "fraud_detected", T + i * 30 * MIN, wallet="0xd") for i in range(3)]
     assert run("fraud_ring", alone) == []
 
 
+def limited(n: int, ip: str, limit: str = "ip", at: int = 0) -> Event:
+    return ev(n, "rate_limit_exceeded", T + at, ip=ip, **{"details.limit": limit})
+
+
 def test_ddos_counts_distinct_ips_not_events():
-    same_ips = [ev(i, "rate_limit_exceeded", T + i, ip=f"10.0.0.{i % 49}") for i in range(500)]
+    same_ips = [limited(i, f"10.0.0.{i % 49}", at=i) for i in range(500)]
     assert run("ddos", same_ips) == []
-    fifty = [ev(i, "rate_limit_exceeded", T + i * 1000, ip=f"10.0.1.{i}") for i in range(50)]
+    fifty = [limited(i, f"10.0.1.{i}", at=i * 1000) for i in range(50)]
     [alert] = run("ddos", fifty)
     assert (alert.group_key, alert.count) == ("*", 50)
     assert sum(p.action == "block_ip" for p in alert.plans) == 50
+
+
+def test_ddos_counts_only_per_ip_limits_never_the_global_or_wallet_ones():
+    """A busy on-sale hits the global (or a wallet) limit for many real buyers: those refusals
+    say nothing about the buyers' IPs and must never block them."""
+    for limit in ("global", "wallet"):
+        busy = [limited(i, f"10.0.2.{i}", limit, at=i * 1000) for i in range(200)]
+        assert run("ddos", busy) == []
+    mixed = [limited(i, f"10.0.3.{i}", "ip" if i < 49 else "global", at=i) for i in range(60)]
+    assert run("ddos", mixed) == []
+
+
+def test_rule_filters_are_checked_when_the_rules_are_loaded():
+    base = {"name": "r", "type": "event_count", "kinds": ["x"], "timespan": "5m",
+            "condition": {"gte": 1}, "where": {"details.limit": "ip"}}  # fmt: skip
+    rule = parse_rules({"rules": [base]}).rules[0]
+    assert rule.where == (("details.limit", "ip"),)
+    c = Correlator([rule])
+    assert c.process([ev(1, "x", T, **{"details.limit": "global"})]) == []
+    assert len(c.process([ev(2, "x", T, **{"details.limit": "ip"})])) == 1
+    with pytest.raises(RuleError, match="'r'"):
+        parse_rules({"rules": [{**base, "where": {"details.limit": 3}}]})
+
+
+def test_every_automated_response_of_the_shipped_rules_expires():
+    for rule in RULES.values():
+        for response in rule.responses:
+            assert response.action == "notify" or response.ttl_ms, (rule.name, response)
+
+
+def test_a_permanent_automated_response_is_refused():
+    base = {"name": "r", "type": "event_count", "kinds": ["x"], "timespan": "5m",
+            "condition": {"gte": 2}}  # fmt: skip
+    for action, target in (("block_ip", "ip"), ("blacklist_wallet", "wallet"),
+                           ("lock_account", "user_id")):
+        with pytest.raises(RuleError, match="ttl"):
+            parse_rules({"rules": [{**base, "responses": [{"action": action, "target": target}]}]})
 
 
 def test_admin_mfa_failures_lock_the_account():
