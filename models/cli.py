@@ -4,6 +4,7 @@ sentinel simulate --days 14 --out sim.jsonl     simulated traffic as JSONL (or -
 sentinel train --out .data/train --promote      train, write metrics.json + report.html
 sentinel train --from-topics --since T --until T --out DIR    train on the topics' labelled traffic
 sentinel models list | show VERSION | promote VERSION [--challenger] | clear-challenger
+sentinel models compare [CHALLENGER] [--since T] [--until T]   shadow evidence from PostgreSQL
 """
 
 from __future__ import annotations
@@ -141,9 +142,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _report_training(args, result)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Champion vs challenger on the labelled decisions in PostgreSQL."""
+    from infra.settings import get_settings
+    from models.shadow import compare_shadow
+
+    report = compare_shadow(get_settings().postgres.dsn, _when(args.since), _when(args.until),
+                            args.version, args.label_delay_days)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"{report['decisions']} shadowed decisions, {report['labelled']} labelled "
+          f"({report['fraud']} fraud, {report['legit']} legit); champions "
+          f"{report['champion_versions']}, challengers {report['challenger_versions']}")
+    if report["champion"] is None:
+        print("no labelled purchase among them yet")
+        return 0
+    print(f"{'':12} {'AUC-ROC':>8} {'recall 2FA+':>12} {'review+':>8} {'blocked':>8} "
+          f"{'legit friction':>15}")
+    for side in ("champion", "challenger"):
+        r = report[side]
+        auc = "-" if r["auc_roc"] is None else f"{r['auc_roc']:.4f}"
+        rec = ["-" if v is None else f"{v:.3f}" for v in r["recall_at_policy"].values()]
+        fr = "-" if r["legit_friction"] is None else f"{r['legit_friction']:.2%}"
+        print(f"{side:12} {auc:>8} {rec[0]:>12} {rec[1]:>8} {rec[2]:>8} {fr:>15}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from models.registry import ModelRegistry
 
+    if args.action == "compare":
+        return cmd_compare(args)
     registry = ModelRegistry(args.registry)
     if args.action == "list":
         rows = registry.list_models()
@@ -284,9 +314,14 @@ def add_commands(subparsers) -> None:
     )
     p.set_defaults(func=_run(cmd_train))
 
-    p = subparsers.add_parser("models", help="the model registry: list, show, promote")
-    p.add_argument("action", choices=["list", "show", "promote", "clear-challenger"])
-    p.add_argument("version", nargs="?")
+    p = subparsers.add_parser("models", help="the model registry: list, show, promote, compare")
+    p.add_argument("action", choices=["list", "show", "promote", "clear-challenger", "compare"])
+    p.add_argument("version", nargs="?", help="compare: the challenger (default: all)")
+    p.add_argument("--since", help="compare: ISO-8601 event time")
+    p.add_argument("--until", help="compare: ISO-8601 event time, exclusive")
+    p.add_argument("--label-delay-days", type=float, default=30.0,
+                   help="compare: an unlabelled purchase is legit once this old")
+    p.add_argument("--json", action="store_true", help="compare: the full report as JSON")
     p.add_argument("--challenger", action="store_true", help="promote as challenger (shadow)")
     p.add_argument("--force", action="store_true",
                    help="promote even when worse than the champion on its held-out window")
