@@ -2,7 +2,7 @@
 
     sentinel infra up|down|status      embedded Kafka, PostgreSQL and Redis on 127.0.0.1
     sentinel topics create|list        the topic registry, created idempotently
-    sentinel db migrate|maintain       migrations and partition upkeep
+    sentinel db migrate|maintain       migrations and retention (--every 1h: the service)
     sentinel worker                    the Faust worker (agents in streams/)
 """
 
@@ -13,6 +13,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable
+from datetime import date
 
 from infra.settings import get_settings
 
@@ -54,18 +55,42 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    import psycopg
-
     from infra import db
 
-    dsn = get_settings().postgres.dsn
+    settings = get_settings()
+    dsn = settings.postgres.dsn
     if args.action == "migrate":
         applied = db.migrate(dsn)
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         print(f"schema at {db.applied(dsn)[-1]}")
-    else:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            print(f"created {db.maintain(conn)} partition(s)")
+        return 0
+    return _maintain(args, settings)
+
+
+def _maintain(args: argparse.Namespace, settings) -> int:
+    import logging
+
+    import psycopg
+
+    from infra import maintenance, retention
+    from sinks.siem.rules import duration_ms
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.every:
+        if args.as_of:
+            print("sentinel db maintain: --as-of runs once; drop --every", file=sys.stderr)
+            return 2
+        return maintenance.run_every(settings, duration_ms(args.every) / 1000, args.ahead)
+    try:
+        report = maintenance.run_once(settings.postgres.dsn, args.as_of, args.ahead)
+    except retention.MaintenanceError as exc:
+        print(exc.report.summary())
+        print(f"sentinel db maintain: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"sentinel db maintain: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
     return 0
 
 
@@ -89,8 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["create", "list"])
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("db", help="PostgreSQL migrations")
+    p = sub.add_parser("db", help="PostgreSQL migrations and retention")
     p.add_argument("action", choices=["migrate", "maintain"])
+    p.add_argument("--every", help="maintain: run on this schedule (e.g. 1h) until SIGTERM")
+    p.add_argument("--as-of", type=date.fromisoformat, help="maintain once as of this day (UTC)")
+    p.add_argument("--ahead", type=int, default=7, help="days of partitions to create ahead")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("worker", help="run the Faust worker")
@@ -119,11 +147,12 @@ def _plugin(module: str, hook: str, subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from infra.local import InfraError
+    from infra.observe import MetricsBindError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InfraError as exc:
+    except (InfraError, MetricsBindError) as exc:
         print(f"sentinel {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -7,10 +7,12 @@ serialises them); each file runs in its own transaction and is recorded in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import date
 from pathlib import Path
 
 import psycopg
+
+from infra import retention
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LOCK_ID = 0x5E17_1E1  # any constant: the advisory lock all migrators share
@@ -20,8 +22,9 @@ def migration_files() -> list[Path]:
     return sorted(MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 
 
-def migrate(dsn: str, today: datetime | None = None) -> list[str]:
-    """Apply what is not applied yet; return the names applied now."""
+def migrate(dsn: str, today: date | None = None) -> list[str]:
+    """Apply what is not applied yet, then maintain the partitions as of ``today``; return
+    the names applied now."""
     applied_now: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
@@ -44,11 +47,10 @@ def migrate(dsn: str, today: datetime | None = None) -> list[str]:
     return applied_now
 
 
-def maintain(conn: psycopg.Connection, today: datetime | None = None) -> int:
-    """Create upcoming daily partitions and drop those past retention."""
-    day = (today or datetime.now(UTC)).date()
-    row = conn.execute("SELECT sentinel_maintain_partitions(%s)", (day,)).fetchone()
-    return int(row[0]) if row else 0
+def maintain(conn: psycopg.Connection, today: date | None = None) -> retention.Report:
+    """Partitions ahead, default partitions emptied, rows past the policy removed
+    (``infra.retention``); raises ``retention.MaintenanceError`` if any table failed."""
+    return retention.maintain(conn, today)
 
 
 def applied(dsn: str) -> list[str]:

@@ -143,7 +143,6 @@ class StreamSettings(BaseSettings):
     batch_size: int = 500
     batch_within_s: float = 0.01
     web_port: int = 6066
-    metrics_port: int = 0  # Prometheus metrics on 127.0.0.1 when > 0
     # Event time: how late an event may be (behind its wallet's stream watermark) and still be
     # applied; later ones are dead-lettered with the reason. At most 1 h (the state's slack).
     allowed_lateness_ms: int = 5 * 60 * 1000
@@ -163,6 +162,32 @@ class StreamSettings(BaseSettings):
             "chain_lateness_ms": self.chain_lateness_ms,
             "max_future_skew_ms": self.max_future_skew_ms,
         }
+
+
+class MetricsSettings(BaseSettings):
+    """Every process's Prometheus endpoint (``METRICS_*``): on by default, one port per kind of
+    process so that all of them run side by side on one host; 0 turns one off. The gateway
+    serves ``/metrics`` on its own HTTP port (``WEBHOOK_HOST``/``WEBHOOK_PORT``)."""
+
+    model_config = _config("METRICS_")
+
+    bind: str = "127.0.0.1"  # compose sets 0.0.0.0 so that Prometheus can scrape
+    worker_port: int = 9101
+    sink_postgres_port: int = 9102  # also `sentinel sink all`
+    sink_redis_port: int = 9103
+    sink_siem_port: int = 9104
+    chain_port: int = 9105
+    maintenance_port: int = 9106
+    # Consumer lag (records and seconds) is measured this often by each consuming process.
+    lag_interval_s: float = 5.0
+    # /readyz of a consumer answers 200 once its oldest unconsumed record is at most this old.
+    ready_max_lag_s: float = 10.0
+
+    def sink_port(self, sink: str) -> tuple[int, str]:
+        """The port of ``sentinel sink <sink>`` (``all``: the PostgreSQL sink's) and its variable."""
+        name = "postgres" if sink == "all" else sink
+        field = f"sink_{name}_port"
+        return getattr(self, field), f"METRICS_{field.upper()}"
 
 
 class WebhookSettings(BaseSettings):
@@ -193,6 +218,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     evm: EvmSettings = Field(default_factory=EvmSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
 
@@ -216,6 +242,7 @@ ENV_VARS: dict[str, type[BaseSettings]] = {
         RedisSettings,
         EvmSettings,
         StreamSettings,
+        MetricsSettings,
         WebhookSettings,
     )
     for name in cls.model_fields
