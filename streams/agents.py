@@ -24,7 +24,7 @@ from infra import topics as registry
 from processors.entities import observe_entity
 from processors.features import apply_auth, apply_transfer
 from processors.state import WalletState
-from streams import tables, topics
+from streams import metrics, tables, topics
 from streams.app import app
 from streams.context import ctx
 from streams.scoring import score_batch
@@ -36,7 +36,7 @@ ZERO_ADDRESS = "0x" + "0" * 40
 
 def batches(stream):
     cfg = ctx.settings.stream
-    return stream.take_events(cfg.batch_size, cfg.batch_within_s)
+    return metrics.count_consumed(stream.take_events(cfg.batch_size, cfg.batch_within_s), ctx.prefix)
 
 
 def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> WalletState:

@@ -30,8 +30,9 @@ def cmd_lag(args: argparse.Namespace) -> int:
     settings = get_settings()
     rows = group_lag(settings, args.group or settings.stream.app_id)
     for row in rows:
+        age = "?" if row["seconds"] is None else f"{row['seconds']:.1f}s"
         print(f"{row['topic']:<45} {row['partition']:>3} committed={row['committed']:<9} "
-              f"end={row['end']:<9} lag={row['lag']}")
+              f"end={row['end']:<9} lag={row['lag']:<7} oldest waiting {age}")
     print(f"total lag: {sum(r['lag'] for r in rows)}")
     return 0
 

@@ -1,11 +1,21 @@
-"""Prometheus metrics of the worker, served on 127.0.0.1:SENTINEL_METRICS_PORT when set."""
+"""Prometheus metrics of the worker, served with its probes on METRICS_BIND:METRICS_WORKER_PORT
+(``streams/health.py``)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Gauge, Histogram
 
 DECISIONS = Counter("sentinel_decisions_total", "Decisions emitted", ["decision"])
+# The review queue's inflow (issue 13): MANUAL_REVIEW decisions, per organizer.
+REVIEW_DECISIONS = Counter(
+    "sentinel_review_decisions_total", "Decisions sent to manual review", ["organizer"]
+)
 DEAD_LETTERS = Counter("sentinel_dead_letters_total", "Records sent to a DLQ", ["topic"])
+CONSUMED = Counter(
+    "sentinel_records_consumed_total", "Records the agents took from a topic", ["topic"]
+)
 LATENCY = Histogram(
     "sentinel_decision_latency_ms", "Edge acceptance to decision, ms",
     buckets=(5, 10, 15, 25, 50, 100, 150, 250, 500, 1000, 2500, 5000),
@@ -14,11 +24,11 @@ BATCH = Histogram("sentinel_batch_size", "Purchases per scoring batch",
                   buckets=(1, 5, 10, 25, 50, 100, 250, 500))
 PSI = Gauge("sentinel_feature_psi", "Population stability index vs training", ["feature"])
 KL = Gauge("sentinel_feature_kl", "KL divergence vs training", ["feature"])
-
-
-def serve(port: int) -> None:
-    if port:
-        start_http_server(port, addr="127.0.0.1")
+# 1 while the scoring path runs on its fallback because Redis (blocklists) is unreachable.
+REDIS_FALLBACK = Gauge(
+    "sentinel_scoring_redis_fallback", "1 while scoring runs without Redis (fallback), else 0"
+)
+REDIS_FALLBACK.set(0)
 
 
 def observe_decisions(decisions: list[dict]) -> None:
@@ -26,9 +36,19 @@ def observe_decisions(decisions: list[dict]) -> None:
     for d in decisions:
         DECISIONS.labels(d["decision"]).inc()
         LATENCY.observe(d["latency_ms"])
+        if d["decision"] == "MANUAL_REVIEW":
+            REVIEW_DECISIONS.labels(d.get("organizer_id") or "unknown").inc()
 
 
 def observe_drift(report: dict[str, dict[str, float]]) -> None:
     for feature, values in report.items():
         PSI.labels(feature).set(values["psi"])
         KL.labels(feature).set(values["kl"])
+
+
+async def count_consumed(batches, prefix: str):
+    """Pass ``take_events`` batches through, counting records per topic (registry name)."""
+    async for events in batches:
+        for topic, n in Tally(event.message.topic for event in events).items():
+            CONSUMED.labels(topic.removeprefix(prefix)).inc(n)
+        yield events

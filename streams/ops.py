@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer
 
 from infra import topics
+from infra.lag import LagProbe
 from infra.settings import Settings
 from schemas.codec import AvroCodec, DecodeError
 from schemas.registry import registry_from_settings
@@ -16,28 +16,14 @@ from schemas.registry import registry_from_settings
 
 def group_lag(settings: Settings, group: str, timeout: float = 10.0) -> list[dict]:
     """Per partition of every Sentinel topic the group has offsets on: committed offset, end
-    offset and lag (clamped at 0: some brokers report a high watermark behind the log end)."""
-    admin = AdminClient(settings.kafka.as_confluent())
-    meta = admin.list_topics(timeout=timeout)
-    names = {topics.full_name(s, settings.kafka.topic_prefix) for s in topics.ALL}
-    partitions = [
-        TopicPartition(name, p)
-        for name in sorted(names & set(meta.topics))
-        for p in meta.topics[name].partitions
-    ]
-    consumer = Consumer(settings.kafka.consumer_conf(group))
+    offset, lag in records and in seconds (``infra.lag``)."""
+    names = [topics.full_name(s, settings.kafka.topic_prefix) for s in topics.ALL]
+    probe = LagProbe(settings, group, names, only_committed=True, timeout=timeout)
     try:
-        committed = consumer.committed(partitions, timeout=timeout)
-        rows = []
-        for tp in committed:
-            if tp.offset < 0:
-                continue  # the group never consumed this partition
-            _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            rows.append({"topic": tp.topic, "partition": tp.partition, "committed": tp.offset,
-                         "end": high, "lag": max(0, high - tp.offset)})
-        return rows
+        return [{"topic": r.topic, "partition": r.partition, "committed": r.committed,
+                 "end": r.end, "lag": r.records, "seconds": r.seconds} for r in probe.measure()]
     finally:
-        consumer.close()
+        probe.close()
 
 
 def tail_decisions(

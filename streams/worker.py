@@ -13,10 +13,11 @@ def faust_loglevel(level: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from infra.observe import MetricsBindError
     from infra.settings import get_settings
     from streams import (
         agents,  # noqa: F401  (registers the agents)
-        metrics,
+        health,
     )
     from streams.app import app
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     # Table state is many small long-lived objects: with the default thresholds the cyclic
     # collector's full passes stall a batch for 100+ ms (measured); collect less often.
     gc.set_threshold(50_000, 50, 100)
-    metrics.serve(get_settings().stream.metrics_port)
+    try:
+        health.start(get_settings())  # metrics, /healthz, /readyz; lag measured in a thread
+    except MetricsBindError as exc:
+        sys.exit(f"sentinel worker: {exc}")
     sys.argv = ["sentinel-worker", "worker", "--without-web", f"--loglevel={level}", *(argv or [])]
     app.main()
