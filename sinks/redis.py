@@ -21,11 +21,14 @@ import redis
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
+    ClusterDownError,
     NoPermissionError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 
 from infra import topics
@@ -77,15 +80,36 @@ class RedisRecordError(RedisSinkError, SinkRecordError):
     """Redis refused a command for one record (e.g. WRONGTYPE on its key): dead-letter it."""
 
 
+# Error codes by which the whole server refuses writes for a while, whatever the record:
+# retry the batch after a back-off, never dead-letter it.
+SERVER_WIDE_CODES = frozenset({
+    "MISCONF",  # cannot persist (stop-writes-on-bgsave-error)
+    "BUSY",  # a script or function is running past its time limit
+    "LOADING",  # loading the dataset after a restart
+    "READONLY",  # a replica (failover under way)
+    "MASTERDOWN", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN",
+})  # fmt: skip
+
+
+def error_code(exc: RedisError) -> str:
+    """The Redis error code (``MISCONF``, ``BUSY``...) of a reply error, also when a pipeline
+    annotated it ("Command # 1 (...) of pipeline caused error: MISCONF ...")."""
+    message = str(exc)
+    _, _, reply = message.partition("caused error: ")
+    return (reply or message).split(" ", 1)[0]
+
+
 def wrap_redis_error(exc: RedisError) -> SinkError:
     if isinstance(exc, AuthenticationError | NoPermissionError):
         return RedisSinkError(f"redis refused access: {exc}")
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError | BusyLoadingError):
         return RedisUnavailableError(f"redis unavailable: {exc}")
-    if isinstance(exc, ReadOnlyError):
-        return RedisUnavailableError(f"redis is a read-only replica: {exc}")
-    if isinstance(exc, ResponseError) and str(exc).startswith("OOM"):
+    if isinstance(exc, ReadOnlyError | TryAgainError | ClusterDownError):
+        return RedisUnavailableError(f"redis cannot take writes now: {exc}")
+    if isinstance(exc, OutOfMemoryError) or error_code(exc) == "OOM":
         return SinkBackpressureError(f"redis out of memory: {exc}", retry_after=1.0)
+    if error_code(exc) in SERVER_WIDE_CODES:
+        return RedisUnavailableError(f"redis cannot take writes now: {exc}")
     if isinstance(exc, ResponseError):
         return RedisRecordError(f"redis refused a command: {exc}")
     return RedisSinkError(f"redis: {exc!r}")

@@ -4,21 +4,24 @@ purchase once, blocklist entries expire one by one."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
+import redis as redis_lib
 
 from infra import topics
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
-from sinks.base import SinkUnavailableError
+from sinks.base import RETRYABLE, SinkUnavailableError
 from sinks.blocklist import Blocklist
 from sinks.config import SinkSettings
 from sinks.redis import RedisSink, kpi_bucket
 from sinks.runner import SinkLoop
 from sinks.testing import T0, decision, records, running, wait_until
 from tests.support.kafka import produce
+from tests.support.redis_server import private_redis
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +145,82 @@ def test_blocklist_expiry_on_the_real_clock(redis_client, namespace):
                10, "the short entry expired")
     refreshed = bl.add("ip", "192.0.2.2", 7200, "long, refreshed")
     assert bl.list("ip")[0].expires_at_ms == refreshed.expires_at_ms
+
+
+def _misconfigured(server) -> None:
+    """Make the server refuse writes with MISCONF: its last background save failed (the
+    directory it saves into is gone) and it stops writes on such a failure."""
+    gone = server.home / "gone"
+    gone.mkdir()
+    server.client.config_set("dir", str(gone))
+    gone.rmdir()
+    server.client.config_set("save", "3600 1")  # writes stop only when saving is configured
+    server.client.config_set("stop-writes-on-bgsave-error", "yes")
+    server.client.bgsave()
+    wait_until(lambda: server.client.info("persistence")["rdb_last_bgsave_status"] == "err",
+               10, "a failed background save")
+    with pytest.raises(redis_lib.ResponseError, match="MISCONF"):
+        server.client.set("probe", "1")
+
+
+def test_server_wide_errors_are_retryable_not_dead_letters(settings, clean):
+    """MISCONF (cannot persist) and BUSY (a script runs) refuse every write of the batch: the
+    sink must back off and retry, never dead-letter the decisions."""
+    tag, minute = clean
+    with private_redis() as server:
+        sink = RedisSink.from_url(server.url)
+        sink.setup()
+        batch = records(topics.DECISIONS, [_decisions(tag, minute, n) for n in range(5)])
+        _misconfigured(server)
+        with pytest.raises(RETRYABLE) as caught:
+            sink.write(batch)
+        assert "MISCONF" in str(caught.value)
+        server.client.config_set("stop-writes-on-bgsave-error", "no")
+
+        server.client.config_set("busy-reply-threshold", "50")
+        spinner = threading.Thread(target=_spin, args=(server.port,), daemon=True)
+        spinner.start()
+        wait_until(lambda: _busy(server.port), 10, "a script keeping the server busy")
+        try:
+            with pytest.raises(RETRYABLE) as caught:
+                sink.write(batch)
+            assert "BUSY" in str(caught.value)
+        finally:
+            redis_lib.Redis(port=server.port).script_kill()
+            spinner.join(10)
+        sink.write(batch)
+        assert server.client.exists(f"sentinel:decision:{tag}-4") == 1
+        sink.close()
+
+
+def test_the_loop_backs_off_through_misconf_and_dead_letters_nothing(settings, clean):
+    tag, minute = clean
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
+    with private_redis() as server:
+        _misconfigured(server)
+        batch = [_decisions(tag, minute, n) for n in range(20)]
+        produce(settings, topics.DECISIONS, [(d["wallet"], codec.encode(d)) for d in batch])
+        loop = SinkLoop(settings, RedisSink.from_url(server.url), SinkSettings())
+        with running(loop):
+            wait_until(lambda: loop.stats.retries >= 2, 30, "retries while Redis cannot persist")
+            assert (loop.stats.written, loop.stats.dead_letters) == (0, 0)
+            server.client.config_set("stop-writes-on-bgsave-error", "no")
+            wait_until(lambda: loop.stats.written == 20, 30, "every decision written")
+        assert loop.error is None and loop.stats.dead_letters == 0
+
+
+def _spin(port: int) -> None:
+    try:
+        redis_lib.Redis(port=port).eval("while true do end", 0)
+    except redis_lib.ResponseError:
+        pass  # killed by SCRIPT KILL
+
+
+def _busy(port: int) -> bool:
+    try:
+        redis_lib.Redis(port=port, socket_timeout=1).ping()
+        return False
+    except redis_lib.BusyLoadingError:
+        return False
+    except redis_lib.ResponseError as exc:
+        return "BUSY" in str(exc)
