@@ -45,7 +45,8 @@ class GatewayProcess:
         }
         argv = [sys.executable, "-m", "uvicorn", "connectors.webhook:app_from_env", "--factory",
                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                "--no-access-log", "--log-level", "warning"]  # fmt: skip
+                "--no-access-log", "--log-level", "warning",
+                "--limit-concurrency", str(hook.limit_concurrency)]  # fmt: skip
         self.proc = subprocess.Popen(argv, env=env, start_new_session=True)
 
     def assert_alive(self) -> None:

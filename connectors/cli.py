@@ -54,6 +54,7 @@ def gateway(args: argparse.Namespace) -> int:
         port=args.port or settings.webhook.port,
         log_level=args.log_level,
         access_log=False,  # access logs would hold raw client IPs
+        limit_concurrency=settings.webhook.limit_concurrency,
     )
     return 0
 

@@ -5,7 +5,9 @@ answer: body over 64 KiB → 413; bad or stale signature → 401 and a ``webhook
 security event; invalid record → 422 naming each field; rate limit → 429 with ``Retry-After``
 and a ``rate_limit_exceeded`` event; repeat of an idempotency key → the first response;
 otherwise the record is produced and the answer is 202 once the broker acknowledged it, or
-503 if it did not within the delivery timeout. No scoring happens here.
+503 if it did not within the delivery timeout. Redis not answering within
+``WEBHOOK_REDIS_TIMEOUT_S`` → 503; more than ``WEBHOOK_MAX_IN_FLIGHT`` requests in flight →
+503 at once (both with ``Retry-After``). No scoring happens here.
 """
 
 from __future__ import annotations
@@ -93,11 +95,19 @@ class Gateway:
         self.admission = Admission(batcher)
         self.idempotency = IdempotencyStore(batcher, self.namespace)
         self.metrics = GatewayMetrics()
+        self.in_flight = 0
         self._secrets = settings.webhook.secret_list()
 
     async def accept(self, kind: RecordKind, request: Request) -> Response:
         started = time.perf_counter()
-        response = await self._accept(kind, request)
+        if self.in_flight >= self.settings.webhook.max_in_flight:
+            response = error(503, "overloaded", "too many requests in flight; retry", retry_after=1)
+        else:
+            self.in_flight += 1
+            try:
+                response = await self._accept(kind, request)
+            finally:
+                self.in_flight -= 1
         self.metrics.observe(kind.name, response.status_code, time.perf_counter() - started)
         return response
 
@@ -132,7 +142,8 @@ class Gateway:
         deadline = time.monotonic() + self.deadline_s
         try:
             limits = self._limits(kind, record)
-            outcome = await self.admission.admit(key, claim, limits, uuid.uuid4().hex)
+            async with asyncio.timeout(self.settings.webhook.redis_timeout_s):
+                outcome = await self.admission.admit(key, claim, limits, uuid.uuid4().hex)
             if isinstance(outcome, Duplicate):
                 stored = await self.idempotency.resolve(key, outcome.stored, digest, deadline)
                 return json_response(stored.status, stored.body, **{"Idempotent-Replayed": "true"})
@@ -143,7 +154,7 @@ class Gateway:
             return error(422, "validation_failed", str(exc), fields=[field])
         except InFlight as exc:
             return error(409, "in_flight", str(exc), retry_after=1)
-        except RedisError as exc:
+        except (RedisError, TimeoutError) as exc:
             log.error("redis unavailable during admission: %r", exc)
             return error(503, "unavailable", "rate limiter unavailable; retry", retry_after=1)
         return await self._publish(kind, record, now, key, digest, claim)

@@ -57,7 +57,10 @@ def app_from_env() -> FastAPI:
 
 
 async def start_gateway(settings: Settings, delivery_timeout_ms: int) -> Gateway:
-    client = aioredis.from_url(settings.redis.dsn)
+    timeout = settings.webhook.redis_timeout_s
+    client = aioredis.from_url(
+        settings.redis.dsn, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
     await client.ping()
     publisher = Publisher(
         settings,

@@ -201,6 +201,12 @@ class WebhookSettings(BaseSettings):
     rate_per_ip_per_min: int = 100
     rate_per_wallet_per_min: int = 5
     rate_global_per_min: int = 10_000
+    # Outages fail fast: Redis socket/connect timeout and the deadline of admission (503 +
+    # Retry-After beyond it); requests in flight beyond max_in_flight are 503 at once;
+    # uvicorn's own limit (connections + tasks) is the backstop.
+    redis_timeout_s: float = 1.0
+    max_in_flight: int = 1000
+    limit_concurrency: int = 4096
 
     def secret_list(self) -> list[bytes]:
         raw = self.secrets.get_secret_value()

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from connectors.bench_server import free_port
 from infra import admin
 from infra.kafka import broker
-from infra.settings import KafkaSettings, Settings
+from infra.settings import KafkaSettings, RedisSettings, Settings, WebhookSettings
 from infra.topics import PURCHASES, SECURITY_EVENTS
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -37,11 +37,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 class Proxy:
-    """A TCP proxy on 127.0.0.1 that can be switched off (drop and refuse connections)."""
+    """A TCP proxy on 127.0.0.1 that can be switched off (drop and refuse connections) or
+    turned into a black hole (connections accepted and kept, nothing ever answered)."""
 
     def __init__(self, target_port: int):
         self.port, self.target_port = free_port(), target_port
-        self.up, self.refused = True, 0
+        self.up, self.refused, self.black_hole = True, 0, False
         self._links: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -63,13 +64,18 @@ class Proxy:
             self.refused += 1
             writer.transport.abort()
             return
+        if self.black_hole:  # swallow whatever comes, answer nothing
+            self._links.add(writer)
+            while await reader.read(65536):
+                pass
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.transport.abort()
             return
         self._links |= {writer, up_writer}
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(_pipe(reader, up_writer, self), _pipe(up_reader, writer, self))
         self._links -= {writer, up_writer}
 
     def switch(self, up: bool) -> None:
@@ -81,6 +87,10 @@ class Proxy:
 
         self._loop.call_soon_threadsafe(apply)
 
+    def swallow(self, on: bool) -> None:
+        """Black hole on: every connection, open or new, stays open and silent."""
+        self._loop.call_soon_threadsafe(setattr, self, "black_hole", on)
+
     def close(self) -> None:
         self.switch(False)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -88,9 +98,11 @@ class Proxy:
         self._loop.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: Proxy) -> None:
     try:
         while data := await reader.read(65536):
+            if proxy.black_hole:
+                continue
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
@@ -215,3 +227,50 @@ def test_every_202_is_on_the_topic_through_outages(proxied_settings) -> None:
     messages = read_until(settings, PURCHASES, all_accepted_seen, timeout=60)
     ids = [codec.decode(m.value())["purchase_id"] for m in messages]
     assert all(ids.count(pid) == 1 for pid in accepted)  # no duplicate of an acknowledged one
+
+
+def _via(settings: Settings, redis_url: str, **webhook: object) -> Settings:
+    redis = RedisSettings(url=redis_url)
+    hook = WebhookSettings(**{**settings.webhook.model_dump(), **webhook})
+    return settings.model_copy(update={"redis": redis, "webhook": hook})
+
+
+def test_a_black_holed_redis_gets_503_with_retry_after_not_a_pile_up(settings) -> None:
+    """Redis accepts connections and never answers: every request is answered 503 with
+    Retry-After within the admission deadline, requests beyond the in-flight cap at once,
+    and the gateway serves again as soon as Redis answers."""
+    proxy = Proxy(settings.redis.port)
+    hooked = _via(settings, f"redis://127.0.0.1:{proxy.port}/0", redis_timeout_s=0.5,
+                  max_in_flight=8, rate_per_ip_per_min=10_000)  # fmt: skip
+
+    async def scenario() -> tuple[list[httpx.Response], float, int, int]:
+        async with gateway_client(hooked) as client:
+            before = (await post(client, "/v1/purchases", new_purchase(1), hooked)).status_code
+            proxy.swallow(True)
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            async with asyncio.timeout(20):  # a pile-up never answers
+                answers = await asyncio.gather(*(post(client, "/v1/purchases",
+                                                      new_purchase(n), hooked)
+                                                 for n in range(2, 32)))  # fmt: skip
+            elapsed = time.monotonic() - started
+            proxy.swallow(False)
+            after = 0
+            for _ in range(50):  # connections left in the hole are dropped by the timeouts
+                after = (await post(client, "/v1/purchases", new_purchase(99), hooked)).status_code
+                if after == 202:
+                    break
+                await asyncio.sleep(0.1)
+            return answers, elapsed, before, after
+
+    try:
+        answers, elapsed, before, after = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    assert (before, after) == (202, 202)
+    assert [r.status_code for r in answers] == [503] * 30
+    assert all(r.headers["Retry-After"] == "1" for r in answers)
+    errors = [r.json()["error"] for r in answers]
+    assert errors.count("overloaded") >= 30 - 8  # beyond the in-flight cap: refused at once
+    assert set(errors) == {"overloaded", "unavailable"}
+    assert elapsed < 5  # the admission deadline (0.5 s), not a hang
