@@ -153,6 +153,13 @@ class StreamSettings(BaseSettings):
     # The edge refuses events older than this; 0: the retention of the record's topic.
     max_event_age_ms: int = 0
     drift_check_s: float = 60.0  # how often the worker compares live features to training
+    # How long a scoring batch waits for the worker's entity replica to cover its event time
+    # before it is decided with the entity state it has (counted in a metric).
+    entity_wait_s: float = 5.0
+    # Blocklists are read from a local snapshot refreshed from Redis this often; while Redis
+    # is unreachable the last snapshot is used (metric sentinel_scoring_redis_fallback).
+    blocklist_refresh_s: float = 1.0
+    redis_timeout_s: float = 0.5
     log_level: str = "INFO"
 
     def feature_knobs(self) -> dict[str, int]:

@@ -41,13 +41,6 @@ SECURITY_EVENTS = TopicSpec(
     "sentinel.security-events.v1", "ip or wallet", "security_event", retention_ms=90 * DAY_MS
 )
 ALERTS = TopicSpec("sentinel.alerts.v1", "alert group key", "alert", retention_ms=365 * DAY_MS)
-# Internal repartition: each scoring batch's purchases as observations of the entities they
-# touch ("ip:<ip>", "device:<id>", "card:<fingerprint>", "show:<id>"), one record per target
-# partition (the entity key's murmur2 partition), so that entity state has one writer.
-ENTITY_OBSERVATIONS = TopicSpec(
-    "sentinel.entity-observations.v1", "partition", "entity_observations",
-    retention_ms=2 * DAY_MS,
-)
 # Internal repartition: chain transfers re-keyed by the sending wallet (the source topic is
 # keyed by the receiver), so each side's wallet state is updated on its own partition.
 TRANSFERS_BY_SENDER = TopicSpec(
@@ -78,7 +71,6 @@ def dlq(spec: TopicSpec) -> TopicSpec:
 
 ALL: tuple[TopicSpec, ...] = (
     *SOURCES,
-    ENTITY_OBSERVATIONS,
     TRANSFERS_BY_SENDER,
     CHAIN_CHECKPOINTS,
     *(dlq(t) for t in SOURCES),

@@ -15,25 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from processors.entity_state import EntityState, ShowState
 from processors.money import amount_ref, unit_price_ref
 from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
 from processors.state import (
     AUTH_CAP,
     DEVICES_CAP,
     GEO_CAP,
-    POPULARITY_BUCKET_MS,
     PURCHASES_CAP,
     RESALES_CAP,
-    SHOW_PRICES_CAP,
     SLACK_MS,
     TOKENS_CAP,
     WASH_CAP,
-    EntityState,
     GeoPoint,
     Holding,
     PurchaseFact,
     ResaleFact,
-    ShowState,
     WalletState,
 )
 from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
@@ -137,7 +134,10 @@ def apply_purchase(
     show: ShowState | None,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> None:
-    """Record a purchase in the buyer's wallet, its IP/device/card and its show."""
+    """Record a purchase in the buyer's wallet and, when given, its IP/device/card and show.
+
+    The live worker passes no entity states: every worker applies every purchase to its own
+    ``EntityStore`` (``streams/entity_replica.py``); ``FeatureEngine`` does the same."""
     ts = to_ms(purchase["occurred_at"])
     assert ts is not None
     address = purchase["wallet"]
@@ -175,22 +175,8 @@ def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
 
 
 def apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
-    """Record a purchase in its show: price ring, popularity bucket, sale opening, ticket."""
-    if not show.first_time(purchase["purchase_id"]):
-        return
-    price = unit_price_ref(purchase)
-    primary = purchase["channel"] == "PRIMARY"
-    ring = show.primary_prices if primary else show.resale_prices
-    insert_row(ring, (ts, price), SHOW_PRICES_CAP)
-    bucket = ts // POPULARITY_BUCKET_MS
-    show.buckets[bucket] = show.buckets.get(bucket, 0) + 1
-    opens = to_ms(purchase.get("sale_opens_at"))
-    if opens is not None:
-        show.sale_open_ms = opens
-    ticket = purchase["ticket_id"]
-    if primary and (ticket not in show.tickets or show.tickets[ticket][0] > ts):
-        show.tickets[ticket] = (ts, price)
-    show.observe(ts)
+    """Record a purchase in its show: price ring, sale time, sale opening, ticket."""
+    show.observe(purchase, ts)
 
 
 def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> None:

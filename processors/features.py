@@ -21,16 +21,10 @@ from processors.apply import (
     token_key,
 )
 from processors.compute import FEATURE_NAMES, purchase_features
+from processors.entity_state import EntityStore
 from processors.signals import MISSING
-from processors.state import (
-    ENTITY_RETENTION_MS,
-    PURCHASE_RETENTION_MS,
-    SLACK_MS,
-    EntityState,
-    ShowState,
-    WalletState,
-)
-from processors.timeutil import HOUR_MS, to_ms
+from processors.state import WalletState
+from processors.timeutil import to_ms
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -49,7 +43,6 @@ __all__ = [
 
 KINDS = ("purchase", "auth", "transfer")
 ZERO_ADDRESS = "0x" + "0" * 40
-SWEEP_EVERY_MS = HOUR_MS
 
 
 def feature_vector(features: Mapping[str, float]) -> list[float]:
@@ -65,20 +58,18 @@ class FeatureEngine:
     same records in the same order give the same features. Raises ``LateEventError`` for an
     event beyond the allowed lateness, leaving every state untouched.
 
-    Wallet states are kept for the engine's lifetime (each is bounded); IP, device and card
-    states idle for more than a day, and show states idle for more than a week, are dropped
-    as the event clock advances, so memory stays flat over long simulated spans.
+    Wallet states are kept for the engine's lifetime (each is bounded); IP, device, card and
+    show states live in an ``EntityStore`` (as the live worker's replica), which drops those
+    idle beyond their windows, so memory stays flat over long simulated spans. A purchase
+    too late for its wallet still counts for its IP, device, card and show, as live.
     """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config or DEFAULT_CONFIG
         self.wallets: dict[str, WalletState] = {}
-        self.ips: dict[str, EntityState] = {}
-        self.devices: dict[str, EntityState] = {}
-        self.cards: dict[str, EntityState] = {}
-        self.shows: dict[str, ShowState] = {}
-        self.watermark_ms = 0
-        self._swept_ms = 0
+        self.entities = EntityStore()
+        self.ips, self.devices = self.entities.ips, self.entities.devices
+        self.cards, self.shows = self.entities.cards, self.entities.shows
 
     def process(self, kind: str, record: Record) -> dict[str, float] | None:
         if kind == "purchase":
@@ -97,29 +88,17 @@ class FeatureEngine:
             wallet = self.wallets[address] = WalletState(address=address)
         return wallet
 
-    @staticmethod
-    def _entity(states: dict[str, EntityState], key: str | None) -> EntityState | None:
-        if key is None:
-            return None
-        state = states.get(key)
-        if state is None:
-            state = states[key] = EntityState()
-        return state
-
     def _purchase(self, p: Record) -> dict[str, float]:
         wallet = self._wallet(p["wallet"])
         ts = to_ms(p["occurred_at"])
         assert ts is not None
-        check_lateness("purchase", ts, wallet, self.config.allowed_lateness_ms)
-        ip = self._entity(self.ips, p["ip"])
-        device = self._entity(self.devices, p.get("device_id"))
-        card = self._entity(self.cards, p.get("card_fingerprint"))
-        show = self.shows.get(p["show_id"])
-        if show is None:
-            show = self.shows[p["show_id"]] = ShowState()
+        try:
+            check_lateness("purchase", ts, wallet, self.config.allowed_lateness_ms)
+        finally:
+            self.entities.apply(p)  # the live replica applies late purchases too
+        ip, device, card, show = self.entities.states(p)
         features = purchase_features(p, wallet, ip, device, card, show, self.config)
-        apply_purchase(p, wallet, ip, device, card, show, self.config)
-        self._advance(ts)
+        apply_purchase(p, wallet, None, None, None, None, self.config)
         return features
 
     def _auth(self, event: Record) -> None:
@@ -127,7 +106,6 @@ class FeatureEngine:
         if not address:
             return  # user-only auth events carry no wallet state
         apply_auth(event, self._wallet(address), self.config)
-        self._advance(to_ms(event["occurred_at"]) or 0)
 
     def _transfer(self, transfer: Record) -> None:
         ts = to_ms(transfer["block_time"]) or 0
@@ -137,20 +115,3 @@ class FeatureEngine:
             check_lateness("transfer", ts, wallet, self.config.chain_lateness_ms)
         for wallet in wallets:
             apply_transfer(transfer, wallet, self.config)
-        self._advance(ts)
-
-    def _advance(self, ts: int) -> None:
-        self.watermark_ms = max(self.watermark_ms, ts)
-        if self.watermark_ms - self._swept_ms >= SWEEP_EVERY_MS:
-            self.sweep()
-
-    def sweep(self) -> None:
-        """Drop entity and show states that have been idle beyond their longest window."""
-        for states in (self.ips, self.devices, self.cards):
-            cutoff = self.watermark_ms - ENTITY_RETENTION_MS - SLACK_MS
-            for key in [k for k, s in states.items() if s.watermark_ms <= cutoff]:
-                del states[key]
-        cutoff = self.watermark_ms - PURCHASE_RETENTION_MS - SLACK_MS
-        for key in [k for k, s in self.shows.items() if s.watermark_ms <= cutoff]:
-            del self.shows[key]
-        self._swept_ms = self.watermark_ms

@@ -7,19 +7,18 @@ Same conventions as ``processors.compute`` (half-open event-time windows, ``MISS
 from __future__ import annotations
 
 import statistics
-from itertools import repeat
 
 from processors.apply import FeatureConfig, Record
-from processors.money import unit_price_ref
-from processors.ring import count_ts_between, rows_between
-from processors.state import (
-    POPULARITY_BUCKET_MS,
+from processors.entity_state import (
+    ENTITY_WALLETS_CAP,
     POPULARITY_WINDOW_MS,
-    PURCHASE_RETENTION_MS,
+    SHOW_RETENTION_MS,
     EntityState,
     ShowState,
-    WalletState,
 )
+from processors.money import unit_price_ref
+from processors.ring import count_ts_between, rows_between
+from processors.state import WalletState
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, haversine_km, to_ms
 
 MISSING = -1.0
@@ -89,35 +88,33 @@ def token_features(
     sent_ms = wallet.sent.get(p["ticket_id"])
     out["ticket_previously_held"] = flag(sent_ms is not None and sent_ms <= ts)
     out["holdings_count"] = float(len(wallet.holdings))
-    primary = show.tickets.get(p["ticket_id"]) if show is not None else None
+    primary = show.first_sale(p["ticket_id"], ts) if show is not None else None
     is_resale = p["channel"] == "RESALE"
     out["mint_to_resale_min"] = (
         age(ts, primary[0], MINUTE_MS) if is_resale and primary is not None else MISSING
     )
     out["resale_markup"] = MISSING
     if is_resale and show is not None:
-        base = primary[1] if primary is not None else _median_price(show.primary_prices, ts)
+        base = primary[1] if primary is not None else _median_price(show, True, ts)
         if base and base > 0:
             out["resale_markup"] = unit_price_ref(p) / base
 
 
-def _median_price(ring: list[tuple[int, int]], ts: int) -> float | None:
-    prices = [price for _, price in rows_between(ring, ts - PURCHASE_RETENTION_MS, ts)]
+def _median_price(show: ShowState, primary: bool, ts: int) -> float | None:
+    """Median of the show's latest prices in the channel, strictly before ``ts`` (7 d)."""
+    prices = show.prices_before(primary, ts - SHOW_RETENTION_MS, ts)
     return statistics.median(prices) if prices else None
 
 
 def show_features(out: dict, p: Record, show: ShowState | None, ts: int) -> None:
+    """Price level and popularity of the show, from its purchases strictly before ``ts``."""
     out["price_deviation"] = out["show_popularity_1h"] = MISSING
     opens = to_ms(p.get("sale_opens_at"))
     if show is not None:
-        ring = show.primary_prices if p["channel"] == "PRIMARY" else show.resale_prices
-        median = _median_price(ring, ts)
+        median = _median_price(show, p["channel"] == "PRIMARY", ts)
         if median:
             out["price_deviation"] = unit_price_ref(p) / median
-        minute = ts // POPULARITY_BUCKET_MS
-        first = minute - POPULARITY_WINDOW_MS // POPULARITY_BUCKET_MS
-        window = range(first + 1, minute + 1)
-        out["show_popularity_1h"] = float(sum(map(show.buckets.get, window, repeat(0))))
+        out["show_popularity_1h"] = float(show.sales_between(ts - POPULARITY_WINDOW_MS, ts))
         opens = show.sale_open_ms if opens is None else opens
     if opens is None:
         out["secs_since_sale_open"] = out["before_sale_open"] = MISSING
@@ -134,10 +131,11 @@ def entity_features(
     card: EntityState | None,
     ts: int,
 ) -> None:
-    """Wallets sharing this purchase's IP, device or card in 24 h (this wallet included).
+    """Wallets sharing this purchase's IP, device or card in the 24 h before it (this wallet
+    included), saturating at ``ENTITY_WALLETS_CAP``.
 
     ``linked_wallets`` is the 1-hop cluster size: the distinct wallets that shared the IP,
-    the device or the card of this purchase in the last 24 h, this wallet included.
+    the device or the card of this purchase in the 24 h before it, this wallet included.
     """
     lo, me = ts - DAY_MS, p["wallet"]
     linked = {me}
@@ -149,8 +147,8 @@ def entity_features(
         if not present:
             out[name] = MISSING
             continue
-        wallets = state.wallets_since(lo) if state is not None else set()
+        wallets = state.wallets_between(lo, ts) if state is not None else set()
         wallets.add(me)
         linked |= wallets
-        out[name] = float(len(wallets))
-    out["linked_wallets"] = float(len(linked))
+        out[name] = float(min(len(wallets), ENTITY_WALLETS_CAP))
+    out["linked_wallets"] = float(min(len(linked), ENTITY_WALLETS_CAP))

@@ -14,6 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from processors.entity_state import (  # noqa: F401  (shared-entity states live there)
+    ENTITY_RETENTION_MS,
+    ENTITY_WALLETS_CAP,
+    EntityState,
+    ShowState,
+)
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, prune_dict
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS
 
@@ -33,14 +39,7 @@ TOKEN_RETENTION_MS = 30 * DAY_MS
 TOKENS_CAP = 256
 RESALES_CAP = 128
 WASH_CAP = 32
-ENTITY_RETENTION_MS = DAY_MS
-ENTITY_WALLETS_CAP = 64  # wallets_per_* counts saturate here
-SHOW_PRICES_CAP = 51
-SHOW_TICKETS_CAP = 256
 APPLIED_CAP = 64  # record ids a wallet remembers, to apply a redelivered record once
-SHOW_APPLIED_CAP = 256
-POPULARITY_BUCKET_MS = MINUTE_MS
-POPULARITY_WINDOW_MS = HOUR_MS
 
 
 class PurchaseFact(NamedTuple):
@@ -210,104 +209,3 @@ class WalletState:
 
 def _acquired(h: Holding) -> int:
     return h.acquired_ms
-
-
-@dataclass(slots=True)
-class EntityState:
-    """An IP, device or card fingerprint: the wallets seen with it and when (24 h, capped)."""
-
-    wallets: dict[str, int] = field(default_factory=dict)
-    watermark_ms: int = 0
-    pruned_ms: int = 0
-
-    def copy(self) -> EntityState:
-        """An independent copy (values are immutable, so copying the dict suffices)."""
-        return EntityState(dict(self.wallets), self.watermark_ms, self.pruned_ms)
-
-    def observe(self, wallet: str, ts_ms: int) -> None:
-        if ts_ms > self.wallets.get(wallet, -1):
-            self.wallets[wallet] = ts_ms
-        self.watermark_ms = max(self.watermark_ms, ts_ms)
-        if len(self.wallets) > ENTITY_WALLETS_CAP or (
-            self.watermark_ms - self.pruned_ms >= PRUNE_EVERY_MS
-        ):
-            self.prune()
-
-    def prune(self) -> None:
-        cutoff = self.watermark_ms - ENTITY_RETENTION_MS - SLACK_MS
-        prune_dict(self.wallets, cutoff, ENTITY_WALLETS_CAP)
-        self.pruned_ms = self.watermark_ms
-
-    def wallets_since(self, lo_excl: int) -> set[str]:
-        """Wallets last seen after ``lo_excl``."""
-        return {w for w, ts in self.wallets.items() if ts > lo_excl}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"w": dict(self.wallets), "wm": self.watermark_ms, "pruned": self.pruned_ms}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EntityState:
-        return cls(wallets=dict(d["w"]), watermark_ms=d["wm"], pruned_ms=d["pruned"])
-
-
-@dataclass(slots=True)
-class ShowState:
-    """One show: recent unit prices per channel, purchases per minute (1 h), sale opening,
-    and the first primary sale of recent tickets (for mint-to-resale and resale markup)."""
-
-    primary_prices: list[tuple[int, int]] = field(default_factory=list)
-    resale_prices: list[tuple[int, int]] = field(default_factory=list)
-    buckets: dict[int, int] = field(default_factory=dict)
-    sale_open_ms: int | None = None
-    tickets: dict[str, tuple[int, int]] = field(default_factory=dict)
-    watermark_ms: int = 0
-    applied: list[str] = field(default_factory=list)  # latest purchase ids (redeliveries)
-
-    def copy(self) -> ShowState:
-        """An independent copy (rows are tuples, so copying the containers suffices)."""
-        return ShowState(list(self.primary_prices), list(self.resale_prices), dict(self.buckets),
-                         self.sale_open_ms, dict(self.tickets), self.watermark_ms,
-                         list(self.applied))
-
-    def first_time(self, purchase_id: str) -> bool:
-        if purchase_id in self.applied:
-            return False
-        self.applied.append(purchase_id)
-        if len(self.applied) > SHOW_APPLIED_CAP:
-            del self.applied[0]
-        return True
-
-    def observe(self, ts_ms: int) -> None:
-        self.watermark_ms = max(self.watermark_ms, ts_ms)
-        if len(self.buckets) > (POPULARITY_WINDOW_MS + SLACK_MS) // POPULARITY_BUCKET_MS + 1:
-            oldest = (self.watermark_ms - POPULARITY_WINDOW_MS - SLACK_MS) // POPULARITY_BUCKET_MS
-            for b in [b for b in self.buckets if b <= oldest]:
-                del self.buckets[b]
-        cap_dict(self.tickets, SHOW_TICKETS_CAP, _first)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pp": _rows(self.primary_prices),
-            "rp": _rows(self.resale_prices),
-            "b": [[k, v] for k, v in self.buckets.items()],
-            "open": self.sale_open_ms,
-            "t": {k: list(v) for k, v in self.tickets.items()},
-            "wm": self.watermark_ms,
-            "applied": list(self.applied),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ShowState:
-        return cls(
-            primary_prices=[(r[0], r[1]) for r in d["pp"]],
-            resale_prices=[(r[0], r[1]) for r in d["rp"]],
-            buckets={int(k): v for k, v in d["b"]},
-            sale_open_ms=d["open"],
-            tickets={k: (v[0], v[1]) for k, v in d["t"].items()},
-            watermark_ms=d["wm"],
-            applied=list(d.get("applied", [])),
-        )
-
-
-def _first(v: tuple[int, int]) -> int:
-    return v[0]

@@ -129,6 +129,15 @@ class Blocklist:
             for (kind, given), scores in zip(asked.items(), pipe.execute(), strict=True)
         }
 
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Every live entry of every kind: kind → {value: expiry ms}, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for kind in KINDS:
+            pipe.zrange(self._keys(kind)[0], f"({self._now_ms()}", "+inf", byscore=True,
+                        withscores=True)
+        return {kind: {m.decode(): score for m, score in rows}
+                for kind, rows in zip(KINDS, pipe.execute(), strict=True)}
+
     def contains(self, kind: str, value: str) -> bool:
         return bool(self.contains_many(kind, [value]))
 

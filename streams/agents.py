@@ -1,10 +1,8 @@
 """Faust agents: read, decode, call processors/, write state, send. I/O only.
 
     purchases ─▶ score_purchases ─▶ decisions, security events
-                      │  reads wallet_to_state (own partition) and entity_to_state (all partitions)
-                      └─▶ entity-observations (a batch's purchases, grouped by the partition
-                          that owns each ip/device/card/show key)
-                                └─▶ track_entities ─▶ entity_to_state
+                      │  reads wallet_to_state (own partitions) and the worker's entity
+                      │  replica (every partition of purchases, streams/entity_replica.py)
     auth-events ─▶ track_auth_events ─▶ wallet_to_state
     chain-transfers ─▶ track_transfers ─▶ wallet_to_state (receiver), transfers-by-sender
     transfers-by-sender ─▶ track_transfers ─▶ wallet_to_state (sender)
@@ -12,7 +10,8 @@
 Every agent takes records in batches (``take_events``), catches per-record errors (bad bytes,
 late events, anything else) and sends the record to its topic's dead-letter twin with the
 reason, writes each touched table key once per
-batch, and flushes its producer before Faust commits the batch's offsets.
+batch, and flushes its producer before Faust commits the batch's offsets. Batches pass through
+``faust_compat.current_events`` first: no stale-generation or repeated record is processed.
 """
 
 from __future__ import annotations
@@ -21,22 +20,25 @@ import asyncio
 import logging
 
 from infra import topics as registry
-from processors.entities import observe_entity
 from processors.features import apply_auth, apply_transfer
 from processors.state import WalletState
-from streams import metrics, tables, topics
+from streams import metrics, scoring, tables, topics
 from streams.app import app
 from streams.context import ctx
-from streams.scoring import score_batch
-from streams.tables import entity_to_state, wallet_to_state
+from streams.faust_compat import current_events
+from streams.tables import wallet_to_state
 
 log = logging.getLogger(__name__)
 ZERO_ADDRESS = "0x" + "0" * 40
 
 
-def batches(stream):
+async def batches(stream):
+    """Batches of current, distinct records (``take_events`` keeps stale copies across a
+    rebalance: see ``streams/faust_compat.py``)."""
     cfg = ctx.settings.stream
-    return metrics.count_consumed(stream.take_events(cfg.batch_size, cfg.batch_within_s), ctx.prefix)
+    take = stream.take_events(cfg.batch_size, cfg.batch_within_s)
+    async for events in metrics.count_consumed(take, ctx.prefix):
+        yield current_events(events, app)
 
 
 def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> WalletState:
@@ -53,29 +55,14 @@ def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
 
 @app.agent(topics.purchases)
 async def score_purchases(stream):
-    """Features, rules, model and policy for each batch of purchases → decisions."""
+    """Features, rules, model and policy for each batch of purchases → decisions. The wallet
+    states are written only once the decisions are acknowledged."""
     async for events in batches(stream):
-        score_batch(events)
+        batch = scoring.decode(events)
+        await scoring.wait_for_entities(batch)
+        touched = scoring.score(batch)
         await asyncio.to_thread(ctx.outputs.flush)
-
-
-@app.agent(topics.entity_observations)
-async def track_entities(stream):
-    """Apply each observation to the IP, device, card or show state its entity key names.
-    Every key in a record belongs to the record's partition (``partition_of``)."""
-    async for events in batches(stream):
-        touched: dict[str, tuple[object, object]] = {}
-        for event in events:
-            try:
-                batch = ctx.codecs.observations.decode(event.value)["observations"]
-            except Exception as exc:  # a poison record must not crash-loop the agent
-                ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
-                continue
-            for obs in batch:
-                key = obs["entity"]
-                state = touched[key][0] if key in touched else entity_to_state.get(key)
-                touched[key] = (observe_entity(key, state, obs), event)
-        write_back(entity_to_state, touched)
+        write_back(wallet_to_state, touched)
         await asyncio.to_thread(ctx.outputs.flush)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import faust
 
 from infra.settings import Settings, get_settings
-from streams import transport
+from streams import faust_compat
 
 
 def _credentials(settings: Settings):
@@ -24,14 +24,14 @@ def _credentials(settings: Settings):
 
 
 def create_app(settings: Settings) -> faust.App:
-    transport.register()
+    faust_compat.register()
     stream = settings.stream
     servers = ";".join(settings.kafka.bootstrap_servers.split(","))
     store = "rocksdb://" if stream.store == "rocksdb" else "memory://"
     session_s = settings.kafka.session_timeout_ms / 1000
     return faust.App(
         stream.app_id,
-        broker=f"{transport.SCHEME}://{servers}",
+        broker=f"{faust_compat.SCHEME}://{servers}",
         broker_credentials=_credentials(settings),
         broker_session_timeout=session_s,
         broker_heartbeat_interval=min(1.0, session_s / 3),

@@ -1,5 +1,6 @@
 """What the agents share in one worker process: settings, codecs, the producer, the feature
-config, the decider (model + rules + policy) and the blocklists. Built lazily, once."""
+config, the entity replica and the decider (model + rules + policy + blocklists). Built
+lazily, once."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ class Codecs:
     purchase: AvroCodec
     auth: AvroCodec
     transfer: AvroCodec
-    observations: AvroCodec
 
 
 class Context:
@@ -37,7 +37,6 @@ class Context:
             purchase=AvroCodec.for_topic(registry, topics.PURCHASES),
             auth=AvroCodec.for_topic(registry, topics.AUTH_EVENTS),
             transfer=AvroCodec.for_topic(registry, topics.CHAIN_TRANSFERS),
-            observations=AvroCodec.for_topic(registry, topics.ENTITY_OBSERVATIONS),
         )
 
     @cached_property
@@ -49,6 +48,13 @@ class Context:
         from processors.features import FeatureConfig
 
         return FeatureConfig(**self.settings.stream.feature_knobs())
+
+    @cached_property
+    def replica(self):
+        """This worker's copy of every IP, device, card and show state (started on first use)."""
+        from streams.entity_replica import EntityReplica
+
+        return EntityReplica(self.settings, self.codecs.purchase).start()
 
     @cached_property
     def decider(self):

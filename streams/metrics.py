@@ -22,6 +22,10 @@ LATENCY = Histogram(
 )
 BATCH = Histogram("sentinel_batch_size", "Purchases per scoring batch",
                   buckets=(1, 5, 10, 25, 50, 100, 250, 500))
+ENTITY_WAIT_TIMEOUTS = Counter("sentinel_entity_wait_timeouts_total",
+                               "Batches decided before the entity replica covered them")
+REDELIVERED = Counter("sentinel_redelivered_purchases_total",
+                      "Redelivered purchases already decided (skipped)")
 PSI = Gauge("sentinel_feature_psi", "Population stability index vs training", ["feature"])
 KL = Gauge("sentinel_feature_kl", "KL divergence vs training", ["feature"])
 # 1 while the scoring path runs on its fallback because Redis (blocklists) is unreachable.

@@ -1,20 +1,33 @@
-"""One batch of purchases: decode, features from state, decide, send, write state back."""
+"""One batch of purchases: decode, wait for the entity replica, features, decide, send.
+
+Nothing escapes a batch: a record that cannot be decoded, is too late, or makes the feature
+code, a rule or the model raise goes to the dead-letter topic with the reason, and the rest
+of the batch is decided. The wallet states are returned, not written: the agent writes them
+only after the decisions are acknowledged by the broker, so a state that says "purchase
+applied" always means "its decision is on the topic" (see ``already_decided``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 
 from infra import topics as registry
-from processors.entities import KINDS as ENTITY_KINDS
-from processors.entities import entity_keys, observations_by_partition
-from processors.features import LateEventError, apply_purchase, purchase_features
-from processors.state import EntityState, ShowState, WalletState
+from processors.features import apply_purchase, purchase_features
+from processors.state import WalletState
+from processors.timeutil import to_ms
 from schemas.codec import DecodeError
+from streams import metrics
 from streams.context import ctx
-from streams.tables import entity_to_state, wallet_to_state, write_back
+from streams.tables import wallet_to_state
+
+log = logging.getLogger(__name__)
+
+Touched = dict[str, tuple[WalletState, object]]
 
 
-def _decode(events) -> list[tuple[object, dict]]:
+def decode(events) -> list[tuple[object, dict]]:
     decoded = []
     for event in events:
         try:
@@ -24,64 +37,85 @@ def _decode(events) -> list[tuple[object, dict]]:
     return decoded
 
 
-def _entity(key: str, overlay: dict):
-    """This batch's copy of an entity state: the table's, plus this batch's purchases.
-    A copy, because only ``track_entities`` writes the table."""
-    if key not in overlay:
-        state = entity_to_state.get(key)
-        overlay[key] = state.copy() if state is not None else None
-    return overlay[key]
-
-
-def _states(purchase: dict, touched: dict, overlay: dict):
-    """The buyer's wallet state and this batch's ip, device, card and show states."""
-    address = purchase["wallet"]
-    if address in touched:
-        wallet = touched[address][0]
-    else:
-        wallet = wallet_to_state.get(address) or WalletState(address=address)
-    by_kind = {key.split(":", 1)[0]: key for key in entity_keys(purchase)}
-    entities = []
-    for kind in ENTITY_KINDS:
-        key = by_kind.get(kind)
-        state = _entity(key, overlay) if key else None
-        if key and state is None:
-            state = overlay[key] = ShowState() if kind == "show" else EntityState()
-        entities.append(state)
-    return wallet, entities
-
-
-def score_batch(events) -> None:
-    """Decide every purchase of a batch; write each touched wallet's state once."""
-    decoded = _decode(events)
-    if not decoded:
+async def wait_for_entities(batch: list[tuple[object, dict]]) -> None:
+    """Hold the batch until the entity replica has applied every partition up to its event
+    time, and this batch's own records (so entity features equal replay's)."""
+    if not batch:
         return
-    purchases = [p for _, p in decoded]
-    blocked = ctx.decider.blocked(purchases)
-    touched: dict[str, tuple[WalletState, object]] = {}
-    overlay: dict = {}
+    until = max(to_ms(p["occurred_at"]) or 0 for _, p in batch)
+    offsets: dict[int, int] = {}
+    for event, _ in batch:
+        msg = event.message
+        offsets[msg.partition] = max(offsets.get(msg.partition, -1), msg.offset)
+    replica = ctx.replica
+    if replica.covers(until, offsets):
+        return
+    wait_s = ctx.settings.stream.entity_wait_s
+    if not await asyncio.to_thread(replica.wait_covers, until, offsets, wait_s):
+        metrics.ENTITY_WAIT_TIMEOUTS.inc()
+        log.warning("entity replica did not cover the batch within %.1f s: deciding with "
+                    "the entity state it has", wait_s)
+
+
+def already_decided(wallet: WalletState, purchase: dict) -> bool:
+    """A redelivered purchase whose state was written, hence whose decision was delivered."""
+    return purchase["purchase_id"] in wallet.applied
+
+
+def _wallet(address: str, touched: Touched) -> WalletState:
+    if address in touched:
+        return touched[address][0]
+    return wallet_to_state.get(address) or WalletState(address=address)
+
+
+def _features(purchase: dict, touched: Touched) -> tuple[WalletState, dict | None]:
+    wallet = _wallet(purchase["wallet"], touched)
+    if already_decided(wallet, purchase):
+        return wallet, None
+    cfg = ctx.feature_config
+    features = purchase_features(purchase, wallet, *ctx.replica.store.states(purchase), cfg)
+    apply_purchase(purchase, wallet, None, None, None, None, cfg)
+    return wallet, features
+
+
+def score(batch: list[tuple[object, dict]]) -> Touched:
+    """Decide every purchase of a decoded batch and send the decisions; return the touched
+    wallet states (key → (state, last event)) for the agent to write once delivered."""
+    touched: Touched = {}
     kept, rows = [], []
-    for event, purchase in decoded:
-        wallet, (ip, device, card, show) = _states(purchase, touched, overlay)
-        try:
-            features = purchase_features(purchase, wallet, ip, device, card, show, ctx.feature_config)
-            apply_purchase(purchase, wallet, ip, device, card, show, ctx.feature_config)
-        except LateEventError as exc:
-            ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
-            continue
-        touched[purchase["wallet"]] = (wallet, event)
-        kept.append((event, purchase))
-        rows.append(features)
-    outcomes = ctx.decider.decide([p for _, p in kept], rows, blocked, datetime.now(UTC))
-    for outcome in outcomes:
+    with ctx.replica.lock:
+        for event, purchase in batch:
+            try:
+                wallet, features = _features(purchase, touched)
+            except Exception as exc:  # late, or any per-record failure: never the batch
+                ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
+                continue
+            if features is None:
+                metrics.REDELIVERED.inc()
+                continue
+            touched[purchase["wallet"]] = (wallet, event)
+            kept.append((event, purchase))
+            rows.append(features)
+    for outcome in _decide(kept, rows):
         ctx.outputs.decision(outcome.decision)
         for security_event in outcome.security_events:
             ctx.outputs.security_event(security_event)
-    for event in ctx.decider.drift.events(datetime.now(UTC)):
+    for event in ctx.decider.events(datetime.now(UTC)):
         ctx.outputs.security_event(event)
-    spec = registry.ENTITY_OBSERVATIONS
-    grouped = observations_by_partition([p for _, p in kept], spec.partitions)
-    for partition, observations in grouped.items():
-        value = ctx.codecs.observations.encode({"observations": observations})
-        ctx.outputs.send(spec, f"p{partition}", value, partition=partition)
-    write_back(wallet_to_state, touched, ctx.outputs.send_raw)
+    return touched
+
+
+def _decide(kept: list[tuple[object, dict]], rows: list[dict]) -> list:
+    """Decide a batch; when it raises, split it in halves until the failing record is found
+    and dead-lettered (``sinks/runner.py`` does the same for refused writes)."""
+    if not kept:
+        return []
+    purchases = [p for _, p in kept]
+    try:
+        return ctx.decider.decide(purchases, rows, datetime.now(UTC))
+    except Exception as exc:
+        if len(kept) == 1:
+            ctx.outputs.dead_letter(registry.PURCHASES, kept[0][0], exc)
+            return []
+        half = len(kept) // 2
+        return _decide(kept[:half], rows[:half]) + _decide(kept[half:], rows[half:])

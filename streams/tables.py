@@ -5,13 +5,11 @@ drops its state, so these names are fixed.
 
 - ``wallet_to_state``: one ``WalletState`` per wallet. Written by the agents of the
   wallet-keyed topics (purchases, auth events, chain transfers), which are co-partitioned.
-- ``entity_to_state``: one state per "ip:…", "device:…", "card:…" or "show:…" key, written
-  only by ``track_entities`` from the entity repartition topic (one writer per key) and read
-  by ``score_purchases``. A worker reads the partitions it owns and those it keeps as standby
-  replicas (``table_standby_replicas``, default 1): reads are complete with up to
-  replicas + 1 workers. Not a Faust GlobalTable: with faust-streaming 0.15 a worker restarted
-  after a crash skipped its stream partitions to their end when a global table was present
-  (tests/integration/test_worker_restart.py caught it).
+
+IP, device, card and show states are not a table: every worker holds all of them, rebuilt
+from the purchases topic (``streams/entity_replica.py``). An earlier ``entity_to_state``
+table was complete only with up to standby replicas + 1 workers, and a Faust GlobalTable
+made a restarted worker skip its stream partitions (faust-streaming 0.15).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import faust
 import orjson
 from faust.serializers import codecs
 
-from processors.state import EntityState, ShowState, WalletState
+from processors.state import WalletState
 from streams.app import app
 
 
@@ -32,22 +30,8 @@ class WalletCodec(codecs.Codec):
         return WalletState.from_dict(orjson.loads(s))
 
 
-class EntityCodec(codecs.Codec):
-    """Entity states tagged by type: shows keep prices and popularity, others wallets."""
-
-    def _dumps(self, obj: EntityState | ShowState) -> bytes:
-        tag = "show" if isinstance(obj, ShowState) else "entity"
-        return orjson.dumps({"t": tag, "s": obj.to_dict()})
-
-    def _loads(self, s: bytes) -> EntityState | ShowState:
-        data = orjson.loads(s)
-        cls = ShowState if data["t"] == "show" else EntityState
-        return cls.from_dict(data["s"])
-
-
-WALLET_CODEC, ENTITY_CODEC = WalletCodec(), EntityCodec()
+WALLET_CODEC = WalletCodec()
 codecs.register("wallet_state", WALLET_CODEC)
-codecs.register("entity_state", ENTITY_CODEC)
 
 class _Serialized:
     """Tables whose changelog uses a named codec. Faust derives a table's serializers from
@@ -68,11 +52,6 @@ wallet_to_state = app.tables.add(
     StateTable(app, name="wallet_to_state", value_codec="wallet_state", partitions=6,
                beacon=app.tables.beacon)
 )
-entity_to_state = app.tables.add(
-    StateTable(app, name="entity_to_state", value_codec="entity_state", partitions=6,
-               beacon=app.tables.beacon)
-)
-
 
 def write_back(table, touched: dict, send) -> None:
     """Set each touched key once, and write its changelog record ourselves.
@@ -85,7 +64,7 @@ def write_back(table, touched: dict, send) -> None:
     Faust does not send a second copy; recovery reads these records with the table's codecs.
     """
     topic = table.changelog_topic.get_topic_name()
-    codec = WALLET_CODEC if table.value_serializer == "wallet_state" else ENTITY_CODEC
+    codec = WALLET_CODEC
     store = table.data
     for key, (state, event) in touched.items():
         store[key] = state

@@ -21,6 +21,5 @@ def _topic(*specs: topics.TopicSpec):
 
 purchases = _topic(topics.PURCHASES)
 auth_events = _topic(topics.AUTH_EVENTS)
-entity_observations = _topic(topics.ENTITY_OBSERVATIONS)
 # Both sides of a transfer: the source (keyed by receiver) and its re-keyed twin (by sender).
 transfers = _topic(topics.CHAIN_TRANSFERS, topics.TRANSFERS_BY_SENDER)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from processors.entity_state import ENTITY_ROWS_CAP, EntityState, ShowState
 from processors.features import (
     FEATURE_NAMES,
     MISSING,
@@ -18,13 +19,7 @@ from processors.features import (
     feature_vector,
     purchase_features,
 )
-from processors.state import (
-    ENTITY_WALLETS_CAP,
-    PURCHASES_CAP,
-    EntityState,
-    ShowState,
-    WalletState,
-)
+from processors.state import PURCHASES_CAP, WalletState
 
 pytestmark = pytest.mark.unit
 
@@ -487,7 +482,7 @@ def test_purchase_features_do_not_change_state_and_apply_does():
     purchase_features(record, wallet, ip, None, None, show)
     assert wallet.to_dict() == before
     apply_purchase(record, wallet, ip, None, None, show)
-    assert wallet.purchases_total == 1 and ip.wallets == {A: wallet.watermark_ms}
+    assert wallet.purchases_total == 1 and ip.rows == [(wallet.watermark_ms, A)]
 
 
 def test_memory_stays_bounded_over_30_simulated_days():
@@ -507,7 +502,7 @@ def test_memory_stays_bounded_over_30_simulated_days():
     wallet = engine.wallets[A]
     assert len(wallet.purchases) <= PURCHASES_CAP
     assert len(wallet.failed_logins) <= 64 and len(wallet.devices) <= 16
-    assert all(len(c.wallets) <= ENTITY_WALLETS_CAP for c in engine.cards.values())
+    assert all(len(c.rows) <= ENTITY_ROWS_CAP for c in engine.cards.values())
     assert max(sizes[10:]) <= max(sizes[:10]) * 1.1  # flat after the first days
     assert len(engine.ips) <= 2 * 250 + 1  # yesterday's and today's IPs only
     assert len(engine.devices) <= 2 * 40 + 1
