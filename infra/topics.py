@@ -50,6 +50,10 @@ TRANSFERS_BY_SENDER = TopicSpec(
 CHAIN_CHECKPOINTS = TopicSpec(
     "sentinel.chain-checkpoints.v1", "chain_id", "", partitions=1, compacted=True
 )
+# Deployed rules and rule switches, followed by every worker (``streams/rules_follower.py``):
+# compacted, key "ruleset" -> the active rules file (JSON: version, TOML text, sha256),
+# key "rule:<id>" -> that rule's breaker state (shadowed or enforced). One partition: order.
+RULES = TopicSpec("sentinel.rules.v1", "ruleset | rule:<id>", "", partitions=1, compacted=True)
 
 SOURCES: tuple[TopicSpec, ...] = (
     PURCHASES,
@@ -73,6 +77,7 @@ ALL: tuple[TopicSpec, ...] = (
     *SOURCES,
     TRANSFERS_BY_SENDER,
     CHAIN_CHECKPOINTS,
+    RULES,
     *(dlq(t) for t in SOURCES),
 )
 

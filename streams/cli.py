@@ -9,6 +9,8 @@ import sys
 
 from infra.settings import get_settings
 
+RULES_OPS = ("deploy", "history", "rollback")  # models/rules_cli.py
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
@@ -41,6 +43,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
     """List the rules of a rules file, or check one (exit 1 with the reason if invalid)."""
     from processors.rules import CATALOGUE, DEFAULT_RULES_PATH, RulesFileError, load_ruleset
 
+    if args.action in RULES_OPS:
+        from models.rules_cli import run
+
+        return run(args)
     path = args.file or DEFAULT_RULES_PATH
     try:
         ruleset = load_ruleset(path)
@@ -65,10 +71,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("rules", help="list the rules of a rules file, or check one")
-    p.add_argument("action", choices=["list", "check"])
-    p.add_argument("file", nargs="?", help="default: processors/rules/rules.toml")
+    p = sub.add_parser("rules", help="rules files: list, check, deploy, history, rollback")
+    p.add_argument("action", choices=["list", "check", *RULES_OPS])
+    p.add_argument("file", nargs="?", help="default: processors/rules/rules.toml; "
+                   "rollback: the VERSION")
     p.add_argument("--organizer", help="list: the view with this organizer's overrides")
+    p.add_argument("--window-days", type=float, default=7.0,
+                   help="deploy: backtest over this many days before the latest purchase")
+    p.add_argument("--no-backtest", action="store_true", help="deploy: skip the backtest")
     p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("demo", help="worker + simulated burst; print the decisions")

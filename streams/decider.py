@@ -13,6 +13,7 @@ from processors.decide import Outcome, decide_batch, feature_matrix
 from processors.features import FEATURE_NAMES
 from processors.rules import load_ruleset
 from streams import metrics
+from streams.rules_follower import RulesFollower
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class LiveDecider:
         from streams.blocklists import BlocklistSnapshot
 
         self.models = ModelHolder(expected_features=FEATURE_NAMES)
-        self.ruleset = load_ruleset()
+        self.rules = RulesFollower(settings, fallback=load_ruleset())
         self.drift = DriftWatch(self.models, settings.stream.drift_check_s)
         timeout = settings.stream.redis_timeout_s
         client = redis.Redis.from_url(settings.redis.dsn, socket_timeout=timeout,
@@ -34,13 +35,14 @@ class LiveDecider:
         self.blocklists = BlocklistSnapshot(Blocklist(client),
                                             settings.stream.blocklist_refresh_s).start()
         log.info("scoring with model %s and rules %s", self.models.model.version,
-                 self.ruleset.version)
+                 self.rules.ruleset.version)
 
     def decide(self, purchases: list[dict], features: list[dict],
                decided_at: datetime) -> list[Outcome]:
         self.models.maybe_reload()
         blocked = self.blocklists.blocked(purchases)
-        outcomes = decide_batch(purchases, features, self.models.model, self.ruleset, blocked,
+        ruleset = self.rules.current()  # one version for the whole batch (rules topic)
+        outcomes = decide_batch(purchases, features, self.models.model, ruleset, blocked,
                                 decided_at, challenger=self.models.challenger)
         metrics.observe_decisions([o.decision for o in outcomes])
         self.drift.observe(features)
