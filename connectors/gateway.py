@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -43,7 +44,8 @@ from connectors.validation import PURCHASE, parse
 from infra.settings import Settings
 
 MAX_BODY = 64 * 1024
-MAX_IDEMPOTENCY_KEY = 255
+# Signed as f"{timestamp}.{key}.{body}": no "." in a key, so the text splits one way only.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_:\-]{1,255}")
 log = logging.getLogger("sentinel.gateway")
 
 
@@ -129,8 +131,9 @@ class Gateway:
                 422, "validation_failed", str(exc), fields=[e.as_dict() for e in exc.errors]
             )
         header = request.headers.get("idempotency-key")
-        if header is not None and not 0 < len(header) <= MAX_IDEMPOTENCY_KEY:
-            field = {"field": "Idempotency-Key", "message": "1 to 255 characters", "type": "header"}
+        if header is not None and not IDEMPOTENCY_KEY.fullmatch(header):
+            message = "1 to 255 characters of A-Z a-z 0-9 _ - :"
+            field = {"field": "Idempotency-Key", "message": message, "type": "header"}
             return error(422, "validation_failed", "bad Idempotency-Key", fields=[field])
         return await self._admit(kind, record, peer, header or kind.natural_key(record), now)
 

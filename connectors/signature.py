@@ -1,8 +1,12 @@
-"""Webhook signatures: HMAC-SHA256 over ``f"{timestamp}.{body}"``, hex, with a tolerance.
+"""Webhook signatures: HMAC-SHA256 over ``f"{timestamp}.{idempotency_key}.{body}"``, hex,
+with a tolerance.
 
-The caller sends ``X-Sentinel-Timestamp`` (Unix seconds) and ``X-Sentinel-Signature``
-(lower-case hex, optionally prefixed ``sha256=``). Any of the configured secrets may match, so
-a secret can be rotated by configuring the old and the new one for a while.
+The caller sends ``X-Sentinel-Timestamp`` (Unix seconds), ``X-Sentinel-Signature``
+(lower-case hex, optionally prefixed ``sha256=``) and, optionally, ``Idempotency-Key``, which
+is signed too (empty when absent): a captured request cannot be re-sent with a new key to be
+published again. Keys contain no ``.`` (the gateway refuses them), so the signed text splits
+one way only. Any of the configured secrets may match, so a secret can be rotated by
+configuring the old and the new one for a while.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 TIMESTAMP_HEADER = "X-Sentinel-Timestamp"
 SIGNATURE_HEADER = "X-Sentinel-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class AuthFailed(Exception):
@@ -24,15 +29,22 @@ class AuthFailed(Exception):
         super().__init__(message)
 
 
-def sign(secret: bytes, timestamp: int | str, body: bytes) -> str:
-    """The hex signature of ``body`` sent at ``timestamp``."""
-    return hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def sign(secret: bytes, timestamp: int | str, body: bytes, idempotency_key: str = "") -> str:
+    """The hex signature of ``body`` sent at ``timestamp`` with ``idempotency_key``."""
+    signed = f"{timestamp}.{idempotency_key}.".encode() + body
+    return hmac.new(secret, signed, hashlib.sha256).hexdigest()
 
 
-def signed_headers(secret: bytes, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    """The two headers a caller sends with ``body`` (``timestamp`` defaults to now)."""
+def signed_headers(
+    secret: bytes, body: bytes, timestamp: int | None = None, idempotency_key: str | None = None
+) -> dict[str, str]:
+    """The headers a caller sends with ``body`` (``timestamp`` defaults to now)."""
     ts = int(time.time()) if timestamp is None else timestamp
-    return {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(secret, ts, body)}
+    headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(secret, ts, body,
+                                                                 idempotency_key or "")}
+    if idempotency_key:
+        headers[IDEMPOTENCY_HEADER] = idempotency_key
+    return headers
 
 
 def verify(
@@ -53,7 +65,8 @@ def verify(
     if abs(current - int(timestamp)) > tolerance_s:
         raise AuthFailed("stale_timestamp", f"timestamp outside the {tolerance_s} s tolerance")
     given = signature.strip().removeprefix("sha256=").lower()
+    key = headers.get(IDEMPOTENCY_HEADER) or ""
     if not given.isascii() or not any(
-        hmac.compare_digest(sign(s, timestamp, body), given) for s in secrets
+        hmac.compare_digest(sign(s, timestamp, body, key), given) for s in secrets
     ):
         raise AuthFailed("bad_signature", "signature does not match")

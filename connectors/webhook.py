@@ -192,9 +192,11 @@ def _ingest_doc(kind: RecordKind) -> dict[str, Any]:
         "parameters": [
             {**header, "name": TIMESTAMP_HEADER, "required": True, "description": "Unix seconds"},
             {**header, "name": SIGNATURE_HEADER, "required": True,
-             "description": 'hex HMAC-SHA256 of f"{timestamp}.{body}"'},
+             "description": 'hex HMAC-SHA256 of f"{timestamp}.{idempotency_key}.{body}"'
+                            " (the key empty when absent)"},
             {**header, "name": "Idempotency-Key", "required": False,
-             "description": "defaults to the record's natural id; kept 24 h"},
+             "description": "signed with the body; 1-255 of A-Z a-z 0-9 _ - :; defaults "
+                            "to the record's natural id; kept 24 h"},
         ],
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{kind.model.__name__}"}}}},

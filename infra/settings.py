@@ -211,7 +211,7 @@ class WebhookSettings(BaseSettings):
     # Outages fail fast: Redis socket/connect timeout and the deadline of admission (503 +
     # Retry-After beyond it); requests in flight beyond max_in_flight are 503 at once;
     # uvicorn's own limit (connections + tasks) is the backstop.
-    redis_timeout_s: float = 1.0
+    redis_timeout_s: float = 2.0
     max_in_flight: int = 1000
     limit_concurrency: int = 4096
 

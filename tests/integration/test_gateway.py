@@ -45,8 +45,9 @@ async def post(
 ) -> httpx.Response:
     body = record if isinstance(record, bytes) else orjson.dumps(record)
     secret = kw.pop("secret", None) or settings.webhook.secret_list()[0]
-    headers = {**signed_headers(secret, body, kw.pop("ts", None)), **kw.pop("headers", {})}
-    return await client.post(path, content=body, headers=headers)
+    extra = kw.pop("headers", {})
+    signed = signed_headers(secret, body, kw.pop("ts", None), extra.pop("Idempotency-Key", None))
+    return await client.post(path, content=body, headers={**signed, **extra})
 
 
 def new_purchase(n: int = 0, **overrides) -> dict:
@@ -294,6 +295,41 @@ def test_repeat_returns_first_response_and_publishes_nothing_new(settings: Setti
     assert keyed_b.status_code == 422  # same key, different record
     assert keyed_b.json()["fields"][0]["field"] == "Idempotency-Key"
     assert topic_records(settings, PURCHASES) == 2
+
+
+def test_a_captured_request_replayed_with_new_keys_is_not_published_again(settings) -> None:
+    """The Idempotency-Key is signed: a request captured on the wire and re-sent within the
+    timestamp tolerance with a new key (or without its key) is refused, not published."""
+    body = orjson.dumps(new_purchase(45))
+    captured = signed_headers(settings.webhook.secret_list()[0], body, idempotency_key="k-45")
+
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(settings) as client:
+            first = await client.post("/v1/purchases", content=body, headers=captured)
+            replays = [await client.post("/v1/purchases", content=body,
+                                         headers={**captured, "Idempotency-Key": key})
+                       for key in ("k-46", "k-47", "fresh-uuid-0001")]  # fmt: skip
+            keyless = {k: v for k, v in captured.items() if k != "Idempotency-Key"}
+            replays.append(await client.post("/v1/purchases", content=body, headers=keyless))
+            same = await client.post("/v1/purchases", content=body, headers=captured)
+            return [first, *replays, same]
+
+    first, *replays, same = asyncio.run(scenario())
+    assert first.status_code == 202
+    assert [r.status_code for r in replays] == [401] * 4
+    assert (same.status_code, same.headers["Idempotent-Replayed"]) == (202, "true")
+    assert topic_records(settings, PURCHASES) == 1
+
+
+def test_an_idempotency_key_with_a_dot_or_control_character_is_422(settings) -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with gateway_client(settings) as client:
+            return [await post(client, "/v1/purchases", new_purchase(48), settings,
+                               headers={"Idempotency-Key": key}) for key in ("a.b", "a b")]
+
+    for response in asyncio.run(scenario()):
+        assert response.status_code == 422, response.text
+        assert response.json()["fields"][0]["field"] == "Idempotency-Key"
 
 
 def test_concurrent_duplicates_publish_once(settings: Settings) -> None:

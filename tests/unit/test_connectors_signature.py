@@ -19,13 +19,25 @@ def reason(headers: dict, secrets=(b"s1",), body: bytes = BODY) -> str | None:
     return None
 
 
-def test_signature_over_timestamp_dot_body() -> None:
+def test_signature_over_timestamp_key_and_body() -> None:
     import hashlib
     import hmac
 
-    expected = hmac.new(b"s1", b"1800000000." + BODY, hashlib.sha256).hexdigest()
-    assert sign(b"s1", NOW, BODY) == expected
+    keyless = hmac.new(b"s1", b"1800000000.." + BODY, hashlib.sha256).hexdigest()
+    assert sign(b"s1", NOW, BODY) == keyless
+    keyed = hmac.new(b"s1", b"1800000000.k-1." + BODY, hashlib.sha256).hexdigest()
+    assert sign(b"s1", NOW, BODY, "k-1") == keyed
     assert reason(signed_headers(b"s1", BODY, NOW)) is None
+
+
+def test_the_idempotency_key_is_covered_by_the_signature() -> None:
+    headers = signed_headers(b"s1", BODY, NOW, idempotency_key="k-1")
+    assert headers["Idempotency-Key"] == "k-1" and reason(headers) is None
+    assert reason({**headers, "Idempotency-Key": "k-2"}) == "bad_signature"  # a new key
+    unkeyed = {k: v for k, v in headers.items() if k != "Idempotency-Key"}
+    assert reason(unkeyed) == "bad_signature"
+    assert reason({**signed_headers(b"s1", BODY, NOW), "Idempotency-Key": "k-3"}) == (
+        "bad_signature")  # a key added to a request signed without one
 
 
 def test_rotation_tolerance_and_failures() -> None:
