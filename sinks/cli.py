@@ -38,16 +38,15 @@ def build_loops(names: list[str], settings: Settings, conf: SinkSettings):
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
+    from sinks import health
     from sinks.runner import run_until_signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    conf = SinkSettings()
-    if conf.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(conf.metrics_port, addr="127.0.0.1")
+    settings = get_settings()
     names = list(SINKS) if args.which == "all" else [args.which]
-    return run_until_signal(build_loops(names, get_settings(), conf))
+    loops = build_loops(names, settings, SinkSettings())
+    health.start(settings, args.which, loops)  # metrics, /healthz, /readyz, consumer lag
+    return run_until_signal(loops)
 
 
 def _blocklist() -> Blocklist:

@@ -20,7 +20,6 @@ class SinkSettings(BaseSettings):
     backoff_max_s: float = 5.0
     decision_ttl_s: int = 7 * DAY_S
     kpi_ttl_s: int = 2 * DAY_S
-    metrics_port: int | None = None  # Prometheus /metrics on 127.0.0.1 when set
 
 
 class SiemSettings(BaseSettings):

@@ -72,6 +72,7 @@ class SinkLoop:
         self._stop = threading.Event()
         self._replay_until: dict[tuple[str, int], int] = {}
         self.error: BaseException | None = None
+        self.failing = False  # backing off after a failed write or setup
         self.stats = LoopStats()
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -82,15 +83,22 @@ class SinkLoop:
         self._stop.set()
 
     @property
+    def topic_names(self) -> list[str]:
+        """The broker-side names of the topics it consumes."""
+        return list(self._specs)
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     def run(self) -> None:
         """The loop; a fatal error is kept in ``self.error`` and raised."""
+        self._recovered()
         try:
             self._run()
         except BaseException as exc:
             self.error = exc
+            metrics.ERRORS.labels(self.sink.name, "fatal").inc()
             log.exception("sink %s failed", self.sink.name)
             raise
 
@@ -100,8 +108,10 @@ class SinkLoop:
         while True:
             try:
                 self.sink.setup()
+                self._recovered()
                 return
             except RETRYABLE as exc:
+                self._failed("retryable")
                 delay = self._delay(exc, attempt)
                 attempt += 1
                 log.warning("sink %s setup: %s; retry in %.2fs", self.sink.name, exc, delay)
@@ -173,9 +183,12 @@ class SinkLoop:
         attempt = 0
         while True:
             try:
-                self.sink.write(records)
+                with metrics.WRITE_SECONDS.labels(self.sink.name).time():
+                    self.sink.write(records)
+                self._recovered()
                 return 0
             except RETRYABLE as exc:
+                self._failed("retryable")
                 if self.stopping:
                     raise Stopped from exc
                 delay = self._delay(exc, attempt)
@@ -186,11 +199,21 @@ class SinkLoop:
                 self._wait_paused(delay)
             except SinkRecordError as exc:
                 if len(records) == 1:
+                    metrics.ERRORS.labels(self.sink.name, "refused").inc()
                     r = records[0]
                     self._dead_letter(r.topic, r.partition, r.offset, r.key, r.raw, exc)
                     return 1
                 mid = len(records) // 2
                 return self._write(records[:mid]) + self._write(records[mid:])
+
+    def _failed(self, kind: str) -> None:
+        self.failing = True
+        metrics.ERRORS.labels(self.sink.name, kind).inc()
+        metrics.FAILING.labels(self.sink.name).set(1)
+
+    def _recovered(self) -> None:
+        self.failing = False
+        metrics.FAILING.labels(self.sink.name).set(0)
 
     def _delay(self, exc: Exception, attempt: int) -> float:
         if isinstance(exc, SinkBackpressureError):
@@ -245,7 +268,7 @@ class SinkLoop:
     def _dead_letter(self, topic, partition, offset, key, value, error: Exception) -> None:
         self.dead_letters.send(topic, partition, offset, key, value, error)
         self.stats.dead_letters += 1
-        metrics.DEAD_LETTERS.labels(self.sink.name).inc()
+        metrics.DEAD_LETTERS.labels(self.sink.name, self._specs[topic].name).inc()
 
     def _flush_dead_letters(self) -> None:
         """Dead letters must be acknowledged before their offsets are committed."""
