@@ -26,6 +26,14 @@ from typing import Any, Protocol
 from connectors.chain_checkpoint import Checkpoint
 from connectors.chain_decode import TICKET_TOPICS, Block, Log, decode_logs
 from connectors.chain_rpc import BlockNotFound, ChainRpc, RpcError
+from connectors.metrics import (
+    CHAIN_BEHIND,
+    CHAIN_PUBLISHED,
+    CHAIN_RECORDS,
+    CHAIN_REORGS,
+    CHAIN_ROUND_ERRORS,
+    CHAIN_SAFE_HEAD,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,9 @@ class ChainListener:
         self.last: Checkpoint | None = None
         self.next_block: int | None = None
         self.published: OrderedDict[int, str] = OrderedDict()  # block number -> hash
+        self.labels = (str(config.chain_id), config.name)
+        self.behind: int | None = None  # blocks between the safe head and the checkpoint
+        self.round_error: str | None = None  # the last round's failure, None once one succeeds
 
     # ------------------------------------------------------------ loop
 
@@ -91,8 +102,11 @@ class ChainListener:
         while self.running:
             try:
                 progressed = self.poll()
+                self.round_error = None
             except ROUND_ERRORS as exc:
                 log.warning("round failed, retrying: %s", exc)
+                self.round_error = f"{type(exc).__name__}: {exc}"
+                CHAIN_ROUND_ERRORS.labels(*self.labels, type(exc).__name__).inc()
                 progressed = 0
             if self.done or (once and progressed == 0):
                 break
@@ -115,6 +129,7 @@ class ChainListener:
         """One round; returns the number of blocks published (0: nothing new yet)."""
         safe = self.rpc.block_number() - self.config.confirmations
         start = self._start(safe)
+        self._observe(safe)
         end = min(safe, start + self.config.max_blocks_per_round - 1)
         if self.config.to_block is not None:
             end = min(end, self.config.to_block)
@@ -129,8 +144,17 @@ class ChainListener:
         checkpoint = Checkpoint(blocks[-1].number, blocks[-1].hash)
         self.output.commit(records, checkpoint)
         self._advance(blocks, checkpoint)
+        CHAIN_RECORDS.labels(*self.labels).inc(len(records))
+        self._observe(safe)
         log.info("published blocks %d-%d: %d records", start, end, len(records))
         return len(blocks)
+
+    def _observe(self, safe: int) -> None:
+        CHAIN_SAFE_HEAD.labels(*self.labels).set(safe)
+        if self.last is not None:
+            CHAIN_PUBLISHED.labels(*self.labels).set(self.last.block)
+        self.behind = max(0, safe - (self.next_block or 0) + 1)
+        CHAIN_BEHIND.labels(*self.labels).set(self.behind)
 
     def _start(self, safe: int) -> int:
         if self.next_block is None:
@@ -171,6 +195,7 @@ class ChainListener:
         fork = self._fork_point()
         event = reorg_event(self.config, self.last, first, fork)
         self.output.commit([], fork, events=[event])
+        CHAIN_REORGS.labels(*self.labels).inc()
         log.error(
             "reorg deeper than %d confirmations: rewound from %d to %d",
             self.config.confirmations,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from connectors.chain import ListenerConfig
+    from connectors.chain import ChainListener, ListenerConfig
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +61,28 @@ def config_from_args(args: argparse.Namespace, settings: Settings) -> ListenerCo
     )
 
 
+def serve_probes(settings: Settings, listener: ChainListener):
+    """Metrics, ``/healthz`` (the last round did not fail) and ``/readyz`` (also: at most one
+    round of blocks behind the safe head) on METRICS_BIND:METRICS_CHAIN_PORT."""
+    from infra import observe
+
+    def alive() -> tuple[bool, dict]:
+        last = listener.last.block if listener.last else None
+        details = {"last_block": last, "blocks_behind": listener.behind,
+                   "round_error": listener.round_error}  # fmt: skip
+        return listener.round_error is None, details
+
+    def ready() -> tuple[bool, dict]:
+        ok, details = alive()
+        behind = listener.behind
+        caught_up = behind is not None and behind <= listener.config.max_blocks_per_round
+        return ok and caught_up, details
+
+    conf = settings.metrics
+    probes = {"/healthz": alive, "/readyz": ready}
+    return observe.serve(conf.bind, conf.chain_port, "METRICS_CHAIN_PORT", probes)
+
+
 def parse_contracts(text: str) -> frozenset[str]:
     return frozenset(a.strip().lower() for a in text.split(",") if a.strip())
 
@@ -84,10 +106,13 @@ def run_command(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    server = serve_probes(settings, listener)
     try:
         listener.run(once=args.once)
     finally:
         output.close()
+        if server is not None:
+            server.close()
     last = listener.last
     print(f"chain-listen: last published block {last.block if last else None}", flush=True)
     return 0

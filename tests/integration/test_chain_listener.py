@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from connectors.chain import ChainListener, ListenerConfig
 from connectors.chain_checkpoint import Checkpoint
@@ -209,3 +210,5 @@ def test_reorg_beyond_the_depth_rewinds_reports_and_republishes(
     rewind = next(i for i in range(1, len(marks)) if marks[i].block < marks[i - 1].block)
     assert marks[rewind].block < orphan.block_number <= marks[rewind - 1].block
     assert marks[-1] == Checkpoint(running.listener.last.block, running.listener.last.hash)
+    assert REGISTRY.get_sample_value(
+        "sentinel_chain_reorgs_total", {"chain": "31337", "listener": "default"}) >= 1  # fmt: skip
