@@ -145,9 +145,10 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 async def wait_healthy(port: int, check: Callable[[], None], timeout_s: float = 60.0) -> None:
-    """Until ``GET /healthz`` answers 200; ``check`` raises if the server died."""
+    """Until ``GET /readyz`` answers 200 (Kafka and Redis reachable; the bench runs no
+    worker, so /healthz would not); ``check`` raises if the server died."""
     deadline = time.monotonic() + timeout_s
-    raw = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    raw = f"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     while True:
         check()
         try:

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connectors.base import DeliveryFailed, RateLimited, RecordKind, ValidationFailed
+from connectors.health import Health
 from connectors.idempotency import IdempotencyStore, InFlight, KeyReused, StoredResponse
 from connectors.idempotency import record_digest as digest_of
 from connectors.metrics import GatewayMetrics
@@ -98,6 +99,7 @@ class Gateway:
         self.idempotency = IdempotencyStore(batcher, self.namespace)
         self.metrics = GatewayMetrics()
         self.in_flight = 0
+        self.health = Health(settings)
         self._secrets = settings.webhook.secret_list()
 
     async def accept(self, kind: RecordKind, request: Request) -> Response:

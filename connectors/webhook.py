@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from connectors.base import RecordKind
 from connectors.gateway import Gateway, error, json_response
+from connectors.health import all_ok
 from connectors.publisher import DeliveryPump, Publisher
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from connectors.validation import AUTH_EVENT, LABEL, PURCHASE
@@ -117,22 +118,32 @@ def _add_read_routes(app: FastAPI) -> None:
             return error(503, "unavailable", "decision store unavailable; retry", retry_after=1)
         return Response(raw, 200, media_type="application/json")
 
+    @app.get("/livez")
+    async def livez() -> Response:
+        """The gateway process answers."""
+        return json_response(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        """It can accept records: Kafka and Redis answer."""
+        gateway: Gateway = request.app.state.gateway
+        return _health_response(await gateway.health.ready(gateway))
+
     @app.get("/healthz")
     async def healthz(request: Request) -> Response:
+        """The pipeline behind it: Kafka, Redis, PostgreSQL and a live worker."""
         gateway: Gateway = request.app.state.gateway
-        kafka = await asyncio.to_thread(gateway.publisher.broker_reachable, 1.0)
-        try:
-            redis_ok = bool(await gateway.redis.ping())
-        except RedisError:
-            redis_ok = False
-        status = 200 if kafka and redis_ok else 503
-        return json_response(status, {"status": "ok" if status == 200 else "degraded",
-                                      "kafka": kafka, "redis": redis_ok})  # fmt: skip
+        return _health_response(await gateway.health.healthy(gateway))
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         registry = request.app.state.gateway.metrics.registry
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _health_response(components: dict[str, Any]) -> Response:
+    ok = all_ok(components)
+    return json_response(200 if ok else 503, {"status": "ok" if ok else "degraded", **components})
 
 
 def _error_doc(description: str) -> dict[str, Any]:

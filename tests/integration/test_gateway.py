@@ -415,10 +415,10 @@ def test_health_metrics_and_openapi(settings: Settings) -> None:
     async def scenario() -> list[httpx.Response]:
         async with gateway_client(settings) as client:
             await post(client, "/v1/purchases", new_purchase(70), settings)
-            return [await client.get(p) for p in ("/healthz", "/metrics", "/openapi.json")]
+            return [await client.get(p) for p in ("/readyz", "/metrics", "/openapi.json")]
 
-    health, metrics, openapi = asyncio.run(scenario())
-    assert health.json() == {"status": "ok", "kafka": True, "redis": True}
+    ready, metrics, openapi = asyncio.run(scenario())
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "kafka": True, "redis": True})
     assert 'sentinel_gateway_requests_total{endpoint="purchases",status="202"} 1.0' in metrics.text
     doc = openapi.json()
     assert {"/v1/purchases", "/v1/auth-events", "/v1/labels", "/v1/decisions/{purchase_id}"} <= set(
