@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors.entity_state import EntityState, ShowState
+from processors.expiry import deleted_by
 from processors.money import amount_ref, unit_price_ref
 from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
 from processors.state import (
@@ -83,7 +84,11 @@ class LateEventError(ValueError):
 
 
 def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int) -> None:
-    """Raise ``LateEventError`` when ``ts_ms`` is beyond the allowed lateness."""
+    """Admit an event at ``ts_ms`` to ``wallet``: raise ``LateEventError`` when it is beyond the
+    allowed lateness. First, a wallet that expiry deletes by ``ts_ms`` (``processors/expiry.py``)
+    is forgotten in place, so every path sees the same wallet whenever its last sweep ran."""
+    if deleted_by(wallet, ts_ms):
+        wallet.forget()
     mark = wallet.mark(kind)
     if mark and ts_ms < mark - lateness_ms:
         raise LateEventError(kind, wallet.address, ts_ms, mark, lateness_ms)

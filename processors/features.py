@@ -22,6 +22,7 @@ from processors.apply import (
 )
 from processors.compute import FEATURE_NAMES, purchase_features
 from processors.entity_state import EntityStore
+from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
 from processors.signals import MISSING
 from processors.state import WalletState
 from processors.timeutil import to_ms
@@ -58,9 +59,11 @@ class FeatureEngine:
     same records in the same order give the same features. Raises ``LateEventError`` for an
     event beyond the allowed lateness, leaving every state untouched.
 
-    Wallet states are kept for the engine's lifetime (each is bounded); IP, device, card and
-    show states live in an ``EntityStore`` (as the live worker's replica), which drops those
-    idle beyond their windows, so memory stays flat over long simulated spans. A purchase
+    Every wallet state is bounded, and idle wallets are summarised (or deleted when nothing
+    is worth keeping) as the event clock advances, by the rules of ``processors/expiry.py``
+    that the live worker's wallet table applies too; IP, device, card and show states live in
+    an ``EntityStore`` (as the live worker's replica), which drops those idle beyond their
+    windows. Memory stays flat over long simulated spans. A purchase
     too late for its wallet still counts for its IP, device, card and show, as live.
     """
 
@@ -70,6 +73,9 @@ class FeatureEngine:
         self.entities = EntityStore()
         self.ips, self.devices = self.entities.ips, self.entities.devices
         self.cards, self.shows = self.entities.cards, self.entities.shows
+        self.watermark_ms = 0  # the largest event time seen: the clock of wallet expiry
+        self._swept_ms = 0
+        self._wheel = ExpiryWheel()
 
     def process(self, kind: str, record: Record) -> dict[str, float] | None:
         if kind == "purchase":
@@ -99,13 +105,16 @@ class FeatureEngine:
         ip, device, card, show = self.entities.states(p)
         features = purchase_features(p, wallet, ip, device, card, show, self.config)
         apply_purchase(p, wallet, None, None, None, None, self.config)
+        self._written([wallet], ts)
         return features
 
     def _auth(self, event: Record) -> None:
         address = event.get("wallet")
         if not address:
             return  # user-only auth events carry no wallet state
-        apply_auth(event, self._wallet(address), self.config)
+        wallet = self._wallet(address)
+        apply_auth(event, wallet, self.config)
+        self._written([wallet], to_ms(event["occurred_at"]) or 0)
 
     def _transfer(self, transfer: Record) -> None:
         ts = to_ms(transfer["block_time"]) or 0
@@ -115,3 +124,22 @@ class FeatureEngine:
             check_lateness("transfer", ts, wallet, self.config.chain_lateness_ms)
         for wallet in wallets:
             apply_transfer(transfer, wallet, self.config)
+        self._written(wallets, ts)
+
+    def _written(self, wallets: list[WalletState], ts: int) -> None:
+        for wallet in wallets:
+            self._wheel.file(wallet.address, due_ms(wallet))
+        if ts > self.watermark_ms:
+            self.watermark_ms = ts
+            if ts - self._swept_ms >= SWEEP_EVERY_MS:
+                self.sweep()
+
+    def sweep(self) -> None:
+        """Summarise or delete the wallets that expire by the watermark (``processors/expiry``)."""
+        for address, summary in sweep(self._wheel, self.wallets.get,
+                                      self.watermark_ms - EXPIRY_MARGIN_MS):
+            if summary is None:
+                del self.wallets[address]
+            else:
+                self.wallets[address] = summary
+        self._swept_ms = self.watermark_ms

@@ -1,18 +1,23 @@
-"""Plain, JSON-serialisable state for the feature processors (one value per Faust table key).
+"""Per-wallet state for the feature processors (one value per Faust table key), a msgspec struct.
 
 Every collection is bounded twice: it expires by event time (relative to the key's
 watermark, the largest event time seen) and it is capped in length, so memory stays flat
 however long the simulated clock runs. Expiry keeps ``SLACK_MS`` beyond each window so an
 event arriving within the allowed lateness still sees the rows it needs; queries filter by
-timestamp, so expiry only ever frees memory and never changes a feature value.
+timestamp, so expiry only ever frees memory and never changes a feature value. A whole
+wallet idle past its longest window is summarised or deleted by ``processors/expiry.py``.
 
-``to_dict()`` gives compact JSON-ready values (rows as lists); ``from_dict()`` reverses it.
+``WalletState`` is ``array_like`` (encoded as an array, fields in declaration order) and
+tagged; ``processors/statecodec.py`` puts a format version in front. To add a field, append
+it at the END with a default: older values then decode with the default, and older readers
+ignore it. Renaming, reordering or retyping a field needs a new format version.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+import msgspec
 
 from processors.entity_state import (  # noqa: F401  (shared-entity states live there)
     ENTITY_RETENTION_MS,
@@ -77,41 +82,50 @@ class Holding(NamedTuple):
     price_minor: int  # -1 when unknown (chain transfers carry wei, not minor units)
 
 
-def _rows(ring: list) -> list[list]:
-    return [list(r) for r in ring]
+class FraudMark(NamedTuple):
+    """A confirmed-fraud mark on a wallet (a chargeback, a review outcome): kept for good."""
+
+    ts_ms: int
+    kind: str
+    reference: str  # e.g. the purchase or case it came from
 
 
-@dataclass(slots=True)
-class WalletState:
-    """Everything Sentinel remembers about one wallet."""
+WALLET_TAG = 1
+
+
+class WalletState(msgspec.Struct, array_like=True, gc=False, tag=WALLET_TAG):
+    """Everything Sentinel remembers about one wallet. Not tracked by the cycle collector
+    (a state holds no reference cycle), which keeps collections cheap with a million wallets."""
 
     address: str = ""
     watermark_ms: int = 0
     pruned_ms: int = 0
     first_seen_ms: int | None = None
-    purchases: list[PurchaseFact] = field(default_factory=list)
+    purchases: list[PurchaseFact] = []
     purchases_total: int = 0
     amount_total_minor: int = 0
     last_purchase_ms: int | None = None
-    geo_points: list[GeoPoint] = field(default_factory=list)
-    failed_logins: list[int] = field(default_factory=list)
-    mfa_failures: list[int] = field(default_factory=list)
+    geo_points: list[GeoPoint] = []
+    failed_logins: list[int] = []
+    mfa_failures: list[int] = []
     login_ok_ms: int | None = None
     fails_before_login_ok: int = 0
     password_changed_ms: int | None = None
     email_changed_ms: int | None = None
-    devices: dict[str, int] = field(default_factory=dict)
-    holdings: dict[str, Holding] = field(default_factory=dict)
-    mints: dict[str, int] = field(default_factory=dict)
-    sent: dict[str, int] = field(default_factory=dict)
-    resales: list[ResaleFact] = field(default_factory=list)
-    wash_cycles: list[int] = field(default_factory=list)
+    devices: dict[str, int] = {}
+    holdings: dict[str, Holding] = {}
+    mints: dict[str, int] = {}
+    sent: dict[str, int] = {}
+    resales: list[ResaleFact] = []
+    wash_cycles: list[int] = []
     # Per input stream ("purchase", "auth", "transfer"): the largest event time seen. Each
     # stream's lateness is judged against its own mark, since topics are consumed
     # independently and one may run ahead of another.
-    marks: dict[str, int] = field(default_factory=dict)
+    marks: dict[str, int] = {}
     # Ids of the latest records applied (capped): a redelivered record is applied once.
-    applied: list[str] = field(default_factory=list)
+    applied: list[str] = []
+    # Confirmed fraud (chargebacks, review outcomes): survives summarising, never expires.
+    fraud_marks: list[FraudMark] = []
 
     def observe(self, ts_ms: int, stream: str = "purchase") -> None:
         """Advance the watermarks and first-seen time; prune now and then."""
@@ -152,59 +166,14 @@ class WalletState:
         self.pruned_ms = wm
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "wm": self.watermark_ms,
-            "pruned": self.pruned_ms,
-            "first": self.first_seen_ms,
-            "p": _rows(self.purchases),
-            "p_total": self.purchases_total,
-            "amount_total": self.amount_total_minor,
-            "last_p": self.last_purchase_ms,
-            "geo": _rows(self.geo_points),
-            "failed": list(self.failed_logins),
-            "mfa_failed": list(self.mfa_failures),
-            "login_ok": self.login_ok_ms,
-            "fails_before_ok": self.fails_before_login_ok,
-            "pw_changed": self.password_changed_ms,
-            "email_changed": self.email_changed_ms,
-            "devices": dict(self.devices),
-            "holdings": {k: list(v) for k, v in self.holdings.items()},
-            "mints": dict(self.mints),
-            "sent": dict(self.sent),
-            "resales": _rows(self.resales),
-            "wash": list(self.wash_cycles),
-            "marks": dict(self.marks),
-            "applied": list(self.applied),
-        }
+        """Plain builtins (for tests, logs and comparisons)."""
+        return msgspec.to_builtins(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WalletState:
-        return cls(
-            address=d["address"],
-            watermark_ms=d["wm"],
-            pruned_ms=d["pruned"],
-            first_seen_ms=d["first"],
-            purchases=[PurchaseFact(*r) for r in d["p"]],
-            purchases_total=d["p_total"],
-            amount_total_minor=d["amount_total"],
-            last_purchase_ms=d["last_p"],
-            geo_points=[GeoPoint(*r) for r in d["geo"]],
-            failed_logins=list(d["failed"]),
-            mfa_failures=list(d["mfa_failed"]),
-            login_ok_ms=d["login_ok"],
-            fails_before_login_ok=d["fails_before_ok"],
-            password_changed_ms=d["pw_changed"],
-            email_changed_ms=d["email_changed"],
-            devices=dict(d["devices"]),
-            holdings={k: Holding(*v) for k, v in d["holdings"].items()},
-            mints=dict(d["mints"]),
-            sent=dict(d["sent"]),
-            resales=[ResaleFact(*r) for r in d["resales"]],
-            wash_cycles=list(d["wash"]),
-            marks=dict(d.get("marks", {})),
-            applied=list(d.get("applied", [])),
-        )
+    def forget(self) -> None:
+        """Back to a new wallet in place (expiry deleted it): every field but the address."""
+        fresh = WalletState(address=self.address)
+        for name in self.__struct_fields__:
+            setattr(self, name, getattr(fresh, name))
 
 
 def _acquired(h: Holding) -> int:

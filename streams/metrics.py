@@ -28,6 +28,8 @@ REDELIVERED = Counter("sentinel_redelivered_purchases_total",
                       "Redelivered purchases already decided (skipped)")
 PSI = Gauge("sentinel_feature_psi", "Population stability index vs training", ["feature"])
 KL = Gauge("sentinel_feature_kl", "KL divergence vs training", ["feature"])
+EXPIRED = Counter("sentinel_state_expired_total", "Table keys summarised or deleted by expiry",
+                  ["table", "outcome"])
 # 1 while the scoring path runs on its fallback because Redis (blocklists) is unreachable.
 REDIS_FALLBACK = Gauge(
     "sentinel_scoring_redis_fallback", "1 while scoring runs without Redis (fallback), else 0"

@@ -1,4 +1,4 @@
-"""Faust tables: per-wallet state and per-entity state, changelog-backed.
+"""Faust tables: per-wallet state, changelog-backed, expiring in event time.
 
 A table's name is its changelog topic's name (``<app>-<table>-changelog``): renaming one
 drops its state, so these names are fixed.
@@ -10,62 +10,126 @@ IP, device, card and show states are not a table: every worker holds all of them
 from the purchases topic (``streams/entity_replica.py``). An earlier ``entity_to_state``
 table was complete only with up to standby replicas + 1 workers, and a Faust GlobalTable
 made a restarted worker skip its stream partitions (faust-streaming 0.15).
+
+Values on the changelog are ``processors/statecodec.py`` bytes (versioned msgspec; older
+versions still decode). In memory a value is either the ``WalletState`` (wallets this worker
+wrote since it started) or those bytes (wallets recovered from the changelog, and summaries of
+idle wallets: about a hundred bytes instead of kilobytes of objects); reads decode bytes.
+
+Expiry: each table partition has a watermark (the largest event time of the wallets written
+to it) and an ``ExpiryWheel`` of its keys. Every ``SWEEP_EVERY_MS`` of watermark, the keys due
+are handed to ``processors.expiry.sweep``: a summary replaces the value and is written to the
+changelog; a deleted wallet is removed and a tombstone (value None) written, so the compacted
+changelog shrinks with the table and a restarted worker does not bring the wallet back.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import faust
 import orjson
-from faust.serializers import codecs
 
-from processors.state import WalletState
+from processors import expiry, statecodec
+from streams import metrics
 from streams.app import app
 
 
-class WalletCodec(codecs.Codec):
-    def _dumps(self, obj: WalletState) -> bytes:
-        return orjson.dumps(obj.to_dict())
+class StateTable(faust.Table):
+    """JSON keys, raw byte values decoded on read (``statecodec``). Faust derives a table's
+    serializers from ``value_type`` and builds the changelog topic with them when the table is
+    registered, so they are set here, before registration; recovery reads with them too."""
 
-    def _loads(self, s: bytes) -> WalletState:
-        return WalletState.from_dict(orjson.loads(s))
-
-
-WALLET_CODEC = WalletCodec()
-codecs.register("wallet_state", WALLET_CODEC)
-
-class _Serialized:
-    """Tables whose changelog uses a named codec. Faust derives a table's serializers from
-    ``value_type`` (json by default) and builds the changelog topic with them when the table
-    is registered, so they are set here, before registration; recovery reads with them too."""
-
-    def __init__(self, app, *, value_codec: str, **kwargs):
+    def __init__(self, app, **kwargs):
         super().__init__(app, **kwargs)
         self.key_serializer = "json"
-        self.value_serializer = value_codec
+        self.value_serializer = "raw"
+        self.expiry = TableExpiry()
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        return statecodec.decode(value) if isinstance(value, bytes) else value
+
+    def apply_changelog_batch(self, batch) -> None:
+        """Recovery: Faust fills the store (bytes; tombstones delete); each recovered key is
+        filed for the first sweep of its partition, which decodes it and files it by due time."""
+        batch = list(batch)
+        super().apply_changelog_batch(batch)
+        for event in batch:
+            if event.message.value is not None:
+                self.expiry.wheel(event.message.partition).file(self._to_key(event.key), 0)
 
 
-class StateTable(_Serialized, faust.Table):
-    pass
+@dataclass
+class TableExpiry:
+    """Per partition: the watermark, when it was last swept, and the keys by due time."""
+
+    watermarks: dict[int, int] = field(default_factory=dict)
+    swept: dict[int, int] = field(default_factory=dict)
+    wheels: dict[int, expiry.ExpiryWheel] = field(default_factory=dict)
+
+    def wheel(self, partition: int) -> expiry.ExpiryWheel:
+        if partition not in self.wheels:
+            self.wheels[partition] = expiry.ExpiryWheel()
+        return self.wheels[partition]
+
+    def written(self, key, partition: int, state) -> None:
+        self.wheel(partition).file(key, expiry.due_ms(state))
+        if state.watermark_ms > self.watermarks.get(partition, 0):
+            self.watermarks[partition] = state.watermark_ms
+
+    def sweep_time(self, partition: int) -> int | None:
+        """The event time to sweep ``partition`` at, when a sweep is due."""
+        wm = self.watermarks.get(partition, 0)
+        if wm - self.swept.get(partition, 0) < expiry.SWEEP_EVERY_MS:
+            return None
+        self.swept[partition] = wm
+        return wm - expiry.EXPIRY_MARGIN_MS
 
 
 wallet_to_state = app.tables.add(
-    StateTable(app, name="wallet_to_state", value_codec="wallet_state", partitions=6,
-               beacon=app.tables.beacon)
+    StateTable(app, name="wallet_to_state", partitions=6, beacon=app.tables.beacon)
 )
 
-def write_back(table, touched: dict, send) -> None:
-    """Set each touched key once, and write its changelog record ourselves.
+
+def write_back(table: StateTable, touched: dict, send) -> None:
+    """Set each touched key once, and write its changelog record ourselves; then expire the
+    keys due in the partitions written to.
 
     ``touched`` maps key → (state, last event of that key). The record goes to the changelog
     partition of the key's event (as Faust would), through ``send(topic, key, value,
     partition)`` — the agents' confluent-kafka producer, flushed with the batch's decisions
     before Faust commits the batch: about 20x cheaper per record than Faust's own changelog
     send, and the state is durable before the offsets are. The store is set directly, so
-    Faust does not send a second copy; recovery reads these records with the table's codecs.
+    Faust does not send a second copy; recovery reads these records into the same bytes.
     """
     topic = table.changelog_topic.get_topic_name()
-    codec = WALLET_CODEC
     store = table.data
+    partitions = set()
     for key, (state, event) in touched.items():
+        partition = event.message.partition
         store[key] = state
-        send(topic, orjson.dumps(key), codec.dumps(state), event.message.partition)
+        send(topic, orjson.dumps(key), statecodec.encode(state), partition)
+        table.expiry.written(key, partition, state)
+        partitions.add(partition)
+    for partition in partitions:
+        now = table.expiry.sweep_time(partition)
+        if now is not None:
+            expire_partition(table, partition, now, send)
+
+
+def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> None:
+    """Summarise or delete the wallets of ``partition`` that expire by event time ``now_ms``:
+    the summary (encoded, also in memory) or a tombstone goes to the changelog."""
+    topic = table.changelog_topic.get_topic_name()
+    store = table.data
+    for key, summary in expiry.sweep(table.expiry.wheel(partition), table.get, now_ms):
+        if summary is None:
+            store.pop(key, None)
+            send(topic, orjson.dumps(key), None, partition)
+        else:
+            value = statecodec.encode(summary)
+            store[key] = value
+            send(topic, orjson.dumps(key), value, partition)
+        outcome = "deleted" if summary is None else "summarised"
+        metrics.EXPIRED.labels(table.name, outcome).inc()

@@ -1,0 +1,144 @@
+"""Event-time expiry of whole wallets: which to summarise or delete, as of an event time.
+
+A wallet idle past its longest window cannot contribute those windows to any later event:
+
+- idle for ``WALLET_IDLE_MS`` (purchases 7 d + slack; geo 24 h and auth 1 h are shorter), it
+  is reduced to its summary: first seen, lifetime purchase count and amount, last purchase,
+  login / password / e-mail change times, stream marks, confirmed-fraud marks, and the maps
+  whose features have no window or a longer one (holdings, devices 90 d, mints and sent tokens,
+  whose entries the wallet's own pruning drops) plus the resales and wash cycles still inside
+  their 30 d window. The rings and the redelivery ids go. A summary gives every later event
+  the features the full state gives (``tests/unit/test_processors_expiry.py``);
+- a wallet whose summary holds nothing worth keeping (never bought, holds nothing, no token
+  history, no fraud mark: e.g. one seen only in auth events) is deleted. That forgets its
+  first-seen and login times, so a later event sees a new wallet; ``check_lateness``
+  (``processors/apply.py``) applies the same rule as of each event's own time, so every path
+  (live, replay) sees the same wallet whenever its last sweep ran.
+
+IP, device, card and show states expire in ``processors/entity_state.EntityStore``.
+
+``expire`` decides (list in, list out); ``ExpiryWheel`` files keys by the event time from
+which they may next change, so that a sweep looks at those only; ``sweep`` combines them.
+Time is always event time: the caller's watermark minus ``EXPIRY_MARGIN_MS`` (input streams
+are consumed at different speeds; an event that far behind the watermark is rare).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from processors.state import PURCHASE_RETENTION_MS, SLACK_MS, TOKEN_RETENTION_MS, WalletState
+from processors.timeutil import HOUR_MS
+
+K = TypeVar("K")
+
+WALLET_IDLE_MS = PURCHASE_RETENTION_MS + SLACK_MS
+TOKEN_IDLE_MS = TOKEN_RETENTION_MS + SLACK_MS
+EXPIRY_MARGIN_MS = SLACK_MS
+SWEEP_EVERY_MS = HOUR_MS
+
+
+def is_summary(wallet: WalletState) -> bool:
+    return not (wallet.purchases or wallet.geo_points or wallet.failed_logins
+                or wallet.mfa_failures or wallet.applied)  # fmt: skip
+
+
+def summarise(wallet: WalletState, now_ms: int) -> WalletState | None:
+    """The wallet's summary as of ``now_ms`` (idle since ``now_ms - WALLET_IDLE_MS`` at
+    least), or None when nothing in it is worth keeping."""
+    cutoff = now_ms - TOKEN_IDLE_MS
+    summary = WalletState(
+        address=wallet.address, watermark_ms=wallet.watermark_ms, pruned_ms=wallet.pruned_ms,
+        first_seen_ms=wallet.first_seen_ms, purchases_total=wallet.purchases_total,
+        amount_total_minor=wallet.amount_total_minor, last_purchase_ms=wallet.last_purchase_ms,
+        login_ok_ms=wallet.login_ok_ms, fails_before_login_ok=wallet.fails_before_login_ok,
+        password_changed_ms=wallet.password_changed_ms, email_changed_ms=wallet.email_changed_ms,
+        devices=dict(wallet.devices), holdings=dict(wallet.holdings), mints=dict(wallet.mints),
+        sent=dict(wallet.sent), resales=[r for r in wallet.resales if r.ts_ms > cutoff],
+        wash_cycles=[ts for ts in wallet.wash_cycles if ts > cutoff], marks=dict(wallet.marks),
+        fraud_marks=list(wallet.fraud_marks),
+    )  # fmt: skip
+    return summary if worth_keeping(summary) else None
+
+
+def worth_keeping(summary: WalletState) -> bool:
+    return bool(summary.purchases_total or summary.holdings or summary.fraud_marks
+                or summary.devices or summary.mints or summary.sent or summary.resales
+                or summary.wash_cycles)  # fmt: skip
+
+
+_UNCHANGED = object()
+
+
+def _expire_one(wallet: WalletState, now_ms: int) -> WalletState | None | object:
+    if not wallet.watermark_ms or now_ms - wallet.watermark_ms < WALLET_IDLE_MS:
+        return _UNCHANGED
+    summary = summarise(wallet, now_ms)
+    return _UNCHANGED if summary == wallet else summary
+
+
+def expire(items: Iterable[tuple[K, WalletState]], now_ms: int
+           ) -> list[tuple[K, WalletState | None]]:
+    """The wallets that change as of event time ``now_ms``: (key, summary) or (key, None)
+    to delete, in input order; the others are left out."""
+    changes: list[tuple[K, WalletState | None]] = []
+    for key, wallet in items:
+        after = _expire_one(wallet, now_ms)
+        if after is not _UNCHANGED:
+            changes.append((key, after))  # type: ignore[arg-type]
+    return changes
+
+
+def deleted_by(wallet: WalletState, ts_ms: int) -> bool:
+    """True when expiry deletes ``wallet`` by event time ``ts_ms`` (swept or not yet)."""
+    return _expire_one(wallet, ts_ms) is None
+
+
+def due_ms(wallet: WalletState) -> int | None:
+    """The event time from which ``expire`` may next change ``wallet`` (None: never)."""
+    if not wallet.watermark_ms:
+        return None
+    if not is_summary(wallet):
+        return wallet.watermark_ms + WALLET_IDLE_MS
+    latest = max([r.ts_ms for r in wallet.resales] + wallet.wash_cycles, default=None)
+    return None if latest is None else max(latest + TOKEN_IDLE_MS,
+                                           wallet.watermark_ms + WALLET_IDLE_MS)
+
+
+class ExpiryWheel:
+    """Keys filed by the hour (event time) from which they may next expire, so a sweep looks
+    at those only. A key may be filed more than once; ``sweep`` re-checks each."""
+
+    def __init__(self, bucket_ms: int = HOUR_MS) -> None:
+        self.bucket_ms = bucket_ms
+        self.buckets: dict[int, set] = {}
+
+    def file(self, key, due: int | None) -> None:
+        if due is not None:
+            self.buckets.setdefault(due // self.bucket_ms, set()).add(key)
+
+    def pop_due(self, now_ms: int) -> list:
+        """Keys filed in buckets that lie wholly at or before ``now_ms``."""
+        ready = sorted(b for b in self.buckets if (b + 1) * self.bucket_ms <= now_ms + 1)
+        keys: list = []
+        for b in ready:
+            keys.extend(self.buckets.pop(b))
+        return keys
+
+    def __len__(self) -> int:
+        return sum(map(len, self.buckets.values()))
+
+
+def sweep(wheel: ExpiryWheel, lookup: Callable[[K], WalletState | None], now_ms: int
+          ) -> list[tuple[K, WalletState | None]]:
+    """Expire the keys of ``wheel`` due by ``now_ms``; re-file the others by their due time."""
+    keys = dict.fromkeys(wheel.pop_due(now_ms))
+    items = [(k, w) for k in keys if (w := lookup(k)) is not None]
+    changes = expire(items, now_ms)
+    after = dict(items)
+    after.update(changes)
+    for key, wallet in after.items():
+        if wallet is not None:
+            wheel.file(key, due_ms(wallet))
+    return changes
