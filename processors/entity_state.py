@@ -9,7 +9,11 @@ whatever was applied after ``t``. Replay and training apply the same rows in eve
 order (``processors.features.FeatureEngine``) and ask the same questions: the same answers.
 
 Bounded: rows expire by event time (window + ``SLACK_MS``) and are capped; states idle past
-their longest window are dropped by ``EntityStore.sweep``.
+their longest window are dropped by ``EntityStore.sweep``. Expiry is measured from the
+store's *floor*, the earliest event time still to be asked about: in replay that is the
+latest purchase (queries come in order); live, the scorer raises it as it goes
+(``EntityStore.advance_floor``), so rows a lagging query still needs are never dropped by a
+replica that has read ahead.
 """
 
 from __future__ import annotations
@@ -51,12 +55,15 @@ class EntityState:
     def copy(self) -> EntityState:
         return EntityState(list(self.rows), self.watermark_ms, self.pruned_ms)
 
-    def observe(self, wallet: str, ts_ms: int) -> None:
+    def observe(self, wallet: str, ts_ms: int, floor_ms: int | None = None) -> None:
+        """Add a sighting; rows older than the window before ``floor_ms`` (default: the
+        latest sighting) are dropped now and then."""
         insert_row(self.rows, (ts_ms, wallet), ENTITY_ROWS_CAP)
         self.watermark_ms = max(self.watermark_ms, ts_ms)
-        if self.watermark_ms - self.pruned_ms >= PRUNE_EVERY_MS:
-            drop_rows_until(self.rows, self.watermark_ms - ENTITY_RETENTION_MS - SLACK_MS)
-            self.pruned_ms = self.watermark_ms
+        floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
+        if floor - self.pruned_ms >= PRUNE_EVERY_MS:
+            drop_rows_until(self.rows, floor - ENTITY_RETENTION_MS - SLACK_MS)
+            self.pruned_ms = floor
 
     def wallets_between(self, lo_excl: int, hi_excl: int) -> set[str]:
         """Wallets seen with ``lo_excl < ts < hi_excl``."""
@@ -90,8 +97,9 @@ class ShowState:
         return ShowState(list(self.primary_prices), list(self.resale_prices), list(self.sales),
                          self.sale_open_ms, dict(self.tickets), self.watermark_ms, self.pruned_ms)
 
-    def observe(self, purchase: Record, ts: int) -> None:
-        price = unit_price_ref(purchase)
+    def observe(self, purchase: Record, ts: int, floor_ms: int | None = None,
+                price: int | None = None) -> None:
+        price = unit_price_ref(purchase) if price is None else price
         primary = purchase["channel"] == "PRIMARY"
         ring = self.primary_prices if primary else self.resale_prices
         insert_row(ring, (ts, price), SHOW_PRICE_ROWS_CAP)
@@ -104,11 +112,11 @@ class ShowState:
             self.tickets[ticket] = (ts, price)
             cap_dict(self.tickets, SHOW_TICKETS_CAP, _first)
         self.watermark_ms = max(self.watermark_ms, ts)
-        if self.watermark_ms - self.pruned_ms >= PRUNE_EVERY_MS:
-            self.prune()
+        floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
+        if floor - self.pruned_ms >= PRUNE_EVERY_MS:
+            self.prune(floor)
 
-    def prune(self) -> None:
-        wm = self.watermark_ms
+    def prune(self, wm: int) -> None:
         drop_rows_until(self.primary_prices, wm - SHOW_RETENTION_MS - SLACK_MS)
         drop_rows_until(self.resale_prices, wm - SHOW_RETENTION_MS - SLACK_MS)
         drop_ts_until(self.sales, wm - POPULARITY_WINDOW_MS - SLACK_MS)
@@ -160,6 +168,7 @@ class EntityStore:
         self.shows: dict[str, ShowState] = {}
         self.seen: dict[str, int] = {}  # purchase id -> event time, for redeliveries
         self.watermark_ms = 0
+        self.floor_ms: int | None = None  # None: queries follow the latest purchase (replay)
         self._swept_ms = 0
         self._by_kind = {"ip": self.ips, "device": self.devices, "card": self.cards}
 
@@ -171,24 +180,30 @@ class EntityStore:
         assert ts is not None
         if purchase["purchase_id"] in self.seen:
             return
+        price = unit_price_ref(purchase)  # may raise (no rate): before anything changes
         self.seen[purchase["purchase_id"]] = ts
-        wallet = purchase["wallet"]
+        self.watermark_ms = max(self.watermark_ms, ts)
+        floor, wallet = self.floor(), purchase["wallet"]
         for kind, value in entity_keys(purchase):
             if kind == "show":
-                show = self.shows.get(value)
-                if show is None:
-                    show = self.shows[value] = ShowState()
-                show.observe(purchase, ts)
+                show = self.shows.pop(value, None) or ShowState()
+                self.shows[value] = show  # re-inserted: dicts stay in order of last use
+                show.observe(purchase, ts, floor, price)
                 continue
             states = self._by_kind[kind]
-            state = states.get(value)
-            if state is None:
-                state = states[value] = EntityState()
-            state.observe(wallet, ts)
-        if ts > self.watermark_ms:
-            self.watermark_ms = ts
-            if ts - self._swept_ms >= HOUR_MS:
-                self.sweep()
+            state = states.pop(value, None) or EntityState()
+            states[value] = state
+            state.observe(wallet, ts, floor)
+        if floor - self._swept_ms >= HOUR_MS:
+            self.sweep()
+
+    def floor(self) -> int:
+        """The earliest event time still to be asked about (see the module doc)."""
+        return self.watermark_ms if self.floor_ms is None else min(self.floor_ms, self.watermark_ms)
+
+    def advance_floor(self, ts_ms: int) -> None:
+        """Live: no query will come for an event time before ``ts_ms`` (minus the slack)."""
+        self.floor_ms = ts_ms if self.floor_ms is None else max(self.floor_ms, ts_ms)
 
     def states(self, purchase: Record) -> tuple[EntityState | None, EntityState | None,
                                                 EntityState | None, ShowState | None]:
@@ -199,17 +214,31 @@ class EntityStore:
                 get(self.shows, purchase.get("show_id")))
 
     def sweep(self) -> None:
-        """Drop states idle beyond their longest window (event time)."""
-        cutoff = self.watermark_ms - ENTITY_RETENTION_MS - SLACK_MS
+        """Drop states idle beyond their longest window before the floor. Dicts are kept in
+        order of last use, so this stops at the first state still in use."""
+        floor = self.floor()
         for states in (self.ips, self.devices, self.cards):
-            for key in [k for k, s in states.items() if s.watermark_ms <= cutoff]:
-                del states[key]
-        cutoff = self.watermark_ms - SHOW_RETENTION_MS - SLACK_MS
-        for key in [k for k, s in self.shows.items() if s.watermark_ms <= cutoff]:
-            del self.shows[key]
-        cutoff = self.watermark_ms - SEEN_RETENTION_MS
-        self.seen = {k: ts for k, ts in self.seen.items() if ts > cutoff}
-        self._swept_ms = self.watermark_ms
+            _drop_idle(states, floor - ENTITY_RETENTION_MS - SLACK_MS)
+        _drop_idle(self.shows, floor - SHOW_RETENTION_MS - SLACK_MS)
+        cutoff = floor - SEEN_RETENTION_MS
+        stale = []
+        for key, ts in self.seen.items():  # in order of arrival
+            if ts > cutoff:
+                break
+            stale.append(key)
+        for key in stale:
+            del self.seen[key]
+        self._swept_ms = floor
+
+
+def _drop_idle(states: dict, cutoff: int) -> None:
+    idle = []
+    for key, state in states.items():
+        if state.watermark_ms > cutoff:
+            break
+        idle.append(key)
+    for key in idle:
+        del states[key]
 
 
 def _ts(row: tuple) -> int:

@@ -12,10 +12,14 @@ state of the last 24 h (shows: 7 d). In exchange the scoring path reads entities
 with no repartition hop and no table.
 
 Consistency: the store answers queries as of a purchase's event time ``t`` (rows strictly
-before ``t``), so it may run ahead. ``wait_covers(t)`` holds a scoring batch until the replica
-has applied, on every partition, either a record at or after ``t`` or everything the broker
-had when last asked (its high watermark): features then equal what replay computes, up to
-records still in flight to the broker (bounded by one fetch wait).
+before ``t``), so it may run ahead, but not too far: the scorer announces each batch
+(``announce``): the store's floor rises to the batch's earliest event time (rows a query
+may still need are kept) and the replica applies records up to ``LEAD_MS`` past the batch's
+latest one, holding the rest (partitions paused beyond ``HOLD``: memory stays bounded on a
+backlog). ``wait_covers(t, offsets)`` holds a batch until the replica has applied, on every
+partition, a record at or after ``t`` or everything the broker had when last asked, and the
+batch's own records: features then equal what replay computes, up to records still in flight
+to the broker (bounded by one fetch wait).
 """
 
 from __future__ import annotations
@@ -24,33 +28,41 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from infra import topics
 from infra.settings import Settings
 from processors.entity_state import EntityStore
-from processors.timeutil import to_ms
+from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
 
 log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 1000
+LEAD_MS = 30 * MINUTE_MS  # how far past the scorer's latest batch the replica may apply
+HOLD = 2000  # records held per partition beyond the lead before the partition is paused
 
 
 class EntityReplica:
     def __init__(self, settings: Settings, codec: AvroCodec, store: EntityStore | None = None):
         self.store = store or EntityStore()
-        self.lock = threading.Lock()  # held while applying a chunk and while reading features
+        self.lock = threading.Lock()  # held while applying and while features are read
         self.topic = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
         self.codec = codec
         conf = settings.kafka.consumer_conf(f"replica-{uuid.uuid4().hex[:12]}",
                                             **{"enable.partition.eof": True})
         self.consumer = Consumer(conf)
         self.latest_ms: dict[int, int] = {}  # partition -> largest event time applied
-        self.caught_up: dict[int, bool] = {}  # partition -> read up to the known end
+        self.caught_up: dict[int, bool] = {}  # partition -> fetched up to the known end
         self.next_offset: dict[int, int] = {}  # partition -> offset after the last applied
+        self.held: dict[int, deque] = {}  # partition -> (offset, ts, purchase) not yet applied
+        self.paused: set[int] = set()
+        self.horizon_ms = -1  # records with event time up to this may be applied
+        self.scored: dict[int, int] = {}  # partition -> latest offset a batch has announced
         self.applied = 0
+        self.rejected = 0  # records the store refused (the scorer dead-letters them)
         self._progress = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="entity-replica", daemon=True)
@@ -63,6 +75,7 @@ class EntityReplica:
         self.latest_ms = {p: -1 for p in partitions}
         self.caught_up = {p: False for p in partitions}
         self.next_offset = {p: 0 for p in partitions}
+        self.held = {p: deque() for p in partitions}
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
         self._thread.start()
         return self
@@ -73,12 +86,29 @@ class EntityReplica:
             self._thread.join(timeout=10)
         self.consumer.close()
 
+    def announce(self, earliest_ms: int, latest_ms: int, offsets: dict[int, int]) -> None:
+        """A batch with event times in [earliest, latest] and these last offsets per
+        partition is about to be decided: apply up to them, and ``LEAD_MS`` further."""
+        with self._progress:
+            self.horizon_ms = max(self.horizon_ms, latest_ms + LEAD_MS)
+            for p, offset in offsets.items():
+                self.scored[p] = max(self.scored.get(p, -1), offset)
+            self._progress.notify_all()
+        with self.lock:
+            self.store.advance_floor(earliest_ms)
+
     def covers(self, ts_ms: int, offsets: dict[int, int] | None = None) -> bool:
-        """Every partition has applied a record at or after ``ts_ms`` or reached its known
-        end; and each partition in ``offsets`` has applied its record at that offset."""
+        """Every partition has nothing left before ``ts_ms`` that it knows of, and each
+        partition in ``offsets`` has applied its record at that offset."""
         if offsets and any(self.next_offset.get(p, 0) <= o for p, o in offsets.items()):
             return False
-        return all(self.caught_up[p] or self.latest_ms[p] >= ts_ms for p in self.latest_ms)
+        for p, latest in self.latest_ms.items():
+            held = self.held[p]
+            if latest >= ts_ms or (held and held[0][1] >= ts_ms):
+                continue
+            if not (self.caught_up[p] and not held):
+                return False
+        return True
 
     def wait_covers(self, ts_ms: int, offsets: dict[int, int] | None = None,
                     timeout: float = 5.0) -> bool:
@@ -95,33 +125,60 @@ class EntityReplica:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                messages = self.consumer.consume(CONSUME_BATCH, timeout=0.05)
-                if messages:
-                    self._apply(messages)
+                messages = self.consumer.consume(CONSUME_BATCH, timeout=0.02)
+                with self._progress:
+                    self._hold(messages)
+                    self._apply_held()
+                    self._pace()
+                    self._progress.notify_all()
+                if not messages and len(self.paused) == len(self.held):
+                    with self._progress:
+                        self._progress.wait(0.05)  # everything held: wait for a new horizon
         except Exception:  # the worker notices: wait_covers returns False from then on
             log.exception("entity replica stopped")
 
-    def _apply(self, messages) -> None:
-        records, at_end, offsets = [], {}, {}
+    def _hold(self, messages) -> None:
         for msg in messages:  # in order: an end-of-partition event, then perhaps new records
             partition, err = msg.partition(), msg.error()
             if err is not None:
-                at_end[partition] = err.code() == err._PARTITION_EOF or at_end.get(partition, False)
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self.caught_up[partition] = True
                 continue
-            at_end[partition] = False
-            offsets[partition] = msg.offset() + 1
+            self.caught_up[partition] = False
             try:
-                records.append((partition, self.codec.decode(msg.value())))
-            except DecodeError:
-                continue  # the scorer dead-letters it
+                purchase = self.codec.decode(msg.value())
+            except DecodeError:  # the scorer dead-letters it; the offset still counts
+                purchase = None
+            ts = to_ms(purchase["occurred_at"]) if purchase else -1
+            self.held[partition].append((msg.offset(), ts or -1, purchase))
+
+    def _apply_held(self) -> None:
+        horizon = self.horizon_ms
         with self.lock:
-            for partition, purchase in records:
-                self.store.apply(purchase)
-                ts = to_ms(purchase["occurred_at"]) or 0
-                if ts > self.latest_ms[partition]:
-                    self.latest_ms[partition] = ts
-        self.applied += len(records)
-        with self._progress:
-            self.caught_up.update(at_end)
-            self.next_offset.update(offsets)
-            self._progress.notify_all()
+            for partition, held in self.held.items():
+                scored = self.scored.get(partition, -1)
+                while held and (held[0][1] <= horizon or held[0][0] <= scored):
+                    offset, ts, purchase = held.popleft()
+                    if purchase is not None:
+                        self._apply_one(purchase)
+                    self.latest_ms[partition] = max(self.latest_ms[partition], ts)
+                    self.next_offset[partition] = offset + 1
+
+    def _apply_one(self, purchase: dict) -> None:
+        try:
+            self.store.apply(purchase)
+        except Exception as exc:  # the scorer dead-letters this record with the reason
+            self.rejected += 1
+            log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)
+            return
+        self.applied += 1
+
+    def _pace(self) -> None:
+        """Pause partitions holding too much, resume those that have room again."""
+        full = {p for p, held in self.held.items() if len(held) >= HOLD}
+        if full - self.paused:
+            self.consumer.pause([TopicPartition(self.topic, p) for p in full - self.paused])
+        room = {p for p in self.paused if len(self.held[p]) < HOLD // 2}
+        if room:
+            self.consumer.resume([TopicPartition(self.topic, p) for p in room])
+        self.paused = (self.paused | full) - room

@@ -42,12 +42,14 @@ async def wait_for_entities(batch: list[tuple[object, dict]]) -> None:
     time, and this batch's own records (so entity features equal replay's)."""
     if not batch:
         return
-    until = max(to_ms(p["occurred_at"]) or 0 for _, p in batch)
+    times = [to_ms(p["occurred_at"]) or 0 for _, p in batch]
+    until = max(times)
     offsets: dict[int, int] = {}
     for event, _ in batch:
         msg = event.message
         offsets[msg.partition] = max(offsets.get(msg.partition, -1), msg.offset)
     replica = ctx.replica
+    replica.announce(min(times), until, offsets)
     if replica.covers(until, offsets):
         return
     wait_s = ctx.settings.stream.entity_wait_s

@@ -118,3 +118,33 @@ class Worker:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def read_decisions(settings: Settings, ids: set[str], timeout: float, check=None,
+                   settle_s: float = 2.0) -> dict[str, list[dict]]:
+    """Every decision on the topic for the purchases in ``ids`` (all copies), read until each
+    has one and no new decision came for ``settle_s``."""
+    from schemas.codec import AvroCodec
+    from schemas.registry import registry_from_settings
+
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
+    consumer = Consumer(settings.kafka.consumer_conf(f"reader-{uuid.uuid4().hex}"))
+    consumer.subscribe([topics.full_name(topics.DECISIONS, settings.kafka.topic_prefix)])
+    found: dict[str, list[dict]] = {}
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    try:
+        while not (ids <= found.keys() and time.monotonic() - quiet_since > settle_s):
+            if time.monotonic() > deadline:
+                missing = len(ids - found.keys())
+                raise TimeoutError(f"{missing} of {len(ids)} purchases without a decision")
+            if check:
+                check()
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is None:
+                    decision = codec.decode(msg.value())
+                    found.setdefault(decision["purchase_id"], []).append(decision)
+                    quiet_since = time.monotonic()
+    finally:
+        consumer.close()
+    return found

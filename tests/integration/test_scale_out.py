@@ -1,0 +1,73 @@
+"""Correct with any number of workers: the same burst decided by one worker, and by three
+worker processes (one joining mid-stream, one SIGKILLed mid-stream), gives every purchase the
+decision replay computes for it — same verdict, scores and features — and no purchase gets
+two different decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra import topics
+from models.registry import load_model
+from models.replay import replay
+from processors.rules import load_ruleset
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from tests.integration.test_worker_restart import simulated_purchases
+from tests.support.kafka import Worker, decided_ids, produce, read_decisions
+
+pytestmark = pytest.mark.integration
+
+COMPARED = ("decision", "score", "model_score", "rule_score", "features")
+
+
+def essence(decision: dict) -> dict:
+    return {k: decision[k] for k in COMPARED} | {"reasons": [r["code"] for r in decision["reasons"]]}
+
+
+def publish_burst(settings, n: int) -> list[dict]:
+    purchases = simulated_purchases(n)
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
+    return purchases
+
+
+def assert_decided_as_replay(purchases: list[dict], live: dict[str, list[dict]]) -> None:
+    expected = {d["purchase_id"]: essence(d)
+                for d in replay([("purchase", p) for p in purchases], load_model(), load_ruleset())}
+    assert live.keys() == expected.keys()
+    differing = {pid: [essence(d) for d in copies] for pid, copies in live.items()
+                 if any(essence(d) != expected[pid] for d in copies)}
+    shown = {pid: (expected[pid], differing[pid]) for pid in list(differing)[:2]}
+    assert not differing, f"{len(differing)} purchases decided unlike replay, e.g. {shown}"
+
+
+def test_one_worker_decides_a_burst_as_replay(settings, env, tmp_path):
+    purchases = publish_burst(settings, 1200)
+    worker = Worker(env, tmp_path / "worker.log")
+    try:
+        live = read_decisions(settings, {p["purchase_id"] for p in purchases}, 120,
+                              worker.assert_alive)
+    finally:
+        worker.stop()
+    assert_decided_as_replay(purchases, live)
+    assert all(len(copies) == 1 for copies in live.values())
+
+
+def test_three_workers_joining_and_killed_decide_a_burst_as_replay(settings, env, tmp_path):
+    purchases = publish_burst(settings, 1500)
+    ids = [p["purchase_id"] for p in purchases]
+    first = Worker(env, tmp_path / "first.log")
+    second = Worker(env, tmp_path / "second.log")
+    third = None
+    try:
+        decided_ids(settings, set(ids[: len(ids) // 4]), 120, first.assert_alive)
+        third = Worker(env, tmp_path / "third.log")  # joins mid-stream: a rebalance
+        decided_ids(settings, set(ids[: len(ids) // 2]), 120, third.assert_alive)
+        second.kill()  # SIGKILL mid-stream: its partitions move after the session times out
+        live = read_decisions(settings, set(ids), 180, first.assert_alive)
+    finally:
+        for worker in (first, second, third):
+            if worker is not None:
+                worker.stop()
+    assert_decided_as_replay(purchases, live)
