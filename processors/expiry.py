@@ -7,8 +7,9 @@ A wallet idle past its longest window cannot contribute those windows to any lat
   login / password / e-mail change times, stream marks, confirmed-fraud marks, and the maps
   whose features have no window or a longer one (holdings, devices 90 d, mints and sent tokens,
   whose entries the wallet's own pruning drops) plus the resales and wash cycles still inside
-  their 30 d window. The rings and the redelivery ids go. A summary gives every later event
-  the features the full state gives (``tests/unit/test_processors_expiry.py``);
+  their 30 d window, and the ids of its last ``SUMMARY_APPLIED_CAP`` records (a redelivery
+  after a crash is still recognised). The rings go. A summary gives every later event the
+  features the full state gives (``tests/unit/test_processors_expiry.py``);
 - a wallet whose summary holds nothing worth keeping (never bought, holds nothing, no token
   history, no fraud mark: e.g. one seen only in auth events) is deleted. That forgets its
   first-seen and login times, so a later event sees a new wallet; ``check_lateness``
@@ -37,11 +38,13 @@ WALLET_IDLE_MS = PURCHASE_RETENTION_MS + SLACK_MS
 TOKEN_IDLE_MS = TOKEN_RETENTION_MS + SLACK_MS
 EXPIRY_MARGIN_MS = SLACK_MS
 SWEEP_EVERY_MS = HOUR_MS
+SUMMARY_APPLIED_CAP = 8  # record ids a summary keeps, to recognise a redelivery
 
 
 def is_summary(wallet: WalletState) -> bool:
+    """Nothing left that summarising would drop (rings empty, few record ids)."""
     return not (wallet.purchases or wallet.geo_points or wallet.failed_logins
-                or wallet.mfa_failures or wallet.applied)  # fmt: skip
+                or wallet.mfa_failures or len(wallet.applied) > SUMMARY_APPLIED_CAP)  # fmt: skip
 
 
 def summarise(wallet: WalletState, now_ms: int) -> WalletState | None:
@@ -57,7 +60,7 @@ def summarise(wallet: WalletState, now_ms: int) -> WalletState | None:
         devices=dict(wallet.devices), holdings=dict(wallet.holdings), mints=dict(wallet.mints),
         sent=dict(wallet.sent), resales=[r for r in wallet.resales if r.ts_ms > cutoff],
         wash_cycles=[ts for ts in wallet.wash_cycles if ts > cutoff], marks=dict(wallet.marks),
-        fraud_marks=list(wallet.fraud_marks),
+        applied=wallet.applied[-SUMMARY_APPLIED_CAP:], fraud_marks=list(wallet.fraud_marks),
     )  # fmt: skip
     return summary if worth_keeping(summary) else None
 
@@ -99,11 +102,11 @@ def due_ms(wallet: WalletState) -> int | None:
     """The event time from which ``expire`` may next change ``wallet`` (None: never)."""
     if not wallet.watermark_ms:
         return None
-    if not is_summary(wallet):
-        return wallet.watermark_ms + WALLET_IDLE_MS
+    idle = wallet.watermark_ms + WALLET_IDLE_MS
+    if not is_summary(wallet) or not worth_keeping(wallet):
+        return idle
     latest = max([r.ts_ms for r in wallet.resales] + wallet.wash_cycles, default=None)
-    return None if latest is None else max(latest + TOKEN_IDLE_MS,
-                                           wallet.watermark_ms + WALLET_IDLE_MS)
+    return None if latest is None else max(latest + TOKEN_IDLE_MS, idle)
 
 
 class ExpiryWheel:
