@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from connectors.abuse import FailureDigest, FailureLimiter
 from connectors.base import DeliveryFailed, RateLimited, RecordKind, ValidationFailed
 from connectors.health import Health
 from connectors.idempotency import IdempotencyStore, InFlight, KeyReused, StoredResponse
@@ -34,14 +35,9 @@ from connectors.metrics import GatewayMetrics
 from connectors.publisher import DeliveryPump, Publisher
 from connectors.ratelimit import Admission, Duplicate, Limit
 from connectors.redis_batch import RedisBatcher
-from connectors.security_events import (
-    RATE_LIMIT_EXCEEDED,
-    WEBHOOK_AUTH_FAILED,
-    redact_ip,
-    security_event,
-)
+from connectors.security_events import RATE_LIMIT_EXCEEDED, redact_ip, security_event
 from connectors.signature import AuthFailed, verify
-from connectors.validation import PURCHASE, parse
+from connectors.validation import PURCHASE, limit_key, parse
 from infra.settings import Settings
 
 MAX_BODY = 64 * 1024
@@ -90,7 +86,7 @@ class Gateway:
         self.settings = settings
         self.publisher = publisher
         self.pump = pump
-        self.pump_task: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []  # the delivery pump, then background jobs
         self.redis = redis
         self.deadline_s = deadline_s
         self.namespace = f"sentinel:{settings.kafka.topic_prefix}"
@@ -101,6 +97,8 @@ class Gateway:
         self.in_flight = 0
         self.health = Health(settings)
         self._secrets = settings.webhook.secret_list()
+        self.auth_failures = FailureLimiter(settings.webhook.preauth_failures_per_min)
+        self.digest = FailureDigest(settings.webhook.auth_failure_window_s)
 
     async def accept(self, kind: RecordKind, request: Request) -> Response:
         started = time.perf_counter()
@@ -117,6 +115,11 @@ class Gateway:
 
     async def _accept(self, kind: RecordKind, request: Request) -> Response:
         peer = request.client.host if request.client else None
+        source = limit_key(peer)
+        if (wait := self.auth_failures.retry_after(source)) is not None:
+            self.digest.refused(source)
+            message = "too many failed authentications from this address; retry later"
+            return error(429, "auth_failures", message, retry_after=wait)
         try:
             body = await read_body(request)
         except BodyTooLarge:
@@ -124,7 +127,7 @@ class Gateway:
         try:
             verify(request.headers, body, self._secrets, self.settings.webhook.tolerance_s)
         except AuthFailed as exc:
-            return self._unauthorized(kind, peer, exc)
+            return self._unauthorized(kind, source, exc)
         now = datetime.now(UTC)
         try:
             record = parse(kind, body, now, self.publisher.bounds)
@@ -208,11 +211,21 @@ class Gateway:
         limits.append(Limit("global", f"{ns}rl:global", hook.rate_global_per_min))
         return limits
 
-    def _unauthorized(self, kind: RecordKind, peer: str | None, exc: AuthFailed) -> Response:
-        log.warning("auth failed on %s from %s: %s", kind.name, redact_ip(peer), exc.reason)
-        details = {"reason": exc.reason, "endpoint": kind.name}
-        self._emit(security_event(WEBHOOK_AUTH_FAILED, "MEDIUM", ip=peer, details=details))
+    def _unauthorized(self, kind: RecordKind, source: str, exc: AuthFailed) -> Response:
+        """401; counted against the source and in this window's digest (no event per 401)."""
+        self.auth_failures.failed(source)
+        self.digest.failed(source, exc.reason, kind.name)
         return error(401, "unauthorized", str(exc))
+
+    def flush_auth_failures(self, force: bool = False) -> None:
+        """Publish the digest's events once its window is over (``force``: now)."""
+        events = self.digest.due(force)
+        for event in events:
+            self._emit(event)
+        if events:
+            failures = sum(int(e["details"]["count"]) for e in events)
+            log.warning("auth failures: %d from %d sources in the last window",
+                        failures, len(events))  # fmt: skip
 
     def _rate_limited(
         self, kind: RecordKind, record: Any, peer: str | None, exc: RateLimited

@@ -113,6 +113,20 @@ def _currency(value: str) -> str:
     return code
 
 
+def limit_key(ip: str | None) -> str:
+    """What per-IP limits count by: an IPv4 address, or the /64 of an IPv6 one (a client
+    typically holds a whole /64 and could rotate through it); "unknown" when absent."""
+    try:
+        addr = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return "unknown"
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
 def _ip(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))

@@ -73,14 +73,25 @@ async def start_gateway(settings: Settings, delivery_timeout_ms: int) -> Gateway
     pump = DeliveryPump(publisher)
     deadline_s = delivery_timeout_ms / 1000 + 1.0
     gateway = Gateway(settings, publisher, pump, client, deadline_s)
-    gateway.pump_task = asyncio.create_task(pump.run(), name="delivery-pump")
+    gateway.tasks = [asyncio.create_task(pump.run(), name="delivery-pump"),
+                     asyncio.create_task(_flush_digest(gateway), name="auth-failure-digest")]
     return gateway
 
 
+async def _flush_digest(gateway: Gateway) -> None:
+    every = min(1.0, gateway.settings.webhook.auth_failure_window_s / 4)
+    while True:
+        await asyncio.sleep(every)
+        gateway.flush_auth_failures()
+
+
 async def stop_gateway(gateway: Gateway) -> None:
+    for task in gateway.tasks[1:]:
+        task.cancel()
+    gateway.flush_auth_failures(force=True)
     left = await gateway.pump.drain(10.0)
-    if gateway.pump_task is not None:
-        gateway.pump_task.cancel()
+    for task in gateway.tasks[:1]:
+        task.cancel()
     gateway.publisher.close(0 if left else 1.0)
     await gateway.redis.aclose()
 

@@ -212,6 +212,11 @@ class WebhookSettings(BaseSettings):
     # Retry-After beyond it); requests in flight beyond max_in_flight are 503 at once;
     # uvicorn's own limit (connections + tasks) is the backstop.
     redis_timeout_s: float = 2.0
+    # Unauthenticated traffic: a source (IPv4 address, IPv6 /64) with this many failed
+    # authentications in a minute is refused (429) before its signature is checked (0: off);
+    # its failures become one security event per source per window.
+    preauth_failures_per_min: int = 20
+    auth_failure_window_s: float = 60.0
     max_in_flight: int = 1000
     limit_concurrency: int = 4096
 

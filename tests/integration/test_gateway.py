@@ -60,7 +60,7 @@ def records(settings: Settings, spec: TopicSpec, count: int) -> list[dict]:
     return [{"key": m.key().decode(), **codec.decode(m.value())} for m in messages]
 
 
-def with_limits(settings: Settings, **limits: int) -> Settings:
+def with_limits(settings: Settings, **limits: float) -> Settings:
     hook = WebhookSettings(**{**settings.webhook.model_dump(), **limits})
     return settings.model_copy(update={"webhook": hook})
 
@@ -130,11 +130,37 @@ def test_bad_signatures_are_401_and_security_events(settings: Settings) -> None:
 
     responses = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [401, 401, 401, 401]
-    events = records(settings, SECURITY_EVENTS, 4)
-    assert {e["kind"] for e in events} == {"webhook_auth_failed"}
-    reasons = sorted(e["details"]["reason"] for e in events)
-    assert reasons == ["bad_signature", "bad_signature", "missing_headers", "stale_timestamp"]
-    assert {e["ip"] for e in events} == {PEER} and {e["key"] for e in events} == {PEER}
+    [event] = records(settings, SECURITY_EVENTS, 1)  # one per source and window, not per 401
+    assert event["kind"] == "webhook_auth_failed"
+    assert event["details"]["count"] == "4"
+    assert event["details"]["reasons"].split(",") == [
+        "bad_signature:2", "stale_timestamp:1", "missing_headers:1"]  # fmt: skip
+    assert (event["ip"], event["key"]) == (PEER, PEER)
+    assert topic_records(settings, PURCHASES) == 0
+    assert topic_records(settings, SECURITY_EVENTS) == 1
+
+
+def test_failed_authentications_limit_the_source_before_the_signature_check(settings) -> None:
+    """Past 5 failed authentications a minute, the source is refused with 429 before its
+    signature is checked, even with a good one; all of it is one security event per window."""
+    limited = with_limits(settings, preauth_failures_per_min=5, auth_failure_window_s=0.5)
+
+    async def scenario() -> tuple[list[int], httpx.Response, list[dict]]:
+        async with gateway_client(limited) as client:
+            bad = [(await post(client, "/v1/purchases", new_purchase(n), limited,
+                               secret=b"x" * 32)).status_code for n in range(12)]  # fmt: skip
+            good = await post(client, "/v1/purchases", new_purchase(20), limited)
+            # published by the gateway's own timer once the window closed
+            events = await asyncio.to_thread(records, limited, SECURITY_EVENTS, 1)
+            return bad, good, events
+
+    bad, good, events = asyncio.run(scenario())
+    assert bad == [401] * 5 + [429] * 7
+    assert good.status_code == 429 and good.json()["error"] == "auth_failures"
+    assert 1 <= int(good.headers["Retry-After"]) <= 60
+    [event] = events
+    assert (event["ip"], event["details"]["count"]) == (PEER, "5")
+    assert event["details"]["refused_before_auth"] == "8"
     assert topic_records(settings, PURCHASES) == 0
 
 
@@ -247,7 +273,7 @@ def test_wallet_ip_and_global_limits_are_429_with_retry_after(settings: Settings
             return [await post(client, "/v1/purchases", r, limited) for r in same_wallet + same_ip]
 
     responses = asyncio.run(scenario())
-    assert [r.status_code for r in responses] == [202, 202, 429, 202, 202, 429]
+    assert [r.status_code for r in responses] == [202, 202, 429, 202, 202, 429], [r.text for r in responses]
     assert [responses[2].json()["limit"], responses[5].json()["limit"]] == ["wallet", "global"]
     assert all(1 <= int(responses[i].headers["Retry-After"]) <= 60 for i in (2, 5))
     events = records(limited, SECURITY_EVENTS, 2)
