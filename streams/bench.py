@@ -7,7 +7,11 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   last decision on the decision topic (sustained end to end);
 - ``latency_ms`` at a fixed rate (default 1 000/s, and ``latency_ms_by_rate`` for the
   others asked): decision received by a consumer minus the purchase's ``ingested_at``;
-- ``peak_rss_mb``: the processes' high-water resident memory (VmHWM).
+- ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
+- ``ratio_to_faust``: ``events_per_s / faust_ceiling_per_s`` (the figure that travels between
+  machines), ``workers`` (``--workers N`` worker processes), ``decide_path_per_s``,
+  ``feature_agreement`` and ``verdict_agreement`` (``streams/bench_checks.py``), and the
+  machine's load average before and after.
 
 Everything runs under a fresh topic prefix and app id, deleted at the end.
 """
@@ -30,6 +34,7 @@ from infra import admin, local, topics
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
+from streams import bench_checks
 from streams.demo import stop_worker
 
 
@@ -194,19 +199,44 @@ def latency_at(settings, codec, clock, worker, records: list[dict], rate: float)
             "worker_latency_ms": percentiles(worker_side)}
 
 
-def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir: Path) -> dict:
+class Workers:
+    """``n`` worker processes; ``poll()`` is not None when any has exited."""
+
+    def __init__(self, settings: Settings, n: int, workdir: Path):
+        self.procs = [
+            subprocess.Popen([sys.executable, "-m", "streams"],
+                             env=env_for(settings, METRICS_WORKER_PORT="0"),
+                             stdout=subprocess.DEVNULL,
+                             stderr=open(workdir / f"worker-{i}.log", "wb"),
+                             start_new_session=True)
+            for i in range(n)
+        ]
+        self.pid = self.procs[0].pid
+
+    def poll(self):
+        return next((p.poll() for p in self.procs if p.poll() is not None), None)
+
+    def peak_rss_mb(self) -> float:
+        return max(peak_rss_mb(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_worker(proc)
+
+
+def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir: Path,
+        workers: int = 1) -> dict:
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
     load = purchases(n, seed=11)
     broker = broker_ceiling(settings, codec.encode(load[0]), max(n * 4, 100_000))
     faust = faust_ceiling(settings, broker["topic"], broker["records"], workdir)
     produce_all(settings, codec, load)
     clock = DecisionClock(settings)
-    worker = subprocess.Popen([sys.executable, "-m", "streams"], env=env_for(settings),
-                              stdout=subprocess.DEVNULL,
-                              stderr=open(workdir / "worker.log", "wb"), start_new_session=True)
+    worker = Workers(settings, workers, workdir)
     try:
         ids = {r["purchase_id"] for r in load}
         clock.wait_for(ids, 600, worker)
+        burst = {i: clock.arrived[i][1] for i in ids}
         times = sorted(clock.arrived[i][0] for i in ids)
         sustained = (len(times) - 1) / max(1e-9, times[-1] - times[0])
         fresh = purchases(int(max(rates) * seconds * len(rates)) + 1, seed=29)
@@ -216,12 +246,15 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
             by_rate.append(latency_at(settings, codec, clock, worker,
                                       fresh[start:start + count], rate))
             start += count
-        rss = peak_rss_mb(worker.pid)
+        rss = worker.peak_rss_mb()
     finally:
-        stop_worker(worker)
+        worker.stop()
         clock.close()
     return {
         "events_per_s": sustained,
+        "ratio_to_faust": sustained / faust["faust_ceiling_per_s"],
+        "workers": workers,
+        **bench_checks.agreement(load, burst),
         "broker_ceiling_per_s": broker["broker_ceiling_per_s"],
         "faust_ceiling_per_s": faust["faust_ceiling_per_s"],
         "at_rate": rates[0],
@@ -295,8 +328,11 @@ def bench_pipeline(args) -> int:
     admin.create_topics(settings)
     workdir = base.stream.data_dir / "bench" / settings.stream.app_id
     workdir.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     try:
-        report = run(settings, args.purchases, args.rates, args.seconds, workdir)
+        report = bench_checks.decide_path()
+        report.update(run(settings, args.purchases, args.rates, args.seconds, workdir,
+                          args.workers))
         if args.memory_purchases:
             memory = bench_settings(base, uuid.uuid4().hex[:8])
             admin.create_topics(memory)
@@ -308,12 +344,16 @@ def bench_pipeline(args) -> int:
     finally:
         admin.delete_prefixed(settings, settings.kafka.topic_prefix)
         admin.delete_prefixed(settings, settings.stream.app_id)
-    report.update({"machine": {"cpus": os.cpu_count()}, "command": " ".join(sys.argv),
+    report.update({"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
+                               "loadavg_after": os.getloadavg()},
+                   "command": " ".join(sys.argv),
                    "created_at": datetime.now(UTC).isoformat()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("events_per_s", "broker_ceiling_per_s",
-                                              "faust_ceiling_per_s", "latency_ms")}, indent=2))
+    print(json.dumps({k: report[k] for k in (
+        "decide_path_per_s", "events_per_s", "ratio_to_faust", "workers", "faust_ceiling_per_s",
+        "broker_ceiling_per_s", "feature_agreement", "verdict_agreement", "latency_ms",
+        "machine")}, indent=2))
     return 0
 
 
@@ -323,6 +363,7 @@ def add_bench_commands(bench_sub) -> None:
     p.add_argument("--purchases", type=int, default=30_000, help="pre-loaded, full speed")
     p.add_argument("--rates", type=float, nargs="+", default=[1000.0, 3000.0])
     p.add_argument("--seconds", type=float, default=10.0, help="per fixed rate")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--memory-purchases", type=int, default=0,
                    help="also run this many purchases over 30 simulated days for memory")
     p.set_defaults(func=bench_pipeline)

@@ -1,0 +1,71 @@
+"""Figures ``sentinel bench pipeline`` adds beside its end-to-end run:
+
+- ``decide_path_per_s``: the pure decision path on one core, no Kafka — a simulated week of
+  purchases, logins and chain transfers through ``FeatureEngine`` and ``decide_batch`` in
+  batches of 500, as replay and training run it; purchases per second;
+- ``feature_agreement`` / ``verdict_agreement``: for a burst published at full speed and
+  decided live, the share of purchases whose live features (resp. verdict) equal what replay
+  computes for the same input. Compared values: every feature, exactly; the verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from models.registry import load_model
+from models.replay import replay
+from processors.decide import Blocked, decide_batch
+from processors.features import FeatureEngine, LateEventError
+from processors.rules import load_ruleset
+
+BATCH = 500
+
+
+def decide_path(days: int = 7, seed: int = 11) -> dict:
+    from models.simulator import SimConfig, simulate
+
+    events = [e for e in simulate(SimConfig(seed=seed, days=days)) if e[0] != "label"]
+    model, ruleset = load_model(), load_ruleset()
+    engine, pending, purchases = FeatureEngine(), [], 0
+    started = time.process_time()
+    for kind, record in events:
+        try:
+            features = engine.process(kind, record)
+        except LateEventError:
+            continue
+        if features is not None:
+            pending.append((record, features))
+            if len(pending) == BATCH:
+                purchases += _decide(pending, model, ruleset)
+                pending = []
+    purchases += _decide(pending, model, ruleset)
+    cpu_s = time.process_time() - started
+    return {"decide_path_per_s": purchases / cpu_s, "decide_path_purchases": purchases,
+            "decide_path_events": len(events), "decide_path_cpu_s": cpu_s,
+            "decide_path_us_per_purchase": 1e6 * cpu_s / max(1, purchases)}
+
+
+def _decide(pending: list, model, ruleset) -> int:
+    if pending:
+        decide_batch([p for p, _ in pending], [f for _, f in pending], model, ruleset,
+                     Blocked(), datetime.now(UTC))
+    return len(pending)
+
+
+def agreement(purchases: list[dict], live: dict[str, dict]) -> dict:
+    """Live decisions (purchase id → decision) against replay of the same purchases."""
+    expected = {d["purchase_id"]: d
+                for d in replay([("purchase", p) for p in purchases], load_model(), load_ruleset())}
+    common = [pid for pid in expected if pid in live]
+    same_features = sum(live[pid]["features"] == expected[pid]["features"] for pid in common)
+    same_verdict = sum(live[pid]["decision"] == expected[pid]["decision"] for pid in common)
+    differing: dict[str, int] = {}
+    for pid in common:
+        for name, value in expected[pid]["features"].items():
+            if live[pid]["features"].get(name) != value:
+                differing[name] = differing.get(name, 0) + 1
+    n = max(1, len(common))
+    return {"feature_agreement": same_features / n, "verdict_agreement": same_verdict / n,
+            "agreement_purchases": len(common),
+            "features_differing": dict(sorted(differing.items(), key=lambda kv: -kv[1])[:10])}
