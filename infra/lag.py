@@ -85,7 +85,7 @@ class LagProbe:
         stamps = self._oldest_timestamps(waiting)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         return [
-            PartitionLag(tp.topic, tp.partition, tp.offset, high, records,
+            PartitionLag(tp.topic, tp.partition, max(tp.offset, -1), high, records,
                          _age_s(now_ms, stamps.get((tp.topic, tp.partition))) if records else 0.0)
             for tp, high, records in rows
         ]  # fmt: skip

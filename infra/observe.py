@@ -29,6 +29,16 @@ class MetricsBindError(RuntimeError):
     pass
 
 
+def ports_off() -> dict[str, str]:
+    """Environment that turns every process's endpoint off: for throwaway child processes
+    (tests, benchmarks, the demo) that would otherwise take the services' fixed ports."""
+    from infra.settings import MetricsSettings
+
+    prefix = MetricsSettings.model_config["env_prefix"]
+    fields = (name for name in MetricsSettings.model_fields if name.endswith("_port"))
+    return {f"{prefix}{name}".upper(): "0" for name in fields}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     probes: Mapping[str, Probe] = {}

@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
 
 from infra import admin, local, topics
+from infra.observe import ports_off
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -45,7 +46,8 @@ def bench_settings(base: Settings, run: str) -> Settings:
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+    return {**os.environ, **ports_off(),
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
             "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "SENTINEL_APP_ID": settings.stream.app_id, "SENTINEL_LOG_LEVEL": "WARNING", **extra}
 

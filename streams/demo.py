@@ -3,6 +3,7 @@ traffic through the real broker, and print the decisions that come back."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Producer
 
 from infra import admin, topics
+from infra.observe import ports_off
 from infra.process import stop_group
 from infra.settings import Settings
 from schemas.codec import AvroCodec
@@ -49,7 +51,8 @@ def publish_burst(settings: Settings, purchases: int, seed: int) -> set[str]:
 
 def start_worker(log_path, argv: tuple[str, ...] = ("-m", "streams")) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 (owned by the process)
-    return subprocess.Popen([sys.executable, *argv], stdout=log, stderr=log,
+    env = {**os.environ, **ports_off()}  # the demo's processes leave the services' ports alone
+    return subprocess.Popen([sys.executable, *argv], stdout=log, stderr=log, env=env,
                             start_new_session=True)
 
 

@@ -18,15 +18,15 @@ import psycopg
 import pytest
 
 from infra import admin, db, local
-from infra.settings import ENV_VARS, KafkaSettings, Settings, get_settings
+from infra.observe import ports_off
+from infra.settings import KafkaSettings, Settings, get_settings
 
 ENV = local.ENDPOINT_ENV  # {"kafka": "KAFKA_BOOTSTRAP_SERVERS", ...}
 
 # Processes serve metrics on fixed default ports; tests on a shared machine would collide, so
 # every process a test starts has them off unless the test gives it a free port.
-for _variable in ENV_VARS:
-    if _variable.startswith("METRICS_") and _variable.endswith("_PORT"):
-        os.environ.setdefault(_variable, "0")
+for _variable, _off in ports_off().items():
+    os.environ.setdefault(_variable, _off)
 
 
 def _docker_answers() -> bool:
