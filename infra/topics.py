@@ -54,6 +54,10 @@ CHAIN_CHECKPOINTS = TopicSpec(
 # compacted, key "ruleset" -> the active rules file (JSON: version, TOML text, sha256),
 # key "rule:<id>" -> that rule's breaker state (shadowed or enforced). One partition: order.
 RULES = TopicSpec("sentinel.rules.v1", "ruleset | rule:<id>", "", partitions=1, compacted=True)
+# Confirmed fraud as marks on entities: each label joined with its purchase's wallet, card,
+# device and account (``sinks/marks.py``), followed by every worker. JSON, compacted: the
+# latest label of each purchase (a correction replaces the chargeback it overturns).
+FRAUD_MARKS = TopicSpec("sentinel.fraud-marks.v1", "purchase_id", "", compacted=True)
 
 SOURCES: tuple[TopicSpec, ...] = (
     PURCHASES,
@@ -78,6 +82,7 @@ ALL: tuple[TopicSpec, ...] = (
     TRANSFERS_BY_SENDER,
     CHAIN_CHECKPOINTS,
     RULES,
+    FRAUD_MARKS,
     *(dlq(t) for t in SOURCES),
 )
 

@@ -18,12 +18,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from processors.marks import SOURCE_RANK
 from processors.timeutil import to_ms
 
 DAY_MS = 86_400_000
 DEFAULT_LABEL_DELAY_DAYS = 30.0
-# At the same event time, the more deliberate source wins (a review corrects a chargeback).
-SOURCE_RANK = {"SIMULATOR": 0, "CHARGEBACK": 1, "MANUAL_REVIEW": 2}
 
 KNOWN_FRAUD, KNOWN_LEGIT, LEGIT_BY_DELAY, PENDING = (
     "fraud", "legit", "legit_by_delay", "pending",

@@ -60,7 +60,10 @@ def decide_batch(
     blocked: Blocked,
     decided_at: datetime,
     challenger: Model | None = None,
+    clusters: Sequence[str | None] | None = None,
 ) -> list[Outcome]:
+    """``clusters``: each purchase's linked-wallet cluster id (``processors.marks``), put in
+    its ``fraud_detected`` event's details for the SIEM's fraud-ring grouping."""
     if not purchases:
         return []
     X = feature_matrix(features)
@@ -88,7 +91,9 @@ def decide_batch(
         if shadow is not None and challenger is not None:
             decision["challenger_version"] = challenger.version
             decision["challenger_score"] = float(shadow[i])
-        outcomes.append(Outcome(decision, security_events(purchase, feats, decision, evaluation)))
+        cluster = clusters[i] if clusters is not None else None
+        events = security_events(purchase, feats, decision, evaluation, cluster)
+        outcomes.append(Outcome(decision, events))
     _explain(outcomes, X, model)
     return outcomes
 
@@ -138,9 +143,11 @@ def _decision(
 
 
 def security_events(
-    purchase: Record, feats: dict[str, float], decision: Record, evaluation: Evaluation
+    purchase: Record, feats: dict[str, float], decision: Record, evaluation: Evaluation,
+    cluster: str | None = None,
 ) -> list[Record]:
-    """``fraud_detected`` for BLOCKED, ``impossible_travel``, ``blocklist_hit``."""
+    """``fraud_detected`` for BLOCKED (with ``details.cluster_id`` when known),
+    ``impossible_travel``, ``blocklist_hit``."""
     kinds = []
     if decision["decision"] == Verdict.BLOCKED:
         kinds.append(("fraud_detected", "HIGH"))
@@ -159,7 +166,8 @@ def security_events(
             "wallet": purchase["wallet"],
             "user_id": purchase.get("user_id"),
             "purchase_id": purchase["purchase_id"],
-            "details": {"decision": decision["decision"], "score": f"{decision['score']:.4f}"},
+            "details": {"decision": decision["decision"], "score": f"{decision['score']:.4f}",
+                        **({"cluster_id": cluster} if cluster and kind == "fraud_detected" else {})},
         }
         for kind, severity in kinds
     ]

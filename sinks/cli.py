@@ -1,7 +1,7 @@
 """``sentinel sink`` and ``sentinel blocklist`` (registered by infra/cli.py), and
 ``sentinel bench sinks``.
 
-    sentinel sink postgres|redis|siem|all      run sink loops until SIGTERM/SIGINT
+    sentinel sink postgres|redis|siem|marks|all     run sink loops until SIGTERM/SIGINT
     sentinel blocklist add ip 203.0.113.9 --ttl 1h --reason "manual"
     sentinel blocklist remove wallet 0xabc...
     sentinel blocklist list [ip|wallet]
@@ -20,10 +20,11 @@ from sinks.blocklist import KINDS, Blocklist, Entry
 from sinks.config import SiemSettings, SinkSettings
 from sinks.siem.rules import duration_ms
 
-SINKS = ("postgres", "redis", "siem")
+SINKS = ("postgres", "redis", "siem", "marks")
 
 
 def build_loops(names: list[str], settings: Settings, conf: SinkSettings):
+    from sinks.marks import MarksSink
     from sinks.postgres import PostgresSink
     from sinks.redis import RedisSink
     from sinks.runner import SinkLoop
@@ -33,6 +34,7 @@ def build_loops(names: list[str], settings: Settings, conf: SinkSettings):
         "postgres": lambda: PostgresSink(settings.postgres.dsn),
         "redis": lambda: RedisSink.from_url(settings.redis.dsn, conf),
         "siem": lambda: SiemSink.from_settings(settings, SiemSettings()),
+        "marks": lambda: MarksSink(settings),
     }
     return [SinkLoop(settings, factories[name](), conf) for name in names]
 

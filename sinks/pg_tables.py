@@ -52,14 +52,14 @@ PURCHASES = Table(
     (
         "purchase_id", "occurred_at", "wallet", "user_id", "organizer_id", "show_id",
         "ticket_id", "quantity", "unit_price_minor", "currency", "channel", "payment_method",
-        "ip", "country", "device_id", "ingested_at",
+        "ip", "country", "device_id", "ingested_at", "card_fingerprint",
     ),
     ("purchase_id", "occurred_at"),
     lambda r: (
         r["purchase_id"], r["occurred_at"], r["wallet"], r["user_id"], r.get("organizer_id"),
         r["show_id"], r["ticket_id"], r["quantity"], r["unit_price_minor"], r["currency"],
         r["channel"], r["payment_method"], r["ip"], _country(r), r.get("device_id"),
-        r.get("ingested_at"),
+        r.get("ingested_at"), r.get("card_fingerprint"),
     ),
 )
 

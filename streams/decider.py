@@ -37,13 +37,14 @@ class LiveDecider:
         log.info("scoring with model %s and rules %s", self.models.model.version,
                  self.rules.ruleset.version)
 
-    def decide(self, purchases: list[dict], features: list[dict],
-               decided_at: datetime) -> list[Outcome]:
+    def decide(self, purchases: list[dict], features: list[dict], decided_at: datetime,
+               clusters: list[str | None] | None = None) -> list[Outcome]:
         self.models.maybe_reload()
         blocked = self.blocklists.blocked(purchases)
         ruleset = self.rules.current()  # one version for the whole batch (rules topic)
         outcomes = decide_batch(purchases, features, self.models.model, ruleset, blocked,
-                                decided_at, challenger=self.models.challenger)
+                                decided_at, challenger=self.models.challenger,
+                                clusters=clusters)
         metrics.observe_decisions([o.decision for o in outcomes])
         self.drift.observe(features)
         return outcomes

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from infra import topics as registry
 from processors.features import apply_purchase, purchase_features
+from processors.marks import purchase_cluster
 from processors.state import WalletState
 from processors.timeutil import to_ms
 from schemas.codec import DecodeError
@@ -84,7 +85,7 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     """Decide every purchase of a decoded batch and send the decisions; return the touched
     wallet states (key → (state, last event)) for the agent to write once delivered."""
     touched: Touched = {}
-    kept, rows = [], []
+    kept, rows, clusters = [], [], []
     with ctx.replica.lock:
         for event, purchase in batch:
             try:
@@ -98,7 +99,8 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
             touched[purchase["wallet"]] = (wallet, event)
             kept.append((event, purchase))
             rows.append(features)
-    for outcome in _decide(kept, rows):
+            clusters.append(purchase_cluster(purchase, *ctx.replica.store.states(purchase)[:3]))
+    for outcome in _decide(kept, rows, clusters):
         ctx.outputs.decision(outcome.decision)
         for security_event in outcome.security_events:
             ctx.outputs.security_event(security_event)
@@ -107,17 +109,18 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     return touched
 
 
-def _decide(kept: list[tuple[object, dict]], rows: list[dict]) -> list:
+def _decide(kept: list[tuple[object, dict]], rows: list[dict], clusters: list) -> list:
     """Decide a batch; when it raises, split it in halves until the failing record is found
     and dead-lettered (``sinks/runner.py`` does the same for refused writes)."""
     if not kept:
         return []
     purchases = [p for _, p in kept]
     try:
-        return ctx.decider.decide(purchases, rows, datetime.now(UTC))
+        return ctx.decider.decide(purchases, rows, datetime.now(UTC), clusters)
     except Exception as exc:
         if len(kept) == 1:
             ctx.outputs.dead_letter(registry.PURCHASES, kept[0][0], exc)
             return []
         half = len(kept) // 2
-        return _decide(kept[:half], rows[:half]) + _decide(kept[half:], rows[half:])
+        return (_decide(kept[:half], rows[:half], clusters[:half])
+                + _decide(kept[half:], rows[half:], clusters[half:]))

@@ -16,7 +16,7 @@ from sinks.blocklist import Blocklist
 from streams.ops import group_lag
 from tests.support.kafka import Worker, produce, read_until
 from tests.support.models import constant_model_registry
-from tests.support.story import BANNED_IP, EXPECTED, EXPECTED_SECURITY_EVENTS, story
+from tests.support.story import BANNED, BANNED_IP, EXPECTED, EXPECTED_SECURITY_EVENTS, story
 
 pytestmark = pytest.mark.integration
 
@@ -85,8 +85,12 @@ def test_story_gets_exactly_the_expected_decisions(settings, env, tmp_path, bloc
             assert codes == set(), (pid, codes)
         assert decisions[pid]["model_version"] == "constant-test"
     security = AvroCodec.for_topic(registry, topics.SECURITY_EVENTS)
-    kinds = {(e["kind"], e["purchase_id"]) for e in (security.decode(m.value()) for m in events)}
+    decoded = [security.decode(m.value()) for m in events]
+    kinds = {(e["kind"], e["purchase_id"]) for e in decoded}
     assert kinds == EXPECTED_SECURITY_EVENTS
+    # the SIEM's fraud-ring rule groups fraud detections by the linked-wallet cluster
+    fraud = [e for e in decoded if e["kind"] == "fraud_detected"]
+    assert [e["details"]["cluster_id"] for e in fraud] == [f"cluster:{BANNED}"]
     flagged = [d for d in decisions.values() if d["decision"] != "APPROVED"]
     assert all(d["contributions"] is not None for d in flagged)
 

@@ -1,0 +1,125 @@
+"""Confirmed fraud as state: labels mark the wallet, card, device and account of a purchase.
+
+A label (a chargeback, a review outcome) names a purchase; ``mark_record(label, purchase)``
+turns it into a mark record naming the entities that purchase used (its ``mark_keys``):
+``wallet:<address>``, ``card:<fingerprint>``, ``device:<id>``, ``account:<user id>`` (the
+purchase carries the account, not the e-mail address: the account stands for it).
+``MarkStore.apply(record)`` keeps the latest label of each purchase (by label time; at the
+same instant a review beats a chargeback) and, per entity key, the purchases confirmed as
+fraud. A correction (a review overturning a chargeback) removes the purchase's marks.
+
+Queries are as of an event time ``t``: only marks whose label arrived strictly before ``t``
+count, so a purchase never sees a label from its own future (nor its own label). Pure: no
+Kafka, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from processors.timeutil import DAY_MS, to_ms
+
+KINDS = ("wallet", "card", "device", "account")
+FIELDS = {"wallet": "wallet", "card": "card_fingerprint", "device": "device_id",
+          "account": "user_id"}
+# At the same label time, the more deliberate source wins (a review corrects a chargeback).
+SOURCE_RANK = {"SIMULATOR": 0, "CHARGEBACK": 1, "MANUAL_REVIEW": 2}
+MISSING = -1.0
+
+Record = Mapping[str, Any]
+
+
+def mark_keys(purchase: Record) -> list[str]:
+    """The entity keys a purchase used (those present)."""
+    return [f"{kind}:{purchase[f]}" for kind, f in FIELDS.items() if purchase.get(f)]
+
+
+def mark_record(label: Record, purchase: Record) -> dict[str, Any]:
+    """The value of a fraud-marks record: the label joined with its purchase's entities."""
+    return {"purchase_id": label["purchase_id"], "keys": mark_keys(purchase),
+            "is_fraud": bool(label["is_fraud"]), "source": str(label["source"]),
+            "label_ms": to_ms(label["occurred_at"]), "purchase_ms": to_ms(purchase["occurred_at"])}
+
+
+def _order(record: Record) -> tuple[int, int]:
+    return (int(record["label_ms"]), SOURCE_RANK.get(record["source"], 0))
+
+
+class MarkStore:
+    """Per entity key, the purchases confirmed as fraud and when the label arrived."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, Record] = {}  # purchase id -> its effective mark record
+        self.by_key: dict[str, dict[str, int]] = {}  # key -> {purchase id: label ms}
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def apply(self, record: Record) -> bool:
+        """Apply one mark record; False when an equal or later label is already applied."""
+        pid = record["purchase_id"]
+        previous = self.latest.get(pid)
+        if previous is not None and _order(record) <= _order(previous):
+            return False
+        if previous is not None:
+            self._unmark(previous)
+        self.latest[pid] = record
+        if record["is_fraud"]:
+            for key in record["keys"]:
+                self.by_key.setdefault(key, {})[pid] = int(record["label_ms"])
+        return True
+
+    def _unmark(self, record: Record) -> None:
+        for key in record["keys"]:
+            marks = self.by_key.get(key)
+            if marks is not None:
+                marks.pop(record["purchase_id"], None)
+                if not marks:
+                    del self.by_key[key]
+
+    def prior(self, key: str, t_ms: int) -> tuple[int, int | None]:
+        """(confirmed frauds on ``key`` labelled before ``t_ms``, the latest label time)."""
+        times = [ms for ms in self.by_key.get(key, {}).values() if ms < t_ms]
+        return len(times), max(times, default=None)
+
+    def features(self, purchase: Record, linked_wallets: Iterable[str], t_ms: int) -> dict:
+        """Prior confirmed fraud on the purchase's wallet, card, device, account and linked
+        cluster (other wallets sharing its IP, device or card in 24 h), days since the
+        latest such mark (``MISSING`` when none)."""
+        out, latest = {}, None
+        for kind, field in FIELDS.items():
+            value = purchase.get(field)
+            count, last = self.prior(f"{kind}:{value}", t_ms) if value else (0, None)
+            out[f"fraud_marks_{kind}"] = float(count) if value else MISSING
+            latest = last if latest is None or (last is not None and last > latest) else latest
+        cluster = 0
+        for wallet in set(linked_wallets) - {purchase["wallet"]}:
+            count, last = self.prior(f"wallet:{wallet}", t_ms)
+            cluster += count > 0
+            latest = last if latest is None or (last is not None and last > latest) else latest
+        out["fraud_marks_cluster"] = float(cluster)
+        out["days_since_fraud_mark"] = MISSING if latest is None else (t_ms - latest) / DAY_MS
+        return out
+
+
+def linked_wallets(wallet: str, states: Iterable[Any], t_ms: int) -> set[str]:
+    """The 1-hop cluster: wallets seen with the purchase's IP, device or card (``states``,
+    ``EntityState`` or None) in the 24 h before ``t_ms``, this wallet included."""
+    linked = {wallet}
+    for state in states:
+        if state is not None:
+            linked |= state.wallets_between(t_ms - DAY_MS, t_ms)
+    return linked
+
+
+def purchase_cluster(purchase: Record, ip: Any, device: Any, card: Any) -> str:
+    """The cluster id of a purchase from its IP, device and card states (as of its time)."""
+    wallet, ts = purchase["wallet"], to_ms(purchase["occurred_at"]) or 0
+    return cluster_id(wallet, linked_wallets(wallet, (ip, device, card), ts))
+
+
+def cluster_id(wallet: str, linked_wallets: Iterable[str]) -> str:
+    """A stable name for a purchase's linked-wallet cluster: its smallest wallet address
+    (members of a ring that share an IP, device or card get the same one)."""
+    return f"cluster:{min({wallet, *linked_wallets})}"

@@ -1,0 +1,104 @@
+"""Confirmed fraud as marks (pure): labels mark a purchase's wallet, card, device and account,
+corrections remove them, queries see only labels from before the purchase, and a fraud
+detection names its linked cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from processors.decide import Blocked, decide_batch
+from processors.entity_state import EntityStore
+from processors.features import FEATURE_NAMES
+from processors.marks import (
+    MISSING,
+    MarkStore,
+    cluster_id,
+    mark_keys,
+    mark_record,
+    purchase_cluster,
+)
+from processors.rules import load_ruleset
+from processors.timeutil import DAY_MS, to_ms
+from tests.support.records import purchase
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+MS0 = to_ms(T0)
+
+
+def label(pid: str, days: float, fraud: bool, source: str = "CHARGEBACK") -> dict:
+    return {"purchase_id": pid, "occurred_at": T0 + timedelta(days=days), "is_fraud": fraud,
+            "source": source, "pattern": None}
+
+
+def test_a_label_marks_every_entity_of_its_purchase():
+    p = purchase(1, user_id="u-1", occurred_at=T0)
+    record = mark_record(label("p-1", 10, True), p)
+    assert record["keys"] == mark_keys(p) == [
+        f"wallet:{p['wallet']}", "card:card-1", "device:dev-1", "account:u-1"]
+    store = MarkStore()
+    assert store.apply(record)
+    after = MS0 + 11 * DAY_MS
+    assert store.prior("card:card-1", after) == (1, MS0 + 10 * DAY_MS)
+    assert store.prior("card:card-1", MS0 + 10 * DAY_MS) == (0, None)  # strictly before
+
+
+def test_a_review_overturning_the_chargeback_removes_the_marks():
+    p = purchase(1, occurred_at=T0)
+    store = MarkStore()
+    store.apply(mark_record(label("p-1", 10, True), p))
+    store.apply(mark_record(label("p-1", 12, False, "MANUAL_REVIEW"), p))
+    assert store.prior("device:dev-1", MS0 + 30 * DAY_MS) == (0, None) and len(store) == 0
+    # the chargeback redelivered after the correction changes nothing
+    assert not store.apply(mark_record(label("p-1", 10, True), p))
+    assert len(store) == 0
+
+
+def test_features_count_marks_on_entities_and_the_linked_cluster():
+    store = MarkStore()
+    store.apply(mark_record(label("p-1", 1, True), purchase(1, occurred_at=T0)))
+    store.apply(mark_record(label("p-2", 2, True), purchase(2, occurred_at=T0)))
+    now = purchase(9, occurred_at=T0 + timedelta(days=3), device_id="dev-1")
+    got = store.features(now, {now["wallet"], purchase(2)["wallet"]}, MS0 + 3 * DAY_MS)
+    assert got == {"fraud_marks_wallet": 0.0, "fraud_marks_card": 0.0,
+                   "fraud_marks_device": 1.0, "fraud_marks_account": 0.0,
+                   "fraud_marks_cluster": 1.0, "days_since_fraud_mark": 1.0}
+    clean = store.features(purchase(7, device_id=None), set(), MS0 + 3 * DAY_MS)
+    assert clean["fraud_marks_device"] == MISSING and clean["days_since_fraud_mark"] == MISSING
+
+
+def test_ring_members_sharing_a_device_get_one_cluster_id():
+    store = EntityStore()
+    ring = [purchase(n, occurred_at=T0 + timedelta(minutes=n), device_id="dev-ring",
+                     ip="198.51.100.7") for n in range(3)]
+    for p in ring:
+        store.apply(p)
+    later = purchase(1, occurred_at=T0 + timedelta(minutes=10), device_id="dev-ring",
+                     ip="198.51.100.7")
+    wallets = sorted(p["wallet"] for p in ring)
+    assert purchase_cluster(later, *store.states(later)[:3]) == f"cluster:{wallets[0]}"
+    assert cluster_id("0xb", []) == "cluster:0xb"
+
+
+class _Model:
+    version = "m"
+
+    def predict(self, X):
+        return np.full(len(X), 0.99, dtype=np.float32)
+
+    def contributions(self, X):
+        return np.zeros((len(X), len(FEATURE_NAMES) + 1), dtype=np.float32)
+
+
+def test_fraud_detected_carries_the_cluster_id():
+    p = purchase(1, occurred_at=T0)
+    features = {name: 0.0 for name in FEATURE_NAMES}
+    outcome = decide_batch([p], [features], _Model(), load_ruleset(), Blocked(), T0,
+                           clusters=["cluster:0xabc"])[0]
+    fraud = [e for e in outcome.security_events if e["kind"] == "fraud_detected"]
+    assert outcome.decision["decision"] == "BLOCKED"
+    assert fraud and fraud[0]["details"]["cluster_id"] == "cluster:0xabc"
