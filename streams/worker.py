@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     from streams.app import app
 
-    level = faust_loglevel(get_settings().stream.log_level)
+    stream = get_settings().stream
+    # Faust creates its own folder but not the parents: a fresh SENTINEL_DATA_DIR is made here.
+    stream.data_dir.mkdir(parents=True, exist_ok=True)
+    level = faust_loglevel(stream.log_level)
     # Table state is many small long-lived objects: with the default thresholds the cyclic
     # collector's full passes stall a batch for 100+ ms (measured); collect less often.
     gc.set_threshold(50_000, 50, 100)
