@@ -21,12 +21,28 @@ def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
 
 
+class PortSettings(BaseSettings):
+    """``SENTINEL_PORT_OFFSET`` moves every default loopback port (Kafka 19092, PostgreSQL
+    15432, Redis 16379, EVM node 18545, gateway 8080, ...) by the same amount, so a second
+    embedded stack (another checkout, a fresh-clone trial) runs beside the first. An endpoint
+    set explicitly is used as given."""
+
+    model_config = _config("SENTINEL_")
+
+    port_offset: int = 0
+
+
+def loopback_port(default: int) -> int:
+    """``default`` moved by ``SENTINEL_PORT_OFFSET`` (read when a settings object is built)."""
+    return default + PortSettings().port_offset
+
+
 class KafkaSettings(BaseSettings):
     """Kafka client settings (``KAFKA_*``); ``as_confluent()`` gives librdkafka's keys."""
 
     model_config = _config("KAFKA_")
 
-    bootstrap_servers: str = "127.0.0.1:19092"
+    bootstrap_servers: str = Field(default_factory=lambda: f"127.0.0.1:{loopback_port(19092)}")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -94,7 +110,8 @@ class SchemaRegistrySettings(BaseSettings):
 class PostgresSettings(BaseSettings):
     model_config = _config("POSTGRES_")
 
-    url: SecretStr = SecretStr("postgresql://sentinel@127.0.0.1:15432/sentinel")
+    url: SecretStr = Field(default_factory=lambda: SecretStr(
+        f"postgresql://sentinel@127.0.0.1:{loopback_port(15432)}/sentinel"))
 
     @property
     def dsn(self) -> str:
@@ -108,7 +125,8 @@ class PostgresSettings(BaseSettings):
 class RedisSettings(BaseSettings):
     model_config = _config("REDIS_")
 
-    url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    url: SecretStr = Field(
+        default_factory=lambda: SecretStr(f"redis://127.0.0.1:{loopback_port(16379)}/0"))
 
     @property
     def dsn(self) -> str:
@@ -122,7 +140,7 @@ class RedisSettings(BaseSettings):
 class EvmSettings(BaseSettings):
     model_config = _config("EVM_")
 
-    rpc_url: str = "http://127.0.0.1:18545"
+    rpc_url: str = Field(default_factory=lambda: f"http://127.0.0.1:{loopback_port(18545)}")
     chain_id: int = 31337
     confirmations: int = 3
     contracts: str = ""  # comma-separated ticket contract addresses to follow
@@ -142,7 +160,7 @@ class StreamSettings(BaseSettings):
     data_dir: Path = REPO_ROOT / ".data"
     batch_size: int = 500
     batch_within_s: float = 0.01
-    web_port: int = 6066
+    web_port: int = Field(default_factory=lambda: loopback_port(6066))
     # Event time: how late an event may be (behind its wallet's stream watermark) and still be
     # applied; later ones are dead-lettered with the reason. At most 1 h (the state's slack).
     allowed_lateness_ms: int = 5 * 60 * 1000
@@ -179,12 +197,13 @@ class MetricsSettings(BaseSettings):
     model_config = _config("METRICS_")
 
     bind: str = "127.0.0.1"  # compose sets 0.0.0.0 so that Prometheus can scrape
-    worker_port: int = 9101
-    sink_postgres_port: int = 9102  # also `sentinel sink all`
-    sink_redis_port: int = 9103
-    sink_siem_port: int = 9104
-    chain_port: int = 9105
-    maintenance_port: int = 9106
+    worker_port: int = Field(default_factory=lambda: loopback_port(9101))
+    # sink_postgres_port also serves `sentinel sink all`
+    sink_postgres_port: int = Field(default_factory=lambda: loopback_port(9102))
+    sink_redis_port: int = Field(default_factory=lambda: loopback_port(9103))
+    sink_siem_port: int = Field(default_factory=lambda: loopback_port(9104))
+    chain_port: int = Field(default_factory=lambda: loopback_port(9105))
+    maintenance_port: int = Field(default_factory=lambda: loopback_port(9106))
     # Consumer lag (records and seconds) is measured this often by each consuming process.
     lag_interval_s: float = 5.0
     # /readyz of a consumer answers 200 once its oldest unconsumed record is at most this old.
@@ -203,7 +222,7 @@ class WebhookSettings(BaseSettings):
     # Comma-separated: two secrets may be valid at once during rotation.
     secrets: SecretStr = SecretStr("dev-secret-change-me")
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default_factory=lambda: loopback_port(8080))
     tolerance_s: int = 300
     rate_per_ip_per_min: int = 100
     rate_per_wallet_per_min: int = 5
@@ -254,6 +273,7 @@ def get_settings() -> Settings:
 ENV_VARS: dict[str, type[BaseSettings]] = {
     f"{cls.model_config['env_prefix']}{name}".upper(): cls
     for cls in (
+        PortSettings,
         KafkaSettings,
         SchemaRegistrySettings,
         PostgresSettings,
