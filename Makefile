@@ -1,4 +1,5 @@
-# Sentinel: `make run` shows the pipeline working; `make test` runs the whole suite.
+# Sentinel: `make run` starts the whole system and shows it working (it keeps running until
+# `make down`); `make test` runs the whole suite.
 # Both install the missing system packages first (infra/bootstrap.py: apt-get as root or with
 # sudo), then .venv, and start the embedded servers they need on 127.0.0.1.
 
@@ -29,18 +30,16 @@ $(STAMP): pyproject.toml | bootstrap
 
 install: bootstrap $(STAMP)  ## create .venv and install Sentinel with its test tools
 
-up: install  ## start embedded Kafka, PostgreSQL and Redis; create topics; migrate
-	$(BIN)/sentinel infra up
-	$(BIN)/sentinel topics create
-	$(BIN)/sentinel db migrate
+up: install  ## start servers and every service (supervised, logs in .data/logs); wait healthy
+	$(BIN)/sentinel up
 
-down:  ## stop the embedded servers this checkout started
-	$(BIN)/sentinel infra down
+down:  ## stop every service, then the servers this checkout started
+	$(BIN)/sentinel down
 
-status:  ## state of the embedded servers
-	$(BIN)/sentinel infra status
+status:  ## servers and services: pid, health, consumer lag
+	$(BIN)/sentinel status
 
-run: up  ## run the pipeline on simulated traffic and print what came out
+run: up  ## `up`, then simulated traffic through the signed gateway; print what came out
 	$(BIN)/sentinel demo
 
 lint: install  ## ruff
@@ -55,7 +54,10 @@ integration: install  ## integration tests (start the embedded servers)
 test: lint  ## lint, then the whole suite (starts what it needs)
 	$(BIN)/pytest -q -p no:cacheprovider
 
-bench: up  ## benchmarks, JSON reports under out/
+bench: install  ## benchmarks, JSON reports under out/ (embedded servers, no services)
+	$(BIN)/sentinel infra up
+	$(BIN)/sentinel topics create
+	$(BIN)/sentinel db migrate
 	mkdir -p out
 	$(BIN)/sentinel bench pipeline --out out/bench-pipeline.json
 	$(BIN)/sentinel bench gateway --out out/bench-gateway.json

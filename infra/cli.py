@@ -4,6 +4,7 @@
     sentinel topics create|list        the topic registry, created idempotently
     sentinel db migrate|maintain       migrations and retention (--every 1h: the service)
     sentinel worker                    the Faust worker (agents in streams/)
+    sentinel up|down|status            every service, supervised, on the embedded stack
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from datetime import date
 from infra.settings import get_settings
 
 # Modules that add their own subcommands with add_commands(subparsers).
-PLUGINS = ("streams.cli", "models.cli", "connectors.cli", "connectors.chain_cli", "sinks.cli")
+PLUGINS = ("streams.cli", "models.cli", "connectors.cli", "connectors.chain_cli", "sinks.cli",
+           "infra.stack_cli")
 
 
 def _print(data) -> None:

@@ -24,8 +24,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from infra.settings import REPO_ROOT
+from infra.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:
+    from infra.local import Server
 
 NODE_MODULES = REPO_ROOT / "connectors" / "contracts" / "node_modules"
 INSTALL = "npm install --prefix connectors/contracts --no-audit --no-fund"
@@ -155,3 +159,34 @@ def _tail(handle: NodeHandle, lines: int = 20) -> str:
         return "\n".join(handle.log_path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def server_spec(settings: Settings) -> Server:
+    """The local EVM node as an embedded server of ``infra.local`` (``sentinel up`` starts it
+    for the chain listener): anvil on ``EVM_RPC_URL``'s port, its chain kept in
+    ``<data>/evm/state.json`` (saved every 30 s and on stop, loaded at start)."""
+    from infra.local import InfraError, Server
+
+    home, port = settings.stream.data_dir / "evm", settings.evm.port
+    url = f"http://127.0.0.1:{port}"
+
+    def prepare() -> None:
+        try:
+            anvil_binary()
+        except EvmNodeError as exc:
+            raise InfraError(f"evm: {exc}") from exc
+
+    def argv() -> list[str]:
+        return [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port),
+                "--chain-id", str(settings.evm.chain_id), "--accounts", "10",
+                "--state", str(home / "state.json"), "--state-interval", "30"]
+
+    def healthy() -> bool:
+        try:
+            rpc(url, "eth_chainId", timeout_s=1.0)
+        except (OSError, urllib.error.URLError, EvmNodeError):
+            return False
+        return True
+
+    return Server(name="evm", engine="anvil", home=home, port=port, endpoint=url, argv=argv,
+                  healthy=healthy, prepare=prepare, stop_grace_s=15.0)

@@ -32,9 +32,11 @@ from psycopg import sql
 from infra.kafka import broker, tansu
 from infra.settings import Settings
 
-SERVERS = ("kafka", "postgres", "redis")
+SERVERS = ("kafka", "postgres", "redis")  # started by default (tests, `infra up`)
+KNOWN = (*SERVERS, "evm")  # the local EVM node only on request (`sentinel up`)
 # An endpoint set explicitly in the environment wins: that server is not started here.
-ENDPOINT_ENV = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "postgres": "POSTGRES_URL", "redis": "REDIS_URL"}
+ENDPOINT_ENV = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "postgres": "POSTGRES_URL",
+                "redis": "REDIS_URL", "evm": "EVM_RPC_URL"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # started by this process: reaped by poll()
 
@@ -76,15 +78,17 @@ class Server:
 # ---------------------------------------------------------------- public API
 
 
-def needs_embedded(settings: Settings, environ: Mapping[str, str] | None = None) -> set[str]:
+def needs_embedded(settings: Settings, environ: Mapping[str, str] | None = None,
+                   names: Iterable[str] = SERVERS) -> set[str]:
     """Servers to start here: endpoint not set in the environment and on the loopback."""
     env = os.environ if environ is None else environ
     hosts = {
         "kafka": settings.kafka.bootstrap_servers.split(",")[0].rpartition(":")[0],
         "postgres": urlsplit(settings.postgres.dsn).hostname or "",
         "redis": urlsplit(settings.redis.dsn).hostname or "",
+        "evm": urlsplit(settings.evm.rpc_url).hostname or "",
     }
-    return {name for name in SERVERS if not env.get(ENDPOINT_ENV[name]) and hosts[name] in LOOPBACK}
+    return {name for name in names if not env.get(ENDPOINT_ENV[name]) and hosts[name] in LOOPBACK}
 
 
 def start_all(settings: Settings, names: Iterable[str] | None = None) -> dict[str, dict]:
@@ -94,8 +98,9 @@ def start_all(settings: Settings, names: Iterable[str] | None = None) -> dict[st
 
 
 def stop_all(settings: Settings, names: Iterable[str] | None = None) -> dict[str, dict]:
-    """Stop the servers our pid files name (all by default), in reverse start order."""
-    names = _ordered(names, set(SERVERS))
+    """Stop the servers our pid files name (all, the EVM node too, by default), in reverse
+    start order."""
+    names = _ordered(names, set(KNOWN))
     return stop_servers([server_spec(settings, n) for n in reversed(names)])
 
 
@@ -141,9 +146,11 @@ def stop_server(settings: Settings, name: str) -> dict:
 
 
 def server_spec(settings: Settings, name: str) -> Server:
-    builders = {"kafka": _kafka, "postgres": _postgres, "redis": _redis}
+    from infra import evm
+
+    builders = {"kafka": _kafka, "postgres": _postgres, "redis": _redis, "evm": evm.server_spec}
     if name not in builders:
-        raise InfraError(f"unknown server {name!r}; known: {', '.join(SERVERS)}")
+        raise InfraError(f"unknown server {name!r}; known: {', '.join(KNOWN)}")
     return builders[name](settings)
 
 
@@ -460,10 +467,10 @@ def _tail(server: Server, lines: int = 40) -> str:
 
 def _ordered(names: Iterable[str] | None, default: set[str]) -> list[str]:
     wanted = set(default if names is None else names)
-    unknown = wanted - set(SERVERS)
+    unknown = wanted - set(KNOWN)
     if unknown:
-        raise InfraError(f"unknown server(s) {sorted(unknown)}; known: {', '.join(SERVERS)}")
-    return [n for n in SERVERS if n in wanted]
+        raise InfraError(f"unknown server(s) {sorted(unknown)}; known: {', '.join(KNOWN)}")
+    return [n for n in KNOWN if n in wanted]
 
 
 @contextmanager

@@ -32,11 +32,11 @@ from confluent_kafka.admin import NewTopic
 
 from infra import admin, local, topics
 from infra.observe import ports_off
+from infra.process import stop_group as stop_worker
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from streams import bench_checks
-from streams.demo import stop_worker
 
 
 def bench_settings(base: Settings, run: str) -> Settings:
