@@ -67,8 +67,8 @@ SERVICES: tuple[Service, ...] = (
     _sink("redis", "redis"),
     _sink("siem", "redis", "postgres"),
     Service("chain-listener", ("chain-listen",), Health("running"), ("kafka", "evm")),
-    Service("maintenance", ("db", "maintain", "--every", MAINTAIN_EVERY), Health("running"),
-            ("postgres",)),
+    Service("maintenance", ("db", "maintain", "--every", MAINTAIN_EVERY),
+            Health("http", "/healthz", lambda s: s.metrics.maintenance_port), ("postgres",)),
     Service("console", ("console",), Health("running"), ("postgres", "redis", "gateway"),
             needs_command="console"),
 )

@@ -134,3 +134,28 @@ def test_compose_config_refuses_to_start_without_the_passwords():
                             env={**env, "WEBHOOK_SECRETS": "x", "REDIS_PASSWORD": "r"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_prometheus_scrapes_every_process_on_its_metrics_port(tmp_path, monkeypatch):
+    from infra.settings import MetricsSettings
+
+    monkeypatch.delenv("SENTINEL_PORT_OFFSET", raising=False)  # the defaults, as in compose
+
+    def default(name: str) -> int:
+        return MetricsSettings.model_fields[f"{name}_port"].default_factory()
+
+    ports = {"gateway": 8080, "worker": default("worker"),
+             "sink-postgres": default("sink_postgres"), "sink-redis": default("sink_redis"),
+             "sink-siem": default("sink_siem"), "chain-listener": default("chain"),
+             "maintenance": default("maintenance")}
+    config = yaml.safe_load((REPO_ROOT / "infra/prometheus/prometheus.yml").read_text())
+    scraped = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
+    assert {name: sd["port"] for name, sd in scraped.items()} == ports
+    assert all(sd["names"] == [name] for name, sd in scraped.items())
+    assert {s.name for s in SERVICES if not s.needs_command} == set(scraped)
+    if shutil.which("promtool"):  # the scrape part; the rules are checked by test_alert_rules
+        config.pop("rule_files")
+        (tmp_path / "p.yml").write_text(yaml.safe_dump(config))
+        done = subprocess.run(["promtool", "check", "config", str(tmp_path / "p.yml")],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
