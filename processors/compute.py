@@ -12,7 +12,9 @@ Conventions (also in README.md):
 
 from __future__ import annotations
 
+import bisect
 import math
+from operator import itemgetter
 
 from processors.apply import (
     DEFAULT_CONFIG,
@@ -167,44 +169,51 @@ def _history_features(
 def _velocity(
     out: dict, p: Record, rows: list[PurchaseFact], ts: int, config: FeatureConfig
 ) -> None:
-    """Counts and sums over prior purchases: 1 h, 24 h, 10 min duplicates, this show in 7 d."""
+    """Counts and sums over prior purchases: 1 h, 24 h, 10 min duplicates, this show in 7 d.
+
+    Rows are sorted by time, so each window is a slice found by bisection and summed in C."""
     show_id, quantity = p["show_id"], int(p["quantity"])
     amount = int(out["amount_minor"])
-    day_lo, hour_lo, dup_lo = ts - DAY_MS, ts - HOUR_MS, ts - DUPLICATE_WINDOW_MS
-    v1 = v24 = amt1 = amt24 = tickets24 = probes = dups = show_tickets = 0
-    for r in rows:
-        if r.show_id == show_id:
-            show_tickets += r.quantity
-        if r.ts_ms <= day_lo:
-            continue
-        v24, amt24, tickets24 = v24 + 1, amt24 + r.amount_minor, tickets24 + r.quantity
-        if r.ts_ms > hour_lo:
-            v1, amt1 = v1 + 1, amt1 + r.amount_minor
-            probes += r.amount_minor <= config.small_amount_minor
-        if r.ts_ms > dup_lo and r.show_id == show_id and r.amount_minor == amount:
-            dups += r.quantity == quantity
-    out["velocity_1h"], out["velocity_24h"] = float(v1), float(v24)
-    out["amount_1h_minor"], out["amount_24h_minor"] = float(amt1), float(amt24)
-    out["tickets_24h"], out["show_tickets_7d"] = float(tickets24), float(show_tickets)
-    out["small_probes_1h"], out["duplicates_10m"] = float(probes), float(dups)
+    day = rows[_since(rows, ts - DAY_MS):]
+    hour = day[_since(day, ts - HOUR_MS):]
+    amounts_1h = list(map(_AMOUNT, hour))
+    small = config.small_amount_minor
+    dups = sum(1 for r in hour[_since(hour, ts - DUPLICATE_WINDOW_MS):]
+               if r.show_id == show_id and r.amount_minor == amount and r.quantity == quantity)
+    out["velocity_1h"], out["velocity_24h"] = float(len(hour)), float(len(day))
+    out["amount_1h_minor"] = float(sum(amounts_1h))
+    out["amount_24h_minor"] = float(sum(map(_AMOUNT, day)))
+    out["tickets_24h"] = float(sum(map(_QUANTITY, day)))
+    out["show_tickets_7d"] = float(sum(r.quantity for r in rows if r.show_id == show_id))
+    out["small_probes_1h"] = float(sum(1 for a in amounts_1h if a <= small))
+    out["duplicates_10m"] = float(dups)
+
+
+def _since(rows: list[PurchaseFact], lo_excl: int) -> int:
+    """Index of the first row with ``ts > lo_excl``."""
+    return bisect.bisect_right(rows, lo_excl, key=_TS)
 
 
 def _diversity(out: dict, p: Record, rows: list[PurchaseFact], ts: int) -> None:
     """Distinct values over 24 h including this purchase; a country new to the last 7 d."""
     geo = p.get("geo")
     country = geo["country"] if geo else None
-    recent = [r for r in rows if r.ts_ms > ts - DAY_MS]
-    columns = {
-        "distinct_shows_24h": ({r.show_id for r in recent}, p["show_id"]),
-        "payment_methods_24h": ({r.payment_method for r in recent}, p["payment_method"]),
-        "cards_24h": ({r.card for r in recent}, p.get("card_fingerprint")),
-        "ips_24h": ({r.ip for r in recent}, p["ip"]),
-        "devices_24h": ({r.device for r in recent}, p.get("device_id")),
-        "countries_24h": ({r.country for r in recent}, country),
-    }
-    for name, (values, current) in columns.items():
-        values.add(current)
+    recent = rows[_since(rows, ts - DAY_MS):]
+    current = (p["show_id"], p["payment_method"], p.get("card_fingerprint"), p["ip"],
+               p.get("device_id"), country)
+    for name, getter, value in zip(_DIVERSITY, _DIVERSITY_FIELDS, current, strict=True):
+        values = set(map(getter, recent))
+        values.add(value)
         values.discard(None)
         out[name] = float(len(values))
-    seen = {r.country for r in rows if r.country}
+    seen = set(map(_COUNTRY, rows))
+    seen.discard(None)
     out["new_country"] = MISSING if country is None or not seen else flag(country not in seen)
+
+
+_TS, _AMOUNT, _QUANTITY = itemgetter(0), itemgetter(2), itemgetter(3)
+_COUNTRY = itemgetter(8)
+_DIVERSITY = ("distinct_shows_24h", "payment_methods_24h", "cards_24h", "ips_24h",
+              "devices_24h", "countries_24h")
+# PurchaseFact fields: show_id 1, payment_method 4, card 5, ip 9, device 10, country 8
+_DIVERSITY_FIELDS = tuple(itemgetter(i) for i in (1, 4, 5, 9, 10, 8))

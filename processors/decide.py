@@ -135,7 +135,7 @@ def _decision(
         "rules_version": rules_version,
         "reasons": reasons(evaluation.results, limit=10),
         "contributions": {},
-        "features": {k: float(v) for k, v in feats.items()},
+        "features": dict(feats),  # floats already (processors.compute)
         "occurred_at": purchase["occurred_at"],
         "decided_at": decided_at,
         "latency_ms": float(max(0, latency)),

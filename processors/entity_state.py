@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from processors.money import unit_price_ref
@@ -37,7 +38,7 @@ SHOW_PRICE_ROWS_CAP = 256  # rows kept per channel (room for rows later than a q
 POPULARITY_WINDOW_MS = HOUR_MS
 SHOW_SALES_CAP = 50_000  # sale timestamps kept for popularity (1 h + slack)
 SHOW_TICKETS_CAP = 2048  # first primary sales remembered (mint-to-resale, markup)
-PRUNE_EVERY_MS = 10 * MINUTE_MS
+PRUNE_EVERY_MS = 30 * MINUTE_MS
 SEEN_RETENTION_MS = 2 * HOUR_MS  # a purchase id seen again within this is a redelivery
 KINDS = ("ip", "device", "card", "show")
 
@@ -70,7 +71,7 @@ class EntityState:
         rows = self.rows
         i = bisect.bisect_right(rows, lo_excl, key=_ts)
         j = bisect.bisect_left(rows, hi_excl, key=_ts)
-        return {w for _, w in rows[i:j]}
+        return set(map(_WALLET, rows[i:j]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"r": [list(r) for r in self.rows], "wm": self.watermark_ms, "pruned": self.pruned_ms}
@@ -127,7 +128,7 @@ class ShowState:
         ring = self.primary_prices if primary else self.resale_prices
         i = bisect.bisect_right(ring, lo_excl, key=_ts)
         j = bisect.bisect_left(ring, hi_excl, key=_ts)
-        return [price for _, price in ring[max(i, j - SHOW_PRICES_CAP):j]]
+        return list(map(_PRICE, ring[max(i, j - SHOW_PRICES_CAP):j]))
 
     def sales_between(self, lo_excl: int, hi_excl: int) -> int:
         sales = self.sales
@@ -239,6 +240,9 @@ def _drop_idle(states: dict, cutoff: int) -> None:
         idle.append(key)
     for key in idle:
         del states[key]
+
+
+_WALLET = _PRICE = itemgetter(1)
 
 
 def _ts(row: tuple) -> int:

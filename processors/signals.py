@@ -6,8 +6,6 @@ Same conventions as ``processors.compute`` (half-open event-time windows, ``MISS
 
 from __future__ import annotations
 
-import statistics
-
 from processors.apply import FeatureConfig, Record
 from processors.entity_state import (
     ENTITY_WALLETS_CAP,
@@ -103,7 +101,11 @@ def token_features(
 def _median_price(show: ShowState, primary: bool, ts: int) -> float | None:
     """Median of the show's latest prices in the channel, strictly before ``ts`` (7 d)."""
     prices = show.prices_before(primary, ts - SHOW_RETENTION_MS, ts)
-    return statistics.median(prices) if prices else None
+    if not prices:
+        return None
+    prices.sort()
+    mid = len(prices) // 2
+    return prices[mid] if len(prices) % 2 else (prices[mid - 1] + prices[mid]) / 2
 
 
 def show_features(out: dict, p: Record, show: ShowState | None, ts: int) -> None:

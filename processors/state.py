@@ -26,10 +26,10 @@ from processors.entity_state import (  # noqa: F401  (shared-entity states live 
     ShowState,
 )
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, prune_dict
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS
+from processors.timeutil import DAY_MS, HOUR_MS
 
 SLACK_MS = HOUR_MS
-PRUNE_EVERY_MS = 10 * MINUTE_MS
+PRUNE_EVERY_MS = HOUR_MS  # expiry only frees memory (queries filter by time)
 
 PURCHASE_RETENTION_MS = 7 * DAY_MS
 PURCHASES_CAP = 200
