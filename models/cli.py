@@ -391,6 +391,9 @@ def cmd_bench_detection(args: argparse.Namespace) -> int:
 
 
 def add_bench_commands(bench_subparsers) -> None:
+    from models.rules_bench import add_bench_command as add_bench_rules
+
+    add_bench_rules(bench_subparsers)
     p = bench_subparsers.add_parser(
         "detection", help="verdicts per fraud pattern and legit scenario on unseen seeds"
     )

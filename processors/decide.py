@@ -1,9 +1,10 @@
 """A batch of purchases with their features → decisions and security events.
 
 One vectorised model call per batch (and one contributions call for the rows that were not
-approved), the rules engine per row, the policy per organizer. Pure: the model is passed in
-(anything with ``version``, ``predict(X)`` and ``contributions(X)``), blocklists come in as
-sets, and the decision time is an argument. The live worker, replay and backtests call this.
+approved), one rules evaluation over the batch (``rules.evaluate_batch``), the policy per
+organizer. Pure: the model is passed in (anything with ``version``, ``predict(X)`` and
+``contributions(X)``), blocklists come in as sets, and the decision time is an argument. The
+live worker, replay and backtests call this.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from processors.explain import reasons, top_contributions
 from processors.features import FEATURE_NAMES, feature_vector
 from processors.policy import Verdict, decide
-from processors.rules import Evaluation, RuleContext, RuleSet, evaluate
+from processors.rules import Evaluation, RuleBatch, RuleSet, evaluate_batch
 from processors.timeutil import to_ms
 
 Record = dict[str, Any]
@@ -46,8 +47,8 @@ class Outcome:
     security_events: list[Record] = field(default_factory=list)
 
 
-def feature_matrix(features: Sequence[dict[str, float]]) -> np.ndarray:
-    return np.asarray([feature_vector(f) for f in features], dtype=np.float32).reshape(
+def feature_matrix(features: Sequence[dict[str, float]], dtype: type = np.float32) -> np.ndarray:
+    return np.asarray([feature_vector(f) for f in features], dtype=dtype).reshape(
         len(features), len(FEATURE_NAMES)
     )
 
@@ -66,13 +67,14 @@ def decide_batch(
     its ``fraud_detected`` event's details for the SIEM's fraud-ring grouping."""
     if not purchases:
         return []
-    X = feature_matrix(features)
+    X64 = feature_matrix(features, np.float64)  # the rules compare exact values
+    X = X64.astype(np.float32)
     scores = model.predict(X)
     shadow = challenger.predict(X) if challenger is not None else None
+    rules = evaluate_batch(RuleBatch(purchases, X64, blocked.wallets, blocked.ips), ruleset)
     outcomes = []
     for i, (purchase, feats) in enumerate(zip(purchases, features, strict=True)):
-        ctx = RuleContext(purchase, feats, blocked.wallets, blocked.ips)
-        evaluation = evaluate(ctx, ruleset, purchase.get("organizer_id"))
+        evaluation = rules.row(i)
         thresholds = ruleset.for_organizer(purchase.get("organizer_id")).thresholds
         verdict, final = decide(
             float(scores[i]), evaluation.rule_score, evaluation.hard_block, thresholds

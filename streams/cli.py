@@ -40,8 +40,9 @@ def cmd_lag(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    """List the rules of a rules file, or check one (exit 1 with the reason if invalid)."""
-    from processors.rules import CATALOGUE, DEFAULT_RULES_PATH, RulesFileError, load_ruleset
+    """List the rules of a rules file, or check one: every expression is compiled, and a bad
+    one is refused naming the rule, line, column and token (exit 1)."""
+    from processors.rules import DEFAULT_RULES_PATH, RulesFileError, load_ruleset
 
     if args.action in RULES_OPS:
         from models.rules_cli import run
@@ -54,16 +55,19 @@ def cmd_rules(args: argparse.Namespace) -> int:
         print(f"invalid rules file: {exc}", file=sys.stderr)
         return 1
     if args.action == "check":
-        print(f"{path}: valid, version {ruleset.version}, {len(ruleset.active)} active rules, "
+        print(f"{path}: valid, version {ruleset.version}, {len(ruleset.rules)} rules compiled, "
+              f"{len(ruleset.active)} active rules, "
               f"organizers: {', '.join(ruleset.organizers) or 'none'}")
         return 0
     view = ruleset.for_organizer(args.organizer)
     for rule_id, setting in view.settings.items():
-        rule = CATALOGUE[rule_id]
+        rule = view.rules[rule_id]
         state = "on " if setting.enabled else "off"
         hard = " HARD" if rule.hard else ""
         params = ", ".join(f"{k}={v}" for k, v in setting.params.items())
         print(f"{state} {rule.category:<16} {rule_id:<36} w={setting.weight:<5}{hard} {params}")
+        if args.expressions:
+            print(f"    when:   {rule.when}\n    score:  {rule.score}\n    reason: {rule.reason}")
     t = view.thresholds
     print(f"policy: 2FA > {t.two_fa}, review > {t.review}, block > {t.block}; "
           f"rules version {ruleset.version}")
@@ -79,6 +83,7 @@ def add_commands(sub) -> None:
     p.add_argument("--window-days", type=float, default=7.0,
                    help="deploy: backtest over this many days before the latest purchase")
     p.add_argument("--no-backtest", action="store_true", help="deploy: skip the backtest")
+    p.add_argument("--expressions", action="store_true", help="list: each rule's expressions")
     p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("demo", help="worker + simulated burst; print the decisions")

@@ -1,5 +1,9 @@
-"""Reference lists shipped with the rules: disposable e-mail domains and datacenter, Tor
-and proxy/VPN IP ranges, one entry a line in ``data/`` ('#' starts a comment).
+"""Reference lists shipped with the rules, one file a list in ``data/`` (one entry a line,
+'#' starts a comment). A rule names a list as ``lists.<name>``, the file's stem:
+
+- ``<name>_cidrs.txt``: IP ranges (``lists.tor_exit`` is ``tor_exit_cidrs.txt``), used as
+  ``ip in lists.tor_exit`` or ``in_cidr(ip, lists.tor_exit)``;
+- ``<name>.txt``: lower-cased text entries (``lists.disposable_domains``).
 
 The shipped files are small samples; point ``ReferenceLists.load`` at maintained feeds in
 production. Blocklists (wallets, IPs) are not here: the caller passes them in per batch.
@@ -9,17 +13,20 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 DATA_DIR = Path(__file__).with_name("data")
+CIDR_SUFFIX = "_cidrs"
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class IpRanges:
-    """CIDR ranges merged into sorted integer intervals; membership is one bisect."""
+    """CIDR ranges merged into sorted integer intervals; membership is one bisect (or one
+    ``searchsorted`` for a column of IPv4 addresses)."""
 
     def __init__(self, cidrs: Iterable[str]) -> None:
         spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
@@ -37,11 +44,20 @@ class IpRanges:
                     merged.append([lo, hi])
             self._starts[version] = [lo for lo, _ in merged]
             self._ends[version] = [hi for _, hi in merged]
+        self._starts_v4 = np.asarray(self._starts[4], dtype=np.uint64)
+        self._ends_v4 = np.asarray(self._ends[4], dtype=np.uint64)
 
     def __contains__(self, address: IpAddress) -> bool:
         starts = self._starts[address.version]
         i = bisect.bisect_right(starts, int(address)) - 1
         return i >= 0 and int(address) <= self._ends[address.version][i]
+
+    def contains_v4(self, addresses: np.ndarray) -> np.ndarray:
+        """Membership of a column of IPv4 addresses given as unsigned integers."""
+        if not len(self._starts_v4):
+            return np.zeros(len(addresses), dtype=bool)
+        i = np.searchsorted(self._starts_v4, addresses, side="right") - 1
+        return (i >= 0) & (addresses <= self._ends_v4[np.maximum(i, 0)])
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._starts.values())
@@ -56,21 +72,30 @@ def read_entries(path: Path) -> list[str]:
     return entries
 
 
-@dataclass(frozen=True)
-class ReferenceLists:
-    disposable_domains: frozenset[str]
-    datacenter: IpRanges
-    tor: IpRanges
-    proxy: IpRanges
+class ReferenceLists(Mapping[str, "frozenset[str] | IpRanges"]):
+    """The named lists of a data directory: ``lists["tor_exit"]``, ``lists["disposable_domains"]``."""
+
+    def __init__(self, lists: Mapping[str, frozenset[str] | IpRanges]) -> None:
+        self._lists = dict(lists)
 
     @classmethod
     def load(cls, directory: Path = DATA_DIR) -> ReferenceLists:
-        return cls(
-            disposable_domains=frozenset(read_entries(directory / "disposable_domains.txt")),
-            datacenter=IpRanges(read_entries(directory / "datacenter_cidrs.txt")),
-            tor=IpRanges(read_entries(directory / "tor_exit_cidrs.txt")),
-            proxy=IpRanges(read_entries(directory / "proxy_cidrs.txt")),
-        )
+        lists: dict[str, frozenset[str] | IpRanges] = {}
+        for path in sorted(directory.glob("*.txt")):
+            if path.stem.endswith(CIDR_SUFFIX):
+                lists[path.stem.removesuffix(CIDR_SUFFIX)] = IpRanges(read_entries(path))
+            else:
+                lists[path.stem] = frozenset(read_entries(path))
+        return cls(lists)
+
+    def __getitem__(self, name: str) -> frozenset[str] | IpRanges:
+        return self._lists[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lists)
+
+    def __len__(self) -> int:
+        return len(self._lists)
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.rules.base import NETWORK, Hit, Params, RuleContext, at_least, rule
+from tests.support.legacy_rules.base import NETWORK, Hit, Params, RuleContext, at_least, rule
 
 at_least("same_ip_many_wallets", NETWORK, 0.5, "wallets_per_ip_24h", "max_wallets", 5,
          "wallets on this IP in 24 h")  # fmt: skip
@@ -26,7 +26,7 @@ def blocklisted_ip(ctx: RuleContext, p: Params) -> Hit | None:
 @rule("datacenter_ip", NETWORK, 0.45)
 def datacenter_ip(ctx: RuleContext, p: Params) -> Hit | None:
     """The IP belongs to a hosting or cloud provider, not a consumer network."""
-    if ctx.ip is not None and ctx.ip in ctx.lists.datacenter:
+    if ctx.ip is not None and ctx.ip in ctx.lists["datacenter"]:
         return 1.0, f"IP {ctx.ip} is in a datacenter range"
     return None
 
@@ -34,7 +34,7 @@ def datacenter_ip(ctx: RuleContext, p: Params) -> Hit | None:
 @rule("tor_exit_node", NETWORK, 0.7)
 def tor_exit_node(ctx: RuleContext, p: Params) -> Hit | None:
     """The IP is a Tor exit relay."""
-    if ctx.ip is not None and ctx.ip in ctx.lists.tor:
+    if ctx.ip is not None and ctx.ip in ctx.lists["tor_exit"]:
         return 1.0, f"IP {ctx.ip} is a Tor exit node"
     return None
 
@@ -42,7 +42,7 @@ def tor_exit_node(ctx: RuleContext, p: Params) -> Hit | None:
 @rule("proxy_vpn_ip", NETWORK, 0.35)
 def proxy_vpn_ip(ctx: RuleContext, p: Params) -> Hit | None:
     """The IP belongs to a commercial VPN or open proxy range."""
-    if ctx.ip is not None and ctx.ip in ctx.lists.proxy:
+    if ctx.ip is not None and ctx.ip in ctx.lists["proxy"]:
         return 1.0, f"IP {ctx.ip} is in a VPN/proxy range"
     return None
 

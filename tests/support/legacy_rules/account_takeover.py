@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from processors.rules.base import ACCOUNT_TAKEOVER, Hit, Params, RuleContext, at_least, rule, within
+from tests.support.legacy_rules.base import (
+    ACCOUNT_TAKEOVER,
+    Hit,
+    Params,
+    RuleContext,
+    at_least,
+    rule,
+    within,
+)
 
 HOUR_SECS = 3_600.0
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from processors.rules.base import BEHAVIORAL, Hit, Params, RuleContext, at_least, rule, within
+from tests.support.legacy_rules.base import (
+    BEHAVIORAL,
+    Hit,
+    Params,
+    RuleContext,
+    at_least,
+    rule,
+    within,
+)
 
 DAY_SECS = 86_400.0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.rules.base import IDENTITY, Hit, Params, RuleContext, rule, within
+from tests.support.legacy_rules.base import IDENTITY, Hit, Params, RuleContext, rule, within
 
 
 def _amount(ctx: RuleContext) -> float:
@@ -16,7 +16,7 @@ def disposable_email(ctx: RuleContext, p: Params) -> Hit | None:
     parts = domain.split(".")
     for i in range(len(parts) - 1):
         candidate = ".".join(parts[i:])
-        if candidate in ctx.lists.disposable_domains or candidate in p["extra_domains"]:
+        if candidate in ctx.lists["disposable_domains"] or candidate in p["extra_domains"]:
             return 1.0, f"e-mail domain {domain} is a disposable provider ({candidate})"
     return None
 

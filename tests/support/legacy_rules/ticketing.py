@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from processors.rules.base import TICKETING, Hit, Params, RuleContext, at_least, rule, within
+from tests.support.legacy_rules.base import (
+    TICKETING,
+    Hit,
+    Params,
+    RuleContext,
+    at_least,
+    rule,
+    within,
+)
 
 at_least("bulk_order", TICKETING, 0.4, "quantity", "max_quantity", 10,
          "tickets in a single order")  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.rules.base import TRANSACTION, Hit, Params, RuleContext, at_least, rule
+from tests.support.legacy_rules.base import TRANSACTION, Hit, Params, RuleContext, at_least, rule
 
 HIGH_RISK_COUNTRIES = ["KP", "IR", "SY", "CU", "RU", "BY"]
 

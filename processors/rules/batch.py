@@ -1,0 +1,128 @@
+"""A batch of purchases as columns, for rule expressions: the feature matrix (``FEATURE_NAMES``
+order, float64), record fields as text columns (extracted on first use), and the blocklists.
+
+    batch = RuleBatch(purchases, X, blocked_wallets={...}, blocked_ips={...})
+    batch = RuleBatch.from_dicts(purchases, feature_dicts, ...)
+
+A batch also memoises values that several rules share (``lower(user_agent)``, a parsed IP
+column) for the duration of one evaluation; ``subset(rows)`` is the same batch restricted
+to some rows (an organizer's rows, the rows whose reasons are rendered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence, Set
+from typing import Any
+
+import numpy as np
+
+from processors.compute import FEATURE_NAMES
+
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+# Record fields a rule can name (text, or missing). ``country`` is ``geo.country``.
+TEXT_FIELDS: tuple[str, ...] = (
+    "purchase_id",
+    "wallet",
+    "user_id",
+    "organizer_id",
+    "show_id",
+    "ticket_id",
+    "currency",
+    "channel",
+    "seller_wallet",
+    "payment_method",
+    "card_fingerprint",
+    "card_country",
+    "email_domain",
+    "ip",
+    "country",
+    "device_id",
+    "user_agent",
+)
+BLOCKLISTS: tuple[str, ...] = ("wallets", "ips")
+
+
+def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    if name == "country":
+        return [geo.get("country") if geo else None for geo in (r.get("geo") for r in records)]
+    return [r.get(name) for r in records]
+
+
+def object_column(values: Sequence[Any]) -> np.ndarray:
+    """A 1-d object array of ``values`` (never a 2-d array, whatever the values are)."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+class RuleBatch:
+    """Columns of a batch of purchases; see the module docstring."""
+
+    __slots__ = ("records", "columns", "blocked", "n", "_fields", "_memo")
+
+    def __init__(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        features: np.ndarray,
+        blocked_wallets: Set[str] = frozenset(),
+        blocked_ips: Set[str] = frozenset(),
+    ) -> None:
+        X = np.asarray(features, dtype=np.float64)
+        if X.shape != (len(records), len(FEATURE_NAMES)):
+            raise ValueError(
+                f"features must be {len(records)} x {len(FEATURE_NAMES)} (records x "
+                f"FEATURE_NAMES), got {X.shape}"
+            )
+        self.records = records
+        self.columns = np.ascontiguousarray(X.T)  # one contiguous row per feature
+        self.blocked = {"wallets": blocked_wallets, "ips": blocked_ips}
+        self.n = len(records)
+        self._fields: dict[str, np.ndarray] = {}
+        self._memo: dict[str, Any] = {}
+
+    @classmethod
+    def from_dicts(
+        cls,
+        records: Sequence[Mapping[str, Any]],
+        features: Sequence[Mapping[str, float]],
+        blocked_wallets: Set[str] = frozenset(),
+        blocked_ips: Set[str] = frozenset(),
+    ) -> RuleBatch:
+        """From one features dict per record (every name of ``FEATURE_NAMES`` required)."""
+        X = np.empty((len(features), len(FEATURE_NAMES)), dtype=np.float64)
+        for i, row in enumerate(features):
+            try:
+                X[i] = [row[name] for name in FEATURE_NAMES]
+            except KeyError as exc:
+                raise ValueError(f"record {i}: feature {exc.args[0]!r} is missing") from exc
+        return cls(records, X, blocked_wallets, blocked_ips)
+
+    def feature(self, name: str) -> np.ndarray:
+        return self.columns[FEATURE_INDEX[name]]
+
+    def field(self, name: str) -> np.ndarray:
+        """The text column ``name`` (None where the record has no value)."""
+        column = self._fields.get(name)
+        if column is None:
+            column = self._fields[name] = object_column(_values(self.records, name))
+        return column
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per batch for ``key`` (a parameter-free subexpression)."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
+
+    def subset(self, rows: np.ndarray) -> RuleBatch:
+        """This batch restricted to ``rows`` (indices), blocklists shared."""
+        sub = RuleBatch.__new__(RuleBatch)
+        sub.records = [self.records[i] for i in rows]
+        sub.columns = np.ascontiguousarray(self.columns[:, rows])
+        sub.blocked = self.blocked
+        sub.n = len(rows)
+        sub._fields = {name: column[rows] for name, column in self._fields.items()}
+        sub._memo = {}
+        return sub

@@ -1,0 +1,245 @@
+"""The fixed set of functions a rule expression may call, each vectorised over a batch.
+
+A value is a numpy column (one entry per purchase) or a scalar (a constant, a parameter).
+Types: ``number`` (float), ``boolean``, ``text`` (str, or None when missing), ``list`` (text
+entries: ``p.<list param>``, ``lists.<name>``, ``blocked.wallets``) and ``IP ranges``
+(``lists.<name>_cidrs`` files). Nothing here is reachable but through ``FUNCTIONS``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache, reduce
+from typing import Any
+
+import numpy as np
+
+from processors.rules.batch import object_column
+from processors.rules.lists import IpRanges
+from processors.signals import MISSING
+
+NUM, BOOL, TEXT, LIST, RANGES = "number", "boolean", "text", "list", "IP ranges"
+IP = "ip"  # an argument given as text, parsed once per batch into addresses
+SPEC = "format"  # an argument that must be a constant format spec, e.g. ".1f"
+
+
+class TextList:
+    """A list parameter: its entries in order (``find_any`` names the first that matches),
+    as a set (membership) and as one pattern matching any entry (``contains_any``)."""
+
+    __slots__ = ("items", "members", "pattern")
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self.items = tuple(items)
+        self.members = frozenset(self.items)
+        self.pattern = re.compile("|".join(re.escape(i) for i in self.items)) if self.items else None
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.members
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __repr__(self) -> str:
+        return f"TextList({list(self.items)!r})"
+
+
+def _distinct(fn: Callable[[Any], Any], column: np.ndarray) -> list[Any]:
+    """``fn`` of each entry, computed once per distinct value (texts repeat in a batch)."""
+    done: dict[Any, Any] = {}
+    return [done[v] if v in done else done.setdefault(v, fn(v)) for v in column]
+
+
+def each_text(fn: Callable[[Any], Any], value: Any) -> Any:
+    """``fn`` over a text column (an object column out), or on a scalar."""
+    if isinstance(value, np.ndarray):
+        return object_column(_distinct(fn, value))
+    return fn(value)
+
+
+def each_test(fn: Callable[[Any], bool], value: Any) -> Any:
+    """``fn`` over a column (a boolean column out), or on a scalar."""
+    if isinstance(value, np.ndarray):
+        return np.fromiter(_distinct(fn, value), dtype=bool, count=len(value))
+    return bool(fn(value))
+
+
+def isin(value: Any, collection: Any) -> Any:
+    """``value in collection`` per entry; a missing value (None or '') is in nothing."""
+    return each_test(lambda v: bool(v) and v in collection, value)
+
+
+def concat(left: Any, right: Any) -> Any:
+    """Text ``left + right``, a missing side counting as ''."""
+    if isinstance(left, np.ndarray) or isinstance(right, np.ndarray):
+        n = len(left) if isinstance(left, np.ndarray) else len(right)
+        lefts = left if isinstance(left, np.ndarray) else [left] * n
+        rights = right if isinstance(right, np.ndarray) else [right] * n
+        return object_column([(a or "") + (b or "") for a, b in zip(lefts, rights, strict=True)])
+    return (left or "") + (right or "")
+
+
+def _domain(text: Any) -> str:
+    return (text or "").lower().strip(".")
+
+
+def _domain_match(text: Any, collections: tuple) -> str | None:
+    parts = _domain(text).split(".")
+    for i in range(len(parts) - 1):
+        candidate = ".".join(parts[i:])
+        if any(candidate in c for c in collections):
+            return candidate
+    return None
+
+
+def _find_any(text: Any, patterns: Any) -> str | None:
+    text = text or ""
+    return next((p for p in patterns if p in text), None)
+
+
+def _contains_any(text: Any, patterns: Any) -> bool:
+    if isinstance(patterns, TextList):
+        return patterns.pattern is not None and patterns.pattern.search(text or "") is not None
+    return _find_any(text, patterns) is not None
+
+
+def ramp(value: Any, limit: Any) -> Any:
+    """0.5 at the limit, rising linearly to 1.0 at twice the limit (1.0 for a limit <= 0)."""
+    value, limit = np.asarray(value, dtype=np.float64), np.asarray(limit, dtype=np.float64)
+    positive = limit > 0
+    rising = np.minimum(1.0, 0.5 + 0.5 * (value - limit) / np.where(positive, limit, 1.0))
+    out = np.where(positive, rising, 1.0)
+    return out if out.ndim else float(out)
+
+
+def missing(value: Any) -> Any:
+    """No value: a number equal to MISSING (-1) or NaN; a text None or ''."""
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return (value == MISSING) | np.isnan(value)
+    if isinstance(value, float | int):
+        return value == MISSING or value != value
+    return each_test(lambda v: not v, value)
+
+
+# An IPv4 address exactly as ipaddress accepts one: four decimal octets 0-255, no leading zeros.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_ip(text: Any) -> tuple[bool, int, Any]:
+    """(valid, IPv4 as an integer or -1, the IPv6 address or None) of one text."""
+    if isinstance(text, str) and _IPV4.fullmatch(text):
+        a, b, c, d = text.split(".")
+        return True, (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d), None
+    try:
+        address = ipaddress.ip_address(text or "")
+    except ValueError:
+        return False, -1, None
+    if address.version == 4:
+        return True, int(address), None
+    return True, -1, address
+
+
+def _parse_any_ip(value: Any) -> tuple[bool, int, Any]:
+    """``_parse_ip``, cached for texts (a value of another type is parsed uncached)."""
+    if value is None or isinstance(value, str):
+        return _parse_ip(value)
+    return _parse_ip.__wrapped__(value)
+
+
+class ParsedIps:
+    """A text column parsed as IP addresses once per batch: ``valid``, and per row the IPv4
+    address as an integer (``is_v4``) or the IPv6 address object."""
+
+    __slots__ = ("valid", "is_v4", "v4", "v6")
+
+    def __init__(self, values: Any) -> None:
+        column = values if isinstance(values, np.ndarray) else object_column([values])
+        parsed = [_parse_any_ip(v) for v in column]
+        n = len(parsed)
+        self.valid = np.fromiter((p[0] for p in parsed), dtype=bool, count=n)
+        v4 = np.fromiter((p[1] for p in parsed), dtype=np.int64, count=n)
+        self.is_v4 = v4 >= 0
+        self.v4 = np.where(self.is_v4, v4, 0).astype(np.uint64)
+        self.v6 = object_column([p[2] for p in parsed])
+
+
+def _canonical_ip(text: Any) -> str | None:
+    valid, v4, v6 = _parse_any_ip(text)
+    if not valid:
+        return None
+    return str(ipaddress.IPv4Address(v4) if v6 is None else v6)
+
+
+def in_cidr(ips: ParsedIps, ranges: IpRanges) -> np.ndarray:
+    out = np.zeros(len(ips.valid), dtype=bool)
+    if ips.is_v4.any():
+        out[ips.is_v4] = ranges.contains_v4(ips.v4[ips.is_v4])
+    for i in np.flatnonzero(ips.valid & ~ips.is_v4):
+        out[i] = ips.v6[i] in ranges
+    return out
+
+
+def fmt(value: Any, spec: str) -> Any:
+    if isinstance(value, np.ndarray):
+        return object_column([format(v, spec) for v in value.tolist()])
+    return format(value, spec)
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """``args``: the accepted types of each argument (the last repeats if ``variadic``);
+    ``result``: the type given back (None: the type of the first argument)."""
+
+    name: str
+    args: tuple[tuple[str, ...], ...]
+    result: str | None
+    impl: Callable[..., Any]
+    doc: str
+    variadic: bool = False
+
+
+FUNCTIONS: dict[str, Function] = {f.name: f for f in (
+    Function("min", ((NUM,), (NUM,)), NUM, lambda *v: reduce(np.minimum, v),
+             "the smallest of its arguments", variadic=True),
+    Function("max", ((NUM,), (NUM,)), NUM, lambda *v: reduce(np.maximum, v),
+             "the largest of its arguments", variadic=True),
+    Function("abs", ((NUM,),), NUM, np.abs, "absolute value"),
+    Function("ramp", ((NUM,), (NUM,)), NUM, ramp,
+             "ramp(value, limit): 0.5 at the limit, 1.0 at twice the limit"),
+    Function("missing", ((NUM, TEXT),), BOOL, missing,
+             "no value: a number equal to -1 (MISSING), a text that is absent or empty"),
+    Function("lower", ((TEXT,),), TEXT, lambda v: each_text(lambda x: (x or "").lower(), v),
+             "lower case ('' when missing)"),
+    Function("upper", ((TEXT,),), TEXT, lambda v: each_text(lambda x: (x or "").upper(), v),
+             "upper case ('' when missing)"),
+    Function("domain", ((TEXT,),), TEXT, lambda v: each_text(_domain, v),
+             "a domain lower-cased, without leading or trailing dots"),
+    Function("tld", ((TEXT,),), TEXT, lambda v: each_text(lambda x: _domain(x).rsplit(".", 1)[-1], v),
+             "the top-level domain: tld('Mail.Deals.XYZ') is 'xyz'"),
+    Function("domain_in", ((TEXT,), (LIST,)), BOOL,
+             lambda v, *c: each_test(lambda x: _domain_match(x, c) is not None, v),
+             "domain_in(domain, list, ...): the domain or a parent domain is listed",
+             variadic=True),
+    Function("domain_match", ((TEXT,), (LIST,)), TEXT,
+             lambda v, *c: each_text(lambda x: _domain_match(x, c), v),
+             "the longest parent domain (or the domain) that is listed, else missing",
+             variadic=True),
+    Function("contains_any", ((TEXT,), (LIST,)), BOOL,
+             lambda v, c: each_test(lambda x: _contains_any(x, c), v),
+             "contains_any(text, list): some entry of the list occurs in the text"),
+    Function("find_any", ((TEXT,), (LIST,)), TEXT,
+             lambda v, c: each_text(lambda x: _find_any(x, c), v),
+             "the first entry of the list that occurs in the text, else missing"),
+    Function("valid_ip", ((IP,),), BOOL, lambda ips: ips.valid, "the text is an IP address"),
+    Function("canonical_ip", ((TEXT,),), TEXT, lambda v: each_text(_canonical_ip, v),
+             "an IP address in its canonical form ('2001:db8::1'), missing when invalid"),
+    Function("in_cidr", ((IP,), (RANGES,)), BOOL, in_cidr,
+             "in_cidr(ip, lists.tor_exit): the address is in one of the ranges"),
+    Function("fmt", ((NUM, TEXT), (SPEC,)), TEXT, fmt,
+             "fmt(value, '.1f'): a value as text, with a Python format spec"),
+)}  # fmt: skip

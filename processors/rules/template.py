@@ -1,0 +1,137 @@
+"""Reason templates: text with ``{expression}`` fields, each with an optional ``!r`` / ``!s``
+conversion and a Python format spec, as in ``str.format``:
+
+    "{velocity_1h:g} purchases in 1 h (threshold {p.max_purchases:g})"
+
+A field is a rule expression (``compiler``), so it may compute: ``{account_age_days * 24:.1f}``.
+``{{`` and ``}}`` are literal braces. Rendered only for the rows where the rule fired.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from processors.rules.batch import RuleBatch
+from processors.rules.compiler import Compiler, Node, Scope
+from processors.rules.functions import BOOL, NUM, TEXT
+from processors.rules.syntax import ExpressionError, parse
+
+_CONVERSION = re.compile(r"!([rs])\s*$")
+_SAMPLE = {NUM: 1.0, TEXT: "x", BOOL: True}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    node: Node
+    conversion: str | None
+    spec: str
+
+
+class Template:
+    """A compiled reason template; ``render(batch)`` gives one text per row."""
+
+    def __init__(self, text: str, scope: Scope) -> None:
+        self.text = text
+        self.parts: list[str | Field] = []
+        for literal, field, column in _split(text):
+            if literal:
+                self.parts.append(literal)
+            if field is not None:
+                self.parts.append(_field(text, field, column, scope))
+
+    def render(self, batch: RuleBatch) -> list[str]:
+        columns: list[list[str]] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                columns.append([part] * batch.n)
+                continue
+            value = part.node.run(batch)
+            values = np.broadcast_to(value, batch.n).tolist() if isinstance(
+                value, np.ndarray) else [value] * batch.n  # fmt: skip
+            if part.conversion == "r":
+                values = [repr(v) for v in values]
+            elif part.conversion == "s":
+                values = [str(v) for v in values]
+            columns.append([format(v, part.spec) for v in values])
+        if not columns:
+            return [""] * batch.n
+        return ["".join(row) for row in zip(*columns, strict=True)]
+
+
+def _split(text: str) -> Iterator[tuple[str, str | None, int]]:
+    """(literal, field text or None, field's 0-based column) pieces of ``text``."""
+    literal, i = [], 0
+    while i < len(text):
+        char = text[i]
+        if char in "{}" and text[i + 1 : i + 2] == char:
+            literal.append(char)
+            i += 2
+        elif char == "}":
+            raise ExpressionError("single '}' (write '}}' for a brace)", text, 1, i + 1, "}")
+        elif char == "{":
+            end = _closing(text, i)
+            yield "".join(literal), text[i + 1 : end], i + 1
+            literal, i = [], end + 1
+        else:
+            literal.append(char)
+            i += 1
+    yield "".join(literal), None, 0
+
+
+def _top_level(text: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, character) of ``text[start:]`` outside quotes and brackets (a closing bracket
+    that opens nothing, like a field's '}', counts as outside)."""
+    depth, quote = 0, ""
+    for i in range(start, len(text)):
+        char = text[i]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}" and depth:
+            depth -= 1
+        else:
+            yield i, char
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the '}' closing the field opened at ``start``."""
+    end = next((i for i, char in _top_level(text, start + 1) if char == "}"), None)
+    if end is None:
+        raise ExpressionError("'{' was never closed", text, 1, start + 1, "{")
+    return end
+
+
+def _field(text: str, field: str, column: int, scope: Scope) -> Field:
+    expression, spec = _split_spec(field)
+    conversion = None
+    match = _CONVERSION.search(expression)
+    if match:
+        conversion, expression = match.group(1), expression[: match.start()]
+    try:
+        node = Compiler(expression, scope).compile(parse(expression))
+    except ExpressionError as exc:
+        shift = column if exc.line == 1 else 0
+        raise ExpressionError(exc.message, text, 1, exc.column + shift, exc.token) from None
+    if node.type not in _SAMPLE:
+        raise ExpressionError(f"{node.type} cannot be shown in a reason", text, 1,
+                              column + 1, expression.strip())  # fmt: skip
+    try:
+        format(_SAMPLE[node.type] if conversion is None else "x", spec)
+    except ValueError as exc:
+        raise ExpressionError(f"bad format '{spec}' for a {node.type}: {exc}", text, 1,
+                              column + 1, field) from None  # fmt: skip
+    return Field(node, conversion, spec)
+
+
+def _split_spec(field: str) -> tuple[str, str]:
+    """``expression`` and ``spec`` of ``expression:spec`` (the first ':' outside quotes and
+    brackets; the language has no other use for one)."""
+    colon = next((i for i, char in _top_level(field) if char == ":"), None)
+    return (field, "") if colon is None else (field[:colon], field[colon + 1 :])
