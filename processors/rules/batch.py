@@ -41,6 +41,7 @@ TEXT_FIELDS: tuple[str, ...] = (
     "user_agent",
 )
 BLOCKLISTS: tuple[str, ...] = ("wallets", "ips")
+_UNSET = object()
 
 
 def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
@@ -110,11 +111,10 @@ class RuleBatch:
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per batch for ``key`` (a parameter-free subexpression)."""
-        try:
-            return self._memo[key]
-        except KeyError:
+        value = self._memo.get(key, _UNSET)
+        if value is _UNSET:
             value = self._memo[key] = compute()
-            return value
+        return value
 
     def subset(self, rows: np.ndarray) -> RuleBatch:
         """This batch restricted to ``rows`` (indices), blocklists shared."""

@@ -21,50 +21,22 @@ from __future__ import annotations
 
 import ast
 import difflib
-import operator
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from processors.compute import FEATURE_NAMES
 from processors.rules import functions as fn
-from processors.rules.batch import BLOCKLISTS, TEXT_FIELDS, RuleBatch, object_column
+from processors.rules.batch import BLOCKLISTS, TEXT_FIELDS
 from processors.rules.functions import BOOL, FUNCTIONS, LIST, NUM, RANGES, TEXT
 from processors.rules.lists import IpRanges
+from processors.rules.nodes import Node, Scope, const_node, flags
+from processors.rules.operators import Operators
 from processors.rules.syntax import MAX_DEPTH, ExpressionError, error_at, parse
 
+__all__ = ["Compiler", "Node", "Scope", "compile_expression", "param_value"]
+
 NAMESPACES = ("p", "lists", "blocked")
-_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-               ast.Div: operator.truediv}  # fmt: skip
-_ORDER = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
-_EQUALITY = {ast.Eq: operator.eq, ast.NotEq: operator.ne}
-_SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%",
-           ast.FloorDiv: "//", ast.Pow: "**", ast.MatMult: "@", ast.BitAnd: "&",
-           ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
-           ast.Is: "is", ast.IsNot: "is not", ast.Invert: "~", ast.Eq: "==", ast.NotEq: "!=",
-           ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.In: "in",
-           ast.NotIn: "not in"}  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """A compiled (sub)expression: ``run(batch)`` gives a column or a scalar of ``type``.
-    ``const``: the same for every batch (``run(None)`` works); ``pure``: names no parameter."""
-
-    type: str
-    run: Callable[[RuleBatch | None], Any]
-    const: bool = False
-    pure: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What an expression may name besides features and fields."""
-
-    params: Mapping[str, Any]
-    lists: Mapping[str, Any]
 
 
 def compile_expression(text: str, scope: Scope, want: str) -> Node:
@@ -89,11 +61,7 @@ def param_value(value: Any) -> tuple[str, Any]:
     raise TypeError(f"unsupported parameter value {value!r}")
 
 
-def _const(type_: str, value: Any) -> Node:
-    return Node(type_, lambda _batch: value, const=True)
-
-
-class Compiler:
+class Compiler(Operators):
     def __init__(self, text: str, scope: Scope) -> None:
         self.text, self.scope, self.depth = text, scope, 0
 
@@ -166,7 +134,7 @@ class Compiler:
                 raise self.fail(node, f"no reference list '{name}'{_hint(name, self.scope.lists)}"
                                       f" (known: {', '.join(sorted(self.scope.lists))})")  # fmt: skip
             value = self.scope.lists[name]
-            return _const(RANGES if isinstance(value, IpRanges) else LIST, value)
+            return const_node(RANGES if isinstance(value, IpRanges) else LIST, value)
         if name not in BLOCKLISTS:
             raise self.fail(node, f"no blocklist '{name}' (known: {', '.join(BLOCKLISTS)})")
         return Node(LIST, lambda batch: batch.blocked[name])
@@ -176,11 +144,11 @@ class Compiler:
     def visit_Constant(self, node: ast.Constant) -> Node:
         value = node.value
         if isinstance(value, bool):
-            return _const(BOOL, value)
+            return const_node(BOOL, value)
         if isinstance(value, int | float):
-            return _const(NUM, value)
+            return const_node(NUM, value)
         if isinstance(value, str):
-            return _const(TEXT, value)
+            return const_node(TEXT, value)
         if value is None:
             raise self.fail(node, "None is not a value here: test missing(x)")
         raise self.fail(node, f"{type(value).__name__} literals are not allowed")
@@ -191,99 +159,9 @@ class Compiler:
             if not isinstance(element, ast.Constant) or not isinstance(element.value, str):
                 raise self.fail(element, "a literal list holds only texts, e.g. ('a', 'b')")
             items.append(element.value)
-        return _const(LIST, fn.TextList(items))
+        return const_node(LIST, fn.TextList(items))
 
     visit_List = visit_Tuple
-
-    # operators ---------------------------------------------------------------------------
-
-    def visit_BoolOp(self, node: ast.BoolOp) -> Node:
-        word = "and" if isinstance(node.op, ast.And) else "or"
-        parts = [self.expect(v, (BOOL,), f"'{word}'") for v in node.values]
-        return Node(BOOL, _logical(parts, word == "and"), *_flags(parts))
-
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> Node:
-        if isinstance(node.op, ast.Not):
-            operand = self.expect(node.operand, (BOOL,), "'not'")
-            return Node(BOOL, lambda b: np.logical_not(operand.run(b)), *_flags([operand]))
-        if isinstance(node.op, ast.USub | ast.UAdd):
-            operand = self.expect(node.operand, (NUM,), "a sign")
-            sign = -1 if isinstance(node.op, ast.USub) else 1
-            return Node(NUM, lambda b: sign * operand.run(b), *_flags([operand]))
-        raise self.fail(node, f"operator '{_SYMBOL.get(type(node.op), '?')}' is not allowed")
-
-    def visit_BinOp(self, node: ast.BinOp) -> Node:
-        op = _ARITHMETIC.get(type(node.op))
-        if op is None:
-            raise self.fail(node, f"operator '{_SYMBOL.get(type(node.op), '?')}' is not allowed"
-                                  " (use + - * /)")  # fmt: skip
-        left = self.expect(node.left, (NUM, TEXT), "arithmetic")
-        right = self.expect(node.right, (left.type,), f"'{_SYMBOL[type(node.op)]}' with a "
-                                                       f"{left.type} on its left")  # fmt: skip
-        if left.type == TEXT:
-            if not isinstance(node.op, ast.Add):
-                raise self.fail(node, "texts can only be joined with +")
-            return Node(TEXT, lambda b: fn.concat(left.run(b), right.run(b)), *_flags([left, right]))
-        return Node(NUM, lambda b: op(left.run(b), right.run(b)), *_flags([left, right]))
-
-    def visit_Compare(self, node: ast.Compare) -> Node:
-        for op in node.ops:
-            if isinstance(op, ast.Is | ast.IsNot):
-                raise self.fail(node, f"operator '{_SYMBOL[type(op)]}' is not allowed (use == "
-                                      "or missing(x))")  # fmt: skip
-        left = self.compile(node.left)
-        tests = []
-        for op, right_node in zip(node.ops, node.comparators, strict=True):
-            right = self.compile(right_node)
-            tests.append(self._comparison(node, op, left, right, right_node))
-            left = right
-        if len(tests) == 1:
-            return tests[0]
-        return Node(BOOL, _logical(tests, True), *_flags(tests))
-
-    def _comparison(self, node: ast.Compare, op: ast.cmpop, left: Node, right: Node,
-                    right_node: ast.expr) -> Node:  # fmt: skip
-        flags = _flags([left, right])
-        if isinstance(op, ast.In | ast.NotIn):
-            test = self._membership(node, left, right, right_node)
-            if isinstance(op, ast.NotIn):
-                return Node(BOOL, lambda b: np.logical_not(test(b)), *flags)
-            return Node(BOOL, test, *flags)
-        if type(op) in _ORDER and left.type == right.type == NUM:
-            compare = _ORDER[type(op)]
-        elif type(op) in _EQUALITY and left.type == right.type and left.type in (NUM, TEXT, BOOL):
-            compare = _EQUALITY[type(op)]
-        else:
-            raise self.fail(node, f"cannot compare a {left.type} with a {right.type} using "
-                                  f"'{_SYMBOL[type(op)]}'")  # fmt: skip
-        return Node(BOOL, lambda b: compare(left.run(b), right.run(b)), *flags)
-
-    def _membership(self, node: ast.Compare, left: Node, right: Node,
-                    right_node: ast.expr) -> Callable[[RuleBatch | None], Any]:  # fmt: skip
-        if left.type == TEXT and right.type == LIST:
-            return lambda b: fn.isin(left.run(b), right.run(b))
-        if left.type == TEXT and right.type == RANGES:
-            ips = self._parsed_ips(node.left, left)
-            return lambda b: fn.in_cidr(ips.run(b), right.run(b))
-        raise self.fail(right_node, f"'in' needs a text on its left and a list or IP ranges on "
-                                    f"its right, not a {left.type} and a {right.type}")  # fmt: skip
-
-    def visit_IfExp(self, node: ast.IfExp) -> Node:
-        test = self.expect(node.test, (BOOL,), "the condition of 'if'")
-        body = self.expect(node.body, (NUM, TEXT, BOOL), "'if'")
-        orelse = self.expect(node.orelse, (body.type,), f"'else' after a {body.type}")
-        parts = [test, body, orelse]
-
-        def run(batch: RuleBatch | None) -> Any:
-            cond, yes, no = test.run(batch), body.run(batch), orelse.run(batch)
-            if not any(isinstance(v, np.ndarray) for v in (cond, yes, no)):
-                return yes if cond else no
-            if body.type == TEXT:
-                n = max(len(v) for v in (cond, yes, no) if isinstance(v, np.ndarray))
-                yes, no = _texts(yes, n), _texts(no, n)
-            return np.where(cond, yes, no)
-
-        return Node(body.type, run, *_flags(parts))
 
     # calls -------------------------------------------------------------------------------
 
@@ -307,7 +185,7 @@ class Compiler:
         args = [self._argument(spec, i, a) for i, a in enumerate(node.args)]
         result = spec.result or args[0].type
         impl = spec.impl
-        return Node(result, lambda b: impl(*[a.run(b) for a in args]), *_flags(args))
+        return Node(result, lambda b: impl(*[a.run(b) for a in args]), *flags(args))
 
     def _argument(self, spec: fn.Function, index: int, node: ast.expr) -> Node:
         types = spec.args[min(index, len(spec.args) - 1)]
@@ -319,41 +197,16 @@ class Compiler:
                 format(1.0, node.value)
             except ValueError as exc:
                 raise self.fail(node, f"bad format '{node.value}': {exc}") from None
-            return _const(TEXT, node.value)
+            return const_node(TEXT, node.value)
         if types == (fn.IP,):
-            return self._parsed_ips(node, self.expect(node, (TEXT,), what))
+            return self.parsed_ips(node, self.expect(node, (TEXT,), what))
         return self.expect(node, types, what)
 
-    def _parsed_ips(self, node: ast.expr, text: Node) -> Node:
+    def parsed_ips(self, node: ast.expr, text: Node) -> Node:
         if not text.pure or text.const:
             return Node(fn.IP, lambda b: fn.ParsedIps(text.run(b)), pure=text.pure)
         key = "ip:" + ast.dump(node)
         return Node(fn.IP, lambda b: b.memo(key, lambda: fn.ParsedIps(text.run(b))))
-
-
-def _flags(parts: list[Node]) -> tuple[bool, bool]:
-    """(const, pure) of a node computed from ``parts``."""
-    return all(p.const for p in parts), all(p.pure for p in parts)
-
-
-def _logical(parts: list[Node], conjunction: bool) -> Callable[[RuleBatch | None], Any]:
-    """``and`` / ``or`` over columns, stopping early once every row is decided."""
-    combine = np.logical_and if conjunction else np.logical_or
-
-    def run(batch: RuleBatch | None) -> Any:
-        acc = parts[0].run(batch)
-        for part in parts[1:]:
-            decided = not acc.any() if conjunction else acc.all()
-            if decided if isinstance(acc, np.ndarray) else (bool(acc) != conjunction):
-                return acc
-            acc = combine(acc, part.run(batch))
-        return acc
-
-    return run
-
-
-def _texts(value: Any, n: int) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else object_column([value] * n)
 
 
 def _hint(name: str, known: Any) -> str:

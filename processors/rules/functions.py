@@ -159,13 +159,12 @@ class ParsedIps:
 
     def __init__(self, values: Any) -> None:
         column = values if isinstance(values, np.ndarray) else object_column([values])
-        parsed = [_parse_any_ip(v) for v in column]
-        n = len(parsed)
-        self.valid = np.fromiter((p[0] for p in parsed), dtype=bool, count=n)
-        v4 = np.fromiter((p[1] for p in parsed), dtype=np.int64, count=n)
-        self.is_v4 = v4 >= 0
-        self.v4 = np.where(self.is_v4, v4, 0).astype(np.uint64)
-        self.v6 = object_column([p[2] for p in parsed])
+        valid, v4, v6 = zip(*map(_parse_any_ip, column), strict=True) if len(column) else ((), (), ())
+        self.valid = np.array(valid, dtype=bool)
+        ints = np.array(v4, dtype=np.int64)
+        self.is_v4 = ints >= 0
+        self.v4 = np.where(self.is_v4, ints, 0).astype(np.uint64)
+        self.v6 = object_column(v6)
 
 
 def _canonical_ip(text: Any) -> str | None:
