@@ -26,6 +26,7 @@ from typing import Any
 from connectors.bench_load import Load, percentiles, run_fixed_rate, run_full_speed, wait_healthy
 from connectors.bench_server import GatewayProcess, free_port, topic_records
 from infra import admin, local
+from infra.secrets import webhook_secrets
 from infra.settings import KafkaSettings, Settings, WebhookSettings
 from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS
 
@@ -74,7 +75,7 @@ def run_gateway_bench(
 async def _drive(
     settings: Settings, port: int, duration_s: float, rate: int, concurrency: int, server
 ) -> dict[str, Any]:
-    secret = settings.webhook.secret_list()[0]
+    secret = webhook_secrets(settings)[0]
     await wait_healthy(port, server.assert_alive)
     load = Load("127.0.0.1", port, secret, run_id=uuid.uuid4().hex[:8])
     await run_full_speed(load, concurrency, min(2.0, duration_s))  # warm-up

@@ -13,6 +13,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from infra.process import stop_group
+from infra.secrets import webhook_secrets
 from infra.settings import Settings
 from infra.topics import TopicSpec, full_name
 
@@ -38,7 +39,7 @@ class GatewayProcess:
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
             "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "REDIS_URL": settings.redis.dsn,
-            "WEBHOOK_SECRETS": hook.secrets.get_secret_value(),
+            "WEBHOOK_SECRETS": ",".join(s.decode() for s in webhook_secrets(settings)),
             "WEBHOOK_RATE_PER_IP_PER_MIN": str(hook.rate_per_ip_per_min),
             "WEBHOOK_RATE_PER_WALLET_PER_MIN": str(hook.rate_per_wallet_per_min),
             "WEBHOOK_RATE_GLOBAL_PER_MIN": str(hook.rate_global_per_min),

@@ -46,11 +46,18 @@ def gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     from connectors.webhook import create_app
+    from infra.secrets import WeakSetup, check_bind
 
     settings = get_settings()
+    host = args.host or settings.webhook.host
+    try:
+        check_bind(host, settings)
+    except WeakSetup as exc:
+        print(f"sentinel gateway: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         create_app(settings),
-        host=args.host or settings.webhook.host,
+        host=host,
         port=args.port or settings.webhook.port,
         log_level=args.log_level,
         access_log=False,  # access logs would hold raw client IPs

@@ -38,6 +38,7 @@ from connectors.redis_batch import RedisBatcher
 from connectors.security_events import RATE_LIMIT_EXCEEDED, redact_ip, security_event
 from connectors.signature import AuthFailed, verify
 from connectors.validation import PURCHASE, limit_key, parse
+from infra.secrets import webhook_secrets
 from infra.settings import Settings
 
 MAX_BODY = 64 * 1024
@@ -96,7 +97,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.in_flight = 0
         self.health = Health(settings)
-        self._secrets = settings.webhook.secret_list()
+        self._secrets = webhook_secrets(settings)
         self.auth_failures = FailureLimiter(settings.webhook.preauth_failures_per_min)
         self.digest = FailureDigest(settings.webhook.auth_failure_window_s)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -216,11 +216,15 @@ class MetricsSettings(BaseSettings):
         return getattr(self, field), f"METRICS_{field.upper()}"
 
 
+MIN_SECRET_BYTES = 32
+
+
 class WebhookSettings(BaseSettings):
     model_config = _config("WEBHOOK_")
 
-    # Comma-separated: two secrets may be valid at once during rotation.
-    secrets: SecretStr = SecretStr("dev-secret-change-me")
+    # Comma-separated: two secrets may be valid at once during rotation. Unset: a development
+    # secret generated under the data dir, loopback only (``infra.secrets``).
+    secrets: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default_factory=lambda: loopback_port(8080))
     tolerance_s: int = 300
@@ -239,8 +243,18 @@ class WebhookSettings(BaseSettings):
     max_in_flight: int = 1000
     limit_concurrency: int = 4096
 
+    @field_validator("secrets")
+    @classmethod
+    def _strong(cls, value: SecretStr | None) -> SecretStr | None:
+        parts = [] if value is None else value.get_secret_value().split(",")
+        if any(len(p.strip().encode()) < MIN_SECRET_BYTES for p in parts):
+            raise ValueError(f"WEBHOOK_SECRETS: each secret needs at least {MIN_SECRET_BYTES}"
+                             " bytes (e.g. `openssl rand -hex 32`)")  # fmt: skip
+        return value
+
     def secret_list(self) -> list[bytes]:
-        raw = self.secrets.get_secret_value()
+        """The configured secrets (none: see ``infra.secrets.webhook_secrets``)."""
+        raw = "" if self.secrets is None else self.secrets.get_secret_value()
         return [s.strip().encode() for s in raw.split(",") if s.strip()]
 
 

@@ -20,6 +20,7 @@ import pytest
 from connectors.bench_server import topic_records
 from connectors.signature import signed_headers
 from connectors.webhook import create_app
+from infra.secrets import webhook_secrets
 from infra.settings import Settings, WebhookSettings
 from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS, TopicSpec
 from schemas.codec import AvroCodec
@@ -44,7 +45,7 @@ async def post(
     client: httpx.AsyncClient, path: str, record: dict | bytes, settings: Settings, **kw
 ) -> httpx.Response:
     body = record if isinstance(record, bytes) else orjson.dumps(record)
-    secret = kw.pop("secret", None) or settings.webhook.secret_list()[0]
+    secret = kw.pop("secret", None) or webhook_secrets(settings)[0]
     extra = kw.pop("headers", {})
     signed = signed_headers(secret, body, kw.pop("ts", None), extra.pop("Idempotency-Key", None))
     return await client.post(path, content=body, headers={**signed, **extra})
@@ -165,14 +166,15 @@ def test_failed_authentications_limit_the_source_before_the_signature_check(sett
 
 
 def test_rotated_secrets_both_verify(settings: Settings) -> None:
+    old, new = b"old-secret-" + b"o" * 32, b"new-secret-" + b"n" * 32
     rotated = settings.model_copy(update={"webhook": WebhookSettings(
-        **{**settings.webhook.model_dump(), "secrets": "old-secret, new-secret"})})  # fmt: skip
+        **{**settings.webhook.model_dump(), "secrets": f"{old.decode()}, {new.decode()}"})})
 
     async def scenario() -> list[int]:
         async with gateway_client(rotated) as client:
-            a = await post(client, "/v1/purchases", new_purchase(3), rotated, secret=b"old-secret")
-            b = await post(client, "/v1/purchases", new_purchase(4), rotated, secret=b"new-secret")
-            c = await post(client, "/v1/purchases", new_purchase(5), rotated, secret=b"other")
+            a = await post(client, "/v1/purchases", new_purchase(3), rotated, secret=old)
+            b = await post(client, "/v1/purchases", new_purchase(4), rotated, secret=new)
+            c = await post(client, "/v1/purchases", new_purchase(5), rotated, secret=b"x" * 32)
             return [a.status_code, b.status_code, c.status_code]
 
     assert asyncio.run(scenario()) == [202, 202, 401]
@@ -327,7 +329,7 @@ def test_a_captured_request_replayed_with_new_keys_is_not_published_again(settin
     """The Idempotency-Key is signed: a request captured on the wire and re-sent within the
     timestamp tolerance with a new key (or without its key) is refused, not published."""
     body = orjson.dumps(new_purchase(45))
-    captured = signed_headers(settings.webhook.secret_list()[0], body, idempotency_key="k-45")
+    captured = signed_headers(webhook_secrets(settings)[0], body, idempotency_key="k-45")
 
     async def scenario() -> list[httpx.Response]:
         async with gateway_client(settings) as client:

@@ -17,6 +17,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signed_headers
+from infra.secrets import webhook_secrets
 from infra.settings import Settings
 from tests.integration.test_gateway import gateway_client, new_purchase
 
@@ -30,7 +31,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 PURCHASE_FIELDS = sorted(new_purchase(0))
-SECRET = Settings().webhook.secret_list()[0]
+SECRET = webhook_secrets(Settings())[0]
 
 
 @st.composite
