@@ -204,8 +204,8 @@ class Gateway:
         hook, ns = self.settings.webhook, self.namespace
         limits = []
         ip = getattr(record, "ip", None)
-        if ip:
-            limits.append(Limit("ip", f"{ns}rl:ip:{ip}", hook.rate_per_ip_per_min))
+        if ip:  # IPv6 per /64: a client holds a whole /64 and could rotate through it
+            limits.append(Limit("ip", f"{ns}rl:ip:{limit_key(ip)}", hook.rate_per_ip_per_min))
         if kind is PURCHASE:
             wallet_key = f"{ns}rl:wallet:{record.wallet}"
             limits.append(Limit("wallet", wallet_key, hook.rate_per_wallet_per_min))

@@ -3,7 +3,10 @@
 Pydantic v2 models mirror ``schemas/purchase.avsc``, ``auth_event.avsc`` and ``label.avsc`` and
 reject what the schema (or common sense about the field) would reject, naming each bad field.
 Wallets are normalised to lower case, currencies and countries to upper case, IPs to their
-canonical text. Timestamps are RFC 3339 strings with an offset or integer epoch milliseconds,
+canonical text (``canonical_ip``: an IPv4-mapped IPv6 address becomes IPv4, zone ids are
+refused; ``limit_key`` counts IPv6 per /64). Ids and texts refuse control characters (NUL,
+newlines, C1) and bidi controls. This is the one canonicalisation place: the gateway, the
+producer client and the blocklists use it. Timestamps are RFC 3339 strings with an offset or integer epoch milliseconds,
 never naive. The event time (``occurred_at``) is bounded against the clock of the edge
 (``EventTimeBounds``): at most ``max_future`` ahead (5 min by default) and no older than the
 retention of the record's topic; other timestamps at most 24 h ahead.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -113,23 +117,49 @@ def _currency(value: str) -> str:
     return code
 
 
+# Bidirectional formatting characters (Trojan Source, CVE-2021-42574): they make an id read
+# differently from what it is.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f" + "".join(map(chr, range(0x202A, 0x202F)))
+                          + "".join(map(chr, range(0x2066, 0x206A))))  # fmt: skip
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters (C0, DEL, C1: NUL, newlines, tabs...) and bidi controls."""
+    for ch in value:
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) == "Cc":
+            raise ValueError(f"control character U+{ord(ch):04X} not allowed")
+    return value
+
+
+def canonical_ip(value: str) -> str:
+    """The one canonical text of an IP: compressed lower-case, an IPv4-mapped IPv6 address as
+    its IPv4 address; a zone id (``fe80::1%eth0``) is refused (``ValueError``)."""
+    addr = ipaddress.ip_address(value)
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.scope_id is not None:
+            raise ValueError("IPv6 zone ids (%...) are not allowed")
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+    return str(addr)
+
+
 def limit_key(ip: str | None) -> str:
     """What per-IP limits count by: an IPv4 address, or the /64 of an IPv6 one (a client
     typically holds a whole /64 and could rotate through it); "unknown" when absent."""
     try:
-        addr = ipaddress.ip_address(ip or "")
+        addr = ipaddress.ip_address(canonical_ip(ip or ""))
     except ValueError:
         return "unknown"
     if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr)
 
 
 def _ip(value: str) -> str:
+    if "%" in value:
+        raise ValueError("IPv6 zone ids (%...) are not allowed")
     try:
-        return str(ipaddress.ip_address(value))
+        return canonical_ip(value)
     except ValueError:
         raise ValueError("not an IPv4 or IPv6 address") from None
 
@@ -141,8 +171,8 @@ EventTime = Annotated[
     datetime, BeforeValidator(_millis_to_datetime), AfterValidator(_event_time)
 ]
 Wallet = Annotated[StrictStr, AfterValidator(_wallet)]
-Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-Text = Annotated[StrictStr, Field(max_length=512)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=128), AfterValidator(_printable)]
+Text = Annotated[StrictStr, Field(max_length=512), AfterValidator(_printable)]
 Country = Annotated[StrictStr, Field(pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
 Currency = Annotated[StrictStr, Field(min_length=3, max_length=3), AfterValidator(_currency)]
 Ip = Annotated[StrictStr, Field(max_length=64), AfterValidator(_ip)]

@@ -12,7 +12,6 @@ is how scoring reads the blocklists.
 from __future__ import annotations
 
 import builtins
-import ipaddress
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
+
+from connectors.validation import canonical_ip
 
 Kind = Literal["wallet", "ip"]
 KINDS: tuple[str, ...] = ("wallet", "ip")
@@ -48,11 +49,12 @@ class Entry:
 
 
 def normalise(kind: str, value: str) -> str:
-    """Wallets lower-case; IPs in their canonical text form. Raises ValueError if invalid."""
+    """Wallets lower-case; IPs in the edge's canonical text (``canonical_ip``: an IPv4-mapped
+    address as IPv4, no zone id). Raises ValueError if invalid."""
     if kind == "wallet":
         return value.strip().lower()
     if kind == "ip":
-        return str(ipaddress.ip_address(value.strip()))
+        return canonical_ip(value.strip())
     raise ValueError(f"blocklist kind must be one of {KINDS}, not {kind!r}")
 
 

@@ -302,6 +302,23 @@ def test_per_ip_limit(settings: Settings) -> None:
     assert (event["ip"], event["details"]["limit"]) == ("192.0.2.77", "ip")
 
 
+def test_ipv6_buyers_are_limited_per_64_and_mapped_ipv4_as_ipv4(settings: Settings) -> None:
+    """Rotating through one /64, or writing an IPv4 address as IPv6, does not escape the
+    per-IP limit."""
+    limited = with_limits(settings, rate_per_ip_per_min=2)
+    same_64 = ["2001:db8:7:7::1", "2001:db8:7:7:ffff::2", "2001:db8:7:7:1234::3"]
+    mapped = ["192.0.2.55", "::ffff:192.0.2.55", "::FFFF:C000:0237"]
+
+    async def scenario() -> list[int]:
+        async with gateway_client(limited) as client:
+            return [(await post(client, "/v1/purchases", new_purchase(60 + i, ip=ip),
+                                limited)).status_code for i, ip in enumerate(same_64 + mapped)]
+
+    assert asyncio.run(scenario()) == [202, 202, 429, 202, 202, 429]
+    on_topic = {r["ip"] for r in records(limited, PURCHASES, 4)}
+    assert "192.0.2.55" in on_topic and not any(ip.startswith("::ffff") for ip in on_topic)
+
+
 # ------------------------------------------------------------------ idempotency
 
 

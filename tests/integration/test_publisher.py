@@ -23,6 +23,18 @@ from tests.support.records import recent_purchase
 pytestmark = pytest.mark.integration
 
 
+def test_the_producer_client_canonicalises_like_the_gateway(settings: Settings) -> None:
+    with Publisher(settings) as publisher:
+        publisher.publish_purchase(recent_purchase(5, purchase_id=f"p-{uuid.uuid4().hex}",
+                                                   ip="::ffff:185.220.100.0")).result(30)
+        for bad in ({"ip": "fe80::1%eth0"}, {"user_id": "u\u202e1"}, {"device_id": "d\x00"}):
+            with pytest.raises(ValidationFailed):
+                publisher.publish_purchase(recent_purchase(6, **bad))
+    codec = AvroCodec.for_topic(registry_from_settings(settings), PURCHASES)
+    [message] = read_until(settings, PURCHASES, lambda ms: len(ms) >= 1)
+    assert codec.decode(message.value())["ip"] == "185.220.100.0"
+
+
 def test_publish_reports_delivery_and_normalises(settings: Settings) -> None:
     record = recent_purchase(1, purchase_id=f"p-{uuid.uuid4().hex}", wallet="0x" + "AB" * 20)
     with Publisher(settings) as publisher:

@@ -136,6 +136,16 @@ def test_blocklist_entries_expire_one_by_one(redis_client, namespace):
         bl.add("device", "x", 10, "bad")
 
 
+def test_blocklist_ips_are_canonical_like_the_edge(redis_client, namespace):
+    bl = Blocklist(redis_client, namespace=namespace)
+    bl.add("ip", "::ffff:185.220.100.0", 60, "tor exit, written mapped")
+    assert bl.contains_many("ip", ["185.220.100.0", "::FFFF:185.220.100.0"]) == {
+        "185.220.100.0", "::FFFF:185.220.100.0"}  # fmt: skip
+    assert [e.value for e in bl.list("ip")] == ["185.220.100.0"]
+    with pytest.raises(ValueError):
+        bl.add("ip", "fe80::1%eth0", 60, "zone ids are refused at the edge too")
+
+
 def test_blocklist_expiry_on_the_real_clock(redis_client, namespace):
     bl = Blocklist(redis_client, namespace=namespace)
     bl.add("ip", "192.0.2.1", 0.3, "short")

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.base import ValidationFailed
-from connectors.validation import AUTH_EVENT, LABEL, PURCHASE, EventTimeBounds, parse
+from connectors.validation import (
+    AUTH_EVENT,
+    LABEL,
+    PURCHASE,
+    EventTimeBounds,
+    canonical_ip,
+    limit_key,
+    parse,
+)
 from tests.support.records import purchase
 
 pytestmark = pytest.mark.unit
@@ -122,3 +130,42 @@ def test_record_kinds_pick_keys_and_ids() -> None:
                           "source": "CHARGEBACK"}, NOW)  # fmt: skip
     assert (AUTH_EVENT.key(auth), AUTH_EVENT.record_id(auth)) == ("u", "e")
     assert (LABEL.key(label), LABEL.natural_key(label)) == ("p", "p:CHARGEBACK")
+
+
+def test_ipv4_mapped_ipv6_becomes_ipv4_once() -> None:
+    record = parse(PURCHASE, purchase(1, ip="::ffff:185.220.100.0"), NOW)
+    assert record.ip == "185.220.100.0"  # so the Tor list, blocklist and limits see it
+    assert canonical_ip("::FFFF:B9DC:6400") == "185.220.100.0"
+    assert canonical_ip("2001:DB8:0::1") == "2001:db8::1"
+
+
+@pytest.mark.parametrize("ip", ["fe80::1%eth0", "fe80::1%1", "::ffff:10.0.0.1%x"])
+def test_ipv6_zone_ids_are_refused(ip: str) -> None:
+    assert fields(PURCHASE, purchase(1, ip=ip)) == ["ip"]
+    auth = {"event_id": "e", "occurred_at": NOW, "kind": "LOGIN_OK", "user_id": "u", "ip": ip}
+    assert fields(AUTH_EVENT, auth) == ["ip"]
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\nb", "a\rb", "a\tb", "\x7f", "\x85",
+                                 "pay\u202epal", "\u202a", "\u2066x", "x\u2069", "\u200f"])
+@pytest.mark.parametrize("field", ["purchase_id", "user_id", "organizer_id", "show_id",
+                                   "ticket_id", "device_id", "card_fingerprint"])
+def test_control_and_bidi_characters_are_refused_in_ids(field: str, bad: str) -> None:
+    assert fields(PURCHASE, purchase(1, **{field: bad})) == [field]
+
+
+def test_control_characters_are_refused_in_every_kind() -> None:
+    auth = {"event_id": "e\n1", "occurred_at": NOW, "kind": "LOGIN_OK", "user_id": "u\u202e",
+            "ip": "10.0.0.1"}  # fmt: skip
+    assert fields(AUTH_EVENT, auth) == ["event_id", "user_id"]
+    label = {"purchase_id": "p\x00", "occurred_at": NOW, "is_fraud": True, "source": "CHARGEBACK"}
+    assert fields(LABEL, label) == ["purchase_id"]
+    assert parse(PURCHASE, purchase(1, user_id="ユーザー-é"), NOW).user_id == "ユーザー-é"
+
+
+def test_per_ip_limits_count_ipv6_by_its_64() -> None:
+    assert limit_key("2001:db8:1:2:aaaa::1") == limit_key("2001:db8:1:2:bbbb::9") == (
+        "2001:db8:1:2::/64")  # fmt: skip
+    assert limit_key("2001:db8:1:3::1") != limit_key("2001:db8:1:2::1")
+    assert (limit_key("203.0.113.7"), limit_key("::ffff:203.0.113.7")) == ("203.0.113.7",) * 2
+    assert limit_key(None) == limit_key("nonsense") == "unknown"
