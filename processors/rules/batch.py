@@ -12,6 +12,7 @@ to some rows (an organizer's rows, the rows whose reasons are rendered).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence, Set
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,11 @@ _UNSET = object()
 
 def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     if name == "country":
-        return [geo.get("country") if geo else None for geo in (r.get("geo") for r in records)]
-    return [r.get(name) for r in records]
+        return [geo.get("country") if geo else None for geo in _values(records, "geo")]
+    try:
+        return list(map(itemgetter(name), records))  # in C; decoded records have every field
+    except KeyError:
+        return [r.get(name) for r in records]
 
 
 def object_column(values: Sequence[Any]) -> np.ndarray:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache, reduce
+from functools import reduce
+from socket import AF_INET, inet_pton
 from typing import Any
 
 import numpy as np
@@ -47,16 +48,17 @@ class TextList:
         return f"TextList({list(self.items)!r})"
 
 
-def _distinct(fn: Callable[[Any], Any], column: np.ndarray) -> list[Any]:
-    """``fn`` of each entry, computed once per distinct value (texts repeat in a batch)."""
-    done: dict[Any, Any] = {}
-    return [done[v] if v in done else done.setdefault(v, fn(v)) for v in column]
+def _distinct(fn: Callable[[Any], Any], column: np.ndarray) -> Iterator[Any]:
+    """``fn`` of each entry, called once per distinct value (texts repeat in a batch); the
+    passes over the column run in C."""
+    done = {v: fn(v) for v in dict.fromkeys(column)}
+    return map(done.__getitem__, column)
 
 
 def each_text(fn: Callable[[Any], Any], value: Any) -> Any:
     """``fn`` over a text column (an object column out), or on a scalar."""
     if isinstance(value, np.ndarray):
-        return object_column(_distinct(fn, value))
+        return object_column(list(_distinct(fn, value)))
     return fn(value)
 
 
@@ -67,9 +69,19 @@ def each_test(fn: Callable[[Any], bool], value: Any) -> Any:
     return bool(fn(value))
 
 
+def present(column: np.ndarray) -> np.ndarray:
+    """Texts that are neither None nor ''."""
+    return np.asarray((column != None) & (column != ""), dtype=bool)  # noqa: E711
+
+
 def isin(value: Any, collection: Any) -> Any:
     """``value in collection`` per entry; a missing value (None or '') is in nothing."""
-    return each_test(lambda v: bool(v) and v in collection, value)
+    if not isinstance(value, np.ndarray):
+        return bool(value) and value in collection
+    if not collection:
+        return np.zeros(len(value), dtype=bool)
+    member = np.fromiter(map(collection.__contains__, value), dtype=bool, count=len(value))
+    return member & present(value)
 
 
 def concat(left: Any, right: Any) -> Any:
@@ -121,20 +133,24 @@ def missing(value: Any) -> Any:
         return (value == MISSING) | np.isnan(value)
     if isinstance(value, float | int):
         return value == MISSING or value != value
-    return each_test(lambda v: not v, value)
+    if isinstance(value, np.ndarray):  # texts
+        return ~present(value)
+    return not value
 
 
-# An IPv4 address exactly as ipaddress accepts one: four decimal octets 0-255, no leading zeros.
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+_NOT_V4 = (OSError, UnicodeError, ValueError, TypeError)  # what inet_pton raises
+_NO_V4 = bytes(4)
 
 
-@lru_cache(maxsize=1 << 16)
 def _parse_ip(text: Any) -> tuple[bool, int, Any]:
-    """(valid, IPv4 as an integer or -1, the IPv6 address or None) of one text."""
-    if isinstance(text, str) and _IPV4.fullmatch(text):
-        a, b, c, d = text.split(".")
-        return True, (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d), None
+    """(valid, IPv4 as an integer or -1, the IPv6 address or None) of one value, as
+    ``ipaddress.ip_address`` reads it. IPv4 goes through ``inet_pton``, which accepts exactly
+    the texts ``ipaddress`` does (four decimal octets, no leading zeros) and is ten times faster
+    (``test_rules_language`` compares them)."""
+    try:
+        return True, int.from_bytes(inet_pton(AF_INET, text), "big"), None
+    except _NOT_V4:
+        pass
     try:
         address = ipaddress.ip_address(text or "")
     except ValueError:
@@ -142,13 +158,6 @@ def _parse_ip(text: Any) -> tuple[bool, int, Any]:
     if address.version == 4:
         return True, int(address), None
     return True, -1, address
-
-
-def _parse_any_ip(value: Any) -> tuple[bool, int, Any]:
-    """``_parse_ip``, cached for texts (a value of another type is parsed uncached)."""
-    if value is None or isinstance(value, str):
-        return _parse_ip(value)
-    return _parse_ip.__wrapped__(value)
 
 
 class ParsedIps:
@@ -159,16 +168,23 @@ class ParsedIps:
 
     def __init__(self, values: Any) -> None:
         column = values if isinstance(values, np.ndarray) else object_column([values])
-        valid, v4, v6 = zip(*map(_parse_any_ip, column), strict=True) if len(column) else ((), (), ())
-        self.valid = np.array(valid, dtype=bool)
-        ints = np.array(v4, dtype=np.int64)
-        self.is_v4 = ints >= 0
-        self.v4 = np.where(self.is_v4, ints, 0).astype(np.uint64)
-        self.v6 = object_column(v6)
+        n = len(column)
+        packed, self.v6 = [], object_column([None] * n)
+        self.valid, self.is_v4 = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
+        for i, value in enumerate(column):
+            try:
+                packed.append(inet_pton(AF_INET, value))
+                continue
+            except _NOT_V4:
+                pass
+            self.valid[i], v4, self.v6[i] = _parse_ip(value)  # IPv6, invalid, or not a text
+            self.is_v4[i] = v4 >= 0
+            packed.append(v4.to_bytes(4, "big") if v4 >= 0 else _NO_V4)
+        self.v4 = np.frombuffer(b"".join(packed), dtype=">u4").astype(np.uint64)
 
 
 def _canonical_ip(text: Any) -> str | None:
-    valid, v4, v6 = _parse_any_ip(text)
+    valid, v4, v6 = _parse_ip(text)
     if not valid:
         return None
     return str(ipaddress.IPv4Address(v4) if v6 is None else v6)

@@ -3,13 +3,17 @@ missing values behave, templates, memoisation, and what is refused (with its pos
 
 from __future__ import annotations
 
+import ipaddress
+import random
+
 import numpy as np
 import pytest
 
 from processors.features import FEATURE_NAMES
 from processors.rules import FUNCTIONS, ExpressionError, RuleBatch, default_lists
+from processors.rules.batch import object_column
 from processors.rules.compiler import Scope, compile_expression
-from processors.rules.functions import BOOL, NUM, TEXT
+from processors.rules.functions import BOOL, NUM, TEXT, ParsedIps
 from processors.rules.template import Template
 from tests.support.rule_cases import CLEAN_FEATURES, CLEAN_PURCHASE
 
@@ -178,3 +182,25 @@ def test_every_feature_and_function_is_reachable():
         assert compile_expression(f"{name} == {name}", SCOPE, BOOL).type == BOOL
     assert {"min", "max", "abs", "ramp", "lower", "upper", "tld", "in_cidr", "missing"} <= set(
         FUNCTIONS)
+
+
+def test_ip_columns_are_parsed_as_ipaddress_parses_them():
+    """The fast IPv4 path (inet_pton) accepts exactly the texts ipaddress accepts."""
+    rng = random.Random(3)
+    texts = ["1.2.3.4", "01.2.3.4", "1.2.3", "256.1.1.1", " 1.2.3.4", "1.2.3.4\x00", "١.١.١.١",
+             "", None, "0x1.2.3.4", "2001:db8::1", "::ffff:1.2.3.4", "fe80::1%eth0", 16909060]
+    texts += ["".join(rng.choice("0123456789.x :f") for _ in range(rng.randint(3, 16)))
+              for _ in range(20_000)]
+    texts += [".".join(str(rng.randint(0, 300)).zfill(rng.choice((1, 1, 2, 3))) for _ in range(4))
+              for _ in range(20_000)]  # fmt: skip
+    parsed = ParsedIps(object_column(texts))
+    for i, text in enumerate(texts):
+        try:
+            address = ipaddress.ip_address(text or "")
+        except ValueError:
+            address = None
+        assert parsed.valid[i] == (address is not None), text
+        if address is not None and address.version == 4:
+            assert parsed.is_v4[i] and int(parsed.v4[i]) == int(address), text
+        elif address is not None:
+            assert not parsed.is_v4[i] and parsed.v6[i] == address, text
