@@ -140,14 +140,14 @@ def _column(value: Any, n: int, dtype: type) -> np.ndarray:
 
 
 def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits:
+    """``when`` over the group; ``score`` and ``reason`` over the rows that fired only."""
     fired = np.flatnonzero(_column(compiled.when.run(group), group.n, np.bool_))
     if not len(fired):
         return _Hits()
-    raw = _column(compiled.score.run(group), group.n, np.float64)
-    score = np.zeros(group.n)
-    score[fired] = np.clip(raw[fired], 0.0, 1.0)
-    score[np.isnan(score)] = 0.0
     target = group if len(fired) == group.n else group.subset(fired)
+    raw = np.clip(_column(compiled.score.run(target), target.n, np.float64), 0.0, 1.0)
+    score = np.zeros(group.n)
+    score[fired] = np.where(np.isnan(raw), 0.0, raw)
     return _Hits(fired.tolist(), score, compiled.reason.render(target))
 
 

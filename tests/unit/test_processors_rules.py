@@ -285,6 +285,22 @@ def test_a_rule_that_raises_on_some_rows_is_isolated_to_those_rows(caplog):
     assert "rule inverse_velocity failed" in caplog.text
 
 
+def test_a_guard_protects_its_row_as_in_python_and_scores_are_computed_where_fired():
+    """``x > 0 and 1 / x < 0.3`` raises for no row (each row short-circuits as in Python,
+    though the batch as a whole had a zero), and a score is only computed where the rule
+    fired."""
+    doc = with_changes()
+    doc["rules"]["guarded"] = {"category": "behavioral", "weight": 0.5, "reason": "g",
+                               "when": "velocity_1h > 0 and 1 / velocity_1h < 0.3"}
+    doc["rules"]["scored"] = {"category": "behavioral", "weight": 0.5, "reason": "s",
+                              "when": "velocity_1h > 0", "score": "1 / velocity_1h"}  # fmt: skip
+    zero, five = evaluate_cases([f(velocity_1h=0), f(velocity_1h=5)], ruleset_from_dict(doc))
+    assert (zero.errors, zero.results) == ([], [])
+    assert [(r.rule_id, r.score) for r in five.results if r.rule_id in ("guarded", "scored")] == [
+        ("guarded", 1.0), ("scored", 0.2)]  # fmt: skip
+    assert five.errors == []
+
+
 def test_a_batch_refuses_features_that_are_missing_or_misshapen():
     with pytest.raises(ValueError, match="record 0: feature 'velocity_24h' is missing"):
         RuleBatch.from_dicts([CLEAN_PURCHASE], [{"velocity_1h": 9.0}])
