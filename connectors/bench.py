@@ -25,7 +25,7 @@ from typing import Any
 
 from connectors.bench_load import Load, percentiles, run_fixed_rate, run_full_speed, wait_healthy
 from connectors.bench_server import GatewayProcess, free_port, topic_records
-from infra import admin, local
+from infra import admin, local, redis_keys
 from infra.secrets import webhook_secrets
 from infra.settings import KafkaSettings, Settings, WebhookSettings
 from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS
@@ -111,7 +111,7 @@ def _delete_redis_keys(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis.dsn)
     try:
         batch: list[bytes] = []
-        for key in client.scan_iter(f"sentinel:{settings.kafka.topic_prefix}*", count=1000):
+        for key in client.scan_iter(redis_keys.namespace(settings.kafka.topic_prefix) + "*", count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 client.unlink(*batch)

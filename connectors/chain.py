@@ -34,16 +34,13 @@ from connectors.metrics import (
     CHAIN_ROUND_ERRORS,
     CHAIN_SAFE_HEAD,
 )
+from infra.producing import OutputError  # a round not committed: none of it counts
 
 log = logging.getLogger(__name__)
 
 
 class ChainMoved(RuntimeError):
     """The chain changed while a round was read (a reorg at the tip): read the round again."""
-
-
-class OutputError(RuntimeError):
-    """A round could not be committed to the output; nothing of it counts as published."""
 
 
 # A round that fails with one of these is read again after the poll interval.

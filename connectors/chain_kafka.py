@@ -19,9 +19,9 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from connectors.chain import OutputError
 from connectors.chain_checkpoint import Checkpoint, checkpoint_key, read_checkpoint
 from connectors.chain_decode import transfer_id, transfer_key
+from infra.producing import Deliveries, OutputError
 from infra.settings import Settings
 from infra.topics import CHAIN_CHECKPOINTS, CHAIN_TRANSFERS, SECURITY_EVENTS, full_name
 from schemas.codec import AvroCodec
@@ -55,7 +55,7 @@ class KafkaChainOutput:
         if transactional:
             extra["transactional.id"] = f"sentinel-chain-{prefix}{self.key}"
         self.producer = Producer(settings.kafka.producer_conf(**extra))
-        self._failed: list[str] = []  # delivery errors (non-transactional mode)
+        self.deliveries = Deliveries(self.producer, backoff_s=0.1)
         if transactional:
             self.producer.init_transactions(timeout_s)  # fences an older copy, aborts its txn
 
@@ -106,24 +106,10 @@ class KafkaChainOutput:
         self._produce(self.checkpoints_topic, self.key.encode(), checkpoint.to_bytes())
 
     def _produce(self, topic: str, key: bytes, value: bytes, headers: list | None = None) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._delivered
-                )
-                return
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                self.producer.poll(0.1)
-
-    def _delivered(self, error: Any, message: Any) -> None:
-        if error is not None:
-            self._failed.append(f"{message.topic()}: {error}")
+        self.deliveries.produce(topic, value, key, headers=headers)
 
     def _flush(self) -> None:
-        remaining = self.producer.flush(self.timeout_s)
-        failed, self._failed = self._failed, []
-        if remaining or failed:
-            raise OutputError(f"{remaining} unacknowledged, {len(failed)} failed: {failed[:3]}")
+        self.deliveries.flush_or_raise(self.timeout_s)
 
     def _abort(self, exc: KafkaException) -> None:
         error = exc.args[0] if exc.args else None

@@ -38,6 +38,7 @@ from connectors.redis_batch import RedisBatcher
 from connectors.security_events import RATE_LIMIT_EXCEEDED, redact_ip, security_event
 from connectors.signature import AuthFailed, verify
 from connectors.validation import PURCHASE, limit_key, parse
+from infra import redis_keys
 from infra.secrets import webhook_secrets
 from infra.settings import Settings
 
@@ -90,7 +91,7 @@ class Gateway:
         self.tasks: list[asyncio.Task] = []  # the delivery pump, then background jobs
         self.redis = redis
         self.deadline_s = deadline_s
-        self.namespace = f"sentinel:{settings.kafka.topic_prefix}"
+        self.namespace = redis_keys.namespace(settings.kafka.topic_prefix)
         batcher = RedisBatcher(redis)
         self.admission = Admission(batcher)
         self.idempotency = IdempotencyStore(batcher, self.namespace)
@@ -205,11 +206,12 @@ class Gateway:
         limits = []
         ip = getattr(record, "ip", None)
         if ip:  # IPv6 per /64: a client holds a whole /64 and could rotate through it
-            limits.append(Limit("ip", f"{ns}rl:ip:{limit_key(ip)}", hook.rate_per_ip_per_min))
+            key = redis_keys.rate_limit(ns, "ip", limit_key(ip))
+            limits.append(Limit("ip", key, hook.rate_per_ip_per_min))
         if kind is PURCHASE:
-            wallet_key = f"{ns}rl:wallet:{record.wallet}"
+            wallet_key = redis_keys.rate_limit(ns, "wallet", record.wallet)
             limits.append(Limit("wallet", wallet_key, hook.rate_per_wallet_per_min))
-        limits.append(Limit("global", f"{ns}rl:global", hook.rate_global_per_min))
+        limits.append(Limit("global", redis_keys.rate_limit(ns, "global"), hook.rate_global_per_min))
         return limits
 
     def _unauthorized(self, kind: RecordKind, source: str, exc: AuthFailed) -> Response:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from connectors.redis_batch import RedisBatcher
+from infra import redis_keys
 
 DAY_MS = 24 * 3600 * 1000
 POLL_S = 0.01
@@ -49,7 +50,7 @@ class IdempotencyStore:
 
     def key(self, kind: str, idempotency_key: str) -> str:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        return f"{self._namespace}idem:{kind}:{digest}"
+        return redis_keys.idempotency(self._namespace, kind, digest)
 
     @staticmethod
     def claim(digest: str) -> bytes:

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from connectors.base import Delivery, DeliveryFailed, FieldError, RecordKind, ValidationFailed
 from connectors.security_events import event_key
 from connectors.validation import AUTH_EVENT, KINDS, LABEL, PURCHASE, EventTimeBounds, parse
+from infra.producing import Deliveries
 from infra.settings import Settings
 from infra.topics import SECURITY_EVENTS, TopicSpec, full_name
 from schemas.codec import AvroCodec, EncodeError
@@ -58,6 +59,7 @@ class Publisher:
         self._codecs = {spec.name: AvroCodec.for_topic(registry, spec) for spec in self._specs}
         conf = {"message.timeout.ms": delivery_timeout_ms, **producer_conf}
         self._producer = Producer(settings.kafka.producer_conf(**conf))
+        self._deliveries = Deliveries(self._producer)
         self._new_future = future_factory
         self._running = poll_thread
         self._poller = threading.Thread(target=self._poll, name="publisher-poll", daemon=True)
@@ -183,14 +185,7 @@ class Publisher:
 
     def _produce_blocking(self, topic: str, value: bytes, key: bytes, report, block: bool) -> None:
         """Produce; with ``block``, wait for room while the local queue is full."""
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=report)
-                return
-            except BufferError:
-                if not block:
-                    raise
-                self._producer.poll(0.05)
+        self._deliveries.produce(topic, value, key, on_delivery=report, block=block)
 
 
 class DeliveryPump:

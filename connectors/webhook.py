@@ -25,10 +25,10 @@ from connectors.health import all_ok
 from connectors.publisher import DeliveryPump, Publisher
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from connectors.validation import AUTH_EVENT, LABEL, PURCHASE
+from infra import redis_keys
 from infra.settings import Settings
 
 DELIVERY_TIMEOUT_MS = 5_000  # librdkafka's verdict on a record; the caller hears within ~6 s
-DECISION_KEY = "sentinel:decision:{purchase_id}"
 DECISION_POLL_S = 0.02
 
 
@@ -117,7 +117,7 @@ def _add_read_routes(app: FastAPI) -> None:
         """The latest decision for a purchase, waiting up to ``wait_ms`` for it to exist."""
         redis = request.app.state.gateway.redis
         key, deadline = (
-            DECISION_KEY.format(purchase_id=purchase_id),
+            redis_keys.decision(purchase_id),
             time.monotonic() + wait_ms / 1000,
         )
         try:

@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-POLICY_THRESHOLDS = {"require_2fa": 0.40, "manual_review": 0.65, "blocked": 0.85}
+from processors.policy import DEFAULT_THRESHOLDS
+
+# The policy's default thresholds, named by the verdict above them (one definition:
+# processors.policy.Thresholds).
+POLICY_THRESHOLDS = {"require_2fa": DEFAULT_THRESHOLDS.two_fa,
+                     "manual_review": DEFAULT_THRESHOLDS.review, "blocked": DEFAULT_THRESHOLDS.block}
 FPR_TARGETS = {"1pct": 0.01, "2pct": 0.02}
 
 

@@ -21,7 +21,7 @@ import psycopg
 import redis
 from confluent_kafka import Producer
 
-from infra import admin, db, topics
+from infra import admin, db, redis_keys, topics
 from infra.settings import KafkaSettings, Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -88,7 +88,7 @@ def bench_redis(url: str, values: list[dict], tag: str) -> dict:
         seconds = _timed(_batched(sink, batch))
         look = _timed(lambda: [bl.contains_many("ip", lookups) for _ in range(rounds)])
     finally:
-        keys = [f"sentinel:decision:{v['purchase_id']}" for v in values]
+        keys = [redis_keys.decision(v['purchase_id']) for v in values]
         keys += list({kpi_bucket(v["occurred_at"]) for v in values})
         keys += client.keys(f"bench{tag}:*")
         for i in range(0, len(keys), 1000):

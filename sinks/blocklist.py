@@ -21,11 +21,10 @@ from typing import Literal
 import redis
 
 from connectors.validation import canonical_ip
+from infra import redis_keys
 
 Kind = Literal["wallet", "ip"]
 KINDS: tuple[str, ...] = ("wallet", "ip")
-KEY = "{ns}:blocklist:{kind}"
-META = "{ns}:blocklist:{kind}:meta"
 FOREVER = float("inf")
 
 # KEYS: zset, meta hash. ARGV: now ms. Removes expired entries and their reasons atomically.
@@ -80,7 +79,8 @@ class Blocklist:
     def _keys(self, kind: str) -> tuple[str, str]:
         if kind not in KINDS:
             raise ValueError(f"blocklist kind must be one of {KINDS}, not {kind!r}")
-        return KEY.format(ns=self.namespace, kind=kind), META.format(ns=self.namespace, kind=kind)
+        return (redis_keys.blocklist(kind, self.namespace),
+                redis_keys.blocklist_meta(kind, self.namespace))
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from confluent_kafka import Message, Producer
 
 from infra import topics
+from infra.producing import Deliveries, dead_letter
 from infra.topics import TopicSpec
 from schemas.codec import AvroCodec
 from schemas.registry import Registry
@@ -37,22 +37,20 @@ class DeadLetters:
         self.sent = 0
 
     def send(self, topic: str, partition: int, offset: int, key, value, error: Exception) -> None:
-        letter = {
-            "origin_topic": topic,
-            "origin_partition": partition,
-            "origin_offset": offset,
-            "original_key": key,
-            "original_value": value,
-            "error_class": type(error).__name__,
-            "error_message": str(error)[:2000],
-            "component": self.component,
-            "failed_at": datetime.now(UTC),
-        }
+        letter = dead_letter(topic, partition, offset, key, value, error, self.component)
         log.warning("dead-lettered %s[%s]@%s: %.300s", topic, partition, offset, error)
         dlq_name, codec = self._targets[topic]
         assert self.producer is not None
-        self.producer.produce(dlq_name, codec.encode(letter), key, on_delivery=self._on_delivery)
+        self._deliveries().produce(dlq_name, codec.encode(letter), key,
+                                          on_delivery=self._on_delivery)
         self.sent += 1
+
+    def _deliveries(self) -> Deliveries:
+        """The producer (set by the loop that owns it) behind the one producing helper."""
+        assert self.producer is not None
+        if getattr(self, "_wrapped", None) is None or self._wrapped.producer is not self.producer:
+            self._wrapped = Deliveries(self.producer)
+        return self._wrapped
 
     def _on_delivery(self, err, msg) -> None:
         if err is not None:
@@ -67,7 +65,6 @@ class DeadLetters:
                 return False
             failed, self._failed = self._failed, []
             for msg in failed:  # librdkafka gave up on these: produce them again
-                self.producer.produce(
-                    msg.topic(), msg.value(), msg.key(), on_delivery=self._on_delivery
-                )
+                self._deliveries().produce(msg.topic(), msg.value(), msg.key(),
+                                                  on_delivery=self._on_delivery)
         return True

@@ -31,7 +31,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from infra import topics
+from infra import redis_keys, topics
 from sinks.base import (
     BatchSink,
     Record,
@@ -43,8 +43,6 @@ from sinks.base import (
 from sinks.config import SinkSettings
 from sinks.encoding import epoch_ms, to_json
 
-DECISION_KEY = "sentinel:decision:{}"
-KPI_KEY = "sentinel:kpi:{}"
 VERDICTS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
 
 # KEYS: decision key, kpi key. ARGV: json, decided_at ms, ttl ms, verdict, latency, kpi ttl ms.
@@ -117,7 +115,7 @@ def wrap_redis_error(exc: RedisError) -> SinkError:
 
 def kpi_bucket(at: datetime) -> str:
     """The per-minute KPI key of an (aware, UTC) time: ``sentinel:kpi:202611011205``."""
-    return KPI_KEY.format(at.strftime("%Y%m%d%H%M"))
+    return redis_keys.kpi(at.strftime("%Y%m%d%H%M"))
 
 
 def decision_json(record: dict) -> str:
@@ -170,7 +168,7 @@ class RedisSink(BatchSink):
         pipe.execute()
 
     def _put(self, pipe, d: dict) -> None:
-        keys = [DECISION_KEY.format(d["purchase_id"]), kpi_bucket(d["occurred_at"])]
+        keys = [redis_keys.decision(d["purchase_id"]), kpi_bucket(d["occurred_at"])]
         args = [
             decision_json(d),
             epoch_ms(d["decided_at"]),

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import redis
 
+from infra import redis_keys
+
 DAY_MS = 24 * 3_600_000
-KEY = "{ns}:offences:{kind}:{target}"
 
 # KEYS: offences hash. ARGV: alert id, now ms, memory ms. Returns the number of offences.
 _RECORD = """
@@ -68,9 +69,9 @@ class Offences:
 
     def record(self, kind: str, target: str, alert_id: str) -> int:
         """Count ``alert_id`` as an offence of ``target``; returns its offences so far."""
-        key = KEY.format(ns=self.namespace, kind=kind, target=target)
+        key = redis_keys.offences(kind, target, self.namespace)
         now = int(self.clock() * 1000)
         return int(self._record(keys=[key], args=[alert_id, now, max(1, self.memory_ms)]))
 
     def forget(self, kind: str, target: str) -> None:
-        self.client.delete(KEY.format(ns=self.namespace, kind=kind, target=target))
+        self.client.delete(redis_keys.offences(kind, target, self.namespace))

@@ -26,13 +26,13 @@ import psycopg
 import redis
 from redis.exceptions import RedisError
 
+from infra import redis_keys
 from sinks.blocklist import Blocklist, normalise
 from sinks.postgres import CONNECT_OPTIONS, blacklist_wallets, wrap_postgres_error
 from sinks.redis import wrap_redis_error
 from sinks.siem.correlate import Alert, Plan
 from sinks.siem.escalation import Offences, RepeatPolicy
 
-LOCK_KEY = "sentinel:locked:{}"
 TARGET_KIND = {"block_ip": "ip", "blacklist_wallet": "wallet", "lock_account": "account"}
 
 
@@ -130,7 +130,7 @@ class Responder:
 
     def _lock(self, user_id: str, reason: str, ttl_ms: int) -> None:
         value = json.dumps({"reason": reason, "locked_at_ms": int(self.clock() * 1000)})
-        self.redis.set(LOCK_KEY.format(user_id), value, px=ttl_ms)
+        self.redis.set(redis_keys.locked(user_id), value, px=ttl_ms)
 
     def _blacklist_in_postgres(self, wallet: str, reason: str, expires: datetime | None) -> None:
         try:

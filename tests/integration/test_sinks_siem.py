@@ -16,7 +16,7 @@ import pytest
 import redis as redis_lib
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from infra import topics
+from infra import redis_keys, topics
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from sinks.base import Record, SinkUnavailableError
@@ -26,7 +26,7 @@ from sinks.postgres import PostgresSink
 from sinks.runner import SinkLoop
 from sinks.siem.correlate import Alert, Plan
 from sinks.siem.escalation import Offences, RepeatPolicy
-from sinks.siem.respond import LOCK_KEY, Responder, Webhook
+from sinks.siem.respond import Responder, Webhook
 from sinks.siem.rules import load_rules
 from sinks.siem.sink import SiemSink
 from sinks.testing import T0, running, security_event, wait_until
@@ -70,7 +70,7 @@ def targets(redis_client) -> Iterator[dict[str, str]]:
     bl = Blocklist(redis_client)
     bl.remove("ip", t["ip"])
     bl.remove("wallet", t["wallet"])
-    redis_client.delete(LOCK_KEY.format(t["admin"]))
+    redis_client.delete(redis_keys.locked(t["admin"]))
     offences = Offences(redis_client, 0)
     for kind, target in (("ip", t["ip"]), ("wallet", t["wallet"]), ("account", t["admin"])):
         offences.forget(kind, target)
@@ -121,9 +121,9 @@ def test_security_events_in_alerts_and_responses_out(settings, pg_dsn, redis_cli
     bl = Blocklist(redis_client)
     assert bl.contains_many("ip", [ip, "198.51.100.200"]) == {ip}
     assert bl.contains("wallet", wallet)
-    assert json.loads(redis_client.get(LOCK_KEY.format(admin)))["reason"].startswith(
+    assert json.loads(redis_client.get(redis_keys.locked(admin)))["reason"].startswith(
         "admin_mfa_failures")
-    assert 3500 < redis_client.ttl(LOCK_KEY.format(admin)) <= 3600
+    assert 3500 < redis_client.ttl(redis_keys.locked(admin)) <= 3600
     [(listed, source, expires)] = _rows(pg_dsn, "SELECT wallet, source, expires_at"
                                                 " FROM blacklisted_wallets")  # fmt: skip
     assert (listed, source) == (wallet, "siem") and expires is not None  # never for good
@@ -244,7 +244,7 @@ def test_repeat_offenders_are_blocked_longer_each_time_and_never_for_good(
     assert entry.expires_at_ms is not None and "offence 4" in entry.reason
     [(expires,)] = _rows(pg_dsn, "SELECT expires_at FROM blacklisted_wallets")
     assert expires is not None
-    assert 3.9 * 3600 < redis_client.pttl(LOCK_KEY.format(admin)) / 1000 <= 4 * 3600
+    assert 3.9 * 3600 < redis_client.pttl(redis_keys.locked(admin)) / 1000 <= 4 * 3600
     plan_without_ttl = Plan("block_ip", ip, None)  # not from a rules file: still expires
     [response] = responder.execute(_alert(9, "manual", plan_without_ttl), {})
     assert response["expires_at"] is not None
