@@ -156,7 +156,6 @@ class StreamSettings(BaseSettings):
     model_config = _config("SENTINEL_")
 
     app_id: str = "sentinel"
-    store: Literal["memory", "rocksdb"] = "memory"
     data_dir: Path = REPO_ROOT / ".data"
     batch_size: int = 500
     batch_within_s: float = 0.01

@@ -27,7 +27,6 @@ def create_app(settings: Settings) -> faust.App:
     faust_compat.register()
     stream = settings.stream
     servers = ";".join(settings.kafka.bootstrap_servers.split(","))
-    store = "rocksdb://" if stream.store == "rocksdb" else "memory://"
     session_s = settings.kafka.session_timeout_ms / 1000
     return faust.App(
         stream.app_id,
@@ -35,7 +34,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=_credentials(settings),
         broker_session_timeout=session_s,
         broker_heartbeat_interval=min(1.0, session_s / 3),
-        store=store,
+        store="memory://",  # wallet state stays small by expiry (streams/tables.py)
         datadir=str(stream.data_dir / "faust"),
         web_enabled=False,
         web_bind="127.0.0.1",

@@ -11,10 +11,15 @@ from the purchases topic (``streams/entity_replica.py``). An earlier ``entity_to
 table was complete only with up to standby replicas + 1 workers, and a Faust GlobalTable
 made a restarted worker skip its stream partitions (faust-streaming 0.15).
 
-Values on the changelog are ``processors/statecodec.py`` bytes (versioned msgspec; older
-versions still decode). In memory a value is either the ``WalletState`` (wallets this worker
-wrote since it started) or those bytes (wallets recovered from the changelog, and summaries of
-idle wallets: about a hundred bytes instead of kilobytes of objects); reads decode bytes.
+Values are ``processors/statecodec.py`` bytes (versioned msgspec; older versions still
+decode), on the changelog and in memory alike: the store keeps the very bytes it sends, and a
+read decodes them (a few microseconds; each key is read once per batch). Measured in one
+process over 200 000 simulated purchases (68 667 wallets): 209 -> 263 MB resident with
+encoded wallets, 304 -> 393 MB with ``WalletState`` objects. An earlier attempt kept orjson
+bytes and measured worse (550 -> 715 MB): orjson returns its output in an over-allocated
+buffer, so every stored value carried hidden slack and fragmented the heap; the same bytes
+copied to an exact-size object measured 215 -> 259 MB. ``statecodec.encode`` returns an
+exact-size object (the version byte is concatenated in front).
 
 Expiry: each table partition has a watermark (the largest event time of the wallets written
 to it) and an ``ExpiryWheel`` of its keys. Every ``SWEEP_EVERY_MS`` of watermark, the keys due
@@ -100,16 +105,17 @@ def write_back(table: StateTable, touched: dict, send) -> None:
     partition of the key's event (as Faust would), through ``send(topic, key, value,
     partition)`` — the agents' confluent-kafka producer, flushed with the batch's decisions
     before Faust commits the batch: about 20x cheaper per record than Faust's own changelog
-    send, and the state is durable before the offsets are. The store is set directly, so
-    Faust does not send a second copy; recovery reads these records into the same bytes.
+    send, and the state is durable before the offsets are. The store is set directly (to the
+    same bytes), so Faust does not send a second copy; recovery reads the same bytes back.
     """
     topic = table.changelog_topic.get_topic_name()
     store = table.data
     partitions = set()
     for key, (state, event) in touched.items():
         partition = event.message.partition
-        store[key] = state
-        send(topic, orjson.dumps(key), statecodec.encode(state), partition)
+        value = statecodec.encode(state)
+        store[key] = value
+        send(topic, orjson.dumps(key), value, partition)
         table.expiry.written(key, partition, state)
         partitions.add(partition)
     for partition in partitions:
@@ -120,7 +126,7 @@ def write_back(table: StateTable, touched: dict, send) -> None:
 
 def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> None:
     """Summarise or delete the wallets of ``partition`` that expire by event time ``now_ms``:
-    the summary (encoded, also in memory) or a tombstone goes to the changelog."""
+    the summary or a tombstone goes to the store and the changelog."""
     topic = table.changelog_topic.get_topic_name()
     store = table.data
     for key, summary in expiry.sweep(table.expiry.wheel(partition), table.get, now_ms):
