@@ -43,6 +43,8 @@ def add_bench_commands(bench_subparsers: argparse._SubParsersAction) -> None:
 
 
 def gateway(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from connectors.webhook import create_app
@@ -55,6 +57,8 @@ def gateway(args: argparse.Namespace) -> int:
     except WeakSetup as exc:
         print(f"sentinel gateway: {exc}", file=sys.stderr)
         return 2
+    level = args.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         create_app(settings),
         host=host,

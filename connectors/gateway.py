@@ -35,10 +35,11 @@ from connectors.metrics import GatewayMetrics
 from connectors.publisher import DeliveryPump, Publisher
 from connectors.ratelimit import Admission, Duplicate, Limit
 from connectors.redis_batch import RedisBatcher
-from connectors.security_events import RATE_LIMIT_EXCEEDED, redact_ip, security_event
+from connectors.security_events import RATE_LIMIT_EXCEEDED, security_event
 from connectors.signature import AuthFailed, verify
 from connectors.validation import PURCHASE, limit_key, parse
 from infra import redis_keys
+from infra.logsafe import redact_ip
 from infra.secrets import webhook_secrets
 from infra.settings import Settings
 

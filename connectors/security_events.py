@@ -1,12 +1,10 @@
 """Security events the edge emits (``sentinel.security-events.v1``) and log-safe identifiers.
 
-Events carry the raw source IP (the SIEM blocks IPs); logs never do: ``redact_ip`` keeps the
-/24 of an IPv4 address and the /48 of an IPv6 one.
+Events carry the raw source IP (the SIEM blocks IPs); logs never do (``infra.logsafe``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -47,15 +45,3 @@ def security_event(
 def event_key(event: dict[str, Any]) -> str:
     """The topic's key: source IP, else wallet, else the event id."""
     return event.get("ip") or event.get("wallet") or event["event_id"]
-
-
-def redact_ip(ip: str | None) -> str:
-    """A log-safe form of an IP: its /24 (IPv4) or /48 (IPv6) network; never the address."""
-    if not ip:
-        return "-"
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return "invalid"
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))

@@ -178,6 +178,9 @@ class StreamSettings(BaseSettings):
     blocklist_refresh_s: float = 1.0
     redis_timeout_s: float = 0.5
     log_level: str = "INFO"
+    # Key of the pseudonyms logs use for user ids and group keys (infra.logsafe); unset: a
+    # random key per process (pseudonyms then match within one process only).
+    log_key: SecretStr | None = None
 
     def feature_knobs(self) -> dict[str, int]:
         """The ``processors.apply.FeatureConfig`` keyword arguments these settings fix."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from confluent_kafka import Message, Producer
 
 from infra import topics
+from infra.logsafe import scrub
 from infra.producing import Deliveries, dead_letter
 from infra.topics import TopicSpec
 from schemas.codec import AvroCodec
@@ -38,7 +39,7 @@ class DeadLetters:
 
     def send(self, topic: str, partition: int, offset: int, key, value, error: Exception) -> None:
         letter = dead_letter(topic, partition, offset, key, value, error, self.component)
-        log.warning("dead-lettered %s[%s]@%s: %.300s", topic, partition, offset, error)
+        log.warning("dead-lettered %s[%s]@%s: %.300s", topic, partition, offset, scrub(error))
         dlq_name, codec = self._targets[topic]
         assert self.producer is not None
         self._deliveries().produce(dlq_name, codec.encode(letter), key,

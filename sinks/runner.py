@@ -26,6 +26,7 @@ from confluent_kafka import (
 )
 
 from infra import topics
+from infra.logsafe import scrub
 from infra.settings import Settings
 from schemas.codec import AvroCodec, DecodeError
 from schemas.registry import registry_from_settings
@@ -195,7 +196,8 @@ class SinkLoop:
                 attempt += 1
                 self.stats.retries += 1
                 metrics.RETRIES.labels(self.sink.name).inc()
-                log.warning("sink %s: %s; retry %d in %.2fs", self.sink.name, exc, attempt, delay)
+                log.warning("sink %s: %s; retry %d in %.2fs", self.sink.name, scrub(exc), attempt,
+                            delay)  # fmt: skip
                 self._wait_paused(delay)
             except SinkRecordError as exc:
                 if len(records) == 1:

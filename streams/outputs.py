@@ -13,6 +13,7 @@ import logging
 from confluent_kafka import Producer
 
 from infra import topics
+from infra.logsafe import scrub
 from infra.producing import Deliveries, OutputError, dead_letter
 from infra.settings import Settings
 from schemas.codec import AvroCodec
@@ -60,7 +61,7 @@ class Outputs:
         record = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, error,
                              self.component)
         log.warning("dead-lettered %s[%s]@%s: %s: %.300s", msg.topic, msg.partition,
-                    msg.offset, type(error).__name__, error)
+                    msg.offset, type(error).__name__, scrub(error))
         metrics.DEAD_LETTERS.labels(origin.name).inc()
         dlq = topics.dlq(origin)
         codec = self._dead_letter_codecs.get(dlq.name)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Producer
 
 from infra import topics
+from infra.logsafe import pseudonym
 from infra.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -121,7 +122,7 @@ class SiemSink(BatchSink):
                 self.replays_suppressed += 1
                 continue
             log.warning("alert %s %s group=%s count=%d", alert.rule, alert.alert_id,
-                        alert.group_key, alert.count)
+                        pseudonym(alert.group_key), alert.count)  # an IP or a user: never raw
             self._pending.append(_Pending(alert, alert_record(alert, now)))
         for pending in self._pending:
             if not pending.executed:

@@ -80,12 +80,13 @@ def decided_ids(settings: Settings, ids: set[str], timeout: float, check=None) -
 
 
 class Worker:
-    """``sentinel worker`` in a subprocess; stopped with a grace period, then SIGKILL."""
+    """``sentinel worker`` (or another command, ``argv`` after the interpreter) in a
+    subprocess; stopped with a grace period, then SIGKILL."""
 
-    def __init__(self, env: dict[str, str], log_path):
+    def __init__(self, env: dict[str, str], log_path, argv: tuple[str, ...] = ("-m", "streams")):
         self.log = open(log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams"],
+            [sys.executable, *argv],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
