@@ -17,11 +17,10 @@ import redis
 
 from connectors.bench_server import free_port
 from connectors.signature import signed_headers
-from infra import topics
+from infra import redis_keys, topics
 from infra.secrets import webhook_secrets
 from sinks.blocklist import Blocklist
 from sinks.siem.escalation import Offences
-from sinks.siem.respond import LOCK_KEY
 from tests.support.kafka import Worker, read_until
 from tests.support.records import recent_purchase
 
@@ -96,7 +95,7 @@ def _wait_healthy(client: httpx.Client, gateway: Worker) -> None:
 def _forget(settings, ip: str, admin: str) -> None:
     client = redis.Redis.from_url(settings.redis.dsn)
     Blocklist(client).remove("ip", ip)
-    client.delete(LOCK_KEY.format(admin))
+    client.delete(redis_keys.locked(admin))
     Offences(client, 0).forget("ip", ip)
     Offences(client, 0).forget("account", admin)
     client.close()
