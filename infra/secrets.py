@@ -24,12 +24,12 @@ class WeakSetup(RuntimeError):
 
 def is_development(settings: Settings) -> bool:
     """No secret configured: the generated development secret is in use."""
-    return not settings.webhook.secret_list()
+    return not settings.webhook.configured_secrets()
 
 
 def webhook_secrets(settings: Settings) -> list[bytes]:
     """The configured secrets, else the development secret (generated on first use)."""
-    return settings.webhook.secret_list() or [_development_secret(settings.stream.data_dir)]
+    return settings.webhook.configured_secrets() or [_development_secret(settings.stream.data_dir)]
 
 
 def check_bind(host: str, settings: Settings) -> None:

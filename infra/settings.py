@@ -254,7 +254,7 @@ class WebhookSettings(BaseSettings):
                              " bytes (e.g. `openssl rand -hex 32`)")  # fmt: skip
         return value
 
-    def secret_list(self) -> list[bytes]:
+    def configured_secrets(self) -> list[bytes]:
         """The configured secrets (none: see ``infra.secrets.webhook_secrets``)."""
         raw = "" if self.secrets is None else self.secrets.get_secret_value()
         return [s.strip().encode() for s in raw.split(",") if s.strip()]

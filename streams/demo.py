@@ -38,6 +38,7 @@ def simulated(purchases: int, seed: int) -> list[tuple[str, dict]]:
 def run_demo(settings: Settings, purchases: int = 300, timeout: float = 120.0) -> int:
     from connectors.gateway_client import post_records
     from infra import health, services
+    from infra.secrets import webhook_secrets
 
     gateway = services.by_name()["gateway"]
     ok, why = health.check(gateway, settings, state=None)
@@ -49,7 +50,7 @@ def run_demo(settings: Settings, purchases: int = 300, timeout: float = 120.0) -
     url = f"http://127.0.0.1:{settings.webhook.port}"
     dead_before = dead_letters(settings)
     started = time.monotonic()
-    sent = asyncio.run(post_records(url, settings.webhook.secret_list()[0], records))
+    sent = asyncio.run(post_records(url, webhook_secrets(settings)[0], records))
     outcome = Outcome(seed=seed, url=url, sent=sent, elapsed_s=time.monotonic() - started)
     outcome.minted, outcome.contract = _mint(settings, records, sent.accepted.get("purchase", []))
     ids = sent.accepted.get("purchase", [])
