@@ -62,9 +62,11 @@ def object_column(values: Sequence[Any]) -> np.ndarray:
 
 
 class RuleBatch:
-    """Columns of a batch of purchases; see the module docstring."""
+    """Columns of a batch of purchases; see the module docstring. A subset reads its parent's
+    columns through its row indices, on first use (nothing is copied that no rule reads)."""
 
-    __slots__ = ("records", "columns", "blocked", "n", "_fields", "_memo")
+    __slots__ = ("blocked", "n", "_records", "_columns", "_parent", "_rows", "_features",
+                 "_fields", "_memo")  # fmt: skip
 
     def __init__(
         self,
@@ -79,10 +81,13 @@ class RuleBatch:
                 f"features must be {len(records)} x {len(FEATURE_NAMES)} (records x "
                 f"FEATURE_NAMES), got {X.shape}"
             )
-        self.records = records
-        self.columns = np.ascontiguousarray(X.T)  # one contiguous row per feature
+        self._records: Sequence[Mapping[str, Any]] | None = records
+        self._columns = np.ascontiguousarray(X.T)  # one contiguous row per feature
+        self._parent: RuleBatch | None = None
+        self._rows = np.arange(len(records))
         self.blocked = {"wallets": blocked_wallets, "ips": blocked_ips}
         self.n = len(records)
+        self._features: dict[str, np.ndarray] = {}
         self._fields: dict[str, np.ndarray] = {}
         self._memo: dict[str, Any] = {}
 
@@ -103,14 +108,30 @@ class RuleBatch:
                 raise ValueError(f"record {i}: feature {exc.args[0]!r} is missing") from exc
         return cls(records, X, blocked_wallets, blocked_ips)
 
+    @property
+    def records(self) -> Sequence[Mapping[str, Any]]:
+        if self._records is None:
+            assert self._parent is not None
+            self._records = [self._parent.records[i] for i in self._rows]
+        return self._records
+
     def feature(self, name: str) -> np.ndarray:
-        return self.columns[FEATURE_INDEX[name]]
+        if self._parent is None:
+            return self._columns[FEATURE_INDEX[name]]
+        column = self._features.get(name)
+        if column is None:
+            column = self._features[name] = self._parent.feature(name)[self._rows]
+        return column
 
     def field(self, name: str) -> np.ndarray:
         """The text column ``name`` (None where the record has no value)."""
         column = self._fields.get(name)
         if column is None:
-            column = self._fields[name] = object_column(_values(self.records, name))
+            if self._parent is None:
+                column = object_column(_values(self.records, name))
+            else:
+                column = self._parent.field(name)[self._rows]
+            self._fields[name] = column
         return column
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -123,10 +144,7 @@ class RuleBatch:
     def subset(self, rows: np.ndarray) -> RuleBatch:
         """This batch restricted to ``rows`` (indices), blocklists shared."""
         sub = RuleBatch.__new__(RuleBatch)
-        sub.records = [self.records[i] for i in rows]
-        sub.columns = np.ascontiguousarray(self.columns[:, rows])
-        sub.blocked = self.blocked
-        sub.n = len(rows)
-        sub._fields = {name: column[rows] for name, column in self._fields.items()}
-        sub._memo = {}
+        sub._records, sub._columns, sub._parent, sub._rows = None, None, self, rows
+        sub.blocked, sub.n = self.blocked, len(rows)
+        sub._features, sub._fields, sub._memo = {}, {}, {}
         return sub
