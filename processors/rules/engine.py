@@ -134,9 +134,10 @@ def _run_rule(group: RuleBatch, active: ActiveRule) -> _Hits:
 
 
 def _column(value: Any, n: int, dtype: type) -> np.ndarray:
-    if isinstance(value, np.ndarray) and value.shape == (n,) and value.dtype == dtype:
-        return value
-    return np.broadcast_to(np.asarray(value, dtype=dtype), (n,))
+    if isinstance(value, np.ndarray):
+        return value if value.shape == (n,) and value.dtype == dtype else np.broadcast_to(
+            np.asarray(value, dtype=dtype), (n,))  # fmt: skip
+    return np.full(n, value, dtype=dtype)
 
 
 def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits:
