@@ -11,7 +11,7 @@ to some rows (an organizer's rows, the rows whose reasons are rendered).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from operator import itemgetter
 from typing import Any
 
@@ -54,11 +54,12 @@ def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
         return [r.get(name) for r in records]
 
 
-def object_column(values: Sequence[Any]) -> np.ndarray:
+def object_column(values: Iterable[Any], n: int | None = None) -> np.ndarray:
     """A 1-d object array of ``values`` (never a 2-d array, whatever the values are)."""
-    column = np.empty(len(values), dtype=object)
-    column[:] = values
-    return column
+    if n is None:
+        values = values if isinstance(values, Sequence) else list(values)
+        n = len(values)
+    return np.fromiter(values, dtype=object, count=n)
 
 
 class RuleBatch:

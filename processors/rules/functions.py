@@ -51,14 +51,15 @@ class TextList:
 def _distinct(fn: Callable[[Any], Any], column: np.ndarray) -> Iterator[Any]:
     """``fn`` of each entry, called once per distinct value (texts repeat in a batch); the
     passes over the column run in C."""
-    done = {v: fn(v) for v in dict.fromkeys(column)}
-    return map(done.__getitem__, column)
+    values = column.tolist()
+    done = {v: fn(v) for v in dict.fromkeys(values)}
+    return map(done.__getitem__, values)
 
 
 def each_text(fn: Callable[[Any], Any], value: Any) -> Any:
     """``fn`` over a text column (an object column out), or on a scalar."""
     if isinstance(value, np.ndarray):
-        return object_column(list(_distinct(fn, value)))
+        return object_column(_distinct(fn, value), len(value))
     return fn(value)
 
 
@@ -80,7 +81,7 @@ def isin(value: Any, collection: Any) -> Any:
         return bool(value) and value in collection
     if not collection:
         return np.zeros(len(value), dtype=bool)
-    member = np.fromiter(map(collection.__contains__, value), dtype=bool, count=len(value))
+    member = np.fromiter(map(collection.__contains__, value.tolist()), dtype=bool, count=len(value))
     return member & present(value)
 
 
@@ -171,7 +172,7 @@ class ParsedIps:
         n = len(column)
         packed, self.v6 = [], object_column([None] * n)
         self.valid, self.is_v4 = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
-        for i, value in enumerate(column):
+        for i, value in enumerate(column.tolist()):
             try:
                 packed.append(inet_pton(AF_INET, value))
                 continue
