@@ -61,6 +61,7 @@ bench: install  ## benchmarks, JSON reports under out/ (embedded servers, no ser
 	mkdir -p out
 	$(BIN)/sentinel bench pipeline --out out/bench-pipeline.json
 	$(BIN)/sentinel bench gateway --out out/bench-gateway.json
+	$(BIN)/sentinel bench rules --out out/bench-rules.json
 
 clean: down  ## stop servers and delete .data (topics, tables, keys)
 	rm -rf .data
