@@ -29,7 +29,7 @@ def check(service: Service, settings: Settings, state: str | None = "RUNNING") -
 
 def _http_ok(url: str) -> tuple[bool, str]:
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:
+        with urllib.request.urlopen(url, timeout=10) as response:
             return response.status == 200, f"{url} {response.status}"
     except urllib.error.HTTPError as exc:
         return False, f"{url} {exc.code}"

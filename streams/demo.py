@@ -52,10 +52,13 @@ def run_demo(settings: Settings, purchases: int = 300, timeout: float = 120.0) -
     started = time.monotonic()
     sent = asyncio.run(post_records(url, webhook_secrets(settings)[0], records))
     outcome = Outcome(seed=seed, url=url, sent=sent, elapsed_s=time.monotonic() - started)
-    outcome.minted, outcome.contract = _mint(settings, records, sent.accepted.get("purchase", []))
+    wallets, outcome.contract = _mint(settings, records, sent.accepted.get("purchase", []))
+    outcome.minted = len(wallets)
     ids = sent.accepted.get("purchase", [])
     outcome.stored, outcome.dead, outcome.waited_s = wait_stored(
         settings, ids, lambda: dead_letters(settings) - dead_before, timeout)
+    if outcome.contract:
+        outcome.transfers = wait_transfers(settings, outcome.contract, wallets, timeout / 4)
     print_outcome(settings, outcome)
     return 0 if ids and outcome.stored + outcome.dead >= len(ids) else 1
 
@@ -69,18 +72,36 @@ def dead_letters(settings: Settings) -> int:
 
 
 def _mint(settings: Settings, records: list[tuple[str, dict]], accepted: list[str]
-          ) -> tuple[int, str | None]:
-    """Mint tickets on the local node to some accepted buyers (none without a local node)."""
+          ) -> tuple[list[str], str | None]:
+    """Mint tickets on the local node to some accepted buyers (none without a local node);
+    returns the wallets and the contract."""
     from connectors.chain_local import ensure_contract, mint_tickets
     from infra import local
 
     if local.status(settings, ["evm"])["evm"]["state"] != "running":
-        return 0, None
+        return [], None
     wanted = set(accepted)
     wallets = [r["wallet"] for kind, r in records
                if kind == "purchase" and r["purchase_id"] in wanted][:MINTS]
     contract = ensure_contract(settings)
-    return mint_tickets(settings, contract, wallets), contract
+    mint_tickets(settings, contract, wallets)
+    return wallets, contract
+
+
+def wait_transfers(settings: Settings, contract: str, wallets: list[str], timeout: float) -> int:
+    """Until the chain listener's transfers of these mints are in PostgreSQL; how many are."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(settings.postgres.dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(DISTINCT to_address) FROM chain_transfers WHERE "
+                               "contract = %s AND kind = 'MINT' AND to_address = ANY(%s)",
+                               (contract, wallets)).fetchone()
+            found = int(row[0]) if row else 0
+            if found >= len(set(wallets)) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
 
 
 def wait_stored(settings: Settings, ids: list[str], dead: Callable[[], int], timeout: float

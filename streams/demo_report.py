@@ -21,6 +21,7 @@ class Outcome:
     elapsed_s: float
     minted: int = 0
     contract: str | None = None
+    transfers: int = 0  # of the minted tickets, wallets whose transfer is in PostgreSQL
     stored: int = 0
     dead: int = 0  # purchases dead-lettered by the worker meanwhile (late, undecodable)
     waited_s: float = 0.0
@@ -57,7 +58,8 @@ def _print_sent(o: Outcome) -> None:
         print(f"  {error}")
     if o.contract:
         print(f"  chain      {o.minted:5}  tickets minted on the local EVM node (TicketNFT "
-              f"{o.contract}); the chain listener publishes them")
+              f"{o.contract}); the chain listener's transfers of {o.transfers} of those "
+              "wallets are in PostgreSQL")
 
 
 def _print_verdicts(conn, ids: list[str]) -> None:
