@@ -394,6 +394,19 @@ def add_bench_commands(bench_subparsers) -> None:
     from models.rules_bench import add_bench_command as add_bench_rules
 
     add_bench_rules(bench_subparsers)
+
+    from models.bench_learning import cmd_bench_learning
+
+    p = bench_subparsers.add_parser("learning", help="6 simulated weeks, a new fraud pattern "
+                                    "from week 4: recall and friction before/after retraining")
+    p.add_argument("--out", default=".data/bench/learning.json", help="JSON report path")
+    p.add_argument("--users", type=int, default=15_000)
+    p.add_argument("--seed", type=int, default=31)
+    p.add_argument("--rate", type=float, default=0.008,
+                   help="new-pattern purchases per legit purchase, from week 4")
+    p.add_argument("--rounds", type=int, default=200, help="boosting rounds")
+    p.set_defaults(func=_run(cmd_bench_learning))
+
     p = bench_subparsers.add_parser(
         "detection", help="verdicts per fraud pattern and legit scenario on unseen seeds"
     )

@@ -122,9 +122,10 @@ def split_by_time(data: Dataset, config: TopicTrainConfig) -> dict[str, Dataset]
 
 def train_from_topics(settings: Settings, out_dir: str | Path, config: TopicTrainConfig, *,
                       registry: ModelRegistry | None = None, promote: bool = False,
-                      force: bool = False, log=print) -> TrainResult:
+                      force: bool = False, log=print, sources=None) -> TrainResult:
+    """``sources``: (events, labels) already read by ``load_sources`` (else read now)."""
     started = time.perf_counter()
-    events, labels = load_sources(settings)
+    events, labels = sources if sources is not None else load_sources(settings)
     read_s = time.perf_counter() - started
     feature_config = FeatureConfig(allowed_lateness_ms=settings.stream.allowed_lateness_ms,
                                    chain_lateness_ms=settings.stream.chain_lateness_ms)

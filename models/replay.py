@@ -37,26 +37,36 @@ def replay(events: Iterable[tuple[str, dict]], model, ruleset: RuleSet, *,
            blocked: Blocked = Blocked(), batch_size: int = 500,
            config: FeatureConfig | None = None) -> list[dict]:
     """Decisions for the purchases in [since, until); earlier events only build state."""
-    engine = FeatureEngine(config)
     decisions: list[dict] = []
     pending: list[tuple[dict, dict]] = []
+    for row in replay_rows(events, since=since, until=until, config=config):
+        pending.append(row)
+        if len(pending) >= batch_size:
+            decisions += decide_rows(pending, model, ruleset, blocked)
+            pending = []
+    return decisions + decide_rows(pending, model, ruleset, blocked)
+
+
+def replay_rows(events: Iterable[tuple[str, dict]], *, since: datetime | None = None,
+                until: datetime | None = None,
+                config: FeatureConfig | None = None) -> Iterator[tuple[dict, dict]]:
+    """(purchase, features) for the purchases in [since, until), through ``FeatureEngine``
+    in the events' order; earlier events only build state, late ones are skipped as live."""
+    engine = FeatureEngine(config)
     for kind, record in events:
         at = record[TIME_FIELD[kind]]
         if until is not None and at >= until:
-            break
+            return
         try:
             features = engine.process(kind, record)
         except LateEventError:
             continue  # the live worker dead-letters these too
         if features is not None and (since is None or at >= since):
-            pending.append((record, features))
-            if len(pending) >= batch_size:
-                decisions += _decide(pending, model, ruleset, blocked)
-                pending = []
-    return decisions + _decide(pending, model, ruleset, blocked)
+            yield record, features
 
 
-def _decide(pending, model, ruleset, blocked) -> list[dict]:
+def decide_rows(pending, model, ruleset, blocked: Blocked = Blocked()) -> list[dict]:
+    """Decisions for (purchase, features) rows, in one ``decide_batch`` call."""
     if not pending:
         return []
     outcomes = decide_batch([p for p, _ in pending], [f for _, f in pending], model, ruleset,
