@@ -74,17 +74,17 @@ class _Hits:
 
 
 def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
-    """The ruleset (each row seen through its organizer's overrides) over ``batch``."""
+    """The ruleset (each row seen through its organizer's overrides) over ``batch``: each rule
+    once per compiled form in use (organizers that override a rule's parameters get their own
+    pass over their rows; the rest share one)."""
     out = BatchEvaluation.empty(batch.n)
+    survive, hard = np.ones(batch.n), np.zeros(batch.n, dtype=bool)
+    views = _views(batch, ruleset)
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
-        for view, rows in _views(batch, ruleset):
-            group = batch if rows is None else batch.subset(rows)
-            targets = range(batch.n) if rows is None else rows.tolist()
-            score, hard = _evaluate_group(group, view, out, targets)
-            if rows is None:
-                out.rule_score, out.hard_block = score, hard
-            else:
-                out.rule_score[rows], out.hard_block[rows] = score, hard
+        for rule_id in ruleset.rules:  # file order: each row's noisy-OR multiplies in it
+            for active, rows, weight in _variants(rule_id, views):
+                _apply(batch, active, rows, weight, out, survive, hard)
+    out.rule_score, out.hard_block = np.clip(1.0 - survive, 0.0, 1.0), hard
     return out
 
 
@@ -101,26 +101,51 @@ def _views(batch: RuleBatch, ruleset: RuleSet) -> list[tuple[RuleSet, np.ndarray
     return [(ruleset.for_organizer(k), np.asarray(r, dtype=np.intp)) for k, r in groups.items()]
 
 
-def _evaluate_group(group: RuleBatch, view: RuleSet, out: BatchEvaluation,
-                    targets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Every active rule of ``view`` over ``group`` (row i of the group is row targets[i] of
-    ``out``); fills ``out``'s per-row lists and gives the group's (rule score, hard block)."""
-    survive, hard = np.ones(group.n), np.zeros(group.n, dtype=bool)
-    for active in view.active:
-        hits = _run_rule(group, active)
-        rule = active.rule
-        for i, error in hits.errors.items():
-            out.errors[targets[i]].append(f"{rule.id}: {error}")
-        if not hits.fired:
-            continue
-        scores = hits.score[hits.fired].tolist()
-        for i, score, reason in zip(hits.fired, scores, hits.reasons, strict=True):
-            out.results[targets[i]].append(
-                RuleResult(rule.id, rule.category, score, reason, rule.hard))
-        survive *= 1.0 - active.setting.weight * hits.score
-        if rule.hard:
-            hard[hits.fired] = True
-    return np.clip(1.0 - survive, 0.0, 1.0), hard
+Variant = tuple[ActiveRule, "np.ndarray | None", "float | np.ndarray"]
+
+
+def _variants(rule_id: str, views: list[tuple[RuleSet, np.ndarray | None]]) -> list[Variant]:
+    """(active rule, its rows or None for all, weight or per-row weights) per compiled form
+    of ``rule_id`` among the views; views where it is not active are left out."""
+    forms: dict[int, list[tuple[ActiveRule, np.ndarray | None]]] = {}
+    for view, rows in views:
+        active = view.active_by_id.get(rule_id)
+        if active is not None:
+            forms.setdefault(id(active.compiled), []).append((active, rows))
+    out: list[Variant] = []
+    for parts in forms.values():
+        if len(parts) == 1:
+            active, rows = parts[0]
+            out.append((active, rows, active.setting.weight))
+        else:
+            rows = np.concatenate([r for _, r in parts])
+            weights = np.concatenate([np.full(len(r), a.setting.weight) for a, r in parts])
+            out.append((parts[0][0], rows, weights))
+    return out
+
+
+def _apply(batch: RuleBatch, active: ActiveRule, rows: np.ndarray | None,
+           weight: float | np.ndarray, out: BatchEvaluation, survive: np.ndarray,
+           hard: np.ndarray) -> None:  # fmt: skip
+    """One rule over ``rows`` of the batch: results, errors, the noisy-OR and hard blocks."""
+    group = batch if rows is None else batch.subset(rows)
+    hits = _run_rule(group, active)
+    targets: Sequence[int] = range(batch.n) if rows is None else rows.tolist()
+    rule = active.rule
+    for i, error in hits.errors.items():
+        out.errors[targets[i]].append(f"{rule.id}: {error}")
+    if not hits.fired:
+        return
+    scores = hits.score[hits.fired].tolist()
+    for i, score, reason in zip(hits.fired, scores, hits.reasons, strict=True):
+        out.results[targets[i]].append(RuleResult(rule.id, rule.category, score, reason, rule.hard))
+    factor = 1.0 - weight * hits.score
+    if rows is None:
+        survive *= factor
+        hard[hits.fired] |= rule.hard
+    else:
+        survive[rows] *= factor
+        hard[rows[hits.fired]] |= rule.hard
 
 
 def _run_rule(group: RuleBatch, active: ActiveRule) -> _Hits:

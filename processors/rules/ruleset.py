@@ -80,6 +80,7 @@ class RuleSet:
             for rule_id, s in self.settings.items()
             if s.enabled and s.weight > 0
         )
+        self.active_by_id = MappingProxyType({a.rule.id: a for a in self.active})
 
     def for_organizer(self, organizer_id: str | None) -> RuleSet:
         """The view with ``organizer_id``'s overrides, or this ruleset if it has none."""

@@ -260,6 +260,20 @@ def test_organizers_rows_mixed_in_one_batch_each_get_their_view():
     assert [bool(e.results) for e in out] == [o == "tour" for o in orgs]
 
 
+def test_an_organizer_overriding_only_a_weight_shares_the_rules_pass_with_its_own_weight():
+    ruleset = ruleset_from_dict(with_changes(organizers={
+        "heavy": {"rules": {"unverified_phone": {"weight": 0.9}}},
+        "off": {"rules": {"unverified_phone": {"enabled": False}}},
+    }))  # fmt: skip
+    assert (ruleset.for_organizer("heavy").active_by_id["unverified_phone"].compiled
+            is ruleset.active_by_id["unverified_phone"].compiled)  # fmt: skip
+    orgs = ["heavy", "org1", "off", "heavy"]
+    out = evaluate_cases([{"f": {"phone_verified": 0}, "p": {"organizer_id": o}} for o in orgs],
+                         ruleset)  # fmt: skip
+    assert [e.rule_score for e in out] == pytest.approx([0.9, 0.2, 0.0, 0.9])
+    assert [len(e.results) for e in out] == [1, 1, 0, 1]
+
+
 def test_shipped_organizer_example():
     view = SHIPPED.for_organizer("org_stadium_tour")
     assert view.thresholds.review == 0.60
