@@ -24,6 +24,7 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from infra.local import InfraError
 from infra.services import Service, start_order
 from infra.settings import REPO_ROOT, Settings
 
@@ -33,8 +34,8 @@ STOP_WAIT_S = 20  # Faust may ignore SIGTERM while it shuts down (DESIGN.md "Kno
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to ~108 bytes
 
 
-class SupervisorError(RuntimeError):
-    """supervisord did not start or answer; the message names its log."""
+class SupervisorError(InfraError):
+    """supervisord did not start or answer; the message names its log (the CLI prints it)."""
 
 
 def home(settings: Settings) -> Path:
