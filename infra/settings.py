@@ -97,6 +97,19 @@ class KafkaSettings(BaseSettings):
         return _port(self.bootstrap_servers.split(",")[0], 19092)
 
 
+class KafkaPasswordSettings(BaseSettings):
+    """Each component's SCRAM password (``KAFKA_PASSWORD_<COMPONENT>``), read by
+    ``sentinel kafka setup`` where Kafka authenticates clients (``infra/kafka/acls.py``)."""
+
+    model_config = _config("KAFKA_PASSWORD_")
+
+    gateway: SecretStr | None = None
+    chain: SecretStr | None = None
+    worker: SecretStr | None = None
+    sink: SecretStr | None = None
+    registry: SecretStr | None = None
+
+
 class SchemaRegistrySettings(BaseSettings):
     """Schema ids: a real registry when ``SCHEMA_REGISTRY_URL`` is set, else a file registry."""
 
@@ -291,6 +304,7 @@ ENV_VARS: dict[str, type[BaseSettings]] = {
     for cls in (
         PortSettings,
         KafkaSettings,
+        KafkaPasswordSettings,
         SchemaRegistrySettings,
         PostgresSettings,
         RedisSettings,

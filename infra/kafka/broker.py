@@ -10,6 +10,7 @@ import base64
 import shutil
 import subprocess
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 POM = Path(__file__).resolve().parent / "pom.xml"
@@ -84,10 +85,13 @@ def command(kafka_dir: Path) -> list[str]:
     ]
 
 
-def prepare(port: int, kafka_dir: Path) -> None:
-    """Write the configs, resolve the jars once and format the storage once."""
+def prepare(
+    port: int, kafka_dir: Path, scram: Sequence[str] = (), server_properties: str | None = None
+) -> None:
+    """Write the configs, resolve the jars once and format the storage once (``scram``:
+    ``--add-scram`` credentials for a secured node, ``infra/kafka/secure.py``)."""
     (kafka_dir / "data").mkdir(parents=True, exist_ok=True)
-    (kafka_dir / "server.properties").write_text(properties(port, kafka_dir))
+    (kafka_dir / "server.properties").write_text(server_properties or properties(port, kafka_dir))
     (kafka_dir / "log4j.properties").write_text(log4j_properties(kafka_dir / "server.log"))
     libs = kafka_dir / "libs"
     if not any(libs.glob("kafka_2.13-*.jar")):
@@ -96,7 +100,8 @@ def prepare(port: int, kafka_dir: Path) -> None:
     if not (kafka_dir / "data" / "meta.properties").exists():
         _run([_tool("java"), "-cp", f"{libs}/*", f"-Dlog4j.configuration=file:{kafka_dir / 'log4j.properties'}",
               "kafka.tools.StorageTool", "format", "-t", cluster_id(),
-              "-c", str(kafka_dir / "server.properties")], timeout=120)
+              "-c", str(kafka_dir / "server.properties"),
+              *(arg for cred in scram for arg in ("--add-scram", cred))], timeout=120)
 
 
 def available() -> bool:

@@ -20,7 +20,9 @@ from infra.settings import ENV_VARS, REPO_ROOT
 
 pytestmark = pytest.mark.unit
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-SECRETS = {"WEBHOOK_SECRETS": "compose-check", "POSTGRES_PASSWORD": "p", "REDIS_PASSWORD": "r"}
+SECRETS = {"WEBHOOK_SECRETS": "compose-check", "POSTGRES_PASSWORD": "p", "REDIS_PASSWORD": "r",
+           "KAFKA_ADMIN_PASSWORD": "a", "KAFKA_CONTROLLER_PASSWORD": "c",
+           **{f"KAFKA_PASSWORD_{p}": p for p in ("GATEWAY", "CHAIN", "WORKER", "SINK", "REGISTRY")}}
 # Read outside infra/settings.py: the model registry's folder (models/registry.py).
 OTHER_READERS = {"SENTINEL_MODEL_DIR"}
 
@@ -131,9 +133,32 @@ def test_compose_config_refuses_to_start_without_the_passwords():
         pytest.skip("docker-compose (v1) names the missing variable; checked where it exists")
     env = {k: v for k, v in os.environ.items() if k not in SECRETS}
     result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"],
-                            env={**env, "WEBHOOK_SECRETS": "x", "REDIS_PASSWORD": "r"},
+                            env={**env, **{k: v for k, v in SECRETS.items()
+                                           if k != "POSTGRES_PASSWORD"}},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_kafka_authenticates_every_client_and_each_service_has_its_own_principal():
+    from infra.kafka.acls import MECHANISM, PRINCIPALS
+
+    compose = _compose()["services"]
+    start = (REPO_ROOT / "infra/kafka/compose/start.sh").read_text()
+    assert "/etc/sentinel-kafka/sasl.properties" in start  # the file the ACL test runs
+    assert "./infra/kafka:/etc/sentinel-kafka:ro" in compose["kafka"]["volumes"]
+    users = {}
+    for name, spec in _sentinel_services().items():
+        env = spec["environment"]
+        assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == (
+            "SASL_PLAINTEXT", MECHANISM), name
+        users[name] = env.get("KAFKA_SASL_USERNAME")
+    assert users["init"] == "admin"
+    assert {users[n] for n in ("gateway", "worker", "chain-listener")} == {"gateway", "worker",
+                                                                            "chain"}
+    assert {users[n] for n in ("sink-postgres", "sink-redis", "sink-siem")} == {"sink"}
+    assert set(users.values()) - {None, "admin"} <= set(PRINCIPALS)
+    registry = compose["schema-registry"]["environment"]
+    assert 'username="registry"' in registry["SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"]
 
 
 def test_prometheus_scrapes_every_process_on_its_metrics_port(tmp_path, monkeypatch):
