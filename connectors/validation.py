@@ -264,6 +264,7 @@ class LabelIn(EdgeModel):
     is_fraud: StrictBool
     source: Literal["CHARGEBACK", "MANUAL_REVIEW", "SIMULATOR"]
     pattern: Text | None = None
+    reviewer: Id | None = None  # MANUAL_REVIEW: who decided (a console user name)
 
 
 PURCHASE = RecordKind(

@@ -7,11 +7,11 @@ and proves both answer. The request pipeline itself is ``connectors.gateway.Gate
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import orjson
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
@@ -20,16 +20,17 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from connectors.base import RecordKind
+from connectors.console.access import AuthError, open_access, requires
+from connectors.console.principal import Principal, for_principal
+from connectors.decision_wait import DecisionWaiter, TooManyWaits, WaitSlots
 from connectors.gateway import Gateway, error, json_response
 from connectors.health import all_ok
 from connectors.publisher import DeliveryPump, Publisher
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from connectors.validation import AUTH_EVENT, LABEL, PURCHASE
-from infra import redis_keys
 from infra.settings import Settings
 
 DELIVERY_TIMEOUT_MS = 5_000  # librdkafka's verdict on a record; the caller hears within ~6 s
-DECISION_POLL_S = 0.02
 
 
 def create_app(settings: Settings, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> FastAPI:
@@ -37,17 +38,30 @@ def create_app(settings: Settings, *, delivery_timeout_ms: int = DELIVERY_TIMEOU
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = await start_gateway(settings, delivery_timeout_ms)
         app.state.gateway = gateway
+        app.state.access = await open_access(settings.postgres.dsn)
+        app.state.waiter = DecisionWaiter.from_url(gateway.redis, settings.redis.dsn)
+        app.state.waiter.start()
+        app.state.wait_slots = WaitSlots(settings.console.waits_per_client)
+        app.state.max_wait_ms = settings.console.max_wait_ms
         try:
             yield
         finally:
+            await app.state.waiter.stop()
+            await app.state.access.pool.close()
             await stop_gateway(gateway)
 
     app = FastAPI(title="Sentinel webhook gateway", version="1", lifespan=lifespan)
     for kind in (PURCHASE, AUTH_EVENT, LABEL):
         _add_ingest_route(app, kind)
     _add_read_routes(app)
+    app.add_exception_handler(AuthError, auth_error)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def auth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthError)
+    return error(exc.status, exc.code, exc.message)
 
 
 def app_from_env() -> FastAPI:
@@ -108,25 +122,36 @@ def _add_ingest_route(app: FastAPI, kind: RecordKind) -> None:
 
 
 def _add_read_routes(app: FastAPI) -> None:
-    @app.get("/v1/decisions/{purchase_id}", responses={404: {"description": "No decision yet"}})
+    @app.get(
+        "/v1/decisions/{purchase_id}",
+        responses={
+            401: _error_doc("No API key or console session"),
+            404: _error_doc("No decision yet"),
+            429: _error_doc("This client already holds its share of waits; see Retry-After"),
+        },
+    )
     async def get_decision(
         request: Request,
         purchase_id: Annotated[str, Path(min_length=1, max_length=128)],
         wait_ms: Annotated[int, Query(ge=0, le=30_000)] = 0,
+        principal: Principal = requires("viewer"),
     ) -> Response:
-        """The latest decision for a purchase, waiting up to ``wait_ms`` for it to exist."""
-        redis = request.app.state.gateway.redis
-        key, deadline = (
-            redis_keys.decision(purchase_id),
-            time.monotonic() + wait_ms / 1000,
-        )
+        """The latest decision for a purchase, waiting up to ``wait_ms`` (capped at
+        ``SENTINEL_CONSOLE_MAX_WAIT_MS``) for it to exist. Needs an API key
+        (``Authorization: Bearer``) or a console session; IPs are masked for viewers."""
+        waiter: DecisionWaiter = request.app.state.waiter
+        wait_s = min(wait_ms, request.app.state.max_wait_ms) / 1000
         try:
-            while (raw := await redis.get(key)) is None:
-                if time.monotonic() >= deadline:
-                    return error(404, "not_found", f"no decision for {purchase_id!r} yet")
-                await asyncio.sleep(min(DECISION_POLL_S, max(0.0, deadline - time.monotonic())))
+            with request.app.state.wait_slots.hold(principal.client_id):
+                raw = await waiter.get(purchase_id, wait_s)
+        except TooManyWaits:
+            return error(429, "too_many_waits", "too many waits in flight", retry_after=1)
         except RedisError:
             return error(503, "unavailable", "decision store unavailable; retry", retry_after=1)
+        if raw is None:
+            return error(404, "not_found", f"no decision for {purchase_id!r} yet")
+        if principal.masks_ips:
+            raw = orjson.dumps(for_principal(principal, orjson.loads(raw)))
         return Response(raw, 200, media_type="application/json")
 
     @app.get("/livez")

@@ -20,7 +20,7 @@ from infra.settings import get_settings
 
 # Modules that add their own subcommands with add_commands(subparsers).
 PLUGINS = ("streams.cli", "models.cli", "connectors.cli", "connectors.chain_cli", "sinks.cli",
-           "infra.stack_cli", "infra.security_cli")
+           "infra.stack_cli", "infra.security_cli", "connectors.console.cli")
 
 
 def _print(data) -> None:

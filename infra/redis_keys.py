@@ -19,6 +19,11 @@ def decision(purchase_id: str) -> str:
     return f"{ROOT}:decision:{purchase_id}"
 
 
+# Pub/sub channel: the Redis sink publishes a purchase id when it stores its decision, so that
+# long-polling readers (GET /v1/decisions/{id}?wait_ms=) wait on a subscription, not a loop.
+DECISION_STORED = f"{ROOT}:decision-stored"
+
+
 def kpi(minute: str) -> str:
     """Per-minute KPI hash, ``minute`` as ``yyyymmddHHMM`` (event time)."""
     return f"{ROOT}:kpi:{minute}"
@@ -50,3 +55,8 @@ def rate_limit(ns: str, kind: str, value: str | None = None) -> str:
 
 def idempotency(ns: str, kind: str, digest: str) -> str:
     return f"{ns}idem:{kind}:{digest}"
+
+
+def console_login_failures(who: str) -> str:
+    """Failed console logins of a user name or a client network, expiring after 15 minutes."""
+    return f"{ROOT}:console:login-failures:{who}"

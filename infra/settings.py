@@ -273,6 +273,25 @@ class WebhookSettings(BaseSettings):
         return [s.strip().encode() for s in raw.split(",") if s.strip()]
 
 
+class ConsoleSettings(BaseSettings):
+    """The operator console and its read API (``SENTINEL_CONSOLE_*``)."""
+
+    model_config = _config("SENTINEL_CONSOLE_")
+
+    host: str = "127.0.0.1"
+    port: int = 8090
+    session_ttl_s: int = 8 * 3600
+    secure_cookies: bool = False  # set behind TLS: cookies then travel over HTTPS only
+    # Long-poll waits (``wait_ms``): the longest one request may wait, and how many waits one
+    # client (API key or session) may hold at once; more get 429.
+    max_wait_ms: int = 10_000
+    waits_per_client: int = 4
+    login_failures_per_15min: int = 10  # per user name and per client IP
+    rollup_refresh_s: float = 5.0  # how often the KPI and model-health rollups catch up
+    review_sla_s: int = 4 * 3600  # a review case older than this is shown as late
+    worker_metrics_url: str = ""  # e.g. http://127.0.0.1:9100/metrics (SENTINEL_METRICS_PORT)
+
+
 class Settings(BaseSettings):
     """All concerns together. Build once with ``get_settings()``."""
 
@@ -286,6 +305,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
 
 def _port(hostport: str, default: int) -> int:
@@ -312,6 +332,7 @@ ENV_VARS: dict[str, type[BaseSettings]] = {
         StreamSettings,
         MetricsSettings,
         WebhookSettings,
+        ConsoleSettings,
     )
     for name in cls.model_fields
 }

@@ -36,14 +36,16 @@ DECISIONS = Table(
     (
         "purchase_id", "occurred_at", "decision_id", "wallet", "organizer_id", "decision",
         "score", "model_score", "rule_score", "model_version", "rules_version", "reasons",
-        "features", "decided_at", "latency_ms", "challenger_version", "challenger_score",
+        "features", "decided_at", "latency_ms", "contributions", "challenger_version",
+        "challenger_score",
     ),
     ("purchase_id", "occurred_at"),
     lambda r: (
         r["purchase_id"], r["occurred_at"], r["decision_id"], r["wallet"], r.get("organizer_id"),
         r["decision"], r["score"], r["model_score"], r["rule_score"], r["model_version"],
         r["rules_version"], to_json(r["reasons"]), to_json(r["features"]), r["decided_at"],
-        r["latency_ms"], r.get("challenger_version"), r.get("challenger_score"),
+        r["latency_ms"], to_json(r.get("contributions") or {}), r.get("challenger_version"),
+        r.get("challenger_score"),
     ),
 )
 
@@ -124,9 +126,12 @@ ALERTS = Table(
 
 LABELS = Table(
     "labels",
-    ("purchase_id", "source", "occurred_at", "is_fraud", "pattern"),
+    ("purchase_id", "source", "occurred_at", "is_fraud", "pattern", "reviewer"),
     ("purchase_id", "source"),
-    lambda r: (r["purchase_id"], r["source"], r["occurred_at"], r["is_fraud"], r.get("pattern")),
+    lambda r: (
+        r["purchase_id"], r["source"], r["occurred_at"], r["is_fraud"], r.get("pattern"),
+        r.get("reviewer"),
+    ),
 )
 
 BY_TOPIC: dict[str, Table] = {

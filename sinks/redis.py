@@ -6,6 +6,8 @@ For each decision one server-side script (``EVALSHA`` in the pipeline) does, ato
 - newest-event-wins (feast ``online_stores/redis.py``): the JSON at
   ``sentinel:decision:{purchase_id}`` is replaced only when the new record's ``decided_at``
   is not older than the stored one's, so a redelivered older record never overwrites;
+- a notification on ``sentinel:decision-stored`` (the purchase id) when the stored decision
+  changed, so that long-polling readers wait on a subscription instead of polling;
 - KPIs exactly once: ``sentinel:kpi:{yyyymmddHHMM}`` (minute of the event time) gets
   ``total``, the verdict, and ``latency_ms_sum`` incremented only when the purchase had no
   stored decision yet, so redelivery does not double count (while the 7-day key lives).
@@ -45,7 +47,8 @@ from sinks.encoding import epoch_ms, to_json
 
 VERDICTS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
 
-# KEYS: decision key, kpi key. ARGV: json, decided_at ms, ttl ms, verdict, latency, kpi ttl ms.
+# KEYS: decision key, kpi key. ARGV: json, decided_at ms, ttl ms, verdict, latency, kpi ttl ms,
+# notification channel, purchase id.
 _PUT_DECISION = """
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -56,6 +59,7 @@ if cur then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 if not cur then
   redis.call('HINCRBY', KEYS[2], 'total', 1)
   redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
@@ -176,5 +180,7 @@ class RedisSink(BatchSink):
             d["decision"],
             repr(latency if math.isfinite(latency := float(d["latency_ms"])) else 0.0),
             self.kpi_ttl_ms,
+            redis_keys.DECISION_STORED,
+            d["purchase_id"],
         ]
         pipe.evalsha(self._sha, len(keys), *keys, *args)

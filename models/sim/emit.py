@@ -185,6 +185,7 @@ class Emitter:
                 "is_fraud": fraud is not None,
                 "source": source,
                 "pattern": fraud,
+                "reviewer": None,
             },
         )
 

@@ -20,11 +20,13 @@ import pytest
 from connectors.bench_server import topic_records
 from connectors.signature import signed_headers
 from connectors.webhook import create_app
+from infra import redis_keys
 from infra.secrets import webhook_secrets
 from infra.settings import Settings, WebhookSettings
 from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS, TopicSpec
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
+from tests.support.console import user_with_key, with_database
 from tests.support.kafka import read_until
 from tests.support.records import recent_purchase
 
@@ -430,30 +432,49 @@ def test_broker_unreachable_is_503_within_the_delivery_timeout(settings: Setting
 # ------------------------------------------------------------------ reads
 
 
-def test_decision_lookup_404_then_waits_for_it(settings: Settings, redis_client) -> None:
+def test_decision_lookup_needs_a_key_404s_then_waits_for_it(
+    settings: Settings, pg_dsn: str, redis_client
+) -> None:
+    settings = with_database(settings, pg_dsn)
+    _, _, key = user_with_key(pg_dsn, "analyst")
+    auth = {"Authorization": f"Bearer {key}"}
     purchase_id = f"p-{uuid.uuid4().hex}"
-    key = f"sentinel:decision:{purchase_id}"
+    path = f"/v1/decisions/{purchase_id}"
     decision = {"purchase_id": purchase_id, "decision": "APPROVED", "score": 0.1}
 
-    async def scenario() -> tuple[list[httpx.Response], float]:
+    async def scenario() -> tuple[list[httpx.Response], float, float]:
         async with gateway_client(settings) as client:
             loop = asyncio.get_running_loop()
+            anonymous = await client.get(path)
+            wrong = await client.get(path, headers={"Authorization": "Bearer snt_00_nope"})
             started = loop.time()
-            missing = await client.get(f"/v1/decisions/{purchase_id}?wait_ms=300")
+            missing = await client.get(f"{path}?wait_ms=300", headers=auth)
             waited = loop.time() - started
-            waiting = asyncio.create_task(client.get(f"/v1/decisions/{purchase_id}?wait_ms=10000"))
-            await asyncio.to_thread(redis_client.set, key, orjson.dumps(decision), ex=60)
+            waiting = asyncio.create_task(client.get(f"{path}?wait_ms=10000", headers=auth))
+            await asyncio.sleep(0.2)
+            stored_at = loop.time()
+            # What the Redis sink does when it stores a decision: the key, then a notification.
+            await asyncio.to_thread(redis_client.set, key_of(purchase_id), orjson.dumps(decision))
+            await asyncio.to_thread(redis_client.publish, redis_keys.DECISION_STORED, purchase_id)
             found = await waiting
-            bad = await client.get(f"/v1/decisions/{purchase_id}?wait_ms=-1")
-            return [missing, found, bad], waited
+            woke = loop.time() - stored_at
+            bad = await client.get(f"{path}?wait_ms=-1", headers=auth)
+            return [anonymous, wrong, missing, found, bad], waited, woke
 
     try:
-        (missing, found, bad), waited = asyncio.run(scenario())
+        (anonymous, wrong, missing, found, bad), waited, woke = asyncio.run(scenario())
     finally:
-        redis_client.delete(key)
+        redis_client.delete(key_of(purchase_id))
+    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert anonymous.json()["error"] == "unauthorized"
     assert missing.status_code == 404 and waited >= 0.3
     assert (found.status_code, found.json()) == (200, decision)
+    assert woke < 1.0  # woken by the notification, not by the 2 s safety re-read
     assert bad.status_code == 422
+
+
+def key_of(purchase_id: str) -> str:
+    return redis_keys.decision(purchase_id)
 
 
 def test_health_metrics_and_openapi(settings: Settings) -> None:

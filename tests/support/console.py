@@ -1,0 +1,92 @@
+"""Console users and keys for tests (in a test's own migrated database)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from contextlib import asynccontextmanager, contextmanager
+
+import httpx
+import psycopg
+
+from connectors.console import accounts
+from infra import db
+from infra.settings import PostgresSettings, Settings
+
+
+@contextmanager
+def migrated_database(stack: Settings):
+    """A fresh migrated database for a whole test module (migrating costs seconds: the daily
+    partitions), dropped afterwards. Tests sharing it use their own user names and ids."""
+    name = f"t_console_{uuid.uuid4().hex[:10]}"
+    base = stack.postgres.dsn
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = base.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        db.migrate(dsn)
+        yield dsn
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def with_database(settings: Settings, dsn: str) -> Settings:
+    """``settings`` pointing at the test's own database."""
+    return settings.model_copy(update={"postgres": PostgresSettings(url=dsn)})
+
+
+async def _user_and_key(dsn: str, role: str, name: str, password: str | None) -> tuple[str, str]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        password = await accounts.add_user(conn, name, role, password, "test")
+        return password, await accounts.create_key(conn, name, "test")
+
+
+def user_with_key(dsn: str, role: str, name: str | None = None, password: str | None = None):
+    """(name, password, api key) of a new user with ``role``."""
+    name = name or f"{role}-{uuid.uuid4().hex[:6]}"
+    password, key = asyncio.run(_user_and_key(dsn, role, name, password))
+    return name, password, key
+
+
+@asynccontextmanager
+async def console_client(settings: Settings, peer: str = "198.51.100.9"):
+    """The console app in-process (lifespan started) behind an httpx client keeping cookies."""
+    from connectors.console.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+            yield client
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF_INPUT.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
+    form = await client.get("/login")
+    return await client.post(
+        "/login", data={"username": name, "password": password, "csrf_token": csrf_of(form.text)}
+    )
+
+
+def store_decisions(dsn: str, decisions: list[dict], purchases: list[dict] = ()) -> None:
+    """Write records through the PostgreSQL sink, as the pipeline would."""
+    from infra import topics
+    from sinks.postgres import PostgresSink
+    from sinks.testing import records
+
+    sink = PostgresSink(dsn)
+    try:
+        batch = records(topics.DECISIONS, decisions) + records(topics.PURCHASES, list(purchases))
+        sink.write(batch)
+    finally:
+        sink.close()
