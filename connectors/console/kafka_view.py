@@ -78,7 +78,7 @@ def dead_letters(settings: Settings, admin: AdminClient, timeout: float) -> dict
     return out
 
 
-def snapshot(settings: Settings, timeout: float = 5.0) -> dict:
+def snapshot(settings: Settings, timeout: float = 3.0) -> dict:
     """Groups, per-partition lag and dead letters, with when it was taken."""
     admin = AdminClient(settings.kafka.as_confluent())
     groups = sentinel_groups(settings)

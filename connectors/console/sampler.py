@@ -59,6 +59,7 @@ class Sampler:
         self.kafka: dict | None = None
         self.kafka_error: str | None = None
         self.ready = asyncio.Event()
+        self.started = False
 
     def gateway_minutes(self) -> dict:
         return {**self.gateway_health, "per_minute": per_minute(self.gateway)}

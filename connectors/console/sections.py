@@ -22,10 +22,10 @@ async def load_fraud(state: ConsoleState) -> dict:
 
 
 async def load_traffic(state: ConsoleState) -> dict:
+    gateway = (await state.sampled()).gateway_minutes()
     async with state.pool.connection(timeout=5) as conn:
         return await traffic.traffic(
-            conn, state.redis, state.blocklist, state.settings,
-            state.sampler.gateway_minutes(), datetime.now(UTC),
+            conn, state.redis, state.blocklist, state.settings, gateway, datetime.now(UTC)
         )
 
 
@@ -35,8 +35,9 @@ async def load_model(state: ConsoleState) -> dict:
 
 
 async def load_system(state: ConsoleState) -> dict:
+    sampler = await state.sampled()
     async with state.pool.connection(timeout=5) as conn:
-        return await system.system(conn, state.redis, state.sampler)
+        return await system.system(conn, state.redis, sampler)
 
 
 async def load_alerts(state: ConsoleState, severity: str = "LOW", status: str | None = None) -> dict:

@@ -48,12 +48,21 @@ class ConsoleState:
         )
 
     def start_background(self) -> None:
-        """The rollup refresher and the sampler, stopped by ``close``."""
-        self.tasks += [
-            asyncio.create_task(run_refresher(self.pool, self.settings.console.rollup_refresh_s),
-                                name="console-rollups"),
-            asyncio.create_task(self.sampler.run(), name="console-sampler"),
-        ]  # fmt: skip
+        """The rollup refresher, stopped by ``close``."""
+        refresher = run_refresher(self.pool, self.settings.console.rollup_refresh_s)
+        self.tasks.append(asyncio.create_task(refresher, name="console-rollups"))
+
+    async def sampled(self, first_wait_s: float = 5.0) -> Sampler:
+        """The sampler, started by the first section that needs it (the Kafka and gateway
+        samples cost seconds; a console nobody looks at the System page of takes none)."""
+        if not self.sampler.started:
+            self.sampler.started = True
+            self.tasks.append(asyncio.create_task(self.sampler.run(), name="console-sampler"))
+        try:
+            await asyncio.wait_for(self.sampler.ready.wait(), first_wait_s)
+        except TimeoutError:
+            pass  # the page says "no sample yet"
+        return self.sampler
 
     def label_publisher(self):
         """The one producer of this process (connectors/publisher.py), opened on first use."""
