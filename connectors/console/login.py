@@ -16,7 +16,7 @@ from connectors.console import accounts
 from connectors.console.access import CSRF_FIELD, SESSION_COOKIE
 from connectors.console.passwords import same
 from connectors.console.render import templates
-from connectors.security_events import redact_ip
+from infra.logsafe import redact_ip
 from infra.redis_keys import console_login_failures as failures_key
 
 router = APIRouter(include_in_schema=False)

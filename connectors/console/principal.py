@@ -6,17 +6,13 @@ cases, alerts and blocklists, ``admin`` also manages users.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from connectors.security_events import redact_ip
+from infra.logsafe import scrub
 
 Role = Literal["viewer", "analyst", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "analyst", "admin")
-# Candidates only: each match is checked with ipaddress before it is masked.
-_IP_LIKE = re.compile(r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])")
 
 
 @dataclass(frozen=True)
@@ -39,20 +35,11 @@ class Principal:
         return f"{self.via}:{self.name}"
 
 
-def _mask_match(match: re.Match) -> str:
-    text = match.group(0)
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    return redact_ip(text)
-
-
 def mask_ips(value: Any) -> Any:
     """``value`` with every IP address inside its strings (at any depth) replaced by its
-    network (/24 or /48), as logs show them."""
+    network (/24 or /48) and every email by its domain, as logs show them (infra/logsafe)."""
     if isinstance(value, str):
-        return _IP_LIKE.sub(_mask_match, value)
+        return scrub(value)
     if isinstance(value, dict):
         return {k: mask_ips(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
