@@ -221,6 +221,7 @@ class PurchaseIn(EdgeModel):
     payment_method: Literal["CARD", "CRYPTO", "APPLE_PAY", "GOOGLE_PAY", "PAYPAL", "BANK_TRANSFER"]
     card_fingerprint: Text | None = None
     card_country: Country | None = None
+    card_bin: Annotated[StrictStr, Field(pattern=r"^[0-9]{6,8}$")] | None = None
     email_domain: Domain | None = None
     ip: Ip
     geo: Geo | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping
 from operator import itemgetter
 
 from processors.apply import (
@@ -23,6 +24,7 @@ from processors.apply import (
     check_lateness,
     purchase_amount,
 )
+from processors.crowd import CROWD_FEATURES, CrowdState, crowd_features
 from processors.ring import rows_between
 from processors.signals import (
     MISSING,
@@ -108,6 +110,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "mfa_enabled",
     "phone_verified",
     "email_verified",
+    # crowds: aggregates across wallets (processors.crowd; read as empty where not kept)
+    *CROWD_FEATURES,
 )
 
 
@@ -119,8 +123,10 @@ def purchase_features(
     card: EntityState | None,
     show: ShowState | None,
     config: FeatureConfig = DEFAULT_CONFIG,
+    crowd: Mapping[str, CrowdState | None] | None = None,
 ) -> dict[str, float]:
-    """All of ``FEATURE_NAMES`` for ``purchase``, from the states before it is applied."""
+    """All of ``FEATURE_NAMES`` for ``purchase``, from the states before it is applied;
+    ``crowd`` holds the states of ``processors.crowd.crowd_keys(purchase)``."""
     ts = to_ms(purchase["occurred_at"])
     assert ts is not None
     check_lateness("purchase", ts, wallet, config.allowed_lateness_ms)
@@ -132,6 +138,7 @@ def purchase_features(
     token_features(out, purchase, wallet, show, ts)
     show_features(out, purchase, show, ts)
     entity_features(out, purchase, ip, device, card, ts)
+    crowd_features(out, purchase, crowd, ts)
     return {name: out[name] for name in FEATURE_NAMES}
 
 

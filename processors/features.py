@@ -21,6 +21,7 @@ from processors.apply import (
     token_key,
 )
 from processors.compute import FEATURE_NAMES, purchase_features
+from processors.crowd import crowd_store
 from processors.entity_state import EntityStore
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
 from processors.signals import MISSING
@@ -73,6 +74,7 @@ class FeatureEngine:
         self.entities = EntityStore()
         self.ips, self.devices = self.entities.ips, self.entities.devices
         self.cards, self.shows = self.entities.cards, self.entities.shows
+        self.crowds = crowd_store()  # aggregates across wallets (processors.crowd)
         self.watermark_ms = 0  # the largest event time seen: the clock of wallet expiry
         self._swept_ms = 0
         self._wheel = ExpiryWheel()
@@ -102,8 +104,10 @@ class FeatureEngine:
             check_lateness("purchase", ts, wallet, self.config.allowed_lateness_ms)
         finally:
             self.entities.apply(p)  # the live replica applies late purchases too
+            self.crowds.apply(p)
         ip, device, card, show = self.entities.states(p)
-        features = purchase_features(p, wallet, ip, device, card, show, self.config)
+        features = purchase_features(p, wallet, ip, device, card, show, self.config,
+                                     self.crowds.states(p))
         apply_purchase(p, wallet, None, None, None, None, self.config)
         self._written([wallet], ts)
         return features
