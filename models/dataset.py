@@ -134,3 +134,20 @@ def _assemble(rows, times, ids, labels, n_events: int, n_late: int) -> Dataset:
         n_events,
         n_late,
     )
+
+
+def concat(*parts: Dataset) -> Dataset:
+    """Rows of several datasets (same features), in the given order."""
+    names = parts[0].feature_names
+    if any(p.feature_names != names for p in parts):
+        raise ValueError("datasets with different features cannot be concatenated")
+    return Dataset(
+        np.concatenate([p.X for p in parts]),
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.times_ms for p in parts]),
+        np.concatenate([p.patterns for p in parts]),
+        np.concatenate([p.purchase_ids for p in parts]),
+        names,
+        sum(p.events for p in parts),
+        sum(p.late for p in parts),
+    )

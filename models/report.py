@@ -283,6 +283,27 @@ def _source(metrics: dict) -> str:
             "targets on a held-out week with another seed")
 
 
+def _leakage(leakage: dict | None) -> str:
+    if not leakage:
+        return ""
+    rows = []
+    for s in leakage["suspects"]:
+        for side in ("legit", "fraud"):
+            d = s[side]
+            q = d["quantiles"]
+            rows.append([s["feature"], s["auc_alone"], side, d["rows"], d["missing_share"],
+                         *(q.get(k) for k in ("p5", "p25", "p50", "p75", "p95"))])
+    intro = (f"<h2>Leakage suspects</h2><p>Features whose AUC on their own exceeds "
+             f"{leakage['threshold']} on the training rows: the simulator may make fraud do "
+             "something legit users rarely do. Distribution per class (MISSING = -1 excluded "
+             "from the quantiles).</p>")
+    if not rows:
+        return intro + "<p>None.</p>"
+    header = ["feature", "AUC alone", "class", "rows", "missing", "p5", "p25", "p50", "p75",
+              "p95"]
+    return intro + table(header, rows)
+
+
 def render(metrics: dict, scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     importance = [
         (f["feature"], f["mean_abs_contribution"]) for f in metrics["feature_importance"][:20]
@@ -302,6 +323,7 @@ def render(metrics: dict, scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> s
         "<h2>Global feature importance</h2><p>Mean |SHAP contribution| on the holdout "
         "(XGBoost <code>pred_contribs</code>, log-odds units).</p>",
         bar_chart(importance, "Top 20 features by mean |contribution|"),
+        _leakage(metrics.get("leakage")),
         "<h2>Timing</h2>",
         table(["step", "value"], timing),
     ]

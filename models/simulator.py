@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from models.sim.config import PATTERNS, SimConfig
+from models.sim.crowds import crowd_day
 from models.sim.emit import Emitter
 from models.sim.fraud import fraud_day
 from models.sim.legit import Market, legit_day
@@ -73,7 +74,9 @@ def simulate(
     emitter.scenarios = scenarios
     market = Market()
     for day in range(config.days):
+        emitter.floor_ms = config.start_ms + day * DAY_MS
         n_legit = legit_day(emitter, market, day, rng)
+        crowd_day(emitter, emitter.floor_ms)
         fraud_day(emitter, day, n_legit, rng)
         yield from emitter.pop_until(config.start_ms + (day + 1) * DAY_MS)
     yield from emitter.pop_until(None)

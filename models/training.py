@@ -18,15 +18,18 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import xgboost as xgb
 
 from models import metrics as m
 from models.champion import compare_on_window, promote_if_not_worse
 from models.compare import compare_models, feature_importance, predict
-from models.dataset import Dataset, build_dataset
+from models.dataset import Dataset, build_dataset, concat
 from models.drift import training_distribution
+from models.leakage import leakage_suspects
 from models.registry import ModelRegistry, fingerprint
 from models.report import write_report
+from models.sim.config import FRIENDLY
 from models.simulator import SimConfig, simulate
 
 DAY_MS = 86_400_000
@@ -37,9 +40,21 @@ def _default_sim() -> SimConfig:
     return SimConfig(seed=7, days=28, n_users=40_000)
 
 
+def _default_variants() -> tuple[SimConfig, ...]:
+    """Other worlds for the training rows: more crowds and travel; more fraud in other
+    currencies. Their rows train only (after their own warm-up)."""
+    return (
+        SimConfig(seed=17, days=14, n_users=20_000, crowd_groups=3.0, travel_prob=0.06,
+                  vip_share=0.06),
+        SimConfig(seed=27, days=14, n_users=20_000, fraud_rate=0.03, n_shows=100,
+                  currencies=("MXN", "BRL", "JPY", "EUR")),
+    )
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     sim: SimConfig = field(default_factory=_default_sim)
+    variants: tuple[SimConfig, ...] = field(default_factory=_default_variants)
     warmup_days: int = 7
     test_share: float = 0.25
     holdout_seed: int | None = None  # default: sim.seed + 1000
@@ -111,6 +126,9 @@ def build_splits(config: TrainConfig) -> tuple[Dataset, Dataset, Dataset, dict]:
         + int((sim.days - config.warmup_days) * (1 - config.test_share) * DAY_MS)
     )
     train, test = full.take(full.times_ms < cut), full.take(full.times_ms >= cut)
+    for variant in config.variants:
+        warm_v = min(config.warmup_days, variant.days // 2) * DAY_MS
+        train = concat(train, build_dataset(simulate(variant), since_ms=variant.start_ms + warm_v))
     features_s = time.perf_counter() - started
     hsim = config.holdout_sim()
     holdout = build_dataset(simulate(hsim), since_ms=hsim.start_ms + warm)
@@ -122,6 +140,11 @@ def build_splits(config: TrainConfig) -> tuple[Dataset, Dataset, Dataset, dict]:
         "holdout_features_seconds": time.perf_counter() - started - features_s,
     }
     return train, test, holdout, timings
+
+
+def without_friendly(data: Dataset) -> Dataset:
+    """Friendly fraud looks legit by construction: neither a positive nor a negative."""
+    return data.take(data.patterns != FRIENDLY)
 
 
 def fit_xgboost(train: Dataset, config: TrainConfig) -> xgb.Booster:
@@ -153,13 +176,18 @@ def train(
     config = config or TrainConfig()
     started = time.perf_counter()
     train_ds, test, holdout, timings = build_splits(config)
+    friendly = {"train": int(np.sum(train_ds.patterns == FRIENDLY)),
+                "test": int(np.sum(test.patterns == FRIENDLY)),
+                "holdout": int(np.sum(holdout.patterns == FRIENDLY))}
+    train_ds, test, holdout = map(without_friendly, (train_ds, test, holdout))
     log(
         f"features: {len(train_ds)} train, {len(test)} test, {len(holdout)} holdout rows "
         f"from {timings['train_events'] + timings['holdout_events']} events"
     )
     return fit_and_report(out_dir, config, train_ds, {"test": test, "holdout": holdout},
                           timings, started, registry=registry, register=register,
-                          promote=promote, force=force, log=log)
+                          promote=promote, force=force, log=log,
+                          extra={"friendly_fraud": {"rows_left_out": friendly}})
 
 
 def fit_and_report(
@@ -192,6 +220,7 @@ def fit_and_report(
     results = {name: m.evaluate(d.y, scores[name], d.patterns) for name, d in splits.items()}
     metrics = _metrics(config, train_ds, splits, results, timings) | (extra or {})
     metrics["feature_importance"] = feature_importance(booster, splits["holdout"])
+    metrics["leakage"] = leakage_suspects(train_ds.X, train_ds.y, train_ds.feature_names)
     metrics["models"] = compare_models(
         train_ds, splits, scores, timings["xgboost_fit_seconds"], baselines=config.baselines,
         seed=config.seed, nthread=config.nthread,

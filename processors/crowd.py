@@ -99,10 +99,9 @@ def _wallets(state: CrowdState | None, me: str, lo: int, ts: int) -> float:
 
 def crowd_features(out: dict, purchase: Mapping, states: Mapping[str, CrowdState | None] | None,
                    ts: int) -> None:
-    """``CROWD_FEATURES`` into ``out``; all MISSING when ``states`` is None (not wired)."""
-    if states is None:
-        out.update(dict.fromkeys(CROWD_FEATURES, MISSING))
-        return
+    """``CROWD_FEATURES`` into ``out``. ``states`` None (a caller that keeps no crowd state)
+    reads as empty states: no crowd seen, the stateless signals (AS, country) still computed."""
+    states = states or {}
     keys = {k.split(":", 1)[0]: k for k in crowd_keys(purchase)}
     get = {kind: states.get(keys[kind]) if kind in keys else None for kind in KINDS}
     me = purchase["wallet"]

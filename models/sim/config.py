@@ -7,20 +7,32 @@ from datetime import UTC, datetime
 
 PATTERNS: tuple[str, ...] = (
     "scalper_bot",
+    "slow_scalper",
     "card_testing",
+    "distributed_card_testing",
+    "device_farm",
     "account_takeover",
     "fraud_ring",
     "impossible_travel",
+    "friendly_fraud",
 )
+# Friendly fraud (a real customer disputes a real purchase) looks legit by construction: it is
+# labelled fraud but reported apart and left out of training positives.
+FRIENDLY = "friendly_fraud"
+CURRENCY_MIX = ("USD", "EUR", "GBP", "MXN", "BRL", "JPY")
 
 
 def _default_mix() -> dict[str, float]:
     return {
-        "scalper_bot": 0.25,
-        "card_testing": 0.25,
-        "account_takeover": 0.2,
-        "fraud_ring": 0.15,
-        "impossible_travel": 0.15,
+        "scalper_bot": 0.12,
+        "slow_scalper": 0.15,
+        "card_testing": 0.1,
+        "distributed_card_testing": 0.13,
+        "device_farm": 0.12,
+        "account_takeover": 0.14,
+        "fraud_ring": 0.1,
+        "impossible_travel": 0.08,
+        "friendly_fraud": 0.06,
     }
 
 
@@ -41,7 +53,12 @@ class SimConfig:
     pattern_mix: dict[str, float] = field(default_factory=_default_mix)
     resale_share: float = 0.08  # legit purchases bought on the resale channel
     list_share: float = 0.08  # legit primary purchases later listed for resale
-    travel_prob: float = 0.01  # a user is away from home on a given day
+    travel_prob: float = 0.03  # a user is away from home on a given day
+    currencies: tuple[str, ...] = CURRENCY_MIX  # organizers' currencies, in turn
+    # On-sale crowds: groups of new accounts behind one NAT (campus, venue) or a carrier,
+    # per popular sale opening (mean groups per opening).
+    crowd_groups: float = 1.5
+    vip_share: float = 0.03  # primary orders in a VIP tier (5-10x the base price)
     chain_id: int = 31337
     # Labels: legit purchases settle after this; card fraud is charged back after days.
     legit_label_delay_days: float = 7.0

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from models.sim.ids import ZERO_ADDRESS, Namer, tx_hash
+from models.sim.ids import ZERO_ADDRESS, Namer, card_bin, tx_hash
 from models.sim.world import CARD_METHODS, DAY_MS, HOUR_MS, Geo, Identity, World
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -71,6 +71,7 @@ class Buy:
     payment: str
     card: str | None = None
     card_country: str | None = None
+    card_bin: str | None = None
 
 
 class Emitter:
@@ -83,6 +84,7 @@ class Emitter:
         self.seq = self.n_purchases = self.n_fraud = 0
         # purchase_id -> scenario (fraud pattern or legit scenario), when the caller asks.
         self.scenarios: dict[str, str] | None = None
+        self.floor_ms = 0  # events before this were already yielded: none may go there
 
     def push(self, t_ms: int, kind: str, record: dict) -> None:
         self.seq += 1
@@ -141,6 +143,8 @@ class Emitter:
             "phone_verified": who.phone,
             "email_verified": who.email_verified,
             "ingested_at": None,
+            # Some producers send the card's issuer number, some do not.
+            "card_bin": self._card_bin(buy) if shows.organizer[show] % 10 < 7 else None,
         }
         self.push(t, "purchase", record)
         if self.scenarios is not None:
@@ -150,6 +154,12 @@ class Emitter:
             self.transfer(t + self.rand.int(15_000, 90_000), token, who.wallet, "SALE", price_wei)
         self._label(t, pid, buy.payment, fraud)
         return token
+
+    @staticmethod
+    def _card_bin(buy: Buy) -> str | None:
+        if buy.card is None:
+            return None
+        return buy.card_bin or card_bin(buy.card_country or "US", buy.card)
 
     def ticket_id(self, token: Token) -> str:
         """The backend spells a ticket as its chain token: "<contract>:<token_id>"."""
@@ -235,11 +245,16 @@ class Emitter:
             },
         )
 
-    def login(self, t: int, who: Identity, buy: Buy, failures: int = 0) -> None:
-        """``failures`` LOGIN_FAILED, then LOGIN_OK (and MFA_OK when enabled), ending at ``t``."""
-        step = 20_000
+    def login(
+        self, t: int, who: Identity, buy: Buy, failures: int = 0, lead_ms: int = 10_000
+    ) -> None:
+        """``failures`` LOGIN_FAILED, then LOGIN_OK (and MFA_OK when enabled) ``lead_ms``
+        before ``t``."""
+        step, t = 20_000, t - lead_ms
+        if t - failures * step < self.floor_ms:
+            return  # the session began on an earlier day: no event now
         for k in range(failures):
-            self.auth(t - (failures + 1 - k) * step, "LOGIN_FAILED", who, buy)
-        self.auth(t - step // 2, "LOGIN_OK", who, buy)
+            self.auth(t - (failures - k) * step, "LOGIN_FAILED", who, buy)
+        self.auth(t, "LOGIN_OK", who, buy)
         if who.mfa:
-            self.auth(t - step // 4, "MFA_OK", who, buy)
+            self.auth(t + 5_000, "MFA_OK", who, buy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.sim import careful
 from models.sim.actors import (
     BOT_AGENTS,
     far_city,
@@ -29,10 +30,14 @@ from models.sim.world import (
 # Mean fraud purchases per episode, to turn a target count into a number of episodes.
 MEAN_SIZE = {
     "scalper_bot": 16.0,
+    "slow_scalper": 18.0,
     "card_testing": 6.0,
+    "distributed_card_testing": 26.0,
+    "device_farm": 21.0,
     "account_takeover": 2.5,
     "fraud_ring": 7.0,
     "impossible_travel": 2.0,
+    "friendly_fraud": 1.0,
 }
 
 
@@ -60,9 +65,7 @@ def scalper_bot(em: Emitter, day_start: int) -> None:
     else:
         t0 = day_start + r.int(HOUR_MS, 22 * HOUR_MS)
         show = pick_show(em, t0)
-    # A third of the operators are stealthy: residential proxies, a device per wallet,
-    # browser agents, fewer tickets each, spread over half an hour.
-    stealth = r.u() < 0.35
+    stealth = False  # careful operators are the slow_scalper pattern (models/sim/careful.py)
     ips = [em.names.ip(datacenter=not stealth) for _ in range(r.int(2, 5))]
     devices = [em.names.device() for _ in range(r.int(1, 4))]
     cards = [em.names.card() for _ in range(r.int(2, 5))]
@@ -238,8 +241,12 @@ def impossible_travel(em: Emitter, day_start: int) -> None:
 
 EPISODES = {
     "scalper_bot": scalper_bot,
+    "slow_scalper": careful.slow_scalper,
     "card_testing": card_testing,
+    "distributed_card_testing": careful.distributed_card_testing,
+    "device_farm": careful.device_farm,
     "account_takeover": account_takeover,
     "fraud_ring": fraud_ring,
     "impossible_travel": impossible_travel,
+    "friendly_fraud": careful.friendly_fraud,
 }

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-# First octets of residential ISP ranges and of cloud/datacenter ranges.
-RESIDENTIAL_PREFIXES = (24, 50, 67, 68, 71, 73, 76, 82, 86, 90, 92, 98, 176, 188)
-DATACENTER_PREFIXES = (3, 18, 34, 35, 52, 54, 104, 138, 159, 167)
 ZERO_ADDRESS = "0x" + "0" * 40
 
 
@@ -25,9 +22,10 @@ def tx_hash(*parts: object) -> str:
     return "0x" + hexid(*parts, size=32)
 
 
-def ip_address(prefixes: tuple[int, ...], *parts: object) -> str:
-    raw = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=4).digest()
-    return f"{prefixes[raw[0] % len(prefixes)]}.{raw[1]}.{raw[2]}.{raw[3] % 254 + 1}"
+def card_bin(country: str, *parts: object) -> str:
+    """An issuer number: one of about 40 big issuers' BINs per country, chosen by hash."""
+    issuer = int(hexid(*parts, size=2), 16) % 40
+    return "4" + str(int(hexid("bin", country, issuer, size=3), 16) % 100_000).zfill(5)
 
 
 class Namer:
@@ -53,6 +51,10 @@ class Namer:
     def card(self) -> str:
         return "card_" + hexid(*self._next("card"), size=12)
 
-    def ip(self, datacenter: bool = False) -> str:
-        prefixes = DATACENTER_PREFIXES if datacenter else RESIDENTIAL_PREFIXES
-        return ip_address(prefixes, *self._next("ip"))
+    def ip(self, datacenter: bool = False, country: str = "*", kind: str = "") -> str:
+        """A fresh address: hosting (datacenter), or ``kind`` (residential, mobile) in
+        ``country`` ("*": any), from real networks (``netpool``)."""
+        from models.sim.netpool import address_in
+
+        kind = "hosting" if datacenter else (kind or "residential")
+        return address_in(country, kind, *self._next("ip"))

@@ -9,9 +9,11 @@ from typing import NamedTuple
 import numpy as np
 
 from models.sim.emit import Buy, Emitter, Token
-from models.sim.ids import DATACENTER_PREFIXES, ip_address
+from models.sim.ids import card_bin
+from models.sim.netpool import address_in
 from models.sim.world import (
     CARD_METHODS,
+    CITY_COUNTRY,
     CITY_WEIGHT,
     DAY_MS,
     HOUR_MS,
@@ -78,21 +80,27 @@ def home_buy(world: World, i: int, u: np.ndarray) -> Buy:
     home = users.home(i)
     return Buy(
         geo=home,
-        ip=users.ip(i, mobile=u[2] < 0.2),
+        ip=users.ip(i, mobile=u[2] < 0.3),
         device=users.device(i, int(u[3] ** 2 * users.n_devices[i])),
         agent=USER_AGENTS[users.agent[i]],
         payment=payment,
         card=card,
         card_country=home.country if card else None,
+        card_bin=card_bin(home.country, card) if card else None,
     )
 
 
 def away(world: World, buy: Buy, i: int, city: int, day: int, vpn: bool) -> Buy:
-    """``buy`` from another city: on a trip (travel IP) or behind a VPN exit (datacenter IP)."""
-    seed = world.config.seed
-    prefixes = DATACENTER_PREFIXES if vpn else (73, 86, 92)
-    buy.geo = city_geo(city)
-    buy.ip = ip_address(prefixes, seed, "away", i, day, vpn)
+    """``buy`` from another city: on a trip (hotel wifi, or the phone roaming: its IP stays
+    at home) or behind a VPN exit (a hosting network, the device still at home)."""
+    seed, country = world.config.seed, CITY_COUNTRY[city]
+    if vpn:
+        buy.ip = address_in(country, "hosting", seed, "vpn", i, day)
+        return buy
+    buy.geo = city_geo(city, (0.02 * ((i % 7) - 3), 0.02 * ((day % 5) - 2)))
+    roaming = (i + day) % 3 == 0
+    buy.ip = world.users.ip(i, mobile=True) if roaming else address_in(
+        country, "residential", seed, "hotel", i, day)
     return buy
 
 
@@ -164,6 +172,19 @@ def _pick_shows(
     return picked, rush
 
 
+def session(em: Emitter, t: int, who: Identity, buy: Buy, u: float, fails: float) -> str | None:
+    """How the buyer is signed in: a login minutes before (a third), hours or days before, or
+    a session so old no login shows; now and then a mistyped password first."""
+    failures = int(fails < 0.05) + 2 * int(fails < 0.01)
+    if u < 0.35:
+        lead = int(10_000 + em.rand.u() ** 2 * 40 * MINUTE_MS)
+        em.login(t, who, buy, failures, lead_ms=lead)
+        return "legit_login_minutes_before"
+    if u < 0.6:
+        em.login(t, who, buy, failures, lead_ms=int(HOUR_MS + em.rand.u() * 70 * HOUR_MS))
+    return None
+
+
 def _one_purchase(em: Emitter, market: Market, i: int, t: int, order: Order, u: np.ndarray) -> None:
     world, cfg = em.world, em.config
     who = world.users.identity(i)
@@ -179,14 +200,15 @@ def _one_purchase(em: Emitter, market: Market, i: int, t: int, order: Order, u: 
         em.login(t, who, buy, failures=2 + int(3 * u[6]))
         em.auth(t - 15_000, "PASSWORD_CHANGED", who, buy)
         tags.append("legit_password_reset")
-    elif u[5] < 0.55:
-        em.login(t, who, buy, failures=int(u[6] < 0.05) + 2 * int(u[6] < 0.01))
+    else:
+        tags.append(session(em, t, who, buy, u[5], u[6]))
     if who.created_ms > t - DAY_MS:
-        tags.append("legit_new_account")
+        tags.insert(0, "legit_new_account")
     if order.rush:
-        tags.append("legit_onsale_rush")
+        tags.insert(0, "legit_onsale_rush")
     if world.users.nat[i] >= 0:
-        tags.append("legit_shared_nat")
+        tags.insert(0, "legit_shared_nat")
+    tags = [tag for tag in tags if tag]
     token = market.take(em, t, u[7]) if u[8] < cfg.resale_share else None
     if token is not None:
         markup = 0.85 + 0.9 * u[9] ** 2
@@ -195,20 +217,26 @@ def _one_purchase(em: Emitter, market: Market, i: int, t: int, order: Order, u: 
             scenario=(tags or ["legit_resale"])[0],
         )
         return
-    _primary(em, market, who, buy, t, order, u, (tags or ["legit_regular"])[0])
+    _primary(em, market, who, buy, t, order, u, tags)
 
 
 def _primary(
     em: Emitter, market: Market, who: Identity, buy: Buy, t: int, order: Order, u: np.ndarray,
-    scenario: str,
+    tags: list[str],
 ) -> None:
     world, cfg = em.world, em.config
-    price, quantity = int(world.shows.price[order.show] * order.tier), order.quantity
+    base = world.shows.price[order.show]
+    price, quantity = int(base * order.tier), order.quantity
     if 0.5 < u[9] < 0.53:  # an add-on (parking, merchandise): a small amount
-        price, quantity = 100 + int(500 * u[8]), 1
-    token = em.purchase(t, who, order.show, quantity, price, buy, scenario=scenario)
+        price, quantity = world.local_price(order.show, 100 + 500 * u[8]), 1
+        tags = ["legit_small_addon", *tags]
+    elif u[9] > 1 - cfg.vip_share:  # a VIP package, far above the base price
+        price, quantity = int(base * (5 + 5 * u[8])), 1 + int(u[7] * 4)
+        tags = ["legit_vip", *tags]
+    token = em.purchase(t, who, order.show, quantity, price, buy,
+                        scenario=(tags or ["legit_regular"])[0])
     if u[9] < cfg.list_share:
         market.list_later(t + int((1 + 7 * u[7]) * DAY_MS), token)
-    elif u[9] > 0.98 and quantity >= 2:
+    elif u[9] > 0.96 and quantity >= 2:
         friend = world.users.identity(int(u[7] * len(world.users)))
         em.transfer(t + int((1 + 70 * u[8]) * HOUR_MS), token, friend.wallet, "TRANSFER")

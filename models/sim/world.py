@@ -8,7 +8,9 @@ from typing import NamedTuple
 import numpy as np
 
 from models.sim.config import SimConfig
-from models.sim.ids import RESIDENTIAL_PREFIXES, address, hexid, ip_address
+from models.sim.ids import address, hexid
+from models.sim.netpool import address_in, host, pick_prefix
+from processors.money import default_rates
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -73,7 +75,9 @@ USER_AGENTS = (
     "SentinelTickets/3.2 (iOS 17.4)",
     "SentinelTickets/3.2 (Android 14)",
 )
-CURRENCIES = ("USD", "EUR", "GBP")
+CURRENCIES = ("USD", "EUR", "GBP", "MXN", "BRL", "JPY")
+# Local prices are rounded to a sensible step in each currency's minor units.
+PRICE_STEP = {"USD": 50, "EUR": 50, "GBP": 50, "MXN": 1000, "BRL": 500, "JPY": 100}
 
 
 class Geo(NamedTuple):
@@ -175,11 +179,19 @@ class Users:
         owner = self.household[i] if j == 0 else i
         return "card_" + hexid(self.seed, "card", owner, j, size=12)
 
+    def country(self, i: int) -> str:
+        return CITY_COUNTRY[self.city[i]]
+
     def ip(self, i: int, mobile: bool = False) -> str:
-        if not mobile and self.nat[i] >= 0:
-            return ip_address(RESIDENTIAL_PREFIXES, self.seed, "nat", self.nat[i])
-        owner = i if mobile else self.household[i]
-        return ip_address(RESIDENTIAL_PREFIXES, self.seed, "ip", owner, mobile)
+        """Home broadband (shared by the household, or a campus/office NAT) or the phone's
+        carrier IP, in real networks of the user's country."""
+        country = self.country(i)
+        if mobile:  # carrier-grade NAT: a carrier /24, a host per user and day-ish
+            return address_in(country, "mobile", self.seed, "mobile", i)
+        if self.nat[i] >= 0:
+            prefix = pick_prefix(country, "residential", self.seed, "nat", self.nat[i])
+            return host(prefix, self.seed, "nat", self.nat[i])
+        return address_in(country, "residential", self.seed, "ip", self.household[i])
 
 
 @dataclass
@@ -190,11 +202,24 @@ class World:
     contracts: tuple[str, ...]
     currencies: tuple[str, ...]
 
+    def local_price(self, show: int, usd_minor: float) -> int:
+        """``usd_minor`` (USD cents) in the show's currency, rounded to a local price step."""
+        currency = self.currencies[self.shows.organizer[show]]
+        local = default_rates().from_ref_minor(int(usd_minor), currency)
+        step = PRICE_STEP.get(currency, 1)
+        return max(step, int(round(local / step)) * step)
+
 
 def build_world(config: SimConfig, rng: np.random.Generator) -> World:
     contracts = tuple(address(config.seed, "contract", o) for o in range(config.n_organizers))
-    currencies = tuple(CURRENCIES[o % len(CURRENCIES)] for o in range(config.n_organizers))
-    return World(config, _users(config, rng), _shows(config, rng), contracts, currencies)
+    mix = config.currencies
+    currencies = tuple(mix[o % len(mix)] for o in range(config.n_organizers))
+    world = World(config, _users(config, rng), _shows(config, rng), contracts, currencies)
+    # Show prices are drawn in USD cents and stated in the organizer's currency.
+    world.shows.price = np.array(
+        [world.local_price(s, p) for s, p in enumerate(world.shows.price)], dtype=np.int64
+    )
+    return world
 
 
 def _users(config: SimConfig, rng: np.random.Generator) -> Users:

@@ -21,7 +21,7 @@ from schemas.registry import FileRegistry, load_schema
 
 pytestmark = pytest.mark.unit
 
-SMALL = SimConfig(seed=11, days=4, n_users=3000, n_shows=60, fraud_rate=0.08)
+SMALL = SimConfig(seed=11, days=6, n_users=3000, n_shows=60, fraud_rate=0.15)
 
 
 @pytest.fixture(scope="module")

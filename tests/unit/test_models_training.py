@@ -18,6 +18,8 @@ pytestmark = pytest.mark.unit
 
 SMALL = TrainConfig(
     sim=SimConfig(seed=21, days=10, n_users=4000, n_shows=60, fraud_rate=0.05),
+    variants=(SimConfig(seed=22, days=5, n_users=2000, n_shows=40, fraud_rate=0.05,
+                        crowd_groups=3.0),),
     warmup_days=3,
     holdout_days=4,
     rounds=40,
@@ -75,6 +77,19 @@ def test_writes_metrics_report_and_registers_the_champion(trained):
         and "http" not in page.replace("http://www.w3.org", "")
     )
     assert registry.pointer()["champion"] == result.version == metrics["model_version"]
+
+
+def test_report_lists_leakage_and_keeps_friendly_fraud_apart(trained):
+    result, _ = trained
+    metrics = json.loads((result.out_dir / "metrics.json").read_text())
+    leakage = metrics["leakage"]
+    assert set(leakage["auc_alone"]) == set(FEATURE_NAMES)
+    assert all(s["auc_alone"] > leakage["threshold"] for s in leakage["suspects"])
+    assert "Leakage suspects" in (result.out_dir / "report.html").read_text()
+    left_out = metrics["friendly_fraud"]["rows_left_out"]
+    assert sum(left_out.values()) > 0  # the simulation made some, none were trained on
+    for split in ("test", "holdout"):
+        assert "friendly_fraud" not in metrics["splits"][split]["per_pattern_recall"]
 
 
 def test_metrics_match_a_recomputation_from_the_saved_model(trained):
