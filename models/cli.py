@@ -252,7 +252,66 @@ def cmd_rates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Per-organizer thresholds within a friction budget on a labelled window."""
+    from datetime import datetime
+
+    from models.registry import load_model
+    from models.replay import replay
+    from models.tune import Budget, tune, write_tuned
+    from processors.rules import DEFAULT_RULES_PATH, load_ruleset
+
+    since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
+    rules_path = Path(args.rules) if args.rules else DEFAULT_RULES_PATH
+    ruleset, model = load_ruleset(rules_path), load_model(args.model)
+    events, labels = _labelled_window(args)
+    decisions = replay(events, model, ruleset, since=since, until=until)
+    budget = Budget(args.max_not_approved, args.max_blocked, args.max_review, args.min_legit)
+    tuned = tune(decisions, labels, ruleset, budget)
+    report = {"window": [args.since, args.until], "decisions": len(decisions),
+              "model": model.version, "rules_before": ruleset.version, "organizers": tuned}
+    if not args.dry_run:
+        report["written"] = write_tuned(rules_path, tuned, f"{args.since}..{args.until}", budget)
+        report["rules_after"] = load_ruleset(rules_path).version
+    text = json.dumps(report, indent=2, default=str)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _labelled_window(args: argparse.Namespace):
+    """(events, labels by purchase id) from a simulator JSONL file or from the topics."""
+    if args.events:
+        from models.simulator import read_jsonl
+
+        items = list(read_jsonl(args.events))
+        labels = {r["purchase_id"]: r for k, r in items if k == "label"}
+        return [(k, r) for k, r in items if k != "label"], labels
+    from infra import topics
+    from infra.settings import get_settings
+    from models.replay import read_topic, read_topics
+
+    settings = get_settings()
+    labels = {r["purchase_id"]: r for r in read_topic(settings, topics.LABELS)}
+    return read_topics(settings), labels
+
+
 def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("tune", help="per-organizer thresholds within a friction budget")
+    p.add_argument("--since", required=True, help="window start (ISO 8601, with zone)")
+    p.add_argument("--until", required=True, help="window end (ISO 8601, with zone)")
+    p.add_argument("--events", help="simulator JSONL with labels (default: the topics)")
+    p.add_argument("--rules", help="rules file to tune and rewrite (default: the packaged one)")
+    p.add_argument("--model", help="model version (default: the champion)")
+    p.add_argument("--max-not-approved", type=float, default=0.03)
+    p.add_argument("--max-review", type=float, default=0.01)
+    p.add_argument("--max-blocked", type=float, default=0.001)
+    p.add_argument("--min-legit", type=int, default=300)
+    p.add_argument("--dry-run", action="store_true", help="report only, leave the file")
+    p.add_argument("--out", help="also write the report (JSON) here")
+    p.set_defaults(func=_run(cmd_tune))
+
     p = subparsers.add_parser("rates", help="exchange rates to the reference currency")
     p.add_argument("action", choices=["show", "update"])
     p.add_argument("file", nargs="?", help="update: CSV with columns currency,rate")

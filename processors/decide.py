@@ -18,6 +18,7 @@ import numpy as np
 
 from processors.explain import reasons, top_contributions
 from processors.features import FEATURE_NAMES, feature_vector
+from processors.onsale import step_up
 from processors.policy import Verdict, decide
 from processors.rules import Evaluation, RuleBatch, RuleSet, evaluate_batch
 from processors.timeutil import to_ms
@@ -79,6 +80,8 @@ def decide_batch(
         verdict, final = decide(
             float(scores[i]), evaluation.rule_score, evaluation.hard_block, thresholds
         )
+        verdict = step_up(verdict, float(scores[i]), (r.rule_id for r in evaluation.results),
+                          feats, thresholds)
         decision = _decision(
             purchase,
             feats,
