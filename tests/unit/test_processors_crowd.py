@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from processors.crowd import (
+    CrowdState,
+    crowd_features,
+    crowd_keys,
+    crowd_observation,
+    observe_crowd,
+    rate_ratio,
+)
+from processors.features import FEATURE_NAMES, FeatureEngine
+from processors.netinfo import ip_info, ua_family
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2025, 3, 3, 15, tzinfo=UTC)
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
+
+
+def purchase(k: int, at: datetime, **over) -> dict:
+    return {
+        "purchase_id": f"p{k}", "occurred_at": at, "wallet": f"0x{k:040x}", "user_id": f"u{k}",
+        "organizer_id": "org1", "show_id": "show1", "ticket_id": f"t{k}", "quantity": 2,
+        "unit_price_minor": 6500, "currency": "USD", "channel": "PRIMARY",
+        "seller_wallet": None, "payment_method": "CARD", "card_fingerprint": f"card{k}",
+        "card_country": "US", "email_domain": "gmail.com", "ip": f"24.5.6.{k % 250 + 1}",
+        "geo": {"lat": 40.7, "lon": -74.0, "country": "US"}, "device_id": f"d{k}",
+        "user_agent": CHROME, "account_created_at": at - timedelta(days=300),
+        "sale_opens_at": T0, "mfa_enabled": False, "phone_verified": True,
+        "email_verified": True, "ingested_at": None, "card_bin": "411111", **over,
+    }
+
+
+def run(purchases: list[dict]) -> list[dict]:
+    engine = FeatureEngine()
+    return [engine.process("purchase", p) for p in purchases]
+
+
+def test_ip_country_as_and_hosting_come_from_the_offline_data():
+    home, cloud = ip_info("24.5.6.7"), ip_info("52.1.2.3")
+    assert (home.country, home.hosting, home.network) == ("US", False, "24.5.6.0/24")
+    assert cloud.hosting and cloud.asn
+    assert ip_info("2a01:4f8::1").network == "2a01:4f8::/64"
+    assert ip_info("10.0.0.1").private and ip_info("nope").network is None
+    assert ua_family(CHROME).startswith("Chrome/") and ua_family(None) == "none"
+
+
+def test_many_wallets_on_one_network_tier_and_bin_within_minutes():
+    crowd = [purchase(k, T0 + timedelta(seconds=20 * k)) for k in range(30)]
+    last = run(crowd)[-1]
+    assert last["net_wallets_1h"] == 30  # one /24
+    assert last["tier_wallets_10m"] == 30 and last["coord_wallets_10m"] == 30
+    assert last["bin_wallets_1h"] == 30 and last["bin_cards_1h"] == 30
+    assert last["tier_rate_ratio"] > 10  # a new tier: no normal pace yet
+    assert last["asn_hosting"] == 0 and last["ip_country_mismatch"] == 0
+
+
+def test_spread_out_buyers_are_not_a_crowd_and_counts_exclude_later_events():
+    apart = [purchase(k, T0 + timedelta(hours=2 * k), ip=f"{24 + k}.9.9.9") for k in range(5)]
+    last = run(apart)[-1]
+    assert last["tier_wallets_10m"] == 1 and last["net_wallets_1h"] == 1
+    state = CrowdState()
+    p = purchase(1, T0)
+    key = crowd_keys(p)[0]
+    observe_crowd(key, state, crowd_observation(key, purchase(2, T0 + timedelta(minutes=5))))
+    out: dict = {}
+    crowd_features(out, p, {key: state}, int(T0.timestamp() * 1000))
+    assert out["tier_wallets_10m"] == 1  # the later purchase is not counted
+
+
+def test_small_amounts_on_one_bin_count_as_probes_and_redeliveries_once():
+    probes = [purchase(k, T0 + timedelta(minutes=k), unit_price_minor=300, quantity=1)
+              for k in range(6)]
+    assert run(probes)[-1]["bin_small_1h"] == 5
+    key, obs = "bin:411111", crowd_observation("bin:411111", probes[0])
+    once = observe_crowd(key, None, obs)
+    assert observe_crowd(key, once, obs).minutes == once.minutes
+
+
+def test_rate_ratio_compares_with_the_key_s_own_pace_and_state_round_trips():
+    state = None
+    start = T0 - timedelta(hours=20)
+    for k in range(20 * 6):  # one purchase every 10 min for 20 hours: the normal pace
+        p = purchase(k, start + timedelta(minutes=10 * k))
+        state = observe_crowd("tier:x", state, crowd_observation("tier:x", p))
+    now = int((start + timedelta(minutes=1200)).timestamp() * 1000)
+    assert 0.5 < rate_ratio(state, now) < 2.5
+    assert CrowdState.from_dict(state.to_dict()) == state
+
+
+def test_missing_inputs_give_missing_not_zero_and_features_are_all_named():
+    out = run([purchase(1, T0, card_bin=None, ip="not-an-ip", geo=None, card_country=None)])[0]
+    assert set(out) == set(FEATURE_NAMES)
+    assert out["bin_wallets_1h"] == out["net_wallets_1h"] == -1.0
+    assert out["asn_hosting"] == out["ip_country_mismatch"] == -1.0
