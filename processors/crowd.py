@@ -105,10 +105,10 @@ def crowd_features(out: dict, purchase: Mapping, states: Mapping[str, CrowdState
     keys = {k.split(":", 1)[0]: k for k in crowd_keys(purchase)}
     get = {kind: states.get(keys[kind]) if kind in keys else None for kind in KINDS}
     me = purchase["wallet"]
-    out["tier_wallets_10m"] = _wallets(get["tier"], me, ts - RECENT_MS)
+    out["tier_wallets_10m"] = _wallets(get["tier"], me, ts - RECENT_MS, ts)
     out["tier_rate_ratio"] = rate_ratio(get["tier"], ts)
-    out["coord_wallets_10m"] = _wallets(get["coord"], me, ts - RECENT_MS)
-    out["net_wallets_1h"] = _wallets(get["net"], me, ts - HOUR_MS) if "net" in keys else MISSING
+    out["coord_wallets_10m"] = _wallets(get["coord"], me, ts - RECENT_MS, ts)
+    out["net_wallets_1h"] = _wallets(get["net"], me, ts - HOUR_MS, ts) if "net" in keys else MISSING
     out["asn_rate_ratio"] = rate_ratio(get["asn"], ts) if "asn" in keys else MISSING
     out["ua_rate_ratio"] = rate_ratio(get["ua"], ts)
     info = ip_info(purchase.get("ip"))

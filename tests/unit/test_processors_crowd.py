@@ -4,14 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from processors.crowd import (
-    CrowdState,
-    crowd_features,
-    crowd_keys,
-    crowd_observation,
-    observe_crowd,
-    rate_ratio,
-)
+from processors.crowd import crowd_features, crowd_keys, crowd_store, rate_ratio
+from processors.crowd_state import CrowdState
 from processors.features import FEATURE_NAMES, FeatureEngine
 from processors.netinfo import ip_info, ua_family
 
@@ -59,34 +53,34 @@ def test_many_wallets_on_one_network_tier_and_bin_within_minutes():
     assert last["asn_hosting"] == 0 and last["ip_country_mismatch"] == 0
 
 
-def test_spread_out_buyers_are_not_a_crowd_and_counts_exclude_later_events():
+def test_spread_out_buyers_are_not_a_crowd_and_later_events_are_not_counted():
     apart = [purchase(k, T0 + timedelta(hours=2 * k), ip=f"{24 + k}.9.9.9") for k in range(5)]
     last = run(apart)[-1]
     assert last["tier_wallets_10m"] == 1 and last["net_wallets_1h"] == 1
-    state = CrowdState()
+    store = crowd_store()
     p = purchase(1, T0)
-    key = crowd_keys(p)[0]
-    observe_crowd(key, state, crowd_observation(key, purchase(2, T0 + timedelta(minutes=5))))
+    store.apply(purchase(2, T0 + timedelta(minutes=5)))  # a replica that has read ahead
+    store.apply(p)
     out: dict = {}
-    crowd_features(out, p, {key: state}, int(T0.timestamp() * 1000))
-    assert out["tier_wallets_10m"] == 1  # the later purchase is not counted
+    crowd_features(out, p, store.states(p), int(T0.timestamp() * 1000))
+    assert out["tier_wallets_10m"] == 1 and out["net_wallets_1h"] == 1
 
 
 def test_small_amounts_on_one_bin_count_as_probes_and_redeliveries_once():
     probes = [purchase(k, T0 + timedelta(minutes=k), unit_price_minor=300, quantity=1)
               for k in range(6)]
     assert run(probes)[-1]["bin_small_1h"] == 5
-    key, obs = "bin:411111", crowd_observation("bin:411111", probes[0])
-    once = observe_crowd(key, None, obs)
-    assert observe_crowd(key, once, obs).minutes == once.minutes
+    store = crowd_store()
+    store.apply(probes[0])
+    store.apply(probes[0])
+    assert len(store.states_by_key["bin:411111"].rows) == 1
 
 
 def test_rate_ratio_compares_with_the_key_s_own_pace_and_state_round_trips():
-    state = None
-    start = T0 - timedelta(hours=20)
+    store, start = crowd_store(), T0 - timedelta(hours=20)
     for k in range(20 * 6):  # one purchase every 10 min for 20 hours: the normal pace
-        p = purchase(k, start + timedelta(minutes=10 * k))
-        state = observe_crowd("tier:x", state, crowd_observation("tier:x", p))
+        store.apply(purchase(k, start + timedelta(minutes=10 * k)))
+    state = store.states(purchase(0, T0))[crowd_keys(purchase(0, T0))[0]]
     now = int((start + timedelta(minutes=1200)).timestamp() * 1000)
     assert 0.5 < rate_ratio(state, now) < 2.5
     assert CrowdState.from_dict(state.to_dict()) == state
