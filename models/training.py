@@ -40,14 +40,23 @@ def _default_sim() -> SimConfig:
     return SimConfig(seed=7, days=28, n_users=40_000)
 
 
+# Careful fraud is rare in the default mix but the hardest to tell from legit buyers: one
+# variant world is mostly that, next to many on-sale crowds (legit buyers that look alike).
+CAREFUL_MIX = {"slow_scalper": 0.35, "device_farm": 0.2, "distributed_card_testing": 0.2,
+               "fraud_ring": 0.1, "account_takeover": 0.15}
+
+
 def _default_variants() -> tuple[SimConfig, ...]:
     """Other worlds for the training rows: more crowds and travel; more fraud in other
-    currencies. Their rows train only (after their own warm-up)."""
+    currencies; mostly careful fraud among crowds. Their rows train only (after their own
+    warm-up)."""
     return (
         SimConfig(seed=17, days=14, n_users=20_000, crowd_groups=3.0, travel_prob=0.06,
                   vip_share=0.06),
         SimConfig(seed=27, days=14, n_users=20_000, fraud_rate=0.03, n_shows=100,
                   currencies=("MXN", "BRL", "JPY", "EUR")),
+        SimConfig(seed=37, days=10, n_users=12_000, fraud_rate=0.04, crowd_groups=3.0,
+                  pattern_mix=CAREFUL_MIX),
     )
 
 
