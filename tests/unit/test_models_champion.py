@@ -17,7 +17,7 @@ def test_committed_champion_scores_out_of_the_box(monkeypatch):
     model = load_model()  # raises ModelMismatchError if processors' features changed: retrain
     meta = ModelRegistry(DEFAULT_DIR).metadata(model.version)
     assert (DEFAULT_DIR / model.version / "model.ubj").stat().st_size < 2_000_000
-    data = build_dataset(simulate(SimConfig(seed=99, days=2, n_users=1500, fraud_rate=0.05)))
+    data = build_dataset(simulate(SimConfig(seed=99, days=3, n_users=3000, fraud_rate=0.1)))
     scores = model.predict(data.X)
     assert scores.shape == (len(data),) and np.all((scores >= 0) & (scores <= 1))
     assert scores[data.y == 1].mean() > scores[data.y == 0].mean()
