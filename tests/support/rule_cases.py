@@ -33,6 +33,10 @@ CLEAN_FEATURES: dict[str, float] = {
     "secs_since_sale_open": DAY, "before_sale_open": 0, "quantity": 2, "amount_minor": 10_000,
     "log_amount": math.log1p(10_000), "is_resale": 0, "mfa_enabled": 1, "phone_verified": 1,
     "email_verified": 1,
+    # crowds (processors/crowd.py): nobody else around, a consumer network, same country
+    "tier_wallets_10m": 1, "tier_rate_ratio": 1.0, "coord_wallets_10m": 1,
+    "net_wallets_1h": 1, "asn_rate_ratio": 1.0, "asn_hosting": 0, "ip_country_mismatch": 0,
+    "bin_wallets_1h": -1, "bin_cards_1h": -1, "bin_small_1h": -1, "ua_rate_ratio": 1.0,
 }  # fmt: skip
 
 CLEAN_PURCHASE = {

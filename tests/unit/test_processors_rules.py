@@ -270,7 +270,8 @@ def test_an_organizer_overriding_only_a_weight_shares_the_rules_pass_with_its_ow
     orgs = ["heavy", "org1", "off", "heavy"]
     out = evaluate_cases([{"f": {"phone_verified": 0}, "p": {"organizer_id": o}} for o in orgs],
                          ruleset)  # fmt: skip
-    assert [e.rule_score for e in out] == pytest.approx([0.9, 0.2, 0.0, 0.9])
+    shipped = ruleset.settings["unverified_phone"].weight  # the rules file's own weight
+    assert [e.rule_score for e in out] == pytest.approx([0.9, shipped, 0.0, 0.9])
     assert [len(e.results) for e in out] == [1, 1, 0, 1]
 
 
@@ -323,10 +324,12 @@ def test_a_batch_refuses_features_that_are_missing_or_misshapen():
 
 
 def test_rule_score_is_a_weighted_noisy_or_and_hard_rules_block():
+    phone = SHIPPED.settings["unverified_phone"].weight
+    email = SHIPPED.settings["unverified_email"].weight
     one = evaluate_case(f(phone_verified=0), SHIPPED)
-    assert one.rule_score == pytest.approx(0.2)
+    assert one.rule_score == pytest.approx(phone)
     two = evaluate_case(f(phone_verified=0, email_verified=0), SHIPPED)
-    assert two.rule_score == pytest.approx(1 - (1 - 0.2) * (1 - 0.15))
+    assert two.rule_score == pytest.approx(1 - (1 - phone) * (1 - email))
     assert not two.hard_block
     blocked = evaluate_case({"bw": {A}}, SHIPPED)
     assert blocked.hard_block and blocked.rule_score == 1.0
