@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.console import kafka_view
+from connectors.console.kafka_view import KafkaView
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class Sampler:
         self.kafka_error: str | None = None
         self.ready = asyncio.Event()
         self.started = False
+        self._view: KafkaView | None = None
+        self._in_flight: asyncio.Future | None = None
 
     def gateway_minutes(self) -> dict:
         return {**self.gateway_health, "per_minute": per_minute(self.gateway)}
@@ -86,9 +88,22 @@ class Sampler:
             self.gateway.append((time.time(), None))
             self.gateway_health = {"reachable": False, "error": type(exc).__name__}
 
+    def _snapshot(self) -> dict:
+        if self._view is None:
+            self._view = KafkaView(self.settings)
+        return self._view.snapshot()
+
+    async def close(self) -> None:
+        """Wait for a snapshot in flight (threads cannot be cancelled), then close Kafka."""
+        if self._in_flight is not None:
+            await asyncio.gather(self._in_flight, return_exceptions=True)
+        if self._view is not None:
+            await asyncio.to_thread(self._view.close)
+
     async def _sample_kafka(self) -> None:
         try:
-            snap = await asyncio.to_thread(kafka_view.snapshot, self.settings)
+            self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._snapshot))
+            snap = await asyncio.shield(self._in_flight)
         except Exception as exc:  # noqa: BLE001 - the System section shows it
             self.kafka_error = f"{type(exc).__name__}: {exc}"
             log.warning("kafka snapshot failed: %s", self.kafka_error)

@@ -76,6 +76,7 @@ class ConsoleState:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.sampler.close()
         await self.waiter.stop()
         if self.publisher is not None:
             await asyncio.to_thread(self.publisher.close, 10.0)

@@ -78,15 +78,31 @@ async def sign_in(client: httpx.AsyncClient, name: str, password: str) -> httpx.
     )
 
 
-def store_decisions(dsn: str, decisions: list[dict], purchases: list[dict] = ()) -> None:
-    """Write records through the PostgreSQL sink, as the pipeline would."""
-    from infra import topics
+def store(dsn: str, *batches: tuple) -> None:
+    """Write ``(TopicSpec, records)`` batches through the PostgreSQL sink, as the pipeline
+    would (same mapping, same conflict handling, same triggers)."""
     from sinks.postgres import PostgresSink
     from sinks.testing import records
 
-    sink = PostgresSink(dsn)
+    sink = PostgresSink(dsn, [spec for spec, _ in batches])
     try:
-        batch = records(topics.DECISIONS, decisions) + records(topics.PURCHASES, list(purchases))
-        sink.write(batch)
+        sink.write([r for spec, values in batches for r in records(spec, list(values))])
     finally:
         sink.close()
+
+
+def store_decisions(dsn: str, decisions: list[dict], purchases: list[dict] = ()) -> None:
+    from infra import topics
+
+    store(dsn, (topics.DECISIONS, decisions), (topics.PURCHASES, purchases))
+
+
+def refresh_rollups(dsn: str) -> int:
+    """What the console's refresher does on its schedule, now."""
+    from connectors.console.rollups import refresh_until_clean
+
+    async def run() -> int:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            return await refresh_until_clean(conn)
+
+    return asyncio.run(run())

@@ -118,11 +118,13 @@ async def live_comparison(conn: psycopg.AsyncConnection, since: datetime) -> dic
 
 async def model_health(conn: psycopg.AsyncConnection, now: datetime) -> dict:
     now = now.astimezone(UTC)
+    minute = now.replace(second=0, microsecond=0)  # whole minutes, as the rollups keep them
     out: dict = {"windows": {}}
     for name, span in (("24h", timedelta(hours=24)), ("7d", timedelta(days=7))):
-        rows = await _label_rows(conn, now - span)
+        rows = await _label_rows(conn, minute - span)
         out["windows"][name] = {"confusion": confusion(rows), "models": side_by_side(rows),
-                                "live": await live_comparison(conn, now - span)}  # fmt: skip
+                                "since": minute - span,
+                                "live": await live_comparison(conn, minute - span)}  # fmt: skip
     out["drift"] = await drift(conn, now)
     out["drift_chart"] = {"kind": "lines", "xtime": True, "x": out["drift"]["hours"],
                           "series": [{"label": f, "values": v}
