@@ -58,7 +58,7 @@ def replay_rows(events: Iterable[tuple[str, dict]], *, since: datetime | None = 
         if until is not None and at >= until:
             return
         try:
-            features = engine.process(kind, record)
+            features = engine.process_row(kind, record)
         except LateEventError:
             continue  # the live worker dead-letters these too
         if features is not None and (since is None or at >= since):

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from processors.entity_state import EntityState, ShowState
-from processors.expiry import deleted_by
-from processors.money import amount_ref, unit_price_ref
+from processors.entity_state import EntityState, ShowState, observe_show
+from processors.expiry import WALLET_IDLE_MS, deleted_by
+from processors.records import Order, Transfer, read_order, read_transfer
 from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
 from processors.state import (
     AUTH_CAP,
@@ -87,47 +87,12 @@ def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int)
     """Admit an event at ``ts_ms`` to ``wallet``: raise ``LateEventError`` when it is beyond the
     allowed lateness. First, a wallet that expiry deletes by ``ts_ms`` (``processors/expiry.py``)
     is forgotten in place, so every path sees the same wallet whenever its last sweep ran."""
-    if deleted_by(wallet, ts_ms):
+    idle = wallet.watermark_ms and ts_ms - wallet.watermark_ms >= WALLET_IDLE_MS
+    if idle and deleted_by(wallet, ts_ms):  # only an idle wallet can be deleted
         wallet.forget()
-    mark = wallet.mark(kind)
+    mark = wallet.marks.get(kind, 0)
     if mark and ts_ms < mark - lateness_ms:
         raise LateEventError(kind, wallet.address, ts_ms, mark, lateness_ms)
-
-
-def mark_time(ts_ms: int, record: Record, config: FeatureConfig) -> int:
-    """The time an event may advance a high-water mark to: its event time, but never beyond
-    its ``ingested_at`` plus ``max_future_skew_ms`` (records without one: the event time)."""
-    ingested = to_ms(record.get("ingested_at"))
-    if ingested is None:
-        return ts_ms
-    return min(ts_ms, ingested + config.max_future_skew_ms)
-
-
-def token_key(contract: str, token_id: str) -> str:
-    return f"{contract.lower()}:{token_id}"
-
-
-def purchase_amount(purchase: Record) -> int:
-    """In reference-currency minor units (``processors.money``), like every amount in state."""
-    return amount_ref(purchase)
-
-
-def purchase_fact(purchase: Record, ts_ms: int) -> PurchaseFact:
-    geo = purchase.get("geo")
-    return PurchaseFact(
-        ts_ms,
-        purchase["show_id"],
-        purchase_amount(purchase),
-        int(purchase["quantity"]),
-        purchase["payment_method"],
-        purchase.get("card_fingerprint"),
-        geo["lat"] if geo else None,
-        geo["lon"] if geo else None,
-        geo["country"] if geo else None,
-        purchase["ip"],
-        purchase.get("device_id"),
-        purchase["channel"],
-    )
 
 
 def apply_purchase(
@@ -143,45 +108,56 @@ def apply_purchase(
 
     The live worker passes no entity states: every worker applies every purchase to its own
     ``EntityStore`` (``streams/entity_replica.py``); ``FeatureEngine`` does the same."""
-    ts = to_ms(purchase["occurred_at"])
-    assert ts is not None
-    address = purchase["wallet"]
-    wallet.address = wallet.address or address
-    check_lateness("purchase", ts, wallet, config.allowed_lateness_ms)
-    if not wallet.first_time(purchase["purchase_id"]):
+    order = read_order(purchase)
+    wallet.address = wallet.address or order.wallet
+    check_lateness("purchase", order.ts, wallet, config.allowed_lateness_ms)
+    if not apply_order(order, wallet, config):
         return  # a redelivery: already in every state
-    fact = purchase_fact(purchase, ts)
-    insert_row(wallet.purchases, fact, PURCHASES_CAP)
-    wallet.purchases_total += 1
-    wallet.amount_total_minor += fact.amount_minor
-    wallet.last_purchase_ms = max(wallet.last_purchase_ms or ts, ts)
-    if fact.lat is not None and fact.lon is not None:
-        insert_row(wallet.geo_points, GeoPoint(ts, fact.lat, fact.lon, fact.country), GEO_CAP)
-    if fact.device:
-        wallet.devices[fact.device] = max(wallet.devices.get(fact.device, ts), ts)
-        cap_dict(wallet.devices, DEVICES_CAP)
-    _acquire_ticket(wallet, purchase, ts)
-    wallet.observe(mark_time(ts, purchase, config), "purchase")
     for entity in (ip, device, card):
         if entity is not None:
-            entity.observe(address, ts)
+            entity.observe(order.wallet, order.ts)
     if show is not None:
-        apply_to_show(show, purchase, ts)
+        observe_show(show, order)
 
 
-def _acquire_ticket(wallet: WalletState, purchase: Record, ts: int) -> None:
-    key = purchase["ticket_id"]
+def apply_order(o: Order, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> bool:
+    """``apply_purchase`` to the wallet alone, for an order already read and admitted
+    (``check_lateness``); False for a redelivery (nothing changed)."""
+    ts = o.ts
+    wallet.address = wallet.address or o.wallet
+    if not wallet.first_time(o.purchase_id):
+        return False
+    insert_row(wallet.purchases, PurchaseFact(
+        ts, o.show_id, o.amount, o.quantity, o.payment_method, o.card, o.lat, o.lon, o.country,
+        o.ip, o.device, o.channel), PURCHASES_CAP)  # fmt: skip
+    wallet.purchases_total += 1
+    wallet.amount_total_minor += o.amount
+    wallet.last_purchase_ms = max(wallet.last_purchase_ms or ts, ts)
+    if o.lat is not None and o.lon is not None:
+        insert_row(wallet.geo_points, GeoPoint(ts, o.lat, o.lon, o.country), GEO_CAP)
+    if o.device:
+        wallet.devices[o.device] = max(wallet.devices.get(o.device, ts), ts)
+        cap_dict(wallet.devices, DEVICES_CAP)
+    _acquire_ticket(wallet, o)
+    # The mark advances at most to ingested_at + max_future_skew_ms (FeatureConfig).
+    mark = ts if o.ingested_ms is None else min(ts, o.ingested_ms + config.max_future_skew_ms)
+    wallet.observe(mark, "purchase")
+    return True
+
+
+def _acquire_ticket(wallet: WalletState, o: Order) -> None:
+    key, ts = o.ticket_id, o.ts
     if _comes_back(wallet, key, ts):
         insert_ts(wallet.wash_cycles, ts, WASH_CAP)
-    wallet.holdings[key] = Holding(ts, unit_price_ref(purchase))
-    if purchase["channel"] == "PRIMARY":
+    wallet.holdings[key] = Holding(ts, o.unit)
+    if o.channel == "PRIMARY":
         wallet.mints[key] = ts
         cap_dict(wallet.mints, TOKENS_CAP)
 
 
 def apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
-    """Record a purchase in its show: price ring, sale time, sale opening, ticket."""
-    show.observe(purchase, ts)
+    """Record a purchase in its show (at ``ts``): price ring, sale time, sale opening, ticket."""
+    observe_show(show, read_order(purchase)._replace(ts=ts))
 
 
 def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
@@ -190,6 +166,11 @@ def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAU
     assert ts is not None
     wallet.address = wallet.address or (event.get("wallet") or "")
     check_lateness("auth", ts, wallet, config.allowed_lateness_ms)
+    apply_auth_at(event, ts, wallet)
+
+
+def apply_auth_at(event: Record, ts: int, wallet: WalletState) -> None:
+    """``apply_auth`` for an event at ``ts`` already admitted (``check_lateness``)."""
     if not wallet.first_time(event["event_id"]):
         return
     kind = event["kind"]
@@ -218,21 +199,21 @@ def apply_transfer(
     ``wallet.address`` says which side; when it is empty the wallet is taken to be the
     receiver (the topic's key). Callers apply a transfer to both the receiver and the sender.
     """
-    ts = to_ms(transfer["block_time"])
-    assert ts is not None
-    receiver, sender = transfer["to_address"].lower(), transfer["from_address"].lower()
-    wallet.address = wallet.address or receiver
-    check_lateness("transfer", ts, wallet, config.chain_lateness_ms)
-    record_id = f"{transfer['tx_hash']}:{transfer['log_index']}:{transfer['token_id']}"
-    if not wallet.first_time(record_id):
+    t = read_transfer(transfer)
+    wallet.address = wallet.address or t.receiver
+    check_lateness("transfer", t.ts, wallet, config.chain_lateness_ms)
+    apply_read_transfer(t, wallet)
+
+
+def apply_read_transfer(t: Transfer, wallet: WalletState) -> None:
+    """``apply_transfer`` for a transfer already read (``read_transfer``) and admitted."""
+    if not wallet.first_time(t.record_id):
         return
-    key = token_key(transfer["contract"], transfer["token_id"])
-    kind = transfer["kind"]
-    if receiver == wallet.address:
-        _receive_token(wallet, key, kind, ts)
-    if sender == wallet.address:
-        _send_token(wallet, key, kind, ts)
-    wallet.observe(ts, "transfer")
+    if t.receiver == wallet.address:
+        _receive_token(wallet, t.key, t.kind, t.ts)
+    if t.sender == wallet.address:
+        _send_token(wallet, t.key, t.kind, t.ts)
+    wallet.observe(t.ts, "transfer")
 
 
 def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:

@@ -17,14 +17,9 @@ import math
 from collections.abc import Mapping
 from operator import itemgetter
 
-from processors.apply import (
-    DEFAULT_CONFIG,
-    FeatureConfig,
-    Record,
-    check_lateness,
-    purchase_amount,
-)
+from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
 from processors.crowd import CROWD_FEATURES, CrowdState, crowd_features
+from processors.records import Order, read_order
 from processors.ring import rows_between
 from processors.signals import (
     MISSING,
@@ -43,7 +38,7 @@ from processors.state import (
     ShowState,
     WalletState,
 )
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, to_ms
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
 DUPLICATE_WINDOW_MS = 10 * MINUTE_MS
 
@@ -127,73 +122,90 @@ def purchase_features(
 ) -> dict[str, float]:
     """All of ``FEATURE_NAMES`` for ``purchase``, from the states before it is applied;
     ``crowd`` holds the states of ``processors.crowd.crowd_keys(purchase)``."""
-    ts = to_ms(purchase["occurred_at"])
-    assert ts is not None
-    check_lateness("purchase", ts, wallet, config.allowed_lateness_ms)
-    out: dict[str, float] = {}
-    _order_features(out, purchase, wallet, ts)
-    _history_features(out, purchase, wallet, ts, config)
-    geo_features(out, purchase, wallet, ts, config)
-    auth_features(out, purchase, wallet, ts)
-    token_features(out, purchase, wallet, show, ts)
-    show_features(out, purchase, show, ts)
-    entity_features(out, purchase, ip, device, card, ts)
-    crowd_features(out, purchase, crowd, ts)
-    return {name: out[name] for name in FEATURE_NAMES}
+    order = read_order(purchase)
+    check_lateness("purchase", order.ts, wallet, config.allowed_lateness_ms)
+    row = order_features(order, purchase, wallet, ip, device, card, show, config, crowd)
+    return dict(zip(FEATURE_NAMES, row, strict=True))
 
 
-def _order_features(out: dict, p: Record, wallet: WalletState, ts: int) -> None:
-    amount = purchase_amount(p)
-    out["quantity"] = float(p["quantity"])
-    out["amount_minor"] = float(amount)
-    out["log_amount"] = math.log1p(amount)
-    out["is_resale"] = flag(p["channel"] == "RESALE")
-    out["mfa_enabled"] = flag(p.get("mfa_enabled"))
-    out["phone_verified"] = flag(p.get("phone_verified"))
-    out["email_verified"] = flag(p.get("email_verified"))
-    created = to_ms(p.get("account_created_at"))
-    out["account_age_days"] = MISSING if created is None else max(0.0, (ts - created) / DAY_MS)
-    first = wallet.first_seen_ms
-    out["wallet_age_days"] = 0.0 if first is None else max(0.0, (ts - first) / DAY_MS)
+def order_features(
+    o: Order,
+    purchase: Record,
+    wallet: WalletState,
+    ip: EntityState | None,
+    device: EntityState | None,
+    card: EntityState | None,
+    show: ShowState | None,
+    config: FeatureConfig = DEFAULT_CONFIG,
+    crowd: Mapping[str, CrowdState | None] | None = None,
+) -> tuple[float, ...]:
+    """``purchase_features`` as a row in ``FEATURE_NAMES`` order, for an order already read
+    (``read_order``) from ``purchase`` and admitted (``check_lateness``): what the batch paths
+    stack."""
+    crowds: dict[str, float] = {}
+    crowd_features(crowds, purchase, crowd, o.ts)
+    ts = o.ts
+    ring = wallet.purchases
+    rows = rows_between(ring, ts - PURCHASE_RETENTION_MS, ts) if ring else ring
+    return (
+        *(_history(o, wallet, rows, config) if rows else _no_history(o, wallet)),
+        *(_diversity(o, rows) if rows else _first_diversity(o)),
+        0.0 if wallet.first_seen_ms is None else max(0.0, (ts - wallet.first_seen_ms) / DAY_MS),
+        MISSING if o.account_created_ms is None
+        else max(0.0, (ts - o.account_created_ms) / DAY_MS),
+        *geo_features(o, wallet, config),
+        *entity_features(o, ip, device, card),
+        *auth_features(o, wallet),
+        *token_features(o, wallet, show),
+        *show_features(o, show),
+        float(o.quantity),
+        float(o.amount),
+        math.log1p(o.amount),
+        flag(o.channel == "RESALE"),
+        flag(o.mfa_enabled),
+        flag(o.phone_verified),
+        flag(o.email_verified),
+        *map(crowds.__getitem__, CROWD_FEATURES),
+    )
 
 
-def _history_features(
-    out: dict, p: Record, wallet: WalletState, ts: int, config: FeatureConfig
-) -> None:
-    rows = rows_between(wallet.purchases, ts - PURCHASE_RETENTION_MS, ts)
-    _velocity(out, p, rows, ts, config)
-    _diversity(out, p, rows, ts)
-    last = rows[-1].ts_ms if rows else wallet.last_purchase_ms
-    out["secs_since_last_purchase"] = age(ts, last, SECOND_MS)
-    out["purchases_total"] = float(wallet.purchases_total)
-    if wallet.purchases_total and wallet.amount_total_minor > 0:
-        average = wallet.amount_total_minor / wallet.purchases_total
-        out["amount_vs_avg"] = out["amount_minor"] / average
-    else:
-        out["amount_vs_avg"] = MISSING
+def _no_history(o: Order, wallet: WalletState) -> tuple[float, ...]:
+    """``_history`` for a wallet with no purchase in the last 7 days."""
+    return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, age(o.ts, wallet.last_purchase_ms, SECOND_MS),
+            float(wallet.purchases_total), _amount_vs_avg(o, wallet), 0.0, 0.0)
 
 
-def _velocity(
-    out: dict, p: Record, rows: list[PurchaseFact], ts: int, config: FeatureConfig
-) -> None:
-    """Counts and sums over prior purchases: 1 h, 24 h, 10 min duplicates, this show in 7 d.
-
-    Rows are sorted by time, so each window is a slice found by bisection and summed in C."""
-    show_id, quantity = p["show_id"], int(p["quantity"])
-    amount = int(out["amount_minor"])
+def _history(
+    o: Order, wallet: WalletState, rows: list[PurchaseFact], config: FeatureConfig
+) -> tuple[float, ...]:
+    """Counts and sums over prior purchases (velocity 1 h, 24 h; this show in 7 d; 10 min
+    duplicates), time since the last one, lifetime totals. Rows are sorted by time, so each
+    window is a slice found by bisection and summed in C."""
+    # The amount as the amount_minor feature holds it (a float), as duplicates always compared.
+    ts, show_id, amount, quantity = o.ts, o.show_id, int(float(o.amount)), o.quantity
     day = rows[_since(rows, ts - DAY_MS):]
     hour = day[_since(day, ts - HOUR_MS):]
     amounts_1h = list(map(_AMOUNT, hour))
     small = config.small_amount_minor
     dups = sum(1 for r in hour[_since(hour, ts - DUPLICATE_WINDOW_MS):]
                if r.show_id == show_id and r.amount_minor == amount and r.quantity == quantity)
-    out["velocity_1h"], out["velocity_24h"] = float(len(hour)), float(len(day))
-    out["amount_1h_minor"] = float(sum(amounts_1h))
-    out["amount_24h_minor"] = float(sum(map(_AMOUNT, day)))
-    out["tickets_24h"] = float(sum(map(_QUANTITY, day)))
-    out["show_tickets_7d"] = float(sum(r.quantity for r in rows if r.show_id == show_id))
-    out["small_probes_1h"] = float(sum(1 for a in amounts_1h if a <= small))
-    out["duplicates_10m"] = float(dups)
+    return (
+        float(len(hour)), float(len(day)),
+        float(sum(amounts_1h)), float(sum(map(_AMOUNT, day))),
+        float(sum(map(_QUANTITY, day))),
+        float(sum(r.quantity for r in rows if r.show_id == show_id)),
+        age(ts, rows[-1].ts_ms, SECOND_MS),
+        float(wallet.purchases_total),
+        _amount_vs_avg(o, wallet),
+        float(sum(1 for a in amounts_1h if a <= small)),
+        float(dups),
+    )  # fmt: skip
+
+
+def _amount_vs_avg(o: Order, wallet: WalletState) -> float:
+    if wallet.purchases_total and wallet.amount_total_minor > 0:
+        return float(o.amount) / (wallet.amount_total_minor / wallet.purchases_total)
+    return MISSING
 
 
 def _since(rows: list[PurchaseFact], lo_excl: int) -> int:
@@ -201,26 +213,30 @@ def _since(rows: list[PurchaseFact], lo_excl: int) -> int:
     return bisect.bisect_right(rows, lo_excl, key=_TS)
 
 
-def _diversity(out: dict, p: Record, rows: list[PurchaseFact], ts: int) -> None:
+def _first_diversity(o: Order) -> tuple[float, ...]:
+    """``_diversity`` with no purchase in the last 7 days: this purchase's values alone."""
+    return (*(0.0 if v is None else 1.0 for v in (o.show_id, o.payment_method, o.card, o.ip,
+                                                    o.device, o.country)), MISSING)
+
+
+def _diversity(o: Order, rows: list[PurchaseFact]) -> tuple[float, ...]:
     """Distinct values over 24 h including this purchase; a country new to the last 7 d."""
-    geo = p.get("geo")
-    country = geo["country"] if geo else None
-    recent = rows[_since(rows, ts - DAY_MS):]
-    current = (p["show_id"], p["payment_method"], p.get("card_fingerprint"), p["ip"],
-               p.get("device_id"), country)
-    for name, getter, value in zip(_DIVERSITY, _DIVERSITY_FIELDS, current, strict=True):
+    recent = rows[_since(rows, o.ts - DAY_MS):]
+    current = (o.show_id, o.payment_method, o.card, o.ip, o.device, o.country)
+    out = []
+    for getter, value in zip(_DIVERSITY_FIELDS, current, strict=True):
         values = set(map(getter, recent))
         values.add(value)
         values.discard(None)
-        out[name] = float(len(values))
+        out.append(float(len(values)))
     seen = set(map(_COUNTRY, rows))
     seen.discard(None)
-    out["new_country"] = MISSING if country is None or not seen else flag(country not in seen)
+    country = o.country
+    out.append(MISSING if country is None or not seen else flag(country not in seen))
+    return tuple(out)
 
 
 _TS, _AMOUNT, _QUANTITY = itemgetter(0), itemgetter(2), itemgetter(3)
 _COUNTRY = itemgetter(8)
-_DIVERSITY = ("distinct_shows_24h", "payment_methods_24h", "cards_24h", "ips_24h",
-              "devices_24h", "countries_24h")
 # PurchaseFact fields: show_id 1, payment_method 4, card 5, ip 9, device 10, country 8
 _DIVERSITY_FIELDS = tuple(itemgetter(i) for i in (1, 4, 5, 9, 10, 8))

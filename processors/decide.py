@@ -1,29 +1,33 @@
 """A batch of purchases with their features → decisions and security events.
 
 One vectorised model call per batch (and one contributions call for the rows that were not
-approved), one rules evaluation over the batch (``rules.evaluate_batch``), the policy per
-organizer. Pure: the model is passed in (anything with ``version``, ``predict(X)`` and
+approved), one rules evaluation over the batch (``rules.evaluate_batch``), the policy over the
+batch with each row's organizer thresholds (``policy.decide_columns``), the on-sale step-up of
+the rows sent to review (``onsale.step_up``); Python work per row is only building its
+Decision record (and security events for the rows that raise any). Pure: the model is passed in (anything with ``version``, ``predict(X)`` and
 ``contributions(X)``), blocklists come in as sets, and the decision time is an argument. The
 live worker, replay and backtests call this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
 
-from processors.explain import reasons, top_contributions
-from processors.features import FEATURE_NAMES, feature_vector
+from processors.explain import reasons, top_contributions_batch
+from processors.features import FEATURE_NAMES
 from processors.onsale import step_up
-from processors.policy import Verdict, decide
-from processors.rules import Evaluation, RuleBatch, RuleSet, evaluate_batch
+from processors.policy import VERDICTS, Thresholds, Verdict, decide_columns
+from processors.rules import BatchEvaluation, RuleBatch, RuleSet, evaluate_batch
 from processors.timeutil import to_ms
 
 Record = dict[str, Any]
+Features = np.ndarray | Sequence[Sequence[float]] | Sequence[Mapping[str, float]]
 
 
 class Model(Protocol):
@@ -42,21 +46,47 @@ class Blocked:
     ips: Set[str] = frozenset()
 
 
+_APPROVED, _BLOCKED = VERDICTS.index(Verdict.APPROVED), VERDICTS.index(Verdict.BLOCKED)
+_REVIEW = VERDICTS.index(Verdict.MANUAL_REVIEW)
+_Thresholds = tuple[float, float, float, Thresholds]
+
+
 @dataclass
 class Outcome:
     decision: Record
     security_events: list[Record] = field(default_factory=list)
 
 
-def feature_matrix(features: Sequence[dict[str, float]], dtype: type = np.float32) -> np.ndarray:
-    return np.asarray([feature_vector(f) for f in features], dtype=dtype).reshape(
+_ROW = itemgetter(*FEATURE_NAMES)
+_IMPOSSIBLE = FEATURE_NAMES.index("impossible_travel")
+
+
+def feature_matrix(features: Sequence[Mapping[str, float]], dtype: type = np.float32) -> np.ndarray:
+    """Feature dicts as rows in ``FEATURE_NAMES`` order (every name required)."""
+    return np.asarray([_ROW(f) for f in features], dtype=dtype).reshape(
         len(features), len(FEATURE_NAMES)
     )
 
 
+def as_matrix(features: Features) -> tuple[np.ndarray, Sequence[Sequence[float]]]:
+    """A batch's features as an n x ``FEATURE_NAMES`` float64 matrix, and as rows of Python
+    floats (for the Decision records). Given as a matrix, as rows (``FeatureEngine.process_row``)
+    or as feature dicts."""
+    if isinstance(features, np.ndarray):
+        X = np.asarray(features, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"features must be n x {len(FEATURE_NAMES)}, got {X.shape}")
+        return X, X.tolist()
+    if len(features) and isinstance(features[0], Mapping):
+        X = feature_matrix(features, np.float64)  # type: ignore[arg-type]
+        return X, X.tolist()
+    X = np.asarray(features, dtype=np.float64).reshape(len(features), len(FEATURE_NAMES))
+    return X, features  # type: ignore[return-value]
+
+
 def decide_batch(
     purchases: Sequence[Record],
-    features: Sequence[dict[str, float]],
+    features: Features,
     model: Model,
     ruleset: RuleSet,
     blocked: Blocked,
@@ -64,101 +94,132 @@ def decide_batch(
     challenger: Model | None = None,
     clusters: Sequence[str | None] | None = None,
 ) -> list[Outcome]:
-    """``clusters``: each purchase's linked-wallet cluster id (``processors.marks``), put in
-    its ``fraud_detected`` event's details for the SIEM's fraud-ring grouping."""
-    if not purchases:
+    """``features``: one row per purchase in ``FEATURE_NAMES`` order (a float64 matrix, or
+    rows as ``FeatureEngine.process_row`` gives them), or feature dicts. ``clusters``: each purchase's linked-wallet cluster id
+    (``processors.marks``), put in its ``fraud_detected`` event's details for the SIEM's
+    fraud-ring grouping."""
+    if not len(purchases):
         return []
-    X64 = feature_matrix(features, np.float64)  # the rules compare exact values
+    X64, rows = as_matrix(features)  # the rules compare exact values
     X = X64.astype(np.float32)
-    scores = model.predict(X)
-    shadow = challenger.predict(X) if challenger is not None else None
+    scores = np.asarray(model.predict(X), dtype=np.float64)
     rules = evaluate_batch(RuleBatch(purchases, X64, blocked.wallets, blocked.ips), ruleset)
-    outcomes = []
-    for i, (purchase, feats) in enumerate(zip(purchases, features, strict=True)):
-        evaluation = rules.row(i)
-        thresholds = ruleset.for_organizer(purchase.get("organizer_id")).thresholds
-        verdict, final = decide(
-            float(scores[i]), evaluation.rule_score, evaluation.hard_block, thresholds
-        )
-        verdict = step_up(verdict, float(scores[i]), (r.rule_id for r in evaluation.results),
-                          feats, thresholds)
-        decision = _decision(
-            purchase,
-            feats,
-            verdict,
-            final,
-            float(scores[i]),
-            evaluation,
-            model.version,
-            ruleset.version,
-            decided_at,
-        )
-        if shadow is not None and challenger is not None:
-            decision["challenger_version"] = challenger.version
-            decision["challenger_score"] = float(shadow[i])
-        cluster = clusters[i] if clusters is not None else None
-        events = security_events(purchase, feats, decision, evaluation, cluster)
-        outcomes.append(Outcome(decision, events))
-    _explain(outcomes, X, model)
+    thresholds = _thresholds(purchases, ruleset)
+    codes, finals = decide_columns(scores, rules.rule_score, rules.hard_block,
+                                   np.asarray([t[:3] for t in thresholds], dtype=np.float64))
+    _step_up(codes, scores, rules, rows, thresholds)
+    batch = _Batch(codes.tolist(), finals.tolist(), scores.tolist(), rules,
+                   model.version, ruleset.version, decided_at)
+    outcomes = [Outcome(_decision(p, row, i, batch))
+                for i, (p, row) in enumerate(zip(purchases, rows, strict=True))]
+    if challenger is not None:
+        for outcome, score in zip(outcomes, challenger.predict(X).tolist(), strict=True):
+            outcome.decision["challenger_version"] = challenger.version
+            outcome.decision["challenger_score"] = float(score)
+    _alert(outcomes, purchases, codes == _BLOCKED, X64[:, _IMPOSSIBLE] > 0, rules.hard_block,
+           clusters)
+    _explain(outcomes, codes, X, model)
     return outcomes
 
 
-def _explain(outcomes: list[Outcome], X: np.ndarray, model: Model) -> None:
+def _thresholds(purchases: Sequence[Record], ruleset: RuleSet) -> list[_Thresholds]:
+    """Per row (block, review, two_fa, Thresholds) of its organizer's view of the rules."""
+    views: dict[str | None, _Thresholds] = {}
+    rows = []
+    for purchase in purchases:
+        org = purchase.get("organizer_id")
+        row = views.get(org)
+        if row is None:
+            t = ruleset.for_organizer(org).thresholds
+            row = views[org] = (t.block, t.review, t.two_fa, t)
+        rows.append(row)
+    return rows
+
+
+def _step_up(codes: np.ndarray, scores: np.ndarray, rules: BatchEvaluation,
+             rows: Sequence[Sequence[float]], thresholds: list[_Thresholds]) -> None:
+    """The on-sale step-up (``processors.onsale``) of the rows sent to review, in place."""
+    for i in np.flatnonzero(codes == _REVIEW).tolist():
+        verdict = step_up(Verdict.MANUAL_REVIEW, float(scores[i]),
+                          (r.rule_id for r in rules.results[i]),
+                          dict(zip(FEATURE_NAMES, rows[i], strict=True)), thresholds[i][3])
+        codes[i] = VERDICTS.index(verdict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What every Decision of a batch reads, as Python values (one conversion per batch)."""
+
+    codes: list[int]
+    finals: list[float]
+    scores: list[float]
+    rules: BatchEvaluation
+    model_version: str
+    rules_version: str
+    decided_at: datetime
+    decided_ms: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decided_ms", to_ms(self.decided_at) or 0)
+
+
+def _explain(outcomes: list[Outcome], codes: np.ndarray, X: np.ndarray, model: Model) -> None:
     """Top feature contributions, computed only for the rows that were not approved."""
-    flagged = [i for i, o in enumerate(outcomes) if o.decision["decision"] != Verdict.APPROVED]
-    if not flagged:
+    flagged = np.flatnonzero(codes != _APPROVED)
+    if not len(flagged):
         return
-    contribs = model.contributions(X[flagged])
-    for row, i in zip(contribs, flagged, strict=True):
-        outcomes[i].decision["contributions"] = top_contributions(row)
+    tops = top_contributions_batch(model.contributions(X[flagged]))
+    for i, top in zip(flagged.tolist(), tops, strict=True):
+        outcomes[i].decision["contributions"] = top
 
 
-def _decision(
-    purchase: Record,
-    feats: dict[str, float],
-    verdict: Verdict,
-    final: float,
-    model_score: float,
-    evaluation: Evaluation,
-    model_version: str,
-    rules_version: str,
-    decided_at: datetime,
-) -> Record:
+def _decision(purchase: Record, row: Sequence[float], i: int, batch: _Batch) -> Record:
     """The Decision record (``schemas/decision.avsc``); contributions are filled in later."""
     arrived = purchase.get("ingested_at") or purchase["occurred_at"]
-    latency = (to_ms(decided_at) or 0) - (to_ms(arrived) or 0)
+    latency = batch.decided_ms - (to_ms(arrived) or 0)
+    results = batch.rules.results[i]
     return {
         "decision_id": f"dec_{purchase['purchase_id']}",
         "purchase_id": purchase["purchase_id"],
         "wallet": purchase["wallet"],
         "organizer_id": purchase.get("organizer_id"),
-        "decision": str(verdict),
-        "score": final,
-        "model_score": model_score,
-        "rule_score": evaluation.rule_score,
-        "model_version": model_version,
-        "rules_version": rules_version,
-        "reasons": reasons(evaluation.results, limit=10),
+        "decision": VERDICTS[batch.codes[i]].value,
+        "score": batch.finals[i],
+        "model_score": batch.scores[i],
+        "rule_score": float(batch.rules.rule_score[i]),
+        "model_version": batch.model_version,
+        "rules_version": batch.rules_version,
+        "reasons": reasons(results, limit=10) if results else [],
         "contributions": {},
-        "features": dict(feats),  # floats already (processors.compute)
+        "features": dict(zip(FEATURE_NAMES, row, strict=True)),
         "occurred_at": purchase["occurred_at"],
-        "decided_at": decided_at,
+        "decided_at": batch.decided_at,
         "latency_ms": float(max(0, latency)),
     }
 
 
+def _alert(outcomes: list[Outcome], purchases: Sequence[Record], blocked: np.ndarray,
+           impossible: np.ndarray, hard: np.ndarray,
+           clusters: Sequence[str | None] | None) -> None:
+    """Security events for the rows that raise any (looked for over the batch at once)."""
+    for i in np.flatnonzero(blocked | impossible | hard).tolist():
+        cluster = clusters[i] if clusters is not None else None
+        outcomes[i].security_events = security_events(
+            purchases[i], outcomes[i].decision, bool(impossible[i]), bool(hard[i]), cluster)
+
+
 def security_events(
-    purchase: Record, feats: dict[str, float], decision: Record, evaluation: Evaluation,
+    purchase: Record, decision: Record, impossible_travel: bool, blocklist_hit: bool,
     cluster: str | None = None,
 ) -> list[Record]:
     """``fraud_detected`` for BLOCKED (with ``details.cluster_id`` when known),
-    ``impossible_travel``, ``blocklist_hit``."""
+    ``impossible_travel``, ``blocklist_hit`` (a hard rule fired)."""
     kinds = []
     if decision["decision"] == Verdict.BLOCKED:
         kinds.append(("fraud_detected", "HIGH"))
-    if feats.get("impossible_travel", 0) > 0:
+    if impossible_travel:
         kinds.append(("impossible_travel", "MEDIUM"))
-    if any(r.hard for r in evaluation.results):
+    if blocklist_hit:
         kinds.append(("blocklist_hit", "HIGH"))
     return [
         {

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from processors.money import unit_price_ref
+from processors.records import Order, read_order
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, insert_row, insert_ts
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, to_ms
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS
 
 SLACK_MS = HOUR_MS
 ENTITY_RETENTION_MS = DAY_MS
@@ -60,7 +60,8 @@ class EntityState:
         """Add a sighting; rows older than the window before ``floor_ms`` (default: the
         latest sighting) are dropped now and then."""
         insert_row(self.rows, (ts_ms, wallet), ENTITY_ROWS_CAP)
-        self.watermark_ms = max(self.watermark_ms, ts_ms)
+        if ts_ms > self.watermark_ms:
+            self.watermark_ms = ts_ms
         floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             drop_rows_until(self.rows, floor - ENTITY_RETENTION_MS - SLACK_MS)
@@ -98,21 +99,20 @@ class ShowState:
         return ShowState(list(self.primary_prices), list(self.resale_prices), list(self.sales),
                          self.sale_open_ms, dict(self.tickets), self.watermark_ms, self.pruned_ms)
 
-    def observe(self, purchase: Record, ts: int, floor_ms: int | None = None,
-                price: int | None = None) -> None:
-        price = unit_price_ref(purchase) if price is None else price
-        primary = purchase["channel"] == "PRIMARY"
-        ring = self.primary_prices if primary else self.resale_prices
-        insert_row(ring, (ts, price), SHOW_PRICE_ROWS_CAP)
+    def observe(self, ts: int, price: int, primary: bool, ticket: str, opens_ms: int | None,
+                floor_ms: int | None = None) -> None:
+        """A sale at ``ts``: unit ``price`` (reference minor units) in its channel, the sale
+        opening when the purchase says, the ticket's first primary sale."""
+        insert_row(self.primary_prices if primary else self.resale_prices, (ts, price),
+                   SHOW_PRICE_ROWS_CAP)
         insert_ts(self.sales, ts, SHOW_SALES_CAP)
-        opens = to_ms(purchase.get("sale_opens_at"))
-        if opens is not None:
-            self.sale_open_ms = opens
-        ticket = purchase["ticket_id"]
+        if opens_ms is not None:
+            self.sale_open_ms = opens_ms
         if primary and (ticket not in self.tickets or self.tickets[ticket][0] > ts):
             self.tickets[ticket] = (ts, price)
             cap_dict(self.tickets, SHOW_TICKETS_CAP, _first)
-        self.watermark_ms = max(self.watermark_ms, ts)
+        if ts > self.watermark_ms:
+            self.watermark_ms = ts
         floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             self.prune(floor)
@@ -152,6 +152,10 @@ class ShowState:
                    d["wm"], d["pruned"])
 
 
+def observe_show(show: ShowState, o: Order, floor_ms: int | None = None) -> None:
+    show.observe(o.ts, o.unit, o.channel == "PRIMARY", o.ticket_id, o.sale_opens_ms, floor_ms)
+
+
 def entity_keys(purchase: Record) -> list[tuple[str, str]]:
     """(kind, value) of the IP, device, card and show a purchase touches (when present)."""
     values = (purchase.get("ip"), purchase.get("device_id"), purchase.get("card_fingerprint"),
@@ -171,30 +175,32 @@ class EntityStore:
         self.watermark_ms = 0
         self.floor_ms: int | None = None  # None: queries follow the latest purchase (replay)
         self._swept_ms = 0
-        self._by_kind = {"ip": self.ips, "device": self.devices, "card": self.cards}
 
     def __len__(self) -> int:
         return len(self.ips) + len(self.devices) + len(self.cards) + len(self.shows)
 
     def apply(self, purchase: Record) -> None:
-        ts = to_ms(purchase["occurred_at"])
-        assert ts is not None
-        if purchase["purchase_id"] in self.seen:
+        """Apply a purchase to its IP, device, card and show (once per purchase id)."""
+        self.apply_order(read_order(purchase))
+
+    def apply_order(self, o: Order) -> None:
+        """``apply`` for a purchase already read (``processors.records``)."""
+        if o.purchase_id in self.seen:
             return
-        price = unit_price_ref(purchase)  # may raise (no rate): before anything changes
-        self.seen[purchase["purchase_id"]] = ts
-        self.watermark_ms = max(self.watermark_ms, ts)
-        floor, wallet = self.floor(), purchase["wallet"]
-        for kind, value in entity_keys(purchase):
-            if kind == "show":
-                show = self.shows.pop(value, None) or ShowState()
-                self.shows[value] = show  # re-inserted: dicts stay in order of last use
-                show.observe(purchase, ts, floor, price)
-                continue
-            states = self._by_kind[kind]
-            state = states.pop(value, None) or EntityState()
-            states[value] = state
-            state.observe(wallet, ts, floor)
+        ts = o.ts
+        self.seen[o.purchase_id] = ts
+        if ts > self.watermark_ms:
+            self.watermark_ms = ts
+        floor, wallet = self.floor(), o.wallet
+        for states, value in ((self.ips, o.ip), (self.devices, o.device), (self.cards, o.card)):
+            if value:
+                state = states.pop(value, None) or EntityState()
+                states[value] = state  # re-inserted: dicts stay in order of last use
+                state.observe(wallet, ts, floor)
+        if o.show_id:
+            show = self.shows.pop(o.show_id, None) or ShowState()
+            self.shows[o.show_id] = show
+            observe_show(show, o, floor)
         if floor - self._swept_ms >= HOUR_MS:
             self.sweep()
 
@@ -213,6 +219,12 @@ class EntityStore:
         return (get(self.ips, purchase.get("ip")), get(self.devices, purchase.get("device_id")),
                 get(self.cards, purchase.get("card_fingerprint")),
                 get(self.shows, purchase.get("show_id")))
+
+    def states_of(self, o: Order) -> tuple[EntityState | None, EntityState | None,
+                                            EntityState | None, ShowState | None]:
+        """``states`` for a purchase already read."""
+        return (self.ips.get(o.ip), self.devices.get(o.device), self.cards.get(o.card),
+                self.shows.get(o.show_id))
 
     def sweep(self) -> None:
         """Drop states idle beyond their longest window before the floor. Dicts are kept in
@@ -242,11 +254,8 @@ def _drop_idle(states: dict, cutoff: int) -> None:
         del states[key]
 
 
+_ts = itemgetter(0)
 _WALLET = _PRICE = itemgetter(1)
-
-
-def _ts(row: tuple) -> int:
-    return row[0]
 
 
 def _first(v: tuple[int, int]) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from processors.compute import FEATURE_NAMES
 from processors.rules.base import RuleResult
 
@@ -18,13 +20,27 @@ def top_contributions(
     contributions: Sequence[float], names: Sequence[str] = FEATURE_NAMES, k: int = 5
 ) -> dict[str, float]:
     """The ``k`` features that moved the score most, largest magnitude first (bias dropped)."""
-    values = [float(v) for v in contributions]
-    if len(values) == len(names) + 1:
-        values = values[:-1]  # the trailing bias term
-    if len(values) != len(names):
-        raise ValueError(f"{len(values)} contributions for {len(names)} feature names")
-    order = sorted(range(len(values)), key=lambda i: (-abs(values[i]), i))
-    return {names[i]: values[i] for i in order[:k] if values[i] != 0.0}
+    return top_contributions_batch(np.asarray([contributions], dtype=np.float64), names, k)[0]
+
+
+def top_contributions_batch(
+    contributions: np.ndarray, names: Sequence[str] = FEATURE_NAMES, k: int = 5
+) -> list[dict[str, float]]:
+    """``top_contributions`` of each row of a (rows x features[+bias]) matrix, in one sort.
+
+    Ties in magnitude keep the feature order (a stable sort); zeros among the ``k`` are left
+    out."""
+    values = np.asarray(contributions)
+    if values.ndim != 2:
+        raise ValueError(f"contributions must be a matrix, got shape {values.shape}")
+    if values.shape[1] == len(names) + 1:
+        values = values[:, :-1]  # the trailing bias term
+    if values.shape[1] != len(names):
+        raise ValueError(f"{values.shape[1]} contributions for {len(names)} feature names")
+    order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(values, order, axis=1).tolist()
+    return [{names[i]: v for i, v in zip(idx, row, strict=True) if v != 0.0}
+            for idx, row in zip(order.tolist(), top, strict=True)]
 
 
 def reasons(results: Iterable[RuleResult], limit: int | None = None) -> list[dict[str, object]]:

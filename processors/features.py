@@ -15,15 +15,18 @@ from processors.apply import (
     LateEventError,
     Record,
     apply_auth,
+    apply_auth_at,
+    apply_order,
     apply_purchase,
+    apply_read_transfer,
     apply_transfer,
     check_lateness,
-    token_key,
 )
-from processors.compute import FEATURE_NAMES, purchase_features
+from processors.compute import FEATURE_NAMES, order_features, purchase_features
 from processors.crowd import crowd_store
 from processors.entity_state import EntityStore
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
+from processors.records import read_order, read_transfer, token_key
 from processors.signals import MISSING
 from processors.state import WalletState
 from processors.timeutil import to_ms
@@ -80,6 +83,12 @@ class FeatureEngine:
         self._wheel = ExpiryWheel()
 
     def process(self, kind: str, record: Record) -> dict[str, float] | None:
+        row = self.process_row(kind, record)
+        return None if row is None else dict(zip(FEATURE_NAMES, row, strict=True))
+
+    def process_row(self, kind: str, record: Record) -> tuple[float, ...] | None:
+        """``process``, a purchase's features as a row in ``FEATURE_NAMES`` order (what
+        ``decide_batch`` stacks into its matrix)."""
         if kind == "purchase":
             return self._purchase(record)
         if kind == "auth":
@@ -96,43 +105,48 @@ class FeatureEngine:
             wallet = self.wallets[address] = WalletState(address=address)
         return wallet
 
-    def _purchase(self, p: Record) -> dict[str, float]:
-        wallet = self._wallet(p["wallet"])
-        ts = to_ms(p["occurred_at"])
-        assert ts is not None
+    def _purchase(self, p: Record) -> tuple[float, ...]:
+        o = read_order(p)
+        wallet = self._wallet(o.wallet)
         try:
-            check_lateness("purchase", ts, wallet, self.config.allowed_lateness_ms)
+            check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
         finally:
-            self.entities.apply(p)  # the live replica applies late purchases too
+            self.entities.apply_order(o)  # the live replica applies late purchases too
             self.crowds.apply(p)
-        ip, device, card, show = self.entities.states(p)
-        features = purchase_features(p, wallet, ip, device, card, show, self.config,
-                                     self.crowds.states(p))
-        apply_purchase(p, wallet, None, None, None, None, self.config)
-        self._written([wallet], ts)
-        return features
+        ip, device, card, show = self.entities.states_of(o)
+        row = order_features(o, p, wallet, ip, device, card, show, self.config,
+                             self.crowds.states(p))
+        apply_order(o, wallet, self.config)
+        self._filed(wallet)
+        self._advance(o.ts)
+        return row
 
     def _auth(self, event: Record) -> None:
         address = event.get("wallet")
         if not address:
             return  # user-only auth events carry no wallet state
         wallet = self._wallet(address)
-        apply_auth(event, wallet, self.config)
-        self._written([wallet], to_ms(event["occurred_at"]) or 0)
+        ts = to_ms(event["occurred_at"])
+        assert ts is not None
+        check_lateness("auth", ts, wallet, self.config.allowed_lateness_ms)
+        apply_auth_at(event, ts, wallet)
+        self._filed(wallet)
+        self._advance(ts)
 
-    def _transfer(self, transfer: Record) -> None:
-        ts = to_ms(transfer["block_time"]) or 0
-        sides = {transfer["to_address"].lower(), transfer["from_address"].lower()}
-        wallets = [self._wallet(a) for a in sorted(sides - {ZERO_ADDRESS})]
+    def _transfer(self, record: Record) -> None:
+        t = read_transfer(record)
+        wallets = [self._wallet(a) for a in sorted({t.receiver, t.sender} - {ZERO_ADDRESS})]
         for wallet in wallets:  # all-or-nothing: check every side before applying any
-            check_lateness("transfer", ts, wallet, self.config.chain_lateness_ms)
+            check_lateness("transfer", t.ts, wallet, self.config.chain_lateness_ms)
         for wallet in wallets:
-            apply_transfer(transfer, wallet, self.config)
-        self._written(wallets, ts)
+            apply_read_transfer(t, wallet)
+            self._filed(wallet)
+        self._advance(t.ts)
 
-    def _written(self, wallets: list[WalletState], ts: int) -> None:
-        for wallet in wallets:
-            self._wheel.file(wallet.address, due_ms(wallet))
+    def _filed(self, wallet: WalletState) -> None:
+        self._wheel.file(wallet.address, due_ms(wallet))
+
+    def _advance(self, ts: int) -> None:
         if ts > self.watermark_ms:
             self.watermark_ms = ts
             if ts - self._swept_ms >= SWEEP_EVERY_MS:

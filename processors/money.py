@@ -23,6 +23,7 @@ import iso4217
 
 RATES_PATH = Path(__file__).with_name("rates.toml")
 _ONE = Decimal(1)
+MEMO_CAP = 1 << 16  # conversions remembered per table (prices repeat: a show has few)
 
 
 class RatesError(ValueError):
@@ -59,10 +60,25 @@ class RatesTable:
             for code, rate in self.rates.items()
         }
         object.__setattr__(self, "_factors", factors)
+        object.__setattr__(self, "_memo", {})
 
     def to_ref_minor(self, amount_minor: int, currency: str | None) -> int | None:
         """``amount_minor`` of ``currency`` in reference minor units; None for a currency the
-        table does not know. A missing currency is taken to be the reference."""
+        table does not know. A missing currency is taken to be the reference. Results are
+        remembered (a bounded memo): the Decimal work is done once per (amount, currency)."""
+        amount = int(amount_minor)
+        key = (amount, currency)
+        memo = self._memo  # type: ignore[attr-defined]
+        converted = memo.get(key)
+        if converted is None:
+            converted = self._convert(amount, currency)
+            if converted is not None:
+                if len(memo) >= MEMO_CAP:
+                    memo.clear()
+                memo[key] = converted
+        return converted
+
+    def _convert(self, amount_minor: int, currency: str | None) -> int | None:
         code = (currency or self.reference).upper()
         factor = self._factors.get(code)  # type: ignore[attr-defined]
         if factor is None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
+
 RULE_WEIGHT = 0.8
 
 
@@ -28,6 +30,9 @@ class Verdict(StrEnum):
     REQUIRE_2FA = "REQUIRE_2FA"
     MANUAL_REVIEW = "MANUAL_REVIEW"
     BLOCKED = "BLOCKED"
+
+
+VERDICTS = tuple(Verdict)  # ``decide_columns`` codes: index into this, APPROVED = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +84,29 @@ def decide(
         return Verdict.BLOCKED, 1.0
     final = combine(model_score, rule_score, rule_weight)
     return verdict_for(final, thresholds), final
+
+
+def decide_columns(
+    model_scores: np.ndarray,
+    rule_scores: np.ndarray,
+    hard_block: np.ndarray,
+    thresholds: np.ndarray,
+    rule_weight: float = RULE_WEIGHT,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``decide`` over a batch: (verdict codes into ``VERDICTS``, final scores), float64.
+
+    ``thresholds`` is n x 3 (block, review, two_fa) per row. The same float operations in the
+    same order as the scalar functions, so each row equals ``decide`` on its values."""
+    model, rule = _clamp_columns(model_scores), _clamp_columns(rule_scores)
+    final = _clamp_columns(model + (1.0 - model) * rule_weight * rule)
+    codes = np.select(
+        [final > thresholds[:, 0], final > thresholds[:, 1], final > thresholds[:, 2]],
+        [3, 2, 1], 0,
+    )
+    hard = np.asarray(hard_block, dtype=bool)
+    return np.where(hard, 3, codes), np.where(hard, 1.0, final)
+
+
+def _clamp_columns(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(np.isnan(x) | (x < 0.0), 0.0, np.where(x > 1.0, 1.0, x))

@@ -1,12 +1,17 @@
 """Feature groups read from context beyond the wallet's purchase history: geo velocity,
-auth events, tokens and resale, the show, and entities shared between wallets.
+auth events, tokens and resale, the show, and entities shared between wallets. Each group
+returns its values as a tuple in ``FEATURE_NAMES`` order, for an order read once
+(``processors.records``).
 
 Same conventions as ``processors.compute`` (half-open event-time windows, ``MISSING``).
 """
 
 from __future__ import annotations
 
-from processors.apply import FeatureConfig, Record
+import bisect
+from operator import itemgetter
+
+from processors.apply import FeatureConfig
 from processors.entity_state import (
     ENTITY_WALLETS_CAP,
     POPULARITY_WINDOW_MS,
@@ -14,10 +19,10 @@ from processors.entity_state import (
     EntityState,
     ShowState,
 )
-from processors.money import unit_price_ref
+from processors.records import Order
 from processors.ring import count_ts_between, rows_between
 from processors.state import WalletState
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, haversine_km, to_ms
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, haversine_km
 
 MISSING = -1.0
 DEVICE_MEMORY_MS = 90 * DAY_MS
@@ -35,67 +40,65 @@ def age(now: int, then: int | None, unit_ms: int) -> float:
     return (now - then) / unit_ms
 
 
-def geo_features(out: dict, p: Record, wallet: WalletState, ts: int, config: FeatureConfig) -> None:
+def geo_features(o: Order, wallet: WalletState, config: FeatureConfig) -> tuple[float, ...]:
     """Distance and speed from the wallet's latest earlier point (purchases and logins, 24 h).
 
     Speed uses a time gap of at least ``config.min_travel_ms``; impossible travel is more
     than ``impossible_km`` within less than ``impossible_within_ms``.
     """
-    out["geo_distance_km"] = out["geo_speed_kmh"] = out["impossible_travel"] = MISSING
-    geo = p.get("geo")
-    earlier = rows_between(wallet.geo_points, ts - DAY_MS, ts) if geo else []
-    if not earlier:
-        return
-    prev = earlier[-1]
-    km = haversine_km(prev.lat, prev.lon, geo["lat"], geo["lon"])
+    ring, ts = wallet.geo_points, o.ts
+    j = bisect.bisect_right(ring, ts, key=_TS) if o.geo and ring else 0
+    if not j or ring[j - 1].ts_ms <= ts - DAY_MS:
+        return MISSING, MISSING, MISSING
+    prev = ring[j - 1]
+    km = haversine_km(prev.lat, prev.lon, o.lat, o.lon)  # type: ignore[arg-type]
     gap_ms = ts - prev.ts_ms
-    out["geo_distance_km"] = km
-    out["geo_speed_kmh"] = km / (max(gap_ms, config.min_travel_ms) / HOUR_MS)
-    out["impossible_travel"] = flag(
-        km > config.impossible_km and gap_ms < config.impossible_within_ms
-    )
+    return (km, km / (max(gap_ms, config.min_travel_ms) / HOUR_MS),
+            flag(km > config.impossible_km and gap_ms < config.impossible_within_ms))
 
 
-def auth_features(out: dict, p: Record, wallet: WalletState, ts: int) -> None:
-    out["failed_logins_1h"] = float(count_ts_between(wallet.failed_logins, ts - HOUR_MS, ts))
-    out["mfa_failures_1h"] = float(count_ts_between(wallet.mfa_failures, ts - HOUR_MS, ts))
+def auth_features(o: Order, wallet: WalletState) -> tuple[float, ...]:
+    ts = o.ts
     login = wallet.login_ok_ms
     recent_login = login is not None and ts - HOUR_MS < login <= ts
-    out["fails_before_login_ok"] = float(wallet.fails_before_login_ok) if recent_login else 0.0
-    out["secs_since_login_ok"] = age(ts, login, SECOND_MS)
-    out["secs_since_password_change"] = age(ts, wallet.password_changed_ms, SECOND_MS)
-    out["secs_since_email_change"] = age(ts, wallet.email_changed_ms, SECOND_MS)
-    device = p.get("device_id")
-    if device is None:
-        out["new_device"] = MISSING
+    if o.device is None:
+        new_device = MISSING
     else:
-        seen = wallet.devices.get(device)
-        out["new_device"] = flag(seen is None or seen <= ts - DEVICE_MEMORY_MS)
-
-
-def token_features(
-    out: dict, p: Record, wallet: WalletState, show: ShowState | None, ts: int
-) -> None:
-    resales = rows_between(wallet.resales, ts - TOKEN_WINDOW_MS, ts)
-    holds = [r.hold_ms for r in resales if r.hold_ms >= 0]
-    flips = [r.flip_ms for r in resales if r.flip_ms >= 0]
-    out["avg_hold_time_h"] = sum(holds) / len(holds) / HOUR_MS if holds else MISSING
-    out["wallet_min_flip_min"] = min(flips) / MINUTE_MS if flips else MISSING
-    out["resales_30d"] = float(len(resales))
-    out["wash_cycles_30d"] = float(count_ts_between(wallet.wash_cycles, ts - TOKEN_WINDOW_MS, ts))
-    sent_ms = wallet.sent.get(p["ticket_id"])
-    out["ticket_previously_held"] = flag(sent_ms is not None and sent_ms <= ts)
-    out["holdings_count"] = float(len(wallet.holdings))
-    primary = show.first_sale(p["ticket_id"], ts) if show is not None else None
-    is_resale = p["channel"] == "RESALE"
-    out["mint_to_resale_min"] = (
-        age(ts, primary[0], MINUTE_MS) if is_resale and primary is not None else MISSING
+        seen = wallet.devices.get(o.device)
+        new_device = flag(seen is None or seen <= ts - DEVICE_MEMORY_MS)
+    return (
+        float(count_ts_between(wallet.failed_logins, ts - HOUR_MS, ts)),
+        float(count_ts_between(wallet.mfa_failures, ts - HOUR_MS, ts)),
+        float(wallet.fails_before_login_ok) if recent_login else 0.0,
+        age(ts, login, SECOND_MS),
+        age(ts, wallet.password_changed_ms, SECOND_MS),
+        age(ts, wallet.email_changed_ms, SECOND_MS),
+        new_device,
     )
-    out["resale_markup"] = MISSING
-    if is_resale and show is not None:
-        base = primary[1] if primary is not None else _median_price(show, True, ts)
-        if base and base > 0:
-            out["resale_markup"] = unit_price_ref(p) / base
+
+
+def token_features(o: Order, wallet: WalletState, show: ShowState | None) -> tuple[float, ...]:
+    """Hold times and flips of the tokens the wallet sold or sent (30 d), wash cycles, the
+    ticket's own history, holdings; for a resale, minutes since the ticket's primary sale."""
+    ts = o.ts
+    avg_hold = min_flip = MISSING
+    resales = rows_between(wallet.resales, ts - TOKEN_WINDOW_MS, ts) if wallet.resales else []
+    if resales:
+        holds = [r.hold_ms for r in resales if r.hold_ms >= 0]
+        flips = [r.flip_ms for r in resales if r.flip_ms >= 0]
+        avg_hold = sum(holds) / len(holds) / HOUR_MS if holds else MISSING
+        min_flip = min(flips) / MINUTE_MS if flips else MISSING
+    sent_ms = wallet.sent.get(o.ticket_id)
+    mint_to_resale = MISSING
+    if o.channel == "RESALE" and show is not None:
+        primary = show.first_sale(o.ticket_id, ts)
+        mint_to_resale = age(ts, primary[0], MINUTE_MS) if primary is not None else MISSING
+    return (
+        avg_hold, mint_to_resale, min_flip, float(len(resales)),
+        float(count_ts_between(wallet.wash_cycles, ts - TOKEN_WINDOW_MS, ts)),
+        flag(sent_ms is not None and sent_ms <= ts),
+        float(len(wallet.holdings)),
+    )  # fmt: skip
 
 
 def _median_price(show: ShowState, primary: bool, ts: int) -> float | None:
@@ -108,49 +111,52 @@ def _median_price(show: ShowState, primary: bool, ts: int) -> float | None:
     return prices[mid] if len(prices) % 2 else (prices[mid - 1] + prices[mid]) / 2
 
 
-def show_features(out: dict, p: Record, show: ShowState | None, ts: int) -> None:
-    """Price level and popularity of the show, from its purchases strictly before ``ts``."""
-    out["price_deviation"] = out["show_popularity_1h"] = MISSING
-    opens = to_ms(p.get("sale_opens_at"))
+def show_features(o: Order, show: ShowState | None) -> tuple[float, ...]:
+    """Price level (and, for a resale, markup) and popularity of the show, from its purchases
+    strictly before the order; time since the sale opened."""
+    ts, opens = o.ts, o.sale_opens_ms
+    deviation = markup = popularity = MISSING
     if show is not None:
-        median = _median_price(show, p["channel"] == "PRIMARY", ts)
+        median = _median_price(show, o.channel == "PRIMARY", ts)
         if median:
-            out["price_deviation"] = unit_price_ref(p) / median
-        out["show_popularity_1h"] = float(show.sales_between(ts - POPULARITY_WINDOW_MS, ts))
+            deviation = o.unit / median
+        popularity = float(show.sales_between(ts - POPULARITY_WINDOW_MS, ts))
         opens = show.sale_open_ms if opens is None else opens
+        if o.channel == "RESALE":
+            primary = show.first_sale(o.ticket_id, ts)
+            base = primary[1] if primary is not None else _median_price(show, True, ts)
+            if base and base > 0:
+                markup = o.unit / base
     if opens is None:
-        out["secs_since_sale_open"] = out["before_sale_open"] = MISSING
-    else:
-        out["secs_since_sale_open"] = max(0.0, (ts - opens) / SECOND_MS)
-        out["before_sale_open"] = flag(ts < opens)
+        return deviation, markup, popularity, MISSING, MISSING
+    return deviation, markup, popularity, max(0.0, (ts - opens) / SECOND_MS), flag(ts < opens)
 
 
 def entity_features(
-    out: dict,
-    p: Record,
-    ip: EntityState | None,
-    device: EntityState | None,
-    card: EntityState | None,
-    ts: int,
-) -> None:
+    o: Order, ip: EntityState | None, device: EntityState | None, card: EntityState | None
+) -> tuple[float, ...]:
     """Wallets sharing this purchase's IP, device or card in the 24 h before it (this wallet
     included), saturating at ``ENTITY_WALLETS_CAP``.
 
     ``linked_wallets`` is the 1-hop cluster size: the distinct wallets that shared the IP,
     the device or the card of this purchase in the 24 h before it, this wallet included.
     """
-    lo, me = ts - DAY_MS, p["wallet"]
+    ts, me = o.ts, o.wallet
+    lo = ts - DAY_MS
     linked = {me}
-    for name, state, present in (
-        ("wallets_per_ip_24h", ip, True),
-        ("wallets_per_device_24h", device, p.get("device_id") is not None),
-        ("wallets_per_card_24h", card, p.get("card_fingerprint") is not None),
-    ):
+    out = []
+    for state, present in ((ip, True), (device, o.device is not None), (card, o.card is not None)):
         if not present:
-            out[name] = MISSING
-            continue
-        wallets = state.wallets_between(lo, ts) if state is not None else set()
-        wallets.add(me)
-        linked |= wallets
-        out[name] = float(min(len(wallets), ENTITY_WALLETS_CAP))
-    out["linked_wallets"] = float(min(len(linked), ENTITY_WALLETS_CAP))
+            out.append(MISSING)
+        elif state is None:
+            out.append(1.0)  # this wallet alone
+        else:
+            wallets = state.wallets_between(lo, ts)
+            wallets.add(me)
+            linked |= wallets
+            out.append(float(min(len(wallets), ENTITY_WALLETS_CAP)))
+    out.append(float(min(len(linked), ENTITY_WALLETS_CAP)))
+    return tuple(out)
+
+
+_TS = itemgetter(0)

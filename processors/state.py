@@ -151,18 +151,29 @@ class WalletState(msgspec.Struct, array_like=True, gc=False, tag=WALLET_TAG):
         return True
 
     def prune(self) -> None:
+        """Expire rows by event time; empty collections are skipped (it runs often)."""
         # The slowest stream's mark: never drop rows a lagging stream still needs.
         wm = min(self.marks.values()) if self.marks else self.watermark_ms
-        drop_rows_until(self.purchases, wm - PURCHASE_RETENTION_MS - SLACK_MS)
-        drop_rows_until(self.geo_points, wm - GEO_RETENTION_MS - SLACK_MS)
-        drop_ts_until(self.failed_logins, wm - AUTH_RETENTION_MS - SLACK_MS)
-        drop_ts_until(self.mfa_failures, wm - AUTH_RETENTION_MS - SLACK_MS)
-        drop_rows_until(self.resales, wm - TOKEN_RETENTION_MS - SLACK_MS)
-        drop_ts_until(self.wash_cycles, wm - TOKEN_RETENTION_MS - SLACK_MS)
-        prune_dict(self.devices, wm - DEVICE_RETENTION_MS - SLACK_MS, DEVICES_CAP)
-        prune_dict(self.mints, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
-        prune_dict(self.sent, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
-        cap_dict(self.holdings, HOLDINGS_CAP, _acquired)
+        if self.purchases:
+            drop_rows_until(self.purchases, wm - PURCHASE_RETENTION_MS - SLACK_MS)
+        if self.geo_points:
+            drop_rows_until(self.geo_points, wm - GEO_RETENTION_MS - SLACK_MS)
+        if self.failed_logins:
+            drop_ts_until(self.failed_logins, wm - AUTH_RETENTION_MS - SLACK_MS)
+        if self.mfa_failures:
+            drop_ts_until(self.mfa_failures, wm - AUTH_RETENTION_MS - SLACK_MS)
+        if self.resales:
+            drop_rows_until(self.resales, wm - TOKEN_RETENTION_MS - SLACK_MS)
+        if self.wash_cycles:
+            drop_ts_until(self.wash_cycles, wm - TOKEN_RETENTION_MS - SLACK_MS)
+        if self.devices:
+            prune_dict(self.devices, wm - DEVICE_RETENTION_MS - SLACK_MS, DEVICES_CAP)
+        if self.mints:
+            prune_dict(self.mints, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
+        if self.sent:
+            prune_dict(self.sent, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
+        if len(self.holdings) > HOLDINGS_CAP:
+            cap_dict(self.holdings, HOLDINGS_CAP, _acquired)
         self.pruned_ms = wm
 
     def to_dict(self) -> dict[str, Any]:

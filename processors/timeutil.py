@@ -25,6 +25,10 @@ def to_ms(value: datetime | int | None) -> int | None:
     Accepts the timezone-aware datetimes the Avro decoder yields, or an int already in ms.
     A naive datetime is refused: its zone is unknown.
     """
+    if type(value) is datetime:  # the common case first (the Avro decoder's type)
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (expected timezone-aware UTC)")
+        return (value - _EPOCH) // _ONE_MS
     if value is None:
         return None
     if isinstance(value, datetime):

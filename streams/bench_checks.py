@@ -31,7 +31,7 @@ def decide_path(days: int = 7, seed: int = 11) -> dict:
     started = time.process_time()
     for kind, record in events:
         try:
-            features = engine.process(kind, record)
+            features = engine.process_row(kind, record)
         except LateEventError:
             continue
         if features is not None:

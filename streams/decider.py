@@ -7,9 +7,11 @@ import logging
 import time
 from datetime import datetime
 
+import numpy as np
+
 from infra.settings import Settings
 from models.drift import DriftMonitor, drift_event
-from processors.decide import Outcome, decide_batch, feature_matrix
+from processors.decide import Features, Outcome, as_matrix, decide_batch
 from processors.features import FEATURE_NAMES
 from processors.rules import load_ruleset
 from streams import metrics
@@ -37,7 +39,7 @@ class LiveDecider:
         log.info("scoring with model %s and rules %s", self.models.model.version,
                  self.rules.ruleset.version)
 
-    def decide(self, purchases: list[dict], features: list[dict], decided_at: datetime,
+    def decide(self, purchases: list[dict], features: Features, decided_at: datetime,
                clusters: list[str | None] | None = None) -> list[Outcome]:
         self.models.maybe_reload()
         blocked = self.blocklists.blocked(purchases)
@@ -64,14 +66,14 @@ class DriftWatch:
         self.version, self.monitor = None, None
         self.checked = clock()
 
-    def observe(self, features: list[dict]) -> None:
+    def observe(self, features: Features) -> None:
         model = self.models.model
         if model.version != self.version:
             self.version = model.version
             has = "distributions" in model.metadata
             self.monitor = DriftMonitor.for_model(model) if has else None
-        if self.monitor is not None and features:
-            self.monitor.observe(feature_matrix(features))
+        if self.monitor is not None and len(features):
+            self.monitor.observe(as_matrix(features)[0].astype(np.float32))
 
     def events(self, now: datetime) -> list[dict]:
         if self.monitor is None or len(self.monitor) < 500:

@@ -14,8 +14,10 @@ import logging
 from datetime import UTC, datetime
 
 from infra import topics as registry
-from processors.features import apply_purchase, purchase_features
+from processors.apply import apply_order, check_lateness
+from processors.compute import order_features
 from processors.marks import purchase_cluster
+from processors.records import read_order
 from processors.state import WalletState
 from processors.timeutil import to_ms
 from schemas.codec import DecodeError
@@ -71,14 +73,19 @@ def _wallet(address: str, touched: Touched) -> WalletState:
     return wallet_to_state.get(address) or WalletState(address=address)
 
 
-def _features(purchase: dict, touched: Touched) -> tuple[WalletState, dict | None]:
-    wallet = _wallet(purchase["wallet"], touched)
+def _features(purchase: dict, touched: Touched) -> tuple[WalletState, tuple | None, str]:
+    """(wallet, its feature row or None for a redelivery, the linked-wallet cluster id)."""
+    order = read_order(purchase)
+    wallet = _wallet(order.wallet, touched)
     if already_decided(wallet, purchase):
-        return wallet, None
+        return wallet, None, ""
     cfg = ctx.feature_config
-    features = purchase_features(purchase, wallet, *ctx.replica.store.states(purchase), cfg)
-    apply_purchase(purchase, wallet, None, None, None, None, cfg)
-    return wallet, features
+    wallet.address = wallet.address or order.wallet
+    check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
+    ip, device, card, show = ctx.replica.store.states_of(order)
+    row = order_features(order, purchase, wallet, ip, device, card, show, cfg)
+    apply_order(order, wallet, cfg)
+    return wallet, row, purchase_cluster(purchase, ip, device, card)
 
 
 def score(batch: list[tuple[object, dict]]) -> Touched:
@@ -89,17 +96,17 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     with ctx.replica.lock:
         for event, purchase in batch:
             try:
-                wallet, features = _features(purchase, touched)
+                wallet, row, cluster = _features(purchase, touched)
             except Exception as exc:  # late, or any per-record failure: never the batch
                 ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
                 continue
-            if features is None:
+            if row is None:
                 metrics.REDELIVERED.inc()
                 continue
             touched[purchase["wallet"]] = (wallet, event)
             kept.append((event, purchase))
-            rows.append(features)
-            clusters.append(purchase_cluster(purchase, *ctx.replica.store.states(purchase)[:3]))
+            rows.append(row)
+            clusters.append(cluster)
     for outcome in _decide(kept, rows, clusters):
         ctx.outputs.decision(outcome.decision)
         for security_event in outcome.security_events:
@@ -109,7 +116,7 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     return touched
 
 
-def _decide(kept: list[tuple[object, dict]], rows: list[dict], clusters: list) -> list:
+def _decide(kept: list[tuple[object, dict]], rows: list[tuple], clusters: list) -> list:
     """Decide a batch; when it raises, split it in halves until the failing record is found
     and dead-lettered (``sinks/runner.py`` does the same for refused writes)."""
     if not kept:

@@ -1,0 +1,149 @@
+"""The feature API: names, per-purchase features, state updates and an in-memory engine.
+
+Live streams (Faust tables holding the states), replay and training all call these same
+functions, so features cannot drift between training and serving. See README.md for the
+meaning and unit of every feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from processors.crowd import crowd_store
+from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
+from processors.state import WalletState
+from processors.timeutil import to_ms
+from tests.support.legacy_path.apply import (
+    DEFAULT_CONFIG,
+    FeatureConfig,
+    LateEventError,
+    Record,
+    apply_auth,
+    apply_purchase,
+    apply_transfer,
+    check_lateness,
+    token_key,
+)
+from tests.support.legacy_path.compute import FEATURE_NAMES, purchase_features
+from tests.support.legacy_path.entity_state import EntityStore
+from tests.support.legacy_path.signals import MISSING
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "FEATURE_NAMES",
+    "MISSING",
+    "FeatureConfig",
+    "FeatureEngine",
+    "LateEventError",
+    "apply_auth",
+    "apply_purchase",
+    "apply_transfer",
+    "feature_vector",
+    "purchase_features",
+    "token_key",
+]
+
+KINDS = ("purchase", "auth", "transfer")
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
+def feature_vector(features: Mapping[str, float]) -> list[float]:
+    """The features as a row in ``FEATURE_NAMES`` order (the model's column order)."""
+    return [features[name] for name in FEATURE_NAMES]
+
+
+class FeatureEngine:
+    """An in-memory driver over dicts of states, for replay, training data and tests.
+
+    ``process(kind, record)`` with kind "purchase", "auth" or "transfer" applies the record
+    and, for purchases, returns the features computed BEFORE applying it. Deterministic: the
+    same records in the same order give the same features. Raises ``LateEventError`` for an
+    event beyond the allowed lateness, leaving every state untouched.
+
+    Every wallet state is bounded, and idle wallets are summarised (or deleted when nothing
+    is worth keeping) as the event clock advances, by the rules of ``processors/expiry.py``
+    that the live worker's wallet table applies too; IP, device, card and show states live in
+    an ``EntityStore`` (as the live worker's replica), which drops those idle beyond their
+    windows. Memory stays flat over long simulated spans. A purchase
+    too late for its wallet still counts for its IP, device, card and show, as live.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config or DEFAULT_CONFIG
+        self.wallets: dict[str, WalletState] = {}
+        self.entities = EntityStore()
+        self.ips, self.devices = self.entities.ips, self.entities.devices
+        self.cards, self.shows = self.entities.cards, self.entities.shows
+        self.crowds = crowd_store()  # aggregates across wallets (processors.crowd)
+        self.watermark_ms = 0  # the largest event time seen: the clock of wallet expiry
+        self._swept_ms = 0
+        self._wheel = ExpiryWheel()
+
+    def process(self, kind: str, record: Record) -> dict[str, float] | None:
+        if kind == "purchase":
+            return self._purchase(record)
+        if kind == "auth":
+            self._auth(record)
+        elif kind == "transfer":
+            self._transfer(record)
+        else:
+            raise ValueError(f"unknown record kind {kind!r} (expected one of {KINDS})")
+        return None
+
+    def _wallet(self, address: str) -> WalletState:
+        wallet = self.wallets.get(address)
+        if wallet is None:
+            wallet = self.wallets[address] = WalletState(address=address)
+        return wallet
+
+    def _purchase(self, p: Record) -> dict[str, float]:
+        wallet = self._wallet(p["wallet"])
+        ts = to_ms(p["occurred_at"])
+        assert ts is not None
+        try:
+            check_lateness("purchase", ts, wallet, self.config.allowed_lateness_ms)
+        finally:
+            self.entities.apply(p)  # the live replica applies late purchases too
+            self.crowds.apply(p)
+        ip, device, card, show = self.entities.states(p)
+        features = purchase_features(p, wallet, ip, device, card, show, self.config,
+                                     self.crowds.states(p))
+        apply_purchase(p, wallet, None, None, None, None, self.config)
+        self._written([wallet], ts)
+        return features
+
+    def _auth(self, event: Record) -> None:
+        address = event.get("wallet")
+        if not address:
+            return  # user-only auth events carry no wallet state
+        wallet = self._wallet(address)
+        apply_auth(event, wallet, self.config)
+        self._written([wallet], to_ms(event["occurred_at"]) or 0)
+
+    def _transfer(self, transfer: Record) -> None:
+        ts = to_ms(transfer["block_time"]) or 0
+        sides = {transfer["to_address"].lower(), transfer["from_address"].lower()}
+        wallets = [self._wallet(a) for a in sorted(sides - {ZERO_ADDRESS})]
+        for wallet in wallets:  # all-or-nothing: check every side before applying any
+            check_lateness("transfer", ts, wallet, self.config.chain_lateness_ms)
+        for wallet in wallets:
+            apply_transfer(transfer, wallet, self.config)
+        self._written(wallets, ts)
+
+    def _written(self, wallets: list[WalletState], ts: int) -> None:
+        for wallet in wallets:
+            self._wheel.file(wallet.address, due_ms(wallet))
+        if ts > self.watermark_ms:
+            self.watermark_ms = ts
+            if ts - self._swept_ms >= SWEEP_EVERY_MS:
+                self.sweep()
+
+    def sweep(self) -> None:
+        """Summarise or delete the wallets that expire by the watermark (``processors/expiry``)."""
+        for address, summary in sweep(self._wheel, self.wallets.get,
+                                      self.watermark_ms - EXPIRY_MARGIN_MS):
+            if summary is None:
+                del self.wallets[address]
+            else:
+                self.wallets[address] = summary
+        self._swept_ms = self.watermark_ms
