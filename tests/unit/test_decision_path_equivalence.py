@@ -112,3 +112,41 @@ def test_a_simulated_week_is_decided_exactly_as_by_the_per_row_path():
 def test_a_dense_fraud_heavy_simulation_is_decided_exactly_as_by_the_per_row_path():
     _compare(SimConfig(seed=3, days=3, n_users=800, n_shows=20, purchase_rate=0.6,
                        fraud_rate=0.2, resale_share=0.4, list_share=0.4, travel_prob=0.2))
+
+
+class FixedModel:
+    """Every row scored ``score``: a model unsure enough that rules decide the review."""
+
+    version = "fixed"
+
+    def __init__(self, model, score: float) -> None:
+        self.model, self.score = model, score
+
+    def predict(self, X):
+        return self.model.predict(X) * 0 + self.score
+
+    def contributions(self, X):
+        return self.model.contributions(X)
+
+
+def test_on_sale_step_up_and_organizer_thresholds_are_applied_as_by_the_per_row_path():
+    """Purchases inside their show's on-sale window, a model at 0.6: the rules send many to
+    review, and those sent there by crowd rules alone step up to 2FA, in both paths."""
+    events = [e for e in simulate(SimConfig(seed=5, days=2)) if e[0] != "label"]
+    engine, rows = FeatureEngine(), []
+    for kind, record in events:
+        try:
+            row = engine.process(kind, record)
+        except LateEventError:
+            continue
+        if row is not None:
+            rows.append((record, {**row, "secs_since_sale_open": 600.0, "before_sale_open": 0.0}))
+    purchases, features = [p for p, _ in rows[:BATCH]], [f for _, f in rows[:BATCH]]
+    model, ruleset = FixedModel(load_model(), 0.6), load_ruleset()
+    old = legacy_path.decide_batch(purchases, features, model, ruleset, Blocked(), DECIDED_AT)
+    new = decide_batch(purchases, features, model, ruleset, Blocked(), DECIDED_AT)
+    assert [o.decision for o in old] == [o.decision for o in new]
+    stepped = [o for o in new if o.decision["decision"] == "REQUIRE_2FA"
+               and o.decision["score"] > ruleset.for_organizer(o.decision["organizer_id"])
+               .thresholds.review]
+    assert stepped and any(o.decision["decision"] == "MANUAL_REVIEW" for o in new)
