@@ -70,8 +70,8 @@ SERVICES: tuple[Service, ...] = (
             Health("http", "/healthz", lambda s: s.metrics.chain_port), ("kafka", "evm")),
     Service("maintenance", ("db", "maintain", "--every", MAINTAIN_EVERY),
             Health("http", "/healthz", lambda s: s.metrics.maintenance_port), ("postgres",)),
-    Service("console", ("console",), Health("running"), ("postgres", "redis", "gateway"),
-            needs_command="console"),
+    Service("console", ("console",), Health("http", "/healthz", lambda s: s.console.port),
+            ("postgres", "redis", "gateway"), needs_command="console"),
 )
 
 

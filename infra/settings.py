@@ -279,7 +279,7 @@ class ConsoleSettings(BaseSettings):
     model_config = _config("SENTINEL_CONSOLE_")
 
     host: str = "127.0.0.1"
-    port: int = 8090
+    port: int = Field(default_factory=lambda: loopback_port(8090))
     session_ttl_s: int = 8 * 3600
     secure_cookies: bool = False  # set behind TLS: cookies then travel over HTTPS only
     # Long-poll waits (``wait_ms``): the longest one request may wait, and how many waits one

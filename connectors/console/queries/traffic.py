@@ -86,7 +86,7 @@ async def refusals(conn: psycopg.AsyncConnection, now: datetime) -> dict:
         " GROUP BY 1 ORDER BY 2 DESC LIMIT %s",
         (kinds, since, TOP),
     )
-    return {"per_minute": per_minute, "top_sources": top}
+    return {"per_minute": per_minute, "top_sources": top, "total": sum(r["n"] for r in per_minute)}
 
 
 def gateway_chart(per_minute: list[dict]) -> dict:

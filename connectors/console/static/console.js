@@ -27,7 +27,7 @@
     var opts = {
       width: Math.max(280, holder.clientWidth), height: 220, series: series,
       scales: { x: { time: !!spec.xtime } },
-      axes: [{}, { values: fmt(spec.scale) }],
+      axes: [{}, { size: 64, values: fmt(spec.scale) }],
     };
     if (!spec.xtime && spec.kind === "bars") opts.scales.x.distr = 2;
     new uPlot(opts, data, holder);
