@@ -25,20 +25,51 @@ from processors.state import WalletState
 from streams import metrics, scoring, tables, topics
 from streams.app import app
 from streams.context import ctx
-from streams.faust_compat import current_events
+from streams.faust_compat import OffsetGuard, current_events
 from streams.tables import wallet_to_state
 
 log = logging.getLogger(__name__)
 ZERO_ADDRESS = "0x" + "0" * 40
 
 
+def offset_guard() -> OffsetGuard:
+    consumer = app.consumer
+    if consumer.offset_guard is None:
+        consumer.offset_guard = OffsetGuard(committed_of=consumer.committed_offset)
+    return consumer.offset_guard
+
+
+@app.timer(interval=5.0)
+async def unstick_partitions():
+    """Seek back a source partition that has records waiting but delivered none for two looks
+    (Faust can lose its place at start-up: streams/faust_compat.py)."""
+    if app.rebalancing:
+        return
+    consumer, guard = app.consumer, offset_guard()
+    sources = {registry.full_name(spec, ctx.prefix) for spec in (
+        registry.PURCHASES, registry.AUTH_EVENTS, registry.CHAIN_TRANSFERS,
+        registry.TRANSFERS_BY_SENDER)}
+    for tp in consumer.assignment():
+        if tp.topic not in sources:
+            continue
+        target = guard.stalled(tp, consumer.highwater(tp))
+        if target is not None:
+            log.warning("partition %s of %s stalled at offset %d with records waiting: "
+                        "seeking back", tp.partition, tp.topic, target)
+            await consumer.seek(tp, target)
+
+
 async def batches(stream):
     """Batches of current, distinct records (``take_events`` keeps stale copies across a
     rebalance: see ``streams/faust_compat.py``)."""
     cfg = ctx.settings.stream
+    guard = offset_guard()
     take = stream.take_events(cfg.batch_size, cfg.batch_within_s)
     async for events in metrics.count_consumed(take, ctx.prefix):
-        yield current_events(events, app)
+        kept, seek = guard.check(current_events(events, app))
+        for tp, offset in seek.items():
+            await app.consumer.seek(tp, offset)
+        yield kept
 
 
 def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> WalletState:

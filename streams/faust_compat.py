@@ -20,12 +20,22 @@ re-read against its source):
    second time seeing the first as a previous purchase. ``current_events`` drops stale and
    repeated records from a batch.
 
+4. **Records skipped at start-up.** Measured here: when the worker's event loop is busy while
+   Faust resumes its streams after the first assignment, Faust's fetcher can advance its read
+   offset past records it never delivered (``Consumer._drain_messages`` moves on when the flow
+   is suspended): a whole run of records per partition is never processed, and the commit
+   stalls behind the hole. ``OffsetGuard`` knows the next offset it expects per partition;
+   a batch that jumps ahead is not processed (its records are not acked) and the partition is
+   sought back. A hole seen twice at the same place is real (a transaction marker) and
+   accepted.
+
 Selected by the broker URL scheme ``sentinel://``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import faust
@@ -59,17 +69,94 @@ def current_events(events: Sequence, app) -> list:
     """The batch without stale-generation records and without repeated (tp, offset) pairs."""
     consumer = app.consumer
     seen: set[tuple[object, int]] = set()
-    kept = []
+    kept, dropped = [], []
     for event in events:
         message = event.message
         key = (message.tp, message.offset)
         if key in seen or consumer.is_stale(message):
+            dropped.append((message.tp.partition, message.offset, message.generation_id))
             continue
         seen.add(key)
         kept.append(event)
-    if len(kept) != len(events):
-        log.info("dropped %d stale or repeated records from a batch", len(events) - len(kept))
+    if dropped:
+        log.info("dropped %d stale or repeated records from a batch (partition, offset, "
+                 "generation; current %s): %s", len(dropped), app.consumer_generation_id,
+                 dropped[:20])
     return kept
+
+
+class OffsetGuard:
+    """Per source partition, the next offset a batch should bring (see the module doc).
+
+    A jump ahead: the partition is sought back to the expected offset, and its records are
+    not processed (nor acked) until that offset arrives. If it does not arrive within
+    ``patience_s`` the gap is taken as real (no record there) and accepted."""
+
+    def __init__(self, patience_s: float = 10.0, clock=time.monotonic,
+                 committed_of=lambda tp: None) -> None:
+        self.patience_s, self.clock, self.committed_of = patience_s, clock, committed_of
+        self.expected: dict[object, int] = {}
+        self.seeking: dict[object, tuple[int, float]] = {}  # tp -> (offset, give-up time)
+        self.looked: dict[object, tuple[int, int]] = {}  # tp -> (expected, looks unchanged)
+
+    def reset(self) -> None:
+        self.expected.clear()
+        self.seeking.clear()
+        self.looked.clear()
+
+    def next_offset(self, tp) -> int | None:
+        """The offset the partition should deliver next: after the last record processed,
+        else the committed offset (the first record after an assignment)."""
+        expected = self.expected.get(tp)
+        return expected if expected is not None else self.committed_of(tp)
+
+    def stalled(self, tp, highwater: int | None, looks: int = 2) -> int | None:
+        """Called every few seconds: the offset to seek a partition back to when records are
+        waiting (``highwater``) but it delivered none over ``looks`` consecutive looks."""
+        expected = self.next_offset(tp)
+        if expected is None or highwater is None or expected >= highwater or tp in self.seeking:
+            self.looked.pop(tp, None)
+            return None
+        last, count = self.looked.get(tp, (None, 0))
+        count = count + 1 if last == expected else 1
+        self.looked[tp] = (expected, count)
+        if count < looks:
+            return None
+        self.looked.pop(tp, None)
+        self.seeking[tp] = (expected, self.clock() + self.patience_s)
+        return expected
+
+    def check(self, events: Sequence) -> tuple[list, dict[object, int]]:
+        """(events to process, partitions to seek back to an offset)."""
+        kept, seek = [], {}
+        for event in events:
+            message = event.message
+            if message.tp in seek or not self._admit(message, seek):
+                message.acked = True  # not processed: it comes again after the seek
+                continue
+            kept.append(event)
+        return kept, seek
+
+    def _admit(self, message, seek: dict) -> bool:
+        tp, offset = message.tp, message.offset
+        if tp in self.seeking:
+            target, give_up = self.seeking[tp]
+            if offset > target and self.clock() < give_up:
+                return False
+            if offset >= target:
+                del self.seeking[tp]
+                if offset > target:
+                    log.warning("partition %s: offsets %d-%d never came back: accepted as "
+                                "a gap", tp.partition, target, offset - 1)
+        elif offset > (self.next_offset(tp) if self.next_offset(tp) is not None else offset):
+            target = self.next_offset(tp)
+            log.warning("partition %s jumped from offset %d to %d: seeking back",
+                        tp.partition, target, offset)
+            self.seeking[tp] = (target, self.clock() + self.patience_s)
+            seek[tp] = target
+            return False
+        self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
+        return True
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -81,13 +168,20 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 class Consumer(faust_aiokafka.Consumer):
     revoked_generation = -1  # the generation whose partitions were last revoked
+    offset_guard: OffsetGuard | None = None
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def on_partitions_revoked(self, revoked) -> None:
         self.revoked_generation = max(self.revoked_generation, self.app.consumer_generation_id)
+        if self.offset_guard is not None:
+            self.offset_guard.reset()
         await super().on_partitions_revoked(revoked)
+
+    def committed_offset(self, tp) -> int | None:
+        """The partition's committed offset as Faust last read or wrote it."""
+        return self._committed_offset.get(tp)
 
     def is_stale(self, message) -> bool:
         return is_stale(message, self.app.consumer_generation_id, self.revoked_generation)

@@ -12,6 +12,20 @@ def faust_loglevel(level: str) -> str:
     return {"warning": "warn", "critical": "crit", "fatal": "crit"}.get(level, level)
 
 
+def warm_up() -> None:
+    """Load the model, rules and blocklists and start the entity replica before Faust starts:
+    built lazily in the first batch, they held Faust's event loop for seconds while it was
+    resuming its streams (see streams/faust_compat.py, "Records skipped at start-up")."""
+    import logging
+
+    from streams.context import ctx
+
+    try:
+        _ = ctx.decider, ctx.replica
+    except Exception as exc:  # e.g. topics not created yet: built on the first batch instead
+        logging.getLogger(__name__).warning("warm-up deferred: %s: %s", type(exc).__name__, exc)
+
+
 def main(argv: list[str] | None = None) -> None:
     from infra.observe import MetricsBindError
     from infra.settings import get_settings
@@ -32,5 +46,6 @@ def main(argv: list[str] | None = None) -> None:
         health.start(get_settings())  # metrics, /healthz, /readyz; lag measured in a thread
     except MetricsBindError as exc:
         sys.exit(f"sentinel worker: {exc}")
+    warm_up()
     sys.argv = ["sentinel-worker", "worker", "--without-web", f"--loglevel={level}", *(argv or [])]
     app.main()

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 POM = Path(__file__).resolve().parent / "pom.xml"
-JAVA_HEAP = "-Xmx512m"
+# 512 MB ran out of heap here with ~16 000 partitions (parallel test runs leave many topics).
+JAVA_HEAP = "-Xmx1536m"
 
 
 class KafkaSetupError(RuntimeError):

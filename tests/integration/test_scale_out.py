@@ -71,3 +71,34 @@ def test_three_workers_joining_and_killed_decide_a_burst_as_replay(settings, env
             if worker is not None:
                 worker.stop()
     assert_decided_as_replay(purchases, live)
+
+
+def test_a_second_run_decides_every_record_after_the_committed_offset_exactly_once(
+        settings, env, tmp_path):
+    """Issue 8: ``make run`` twice lost the first record after the committed offset and
+    decided five others twice. Run one worker on a burst and stop it; publish a second burst
+    and start workers again, one joining right after the other (a rebalance while the first
+    batches are taken): each new purchase gets exactly one decision, none of the first run's
+    is decided again."""
+    first = publish_burst(settings, 600)
+    worker = Worker(env, tmp_path / "run1.log")
+    try:
+        read_decisions(settings, {p["purchase_id"] for p in first}, 120, worker.assert_alive)
+    finally:
+        worker.stop()
+    purchases = simulated_purchases(1200)[600:]
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
+    second, third = Worker(env, tmp_path / "run2.log"), None
+    try:
+        decided_ids(settings, {p["purchase_id"] for p in purchases[:50]}, 120,
+                    second.assert_alive)
+        third = Worker(env, tmp_path / "run2b.log")
+        every = {p["purchase_id"] for p in first + purchases}
+        live = read_decisions(settings, every, 180, second.assert_alive, settle_s=5.0)
+    finally:
+        for w in (second, third):
+            if w is not None:
+                w.stop()
+    counts = {pid: len(copies) for pid, copies in live.items()}
+    assert {pid: n for pid, n in counts.items() if n != 1} == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from faust.types import TP
 
 from streams.faust_compat import current_events, is_stale
 
@@ -12,7 +13,8 @@ pytestmark = pytest.mark.unit
 
 
 def event(partition: int, offset: int, generation: int):
-    message = SimpleNamespace(tp=("t", partition), offset=offset, generation_id=generation)
+    message = SimpleNamespace(tp=TP("t", partition), offset=offset, generation_id=generation,
+                              acked=False)
     return SimpleNamespace(message=message)
 
 
@@ -26,7 +28,7 @@ def test_a_message_from_a_revoked_or_older_generation_is_stale():
 
 def test_a_batch_keeps_each_current_record_once_in_order():
     consumer = SimpleNamespace(is_stale=lambda m: is_stale(m, 5, 4))
-    app = SimpleNamespace(consumer=consumer)
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=5)
     # take_events kept stale copies of offsets 39-41 across a rebalance; the redelivered
     # copies of 39 and 40 came again, 40 even twice
     batch = [event(2, 39, 4), event(2, 40, 4), event(2, 41, 4), event(2, 39, 5),
@@ -34,3 +36,34 @@ def test_a_batch_keeps_each_current_record_once_in_order():
     kept = current_events(batch, app)
     assert [(e.message.tp[1], e.message.offset, e.message.generation_id) for e in kept] == [
         (2, 39, 5), (2, 40, 5), (1, 7, 5)]
+
+
+def test_a_partition_that_jumps_ahead_is_sought_back_and_waits_for_the_missing_offset():
+    from streams.faust_compat import OffsetGuard
+
+    now = [0.0]
+    guard = OffsetGuard(patience_s=10, clock=lambda: now[0])
+    first = [event(0, o, 1) for o in (102, 103)] + [event(1, 84, 1)]
+    kept, seek = guard.check(first)
+    assert len(kept) == 3 and seek == {}
+    # Faust skipped 104-169 on partition 0: nothing of it is processed, it is sought back
+    jumped = [event(0, 170, 1), event(0, 171, 1), event(1, 85, 1)]
+    kept, seek = guard.check(jumped)
+    assert [(e.message.tp.partition, e.message.offset) for e in kept] == [(1, 85)]
+    assert seek == {TP("t", 0): 104}
+    assert all(e.message.acked for e in jumped[:2])
+    # records fetched before the seek still arrive first: held back until 104 comes
+    kept, seek = guard.check([event(0, 172, 1), event(0, 104, 1), event(0, 105, 1)])
+    assert [e.message.offset for e in kept] == [104, 105] and seek == {}
+
+
+def test_a_gap_that_never_fills_is_accepted_after_the_patience():
+    from streams.faust_compat import OffsetGuard
+
+    now = [0.0]
+    guard = OffsetGuard(patience_s=10, clock=lambda: now[0])
+    guard.check([event(0, 5, 1)])
+    assert guard.check([event(0, 7, 1)])[1] == {TP("t", 0): 6}
+    assert guard.check([event(0, 7, 1)])[0] == []
+    now[0] = 11.0  # offset 6 is a transaction marker: it never comes
+    assert [e.message.offset for e in guard.check([event(0, 7, 1)])[0]] == [7]
