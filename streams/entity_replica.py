@@ -34,6 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from infra import topics
 from infra.settings import Settings
+from processors.crowd import crowd_store
 from processors.entity_state import EntityStore
 from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
@@ -48,6 +49,7 @@ HOLD = 2000  # records held per partition beyond the lead before the partition i
 class EntityReplica:
     def __init__(self, settings: Settings, codec: AvroCodec, store: EntityStore | None = None):
         self.store = store or EntityStore()
+        self.crowds = crowd_store()  # aggregates across wallets (processors.crowd), same rules
         self.lock = threading.Lock()  # held while applying and while features are read
         self.topic = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
         self.codec = codec
@@ -96,6 +98,7 @@ class EntityReplica:
             self._progress.notify_all()
         with self.lock:
             self.store.advance_floor(earliest_ms)
+            self.crowds.advance_floor(earliest_ms)
 
     def covers(self, ts_ms: int, offsets: dict[int, int] | None = None) -> bool:
         """Every partition has nothing left before ``ts_ms`` that it knows of, and each
@@ -167,6 +170,7 @@ class EntityReplica:
     def _apply_one(self, purchase: dict) -> None:
         try:
             self.store.apply(purchase)
+            self.crowds.apply(purchase)
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)

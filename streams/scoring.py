@@ -83,7 +83,8 @@ def _features(purchase: dict, touched: Touched) -> tuple[WalletState, tuple | No
     wallet.address = wallet.address or order.wallet
     check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
     ip, device, card, show = ctx.replica.store.states_of(order)
-    row = order_features(order, purchase, wallet, ip, device, card, show, cfg)
+    row = order_features(order, purchase, wallet, ip, device, card, show, cfg,
+                         ctx.replica.crowds.states(purchase))
     apply_order(order, wallet, cfg)
     return wallet, row, purchase_cluster(purchase, ip, device, card)
 
