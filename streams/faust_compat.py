@@ -179,9 +179,10 @@ class Consumer(faust_aiokafka.Consumer):
             self.offset_guard.reset()
         await super().on_partitions_revoked(revoked)
 
-    def committed_offset(self, tp) -> int | None:
-        """The partition's committed offset as Faust last read or wrote it."""
-        return self._committed_offset.get(tp)
+    def committed_offset(self, tp) -> int:
+        """The partition's committed offset as Faust last read or wrote it; 0 when there is
+        none (Faust stores 0 as None; the group reads from the earliest offset)."""
+        return self._committed_offset.get(tp) or 0
 
     def is_stale(self, message) -> bool:
         return is_stale(message, self.app.consumer_generation_id, self.revoked_generation)
