@@ -1,4 +1,5 @@
-"""``sentinel rules deploy FILE | history | rollback VERSION`` (routed from streams/cli.py)."""
+"""``sentinel rules deploy FILE | history | rollback VERSION | enable RULE`` (routed from
+streams/cli.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ def _short(backtest: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from infra.settings import get_settings
-    from models.rules_deploy import RulesStore, RulesVersionError, deploy, rollback
+    from models.rules_deploy import (
+        RulesStore,
+        RulesVersionError,
+        deploy,
+        enable,
+        rollback,
+        rules_state,
+    )
     from processors.rules import RulesFileError
 
     settings = get_settings()
@@ -37,7 +45,17 @@ def run(args: argparse.Namespace) -> int:
             if not args.file:
                 raise RulesVersionError("sentinel rules rollback needs a VERSION")
             print(f"rolled back to rules {rollback(settings, args.file)['version']}")
+        elif args.action == "enable":
+            if not args.file:
+                raise RulesVersionError("sentinel rules enable needs a RULE")
+            done = enable(settings, args.file)
+            print(f"rule {done['rule']} enforced again"
+                  + ("" if done["was_shadowed"] else " (it was not in shadow mode)"))
         else:
+            state = rules_state(settings)
+            print(f"active: {state['version']}")
+            for rule_id, switch in state["shadowed"].items():
+                print(f"SHADOW  {rule_id}: {switch['reason']} (since {switch['at']})")
             for row in RulesStore(settings.postgres.dsn).history():
                 print(f"{row['deployed_at']:%Y-%m-%d %H:%M:%S%z}  {row['action']:8} "
                       f"{row['version']:24} {row['deployed_by'] or '-':10} {_short(row['backtest'])}")

@@ -21,7 +21,15 @@ import psycopg
 from infra.settings import Settings
 from models.rules_backtest import backtest
 from processors.rules import RulesFileError
-from streams.rules_channel import RULESET_KEY, parse_ruleset, publish, ruleset_value, sha256
+from streams.rules_channel import (
+    RULESET_KEY,
+    parse_ruleset,
+    publish,
+    rule_key,
+    ruleset_value,
+    sha256,
+    switch_value,
+)
 
 
 class RulesVersionError(ValueError):
@@ -101,3 +109,26 @@ def rollback(settings: Settings, version: str) -> dict:
     publish(settings, RULESET_KEY, ruleset_value(version, body, "rollback"))
     store.record(version, "rollback")
     return {"version": version, "action": "rollback"}
+
+
+def enable(settings: Settings, rule_id: str) -> dict:
+    """Take a rule out of shadow mode in every worker (the breaker starts counting afresh)."""
+    state = rules_state(settings)
+    if rule_id not in state["ruleset"].rules:
+        raise RulesVersionError(f"rules {state['version']} have no rule {rule_id!r}")
+    publish(settings, rule_key(rule_id), switch_value(rule_id, False, f"enabled by {_who()}"))
+    return {"rule": rule_id, "was_shadowed": rule_id in state["shadowed"]}
+
+
+def rules_state(settings: Settings) -> dict:
+    """What the workers follow now: the active version and the rules in shadow mode (with
+    the breaker's reason). For ``sentinel rules history`` and the console."""
+    from processors.rules import load_ruleset
+    from streams.rules_follower import RulesFollower
+
+    follower = RulesFollower(settings, fallback=load_ruleset())
+    try:
+        return {"version": follower.ruleset.version, "ruleset": follower.ruleset,
+                "shadowed": dict(follower.shadowed)}
+    finally:
+        follower.close()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from processors.breaker import rule_hits, rule_weights, shadow_rules
 from processors.explain import reasons, top_contributions_batch
 from processors.features import FEATURE_NAMES
 from processors.onsale import step_up
@@ -55,6 +56,8 @@ _Thresholds = tuple[float, float, float, Thresholds]
 class Outcome:
     decision: Record
     security_events: list[Record] = field(default_factory=list)
+    fired: tuple[str, ...] = ()  # the enforced rules that fired (the breaker counts them)
+    blocked_by: tuple[str, ...] = ()  # those that BLOCKED it (processors.breaker.blocked_by)
 
 
 _ROW = itemgetter(*FEATURE_NAMES)
@@ -93,21 +96,26 @@ def decide_batch(
     decided_at: datetime,
     challenger: Model | None = None,
     clusters: Sequence[str | None] | None = None,
+    shadowed: Set[str] = frozenset(),
 ) -> list[Outcome]:
     """``features``: one row per purchase in ``FEATURE_NAMES`` order (a float64 matrix, or
     rows as ``FeatureEngine.process_row`` gives them), or feature dicts. ``clusters``: each purchase's linked-wallet cluster id
     (``processors.marks``), put in its ``fraud_detected`` event's details for the SIEM's
-    fraud-ring grouping."""
+    fraud-ring grouping. ``shadowed``: rules the breaker took out of the verdict (evaluated
+    and recorded, no effect; ``processors.breaker``)."""
     if not len(purchases):
         return []
     X64, rows = as_matrix(features)  # the rules compare exact values
     X = X64.astype(np.float32)
     scores = np.asarray(model.predict(X), dtype=np.float64)
     rules = evaluate_batch(RuleBatch(purchases, X64, blocked.wallets, blocked.ips), ruleset)
+    weight_of = rule_weights(ruleset, purchases)
+    if shadowed:
+        rules = shadow_rules(rules, shadowed, weight_of)
     thresholds = _thresholds(purchases, ruleset)
     codes, finals = decide_columns(scores, rules.rule_score, rules.hard_block,
                                    np.asarray([t[:3] for t in thresholds], dtype=np.float64))
-    _step_up(codes, scores, rules, rows, thresholds)
+    _step_up(codes, scores, rules, rows, thresholds, shadowed)
     batch = _Batch(codes.tolist(), finals.tolist(), scores.tolist(), rules,
                    model.version, ruleset.version, decided_at)
     outcomes = [Outcome(_decision(p, row, i, batch))
@@ -118,6 +126,10 @@ def decide_batch(
             outcome.decision["challenger_score"] = float(score)
     _alert(outcomes, purchases, codes == _BLOCKED, X64[:, _IMPOSSIBLE] > 0, rules.hard_block,
            clusters)
+    hits = rule_hits(rules, codes == _BLOCKED, scores, [t[0] for t in thresholds], shadowed,
+                     weight_of)
+    for outcome, (fired, blockers) in zip(outcomes, hits, strict=True):
+        outcome.fired, outcome.blocked_by = fired, blockers
     _explain(outcomes, codes, X, model)
     return outcomes
 
@@ -137,11 +149,13 @@ def _thresholds(purchases: Sequence[Record], ruleset: RuleSet) -> list[_Threshol
 
 
 def _step_up(codes: np.ndarray, scores: np.ndarray, rules: BatchEvaluation,
-             rows: Sequence[Sequence[float]], thresholds: list[_Thresholds]) -> None:
-    """The on-sale step-up (``processors.onsale``) of the rows sent to review, in place."""
+             rows: Sequence[Sequence[float]], thresholds: list[_Thresholds],
+             shadowed: Set[str]) -> None:
+    """The on-sale step-up (``processors.onsale``) of the rows sent to review, in place
+    (shadowed rules do not count)."""
     for i in np.flatnonzero(codes == _REVIEW).tolist():
         verdict = step_up(Verdict.MANUAL_REVIEW, float(scores[i]),
-                          (r.rule_id for r in rules.results[i]),
+                          (r.rule_id for r in rules.results[i] if r.rule_id not in shadowed),
                           dict(zip(FEATURE_NAMES, rows[i], strict=True)), thresholds[i][3])
         codes[i] = VERDICTS.index(verdict)
 

@@ -9,7 +9,7 @@ import sys
 
 from infra.settings import get_settings
 
-RULES_OPS = ("deploy", "history", "rollback")  # models/rules_cli.py
+RULES_OPS = ("deploy", "history", "rollback", "enable")  # models/rules_cli.py
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -78,7 +78,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("rules", help="rules files: list, check, deploy, history, rollback")
     p.add_argument("action", choices=["list", "check", *RULES_OPS])
     p.add_argument("file", nargs="?", help="default: processors/rules/rules.toml; "
-                   "rollback: the VERSION")
+                   "rollback: the VERSION; enable: the RULE")
     p.add_argument("--organizer", help="list: the view with this organizer's overrides")
     p.add_argument("--window-days", type=float, default=7.0,
                    help="deploy: backtest over this many days before the latest purchase")

@@ -15,6 +15,7 @@ from processors.decide import Features, Outcome, as_matrix, decide_batch
 from processors.features import FEATURE_NAMES
 from processors.rules import load_ruleset
 from streams import metrics
+from streams.breaker_watch import BreakerWatch
 from streams.rules_follower import RulesFollower
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class LiveDecider:
 
         self.models = ModelHolder(expected_features=FEATURE_NAMES)
         self.rules = RulesFollower(settings, fallback=load_ruleset())
+        self.breaker = BreakerWatch(settings, self.rules)
         self.drift = DriftWatch(self.models, settings.stream.drift_check_s)
         timeout = settings.stream.redis_timeout_s
         client = redis.Redis.from_url(settings.redis.dsn, socket_timeout=timeout,
@@ -46,14 +48,16 @@ class LiveDecider:
         ruleset = self.rules.current()  # one version for the whole batch (rules topic)
         outcomes = decide_batch(purchases, features, self.models.model, ruleset, blocked,
                                 decided_at, challenger=self.models.challenger,
-                                clusters=clusters)
+                                clusters=clusters, shadowed=frozenset(self.rules.shadowed))
+        self.breaker.observe(outcomes)
         metrics.observe_decisions([o.decision for o in outcomes])
         self.drift.observe(features)
         return outcomes
 
     def events(self, now: datetime) -> list[dict]:
-        """Security events of the decider itself: drift, blocklists gone stale."""
-        return self.drift.events(now) + self.blocklists.events()
+        """Security events of the decider itself: drift, blocklists gone stale, rules the
+        breaker shadowed."""
+        return self.drift.events(now) + self.blocklists.events() + self.breaker.events()
 
 
 class DriftWatch:

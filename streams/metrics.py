@@ -58,3 +58,8 @@ async def count_consumed(batches, prefix: str):
         for topic, n in Tally(event.message.topic for event in events).items():
             CONSUMED.labels(topic.removeprefix(prefix)).inc(n)
         yield events
+
+RULE_SHADOWED = Gauge("sentinel_rule_shadowed", "1 while a rule is in shadow mode (breaker)",
+                      ["rule"])
+RULE_TRIPS = Counter("sentinel_rule_breaker_trips_total", "Rules switched to shadow mode by the "
+                     "blast-radius breaker", ["rule"])

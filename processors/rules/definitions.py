@@ -10,6 +10,7 @@
     score = "ramp(velocity_1h, p.max_purchases)"   # a number in [0, 1]; default 1.0
     reason = "{velocity_1h:g} purchases by this wallet in the last hour (threshold {p.max_purchases:g})"
     hard = false                                   # true: a hit forces BLOCKED (blocklists)
+    ceiling = { share = 0.02, window = "5m" }      # the blast-radius breaker (processors/breaker.py)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from processors.breaker import Ceiling, parse_ceiling
 from processors.rules.base import CATEGORIES
 from processors.rules.compiler import Node, Scope, compile_expression
 from processors.rules.functions import BOOL, NUM
@@ -26,7 +28,7 @@ from processors.rules.syntax import ExpressionError
 from processors.rules.template import Template
 
 DEFINITION_KEYS = {"category", "description", "weight", "enabled", "params", "when", "score",
-                   "reason", "hard"}  # fmt: skip
+                   "reason", "hard", "ceiling"}  # fmt: skip
 SETTING_KEYS = {"enabled", "weight", "params"}  # what an organizer may override
 DEFAULT_SCORE = "1.0"
 
@@ -48,6 +50,7 @@ class RuleDef:
     score: str
     reason: str
     params: Mapping[str, Any]  # declared parameters with their defaults
+    ceiling: Ceiling | None = None  # the breaker's ceiling, when the file sets one
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +89,10 @@ def definition(rule_id: str, table: Any, fail: Fail) -> tuple[RuleDef, RuleSetti
     params = {}
     for name, value in as_table(table.get("params", {}), f"{here}.params", fail).items():
         params[name] = _declared(value, f"{here}.params.{name}", fail)
+    ceiling = parse_ceiling(table["ceiling"], f"{here}.ceiling", fail) if "ceiling" in table else None
     rule = RuleDef(rule_id, category, " ".join(texts["description"].split()), hard,
-                   texts["when"], texts["score"], texts["reason"], MappingProxyType(params))  # fmt: skip
+                   texts["when"], texts["score"], texts["reason"], MappingProxyType(params),
+                   ceiling)  # fmt: skip
     enabled, weight = _switches(table, True, 0.0, here, fail)
     return rule, RuleSetting(enabled, weight, rule.params)
 

@@ -4,10 +4,8 @@ one version (stamped on each decision), and PostgreSQL keeps the history and bac
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,72 +14,30 @@ from infra.settings import PostgresSettings
 from models.registry import load_model
 from models.rules_deploy import RulesStore, deploy, rollback
 from processors.decide import Blocked, decide_batch
-from processors.rules import DEFAULT_RULES_PATH, load_ruleset
-from schemas.codec import AvroCodec
-from schemas.registry import registry_from_settings
-from tests.support.kafka import Worker, decided_ids, produce
+from processors.rules import load_ruleset
+from tests.support.kafka import Worker, decided_ids
 from tests.support.models import constant_model_registry
-from tests.support.records import purchase
+from tests.support.rules import decoded, purchases, rules_file, send, stream
 
 pytestmark = pytest.mark.integration
-
-START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-
-
-def _rules_file(path, version: str, two_fa: float | None = None):
-    """The packaged rules file under another version (and, optionally, a 2FA threshold)."""
-    body = re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', DEFAULT_RULES_PATH.read_text())
-    if two_fa is not None:
-        body = re.sub(r"(?m)^two_fa = .*$", f"two_fa = {two_fa}", body, count=1)
-    path.write_text(body)
-    return path
-
-
-def _purchases(first: int, n: int) -> list[dict]:
-    return [purchase(k, occurred_at=START + timedelta(seconds=k), wallet=f"0x{k % 97:040x}")
-            for k in range(first, first + n)]
-
-
-def _send(settings, records: list[dict]) -> None:
-    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
-    produce(settings, topics.PURCHASES, [(r["wallet"], codec.encode(r)) for r in records])
-
-
-def _stream(settings, sent: list[dict], per_second: float, stop: threading.Event) -> None:
-    """Purchases at about ``per_second`` until ``stop``; what was sent is in ``sent``."""
-    first = 100
-    while not stop.is_set():
-        batch = _purchases(first + len(sent), 10)
-        _send(settings, batch)
-        sent.extend(batch)
-        time.sleep(10 / per_second)
-
-
-def _decisions(settings, wanted: int) -> list[dict]:
-    from tests.support.kafka import read_until
-
-    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
-    messages = read_until(settings, topics.DECISIONS, lambda m: len(m) >= wanted, 60)
-    return [codec.decode(m.value()) for m in messages]
-
 
 def test_worker_switches_rules_mid_stream_without_restart(settings, env, pg_dsn, tmp_path,
                                                            monkeypatch):
     models_dir = constant_model_registry(tmp_path / "models")
     monkeypatch.setenv("SENTINEL_MODEL_DIR", str(models_dir))  # the deploy's backtest model
     settings = settings.model_copy(update={"postgres": PostgresSettings(url=pg_dsn)})
-    v1 = _rules_file(tmp_path / "v1.toml", "test-v1")
-    v2 = _rules_file(tmp_path / "v2.toml", "test-v2", two_fa=0.01)  # everything needs 2FA
+    v1 = rules_file(tmp_path / "v1.toml", "test-v1")
+    v2 = rules_file(tmp_path / "v2.toml", "test-v2", two_fa=0.01)  # everything needs 2FA
     deploy(settings, v1)
-    warm, streamed = _purchases(0, 100), []
+    warm, streamed = purchases(0, 100), []
     worker = Worker({**env, "SENTINEL_MODEL_DIR": str(models_dir), "SENTINEL_DATA_DIR": str(tmp_path)},
                     tmp_path / "worker.log")
     stop = threading.Event()
     try:
-        _send(settings, warm)
+        send(settings, warm)
         decided_ids(settings, {p["purchase_id"] for p in warm}, 90, worker.assert_alive)
         pid = worker.proc.pid
-        feeder = threading.Thread(target=_stream, args=(settings, streamed, 100, stop))
+        feeder = threading.Thread(target=stream, args=(settings, streamed, 100, stop))
         feeder.start()
         time.sleep(3)
         summary = deploy(settings, v2)["backtest"]
@@ -98,7 +54,8 @@ def test_worker_switches_rules_mid_stream_without_restart(settings, env, pg_dsn,
         stop.set()
         worker.stop()
 
-    decisions = _decisions(settings, len(warm) + len(streamed))
+    decisions = decoded(settings, topics.DECISIONS,
+                        lambda m: len(m) >= len(warm) + len(streamed))
     _assert_one_version_per_batch(decisions)
     _assert_versions_switch_in_order(decisions)
     _assert_each_decision_is_its_versions(decisions, {p["purchase_id"]: p for p in warm + streamed},
@@ -128,12 +85,12 @@ def _assert_versions_switch_in_order(decisions: list[dict]) -> None:
     assert runs == ["test-v1", "test-v2", "test-v1"]
 
 
-def _assert_each_decision_is_its_versions(decisions, purchases, rulesets) -> None:
+def _assert_each_decision_is_its_versions(decisions, by_id, rulesets) -> None:
     """Re-deciding each purchase (its stored features) with the version stamped on it gives
     the same verdict and rule score; under v2 nothing is approved."""
     model = load_model()
     for d in decisions:
-        again = decide_batch([purchases[d["purchase_id"]]], [d["features"]], model,
+        again = decide_batch([by_id[d["purchase_id"]]], [d["features"]], model,
                              rulesets[d["rules_version"]], Blocked(), d["decided_at"])[0].decision
         assert (again["decision"], again["rule_score"]) == (d["decision"], d["rule_score"])
         if d["rules_version"] == "test-v2":

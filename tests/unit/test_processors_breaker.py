@@ -1,0 +1,105 @@
+"""The blast-radius breaker (pure): a rule over its ceiling in the sliding window trips,
+a shadowed rule is recorded but changes no verdict, ceilings come from the rules file."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+
+from processors.breaker import (
+    DEFAULT_CEILING,
+    Ceiling,
+    RuleBreaker,
+    blocked_by,
+    parse_ceiling,
+)
+from processors.decide import Blocked, decide_batch
+from processors.features import FEATURE_NAMES
+from processors.rules import DEFAULT_RULES_PATH, RulesFileError, ruleset_from_dict
+from tests.support.records import T0, purchase
+
+pytestmark = pytest.mark.unit
+
+BAD_RULE = {"category": "transaction", "weight": 1.0, "when": "quantity >= 1", "hard": True,
+            "reason": "everything"}
+
+
+def _ruleset(**bad) -> object:
+    doc = tomllib.loads(DEFAULT_RULES_PATH.read_text())
+    doc["version"] = "test"
+    doc["rules"]["block_everything"] = {**BAD_RULE, **bad}
+    return ruleset_from_dict(doc)
+
+
+def test_trips_when_the_share_blocked_exceeds_the_ceiling_in_the_window():
+    breaker = RuleBreaker()
+    clean = [((), ())] * 99
+    blocks, co_fires = (("r", "x"), ("r",)), (("r", "x"), ("r",))
+    assert breaker.observe(0, clean + [blocks]) == []  # 1 %: under
+    trips = breaker.observe(1000, [co_fires] * 3)
+    assert [t.rule_id for t in trips] == ["r"] and trips[0].hits == 4  # x fired, blocked none
+    assert trips[0].share == pytest.approx(4 / 103)
+    # shadowed: not reported again; its counts are dropped
+    assert breaker.observe(2000, [blocks], shadowed={"r"}) == []
+    breaker.forget({"r"})
+    assert breaker.observe(3000, clean) == []
+
+
+def test_old_batches_leave_the_window_and_small_samples_never_trip():
+    breaker = RuleBreaker({"r": Ceiling(share=0.02, window_ms=60_000, min_purchases=100)})
+    assert breaker.observe(0, [(("r",), ("r",))] * 50) == []  # under min_purchases
+    assert breaker.observe(120_000, [((), ())] * 100) == []  # the burst has expired
+    fired_only = RuleBreaker({"r": Ceiling(share=0.5, of="fired", min_purchases=2)})
+    assert fired_only.observe(0, [(("r",), ())] * 3)[0].share == 1.0
+
+
+def test_blocked_by_names_the_hard_rules_or_the_necessary_evidence():
+    from processors.policy import combine
+    from processors.rules import RuleResult
+
+    hard = [RuleResult("ban", "network", 1.0, "", True), RuleResult("x", "identity", 1.0, "")]
+    assert blocked_by(hard, "BLOCKED", 0.1, lambda _: 1.0, 0.85, combine) == ("ban",)
+    soft = [RuleResult("big", "transaction", 1.0, ""), RuleResult("tiny", "identity", 0.1, "")]
+    # model 0.5: with "big" (weight 0.9) final > 0.85; without it, not; "tiny" is not needed
+    weights = {"big": 0.9, "tiny": 0.1}
+    assert blocked_by(soft, "BLOCKED", 0.5, weights.get, 0.85, combine) == ("big",)
+    assert blocked_by(soft, "MANUAL_REVIEW", 0.5, weights.get, 0.85, combine) == ()
+
+
+def test_ceiling_from_the_rules_file_and_its_errors():
+    ruleset = _ruleset(ceiling={"share": 0.05, "window": "2m", "of": "fired"})
+    assert ruleset.rules["block_everything"].ceiling == Ceiling(0.05, 120_000, "fired", 100)
+    assert ruleset.rules["new_account"].ceiling is None  # the default applies: DEFAULT_CEILING
+    with pytest.raises(RulesFileError, match="block_everything.ceiling.share"):
+        _ruleset(ceiling={"share": 2})
+    with pytest.raises(ValueError, match="window"):
+        parse_ceiling({"window": "soon"}, "x", ValueError)
+    assert DEFAULT_CEILING.share == 0.02 and DEFAULT_CEILING.window_ms == 300_000
+
+
+class _Model:
+    version = "m"
+
+    def predict(self, X):
+        return np.full(len(X), 0.02, dtype=np.float32)
+
+    def contributions(self, X):
+        return np.zeros((len(X), len(FEATURE_NAMES) + 1), dtype=np.float32)
+
+
+def test_a_shadowed_rule_is_recorded_but_changes_no_verdict():
+    ruleset = _ruleset()
+    features = [{n: 0.0 for n in FEATURE_NAMES} | {"quantity": 1.0}]
+    p = [purchase(1, occurred_at=T0)]
+    enforced = decide_batch(p, features, _Model(), ruleset, Blocked(), T0)[0]
+    assert enforced.decision["decision"] == "BLOCKED" and enforced.blocked_by == ("block_everything",)
+    shadowed = decide_batch(p, features, _Model(), ruleset, Blocked(), T0,
+                            shadowed={"block_everything"})[0]
+    without = decide_batch(p, features, _Model(), _ruleset(enabled=False), Blocked(), T0)[0]
+    assert shadowed.decision["decision"] == without.decision["decision"] != "BLOCKED"
+    assert shadowed.decision["rule_score"] == pytest.approx(without.decision["rule_score"])
+    reason = next(r for r in shadowed.decision["reasons"] if r["code"] == "block_everything")
+    assert reason["detail"].startswith("[shadow] ") and "block_everything" not in shadowed.fired
+    assert not any(e["kind"] == "blocklist_hit" for e in shadowed.security_events)
