@@ -56,8 +56,10 @@ CHAIN_CHECKPOINTS = TopicSpec(
 RULES = TopicSpec("sentinel.rules.v1", "ruleset | rule:<id>", "", partitions=1, compacted=True)
 # Confirmed fraud as marks on entities: each label joined with its purchase's wallet, card,
 # device and account (``sinks/marks.py``), followed by every worker. JSON, compacted: the
-# latest label of each purchase (a correction replaces the chargeback it overturns).
-FRAUD_MARKS = TopicSpec("sentinel.fraud-marks.v1", "purchase_id", "", compacted=True)
+# latest label of each purchase (a correction replaces the chargeback it overturns). One
+# partition: labels are few (about the fraud rate of the traffic).
+FRAUD_MARKS = TopicSpec("sentinel.fraud-marks.v1", "purchase_id", "", partitions=1,
+                        compacted=True)
 
 SOURCES: tuple[TopicSpec, ...] = (
     PURCHASES,
