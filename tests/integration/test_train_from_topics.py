@@ -21,10 +21,12 @@ from tests.support.models import constant_model_registry
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+# Two weeks of traffic that ended five weeks ago: most chargebacks (median 12 days) are in.
 SIM = SimConfig(seed=11, days=14, n_users=1200, n_shows=40, fraud_rate=0.08,
-                start=NOW - timedelta(days=16))
-SINCE, AS_OF = SIM.start + timedelta(days=4), SIM.start + timedelta(days=14)
-DELAY = timedelta(days=5)
+                start=NOW - timedelta(days=60))
+SINCE, UNTIL = SIM.start + timedelta(days=4), SIM.start + timedelta(days=14)
+AS_OF = SIM.start + timedelta(days=50)
+DELAY = timedelta(days=40)  # unlabelled purchases after day 10 are still pending
 
 
 def _edited_labels(events: list[tuple[str, dict]]) -> tuple[list[dict], dict[str, str]]:
@@ -55,7 +57,7 @@ def _expected(events, labels) -> dict[str, int]:
             latest[lb["purchase_id"]] = lb
     out = {}
     for kind, r in events:
-        if kind != "purchase" or not SINCE <= r["occurred_at"] < AS_OF:
+        if kind != "purchase" or not SINCE <= r["occurred_at"] < UNTIL:
             continue
         if r["purchase_id"] in latest:
             out[r["purchase_id"]] = int(latest[r["purchase_id"]]["is_fraud"])
@@ -98,8 +100,9 @@ def test_rows_labels_and_point_in_time_from_the_topics(settings, sim_events, tmp
     events, read_labels = load_sources(settings)
     assert len(events) == len(sources) and len(read_labels) == len(labels)
 
-    config = TopicTrainConfig(since=SINCE, until=AS_OF, labels_as_of=AS_OF,
-                              label_delay_days=DELAY.days, rounds=30, baselines=False)
+    config = TopicTrainConfig(since=SINCE, until=UNTIL, labels_as_of=AS_OF,
+                              label_delay_days=DELAY.days, rounds=30, baselines=False,
+                              test_share=0.25, holdout_share=0.3)  # fraud comes in bursts
     data, counts = build_rows(events, read_labels, config)
     expected = _expected(sim_events, labels)
     assert dict(zip(data.purchase_ids.tolist(), data.y.tolist(), strict=True)) == expected
