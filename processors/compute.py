@@ -138,12 +138,13 @@ def order_features(
     show: ShowState | None,
     config: FeatureConfig = DEFAULT_CONFIG,
     crowd: Mapping[str, CrowdState | None] | None = None,
+    crowd_keys: list[str] | None = None,
 ) -> tuple[float, ...]:
     """``purchase_features`` as a row in ``FEATURE_NAMES`` order, for an order already read
     (``read_order``) from ``purchase`` and admitted (``check_lateness``): what the batch paths
-    stack."""
+    stack. ``crowd_keys``: ``processors.crowd.crowd_keys(purchase)`` if already computed."""
     crowds: dict[str, float] = {}
-    crowd_features(crowds, purchase, crowd, o.ts)
+    crowd_features(crowds, purchase, crowd, o.ts, crowd_keys)
     ts = o.ts
     ring = wallet.purchases
     rows = rows_between(ring, ts - PURCHASE_RETENTION_MS, ts) if ring else ring

@@ -98,11 +98,14 @@ def _wallets(state: CrowdState | None, me: str, lo: int, ts: int) -> float:
 
 
 def crowd_features(out: dict, purchase: Mapping, states: Mapping[str, CrowdState | None] | None,
-                   ts: int) -> None:
+                   ts: int, keys_of_purchase: list[str] | None = None) -> None:
     """``CROWD_FEATURES`` into ``out``. ``states`` None (a caller that keeps no crowd state)
-    reads as empty states: no crowd seen, the stateless signals (AS, country) still computed."""
+    reads as empty states: no crowd seen, the stateless signals (AS, country) still computed.
+    ``keys_of_purchase``: ``crowd_keys(purchase)`` when the caller has them already."""
     states = states or {}
-    keys = {k.split(":", 1)[0]: k for k in crowd_keys(purchase)}
+    if keys_of_purchase is None:
+        keys_of_purchase = crowd_keys(purchase)
+    keys = {k.split(":", 1)[0]: k for k in keys_of_purchase}
     get = {kind: states.get(keys[kind]) if kind in keys else None for kind in KINDS}
     me = purchase["wallet"]
     out["tier_wallets_10m"] = _wallets(get["tier"], me, ts - RECENT_MS, ts)

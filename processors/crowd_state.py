@@ -16,6 +16,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from processors.ring import drop_rows_until, insert_row
@@ -42,7 +44,8 @@ class CrowdState:
         insert_row(self.rows, row, ROWS_CAP)
         hour = row[0] // HOUR_MS
         self.hours[hour] = self.hours.get(hour, 0) + 1
-        self.watermark_ms = max(self.watermark_ms, row[0])
+        if row[0] > self.watermark_ms:
+            self.watermark_ms = row[0]
         floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             drop_rows_until(self.rows, floor - ROWS_RETENTION_MS)
@@ -58,7 +61,7 @@ class CrowdState:
 
     def hourly_before(self, hour: int, hours: int) -> int:
         """Purchases in the ``hours`` whole hours before ``hour``."""
-        return sum(self.hours.get(h, 0) for h in range(hour - hours, hour))
+        return sum(map(self.hours.get, range(hour - hours, hour), repeat(0, hours)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"r": [list(r) for r in self.rows], "h": [[k, v] for k, v in self.hours.items()],
@@ -70,8 +73,7 @@ class CrowdState:
                    d["wm"], d["pruned"])
 
 
-def _ts(row: tuple) -> int:
-    return row[0]
+_ts = itemgetter(0)
 
 
 class CrowdStore:
@@ -90,7 +92,8 @@ class CrowdStore:
     def __len__(self) -> int:
         return len(self.states_by_key)
 
-    def apply(self, purchase: Mapping) -> None:
+    def apply(self, purchase: Mapping, keys: list[str] | None = None) -> None:
+        """``keys``: ``keys_of(purchase)`` when the caller has them already."""
         ts = to_ms(purchase["occurred_at"])
         assert ts is not None
         if purchase["purchase_id"] in self.seen:
@@ -99,7 +102,7 @@ class CrowdStore:
         self.seen[purchase["purchase_id"]] = ts
         self.watermark_ms = max(self.watermark_ms, ts)
         floor = self.floor()
-        for key in self.keys_of(purchase):
+        for key in self.keys_of(purchase) if keys is None else keys:
             state = self.states_by_key.pop(key, None) or CrowdState()
             self.states_by_key[key] = state  # re-inserted: dict order is order of last use
             state.observe(row, floor)
@@ -112,8 +115,10 @@ class CrowdStore:
     def advance_floor(self, ts_ms: int) -> None:
         self.floor_ms = ts_ms if self.floor_ms is None else max(self.floor_ms, ts_ms)
 
-    def states(self, purchase: Mapping) -> dict[str, CrowdState | None]:
-        return {key: self.states_by_key.get(key) for key in self.keys_of(purchase)}
+    def states(self, purchase: Mapping, keys: list[str] | None = None
+               ) -> dict[str, CrowdState | None]:
+        get = self.states_by_key.get
+        return {key: get(key) for key in (self.keys_of(purchase) if keys is None else keys)}
 
     def sweep(self) -> None:
         floor = self.floor()

@@ -13,6 +13,7 @@ Both are cached (an IP or agent seen again costs a dict lookup).
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +31,9 @@ class IpInfo(NamedTuple):
 
 
 UNKNOWN = IpInfo(None, None, False, None, False)
+# A dotted quad exactly as ``ipaddress`` accepts one (decimal octets <= 255, no leading zero).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 @lru_cache(maxsize=1)
@@ -49,6 +53,7 @@ def hosting_words() -> tuple[str, ...]:
     return tuple(words)
 
 
+@lru_cache(maxsize=20_000)
 def is_hosting_as(name: str | None) -> bool:
     if not name:
         return False
@@ -59,12 +64,18 @@ def is_hosting_as(name: str | None) -> bool:
 
 @lru_cache(maxsize=200_000)
 def ip_info(ip: str | None) -> IpInfo:
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
-        return UNKNOWN
-    prefix = 24 if address.version == 4 else 64
-    network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    if ip and _IPV4.fullmatch(ip):  # the common case, without ipaddress's slow parser
+        a, b, c, d = map(int, ip.split("."))
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
+            a << 24 | b << 16 | c << 8 | d)
+        network = f"{a}.{b}.{c}.0/24"
+    else:
+        try:
+            address = ipaddress.ip_address(ip or "")
+        except ValueError:
+            return UNKNOWN
+        prefix = 24 if address.version == 4 else 64
+        network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
     if not address.is_global:
         return IpInfo(None, None, False, network, True)
     found = _geoip().lookup(str(address))

@@ -150,3 +150,19 @@ def test_on_sale_step_up_and_organizer_thresholds_are_applied_as_by_the_per_row_
                and o.decision["score"] > ruleset.for_organizer(o.decision["organizer_id"])
                .thresholds.review]
     assert stepped and any(o.decision["decision"] == "MANUAL_REVIEW" for o in new)
+
+
+def test_ip_info_reads_dotted_quads_as_ipaddress_does():
+    """``netinfo.ip_info`` parses plain IPv4 itself: the same answer as the former
+    ``ipaddress`` parse for every address, special ranges and malformed spellings included."""
+    import random
+
+    from processors.netinfo import ip_info
+    from tests.support.legacy_path.netinfo import ip_info as former
+
+    odd = ["1.2.3.4", "010.1.1.1", "1.2.3", "256.1.1.1", "0.0.0.0", "255.255.255.255",
+           "192.0.0.170", "192.0.0.9", "100.64.1.1", "10.0.0.1", "1.2.3.4 ", "\u0663.1.1.1",
+           "1.2.3.04", "00.1.2.3", "1.1.1.1\n", "2001:db8::1", "::ffff:8.8.8.8", "", None, "x"]
+    rng = random.Random(7)
+    spread = [".".join(str(rng.randrange(256)) for _ in range(4)) for _ in range(2000)]
+    assert [ip_info(ip) for ip in odd + spread] == [former(ip) for ip in odd + spread]

@@ -17,7 +17,6 @@ import math
 from collections.abc import Mapping
 from operator import itemgetter
 
-from processors.crowd import CROWD_FEATURES, CrowdState, crowd_features
 from processors.ring import rows_between
 from processors.state import (
     PURCHASE_RETENTION_MS,
@@ -34,6 +33,7 @@ from tests.support.legacy_path.apply import (
     check_lateness,
     purchase_amount,
 )
+from tests.support.legacy_path.crowd import CROWD_FEATURES, CrowdState, crowd_features
 from tests.support.legacy_path.signals import (
     MISSING,
     age,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from processors.crowd import crowd_store
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
 from processors.state import WalletState
 from processors.timeutil import to_ms
@@ -25,6 +24,7 @@ from tests.support.legacy_path.apply import (
     token_key,
 )
 from tests.support.legacy_path.compute import FEATURE_NAMES, purchase_features
+from tests.support.legacy_path.crowd import crowd_store
 from tests.support.legacy_path.entity_state import EntityStore
 from tests.support.legacy_path.signals import MISSING
 

@@ -1,0 +1,134 @@
+"""Crowd states: purchases of many wallets under one aggregate key, queried AS OF a time.
+
+Same contract as ``processors.entity_state`` (which the live replica follows): states keep
+time-stamped rows, are applied once per purchase id in any order, and answer questions about
+rows strictly BEFORE the asking purchase's event time, so a replica that has read ahead gives
+the same answers as an in-order replay. Rows live 70 minutes (the longest recent window is 1 h)
+and are capped; the normal pace is kept as purchases per hour over 25 hours.
+
+    store = CrowdStore()
+    store.apply(purchase)                  # every purchase, once (redeliveries ignored)
+    states = store.states(purchase)        # {key: CrowdState | None} for crowd_keys(purchase)
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from processors.ring import drop_rows_until, insert_row
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, to_ms
+
+ROWS_RETENTION_MS = 70 * MINUTE_MS
+ROWS_CAP = 2048  # per key; the wallet counts saturate long before a hot key reaches it
+HOURS_KEPT = 26
+PRUNE_EVERY_MS = 5 * MINUTE_MS
+SEEN_RETENTION_MS = 2 * HOUR_MS
+IDLE_MS = DAY_MS + 2 * HOUR_MS  # a key idle this long holds nothing a query needs
+
+Row = tuple[int, str, str, int]  # (ts, wallet, card or "", 1 if a small amount else 0)
+
+
+@dataclass(slots=True)
+class CrowdState:
+    rows: list[Row] = field(default_factory=list)
+    hours: dict[int, int] = field(default_factory=dict)
+    watermark_ms: int = 0
+    pruned_ms: int = 0
+
+    def observe(self, row: Row, floor_ms: int | None = None) -> None:
+        insert_row(self.rows, row, ROWS_CAP)
+        hour = row[0] // HOUR_MS
+        self.hours[hour] = self.hours.get(hour, 0) + 1
+        self.watermark_ms = max(self.watermark_ms, row[0])
+        floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
+        if floor - self.pruned_ms >= PRUNE_EVERY_MS:
+            drop_rows_until(self.rows, floor - ROWS_RETENTION_MS)
+            oldest = floor // HOUR_MS - HOURS_KEPT
+            for h in [h for h in self.hours if h < oldest]:
+                del self.hours[h]
+            self.pruned_ms = floor
+
+    def between(self, lo_excl: int, hi_excl: int) -> list[Row]:
+        i = bisect.bisect_right(self.rows, lo_excl, key=_ts)
+        j = bisect.bisect_left(self.rows, hi_excl, key=_ts)
+        return self.rows[i:j]
+
+    def hourly_before(self, hour: int, hours: int) -> int:
+        """Purchases in the ``hours`` whole hours before ``hour``."""
+        return sum(self.hours.get(h, 0) for h in range(hour - hours, hour))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"r": [list(r) for r in self.rows], "h": [[k, v] for k, v in self.hours.items()],
+                "wm": self.watermark_ms, "pruned": self.pruned_ms}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CrowdState:
+        return cls([(r[0], r[1], r[2], r[3]) for r in d["r"]], {int(k): v for k, v in d["h"]},
+                   d["wm"], d["pruned"])
+
+
+def _ts(row: tuple) -> int:
+    return row[0]
+
+
+class CrowdStore:
+    """Every crowd state, for ``keys_of(purchase)`` and ``row_of(purchase)`` (from
+    ``processors.crowd``), applied once per purchase id."""
+
+    def __init__(self, keys_of: Callable[[Mapping], list[str]],
+                 row_of: Callable[[Mapping, int], Row]) -> None:
+        self.states_by_key: dict[str, CrowdState] = {}
+        self.keys_of, self.row_of = keys_of, row_of
+        self.seen: dict[str, int] = {}
+        self.watermark_ms = 0
+        self.floor_ms: int | None = None
+        self._swept_ms = 0
+
+    def __len__(self) -> int:
+        return len(self.states_by_key)
+
+    def apply(self, purchase: Mapping) -> None:
+        ts = to_ms(purchase["occurred_at"])
+        assert ts is not None
+        if purchase["purchase_id"] in self.seen:
+            return
+        row = self.row_of(purchase, ts)  # may raise (no rate): before anything changes
+        self.seen[purchase["purchase_id"]] = ts
+        self.watermark_ms = max(self.watermark_ms, ts)
+        floor = self.floor()
+        for key in self.keys_of(purchase):
+            state = self.states_by_key.pop(key, None) or CrowdState()
+            self.states_by_key[key] = state  # re-inserted: dict order is order of last use
+            state.observe(row, floor)
+        if floor - self._swept_ms >= HOUR_MS:
+            self.sweep()
+
+    def floor(self) -> int:
+        return self.watermark_ms if self.floor_ms is None else min(self.floor_ms, self.watermark_ms)
+
+    def advance_floor(self, ts_ms: int) -> None:
+        self.floor_ms = ts_ms if self.floor_ms is None else max(self.floor_ms, ts_ms)
+
+    def states(self, purchase: Mapping) -> dict[str, CrowdState | None]:
+        return {key: self.states_by_key.get(key) for key in self.keys_of(purchase)}
+
+    def sweep(self) -> None:
+        floor = self.floor()
+        idle = []
+        for key, state in self.states_by_key.items():
+            if state.watermark_ms > floor - IDLE_MS:
+                break
+            idle.append(key)
+        for key in idle:
+            del self.states_by_key[key]
+        stale = []
+        for pid, ts in self.seen.items():
+            if ts > floor - SEEN_RETENTION_MS:
+                break
+            stale.append(pid)
+        for pid in stale:
+            del self.seen[pid]
+        self._swept_ms = floor

@@ -1,0 +1,85 @@
+"""What an IP address and a user agent say, from offline data shipped in kept packages.
+
+- ``ip_info(ip)``: the IP's country and autonomous system (name and announced network) from
+  the GeoLite2 Country+ASN data that ``geoip2fast`` ships (IPv4 and IPv6; nothing is
+  downloaded, the file is read once per process), whether the AS is a hosting/cloud/VPN
+  network (its name matches ``hosting_as.txt``), and the IP's /24 (IPv4) or /64 (IPv6) network.
+- ``ua_family(agent)``: browser or client family and OS family (``ua-parser``'s regexes),
+  e.g. ``"Chrome/Windows"``; ``"none"`` when absent, ``"other/other"`` when unknown.
+
+Both are cached (an IP or agent seen again costs a dict lookup).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+HOSTING_WORDS_PATH = Path(__file__).parents[3] / "processors" / "hosting_as.txt"
+GEOIP_DATA = "geoip2fast-asn-ipv6.dat.gz"
+
+
+class IpInfo(NamedTuple):
+    country: str | None  # ISO 3166-1 alpha-2, None when unknown or private
+    asn: str | None  # the AS name, None when unknown
+    hosting: bool  # the AS is a hosting, cloud or VPN network
+    network: str | None  # the /24 (IPv4) or /64 (IPv6) the address is in
+    private: bool
+
+
+UNKNOWN = IpInfo(None, None, False, None, False)
+
+
+@lru_cache(maxsize=1)
+def _geoip():
+    from geoip2fast import GeoIP2Fast
+
+    return GeoIP2Fast(geoip2fast_data_file=GEOIP_DATA, verbose=False)
+
+
+@lru_cache(maxsize=1)
+def hosting_words() -> tuple[str, ...]:
+    words = []
+    for line in HOSTING_WORDS_PATH.read_text(encoding="utf-8").splitlines():
+        word = line.split("#", 1)[0].strip().lower()
+        if word:
+            words.append(word)
+    return tuple(words)
+
+
+def is_hosting_as(name: str | None) -> bool:
+    if not name:
+        return False
+    lowered = name.lower()
+    tokens = set(lowered.replace("-", " ").replace(",", " ").replace(".", " ").split())
+    return any((w in tokens) if " " not in w else (w in lowered) for w in hosting_words())
+
+
+@lru_cache(maxsize=200_000)
+def ip_info(ip: str | None) -> IpInfo:
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return UNKNOWN
+    prefix = 24 if address.version == 4 else 64
+    network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    if not address.is_global:
+        return IpInfo(None, None, False, network, True)
+    found = _geoip().lookup(str(address))
+    country = found.country_code if len(found.country_code or "") == 2 else None
+    asn = found.asn_name or None
+    return IpInfo(country, asn, is_hosting_as(asn), network, False)
+
+
+@lru_cache(maxsize=20_000)
+def ua_family(agent: str | None) -> str:
+    if not agent:
+        return "none"
+    from ua_parser import parse
+
+    parsed = parse(agent[:512])
+    browser = parsed.user_agent.family if parsed.user_agent else "other"
+    system = parsed.os.family if parsed.os else "other"
+    return f"{browser}/{system}"
