@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from operator import itemgetter
 
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
-from processors.crowd import CROWD_FEATURES, CrowdState, crowd_features
+from processors.crowd import CROWD_FEATURES, CrowdState, crowd_values
 from processors.records import Order, read_order
 from processors.ring import rows_between
 from processors.signals import (
@@ -138,13 +138,11 @@ def order_features(
     show: ShowState | None,
     config: FeatureConfig = DEFAULT_CONFIG,
     crowd: Mapping[str, CrowdState | None] | None = None,
-    crowd_keys: list[str] | None = None,
+    crowd_keyed: Mapping[str, str] | None = None,
 ) -> tuple[float, ...]:
     """``purchase_features`` as a row in ``FEATURE_NAMES`` order, for an order already read
     (``read_order``) from ``purchase`` and admitted (``check_lateness``): what the batch paths
-    stack. ``crowd_keys``: ``processors.crowd.crowd_keys(purchase)`` if already computed."""
-    crowds: dict[str, float] = {}
-    crowd_features(crowds, purchase, crowd, o.ts, crowd_keys)
+    stack. ``crowd_keyed``: ``processors.crowd.crowd_keyed(purchase)`` if already computed."""
     ts = o.ts
     ring = wallet.purchases
     rows = rows_between(ring, ts - PURCHASE_RETENTION_MS, ts) if ring else ring
@@ -166,7 +164,7 @@ def order_features(
         flag(o.mfa_enabled),
         flag(o.phone_verified),
         flag(o.email_verified),
-        *map(crowds.__getitem__, CROWD_FEATURES),
+        *crowd_values(purchase, crowd, o.ts, crowd_keyed),
     )
 
 

@@ -15,7 +15,7 @@ States and their store are in ``processors.crowd_state`` (the same AS-OF contrac
 ``processors.entity_state``): ``crowd_keys(purchase)`` names the keys, ``crowd_row(purchase,
 ts)`` is what each key keeps of a purchase, ``crowd_store()`` builds the store that
 ``FeatureEngine`` applies every purchase to, and ``crowd_features(out, purchase, states, ts)``
-reads the rows strictly before the purchase. Distinct-wallet counts include the purchase's own
+(``crowd_values``: the same as a tuple) reads the rows strictly before the purchase. Distinct-wallet counts include the purchase's own
 wallet and saturate at 64. Rates compare the last 10 minutes with the key's own normal rate
 (its purchases per 10 minutes over the 24 whole hours before the current one), so a show that
 always sells fast is not a crowd, but a tier that suddenly sells to many wallets is.
@@ -59,16 +59,22 @@ def price_band(purchase: Mapping) -> int:
 
 def crowd_keys(purchase: Mapping) -> list[str]:
     """The aggregate keys this purchase counts in (absent inputs give no key)."""
+    return list(crowd_keyed(purchase).values())
+
+
+def crowd_keyed(purchase: Mapping) -> dict[str, str]:
+    """``crowd_keys`` by kind (``KINDS``), in the same order."""
     show, band = purchase["show_id"], price_band(purchase)
     info = ip_info(purchase.get("ip"))
-    keys = [f"tier:{show}:{band}", f"coord:{show}:{band}:{int(purchase['quantity'])}"]
+    keys = {"tier": f"tier:{show}:{band}",
+            "coord": f"coord:{show}:{band}:{int(purchase['quantity'])}"}
     if info.network:
-        keys.append(f"net:{info.network}")
+        keys["net"] = f"net:{info.network}"
     if info.asn:
-        keys.append(f"asn:{info.asn}")
+        keys["asn"] = f"asn:{info.asn}"
     if purchase.get("card_bin"):
-        keys.append(f"bin:{purchase['card_bin']}")
-    keys.append(f"ua:{ua_family(purchase.get('user_agent'))}")
+        keys["bin"] = f"bin:{purchase['card_bin']}"
+    keys["ua"] = f"ua:{ua_family(purchase.get('user_agent'))}"
     return keys
 
 
@@ -98,26 +104,32 @@ def _wallets(state: CrowdState | None, me: str, lo: int, ts: int) -> float:
 
 
 def crowd_features(out: dict, purchase: Mapping, states: Mapping[str, CrowdState | None] | None,
-                   ts: int, keys_of_purchase: list[str] | None = None) -> None:
-    """``CROWD_FEATURES`` into ``out``. ``states`` None (a caller that keeps no crowd state)
-    reads as empty states: no crowd seen, the stateless signals (AS, country) still computed.
-    ``keys_of_purchase``: ``crowd_keys(purchase)`` when the caller has them already."""
-    states = states or {}
-    if keys_of_purchase is None:
-        keys_of_purchase = crowd_keys(purchase)
-    keys = {k.split(":", 1)[0]: k for k in keys_of_purchase}
-    get = {kind: states.get(keys[kind]) if kind in keys else None for kind in KINDS}
-    me = purchase["wallet"]
-    out["tier_wallets_10m"] = _wallets(get["tier"], me, ts - RECENT_MS, ts)
-    out["tier_rate_ratio"] = rate_ratio(get["tier"], ts)
-    out["coord_wallets_10m"] = _wallets(get["coord"], me, ts - RECENT_MS, ts)
-    out["net_wallets_1h"] = _wallets(get["net"], me, ts - HOUR_MS, ts) if "net" in keys else MISSING
-    out["asn_rate_ratio"] = rate_ratio(get["asn"], ts) if "asn" in keys else MISSING
-    out["ua_rate_ratio"] = rate_ratio(get["ua"], ts)
-    info = ip_info(purchase.get("ip"))
-    out["asn_hosting"] = flag(info.hosting) if info.asn else MISSING
-    out["ip_country_mismatch"] = _country_mismatch(purchase, info.country)
-    _bin_features(out, purchase, get["bin"] if "bin" in keys else None, "bin" in keys, ts)
+                   ts: int) -> None:
+    """``CROWD_FEATURES`` into ``out`` (``crowd_values`` by name)."""
+    out.update(zip(CROWD_FEATURES, crowd_values(purchase, states, ts), strict=True))
+
+
+def crowd_values(purchase: Mapping, states: Mapping[str, CrowdState | None] | None, ts: int,
+                 keyed: Mapping[str, str] | None = None) -> tuple[float, ...]:
+    """``CROWD_FEATURES`` in order. ``states`` None (a caller that keeps no crowd state) reads
+    as empty states: no crowd seen, the stateless signals (AS, country) still computed.
+    ``keyed``: ``crowd_keyed(purchase)`` when the caller has it already."""
+    keyed = crowd_keyed(purchase) if keyed is None else keyed
+    get = (states or {}).get
+    tier, net, asn, card_bin = (get(keyed["tier"]), keyed.get("net"), keyed.get("asn"),
+                                keyed.get("bin"))
+    me, info = purchase["wallet"], ip_info(purchase.get("ip"))
+    return (
+        _wallets(tier, me, ts - RECENT_MS, ts),
+        rate_ratio(tier, ts),
+        _wallets(get(keyed["coord"]), me, ts - RECENT_MS, ts),
+        _wallets(get(net), me, ts - HOUR_MS, ts) if net else MISSING,
+        rate_ratio(get(asn), ts) if asn else MISSING,
+        flag(info.hosting) if info.asn else MISSING,
+        _country_mismatch(purchase, info.country),
+        *_bin_values(purchase, get(card_bin) if card_bin else None, card_bin is not None, ts),
+        rate_ratio(get(keyed["ua"]), ts),
+    )
 
 
 def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
@@ -128,14 +140,13 @@ def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
     return flag(ip_country != str(claimed).upper())
 
 
-def _bin_features(out: dict, p: Mapping, state: CrowdState | None, present: bool,
-                  ts: int) -> None:
+def _bin_values(p: Mapping, state: CrowdState | None, present: bool,
+                ts: int) -> tuple[float, float, float]:
+    """bin_wallets_1h, bin_cards_1h, bin_small_1h."""
     if not present:
-        out["bin_wallets_1h"] = out["bin_cards_1h"] = out["bin_small_1h"] = MISSING
-        return
+        return MISSING, MISSING, MISSING
     rows = state.between(ts - HOUR_MS, ts) if state is not None else []
-    out["bin_wallets_1h"] = float(min(len({r[1] for r in rows} | {p["wallet"]}), WALLETS_CAP))
     cards = {r[2] for r in rows if r[2]} | ({p["card_fingerprint"]} if p.get(
         "card_fingerprint") else set())
-    out["bin_cards_1h"] = float(min(len(cards), WALLETS_CAP))
-    out["bin_small_1h"] = float(sum(r[3] for r in rows))
+    return (float(min(len({r[1] for r in rows} | {p["wallet"]}), WALLETS_CAP)),
+            float(min(len(cards), WALLETS_CAP)), float(sum(r[3] for r in rows)))

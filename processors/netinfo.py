@@ -94,3 +94,11 @@ def ua_family(agent: str | None) -> str:
     browser = parsed.user_agent.family if parsed.user_agent else "other"
     system = parsed.os.family if parsed.os else "other"
     return f"{browser}/{system}"
+
+
+def warm() -> None:
+    """Read the GeoIP data and compile the user-agent patterns now, not in the first batch
+    (which would stall for a few hundred ms): an agent no pattern matches tries them all."""
+    _geoip()
+    hosting_words()
+    ua_family.__wrapped__("warm-up")
