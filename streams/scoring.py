@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from infra import topics as registry
 from processors.apply import apply_order, check_lateness
 from processors.compute import order_features
+from processors.crowd import crowd_keyed
 from processors.marks import purchase_cluster
 from processors.records import read_order
 from processors.state import WalletState
@@ -83,8 +84,9 @@ def _features(purchase: dict, touched: Touched) -> tuple[WalletState, tuple | No
     wallet.address = wallet.address or order.wallet
     check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
     ip, device, card, show = ctx.replica.store.states_of(order)
-    row = order_features(order, purchase, wallet, ip, device, card, show, cfg,
-                         ctx.replica.crowds.states(purchase))
+    keyed = crowd_keyed(purchase)
+    crowd = ctx.replica.crowds.states(purchase, list(keyed.values()))
+    row = order_features(order, purchase, wallet, ip, device, card, show, cfg, crowd, keyed)
     apply_order(order, wallet, cfg)
     return wallet, row, purchase_cluster(purchase, ip, device, card)
 
