@@ -39,19 +39,28 @@ class CrowdState:
     hours: dict[int, int] = field(default_factory=dict)
     watermark_ms: int = 0
     pruned_ms: int = 0
+    # (hour, hours, hourly_before(hour, hours)) of the last query: a hot key is asked the same
+    # question by every purchase of an hour; forgotten when an hour it counted changes.
+    _pace: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
 
     def observe(self, row: Row, floor_ms: int | None = None) -> None:
+        ts = row[0]
         insert_row(self.rows, row, ROWS_CAP)
-        hour = row[0] // HOUR_MS
+        hour = ts // HOUR_MS
         self.hours[hour] = self.hours.get(hour, 0) + 1
-        if row[0] > self.watermark_ms:
-            self.watermark_ms = row[0]
+        if self._pace is not None and hour < self._pace[0]:
+            self._pace = None
+        if ts > self.watermark_ms:
+            self.watermark_ms = ts
         floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             drop_rows_until(self.rows, floor - ROWS_RETENTION_MS)
             oldest = floor // HOUR_MS - HOURS_KEPT
-            for h in [h for h in self.hours if h < oldest]:
+            stale = [h for h in self.hours if h < oldest]
+            for h in stale:
                 del self.hours[h]
+            if stale:
+                self._pace = None
             self.pruned_ms = floor
 
     def between(self, lo_excl: int, hi_excl: int) -> list[Row]:
@@ -61,7 +70,12 @@ class CrowdState:
 
     def hourly_before(self, hour: int, hours: int) -> int:
         """Purchases in the ``hours`` whole hours before ``hour``."""
-        return sum(map(self.hours.get, range(hour - hours, hour), repeat(0, hours)))
+        pace = self._pace
+        if pace is not None and pace[0] == hour and pace[1] == hours:
+            return pace[2]
+        count = sum(map(self.hours.get, range(hour - hours, hour), repeat(0, hours)))
+        self._pace = (hour, hours, count)
+        return count
 
     def to_dict(self) -> dict[str, Any]:
         return {"r": [list(r) for r in self.rows], "h": [[k, v] for k, v in self.hours.items()],

@@ -166,3 +166,26 @@ def test_ip_info_reads_dotted_quads_as_ipaddress_does():
     rng = random.Random(7)
     spread = [".".join(str(rng.randrange(256)) for _ in range(4)) for _ in range(2000)]
     assert [ip_info(ip) for ip in odd + spread] == [former(ip) for ip in odd + spread]
+
+
+def test_a_crowd_keys_pace_is_recounted_when_an_hour_it_counted_changes():
+    """``CrowdState.hourly_before`` remembers its last answer; a late row in an hour it
+    counted, or pruning, makes it count again: always the sum over the hours kept."""
+    from processors.crowd_state import HOUR_MS, CrowdState
+
+    state, hour = CrowdState(), 1_000
+    for h in range(hour - 30, hour + 1):
+        state.observe(((h * HOUR_MS) + 1, "w", "", 0), floor_ms=(hour - 40) * HOUR_MS)
+
+    def counted(at: int) -> int:
+        return sum(state.hours.get(h, 0) for h in range(at - 24, at))
+
+    assert state.hourly_before(hour, 24) == counted(hour) == 24
+    state.observe(((hour - 3) * HOUR_MS + 5, "late", "", 0), floor_ms=(hour - 40) * HOUR_MS)
+    assert state.hourly_before(hour, 24) == counted(hour) == 25
+    state.observe(((hour + 1) * HOUR_MS, "next", "", 0))  # prunes hours before hour - 25
+    assert state.hourly_before(hour, 24) == counted(hour) == 25
+    assert state.hourly_before(hour + 2, 24) == counted(hour + 2)
+    state.hourly_before(hour, 24)
+    state.observe(((hour + 10) * HOUR_MS, "ahead", "", 0))  # prunes hours it had counted
+    assert state.hourly_before(hour, 24) == counted(hour) < 25
