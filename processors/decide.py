@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -83,7 +84,8 @@ def as_matrix(features: Features) -> tuple[np.ndarray, Sequence[Sequence[float]]
     if len(features) and isinstance(features[0], Mapping):
         X = feature_matrix(features, np.float64)  # type: ignore[arg-type]
         return X, X.tolist()
-    X = np.asarray(features, dtype=np.float64).reshape(len(features), len(FEATURE_NAMES))
+    n, width = len(features), len(FEATURE_NAMES)
+    X = np.fromiter(chain.from_iterable(features), np.float64, count=n * width).reshape(n, width)
     return X, features  # type: ignore[return-value]
 
 
