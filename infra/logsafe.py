@@ -61,5 +61,12 @@ def scrub(text: object) -> str:
 
 
 def _ip_or_same(match: re.Match[str]) -> str:
-    redacted = redact_ip(match.group(0))
-    return match.group(0) if redacted == "invalid" else redacted
+    """An IP's network; the text unchanged when it is no IP or a loopback address (a
+    server of this host, nobody's personal data)."""
+    text = match.group(0)
+    try:
+        if ipaddress.ip_address(text.split("%", 1)[0]).is_loopback:
+            return text
+    except ValueError:
+        return text
+    return redact_ip(text)

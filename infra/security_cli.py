@@ -1,10 +1,11 @@
-"""``sentinel kafka setup|acls`` and ``sentinel secrets``: the deployment's Kafka principals and
-ACLs (``infra/kafka/acls.py``), and a file of freshly generated passwords and secrets so that
-no deployment runs on a default."""
+"""``sentinel kafka setup|acls``, ``sentinel secrets`` and ``sentinel chaos``: the deployment's
+Kafka principals and ACLs (``infra/kafka/acls.py``), a file of freshly generated passwords and
+secrets so that no deployment runs on a default, and the chaos run (``infra/chaos.py``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 from pathlib import Path
@@ -23,6 +24,33 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("secrets", help="write freshly generated passwords and secrets")
     p.add_argument("--out", type=Path, default=Path(".env"), help="env file (never overwritten)")
     p.set_defaults(func=cmd_secrets)
+    p = subparsers.add_parser("chaos", help="kills and outages under load; JSON of what was lost")
+    p.add_argument("--out", type=Path, required=True, help="JSON report")
+    p.add_argument("--short", action="store_true", help="the short form make test runs")
+    p.add_argument("--duration", type=float, help="seconds of traffic (default 240)")
+    p.add_argument("--kills", type=int, help="SIGKILLs (default 24)")
+    p.add_argument("--outage-s", type=float, help="PostgreSQL and Redis down, each (default 30)")
+    p.add_argument("--rate", type=float, help="records per second (default 25)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", type=Path, help="run in this data dir and keep it (logs)")
+    p.set_defaults(func=cmd_chaos)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from infra.chaos import ChaosConfig, run
+
+    config = ChaosConfig.short(args.seed) if args.short else ChaosConfig(seed=args.seed)
+    chosen = {"duration_s": args.duration, "kills": args.kills, "outage_s": args.outage_s,
+              "rate": args.rate}  # fmt: skip
+    config = replace(config, **{k: v for k, v in chosen.items() if v is not None})
+    report = run(config, args.keep)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    keys = ("accepted", "decided", "lost", "duplicated", "alerts", "alerts_duplicated", "kills")
+    print(json.dumps({k: report[k] for k in keys} | {"targets_met": report["targets_met"]}))
+    return 0 if report["targets_met"] else 1
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:

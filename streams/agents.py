@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from infra import topics as registry
 from processors.features import apply_auth, apply_transfer
@@ -26,6 +27,7 @@ from streams import metrics, scoring, tables, topics
 from streams.app import app
 from streams.context import ctx
 from streams.faust_compat import OffsetGuard, current_events
+from streams.outputs import OutputError
 from streams.tables import wallet_to_state
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,18 @@ def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> Walle
     return state if state is not None else WalletState(address=address)
 
 
+async def flush_outputs() -> None:
+    """Wait until the batch's outputs are acknowledged (however long the broker is away). If
+    one failed for good, stop the worker at once: Faust would restart the crashed agent and
+    acknowledge the batch whose outputs are lost; a new process gets the batch again."""
+    try:
+        await asyncio.to_thread(ctx.outputs.flush)
+    except OutputError:
+        log.critical("outputs of a batch lost: exiting so that the batch is redelivered",
+                     exc_info=True)  # fmt: skip
+        os._exit(70)
+
+
 def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
     """One changelog write per key per batch, on the partition of the key's last event."""
     tables.write_back(table, touched, ctx.outputs.send_raw)
@@ -92,9 +106,9 @@ async def score_purchases(stream):
         batch = scoring.decode(events)
         await scoring.wait_for_entities(batch)
         touched = scoring.score(batch)
-        await asyncio.to_thread(ctx.outputs.flush)
+        await flush_outputs()
         write_back(wallet_to_state, touched)
-        await asyncio.to_thread(ctx.outputs.flush)
+        await flush_outputs()
 
 
 @app.agent(topics.auth_events)
@@ -113,7 +127,7 @@ async def track_auth_events(stream):
             except Exception as exc:  # a poison record must not crash-loop the agent
                 ctx.outputs.dead_letter(registry.AUTH_EVENTS, event, exc)
         write_back(wallet_to_state, touched)
-        await asyncio.to_thread(ctx.outputs.flush)
+        await flush_outputs()
 
 
 @app.agent(topics.transfers)
@@ -137,4 +151,4 @@ async def track_transfers(stream):
             except Exception as exc:  # a poison record must not crash-loop the agent
                 ctx.outputs.dead_letter(registry.CHAIN_TRANSFERS, event, exc)
         write_back(wallet_to_state, touched)
-        await asyncio.to_thread(ctx.outputs.flush)
+        await flush_outputs()

@@ -70,4 +70,12 @@ class Outputs:
         self.send(dlq, msg.key, codec.encode(record))
 
     def flush(self, timeout: float = 30.0) -> None:
-        self.deliveries.flush_or_raise(timeout)
+        """Return once every record is acknowledged. While the broker is away the records stay
+        queued (librdkafka retries them): keep waiting, so the batch is not acknowledged
+        without its outputs. A record that failed for good raises ``OutputError``."""
+        while (remaining := self.producer.flush(timeout)) and not self.deliveries.failed:
+            log.warning("%d records not acknowledged within %.0f s (broker away?): waiting",
+                        remaining, timeout)  # fmt: skip
+        failed, self.deliveries.failed = self.deliveries.failed, []
+        if failed:  # (not "remaining": agents share the producer and keep producing)
+            raise OutputError(f"{len(failed)} records failed: {failed[:3]}")

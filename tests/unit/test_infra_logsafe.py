@@ -31,3 +31,4 @@ def test_free_text_loses_its_ips_and_emails() -> None:
         assert raw not in out, raw
     assert "198.51.100.0/24" in out and "***@example.co.uk" in out and "12:00:01" in out
     assert scrub(ValueError("late purchase at 10.0.0.9")) == "late purchase at 10.0.0.0/24"
+    assert scrub("Error 111 connecting to 127.0.0.1:6379") == "Error 111 connecting to 127.0.0.1:6379"

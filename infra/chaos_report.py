@@ -1,0 +1,154 @@
+"""What the chaos run measures once everything caught up, from the system of record and the
+topics themselves:
+
+- ``decided``: accepted purchases with a row in ``decisions``; ``lost``: accepted, no row;
+- ``duplicated``: purchases with more than one decision on the topic that differ (verdict,
+  scores, features or reasons; an identical redelivered copy is not a duplicate), with how
+  many differ only in features of entity or show state (``duplicated_entity_state_only``);
+- ``alerts_duplicated``: incidents alerted twice (two alert ids for one rule and group whose
+  windows overlap); ``alerts_republished``: alert ids on the topic more than once (identical
+  copies, stored once);
+- ``dead_letters``: per dead-letter topic and error class.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from infra import topics
+from infra.settings import Settings
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+
+COMPARED = ("decision", "score", "model_score", "rule_score", "features")
+
+
+def essence(decision: dict) -> tuple:
+    reasons = tuple(r["code"] for r in decision["reasons"])
+    return (*(repr(decision[k]) for k in COMPARED), reasons)
+
+
+def read_all(settings: Settings, spec: topics.TopicSpec, timeout: float = 60.0) -> list[bytes]:
+    """Every value on ``spec`` up to its current end."""
+    name = topics.full_name(spec, settings.kafka.topic_prefix)
+    consumer = Consumer(settings.kafka.consumer_conf(f"chaos-read-{uuid.uuid4().hex[:8]}"))
+    try:
+        meta = consumer.list_topics(name, timeout=timeout).topics[name]
+        ends = {p: _end(consumer, name, p, timeout) for p in meta.partitions}
+        consumer.assign([TopicPartition(name, p, 0) for p, end in ends.items() if end])
+        got: dict[int, int] = defaultdict(int)
+        values: list[bytes] = []
+        while any(got[p] < end for p, end in ends.items() if end):
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            got[msg.partition()] = msg.offset() + 1
+            values.append(msg.value())
+        return values
+    finally:
+        consumer.close()
+
+
+def _end(consumer: Consumer, topic: str, partition: int, timeout: float) -> int:
+    """The partition's end offset, waiting out a broker that has not elected its leader yet
+    (just after a restart)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+        except KafkaException:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1)
+
+
+def decided(settings: Settings, ids: Iterable[str]) -> set[str]:
+    with psycopg.connect(settings.postgres.dsn, connect_timeout=10) as conn:
+        rows = conn.execute("SELECT purchase_id FROM decisions WHERE purchase_id = ANY(%s)",
+                            (list(ids),)).fetchall()  # fmt: skip
+    return {r[0] for r in rows}
+
+
+# Features computed from the IP/device/card and show states (another partition's state,
+# reached through the entity replica), not from the purchase's own wallet.
+ENTITY_FEATURES = frozenset({
+    "wallets_per_ip_24h", "wallets_per_device_24h", "wallets_per_card_24h", "linked_wallets",
+    "price_deviation", "resale_markup", "show_popularity_1h", "secs_since_sale_open",
+    "before_sale_open", "mint_to_resale_min",
+})  # fmt: skip
+
+
+def duplicated(settings: Settings) -> dict[str, Any]:
+    """Purchases decided more than once with differing content; ``entity_state_only``: those
+    whose copies differ only in entity- and show-derived features (same verdict)."""
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
+    copies: dict[str, dict[tuple, dict]] = defaultdict(dict)
+    for value in read_all(settings, topics.DECISIONS):
+        d = codec.decode(value)
+        copies[d["purchase_id"]].setdefault(essence(d), d)
+    examples = []
+    for pid, versions in copies.items():
+        if len(versions) > 1:
+            first, *others = versions.values()
+            differing = sorted({k for o in others for k, v in o["features"].items()
+                                if first["features"].get(k) != v})  # fmt: skip
+            verdicts = sorted({d["decision"] for d in versions.values()})
+            examples.append({"purchase_id": pid, "verdicts": verdicts, "features": differing})
+    entity_only = [e for e in examples
+                   if len(e["verdicts"]) == 1 and set(e["features"]) <= ENTITY_FEATURES]
+    return {"duplicated": len(examples), "duplicated_entity_state_only": len(entity_only),
+            "duplicated_examples": examples[:10]}  # fmt: skip
+
+
+def alerts(settings: Settings) -> dict[str, int]:
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.ALERTS)
+    copies: Counter[str] = Counter()
+    windows: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+    for value in read_all(settings, topics.ALERTS):
+        a = codec.decode(value)
+        copies[a["alert_id"]] += 1
+        if copies[a["alert_id"]] == 1:
+            windows[(a["rule"], a["group_key"])].append((a["first_seen"], a["last_seen"]))
+    overlapping = sum(_overlaps(sorted(spans)) for spans in windows.values())
+    return {"alerts": len(copies), "alerts_duplicated": overlapping,
+            "alerts_republished": sum(n > 1 for n in copies.values())}
+
+
+def _overlaps(spans: list[tuple]) -> int:
+    return sum(later[0] <= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def dead_letters(settings: Settings) -> dict[str, dict[str, int]]:
+    registry = registry_from_settings(settings)
+    out: dict[str, dict[str, int]] = {}
+    for source in topics.SOURCES:
+        spec = topics.dlq(source)
+        codec = AvroCodec.for_topic(registry, spec)
+        reasons = Counter(codec.decode(v)["error_class"] for v in read_all(settings, spec))
+        if reasons:
+            out[spec.name] = dict(reasons)
+    return out
+
+
+def wait_decided(settings: Settings, ids: set[str], timeout_s: float,
+                 tend: Callable[[], None], pause: Callable[[float], None]) -> set[str]:
+    """Poll the decisions table until every id has a row or ``timeout_s`` passed; ``tend``
+    keeps the services up meanwhile."""
+    deadline, found = time.monotonic() + timeout_s, set()
+    while time.monotonic() < deadline:
+        tend()
+        try:
+            found = decided(settings, ids)
+        except psycopg.Error:
+            found = found
+        if found >= ids:
+            break
+        pause(2.0)
+    return found
