@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from operator import itemgetter
 
 from processors.crowd_state import CrowdState, CrowdStore, Row
 from processors.money import amount_ref, unit_price_ref
@@ -84,6 +85,9 @@ def crowd_row(purchase: Mapping, ts: int) -> Row:
     return (ts, purchase["wallet"], purchase.get("card_fingerprint") or "", small)
 
 
+_WALLET = itemgetter(1)
+
+
 def crowd_store() -> CrowdStore:
     return CrowdStore(crowd_keys, crowd_row)
 
@@ -93,12 +97,12 @@ def rate_ratio(state: CrowdState | None, ts: int) -> float:
     whole hours before this one + 1): 1 is the usual pace, 10 ten times it."""
     if state is None:
         return 1.0
-    recent = len(state.between(ts - RECENT_MS, ts))
+    recent = state.count_between(ts - RECENT_MS, ts)
     return (recent + 1) / (state.hourly_before(ts // HOUR_MS, 24) / (24 * 6) + 1)
 
 
 def _wallets(state: CrowdState | None, me: str, lo: int, ts: int) -> float:
-    seen = {row[1] for row in state.between(lo, ts)} if state is not None else set()
+    seen = set(map(_WALLET, state.between(lo, ts))) if state is not None else set()
     seen.add(me)
     return float(min(len(seen), WALLETS_CAP))
 

@@ -68,6 +68,11 @@ class CrowdState:
         j = bisect.bisect_left(self.rows, hi_excl, key=_ts)
         return self.rows[i:j]
 
+    def count_between(self, lo_excl: int, hi_excl: int) -> int:
+        """``len(between(lo_excl, hi_excl))`` without copying the rows."""
+        return max(0, bisect.bisect_left(self.rows, hi_excl, key=_ts)
+                   - bisect.bisect_right(self.rows, lo_excl, key=_ts))
+
     def hourly_before(self, hour: int, hours: int) -> int:
         """Purchases in the ``hours`` whole hours before ``hour``."""
         pace = self._pace
