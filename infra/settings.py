@@ -289,7 +289,6 @@ class ConsoleSettings(BaseSettings):
     login_failures_per_15min: int = 10  # per user name and per client IP
     rollup_refresh_s: float = 5.0  # how often the KPI and model-health rollups catch up
     review_sla_s: int = 4 * 3600  # a review case older than this is shown as late
-    worker_metrics_url: str = ""  # e.g. http://127.0.0.1:9100/metrics (SENTINEL_METRICS_PORT)
 
 
 class Settings(BaseSettings):

@@ -65,10 +65,22 @@ class KafkaView:
                 out[spec.name] = sum(max(0, high - low) for low, high in marks)
         return out
 
+    def service_checks(self) -> list[dict]:
+        """Each HTTP-checked service of infra/services.py, by its own health check."""
+        from infra import health, services
+
+        out = []
+        for service in services.SERVICES:
+            if service.health.kind == "http":
+                ok, why = health.check(service, self.settings, state=None)
+                out.append({"service": service.name, "status": "up" if ok else "down", "detail": why})
+        return out
+
     def snapshot(self) -> dict:
-        """Groups with per-partition lag, dead letters, and when it was taken."""
+        """Groups with per-partition lag, dead letters, service probes, when it was taken."""
         states = self.describe()
-        out = {"taken_at": time.time(), "groups": [], "dead_letters": self.dead_letters()}
+        out = {"taken_at": time.time(), "groups": [], "dead_letters": self.dead_letters(),
+               "probes": self.service_checks()}  # fmt: skip
         for group, service in self.groups.items():
             rows = [{"topic": r.topic, "partition": r.partition, "committed": r.committed,
                      "end": r.end, "lag": r.records, "lag_s": r.seconds}

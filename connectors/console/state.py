@@ -52,7 +52,7 @@ class ConsoleState:
         refresher = run_refresher(self.pool, self.settings.console.rollup_refresh_s)
         self.tasks.append(asyncio.create_task(refresher, name="console-rollups"))
 
-    async def sampled(self, first_wait_s: float = 5.0) -> Sampler:
+    async def sampled(self, first_wait_s: float = 15.0) -> Sampler:
         """The sampler, started by the first section that needs it (the Kafka and gateway
         samples cost seconds; a console nobody looks at the System page of takes none)."""
         if not self.sampler.started:

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import redis
 
+from connectors.console.browser import CHROMIUM, MISSING, launch, sign_in
 from connectors.gateway_client import post_records
 from infra import topics
 from infra.settings import REPO_ROOT, Settings
@@ -30,14 +31,12 @@ from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from sinks.blocklist import Blocklist
 from streams.demo import simulated
+from tests.support import story
 from tests.support.console import user_with_key
 from tests.support.kafka import read_until
 from tests.support.pipeline import free_port, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 SHOTS = REPO_ROOT / "out" / "console"
 ATTACKER = "198.51.100.66"
 
@@ -47,6 +46,16 @@ def _failed_logins(now: datetime) -> list[tuple[str, dict]]:
     return [("auth", {"event_id": f"bf-{uuid.uuid4().hex}", "occurred_at": (now - timedelta(seconds=60 - 5 * i)).isoformat(),
                       "kind": "LOGIN_FAILED", "user_id": "victim-1", "ip": ATTACKER})
             for i in range(6)]  # fmt: skip
+
+
+def _impossible_trip(now: datetime) -> list[tuple[str, dict]]:
+    """Berlin, then New York 20 minutes later: the scripted story's MANUAL_REVIEW
+    (tests/support/story.py, travel-1 and travel-2), so the review queue has a case whatever
+    the simulated burst decided."""
+    wallet, tag = f"0x{uuid.uuid4().int % 16**40:040x}", uuid.uuid4().hex[:8]
+    return [("purchase", story._purchase(f"trip-{tag}-1", wallet, now - timedelta(minutes=50))),
+            ("purchase", story._purchase(f"trip-{tag}-2", wallet, now - timedelta(minutes=30),
+                                         geo=story.NEW_YORK, ip="24.0.0.1"))]  # fmt: skip
 
 
 def _in_thread(coro):
@@ -83,13 +92,11 @@ def _wait(what: str, condition, timeout: float, check=None):
 
 @pytest.fixture
 def browser():
-    assert CHROMIUM.exists(), (
-        f"Chromium is missing at {CHROMIUM}: the console's browser tests need Debian's `chromium` "
-        "(`apt-get install -y chromium`, which the bootstrap script does); they never download one")
+    assert CHROMIUM.exists(), MISSING
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        instance = launch(pw)
         try:
             yield instance
         finally:
@@ -108,7 +115,8 @@ def test_console_in_a_browser(browser, settings: Settings, env: dict, pg_dsn: st
         pipeline.wait_http("gateway", f"{gateway}/livez")
         pipeline.wait_http("console", f"{console}/healthz")
         pipeline.wait_group(settings, env["SENTINEL_APP_ID"])
-        burst = _jsonable(simulated(200, seed=4242)) + _failed_logins(datetime.now(UTC))
+        now = datetime.now(UTC)
+        burst = _jsonable(simulated(200, seed=4242) + _impossible_trip(now)) + _failed_logins(now)
         sent = _in_thread(post_records(gateway, secret.encode(), burst))
         accepted = sent.accepted.get("purchase", [])
         assert len(accepted) > 150, sent.errors
@@ -131,11 +139,7 @@ def _walk_the_console(browser, console: str, settings: Settings, dsn: str, name:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30_000)
     _refused_logins(page, console, name, password)
-    page.goto(f"{console}/login")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{console}/")
+    sign_in(page, console, name, password)
     _kpis(page, console, dsn)
     _fraud_and_decision(page, console, dsn)
     _traffic(page, console, dsn)

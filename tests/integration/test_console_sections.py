@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from infra import redis_keys, topics
 from infra.settings import Settings
 from sinks.redis import VERDICTS
-from sinks.testing import decision
+from sinks.testing import decision, security_event, wait_until
 from tests.support.console import (
     console_client,
     migrated_database,
@@ -235,22 +235,38 @@ def test_blocklist_changes_show_with_expiry_and_are_audited(settings: Settings, 
     assert audit == [("blocklist.add", "600.0"), ("blocklist.remove", None)]
 
 
-def test_rate_limited_sources_come_from_the_gateway_windows(settings: Settings, db: str, keys, redis_client) -> None:
+def test_rate_limited_sources_come_from_refusals_and_the_gateway_windows(
+    settings: Settings, db: str, keys, redis_client
+) -> None:
     settings = with_database(settings, db)
     ns = redis_keys.namespace(settings.kafka.topic_prefix)
-    busy, calm = "198.18.7.7", "198.18.7.8"
-    now_ms = int(time.time() * 1000)
+    busy, calm, old = "198.18.7.7", "198.18.7.8", "198.18.7.9"
+    now = datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
     limit = settings.webhook.rate_per_ip_per_min
+    # What the gateway leaves behind: 429s as security events, sliding windows in Redis.
+    refusals = [security_event(i, "rate_limit_exceeded", now - timedelta(seconds=i), ip=ip,
+                               event_id=f"se-{uuid.uuid4().hex}", details={"limit": "ip"})
+                for i, ip in enumerate([busy, busy, calm])]  # fmt: skip
+    refusals.append(security_event(9, "rate_limit_exceeded", now - timedelta(minutes=30), ip=old,
+                                   event_id=f"se-{uuid.uuid4().hex}", details={"limit": "ip"}))  # fmt: skip
+    store(db, (topics.SECURITY_EVENTS, refusals))
     redis_client.zadd(redis_keys.rate_limit(ns, "ip", busy), {f"r{i}": now_ms - i for i in range(limit)})
     redis_client.zadd(redis_keys.rate_limit(ns, "ip", calm), {"r0": now_ms, "old": now_ms - 120_000})
     for value in (busy, calm):
         redis_client.pexpire(redis_keys.rate_limit(ns, "ip", value), 60_000)
     data = get(settings, "/v1/traffic", keys["analyst"])
     limited = {r["value"]: r for r in data["limited"]["ip"]}
-    assert limited[busy]["requests"] == limit and limited[busy]["limited"] is True
-    assert limited[calm]["requests"] == 1 and limited[calm]["limited"] is False  # old entry out
+    assert set(limited) == {busy, calm}  # the 30-minute-old refusal is out of the window
+    assert (limited[busy]["refusals"], limited[busy]["requests"], limited[busy]["limited"]) == (2, limit, True)
+    assert (limited[calm]["requests"], limited[calm]["limited"]) == (1, False)  # old entry out
+    assert 0 < limited[busy]["expires_in_s"] <= 60
     masked = get(settings, "/v1/traffic", keys["viewer"])
     assert busy not in str(masked) and "198.18.7.0/24" in {r["value"] for r in masked["limited"]["ip"]}
+
+
+def _with_group(data: dict, group: str) -> dict | None:
+    return data if any(g["group"] == group for g in data["groups"]) else None
 
 
 def test_system_shows_lag_per_partition_and_dead_letters(settings: Settings, db: str, keys) -> None:
@@ -267,7 +283,8 @@ def test_system_shows_lag_per_partition_and_dead_letters(settings: Settings, db:
         consumer.commit(offsets=[TopicPartition(name, partition, 2)], asynchronous=False)
     finally:
         consumer.close()
-    data = get(settings, "/v1/system", keys["viewer"])
+    data = wait_until(lambda: _with_group(get(settings, "/v1/system", keys["viewer"]), group), 60,
+                      "the group in a Kafka sample")  # the console samples Kafka in the background
     row = next(g for g in data["groups"] if g["group"] == group)
     (lagging,) = [p for p in row["partitions"] if p["topic"] == name and p["partition"] == partition]
     assert (lagging["committed"], lagging["end"], lagging["lag"]) == (2, 5, 3)

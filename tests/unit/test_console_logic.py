@@ -67,21 +67,21 @@ def test_percentile_lands_in_the_bucket_of_the_true_value() -> None:
     assert percentile({}, 0.5) is None
 
 
-def test_windows_are_minute_aligned_and_include_the_current_minute() -> None:
+def test_windows_are_hour_aligned_and_include_the_current_hour() -> None:
     prev, start, end = windows(datetime(2026, 11, 2, 12, 30, 45, tzinfo=UTC))
-    assert end == datetime(2026, 11, 2, 12, 31, tzinfo=UTC)
+    assert end == datetime(2026, 11, 2, 13, 0, tzinfo=UTC)
     assert (end - start, start - prev) == (timedelta(hours=24), timedelta(hours=24))
 
 
 def test_overlay_puts_each_hour_beside_the_same_hour_a_day_before() -> None:
-    start = datetime(2026, 11, 2, 12, 31, tzinfo=UTC)
+    start = datetime(2026, 11, 2, 13, 0, tzinfo=UTC)
     hourly = [
         {"hour": datetime(2026, 11, 2, 14, tzinfo=UTC), "purchases": 7, "revenue_minor": {"EUR": 500}},
         {"hour": datetime(2026, 11, 1, 14, tzinfo=UTC), "purchases": 3, "revenue_minor": {"EUR": 100}},
     ]
     series = overlay(hourly, start)["series"]
-    assert series["purchases"]["current"][2] == 7 and series["purchases"]["previous"][2] == 3
-    assert series["revenue:EUR"]["current"][2] == 500
+    assert series["purchases"]["current"][1] == 7 and series["purchases"]["previous"][1] == 3
+    assert series["revenue:EUR"]["current"][1] == 500
 
 
 def test_confusion_counts_flagged_as_review_or_block() -> None:

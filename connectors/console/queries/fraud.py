@@ -19,8 +19,8 @@ async def score_distribution(conn: psycopg.AsyncConnection, now: datetime) -> di
     prev_start, start, end = windows(now)
     rows = await fetch_all(
         conn,
-        "SELECT minute >= %(mid)s AS current, bucket, sum(n)::int AS n FROM console_minute_hist"
-        " WHERE kind = 'score' AND minute >= %(lo)s AND minute < %(hi)s GROUP BY 1, 2",
+        "SELECT hour >= %(mid)s AS current, bucket, sum(n)::int AS n FROM console_hour_hist"
+        " WHERE kind = 'score' AND hour >= %(lo)s AND hour < %(hi)s GROUP BY 1, 2",
         {"lo": prev_start, "mid": start, "hi": end},
     )
     current, previous = [0] * SCORE_BUCKETS, [0] * SCORE_BUCKETS

@@ -1,6 +1,7 @@
 """KPIs over the last 24 hours beside the 24 hours before: purchases, verdict shares, decision
-latency percentiles and approved revenue per currency, from the per-minute rollups; the last
-hour per minute from the Redis sink's live counters."""
+latency percentiles and approved revenue per currency, from the hourly rollups (a window is the
+current UTC hour and the 23 before it; the rollups are exact up to the refresher's last round);
+the last hour per minute from the Redis sink's live counters."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ COUNTS = ("decisions", "approved", "require_2fa", "manual_review", "blocked")
 
 
 def windows(now: datetime) -> tuple[datetime, datetime, datetime]:
-    """(previous start, current start, end): minute-aligned, the current minute included."""
-    end = now.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    """(previous start, current start, end): hour-aligned, the current hour included."""
+    end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     return end - 2 * DAY, end - DAY, end
 
 
@@ -83,23 +84,21 @@ async def kpis(conn: psycopg.AsyncConnection, now: datetime) -> dict:
 
 
 def overlay(hourly: list[dict], start: datetime) -> dict:
-    """Hour by hour, the last 24 h beside the 24 h before (x: hours since the window's first
-    hour; the hour the windows meet counts as current): purchases, blocked, mean latency and
-    approved revenue per currency (minor units)."""
-    base = start.replace(minute=0)
+    """Hour by hour, the last 24 h beside the 24 h before (x: hours since the window's start):
+    purchases, blocked, mean latency and approved revenue per currency (minor units)."""
     currencies = sorted({c for h in hourly for c in h["revenue_minor"]})
     keys = ("purchases", "blocked", "latency_ms_mean", *(f"revenue:{c}" for c in currencies))
-    series = {k: {"current": [None] * 25, "previous": [None] * 25} for k in keys}
+    series = {k: {"current": [None] * 24, "previous": [None] * 24} for k in keys}
     for h in hourly:
-        which = "current" if h["hour"] >= base else "previous"
-        index = int((h["hour"] - (base if which == "current" else base - DAY)) // timedelta(hours=1))
-        if not 0 <= index < 25:
+        which = "current" if h["hour"] >= start else "previous"
+        index = int((h["hour"] - (start if which == "current" else start - DAY)) // timedelta(hours=1))
+        if not 0 <= index < 24:
             continue
         for key in keys[:3]:
             series[key][which][index] = h.get(key)
         for cur in currencies:
             series[f"revenue:{cur}"][which][index] = h["revenue_minor"].get(cur, 0)
-    return {"hours": list(range(25)), "series": series}
+    return {"hours": list(range(24)), "series": series}
 
 
 async def _hourly(conn: psycopg.AsyncConnection, span: dict) -> list[dict]:
@@ -133,26 +132,25 @@ async def live_minutes(redis: Redis, now: datetime, minutes: int = 60) -> list[d
 
 
 _SUMS = f"""
-SELECT minute >= %(mid)s AS current, {", ".join(f"sum({c}) AS {c}" for c in COUNTS)},
+SELECT hour >= %(mid)s AS current, {", ".join(f"sum({c}) AS {c}" for c in COUNTS)},
        sum(latency_ms_sum) AS latency_ms_sum
-FROM console_minute WHERE minute >= %(lo)s AND minute < %(hi)s GROUP BY 1
+FROM console_hour WHERE hour >= %(lo)s AND hour < %(hi)s GROUP BY 1
 """
 _HIST = """
-SELECT minute >= %(mid)s AS current, bucket, sum(n) AS n FROM console_minute_hist
-WHERE kind = 'latency' AND minute >= %(lo)s AND minute < %(hi)s GROUP BY 1, 2
+SELECT hour >= %(mid)s AS current, bucket, sum(n) AS n FROM console_hour_hist
+WHERE kind = 'latency' AND hour >= %(lo)s AND hour < %(hi)s GROUP BY 1, 2
 """
 _REVENUE = """
-SELECT minute >= %(mid)s AS current, currency, sum(purchases) AS purchases,
+SELECT hour >= %(mid)s AS current, currency, sum(purchases) AS purchases,
        sum(approved) AS approved, sum(approved_minor) AS approved_minor
-FROM console_minute_revenue WHERE minute >= %(lo)s AND minute < %(hi)s GROUP BY 1, 2
+FROM console_hour_revenue WHERE hour >= %(lo)s AND hour < %(hi)s GROUP BY 1, 2
 """
 _HOURLY = f"""
-SELECT date_trunc('hour', minute) AS hour, {", ".join(f"sum({c})::int AS {c}" for c in COUNTS)},
-       sum(latency_ms_sum) / nullif(sum(decisions), 0) AS latency_ms_mean
-FROM console_minute WHERE minute >= %(lo)s AND minute < %(hi)s GROUP BY 1 ORDER BY 1
+SELECT hour, {", ".join(f"{c}" for c in COUNTS)},
+       latency_ms_sum / nullif(decisions, 0) AS latency_ms_mean
+FROM console_hour WHERE hour >= %(lo)s AND hour < %(hi)s ORDER BY 1
 """
 _HOURLY_REVENUE = """
-SELECT date_trunc('hour', minute) AS hour, currency, sum(purchases) AS purchases,
-       sum(approved_minor) AS approved_minor
-FROM console_minute_revenue WHERE minute >= %(lo)s AND minute < %(hi)s GROUP BY 1, 2
+SELECT hour, currency, purchases, approved_minor
+FROM console_hour_revenue WHERE hour >= %(lo)s AND hour < %(hi)s
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import psycopg
 
@@ -89,10 +90,23 @@ def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
 
 
 def registry_view() -> dict:
-    """Champion and challenger versions with their training metrics (models/registry)."""
+    """Champion and challenger versions with their training metrics (models/registry), read
+    again only when the registry's pointer file changes."""
     from models.registry import ModelRegistry
 
     registry = ModelRegistry()
+    try:
+        stamp = registry.pointer_path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _registry_view(str(registry.root), stamp)
+
+
+@lru_cache(maxsize=4)
+def _registry_view(root: str, stamp: int | None) -> dict:
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
     pointer = registry.pointer()
     out = {}
     for role in ("champion", "challenger"):

@@ -41,10 +41,8 @@ async def system(conn: psycopg.AsyncConnection, redis: Redis, sampler: Sampler) 
         {"service": "redis", "status": "up" if await _redis_ok(redis) else "down"},
         {"service": "kafka", "status": "down" if sampler.kafka_error else "up" if snap else "unknown",
          "detail": sampler.kafka_error},
-        {"service": "gateway", "status": "up" if sampler.gateway_health.get("reachable") else "down",
-         "detail": sampler.gateway_url},
-        {"service": "console", "status": "up"},
     ]  # fmt: skip
+    services += snap["probes"] if snap else []
     groups = snap["groups"] if snap else []
     for group in groups:
         services.append({"service": group["service"], "status": _group_status(group),

@@ -5,7 +5,6 @@ gateway's sliding windows in Redis), the IP and wallet blocklists with expiry, t
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
 
 import psycopg
@@ -18,41 +17,43 @@ from infra import redis_keys
 from infra.settings import Settings
 from sinks.blocklist import KINDS, Blocklist
 
-SCAN_LIMIT = 5000  # rate-limit windows looked at per kind
+LIMITED_LOOKBACK = timedelta(minutes=10)  # sources refused this recently are shown
 TOP = 15
 
 
-def rate_limit_pattern(settings: Settings, kind: str) -> str:
-    """The gateway's window keys (connectors/gateway.py ``_limits``)."""
-    return redis_keys.rate_limit(redis_keys.namespace(settings.kafka.topic_prefix), kind, "*")
+async def limited_now(
+    conn: psycopg.AsyncConnection, redis: Redis, settings: Settings, now: datetime
+) -> dict[str, list[dict]]:
+    """IPs and wallets the gateway refused (429) in the last ten minutes, busiest first, with
+    their requests in the current window against the limit and when that window ends.
 
-
-async def limited_now(redis: Redis, settings: Settings) -> dict[str, list[dict]]:
-    """Per kind, the busiest windows: requests in the last minute against the limit."""
-    hook = settings.webhook
+    The gateway records each refusal as a ``rate_limit_exceeded`` security event naming what
+    the limit was keyed on; only those sources' windows are read from Redis (a scan of every
+    window would cost as much as the whole keyspace)."""
+    hook, ns = settings.webhook, redis_keys.namespace(settings.kafka.topic_prefix)
     limits = {"ip": hook.rate_per_ip_per_min, "wallet": hook.rate_per_wallet_per_min}
-    now_ms = int(time.time() * 1000)
-    out = {}
-    for kind, limit in limits.items():
-        keys = []
-        async for key in redis.scan_iter(match=rate_limit_pattern(settings, kind), count=1000):
-            keys.append(key)
-            if len(keys) >= SCAN_LIMIT:
-                break
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.zcount(key, now_ms - WINDOW_MS, "+inf")
-                pipe.pttl(key)
-            answers = await pipe.execute()
-        prefix = len(rate_limit_pattern(settings, kind)) - 1
-        rows = [
-            {"value": key.decode()[prefix:], "requests": int(n), "limit": limit,
-             "limited": int(n) >= limit, "expires_in_s": max(0, int(ttl)) // 1000}
-            for key, n, ttl in zip(keys, answers[::2], answers[1::2], strict=True) if n
-        ]  # fmt: skip
-        rows.sort(key=lambda r: -r["requests"])
-        out[kind] = rows[:TOP]
-    return out
+    refused = await fetch_all(
+        conn,
+        "SELECT details->>'limit' AS kind, CASE details->>'limit' WHEN 'ip' THEN host(ip)"
+        " ELSE wallet END AS value, count(*)::int AS refusals, max(occurred_at) AS last_refused"
+        " FROM security_events WHERE kind = %s AND occurred_at >= %s"
+        " AND details->>'limit' IN ('ip', 'wallet') GROUP BY 1, 2 ORDER BY 3 DESC LIMIT %s",
+        (RATE_LIMIT_EXCEEDED, now - LIMITED_LOOKBACK, 2 * TOP),
+    )
+    refused = [r for r in refused if r["value"]]
+    now_ms = int(now.timestamp() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for row in refused:
+            key = redis_keys.rate_limit(ns, row["kind"], row["value"])
+            pipe.zcount(key, now_ms - WINDOW_MS, "+inf")
+            pipe.pttl(key)
+        answers = await pipe.execute()
+    out: dict[str, list[dict]] = {"ip": [], "wallet": []}
+    for row, n, ttl in zip(refused, answers[::2], answers[1::2], strict=True):
+        limit = limits[row["kind"]]
+        out[row["kind"]].append({**row, "requests": int(n), "limit": limit, "limited": int(n) >= limit,
+                                 "expires_in_s": max(0, int(ttl)) // 1000})  # fmt: skip
+    return {kind: rows[:TOP] for kind, rows in out.items()}
 
 
 def blocked_now(blocklist: Blocklist) -> dict[str, list[dict]]:
@@ -105,6 +106,6 @@ async def traffic(
         "gateway": gateway_minutes,
         "gateway_chart": gateway_chart(gateway_minutes.get("per_minute", [])),
         "refusals": await refusals(conn, now),
-        "limited": await limited_now(redis, settings),
+        "limited": await limited_now(conn, redis, settings, now),
         "blocked": await asyncio.to_thread(blocked_now, blocklist),
     }
