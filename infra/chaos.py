@@ -94,8 +94,7 @@ def _start(fleet: Fleet, workers: int, chain: bool) -> None:
 
 def _storm(config: ChaosConfig, settings: Settings, fleet: Fleet, rng: random.Random,
            secret: bytes, seed: int) -> dict[str, Any]:
-    items = records(int(config.rate * config.duration_s * 0.7), seed, config.attackers)
-    items = items[: int(config.rate * config.duration_s)]
+    items = records(int(config.rate * config.duration_s), seed, config.attackers)
     result: dict[str, Any] = {}
     url = f"http://127.0.0.1:{settings.webhook.port}"
     traffic = threading.Thread(target=lambda: result.update(

@@ -4,7 +4,7 @@ topics themselves:
 - ``decided``: accepted purchases with a row in ``decisions``; ``lost``: accepted, no row;
 - ``duplicated``: purchases with more than one decision on the topic that differ (verdict,
   scores, features or reasons; an identical redelivered copy is not a duplicate), with how
-  many differ only in features of entity or show state (``duplicated_entity_state_only``);
+  many changed verdict and which features differed;
 - ``alerts_duplicated``: incidents alerted twice (two alert ids for one rule and group whose
   windows overlap); ``alerts_republished``: alert ids on the topic more than once (identical
   copies, stored once);
@@ -76,34 +76,26 @@ def decided(settings: Settings, ids: Iterable[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-# Features computed from the IP/device/card and show states (another partition's state,
-# reached through the entity replica), not from the purchase's own wallet.
-ENTITY_FEATURES = frozenset({
-    "wallets_per_ip_24h", "wallets_per_device_24h", "wallets_per_card_24h", "linked_wallets",
-    "price_deviation", "resale_markup", "show_popularity_1h", "secs_since_sale_open",
-    "before_sale_open", "mint_to_resale_min",
-})  # fmt: skip
-
-
 def duplicated(settings: Settings) -> dict[str, Any]:
-    """Purchases decided more than once with differing content; ``entity_state_only``: those
-    whose copies differ only in entity- and show-derived features (same verdict)."""
+    """Purchases decided more than once with differing content: how many, how many with a
+    changed verdict, which features differed (how often), and a few examples."""
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
     copies: dict[str, dict[tuple, dict]] = defaultdict(dict)
     for value in read_all(settings, topics.DECISIONS):
         d = codec.decode(value)
         copies[d["purchase_id"]].setdefault(essence(d), d)
-    examples = []
+    examples, features = [], Counter()
     for pid, versions in copies.items():
         if len(versions) > 1:
             first, *others = versions.values()
             differing = sorted({k for o in others for k, v in o["features"].items()
                                 if first["features"].get(k) != v})  # fmt: skip
+            features.update(differing)
             verdicts = sorted({d["decision"] for d in versions.values()})
             examples.append({"purchase_id": pid, "verdicts": verdicts, "features": differing})
-    entity_only = [e for e in examples
-                   if len(e["verdicts"]) == 1 and set(e["features"]) <= ENTITY_FEATURES]
-    return {"duplicated": len(examples), "duplicated_entity_state_only": len(entity_only),
+    return {"duplicated": len(examples),
+            "duplicated_verdict_changed": sum(len(e["verdicts"]) > 1 for e in examples),
+            "duplicated_features": dict(features.most_common()),
             "duplicated_examples": examples[:10]}  # fmt: skip
 
 

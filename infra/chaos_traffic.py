@@ -35,20 +35,21 @@ class Sent:
     gave_up: int = 0
 
 
-def records(purchases: int, seed: int, attackers: int) -> list[tuple[str, dict]]:
-    """Simulated purchases and logins of one day ending now, with ``attackers`` bursts of six
-    failed logins from one IP within a minute (each must raise a ``brute_force`` alert)."""
+def records(total: int, seed: int, attackers: int) -> list[tuple[str, dict]]:
+    """``total`` records: simulated purchases and logins of one day ending now, then
+    ``attackers`` bursts of six failed logins from one IP within a minute (each must raise a
+    ``brute_force`` alert)."""
     from models.simulator import SimConfig, simulate
 
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
-    config = SimConfig(seed=seed, days=1, n_users=max(500, purchases * 14), n_shows=20,
+    config = SimConfig(seed=seed, days=1, n_users=max(500, total * 10), n_shows=20,
                        start=start, fraud_rate=0.05)  # fmt: skip
     out: list[tuple[str, dict]] = []
     for kind, record in simulate(config):
+        if len(out) >= total - 6 * attackers:
+            break
         if kind in ("purchase", "auth"):
             out.append((kind, record))
-            if sum(k == "purchase" for k, _ in out) >= purchases:
-                break
     rng = random.Random(seed)
     for n in range(attackers):
         at = start + timedelta(hours=23, minutes=rng.randrange(50))

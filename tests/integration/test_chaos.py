@@ -1,0 +1,51 @@
+"""The chaos run in its short form (``sentinel chaos --short``): a stack of its own, traffic
+through the gateway while every service is SIGKILLed once, the broker restarts and PostgreSQL
+and Redis are each unavailable; every accepted purchase ends with a decision, no incident is
+alerted twice, and no purchase gets two different decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.chaos import ChaosConfig, run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
+CONFIG = ChaosConfig.short(seed=11)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return run(CONFIG)
+
+
+def summary(report: dict) -> dict:
+    keys = ("accepted", "decided", "lost", "lost_ids", "duplicated", "duplicated_examples",
+            "alerts", "alerts_duplicated", "dead_letters", "kills", "outages")
+    return {k: report[k] for k in keys}
+
+
+def test_every_fault_happened(report) -> None:
+    assert report["accepted"] > 0 and report["kills"] >= CONFIG.kills, summary(report)
+    assert all(n >= 1 for n in report["kills_by_service"].values()), summary(report)
+    assert {o["server"] for o in report["outages"]} == {"kafka", "postgres", "redis"}
+
+
+def test_no_accepted_purchase_is_lost(report) -> None:
+    assert report["lost"] == 0 and report["decided"] == report["accepted"], summary(report)
+
+
+def test_no_incident_is_alerted_twice(report) -> None:
+    assert report["alerts"] >= CONFIG.attackers, summary(report)
+    assert report["alerts_duplicated"] == 0, summary(report)
+
+
+def test_no_purchase_gets_two_different_decisions(report) -> None:
+    """Known defect (reported to the scoring core): a purchase redelivered after a kill or a
+    rebalance may be scored again from another state than the first time (the new owner's
+    entity replica not caught up within SENTINEL_ENTITY_WAIT_S, or a wallet state recovered
+    without a batch whose decisions were delivered), with other scores. A changed verdict
+    fails; score-only differences are an expected failure until that is fixed."""
+    assert report["duplicated_verdict_changed"] == 0, report["duplicated_examples"]
+    if report["duplicated"]:
+        pytest.xfail(f"{report['duplicated']} purchases decided twice with other scores; "
+                     f"features that differed: {report['duplicated_features']}")
