@@ -37,7 +37,8 @@ ZERO_ADDRESS = "0x" + "0" * 40
 def offset_guard() -> OffsetGuard:
     consumer = app.consumer
     if consumer.offset_guard is None:
-        consumer.offset_guard = OffsetGuard(committed_of=consumer.committed_offset)
+        consumer.offset_guard = OffsetGuard(committed_of=consumer.committed_offset,
+                                             broker_committed=consumer.group_committed)
     return consumer.offset_guard
 
 

@@ -29,6 +29,15 @@ re-read against its source):
    sought back. A hole seen twice at the same place is real (a transaction marker) and
    accepted.
 
+   Two ways a seek back went wrong (found by the chaos run: seven purchases never decided):
+   Faust's cached committed offset can lag the group's (it is re-read at assignment, before
+   the previous generation's last commit lands), so a "jump" to the group's committed offset
+   is no jump: the broker's committed offset is asked before seeking. And records of the
+   fetch in progress keep arriving after a seek and move Faust's read offset past the target,
+   so the re-fetched records were dropped by Faust as already read: ``ReadOffsets`` holds the
+   read offset of a partition being sought back until its target arrives. When the target
+   never comes, the guard resumes at the first record it held back (never past it).
+
 Selected by the broker URL scheme ``sentinel://``.
 """
 
@@ -88,15 +97,19 @@ def current_events(events: Sequence, app) -> list:
 class OffsetGuard:
     """Per source partition, the next offset a batch should bring (see the module doc).
 
-    A jump ahead: the partition is sought back to the expected offset, and its records are
-    not processed (nor acked) until that offset arrives. If it does not arrive within
-    ``patience_s`` the gap is taken as real (no record there) and accepted."""
+    A jump ahead that the group's committed offset (``broker_committed``) does not explain:
+    the partition is sought back to the expected offset, and its records are not processed
+    (nor acked) until that offset arrives. If it does not arrive within ``patience_s`` the
+    gap is taken as real (no record there), and the partition resumes at the first record
+    held back meanwhile."""
 
     def __init__(self, patience_s: float = 10.0, clock=time.monotonic,
-                 committed_of=lambda tp: None) -> None:
+                 committed_of=lambda tp: None, broker_committed=lambda tp: None) -> None:
         self.patience_s, self.clock, self.committed_of = patience_s, clock, committed_of
+        self.broker_committed = broker_committed
         self.expected: dict[object, int] = {}
-        self.seeking: dict[object, tuple[int, float]] = {}  # tp -> (offset, give-up time)
+        # tp -> (offset sought, give-up time, lowest offset held back meanwhile)
+        self.seeking: dict[object, tuple[int, float, int]] = {}
         self.looked: dict[object, tuple[int, int]] = {}  # tp -> (expected, looks unchanged)
 
     def reset(self) -> None:
@@ -123,7 +136,7 @@ class OffsetGuard:
         if count < looks:
             return None
         self.looked.pop(tp, None)
-        self.seeking[tp] = (expected, self.clock() + self.patience_s)
+        self.seeking[tp] = (expected, self.clock() + self.patience_s, highwater)
         return expected
 
     def check(self, events: Sequence) -> tuple[list, dict[object, int]]:
@@ -140,23 +153,75 @@ class OffsetGuard:
     def _admit(self, message, seek: dict) -> bool:
         tp, offset = message.tp, message.offset
         if tp in self.seeking:
-            target, give_up = self.seeking[tp]
-            if offset > target and self.clock() < give_up:
-                return False
+            target, give_up, lowest = self.seeking[tp]
+            if offset > target:
+                lowest = min(lowest, offset)
+                if self.clock() < give_up:
+                    self.seeking[tp] = (target, give_up, lowest)
+                    return False
+                if offset > lowest:  # held back records first: they exist
+                    log.warning("partition %s of %s: offsets %d-%d never came back: accepted "
+                                "as a gap; resuming at %d", tp.partition, tp.topic, target,
+                                lowest - 1, lowest)  # fmt: skip
+                    self.seeking[tp] = (lowest, self.clock() + self.patience_s, lowest)
+                    seek[tp] = lowest
+                    return False
+                log.warning("partition %s of %s: offsets %d-%d never came back: accepted as "
+                            "a gap", tp.partition, tp.topic, target, offset - 1)  # fmt: skip
             if offset >= target:
                 del self.seeking[tp]
-                if offset > target:
-                    log.warning("partition %s: offsets %d-%d never came back: accepted as "
-                                "a gap", tp.partition, target, offset - 1)
-        elif offset > (self.next_offset(tp) if self.next_offset(tp) is not None else offset):
-            target = self.next_offset(tp)
-            log.warning("partition %s jumped from offset %d to %d: seeking back",
-                        tp.partition, target, offset)
-            self.seeking[tp] = (target, self.clock() + self.patience_s)
-            seek[tp] = target
-            return False
+        elif (expected := self.next_offset(tp)) is not None and offset > expected:
+            committed = self.broker_committed(tp)
+            if committed is None or committed < offset:
+                target = expected if committed is None else max(expected, committed)
+                log.warning("partition %s of %s jumped from offset %d to %d: seeking back",
+                            tp.partition, tp.topic, target, offset)  # fmt: skip
+                self.seeking[tp] = (target, self.clock() + self.patience_s, offset)
+                seek[tp] = target
+                return False
         self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
         return True
+
+
+class ReadOffsets(dict):
+    """Faust's per-partition read offset (``Consumer._read_offset``): a record below it is
+    dropped as already read. After a seek back, records of the fetch in progress still come
+    and would move it past the target; while a partition is being ``rewound``, its read
+    offset stays unset (nothing is dropped) until the target record arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewinds: dict[object, int] = {}
+
+    def __missing__(self, tp):
+        return None
+
+    def __getitem__(self, tp):
+        return None if tp in self.rewinds else super().__getitem__(tp)
+
+    def __setitem__(self, tp, offset) -> None:
+        target = self.rewinds.get(tp)
+        if target is not None:
+            if offset is None or offset != target:
+                return
+            del self.rewinds[tp]
+        super().__setitem__(tp, offset)
+
+    def rewind(self, tp, offset: int) -> None:
+        self.rewinds[tp] = offset
+        super().pop(tp, None)
+
+    def __delitem__(self, tp) -> None:
+        self.rewinds.pop(tp, None)
+        super().__delitem__(tp)
+
+    def pop(self, tp, *default):
+        self.rewinds.pop(tp, None)
+        return super().pop(tp, *default)
+
+    def clear(self) -> None:
+        self.rewinds.clear()
+        super().clear()
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -178,6 +243,32 @@ class Consumer(faust_aiokafka.Consumer):
         if self.offset_guard is not None:
             self.offset_guard.reset()
         await super().on_partitions_revoked(revoked)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = ReadOffsets()
+        self._group_offsets = None  # a confluent consumer that only reads committed offsets
+
+    async def seek(self, partition, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._read_offset.rewind(partition, offset)
+
+    def group_committed(self, tp) -> int | None:
+        """The group's committed offset of ``tp`` as the broker has it now (None: none or
+        unknown). Blocking, bounded: called only when a partition seems to jump ahead."""
+        from confluent_kafka import Consumer as OffsetReader
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            if self._group_offsets is None:
+                conf = get_settings().kafka.consumer_conf(self.app.conf.id)
+                self._group_offsets = OffsetReader(conf)
+            found = self._group_offsets.committed([TopicPartition(tp.topic, tp.partition)],
+                                                  timeout=5)  # fmt: skip
+        except KafkaException as exc:
+            log.warning("committed offset of %s[%s] not read: %s", tp.topic, tp.partition, exc)
+            return None
+        return found[0].offset if found and found[0].offset >= 0 else None
 
     def committed_offset(self, tp) -> int:
         """The partition's committed offset as Faust last read or wrote it; 0 when there is

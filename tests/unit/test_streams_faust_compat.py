@@ -67,3 +67,55 @@ def test_a_gap_that_never_fills_is_accepted_after_the_patience():
     assert guard.check([event(0, 7, 1)])[0] == []
     now[0] = 11.0  # offset 6 is a transaction marker: it never comes
     assert [e.message.offset for e in guard.check([event(0, 7, 1)])[0]] == [7]
+
+
+def test_a_jump_to_the_groups_committed_offset_is_no_jump():
+    """Faust's cached committed offset (0) lagged the group's (7): records 7.. are the next
+    ones, not a hole; seeking back to 0 held them back until they were skipped (chaos run)."""
+    from streams.faust_compat import OffsetGuard
+
+    guard = OffsetGuard(patience_s=10, clock=lambda: 0.0, committed_of=lambda tp: 0,
+                        broker_committed=lambda tp: 7)  # fmt: skip
+    kept, seek = guard.check([event(4, 7, 2), event(4, 8, 2)])
+    assert [e.message.offset for e in kept] == [7, 8] and seek == {}
+    # a real hole after the group's commit is still sought back, to the later of the two
+    guard = OffsetGuard(patience_s=10, clock=lambda: 0.0, committed_of=lambda tp: 0,
+                        broker_committed=lambda tp: 3)  # fmt: skip
+    assert guard.check([event(4, 7, 2)]) == ([], {TP("t", 4): 3})
+
+
+def test_after_the_patience_the_partition_resumes_at_the_first_record_held_back():
+    from streams.faust_compat import OffsetGuard
+
+    now = [0.0]
+    guard = OffsetGuard(patience_s=10, clock=lambda: now[0], committed_of=lambda tp: 0)
+    assert guard.check([event(4, 7, 2)])[1] == {TP("t", 4): 0}
+    held = [event(4, o, 2) for o in range(8, 27)]
+    assert guard.check(held) == ([], {})
+    now[0] = 11.0  # 0-6 never came back; 7-26 were held back: resume at 7, not at 27
+    kept, seek = guard.check([event(4, 27, 2)])
+    assert kept == [] and seek == {TP("t", 4): 7}
+    kept, seek = guard.check([event(4, o, 2) for o in (7, 8, 9)])
+    assert [e.message.offset for e in kept] == [7, 8, 9] and seek == {}
+
+
+def test_read_offsets_hold_a_rewound_partition_until_its_target_arrives():
+    """Faust drops a record below the read offset: after a seek back to 0, records 8 and 9
+    of the fetch in progress must not move it, or the re-fetched 0.. would be dropped."""
+    from streams.faust_compat import ReadOffsets
+
+    tp = TP("t", 4)
+    offsets = ReadOffsets()
+    offsets[tp] = 7
+    offsets.rewind(tp, 0)
+    offsets[tp] = 8
+    offsets[tp] = 9
+    assert offsets[tp] is None  # nothing dropped: 0.. pass Faust's check
+    offsets[tp] = 0
+    assert offsets[tp] == 0
+    offsets[tp] = 1
+    assert offsets[tp] == 1
+    offsets.rewind(tp, 5)
+    offsets.pop(tp, None)  # revoked: the rewind goes with it
+    offsets[tp] = 9
+    assert offsets[tp] == 9 and offsets[TP("t", 5)] is None
