@@ -95,7 +95,7 @@ def _print_alerts(conn) -> None:
 
 
 def _print_next(settings: Settings, sample: str | None) -> None:
-    from infra import services, stack, supervisor
+    from infra import stack, supervisor
 
     running = {s.name for s in stack.wanted(settings)}
     logs = supervisor.log_dir(settings)
@@ -106,6 +106,9 @@ def _print_next(settings: Settings, sample: str | None) -> None:
     print(f"  http://127.0.0.1:{settings.webhook.port}/docs   the gateway (HMAC-signed POSTs)")
     if sample:
         print(f"  redis-cli -p {settings.redis.port} get sentinel:decision:{sample}")
-    if "console" in running and services.by_name()["console"].health.port:
-        print(f"  console: http://127.0.0.1:{services.by_name()['console'].health.port(settings)}")
+    if "console" in running:
+        from connectors.console.cli import admin_credentials, print_admin
+
+        print("  ", end="")
+        print_admin(*admin_credentials())
     print("  make down                     stop everything `make run` started")

@@ -115,6 +115,27 @@ async def _users(args: argparse.Namespace) -> int:
     return 0
 
 
+def admin_credentials() -> tuple[str, str | None]:
+    """(admin user, a generated password) the first time; (user, None) once one exists
+    (``sentinel demo`` prints them with the console's URL)."""
+    import psycopg
+
+    from connectors.console import accounts
+    from connectors.console.audit import cli_actor
+
+    async def ensure() -> tuple[str, str | None]:
+        async with await psycopg.AsyncConnection.connect(
+            get_settings().postgres.dsn, autocommit=True
+        ) as conn:
+            return await accounts.ensure_admin(conn, cli_actor())
+
+    return asyncio.run(ensure())
+
+
+def print_admin(user: str, password: str | None) -> None:
+    _print_admin(user, password, as_json=False)
+
+
 def _print_password(name: str, password: str, given: str | None) -> None:
     if given is None:
         print(f"user {name}: password {password}  (shown once)")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from infra.observe import ports_off
@@ -20,7 +21,7 @@ from infra.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Default loopback ports of what `up` starts here (gateway, EVM node, metrics endpoints).
-OWN_PORTS = (8080, 18545, 9101, 9102, 9103, 9104, 9105, 9106)
+OWN_PORTS = (8080, 8090, 18545, 9101, 9102, 9103, 9104, 9105, 9106)
 
 
 def free_offset() -> int:
@@ -107,6 +108,10 @@ def test_up_supervises_every_service_and_down_stops_them(stack_env):
     assert "through the signed gateway" in demo.stdout
     stored, accepted = re.search(r"Decisions in PostgreSQL: (\d+) of (\d+)", demo.stdout).groups()
     assert int(accepted) > 0 and stored == accepted, demo.stdout
+    assert "console" in first
+    signs_in_with_printed_credentials(demo.stdout)
+    again = sentinel(stack_env, "demo", "--purchases", "5", "--timeout", "180")
+    assert again.returncode == 0 and "user admin exists" in again.stdout, again.stdout
 
     down = sentinel(stack_env, "down", timeout=240)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -114,3 +119,18 @@ def test_up_supervises_every_service_and_down_stops_them(stack_env):
     status = json.loads(sentinel(stack_env, "status", "--json").stdout)
     assert all(row["state"] == "STOPPED" for row in status["services"])
     assert status["servers"]["evm"]["state"] == "stopped"
+
+
+def signs_in_with_printed_credentials(demo_output: str) -> None:
+    """The first run prints the console's URL and a generated admin password; they sign in."""
+    found = re.search(r"console (http://\S+)  user (\S+)  password (\S+)  \(shown once\)",
+                      demo_output)  # fmt: skip
+    assert found, demo_output
+    url, user, password = found.groups()
+    with httpx.Client(base_url=url, timeout=10) as client:
+        form = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        signed_in = client.post("/login", data={"username": user, "password": password,
+                                                "csrf_token": token})  # fmt: skip
+        assert signed_in.status_code == 303, signed_in.text
+        assert client.get("/").status_code == 200
