@@ -6,7 +6,7 @@ proves the two list the same services with the same commands and dependencies.
 
 A service is a ``sentinel`` subcommand (``argv``), a health check, the servers and services
 it needs first, and the consumer group whose lag ``sentinel status`` shows. A service whose
-subcommand does not exist yet (the console) is a slot: off until the subcommand lands.
+subcommand is missing from the installed build is a slot: off until the subcommand exists.
 """
 
 from __future__ import annotations
