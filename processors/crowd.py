@@ -30,6 +30,7 @@ from operator import itemgetter
 from processors.crowd_state import CrowdState, CrowdStore, Row
 from processors.money import amount_ref, unit_price_ref
 from processors.netinfo import ip_info, ua_family
+from processors.records import Order
 from processors.signals import MISSING, flag
 from processors.timeutil import HOUR_MS, MINUTE_MS
 
@@ -54,8 +55,11 @@ CROWD_FEATURES: tuple[str, ...] = (
 )
 
 
-def price_band(purchase: Mapping) -> int:
-    return int(round(math.log(max(unit_price_ref(purchase), 1)) / BAND_STEP))
+def price_band(purchase: Mapping, unit_ref: int | None = None) -> int:
+    """The purchase's tier: ``unit_ref`` is its unit price in reference minor units when the
+    caller has it already (``processors.records.Order.unit``)."""
+    unit = unit_price_ref(purchase) if unit_ref is None else unit_ref
+    return int(round(math.log(max(unit, 1)) / BAND_STEP))
 
 
 def crowd_keys(purchase: Mapping) -> list[str]:
@@ -63,9 +67,9 @@ def crowd_keys(purchase: Mapping) -> list[str]:
     return list(crowd_keyed(purchase).values())
 
 
-def crowd_keyed(purchase: Mapping) -> dict[str, str]:
-    """``crowd_keys`` by kind (``KINDS``), in the same order."""
-    show, band = purchase["show_id"], price_band(purchase)
+def crowd_keyed(purchase: Mapping, unit_ref: int | None = None) -> dict[str, str]:
+    """``crowd_keys`` by kind (``KINDS``), in the same order (``unit_ref``: see ``price_band``)."""
+    show, band = purchase["show_id"], price_band(purchase, unit_ref)
     info = ip_info(purchase.get("ip"))
     keys = {"tier": f"tier:{show}:{band}",
             "coord": f"coord:{show}:{band}:{int(purchase['quantity'])}"}
@@ -83,6 +87,11 @@ def crowd_row(purchase: Mapping, ts: int) -> Row:
     """What every key keeps of a purchase: (ts, wallet, card, small amount)."""
     small = int(amount_ref(purchase) <= SMALL_AMOUNT_REF_MINOR)
     return (ts, purchase["wallet"], purchase.get("card_fingerprint") or "", small)
+
+
+def order_crowd_row(o: Order) -> Row:
+    """``crowd_row`` of a purchase already read (``processors.records.read_order``)."""
+    return (o.ts, o.wallet, o.card or "", int(o.amount <= SMALL_AMOUNT_REF_MINOR))
 
 
 _WALLET = itemgetter(1)

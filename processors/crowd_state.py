@@ -54,14 +54,17 @@ class CrowdState:
             self.watermark_ms = ts
         floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
-            drop_rows_until(self.rows, floor - ROWS_RETENTION_MS)
-            oldest = floor // HOUR_MS - HOURS_KEPT
-            stale = [h for h in self.hours if h < oldest]
-            for h in stale:
+            self._prune(floor)
+
+    def _prune(self, floor: int) -> None:
+        """Drop rows and hours no query as of ``floor`` or later reads."""
+        drop_rows_until(self.rows, floor - ROWS_RETENTION_MS)
+        oldest = floor // HOUR_MS - HOURS_KEPT
+        if min(self.hours) < oldest:  # most prunes find no stale hour: look before listing
+            for h in [h for h in self.hours if h < oldest]:
                 del self.hours[h]
-            if stale:
-                self._pace = None
-            self.pruned_ms = floor
+            self._pace = None
+        self.pruned_ms = floor
 
     def between(self, lo_excl: int, hi_excl: int) -> list[Row]:
         i = bisect.bisect_right(self.rows, lo_excl, key=_ts)
@@ -118,10 +121,19 @@ class CrowdStore:
         if purchase["purchase_id"] in self.seen:
             return
         row = self.row_of(purchase, ts)  # may raise (no rate): before anything changes
-        self.seen[purchase["purchase_id"]] = ts
-        self.watermark_ms = max(self.watermark_ms, ts)
+        self.apply_row(purchase["purchase_id"], row,
+                       self.keys_of(purchase) if keys is None else keys)
+
+    def apply_row(self, purchase_id: str, row: Row, keys: list[str]) -> None:
+        """``apply`` for a purchase whose row (``row_of``) and keys are known already."""
+        if purchase_id in self.seen:
+            return
+        ts = row[0]
+        self.seen[purchase_id] = ts
+        if ts > self.watermark_ms:
+            self.watermark_ms = ts
         floor = self.floor()
-        for key in self.keys_of(purchase) if keys is None else keys:
+        for key in keys:
             state = self.states_by_key.pop(key, None) or CrowdState()
             self.states_by_key[key] = state  # re-inserted: dict order is order of last use
             state.observe(row, floor)

@@ -25,7 +25,7 @@ from processors.explain import reasons, top_contributions_batch
 from processors.features import FEATURE_NAMES
 from processors.onsale import step_up
 from processors.policy import VERDICTS, Thresholds, Verdict, decide_columns
-from processors.rules import BatchEvaluation, RuleBatch, RuleSet, evaluate_batch
+from processors.rules import BatchEvaluation, RuleBatch, RuleResult, RuleSet, evaluate_batch
 from processors.timeutil import to_ms
 
 Record = dict[str, Any]
@@ -50,6 +50,7 @@ class Blocked:
 
 _APPROVED, _BLOCKED = VERDICTS.index(Verdict.APPROVED), VERDICTS.index(Verdict.BLOCKED)
 _REVIEW = VERDICTS.index(Verdict.MANUAL_REVIEW)
+_VERDICT_VALUES = tuple(v.value for v in VERDICTS)
 _Thresholds = tuple[float, float, float, Thresholds]
 
 
@@ -118,8 +119,9 @@ def decide_batch(
     codes, finals = decide_columns(scores, rules.rule_score, rules.hard_block,
                                    np.asarray([t[:3] for t in thresholds], dtype=np.float64))
     _step_up(codes, scores, rules, rows, thresholds, shadowed)
-    batch = _Batch(codes.tolist(), finals.tolist(), scores.tolist(), rules,
-                   model.version, ruleset.version, decided_at)
+    batch = _Batch([_VERDICT_VALUES[c] for c in codes.tolist()], finals.tolist(), scores.tolist(),
+                   rules.rule_score.tolist(), rules.results, model.version, ruleset.version,
+                   decided_at)
     outcomes = [Outcome(_decision(p, row, i, batch))
                 for i, (p, row) in enumerate(zip(purchases, rows, strict=True))]
     if challenger is not None:
@@ -166,10 +168,11 @@ def _step_up(codes: np.ndarray, scores: np.ndarray, rules: BatchEvaluation,
 class _Batch:
     """What every Decision of a batch reads, as Python values (one conversion per batch)."""
 
-    codes: list[int]
+    verdicts: list[str]
     finals: list[float]
     scores: list[float]
-    rules: BatchEvaluation
+    rule_scores: list[float]
+    results: list[list[RuleResult]]
     model_version: str
     rules_version: str
     decided_at: datetime
@@ -193,16 +196,16 @@ def _decision(purchase: Record, row: Sequence[float], i: int, batch: _Batch) -> 
     """The Decision record (``schemas/decision.avsc``); contributions are filled in later."""
     arrived = purchase.get("ingested_at") or purchase["occurred_at"]
     latency = batch.decided_ms - (to_ms(arrived) or 0)
-    results = batch.rules.results[i]
+    results = batch.results[i]
     return {
         "decision_id": f"dec_{purchase['purchase_id']}",
         "purchase_id": purchase["purchase_id"],
         "wallet": purchase["wallet"],
         "organizer_id": purchase.get("organizer_id"),
-        "decision": VERDICTS[batch.codes[i]].value,
+        "decision": batch.verdicts[i],
         "score": batch.finals[i],
         "model_score": batch.scores[i],
-        "rule_score": float(batch.rules.rule_score[i]),
+        "rule_score": batch.rule_scores[i],
         "model_version": batch.model_version,
         "rules_version": batch.rules_version,
         "reasons": reasons(results, limit=10) if results else [],

@@ -23,7 +23,7 @@ from processors.apply import (
     check_lateness,
 )
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
-from processors.crowd import crowd_keyed, crowd_store
+from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
 from processors.entity_state import EntityStore
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
 from processors.records import read_order, read_transfer, token_key
@@ -107,14 +107,14 @@ class FeatureEngine:
 
     def _purchase(self, p: Record) -> tuple[float, ...]:
         o = read_order(p)
-        keyed = crowd_keyed(p)
+        keyed = crowd_keyed(p, o.unit)
         keys = list(keyed.values())
         wallet = self._wallet(o.wallet)
         try:
             check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
         finally:
             self.entities.apply_order(o)  # the live replica applies late purchases too
-            self.crowds.apply(p, keys)
+            self.crowds.apply_row(o.purchase_id, order_crowd_row(o), keys)
         ip, device, card, show = self.entities.states_of(o)
         row = order_features(o, p, wallet, ip, device, card, show, self.config,
                              self.crowds.states(p, keys), keyed)

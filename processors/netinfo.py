@@ -68,7 +68,7 @@ def ip_info(ip: str | None) -> IpInfo:
         a, b, c, d = map(int, ip.split("."))
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
             a << 24 | b << 16 | c << 8 | d)
-        network = f"{a}.{b}.{c}.0/24"
+        network, text = f"{a}.{b}.{c}.0/24", ip  # the pattern admits the canonical form only
     else:
         try:
             address = ipaddress.ip_address(ip or "")
@@ -76,9 +76,10 @@ def ip_info(ip: str | None) -> IpInfo:
             return UNKNOWN
         prefix = 24 if address.version == 4 else 64
         network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+        text = str(address)
     if not address.is_global:
         return IpInfo(None, None, False, network, True)
-    found = _geoip().lookup(str(address))
+    found = _geoip().lookup(text)
     country = found.country_code if len(found.country_code or "") == 2 else None
     asn = found.asn_name or None
     return IpInfo(country, asn, is_hosting_as(asn), network, False)

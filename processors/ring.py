@@ -41,7 +41,8 @@ def count_ts_between(ring: list[int], lo_excl: int, hi_incl: int) -> int:
 
 def drop_rows_until(ring: list, cutoff: int) -> None:
     """Drop rows with ``ts <= cutoff``."""
-    del ring[: bisect.bisect_right(ring, cutoff, key=_ts)]
+    if ring and ring[0][0] <= cutoff:  # most calls find nothing to drop
+        del ring[: bisect.bisect_right(ring, cutoff, key=_ts)]
 
 
 def drop_ts_until(ring: list[int], cutoff: int) -> None:

@@ -84,7 +84,7 @@ def _features(purchase: dict, touched: Touched) -> tuple[WalletState, tuple | No
     wallet.address = wallet.address or order.wallet
     check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
     ip, device, card, show = ctx.replica.store.states_of(order)
-    keyed = crowd_keyed(purchase)
+    keyed = crowd_keyed(purchase, order.unit)
     crowd = ctx.replica.crowds.states(purchase, list(keyed.values()))
     row = order_features(order, purchase, wallet, ip, device, card, show, cfg, crowd, keyed)
     apply_order(order, wallet, cfg)
