@@ -258,7 +258,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from models.registry import load_model
     from models.replay import replay
-    from models.tune import Budget, tune, write_tuned
+    from models.tune import POOLED, Budget, tune, write_pooled, write_tuned
     from processors.rules import DEFAULT_RULES_PATH, load_ruleset
 
     since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
@@ -267,11 +267,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     events, labels = _labelled_window(args)
     decisions = replay(events, model, ruleset, since=since, until=until)
     budget = Budget(args.max_not_approved, args.max_blocked, args.max_review, args.min_legit)
-    tuned = tune(decisions, labels, ruleset, budget)
+    keep = [k.strip() for k in args.keep.split(",") if k.strip()] if args.keep else []
+    tuned = tune(decisions, labels, ruleset, budget, pooled=args.pooled, keep=keep)
     report = {"window": [args.since, args.until], "decisions": len(decisions),
               "model": model.version, "rules_before": ruleset.version, "organizers": tuned}
     if not args.dry_run:
-        report["written"] = write_tuned(rules_path, tuned, f"{args.since}..{args.until}", budget)
+        window = f"{args.since}..{args.until}"
+        report["written"] = (write_pooled(rules_path, tuned[POOLED], window, budget)
+                             if args.pooled else write_tuned(rules_path, tuned, window, budget))
         report["rules_after"] = load_ruleset(rules_path).version
     text = json.dumps(report, indent=2, default=str)
     if args.out:
@@ -298,7 +301,7 @@ def _labelled_window(args: argparse.Namespace):
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("tune", help="per-organizer thresholds within a friction budget")
+    p = subparsers.add_parser("tune", help="policy thresholds within a friction budget")
     p.add_argument("--since", required=True, help="window start (ISO 8601, with zone)")
     p.add_argument("--until", required=True, help="window end (ISO 8601, with zone)")
     p.add_argument("--events", help="simulator JSONL with labels (default: the topics)")
@@ -308,6 +311,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-review", type=float, default=0.01)
     p.add_argument("--max-blocked", type=float, default=0.001)
     p.add_argument("--min-legit", type=int, default=300)
+    p.add_argument("--pooled", action="store_true",
+                   help="one set of thresholds for all organizers, written to [policy]")
+    p.add_argument("--keep", default="",
+                   help="thresholds left as the file has them, comma-separated "
+                        "(two_fa, review, block, two_fa_model)")
     p.add_argument("--dry-run", action="store_true", help="report only, leave the file")
     p.add_argument("--out", help="also write the report (JSON) here")
     p.set_defaults(func=_run(cmd_tune))

@@ -28,7 +28,7 @@ import numpy as np
 import psycopg
 
 from models.labels import DAY_MS, DEFAULT_LABEL_DELAY_DAYS, LabelBook
-from processors.policy import Thresholds, Verdict, combine, verdict_for
+from processors.policy import Thresholds, Verdict, decide
 from processors.timeutil import to_ms
 
 ESCALATION = {"require_2fa": (Verdict.REQUIRE_2FA, Verdict.MANUAL_REVIEW, Verdict.BLOCKED),
@@ -62,7 +62,7 @@ def fetch(conn: psycopg.Connection, since: datetime | None, until: datetime | No
 def challenger_verdict(row: dict, thresholds: Thresholds) -> Verdict:
     if row["decision"] == Verdict.BLOCKED and row["score"] >= 1.0:
         return Verdict.BLOCKED  # a hard rule: the same for any model
-    return verdict_for(combine(row["challenger_score"], row["rule_score"]), thresholds)
+    return decide(row["challenger_score"], row["rule_score"], False, thresholds)[0]
 
 
 def side_metrics(y: np.ndarray, scores: np.ndarray, verdicts: list[str]) -> dict:

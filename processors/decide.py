@@ -51,7 +51,7 @@ class Blocked:
 _APPROVED, _BLOCKED = VERDICTS.index(Verdict.APPROVED), VERDICTS.index(Verdict.BLOCKED)
 _REVIEW = VERDICTS.index(Verdict.MANUAL_REVIEW)
 _VERDICT_VALUES = tuple(v.value for v in VERDICTS)
-_Thresholds = tuple[float, float, float, Thresholds]
+_Thresholds = tuple[float, float, float, float, Thresholds]
 
 
 @dataclass
@@ -117,7 +117,7 @@ def decide_batch(
         rules = shadow_rules(rules, shadowed, weight_of)
     thresholds = _thresholds(purchases, ruleset)
     codes, finals = decide_columns(scores, rules.rule_score, rules.hard_block,
-                                   np.asarray([t[:3] for t in thresholds], dtype=np.float64))
+                                   np.asarray([t[:4] for t in thresholds], dtype=np.float64))
     _step_up(codes, scores, rules, rows, thresholds, shadowed)
     batch = _Batch([_VERDICT_VALUES[c] for c in codes.tolist()], finals.tolist(), scores.tolist(),
                    rules.rule_score.tolist(), rules.results, model.version, ruleset.version,
@@ -139,7 +139,8 @@ def decide_batch(
 
 
 def _thresholds(purchases: Sequence[Record], ruleset: RuleSet) -> list[_Thresholds]:
-    """Per row (block, review, two_fa, Thresholds) of its organizer's view of the rules."""
+    """Per row (block, review, two_fa, two_fa_model, Thresholds) of its organizer's view of
+    the rules."""
     views: dict[str | None, _Thresholds] = {}
     rows = []
     for purchase in purchases:
@@ -147,7 +148,7 @@ def _thresholds(purchases: Sequence[Record], ruleset: RuleSet) -> list[_Threshol
         row = views.get(org)
         if row is None:
             t = ruleset.for_organizer(org).thresholds
-            row = views[org] = (t.block, t.review, t.two_fa, t)
+            row = views[org] = (t.block, t.review, t.two_fa, t.two_fa_model, t)
         rows.append(row)
     return rows
 
@@ -160,7 +161,7 @@ def _step_up(codes: np.ndarray, scores: np.ndarray, rules: BatchEvaluation,
     for i in np.flatnonzero(codes == _REVIEW).tolist():
         verdict = step_up(Verdict.MANUAL_REVIEW, float(scores[i]),
                           (r.rule_id for r in rules.results[i] if r.rule_id not in shadowed),
-                          dict(zip(FEATURE_NAMES, rows[i], strict=True)), thresholds[i][3])
+                          dict(zip(FEATURE_NAMES, rows[i], strict=True)), thresholds[i][4])
         codes[i] = VERDICTS.index(verdict)
 
 

@@ -13,6 +13,14 @@ a noisy-OR of the two, with the rule evidence discounted. Properties:
 
 Verdicts use strict ``>``: final > block → BLOCKED, > review → MANUAL_REVIEW, > two_fa →
 REQUIRE_2FA, else APPROVED. Thresholds come from the rules file (``[policy]``, per organizer).
+
+``two_fa_model`` (default 1.0: off) steps an APPROVED purchase up to REQUIRE_2FA when the
+model's probability alone is over it. The final score mixes two scales: a trained probability
+and a hand-weighted sum of weak rules that fire for about a quarter of legit buyers (new
+accounts, unverified phones, shared addresses). A single ``two_fa`` on that mix cannot go low
+enough to challenge what the model finds moderately risky without challenging every buyer
+with a few weak rules; this threshold puts the model's own operating point where the friction
+budget allows (``sentinel tune`` chooses it on a labelled window).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class Thresholds:
     block: float = 0.85
     review: float = 0.65
     two_fa: float = 0.40
+    two_fa_model: float = 1.0  # the model's probability alone over it: REQUIRE_2FA (1.0: off)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.two_fa <= self.review <= self.block <= 1.0:
@@ -47,6 +56,8 @@ class Thresholds:
                 f"thresholds must satisfy 0 <= two_fa <= review <= block <= 1, got "
                 f"two_fa={self.two_fa}, review={self.review}, block={self.block}"
             )
+        if not 0.0 <= self.two_fa_model <= 1.0:
+            raise ValueError(f"two_fa_model must be in [0, 1], got {self.two_fa_model}")
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -79,11 +90,15 @@ def decide(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     rule_weight: float = RULE_WEIGHT,
 ) -> tuple[Verdict, float]:
-    """(verdict, final score). A hard rule forces BLOCKED with final score 1.0."""
+    """(verdict, final score). A hard rule forces BLOCKED with final score 1.0; an APPROVED
+    purchase whose model score alone is over ``two_fa_model`` gets REQUIRE_2FA."""
     if hard_block:
         return Verdict.BLOCKED, 1.0
     final = combine(model_score, rule_score, rule_weight)
-    return verdict_for(final, thresholds), final
+    verdict = verdict_for(final, thresholds)
+    if verdict == Verdict.APPROVED and _clamp(model_score) > thresholds.two_fa_model:
+        return Verdict.REQUIRE_2FA, final
+    return verdict, final
 
 
 def decide_columns(
@@ -95,14 +110,17 @@ def decide_columns(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``decide`` over a batch: (verdict codes into ``VERDICTS``, final scores), float64.
 
-    ``thresholds`` is n x 3 (block, review, two_fa) per row. The same float operations in the
-    same order as the scalar functions, so each row equals ``decide`` on its values."""
+    ``thresholds`` is n x 3 (block, review, two_fa) or n x 4 (and two_fa_model) per row. The
+    same float operations in the same order as the scalar functions, so each row equals
+    ``decide`` on its values."""
     model, rule = _clamp_columns(model_scores), _clamp_columns(rule_scores)
     final = _clamp_columns(model + (1.0 - model) * rule_weight * rule)
     codes = np.select(
         [final > thresholds[:, 0], final > thresholds[:, 1], final > thresholds[:, 2]],
         [3, 2, 1], 0,
     )
+    if thresholds.shape[1] > 3:
+        codes = np.where((codes == 0) & (model > thresholds[:, 3]), 1, codes)
     hard = np.asarray(hard_block, dtype=bool)
     return np.where(hard, 3, codes), np.where(hard, 1.0, final)
 

@@ -171,7 +171,8 @@ def _overrides(rules: Mapping[str, RuleDef], base: Mapping[str, RuleSetting], ta
 
 
 def _thresholds(table: Any, base: Thresholds, where: str, fail: Any) -> Thresholds:
-    values = {"block": base.block, "review": base.review, "two_fa": base.two_fa}
+    values = {"block": base.block, "review": base.review, "two_fa": base.two_fa,
+              "two_fa_model": base.two_fa_model}
     only(as_table(table, where, fail), set(values), where, fail)
     for name, value in table.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
