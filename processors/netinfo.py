@@ -4,6 +4,8 @@
   the GeoLite2 Country+ASN data that ``geoip2fast`` ships (IPv4 and IPv6; nothing is
   downloaded, the file is read once per process), whether the AS is a hosting/cloud/VPN
   network (its name matches ``hosting_as.txt``), and the IP's /24 (IPv4) or /64 (IPv6) network.
+  An address that is not publicly routable (``lists.non_public``, the ranges the rule
+  ``non_public_ip`` reads: Python 3.11's ``is_global``, tested) has no country or AS.
 - ``ua_family(agent)``: browser or client family and OS family (``ua-parser``'s regexes),
   e.g. ``"Chrome/Windows"``; ``"none"`` when absent, ``"other/other"`` when unknown.
 
@@ -16,7 +18,10 @@ import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from processors.rules.lists import IpRanges
 
 HOSTING_WORDS_PATH = Path(__file__).with_name("hosting_as.txt")
 GEOIP_DATA = "geoip2fast-asn-ipv6.dat.gz"
@@ -53,31 +58,47 @@ def hosting_words() -> tuple[str, ...]:
     return tuple(words)
 
 
+@lru_cache(maxsize=1)
+def _hosting_terms() -> tuple[frozenset[str], tuple[str, ...]]:
+    """``hosting_words`` as (single words, matched as a token; phrases, as a substring)."""
+    words = hosting_words()
+    return frozenset(w for w in words if " " not in w), tuple(w for w in words if " " in w)
+
+
 @lru_cache(maxsize=20_000)
 def is_hosting_as(name: str | None) -> bool:
     if not name:
         return False
     lowered = name.lower()
-    tokens = set(lowered.replace("-", " ").replace(",", " ").replace(".", " ").split())
-    return any((w in tokens) if " " not in w else (w in lowered) for w in hosting_words())
+    tokens = lowered.replace("-", " ").replace(",", " ").replace(".", " ").split()
+    words, phrases = _hosting_terms()
+    return not words.isdisjoint(tokens) or any(p in lowered for p in phrases)
+
+
+@lru_cache(maxsize=1)
+def _non_public() -> IpRanges:
+    # Imported here: processors.rules imports the feature names, which import this module.
+    from processors.rules.lists import default_lists
+
+    return default_lists()["non_public"]
 
 
 @lru_cache(maxsize=200_000)
 def ip_info(ip: str | None) -> IpInfo:
     if ip and _IPV4.fullmatch(ip):  # the common case, without ipaddress's slow parser
         a, b, c, d = map(int, ip.split("."))
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
-            a << 24 | b << 16 | c << 8 | d)
+        version, value = 4, a << 24 | b << 16 | c << 8 | d
         network, text = f"{a}.{b}.{c}.0/24", ip  # the pattern admits the canonical form only
     else:
         try:
             address = ipaddress.ip_address(ip or "")
         except ValueError:
             return UNKNOWN
-        prefix = 24 if address.version == 4 else 64
+        version, value = address.version, int(address)
+        prefix = 24 if version == 4 else 64
         network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
         text = str(address)
-    if not address.is_global:
+    if _non_public().holds(version, value):
         return IpInfo(None, None, False, network, True)
     found = _geoip().lookup(text)
     country = found.country_code if len(found.country_code or "") == 2 else None
@@ -101,5 +122,6 @@ def warm() -> None:
     """Read the GeoIP data and compile the user-agent patterns now, not in the first batch
     (which would stall for a few hundred ms): an agent no pattern matches tries them all."""
     _geoip()
-    hosting_words()
+    _hosting_terms()
+    _non_public()
     ua_family.__wrapped__("warm-up")

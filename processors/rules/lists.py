@@ -48,9 +48,13 @@ class IpRanges:
         self._ends_v4 = np.asarray(self._ends[4], dtype=np.uint64)
 
     def __contains__(self, address: IpAddress) -> bool:
-        starts = self._starts[address.version]
-        i = bisect.bisect_right(starts, int(address)) - 1
-        return i >= 0 and int(address) <= self._ends[address.version][i]
+        return self.holds(address.version, int(address))
+
+    def holds(self, version: int, value: int) -> bool:
+        """Membership of the address ``value`` (as an integer) of IP ``version`` (4 or 6)."""
+        starts = self._starts[version]
+        i = bisect.bisect_right(starts, value) - 1
+        return i >= 0 and value <= self._ends[version][i]
 
     def contains_v4(self, addresses: np.ndarray) -> np.ndarray:
         """Membership of a column of IPv4 addresses given as unsigned integers."""
