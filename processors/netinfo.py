@@ -100,10 +100,30 @@ def ip_info(ip: str | None) -> IpInfo:
         text = str(address)
     if _non_public().holds(version, value):
         return IpInfo(None, None, False, network, True)
-    found = _geoip().lookup(text)
-    country = found.country_code if len(found.country_code or "") == 2 else None
-    asn = found.asn_name or None
+    whole = _net24_geo(network) if version == 4 else None
+    country, asn = whole if whole is not None else _geo(_geoip().lookup(text))
     return IpInfo(country, asn, is_hosting_as(asn), network, False)
+
+
+def _geo(found) -> tuple[str | None, str | None]:
+    """(country, AS name) of a ``GeoIP2Fast.lookup`` result."""
+    return (found.country_code if len(found.country_code or "") == 2 else None,
+            found.asn_name or None)
+
+
+@lru_cache(maxsize=65_536)
+def _net24_geo(network: str) -> tuple[str | None, str | None] | None:
+    """``_geo`` of every address of the IPv4 /24 ``network`` ("a.b.c.0/24") when the GeoIP
+    country and AS networks that hold its first address span all of it, else None (then each
+    address is looked up). The data's networks are CIDR blocks that do not overlap, so an
+    address inside a /24 that one block spans finds that block: new IPs of a /24 already seen
+    (one carrier, one data centre) cost no lookup."""
+    found = _geoip().lookup(network[:-3])
+    return _geo(found) if _spans_24(found.cidr) and _spans_24(found.asn_cidr) else None
+
+
+def _spans_24(cidr: str) -> bool:
+    return bool(cidr) and int(cidr.rpartition("/")[2]) <= 24
 
 
 @lru_cache(maxsize=20_000)

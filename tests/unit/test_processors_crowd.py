@@ -43,6 +43,29 @@ def test_ip_country_as_and_hosting_come_from_the_offline_data():
     assert ua_family(CHROME).startswith("Chrome/") and ua_family(None) == "none"
 
 
+def test_each_address_of_a_slash_24_gets_its_own_lookup_answer():
+    """``ip_info`` answers a /24 whose GeoIP networks span it once for all its addresses, and
+    looks up each address of a /24 split into narrower networks (88.107.182.0/25 is one
+    country block, 107.185.69.0/27 one country and AS block): every answer equals the
+    address's own lookup."""
+    import random
+
+    from processors.netinfo import _geo, _geoip, _net24_geo
+
+    rng = random.Random(11)
+    prefixes = ["88.107.182", "107.185.69", "24.5.6", "52.1.2", "149.56.22"]
+    prefixes += [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}"
+                 for _ in range(200)]
+    ip_info.cache_clear()
+    _net24_geo.cache_clear()
+    addresses = [f"{p}.{last}" for p in prefixes for last in (0, 1, 127, 128, 200, 255)]
+    public = [ip for ip in addresses if not ip_info(ip).private]
+    assert [(ip_info(ip).country, ip_info(ip).asn) for ip in public] == [
+        _geo(_geoip().lookup(ip)) for ip in public]
+    assert _net24_geo("88.107.182.0/24") is None and _net24_geo("24.5.6.0/24") is not None
+    assert ip_info("88.107.182.1").country != ip_info("88.107.182.200").country
+
+
 def test_many_wallets_on_one_network_tier_and_bin_within_minutes():
     crowd = [purchase(k, T0 + timedelta(seconds=20 * k)) for k in range(30)]
     last = run(crowd)[-1]
