@@ -264,15 +264,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
     rules_path = Path(args.rules) if args.rules else DEFAULT_RULES_PATH
     ruleset, model = load_ruleset(rules_path), load_model(args.model)
-    events, labels = _labelled_window(args)
-    decisions = replay(events, model, ruleset, since=since, until=until)
+    decisions, labels = [], {}
+    for events, window_labels in _labelled_windows(args):  # each world replayed on its own
+        decisions += replay(events, model, ruleset, since=since, until=until)
+        labels |= window_labels
     budget = Budget(args.max_not_approved, args.max_blocked, args.max_review, args.min_legit)
     keep = [k.strip() for k in args.keep.split(",") if k.strip()] if args.keep else []
     tuned = tune(decisions, labels, ruleset, budget, pooled=args.pooled, keep=keep)
     report = {"window": [args.since, args.until], "decisions": len(decisions),
               "model": model.version, "rules_before": ruleset.version, "organizers": tuned}
     if not args.dry_run:
-        window = f"{args.since}..{args.until}"
+        worlds = f" of {', '.join(Path(e).name for e in args.events)}" if args.events else ""
+        window = f"{args.since}..{args.until}{worlds}"
         report["written"] = (write_pooled(rules_path, tuned[POOLED], window, budget)
                              if args.pooled else write_tuned(rules_path, tuned, window, budget))
         report["rules_after"] = load_ruleset(rules_path).version
@@ -283,28 +286,31 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labelled_window(args: argparse.Namespace):
-    """(events, labels by purchase id) from a simulator JSONL file or from the topics."""
+def _labelled_windows(args: argparse.Namespace):
+    """(events, labels by purchase id) of each simulator JSONL file, or of the topics."""
     if args.events:
         from models.simulator import read_jsonl
 
-        items = list(read_jsonl(args.events))
-        labels = {r["purchase_id"]: r for k, r in items if k == "label"}
-        return [(k, r) for k, r in items if k != "label"], labels
+        for path in args.events:
+            items = list(read_jsonl(path))
+            labels = {r["purchase_id"]: r for k, r in items if k == "label"}
+            yield [(k, r) for k, r in items if k != "label"], labels
+        return
     from infra import topics
     from infra.settings import get_settings
     from models.replay import read_topic, read_topics
 
     settings = get_settings()
     labels = {r["purchase_id"]: r for r in read_topic(settings, topics.LABELS)}
-    return read_topics(settings), labels
+    yield read_topics(settings), labels
 
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("tune", help="policy thresholds within a friction budget")
     p.add_argument("--since", required=True, help="window start (ISO 8601, with zone)")
     p.add_argument("--until", required=True, help="window end (ISO 8601, with zone)")
-    p.add_argument("--events", help="simulator JSONL with labels (default: the topics)")
+    p.add_argument("--events", action="append", help="simulator JSONL with labels (default: "
+                   "the topics); repeat it for several worlds, each replayed on its own")
     p.add_argument("--rules", help="rules file to tune and rewrite (default: the packaged one)")
     p.add_argument("--model", help="model version (default: the champion)")
     p.add_argument("--max-not-approved", type=float, default=0.03)

@@ -103,3 +103,32 @@ def test_pooled_thresholds_are_written_to_the_policy_table(tmp_path):
 def test_unknown_kept_threshold_is_refused():
     with pytest.raises(ValueError, match="two_fa_modle"):
         tune([], {}, load_ruleset(), keep=("two_fa_modle",))
+
+
+def test_the_command_pools_several_worlds_each_replayed_on_its_own(tmp_path, capsys):
+    import json
+
+    from infra import cli
+    from models.simulator import SimConfig, simulate, write_jsonl
+
+    worlds = []
+    for seed in (61, 62):
+        worlds.append(tmp_path / f"w{seed}.jsonl")
+        write_jsonl(worlds[-1], simulate(SimConfig(seed=seed, days=3, n_users=1500, n_shows=20,
+                                                   fraud_rate=0.05)))
+    rules = tmp_path / "rules.toml"
+    rules.write_text(DEFAULT_RULES_PATH.read_text())
+
+    def run(paths: list, *extra: str) -> dict:
+        events = [a for p in paths for a in ("--events", str(p))]
+        assert cli.main(["tune", "--since", "2025-03-04T00:00:00+00:00", "--until",
+                         "2025-03-06T00:00:00+00:00", *events, "--rules", str(rules),
+                         "--pooled", "--keep", "review,block", "--min-legit", "100",
+                         *extra]) == 0
+        return json.loads(capsys.readouterr().out)["organizers"][POOLED]
+
+    one = run(worlds[:1], "--dry-run")
+    both = run(worlds)
+    assert both["after_effect"]["legit"] > one["after_effect"]["legit"] > 300
+    assert "of w61.jsonl, w62.jsonl" in rules.read_text()
+    assert load_ruleset(rules).thresholds == Thresholds(**both["thresholds"])
