@@ -34,8 +34,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from infra import topics
 from infra.settings import Settings
-from processors.crowd import crowd_store
+from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
 from processors.entity_state import EntityStore
+from processors.records import read_order
 from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
 
@@ -169,8 +170,10 @@ class EntityReplica:
 
     def _apply_one(self, purchase: dict) -> None:
         try:
-            self.store.apply(purchase)
-            self.crowds.apply(purchase)
+            order = read_order(purchase)  # read once for both stores, as FeatureEngine does
+            self.store.apply_order(order)
+            self.crowds.apply_row(order.purchase_id, order_crowd_row(order),
+                                  list(crowd_keyed(purchase, order.unit).values()))
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)
