@@ -52,6 +52,7 @@ class TopicTrainConfig:
     nthread: int = 2
     baselines: bool = True
     seed: int = 7
+    ratio_jitter: float = 0.003  # amount ratios in training (models.training.jitter_ratios)
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_share < 1 or not 0 <= self.test_share < 1 - self.holdout_share:

@@ -185,8 +185,7 @@ def jitter_ratios(X: np.ndarray, names, jitter: float, seed: int) -> np.ndarray:
 def fit_xgboost(train: Dataset, config: TrainConfig) -> xgb.Booster:
     pos = max(int(train.y.sum()), 1)
     params = config.xgb_params((len(train.y) - pos) / pos)
-    X = jitter_ratios(train.X, train.feature_names, getattr(config, "ratio_jitter", 0.0),
-                      config.seed)
+    X = jitter_ratios(train.X, train.feature_names, config.ratio_jitter, config.seed)
     dtrain = xgb.DMatrix(X, train.y, feature_names=list(train.feature_names))
     return xgb.train(params, dtrain, num_boost_round=config.rounds)
 
@@ -245,8 +244,8 @@ def fit_and_report(
     """Fit XGBoost on ``train_ds``, evaluate on ``splits`` (``test``, ``holdout``), compare
     with the champion on the holdout, write metrics.json + report.html, register (with the
     holdout rows) and promote unless the candidate is worse than the champion and not forced.
-    ``config`` is a ``TrainConfig`` or anything with the same booster fields and
-    ``describe()``."""
+    ``config`` is a ``TrainConfig`` or anything with the same booster fields,
+    ``ratio_jitter`` and ``describe()``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     registry = registry or ModelRegistry()
