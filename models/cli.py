@@ -449,13 +449,14 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 def cmd_bench_detection(args: argparse.Namespace) -> int:
     """The scenario suite through the production decision path; JSON report."""
-    from models.detection_bench import bench, default_suite
+    from models.detection_bench import DEFAULT_SEEDS, bench, default_suite
     from models.registry import load_model
     from processors.rules import load_ruleset
 
     model = load_model(args.model)
     ruleset = load_ruleset(args.rules) if args.rules else load_ruleset()
-    report = bench(default_suite(args.days, args.users), model, ruleset)
+    seeds = tuple(int(x) for x in args.seeds.split(",")) if args.seeds else DEFAULT_SEEDS
+    report = bench(default_suite(args.days, args.users, seeds), model, ruleset)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str) + "\n")
     brief = {k: report[k] for k in ("targets", "currencies", "cases", "seconds")}
@@ -486,6 +487,8 @@ def add_bench_commands(bench_subparsers) -> None:
     p.add_argument("--out", default=".data/bench/detection.json", help="JSON report path")
     p.add_argument("--days", type=int, default=14, help="days per simulated case")
     p.add_argument("--users", type=int, default=20_000, help="legit users per case")
+    p.add_argument("--seeds", default="", help="comma-separated seeds, one case each (variants "
+                   "base, busy, quiet in turn; default 101,202,303; never a training seed)")
     p.add_argument("--model", default=None, help="model version (default: the champion)")
     p.add_argument("--rules", default=None, help="rules file (default: the packaged one)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

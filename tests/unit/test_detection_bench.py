@@ -37,3 +37,17 @@ def test_headline_figures_count_what_they_name():
 def test_training_seed_is_refused():
     with pytest.raises(ValueError, match="training seed"):
         run_case(Case("x", SimConfig(seed=7, days=1, n_users=100)), None, None)
+
+
+def test_other_seeds_take_the_variants_in_turn():
+    from models.detection_bench import default_suite
+
+    default = default_suite()
+    assert [c.name for c in default] == ["base-101", "busy-202", "quiet-303"]
+    assert (default[1].sim.n_shows, default[1].sim.fraud_rate) == (90, 0.025)
+    assert (default[2].sim.n_shows, default[2].sim.fraud_rate) == (220, 0.01)
+    other = default_suite(days=3, users=500, seeds=(818, 919, 1212, 1313))
+    assert [c.name for c in other] == ["base-818", "busy-919", "quiet-1212", "base-1313"]
+    assert [c.sim.seed for c in other] == [818, 919, 1212, 1313]
+    assert other[1].sim.n_shows == 90 and other[3].sim == default[0].sim.__class__(
+        seed=1313, days=3, n_users=500)
