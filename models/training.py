@@ -48,7 +48,8 @@ CAREFUL_MIX = {"slow_scalper": 0.35, "device_farm": 0.2, "distributed_card_testi
 
 def _default_variants() -> tuple[SimConfig, ...]:
     """Other worlds for the training rows: more crowds and travel; more fraud in other
-    currencies; mostly careful fraud among crowds. Their rows train only (after their own
+    currencies; mostly careful fraud among crowds; more travellers and VIP tiers; few busy
+    shows with more fraud; many quiet shows with less. Their rows train only (after their own
     warm-up)."""
     return (
         SimConfig(seed=17, days=14, n_users=20_000, crowd_groups=3.0, travel_prob=0.06,
@@ -57,6 +58,9 @@ def _default_variants() -> tuple[SimConfig, ...]:
                   currencies=("MXN", "BRL", "JPY", "EUR")),
         SimConfig(seed=37, days=10, n_users=12_000, fraud_rate=0.04, crowd_groups=3.0,
                   pattern_mix=CAREFUL_MIX),
+        SimConfig(seed=47, days=14, n_users=20_000, travel_prob=0.08, vip_share=0.06),
+        SimConfig(seed=57, days=14, n_users=20_000, n_shows=90, fraud_rate=0.025),
+        SimConfig(seed=67, days=14, n_users=20_000, n_shows=220, fraud_rate=0.01),
     )
 
 
