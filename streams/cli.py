@@ -69,7 +69,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
         if args.expressions:
             print(f"    when:   {rule.when}\n    score:  {rule.score}\n    reason: {rule.reason}")
     t = view.thresholds
-    print(f"policy: 2FA > {t.two_fa}, review > {t.review}, block > {t.block}; "
+    model_2fa = f", model alone > {t.two_fa_model} -> 2FA" if t.two_fa_model < 1.0 else ""
+    print(f"policy: 2FA > {t.two_fa}, review > {t.review}, block > {t.block}{model_2fa}; "
           f"rules version {ruleset.version}")
     return 0
 
