@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from infra import redis_keys
@@ -39,13 +40,16 @@ class DecisionWaiter:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():
+                    raise  # stop itself was cancelled, not just the listener
         await self.subscriber.aclose()
 
     @classmethod
     def from_url(cls, redis: Redis, url: str) -> DecisionWaiter:
-        return cls(redis, Redis.from_url(url, health_check_interval=30))
+        return cls(redis, Redis.from_url(url, health_check_interval=30, socket_connect_timeout=5))
 
     async def get(self, purchase_id: str, timeout_s: float = 0.0) -> bytes | None:
         """The stored decision JSON, waiting up to ``timeout_s`` for it to be stored."""
@@ -86,18 +90,32 @@ class DecisionWaiter:
 
     async def _listen(self) -> None:
         while True:
+            pubsub = self.subscriber.pubsub()
             try:
-                async with self.subscriber.pubsub() as pubsub:
-                    await pubsub.subscribe(redis_keys.DECISION_STORED)
-                    self.subscribed.set()
-                    self._wake()  # anything stored while we were not subscribed
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._wake(message["data"].decode())
+                await pubsub.subscribe(redis_keys.DECISION_STORED)
+                self.subscribed.set()
+                self._wake()  # anything stored while we were not subscribed
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._wake(message["data"].decode())
             except RedisError as exc:
                 log.warning("decision subscription lost (%r); resubscribing in 1 s", exc)
+            finally:
+                await close_pubsub(pubsub)
             self.subscribed.clear()
             await asyncio.sleep(1.0)
+
+
+async def close_pubsub(pubsub: PubSub) -> None:
+    """Close a subscription without waiting for the socket's close handshake.
+
+    ``PubSub.aclose`` waits on ``StreamWriter.wait_closed``, which can wait forever
+    (redis/redis-py#3941): a cancelled listener then never finishes and whoever stops it hangs.
+    Dropping the socket first (``nowait``) leaves ``aclose`` only the bookkeeping.
+    """
+    if pubsub.connection is not None:
+        await pubsub.connection.disconnect(nowait=True)
+    await pubsub.aclose()
 
 
 class TooManyWaits(Exception):
