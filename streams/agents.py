@@ -10,7 +10,7 @@
 Every agent takes records in batches (``take_events``), catches per-record errors (bad bytes,
 late events, anything else) and sends the record to its topic's dead-letter twin with the
 reason, writes each touched table key once per
-batch, and flushes its producer before Faust commits the batch's offsets. Batches pass through
+batch, and has its producer flushed before Faust commits the batch's offsets. Batches pass through
 ``faust_compat.current_events`` first: no stale-generation or repeated record is processed.
 """
 
@@ -67,6 +67,7 @@ async def batches(stream):
     rebalance: see ``streams/faust_compat.py``)."""
     cfg = ctx.settings.stream
     guard = offset_guard()
+    app.consumer.before_commit = flush_outputs
     take = stream.take_events(cfg.batch_size, cfg.batch_within_s)
     async for events in metrics.count_consumed(take, ctx.prefix):
         kept, seek = guard.check(current_events(events, app))
@@ -102,14 +103,14 @@ def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
 @app.agent(topics.purchases)
 async def score_purchases(stream):
     """Features, rules, model and policy for each batch of purchases → decisions. The wallet
-    states are written only once the decisions are acknowledged."""
+    states are written only once the decisions are acknowledged; the next batch starts while
+    they are in flight (every offset commit waits for them: ``Consumer.before_commit``)."""
     async for events in batches(stream):
         batch = scoring.decode(events)
         await scoring.wait_for_entities(batch)
         touched = scoring.score(batch)
         await flush_outputs()
-        write_back(wallet_to_state, touched)
-        await flush_outputs()
+        write_back(wallet_to_state, touched)  # acknowledged before the next offset commit
 
 
 @app.agent(topics.auth_events)

@@ -129,7 +129,10 @@ class EntityReplica:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                messages = self.consumer.consume(CONSUME_BATCH, timeout=0.02)
+                # what the client has fetched already, else the next record as soon as it
+                # comes (a batch consume would wait out its whole timeout for a full batch)
+                messages = (self.consumer.consume(CONSUME_BATCH, timeout=0)
+                            or self.consumer.consume(1, timeout=0.02))
                 with self._progress:
                     self._hold(messages)
                     self._apply_held()

@@ -235,8 +235,18 @@ class Consumer(faust_aiokafka.Consumer):
     revoked_generation = -1  # the generation whose partitions were last revoked
     offset_guard: OffsetGuard | None = None
 
+    before_commit = None  # async () -> None: the agents' own producer is acknowledged
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _handle_attached(self, commit_offsets) -> None:
+        """Every offset commit (periodic or at a rebalance) first waits for ``before_commit``:
+        what the batches it covers sent through a producer other than Faust's is then
+        acknowledged before the group moves past them."""
+        if self.before_commit is not None:
+            await self.before_commit()
+        await super()._handle_attached(commit_offsets)
 
     async def on_partitions_revoked(self, revoked) -> None:
         self.revoked_generation = max(self.revoked_generation, self.app.consumer_generation_id)

@@ -1,13 +1,16 @@
-"""The Faust overrides: stale-generation records are never processed or acked."""
+"""The Faust overrides: stale-generation records are never processed or acked, and no
+offset is committed before the agents' outputs are acknowledged."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_compat import current_events, is_stale
+from streams.faust_compat import Consumer, current_events, is_stale
 
 pytestmark = pytest.mark.unit
 
@@ -119,3 +122,20 @@ def test_read_offsets_hold_a_rewound_partition_until_its_target_arrives():
     offsets.pop(tp, None)  # revoked: the rewind goes with it
     offsets[tp] = 9
     assert offsets[tp] == 9 and offsets[TP("t", 5)] is None
+
+
+def test_every_offset_commit_first_waits_for_the_agents_outputs(monkeypatch) -> None:
+    order: list[str] = []
+
+    async def outputs_acknowledged() -> None:
+        await asyncio.sleep(0.01)  # a flush that takes a while
+        order.append("outputs acknowledged")
+
+    async def fausts_own(self, commit_offsets) -> None:
+        order.append(f"faust commit path {dict(commit_offsets)}")
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_handle_attached", fausts_own)
+    consumer = Consumer.__new__(Consumer)  # the override alone: no broker behind it
+    consumer.before_commit = outputs_acknowledged
+    asyncio.run(consumer._handle_attached({"tp": 7}))
+    assert order == ["outputs acknowledged", "faust commit path {'tp': 7}"]
