@@ -186,6 +186,14 @@ class StreamSettings(BaseSettings):
     # How long a scoring batch waits for the worker's entity replica to cover its event time
     # before it is decided with the entity state it has (counted in a metric).
     entity_wait_s: float = 5.0
+    # A purchase redelivered after a crash or a rebalance whose decision is already on the
+    # decisions topic is not decided again (``streams/redelivery.py``): at an assignment the
+    # decisions are read back from this long before the first redelivered purchase was
+    # written (covers clock skew between its producer and the workers; more is only slower).
+    redelivery_lookback_ms: int = 5 * 60 * 1000
+    # Fault injection for tests: exit (os._exit, like a SIGKILL) right after this many
+    # batches' decisions are acknowledged, before their wallet states are written. 0: never.
+    fail_after_decided_batches: int = 0
     # Blocklists are read from a local snapshot refreshed from Redis this often; while Redis
     # is unreachable the last snapshot is used (metric sentinel_scoring_redis_fallback).
     blocklist_refresh_s: float = 1.0

@@ -104,13 +104,24 @@ def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
 async def score_purchases(stream):
     """Features, rules, model and policy for each batch of purchases → decisions. The wallet
     states are written only once the decisions are acknowledged; the next batch starts while
-    they are in flight (every offset commit waits for them: ``Consumer.before_commit``)."""
+    they are in flight (every offset commit waits for them: ``Consumer.before_commit``). A
+    purchase redelivered before its state was written or its offset committed is found on the
+    decisions topic (read back at each assignment, ``streams/redelivery.py``) and not decided
+    again."""
+    decided_batches = 0
     async for events in batches(stream):
+        await ctx.redeliveries.load(events, app.consumer_generation_id)
         batch = scoring.decode(events)
         await scoring.wait_for_entities(batch)
+        batch = [(e, p) for e, p in batch if not app.consumer.is_stale(e.message)]
         touched = scoring.score(batch)
         await flush_outputs()
+        decided_batches += bool(touched)
+        if decided_batches == ctx.settings.stream.fail_after_decided_batches:
+            log.critical("fault injected: exiting after %d decided batches", decided_batches)
+            os._exit(75)
         write_back(wallet_to_state, touched)  # acknowledged before the next offset commit
+        ctx.redeliveries.passed(events)
 
 
 @app.agent(topics.auth_events)

@@ -57,6 +57,15 @@ class Context:
         return EntityReplica(self.settings, self.codecs.purchase).start()
 
     @cached_property
+    def redeliveries(self):
+        """Purchases redelivered with their decision already on the topic."""
+        from streams.redelivery import Redeliveries, TailReader
+
+        decisions = self.outputs.decisions
+        return Redeliveries(TailReader(self.settings,
+                                       lambda value: decisions.decode(value)["purchase_id"]))
+
+    @cached_property
     def decider(self):
         from streams.decider import LiveDecider
 

@@ -26,6 +26,9 @@ ENTITY_WAIT_TIMEOUTS = Counter("sentinel_entity_wait_timeouts_total",
                                "Batches decided before the entity replica covered them")
 REDELIVERED = Counter("sentinel_redelivered_purchases_total",
                       "Redelivered purchases already decided (skipped)")
+REDELIVERY_READ_FAILURES = Counter(
+    "sentinel_redelivery_read_failures_total",
+    "Assignments whose decisions could not be read back (redeliveries decided again)")
 PSI = Gauge("sentinel_feature_psi", "Population stability index vs training", ["feature"])
 KL = Gauge("sentinel_feature_kl", "KL divergence vs training", ["feature"])
 EXPIRED = Counter("sentinel_state_expired_total", "Table keys summarised or deleted by expiry",

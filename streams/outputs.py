@@ -19,6 +19,7 @@ from infra.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from streams import metrics
+from streams.redelivery import source_header
 
 __all__ = ["OutputError", "Outputs"]
 
@@ -36,19 +37,22 @@ class Outputs:
         self.producer = Producer(settings.kafka.producer_conf(**{"linger.ms": 2}))
         self.deliveries = Deliveries(self.producer)
 
-    def send(
-        self, spec: topics.TopicSpec, key: str | bytes | None, value: bytes, partition: int = -1
-    ) -> None:
+    def send(self, spec: topics.TopicSpec, key: str | bytes | None, value: bytes,
+             partition: int = -1, headers: list | None = None) -> None:
         """Produce (partition -1: the partitioner's choice by key)."""
         self.deliveries.produce(topics.full_name(spec, self.prefix), value, key,
-                                partition=partition)
+                                partition=partition, headers=headers)
 
     def send_raw(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         """A record to a topic by its broker-side name (table changelogs)."""
         self.deliveries.produce(topic, value, key, partition=partition)
 
-    def decision(self, record: dict) -> None:
-        self.send(topics.DECISIONS, record["wallet"], self.decisions.encode(record))
+    def decision(self, record: dict, source) -> None:
+        """A decision, on the partition numbered like its purchase's (``source``: the
+        purchase's Kafka message), with the purchase's offset in a header: what a worker
+        reads back to know which redelivered purchases are decided (``streams/redelivery``)."""
+        self.send(topics.DECISIONS, record["wallet"], self.decisions.encode(record),
+                  partition=source.partition, headers=source_header(source.offset))
 
     def security_event(self, record: dict) -> None:
         key = record.get("wallet") or record.get("ip") or record["event_id"]

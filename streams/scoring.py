@@ -4,7 +4,9 @@ Nothing escapes a batch: a record that cannot be decoded, is too late, or makes 
 code, a rule or the model raise goes to the dead-letter topic with the reason, and the rest
 of the batch is decided. The wallet states are returned, not written: the agent writes them
 only after the decisions are acknowledged by the broker, so a state that says "purchase
-applied" always means "its decision is on the topic" (see ``already_decided``).
+applied" always means "its decision is on the topic" (see ``already_decided``). A purchase
+redelivered after a crash between the two is found on the decisions topic instead
+(``streams/redelivery.py``): applied to its state, not decided again.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def _wallet(address: str, touched: Touched) -> WalletState:
     return wallet_to_state.get(address) or WalletState(address=address)
 
 
-def _features(purchase: dict, touched: Touched) -> tuple[WalletState, tuple | None, str]:
+def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tuple | None, str]:
     """(wallet, its feature row or None for a redelivery, the linked-wallet cluster id)."""
     order = read_order(purchase)
     wallet = _wallet(order.wallet, touched)
@@ -83,6 +85,9 @@ def _features(purchase: dict, touched: Touched) -> tuple[WalletState, tuple | No
     cfg = ctx.feature_config
     wallet.address = wallet.address or order.wallet
     check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
+    if ctx.redeliveries.decided(event.message.partition, order.purchase_id):
+        apply_order(order, wallet, cfg)  # decided before a crash: the state catches up only
+        return wallet, None, ""
     ip, device, card, show = ctx.replica.store.states_of(order)
     keyed = crowd_keyed(purchase, order.unit)
     crowd = ctx.replica.crowds.states(purchase, list(keyed.values()))
@@ -99,19 +104,20 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     with ctx.replica.lock:
         for event, purchase in batch:
             try:
-                wallet, row, cluster = _features(purchase, touched)
+                wallet, row, cluster = _features(event, purchase, touched)
             except Exception as exc:  # late, or any per-record failure: never the batch
                 ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
                 continue
+            touched[purchase["wallet"]] = (wallet, event)
             if row is None:
                 metrics.REDELIVERED.inc()
                 continue
-            touched[purchase["wallet"]] = (wallet, event)
             kept.append((event, purchase))
             rows.append(row)
             clusters.append(cluster)
+    sources = {purchase["purchase_id"]: event.message for event, purchase in kept}
     for outcome in _decide(kept, rows, clusters):
-        ctx.outputs.decision(outcome.decision)
+        ctx.outputs.decision(outcome.decision, sources[outcome.decision["purchase_id"]])
         for security_event in outcome.security_events:
             ctx.outputs.security_event(security_event)
     for event in ctx.decider.events(datetime.now(UTC)):

@@ -62,8 +62,10 @@ def grants(prefix: str = "", app_id: str = "sentinel") -> list[Grant]:
     dlqs = [topics.dlq(s) for s in topics.SOURCES]
     webhook = (topics.PURCHASES, topics.AUTH_EVENTS, topics.LABELS, topics.SECURITY_EVENTS)
     chain_out = (topics.CHAIN_TRANSFERS, topics.CHAIN_CHECKPOINTS, topics.SECURITY_EVENTS)
+    # The worker reads back its own decisions at an assignment (streams/redelivery.py).
     worker_in = (topics.PURCHASES, topics.AUTH_EVENTS, topics.CHAIN_TRANSFERS,
-                 topics.TRANSFERS_BY_SENDER, topics.RULES, topics.FRAUD_MARKS)  # fmt: skip
+                 topics.TRANSFERS_BY_SENDER, topics.RULES, topics.FRAUD_MARKS,
+                 topics.DECISIONS)  # fmt: skip
     worker_out = (topics.DECISIONS, topics.SECURITY_EVENTS, topics.TRANSFERS_BY_SENDER,
                   topics.RULES, *dlqs)  # fmt: skip
     sink_in = (*topics.SOURCES, topics.FRAUD_MARKS)
