@@ -287,14 +287,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _labelled_windows(args: argparse.Namespace):
-    """(events, labels by purchase id) of each simulator JSONL file, or of the topics."""
+    """(events, labels by purchase id) of each simulator JSONL file, or of the topics; the
+    events hold the labels too, at their own time, as the worker gets them (fraud marks)."""
     if args.events:
         from models.simulator import read_jsonl
 
         for path in args.events:
             items = list(read_jsonl(path))
             labels = {r["purchase_id"]: r for k, r in items if k == "label"}
-            yield [(k, r) for k, r in items if k != "label"], labels
+            yield items, labels
         return
     from infra import topics
     from infra.settings import get_settings

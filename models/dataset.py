@@ -90,6 +90,7 @@ def build_dataset(
         if kind == "label":
             if outcome_of is None:
                 labels[record["purchase_id"]] = (record["is_fraud"], record.get("pattern") or "")
+            engine.process(kind, record)  # confirmed fraud marks (features of later purchases)
             continue
         if until_ms is not None and _event_ms(kind, record) >= until_ms:
             break

@@ -67,7 +67,8 @@ def run_case(case: Case, model, ruleset) -> list[dict]:
     labels = {r["purchase_id"]: r["is_fraud"] for k, r in events if k == "label"}
     purchases = {r["purchase_id"]: r for k, r in events if k == "purchase"}
     since = case.sim.start + timedelta(days=case.warmup_days)
-    decisions = replay(((k, r) for k, r in events if k != "label"), model, ruleset, since=since)
+    # labels in event time, as the worker follows them: confirmed fraud marks later purchases
+    decisions = replay(events, model, ruleset, since=since)
     rows = []
     for d in decisions:
         p = purchases[d["purchase_id"]]

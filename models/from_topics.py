@@ -27,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from infra import topics
 from infra.settings import Settings
 from models.dataset import Dataset, build_dataset
 from models.labels import DAY_MS, DEFAULT_LABEL_DELAY_DAYS, LabelBook
 from models.registry import ModelRegistry
-from models.replay import TIME_FIELD, read_topic, read_topics
+from models.replay import TIME_FIELD, read_topics
 from models.training import TrainResult, fit_and_report, xgb_params
 from processors.features import FeatureConfig, FeatureEngine
 from processors.timeutil import to_ms
@@ -74,8 +73,10 @@ def _datetime(ms: int) -> datetime:
 
 
 def load_sources(settings: Settings) -> tuple[list[tuple[str, dict]], list[dict]]:
-    """(source events merged in event time, labels) as they are on the topics now."""
-    return list(read_topics(settings)), read_topic(settings, topics.LABELS)
+    """(events merged in event time, labels) as they are on the topics now; the events hold
+    the labels too, at their own time, for the confirmed-fraud features."""
+    events = list(read_topics(settings))
+    return events, [r for k, r in events if k == "label"]
 
 
 def latest_ms(events: list[tuple[str, dict]], labels: list[dict]) -> int:

@@ -27,8 +27,9 @@ from schemas.codec import AvroCodec, DecodeError
 from schemas.registry import registry_from_settings
 
 SOURCES = {"purchase": topics.PURCHASES, "auth": topics.AUTH_EVENTS,
-           "transfer": topics.CHAIN_TRANSFERS}
-TIME_FIELD = {"purchase": "occurred_at", "auth": "occurred_at", "transfer": "block_time"}
+           "transfer": topics.CHAIN_TRANSFERS, "label": topics.LABELS}
+TIME_FIELD = {"purchase": "occurred_at", "auth": "occurred_at", "transfer": "block_time",
+              "label": "occurred_at"}
 CLOCK_FIELDS = ("decided_at", "latency_ms")
 
 
@@ -109,7 +110,8 @@ def read_topic(settings: Settings, spec: topics.TopicSpec, timeout: float = 5.0)
 
 
 def read_topics(settings: Settings) -> Iterator[tuple[str, dict]]:
-    """Purchases, auth events and chain transfers merged in event-time order."""
+    """Purchases, auth events, chain transfers and labels merged in event-time order (a label
+    after what happened at its instant: it marks entities for later purchases only)."""
     streams = [_timed(kind, read_topic(settings, spec)) for kind, spec in SOURCES.items()]
     for _, _, kind, record in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
         yield kind, record
@@ -118,7 +120,7 @@ def read_topics(settings: Settings) -> Iterator[tuple[str, dict]]:
 def _timed(kind: str, records: list[dict]) -> list[tuple]:
     """(event time, kind rank, kind, record), sorted: auth and transfers before purchases of
     the same instant, as history comes before the decision it informs."""
-    rank = {"transfer": 0, "auth": 1, "purchase": 2}[kind]
+    rank = {"transfer": 0, "auth": 1, "purchase": 2, "label": 3}[kind]
     return sorted(((r[TIME_FIELD[kind]], rank, kind, r) for r in records),
                   key=lambda item: (item[0], item[1]))
 

@@ -88,8 +88,11 @@ def _spend(legit: Scores, budget: Budget, fraud: Scores | None, current: Thresho
            keep: Collection[str]) -> tuple[float, float]:
     """(two_fa, two_fa_model): the not-approved budget spent where it catches most fraud."""
     fixed_model = current.two_fa_model if "two_fa_model" in keep else None
+    # a kept review threshold caps two_fa: a score over it is reviewed, whatever two_fa says
+    ceiling = current.review if "review" in keep else 1.0
     candidates = ([current.two_fa] if "two_fa" in keep else
-                  [_above(legit.final, budget.not_approved * k / STEPS) for k in range(STEPS + 1)])
+                  [min(ceiling, _above(legit.final, budget.not_approved * k / STEPS))
+                   for k in range(STEPS + 1)])
     if legit.model is None or fraud is None or fraud.model is None:
         two_fa = current.two_fa if "two_fa" in keep else candidates[-1]
         return two_fa, 1.0 if fixed_model is None else fixed_model  # unverifiable: off

@@ -19,6 +19,7 @@ from operator import itemgetter
 
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
 from processors.crowd import CROWD_FEATURES, CrowdState, crowd_values
+from processors.marks import MARK_FEATURES, MarkStore, mark_row
 from processors.records import Order, read_order
 from processors.ring import rows_between
 from processors.signals import (
@@ -107,6 +108,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "email_verified",
     # crowds: aggregates across wallets (processors.crowd; read as empty where not kept)
     *CROWD_FEATURES,
+    # confirmed fraud on this wallet, card, device, account and linked cluster (labels)
+    *MARK_FEATURES,
 )
 
 
@@ -119,12 +122,14 @@ def purchase_features(
     show: ShowState | None,
     config: FeatureConfig = DEFAULT_CONFIG,
     crowd: Mapping[str, CrowdState | None] | None = None,
+    marks: MarkStore | None = None,
 ) -> dict[str, float]:
     """All of ``FEATURE_NAMES`` for ``purchase``, from the states before it is applied;
-    ``crowd`` holds the states of ``processors.crowd.crowd_keys(purchase)``."""
+    ``crowd`` holds the states of ``processors.crowd.crowd_keys(purchase)``, ``marks`` the
+    confirmed fraud known so far (``processors.marks``)."""
     order = read_order(purchase)
     check_lateness("purchase", order.ts, wallet, config.allowed_lateness_ms)
-    row = order_features(order, purchase, wallet, ip, device, card, show, config, crowd)
+    row = order_features(order, purchase, wallet, ip, device, card, show, config, crowd, marks)
     return dict(zip(FEATURE_NAMES, row, strict=True))
 
 
@@ -139,6 +144,7 @@ def order_features(
     config: FeatureConfig = DEFAULT_CONFIG,
     crowd: Mapping[str, CrowdState | None] | None = None,
     crowd_keyed: Mapping[str, str] | None = None,
+    marks: MarkStore | None = None,
 ) -> tuple[float, ...]:
     """``purchase_features`` as a row in ``FEATURE_NAMES`` order, for an order already read
     (``read_order``) from ``purchase`` and admitted (``check_lateness``): what the batch paths
@@ -165,6 +171,7 @@ def order_features(
         flag(o.phone_verified),
         flag(o.email_verified),
         *crowd_values(purchase, crowd, o.ts, crowd_keyed),
+        *mark_row(purchase, marks, (ip, device, card), ts),
     )
 
 

@@ -26,6 +26,7 @@ from processors.compute import FEATURE_NAMES, order_features, purchase_features
 from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
 from processors.entity_state import EntityStore
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
+from processors.marks import MarkJoin
 from processors.records import read_order, read_transfer, token_key
 from processors.signals import MISSING
 from processors.state import WalletState
@@ -46,7 +47,7 @@ __all__ = [
     "token_key",
 ]
 
-KINDS = ("purchase", "auth", "transfer")
+KINDS = ("purchase", "auth", "transfer", "label")
 ZERO_ADDRESS = "0x" + "0" * 40
 
 
@@ -58,8 +59,9 @@ def feature_vector(features: Mapping[str, float]) -> list[float]:
 class FeatureEngine:
     """An in-memory driver over dicts of states, for replay, training data and tests.
 
-    ``process(kind, record)`` with kind "purchase", "auth" or "transfer" applies the record
-    and, for purchases, returns the features computed BEFORE applying it. Deterministic: the
+    ``process(kind, record)`` with kind "purchase", "auth", "transfer" or "label" applies the
+    record and, for purchases, returns the features computed BEFORE applying it (a label
+    marks its purchase's wallet, card, device and account: ``processors.marks``). Deterministic: the
     same records in the same order give the same features. Raises ``LateEventError`` for an
     event beyond the allowed lateness, leaving every state untouched.
 
@@ -78,6 +80,7 @@ class FeatureEngine:
         self.ips, self.devices = self.entities.ips, self.entities.devices
         self.cards, self.shows = self.entities.cards, self.entities.shows
         self.crowds = crowd_store()  # aggregates across wallets (processors.crowd)
+        self.marks = MarkJoin()  # labels in the stream mark their purchases' entities
         self.watermark_ms = 0  # the largest event time seen: the clock of wallet expiry
         self._swept_ms = 0
         self._wheel = ExpiryWheel()
@@ -95,6 +98,8 @@ class FeatureEngine:
             self._auth(record)
         elif kind == "transfer":
             self._transfer(record)
+        elif kind == "label":
+            self.marks.label(record)
         else:
             raise ValueError(f"unknown record kind {kind!r} (expected one of {KINDS})")
         return None
@@ -117,7 +122,8 @@ class FeatureEngine:
             self.crowds.apply_row(o.purchase_id, order_crowd_row(o), keys)
         ip, device, card, show = self.entities.states_of(o)
         row = order_features(o, p, wallet, ip, device, card, show, self.config,
-                             self.crowds.states(p, keys), keyed)
+                             self.crowds.states(p, keys), keyed, self.marks.store)
+        self.marks.remember(p)
         apply_order(o, wallet, self.config)
         self._filed(wallet)
         self._advance(o.ts)

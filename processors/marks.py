@@ -21,6 +21,11 @@ from typing import Any
 from processors.timeutil import DAY_MS, to_ms
 
 KINDS = ("wallet", "card", "device", "account")
+MARK_FEATURES: tuple[str, ...] = (
+    "fraud_marks_wallet", "fraud_marks_card", "fraud_marks_device", "fraud_marks_account",
+    "fraud_marks_cluster", "days_since_fraud_mark",
+)
+JOIN_HORIZON_MS = 120 * DAY_MS  # labels later than this after their purchase mark nothing
 FIELDS = {"wallet": "wallet", "card": "card_fingerprint", "device": "device_id",
           "account": "user_id"}
 # At the same label time, the more deliberate source wins (a review corrects a chargeback).
@@ -85,13 +90,13 @@ class MarkStore:
 
     def features(self, purchase: Record, linked_wallets: Iterable[str], t_ms: int) -> dict:
         """Prior confirmed fraud on the purchase's wallet, card, device, account and linked
-        cluster (other wallets sharing its IP, device or card in 24 h), days since the
-        latest such mark (``MISSING`` when none)."""
+        cluster (other wallets sharing its IP, device or card in 24 h; 0 for an absent
+        field), days since the latest such mark (``MISSING`` when none)."""
         out, latest = {}, None
         for kind, field in FIELDS.items():
             value = purchase.get(field)
             count, last = self.prior(f"{kind}:{value}", t_ms) if value else (0, None)
-            out[f"fraud_marks_{kind}"] = float(count) if value else MISSING
+            out[f"fraud_marks_{kind}"] = float(count)  # an absent entity carries no mark
             latest = last if latest is None or (last is not None and last > latest) else latest
         cluster = 0
         for wallet in set(linked_wallets) - {purchase["wallet"]}:
@@ -123,3 +128,42 @@ def cluster_id(wallet: str, linked_wallets: Iterable[str]) -> str:
     """A stable name for a purchase's linked-wallet cluster: its smallest wallet address
     (members of a ring that share an IP, device or card get the same one)."""
     return f"cluster:{min({wallet, *linked_wallets})}"
+
+
+def mark_row(purchase: Record, marks: MarkStore | None, states: Iterable[Any],
+             ts: int) -> tuple[float, ...]:
+    """``MARK_FEATURES`` in order (``marks`` None or empty: nothing confirmed yet, no work);
+    ``states`` are the purchase's IP, device and card states, for the linked cluster."""
+    if not marks:
+        return _NONE
+    got = marks.features(purchase, linked_wallets(purchase["wallet"], states, ts), ts)
+    return tuple(got[name] for name in MARK_FEATURES)
+
+
+class MarkJoin:
+    """Labels joined with the purchases of the same stream (replay and training, where the
+    labels come in event time with the purchases): ``remember(purchase)``, ``label(label)``.
+    Purchases are kept ``JOIN_HORIZON_MS`` of event time, only what a mark needs."""
+
+    def __init__(self) -> None:
+        self.store = MarkStore()
+        self.purchases: dict[str, dict] = {}
+        self._swept_ms = 0
+
+    def remember(self, purchase: Record) -> None:
+        keep = {f: purchase.get(f) for f in ("occurred_at", *FIELDS.values())}
+        self.purchases[purchase["purchase_id"]] = keep
+
+    def label(self, label: Record) -> None:
+        purchase = self.purchases.get(label["purchase_id"])
+        if purchase is not None:
+            self.store.apply(mark_record(label, purchase))
+        now = to_ms(label["occurred_at"]) or 0
+        if now - self._swept_ms > DAY_MS:
+            cutoff = now - JOIN_HORIZON_MS
+            self.purchases = {k: v for k, v in self.purchases.items()
+                              if (to_ms(v["occurred_at"]) or 0) > cutoff}
+            self._swept_ms = now
+
+
+_NONE = (0.0, 0.0, 0.0, 0.0, 0.0, MISSING)  # no mark anywhere (MISSING: no days since)

@@ -66,6 +66,13 @@ class Context:
                                        lambda value: decisions.decode(value)["purchase_id"]))
 
     @cached_property
+    def marks(self):
+        """Confirmed fraud marks (the marks topic), read to its end on first use."""
+        from streams.marks_follower import MarksFollower
+
+        return MarksFollower(self.settings)
+
+    @cached_property
     def decider(self):
         from streams.decider import LiveDecider
 

@@ -91,7 +91,8 @@ def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tup
     ip, device, card, show = ctx.replica.store.states_of(order)
     keyed = crowd_keyed(purchase, order.unit)
     crowd = ctx.replica.crowds.states(purchase, list(keyed.values()))
-    row = order_features(order, purchase, wallet, ip, device, card, show, cfg, crowd, keyed)
+    row = order_features(order, purchase, wallet, ip, device, card, show, cfg, crowd, keyed,
+                         ctx.marks.store)
     apply_order(order, wallet, cfg)
     return wallet, row, purchase_cluster(purchase, ip, device, card)
 
@@ -101,6 +102,7 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     wallet states (key → (state, last event)) for the agent to write once delivered."""
     touched: Touched = {}
     kept, rows, clusters = [], [], []
+    ctx.marks.current()  # confirmed fraud that arrived since the last batch
     with ctx.replica.lock:
         for event, purchase in batch:
             try:

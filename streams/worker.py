@@ -25,7 +25,7 @@ def warm_up() -> None:
     from streams.context import ctx
 
     try:
-        _ = ctx.decider, ctx.replica
+        _ = ctx.decider, ctx.replica, ctx.marks
     except Exception as exc:  # e.g. topics not created yet: built on the first batch instead
         logging.getLogger(__name__).warning("warm-up deferred: %s: %s", type(exc).__name__, exc)
 

@@ -71,19 +71,21 @@ def sim_events():
     return list(simulate(SIM))
 
 
-def _point_in_time(events, data: Dataset, sample: int = 25) -> None:
-    """A row equals FeatureEngine run over only the events before the purchase."""
+def _point_in_time(sources, labels, data: Dataset, sample: int = 25) -> None:
+    """A row equals FeatureEngine run over only the events (labels included: confirmed-fraud
+    marks) before the purchase."""
+    events = sorted([(event_time(k, r), k == "label", n, k, r) for n, (k, r) in
+                     enumerate(sources + [("label", lb) for lb in labels])])
     times: dict = {}
-    for kind, r in events:
-        if kind != "label":
-            times[event_time(kind, r)] = times.get(event_time(kind, r), 0) + 1
+    for at, _, _, _, _ in events:
+        times[at] = times.get(at, 0) + 1
     rows = {pid: k for k, pid in enumerate(data.purchase_ids)}
-    purchases = [r for k, r in events if k == "purchase" and r["purchase_id"] in rows
+    purchases = [r for _, _, _, k, r in events if k == "purchase" and r["purchase_id"] in rows
                  and times[r["occurred_at"]] == 1]  # no other event at the same instant
     for p in purchases[:: max(1, len(purchases) // sample)]:
         engine = FeatureEngine()
-        for kind, r in events:
-            if kind != "label" and event_time(kind, r) < p["occurred_at"]:
+        for at, _, _, kind, r in events:
+            if at < p["occurred_at"]:
                 engine.process(kind, r)
         expected = engine.process("purchase", p)
         got = data.X[rows[p["purchase_id"]]]
@@ -98,7 +100,7 @@ def test_rows_labels_and_point_in_time_from_the_topics(settings, sim_events, tmp
     sent = publish_events(settings, sources + [("label", lb) for lb in labels])
     assert sent["purchase"] == sum(1 for k, _ in sim_events if k == "purchase")
     events, read_labels = load_sources(settings)
-    assert len(events) == len(sources) and len(read_labels) == len(labels)
+    assert len(events) == len(sources) + len(labels) and len(read_labels) == len(labels)
 
     config = TopicTrainConfig(since=SINCE, until=UNTIL, labels_as_of=AS_OF,
                               label_delay_days=DELAY.days, rounds=30, baselines=False,
@@ -108,7 +110,7 @@ def test_rows_labels_and_point_in_time_from_the_topics(settings, sim_events, tmp
     assert dict(zip(data.purchase_ids.tolist(), data.y.tolist(), strict=True)) == expected
     assert counts["pending"] > 0 and counts["legit_by_delay"] > 0  # dropped labels
     assert expected[edits["corrected"]] == 0 and expected[edits["too_late"]] == 0
-    _point_in_time(sim_events, data)
+    _point_in_time(sources, labels, data)
 
     registry = ModelRegistry(constant_model_registry(tmp_path / "registry"))
     result = train_from_topics(settings, tmp_path / "run", config, registry=registry,

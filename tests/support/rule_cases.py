@@ -37,6 +37,9 @@ CLEAN_FEATURES: dict[str, float] = {
     "tier_wallets_10m": 1, "tier_rate_ratio": 1.0, "coord_wallets_10m": 1,
     "net_wallets_1h": 1, "asn_rate_ratio": 1.0, "asn_hosting": 0, "ip_country_mismatch": 0,
     "bin_wallets_1h": -1, "bin_cards_1h": -1, "bin_small_1h": -1, "ua_rate_ratio": 1.0,
+    # confirmed fraud (processors/marks.py): none known
+    "fraud_marks_wallet": 0, "fraud_marks_card": 0, "fraud_marks_device": 0,
+    "fraud_marks_account": 0, "fraud_marks_cluster": 0, "days_since_fraud_mark": -1,
 }  # fmt: skip
 
 CLEAN_PURCHASE = {

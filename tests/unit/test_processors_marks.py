@@ -18,6 +18,7 @@ from processors.marks import (
     cluster_id,
     mark_keys,
     mark_record,
+    mark_row,
     purchase_cluster,
 )
 from processors.rules import load_ruleset
@@ -68,7 +69,8 @@ def test_features_count_marks_on_entities_and_the_linked_cluster():
                    "fraud_marks_device": 1.0, "fraud_marks_account": 0.0,
                    "fraud_marks_cluster": 1.0, "days_since_fraud_mark": 1.0}
     clean = store.features(purchase(7, device_id=None), set(), MS0 + 3 * DAY_MS)
-    assert clean["fraud_marks_device"] == MISSING and clean["days_since_fraud_mark"] == MISSING
+    assert clean["fraud_marks_device"] == 0.0 and clean["days_since_fraud_mark"] == MISSING
+    assert mark_row(purchase(7), MarkStore(), [], MS0) == tuple(clean.values())  # empty: same
 
 
 def test_ring_members_sharing_a_device_get_one_cluster_id():
@@ -102,3 +104,19 @@ def test_fraud_detected_carries_the_cluster_id():
     fraud = [e for e in outcome.security_events if e["kind"] == "fraud_detected"]
     assert outcome.decision["decision"] == "BLOCKED"
     assert fraud and fraud[0]["details"]["cluster_id"] == "cluster:0xabc"
+
+
+def test_the_feature_engine_marks_later_purchases_only():
+    from processors.features import FeatureEngine
+
+    engine = FeatureEngine()
+    first = purchase(1, occurred_at=T0, card_fingerprint="card-x")
+    engine.process("purchase", first)
+    before = engine.process("purchase", purchase(2, occurred_at=T0 + timedelta(days=1),
+                                                 card_fingerprint="card-x"))
+    engine.process("label", label("p-1", 2, True))
+    after = engine.process("purchase", purchase(3, occurred_at=T0 + timedelta(days=5),
+                                                card_fingerprint="card-x"))
+    assert before["fraud_marks_card"] == 0.0 and before["days_since_fraud_mark"] == MISSING
+    assert after["fraud_marks_card"] == 1.0 and after["days_since_fraud_mark"] == 3.0
+    assert after["fraud_marks_wallet"] == 0.0  # another wallet bought with that card

@@ -51,6 +51,19 @@ def test_kept_thresholds_stay():
     assert choose(legit, Budget(), fraud, current, keep=("two_fa_model",)).two_fa_model == 0.3
 
 
+def test_two_fa_never_passes_a_kept_review_threshold():
+    """A budget best spent on the model alone (every rule-flagged legit purchase scores over
+    the kept review threshold) sets two_fa to that threshold, not above it: a valid policy."""
+    rng = np.random.default_rng(9)
+    legit_model = rng.beta(1, 60, 20_000)
+    legit_final = np.where(rng.random(20_000) < 0.01, 0.7, legit_model)
+    fraud_model = rng.beta(2, 6, 400)
+    current = Thresholds(block=0.85, review=0.65, two_fa=0.4, two_fa_model=0.1)
+    t = choose(Scores(legit_final, legit_model), Budget(not_approved=0.02),
+               Scores(fraud_model, fraud_model), current, keep=("review", "block"))
+    assert t.two_fa <= t.review == 0.65 and t.two_fa_model < 0.1
+    Thresholds(block=t.block, review=t.review, two_fa=t.two_fa, two_fa_model=t.two_fa_model)
+
 def test_effect_counts_the_model_step():
     t = Thresholds(two_fa_model=0.1)
     scores, model = np.array([0.05, 0.05, 0.5]), np.array([0.05, 0.2, 0.0])

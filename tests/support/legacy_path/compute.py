@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from operator import itemgetter
 
+from processors.marks import MARK_FEATURES, mark_row
 from processors.ring import rows_between
 from processors.state import (
     PURCHASE_RETENTION_MS,
@@ -112,6 +113,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "email_verified",
     # crowds: aggregates across wallets (processors.crowd; read as empty where not kept)
     *CROWD_FEATURES,
+    # confirmed fraud (processors.marks): the per-row path keeps no marks
+    *MARK_FEATURES,
 )
 
 
@@ -139,6 +142,7 @@ def purchase_features(
     show_features(out, purchase, show, ts)
     entity_features(out, purchase, ip, device, card, ts)
     crowd_features(out, purchase, crowd, ts)
+    out.update(zip(MARK_FEATURES, mark_row(purchase, None, (ip, device, card), ts), strict=True))
     return {name: out[name] for name in FEATURE_NAMES}
 
 
