@@ -85,27 +85,36 @@ class MarkStore:
 
     def prior(self, key: str, t_ms: int) -> tuple[int, int | None]:
         """(confirmed frauds on ``key`` labelled before ``t_ms``, the latest label time)."""
-        times = [ms for ms in self.by_key.get(key, {}).values() if ms < t_ms]
-        return len(times), max(times, default=None)
+        return _prior(self.by_key.get(key), t_ms)
 
     def features(self, purchase: Record, linked_wallets: Iterable[str], t_ms: int) -> dict:
         """Prior confirmed fraud on the purchase's wallet, card, device, account and linked
         cluster (other wallets sharing its IP, device or card in 24 h; 0 for an absent
-        field), days since the latest such mark (``MISSING`` when none)."""
-        out, latest = {}, None
+        field), days since the latest such mark (``MISSING`` when none). Keys without any
+        mark (nearly all) cost one dict lookup."""
+        out, latest, by_key = {}, None, self.by_key
         for kind, field in FIELDS.items():
             value = purchase.get(field)
-            count, last = self.prior(f"{kind}:{value}", t_ms) if value else (0, None)
+            count, last = _prior(by_key.get(f"{kind}:{value}"), t_ms) if value else (0, None)
             out[f"fraud_marks_{kind}"] = float(count)  # an absent entity carries no mark
             latest = last if latest is None or (last is not None and last > latest) else latest
-        cluster = 0
-        for wallet in set(linked_wallets) - {purchase["wallet"]}:
-            count, last = self.prior(f"wallet:{wallet}", t_ms)
-            cluster += count > 0
-            latest = last if latest is None or (last is not None and last > latest) else latest
+        cluster, wallet = 0, purchase["wallet"]
+        for other in linked_wallets:
+            marks = by_key.get(f"wallet:{other}") if other != wallet else None
+            if marks:
+                count, last = _prior(marks, t_ms)
+                cluster += count > 0
+                latest = last if latest is None or (last is not None and last > latest) else latest
         out["fraud_marks_cluster"] = float(cluster)
         out["days_since_fraud_mark"] = MISSING if latest is None else (t_ms - latest) / DAY_MS
         return out
+
+
+def _prior(marks: Mapping[str, int] | None, t_ms: int) -> tuple[int, int | None]:
+    if not marks:
+        return 0, None
+    times = [ms for ms in marks.values() if ms < t_ms]
+    return len(times), max(times, default=None)
 
 
 def linked_wallets(wallet: str, states: Iterable[Any], t_ms: int) -> set[str]:
