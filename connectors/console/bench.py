@@ -49,9 +49,7 @@ def _database(settings: Settings) -> tuple[str, str]:
 
 
 def _prepare(dsn: str, decisions: int, days: int) -> dict:
-    """Migrate, load, refresh the rollups, let analysts have worked the old cases, ANALYZE."""
-    from connectors.console.rollups import refresh_until_clean
-
+    """Migrate, load, then what a reused database also gets (``_settle``)."""
     timings: dict = {}
     started = time.monotonic()
     db.migrate(dsn)
@@ -59,11 +57,18 @@ def _prepare(dsn: str, decisions: int, days: int) -> dict:
     started = time.monotonic()
     timings["rows"] = bench_data.load(dsn, decisions, days)
     timings["load_s"] = round(time.monotonic() - started, 1)
+    return timings | _settle(dsn)
+
+
+def _settle(dsn: str) -> dict:
+    """Refresh the rollups, let analysts have worked the cases older than a day, ANALYZE."""
+    from connectors.console.rollups import refresh_until_clean
 
     async def refresh() -> int:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             return await refresh_until_clean(conn)
 
+    timings: dict = {}
     started = time.monotonic()
     timings["minutes_rolled_up"] = asyncio.run(refresh())
     timings["rollups_s"] = round(time.monotonic() - started, 1)
@@ -71,21 +76,42 @@ def _prepare(dsn: str, decisions: int, days: int) -> dict:
         conn.execute(
             "UPDATE review_cases SET state = 'closed', outcome = 'legit', claimed_by = 'bench',"
             " claimed_at = opened_at, closed_by = 'bench', closed_at = opened_at + interval '1 hour'"
-            " WHERE opened_at < now() - interval '1 day'"
+            " WHERE opened_at < now() - interval '1 day' AND state <> 'closed'"
         )
+        started = time.monotonic()
         conn.execute("ANALYZE")
+        timings["analyze_s"] = round(time.monotonic() - started, 1)
         timings["open_cases"] = conn.execute(
             "SELECT count(*) FROM review_cases WHERE state <> 'closed'").fetchone()[0]  # fmt: skip
     return timings
 
 
+def _reuse(settings: Settings, name: str) -> tuple[dict, str]:
+    """A database an earlier run kept (``--keep``): migrated to this code's schema, its rollups
+    and statistics brought up to date. Its rows are as old as that run: the report says how
+    old (the 24 h windows hold fewer decisions the older they are)."""
+    dsn = settings.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    started = time.monotonic()
+    applied = db.migrate(dsn)
+    info: dict = {"database": name, "migrations_applied": applied,
+                  "migrate_s": round(time.monotonic() - started, 1)}  # fmt: skip
+    with psycopg.connect(dsn) as conn:
+        count, first, last = conn.execute(
+            "SELECT count(*), min(occurred_at), max(occurred_at) FROM decisions").fetchone()  # fmt: skip
+    info |= {"decisions": count, "data_from": first, "data_until": last,
+             "data_age_h": round((datetime.now(UTC) - last).total_seconds() / 3600, 1)}  # fmt: skip
+    return info | _settle(dsn), dsn
+
+
 def _user(dsn: str) -> tuple[str, str, str]:
     from connectors.console import accounts
 
+    name = f"bench-{int(time.time())}"  # a reused database keeps the users of earlier runs
+
     async def make() -> tuple[str, str, str]:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            password = await accounts.add_user(conn, "bench", "analyst", None, "bench")
-            return "bench", password, await accounts.create_key(conn, "bench", "bench")
+            password = await accounts.add_user(conn, name, "analyst", None, "bench")
+            return name, password, await accounts.create_key(conn, name, "bench")
 
     return asyncio.run(make())
 
@@ -191,22 +217,31 @@ def _free_port() -> int:
 
 
 def run_console_bench(
-    settings: Settings, decisions: int, days: int, requests: int, keep: bool = False
+    settings: Settings, decisions: int, days: int, requests: int, keep: bool = False,
+    reuse: str | None = None,
 ) -> dict:
+    """Prepare a bench database (or ``reuse`` one kept by an earlier run: never dropped),
+    serve it, measure."""
     report: dict = {"started_at": datetime.now(UTC).isoformat(), "decisions": decisions,
                     "days": days, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
                     "target_p95_ms": TARGET_P95_MS, "target_first_paint_ms": TARGET_PAINT_MS}  # fmt: skip
-    name, dsn = _database(settings)
-    report["database"] = name
     proc = None
+    if reuse:
+        name, keep = reuse, True
+        report["reused"], dsn = _reuse(settings, reuse)
+        report["decisions"] = report["reused"]["decisions"]
+    else:
+        name, dsn = _database(settings)
+    report["database"] = name
     try:
-        report["prepare"] = _prepare(dsn, decisions, days)
+        if not reuse:
+            report["prepare"] = _prepare(dsn, decisions, days)
         user, password, key = _user(dsn)
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         proc = _serve(settings, dsn, port, Path(tempfile.gettempdir()) / f"{name}.log")
         _wait_up(base, proc)
-        endpoints = _measure(base, key, requests, decisions)
+        endpoints = _measure(base, key, requests, report["decisions"])
         report["endpoints"] = endpoints
         report["api_p95_ms"] = {k: v["p95_ms"] for k, v in endpoints.items()}
         report["api_p95_ratio_to_target"] = {

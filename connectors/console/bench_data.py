@@ -2,7 +2,11 @@
 alerts spread over the last N days, loaded with COPY straight into the tables through the
 sink's own row mapping (sinks/pg_tables.py), so the rows, the triggers that mark rollups and
 open review cases, and the indexes are those of production; only the sink's staging step
-(for idempotent redelivery, which a fresh bench does not need) is skipped."""
+(for idempotent redelivery, which a fresh bench does not need) is skipped.
+
+Rows arrive in event-time order, as the pipeline writes them (a minute's decisions share a few
+heap pages, as in production), into the daily partitions ``sentinel db maintain`` keeps (not
+the default partition that catches days without one)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from infra import retention
 from processors.compute import FEATURE_NAMES
 from sinks import pg_tables
 from sinks.pg_tables import Table
@@ -63,10 +68,11 @@ def batches(n: int, days: int, now: datetime, seed: int = 1) -> Iterator[tuple[l
     rng = random.Random(seed)
     span = timedelta(days=days).total_seconds()
     wallets = max(1000, n // 5)
+    ages = sorted((rng.random() * span for _ in range(n)), reverse=True)  # oldest first
     for start in range(0, n, BATCH):
         ds, ps, ls = [], [], []
         for i in range(start, min(n, start + BATCH)):
-            at = now - timedelta(seconds=rng.random() * span)
+            at = now - timedelta(seconds=ages[i])
             d, p = _pair(i, at, rng, wallets)
             ds.append(d)
             ps.append(p)
@@ -99,10 +105,24 @@ def _copy(cur: psycopg.Cursor, table: Table, values: list[dict]) -> None:
             copy.write_row(table.row(value))
 
 
+def partition_days(dsn: str, days: int, now: datetime) -> int:
+    """The daily partitions of the last ``days`` days, as ``sentinel db maintain`` run every
+    day would have made them (it makes a day's partition ahead of time). Returns how many."""
+    created = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        day = now.date() - timedelta(days=days + 1)
+        while day <= now.date():
+            report = retention.maintain(conn, day + timedelta(days=1))
+            created += sum(report.partitions_created.values())
+            day += timedelta(days=retention.AHEAD_DAYS)
+    return created
+
+
 def load(dsn: str, n: int, days: int, now: datetime | None = None) -> dict[str, int]:
     """Load ``n`` decisions (and purchases, labels, 2 000 alerts), one transaction a batch."""
     now = now or datetime.now(UTC)
-    counts = {"decisions": 0, "labels": 0, "alerts": 2000}
+    counts = {"decisions": 0, "labels": 0, "alerts": 2000,
+              "partitions": partition_days(dsn, days, now)}  # fmt: skip
     with psycopg.connect(dsn) as conn:
         for ds, ps, ls in batches(n, days, now):
             with conn.transaction(), conn.cursor() as cur:

@@ -48,7 +48,11 @@ def add_bench_commands(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--decisions", type=int, default=1_000_000)
     p.add_argument("--days", type=int, default=30, help="spread the decisions over this many days")
     p.add_argument("--requests", type=int, default=200, help="requests per endpoint")
-    p.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the bench database afterwards (its name is in the report)")
+    p.add_argument("--reuse-db", metavar="NAME",
+                   help="measure a database an earlier --keep run prepared (migrated, rollups"
+                        " refreshed; not dropped) instead of preparing a new one")  # fmt: skip
     p.set_defaults(func=bench)
 
 
@@ -158,7 +162,7 @@ def bench(args: argparse.Namespace) -> int:
 
     report = run_console_bench(
         get_settings(), decisions=args.decisions, days=args.days, requests=args.requests,
-        keep=args.keep,
+        keep=args.keep, reuse=args.reuse_db,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
