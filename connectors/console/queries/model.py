@@ -14,6 +14,7 @@ from sinks.redis import VERDICTS
 
 FLAGGED = ("MANUAL_REVIEW", "BLOCKED")  # what counts as "caught" for precision and recall
 DRIFT_HOURS = 48
+WINDOWS = (("24h", timedelta(hours=24)), ("7d", timedelta(days=7)))
 DRIFT_FEATURES = 8
 
 
@@ -49,13 +50,49 @@ def side_by_side(rows: list[dict]) -> dict:
     return out
 
 
-async def _label_rows(conn: psycopg.AsyncConnection, since: datetime) -> list[dict]:
-    return await fetch_all(
-        conn,
-        "SELECT decision, is_fraud, model_flag, challenger_flag, sum(n)::int AS n"
-        " FROM console_label_minute WHERE minute >= %s GROUP BY 1, 2, 3, 4",
-        (since,),
+def hour_edge(since: datetime) -> datetime:
+    """The first whole UTC hour at or after ``since``: a window from ``since`` reads the hourly
+    rollups from there on and the minute rollups of [since, edge) only."""
+    since = since.astimezone(UTC)
+    floor = since.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == since else floor + timedelta(hours=1)
+
+
+def _windowed(sums: str, cols: str, hours: str, minutes: str, group: str) -> str:
+    """``sums`` over the rows of each window ``(name, since, edge)``: the hourly rollup's rows
+    from its edge on, the minute rollup's rows before it. Exact per minute, and a 7-day window
+    reads ~170 rows per series instead of 10 080."""
+    return (
+        "WITH w(name, since, edge) AS (SELECT * FROM unnest(%(names)s::text[],"
+        " %(since)s::timestamptz[], %(edge)s::timestamptz[]))"
+        f" SELECT w.name, {sums} FROM w, LATERAL ("
+        f" SELECT {cols} FROM {hours} WHERE hour >= w.edge UNION ALL"
+        f" SELECT {cols} FROM {minutes} WHERE minute >= w.since AND minute < w.edge) r"
+        f" GROUP BY {group}"
     )
+
+
+_FLAGS = "decision, is_fraud, model_flag, challenger_flag"
+_LABELS = _windowed(f"{_FLAGS}, sum(n)::int AS n", f"{_FLAGS}, n", "console_label_hour",
+                    "console_label_minute", "1, 2, 3, 4, 5")  # fmt: skip
+_LIVE_COLS = ("decisions", "model_flagged", "challenger_scored", "challenger_flagged", "flags_agree")
+_LIVE = _windowed(", ".join(f"sum({c})::bigint AS {c}" for c in _LIVE_COLS), ", ".join(_LIVE_COLS),
+                  "console_hour", "console_minute", "1")  # fmt: skip
+
+
+def _window_params(windows: dict[str, datetime]) -> dict:
+    return {"names": list(windows), "since": list(windows.values()),
+            "edge": [hour_edge(s) for s in windows.values()]}  # fmt: skip
+
+
+async def _label_rows(
+    conn: psycopg.AsyncConnection, windows: dict[str, datetime]
+) -> dict[str, list[dict]]:
+    """Label counts per (decision, truth, flags) of each window ``name -> since``."""
+    out: dict[str, list[dict]] = {name: [] for name in windows}
+    for row in await fetch_all(conn, _LABELS, _window_params(windows)):
+        out[row.pop("name")].append(row)
+    return out
 
 
 async def drift(conn: psycopg.AsyncConnection, now: datetime) -> dict:
@@ -117,28 +154,32 @@ def _registry_view(root: str, stamp: int | None) -> dict:
     return out
 
 
-async def live_comparison(conn: psycopg.AsyncConnection, since: datetime) -> dict:
-    cur = await conn.execute(
-        "SELECT coalesce(sum(decisions), 0), coalesce(sum(model_flagged), 0),"
-        " coalesce(sum(challenger_scored), 0), coalesce(sum(challenger_flagged), 0),"
-        " coalesce(sum(flags_agree), 0) FROM console_minute WHERE minute >= %s",
-        (since,),
-    )
-    decisions, model_flagged, scored, challenger_flagged, agree = await cur.fetchone()
-    return {"decisions": decisions, "champion_flagged": model_flagged,
-            "challenger_scored": scored, "challenger_flagged": challenger_flagged,
-            "agreement": agree / scored if scored else None}  # fmt: skip
+def live(row: dict | None) -> dict:
+    """Champion beside challenger on the window's decisions (no labels needed)."""
+    row = row or dict.fromkeys(_LIVE_COLS, 0)
+    scored = row["challenger_scored"]
+    return {"decisions": row["decisions"], "champion_flagged": row["model_flagged"],
+            "challenger_scored": scored, "challenger_flagged": row["challenger_flagged"],
+            "agreement": row["flags_agree"] / scored if scored else None}  # fmt: skip
+
+
+async def live_comparison(
+    conn: psycopg.AsyncConnection, windows: dict[str, datetime]
+) -> dict[str, dict]:
+    rows = {r.pop("name"): r for r in await fetch_all(conn, _LIVE, _window_params(windows))}
+    return {name: live(rows.get(name)) for name in windows}
 
 
 async def model_health(conn: psycopg.AsyncConnection, now: datetime) -> dict:
     now = now.astimezone(UTC)
     minute = now.replace(second=0, microsecond=0)  # whole minutes, as the rollups keep them
+    windows = {name: minute - span for name, span in WINDOWS}
+    labels, compared = await _label_rows(conn, windows), await live_comparison(conn, windows)
     out: dict = {"windows": {}}
-    for name, span in (("24h", timedelta(hours=24)), ("7d", timedelta(days=7))):
-        rows = await _label_rows(conn, minute - span)
-        out["windows"][name] = {"confusion": confusion(rows), "models": side_by_side(rows),
-                                "since": minute - span,
-                                "live": await live_comparison(conn, minute - span)}  # fmt: skip
+    for name, since in windows.items():
+        out["windows"][name] = {"confusion": confusion(labels[name]),
+                                "models": side_by_side(labels[name]), "since": since,
+                                "live": compared[name]}  # fmt: skip
     out["drift"] = await drift(conn, now)
     out["drift_chart"] = {"kind": "lines", "xtime": True, "x": out["drift"]["hours"],
                           "series": [{"label": f, "values": v}
