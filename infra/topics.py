@@ -36,6 +36,8 @@ CHAIN_TRANSFERS = TopicSpec(
 )
 AUTH_EVENTS = TopicSpec("sentinel.auth-events.v1", "wallet", "auth_event", retention_ms=30 * DAY_MS)
 LABELS = TopicSpec("sentinel.labels.v1", "purchase_id", "label", retention_ms=365 * DAY_MS)
+# As many partitions as PURCHASES: a decision goes to the partition numbered like its
+# purchase's, where a worker reads it back after a redelivery (streams/redelivery.py).
 DECISIONS = TopicSpec("sentinel.decisions.v1", "wallet", "decision", retention_ms=180 * DAY_MS)
 SECURITY_EVENTS = TopicSpec(
     "sentinel.security-events.v1", "ip or wallet", "security_event", retention_ms=90 * DAY_MS
