@@ -32,6 +32,7 @@ from streams.tables import wallet_to_state
 
 log = logging.getLogger(__name__)
 ZERO_ADDRESS = "0x" + "0" * 40
+FAULT_EXIT = 75  # exit status of the injected fault (SENTINEL_FAIL_AFTER_DECIDED_BATCHES)
 
 
 def offset_guard() -> OffsetGuard:
@@ -108,7 +109,7 @@ async def score_purchases(stream):
     purchase redelivered before its state was written or its offset committed is found on the
     decisions topic (read back at each assignment, ``streams/redelivery.py``) and not decided
     again."""
-    decided_batches = 0
+    decided_batches, fault_after = 0, ctx.settings.stream.fail_after_decided_batches
     async for events in batches(stream):
         await ctx.redeliveries.load(events, app.consumer_generation_id)
         batch = scoring.decode(events)
@@ -117,9 +118,9 @@ async def score_purchases(stream):
         touched = scoring.score(batch)
         await flush_outputs()
         decided_batches += bool(touched)
-        if decided_batches == ctx.settings.stream.fail_after_decided_batches:
+        if fault_after and decided_batches == fault_after:
             log.critical("fault injected: exiting after %d decided batches", decided_batches)
-            os._exit(75)
+            os._exit(FAULT_EXIT)
         write_back(wallet_to_state, touched)  # acknowledged before the next offset commit
         ctx.redeliveries.passed(events)
 

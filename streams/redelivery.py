@@ -114,9 +114,9 @@ class Redeliveries:
                         "purchases are decided again", sorted(wanted), exc)  # fmt: skip
             found = {}
         self.keep(wanted, found)
-        if found:
-            log.info("decisions already on the topic for redelivered purchases: %s",
-                     {p: len(d) for p, d in found.items()})
+        counts = {p: len(d) for p, d in found.items() if d}
+        if counts:
+            log.info("redelivered purchases already decided, by partition: %s", counts)
 
     def decided(self, partition: int, purchase_id: str) -> bool:
         found = self.found.get(partition)

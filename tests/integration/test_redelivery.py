@@ -22,7 +22,7 @@ from tests.support.kafka import Worker, produce, read_decisions
 
 pytestmark = pytest.mark.integration
 
-FAULT_EXIT = 75  # streams/agents.py: the injected fault's exit status
+FAULT_EXIT = 75  # streams.agents.FAULT_EXIT (importing it would build the Faust app)
 WAVE = 30
 
 
