@@ -1,7 +1,7 @@
 """Model health's windows on real PostgreSQL: read from the hourly rollups (0014, 0040) plus
 the minutes of each window's first, partial hour, they count exactly what the raw rows in
 [since, now] say, rows one minute before the window's start, in its partial first hour and
-on its first whole hour included."""
+on its first whole hour included. The refreshers that keep those rollups run without JIT."""
 
 from __future__ import annotations
 
@@ -114,3 +114,16 @@ def test_a_window_starting_on_the_hour_reads_hours_only() -> None:
     on_hour = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
     assert model.hour_edge(on_hour) == on_hour
     assert model.hour_edge(on_hour + timedelta(minutes=1)) == on_hour + timedelta(hours=1)
+
+
+def test_the_rollup_refreshers_run_without_jit(health) -> None:
+    """Whoever calls them (0042): with JIT their per-minute lookups over the daily partitions
+    compiled for seconds per statement. A CREATE OR REPLACE that drops the setting fails here."""
+    dsn, _ = health
+    with psycopg.connect(dsn) as conn:
+        configs = dict(conn.execute(
+            "SELECT proname, proconfig FROM pg_proc WHERE proname = ANY(%s)",
+            (["console_refresh_decision_minutes", "console_refresh_label_minutes",
+              "console_roll_hours", "console_roll_label_hours"],),
+        ).fetchall())  # fmt: skip
+    assert len(configs) == 4 and all(c and "jit=off" in c for c in configs.values()), configs
