@@ -87,7 +87,8 @@ class Redeliveries:
         first: Wanted = {}
         for event in events:
             msg = event.message
-            if msg.partition in self.loaded:
+            if msg.partition in self.loaded or getattr(msg, "generation_id", None) not in (
+                    None, generation):  # fetched before the rebalance: not where it resumes
                 continue
             if msg.partition not in first or msg.offset < first[msg.partition][0]:
                 ts_ms = int(msg.timestamp * 1000) if msg.timestamp else int(time.time() * 1000)
@@ -124,6 +125,8 @@ class Redeliveries:
 
     def passed(self, events: Iterable) -> None:
         """Forget a partition's decisions once its records have passed the highest of them."""
+        if not self.highest:
+            return
         for event in events:
             msg = event.message
             if msg.offset >= self.highest.get(msg.partition, msg.offset + 1):

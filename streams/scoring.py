@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 
 from infra import topics as registry
-from processors.apply import apply_order, check_lateness
+from processors.apply import LateEventError, apply_order, check_lateness
 from processors.compute import order_features
 from processors.crowd import crowd_keyed
 from processors.marks import purchase_cluster
@@ -84,8 +84,14 @@ def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tup
         return wallet, None, ""
     cfg = ctx.feature_config
     wallet.address = wallet.address or order.wallet
-    check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
-    if ctx.redeliveries.decided(event.message.partition, order.purchase_id):
+    decided = ctx.redeliveries.decided(event.message.partition, order.purchase_id)
+    try:
+        check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
+    except LateEventError:
+        if decided:  # a state written after its batch, which holds it: never dead-lettered
+            return wallet, None, ""
+        raise
+    if decided:
         apply_order(order, wallet, cfg)  # decided before a crash: the state catches up only
         return wallet, None, ""
     ip, device, card, show = ctx.replica.store.states_of(order)

@@ -40,12 +40,8 @@ def test_no_incident_is_alerted_twice(report) -> None:
 
 
 def test_no_purchase_gets_two_different_decisions(report) -> None:
-    """Known defect (reported to the scoring core): a purchase redelivered after a kill or a
-    rebalance may be scored again from another state than the first time (the new owner's
-    entity replica not caught up within SENTINEL_ENTITY_WAIT_S, or a wallet state recovered
-    without a batch whose decisions were delivered), with other scores. A changed verdict
-    fails; score-only differences are an expected failure until that is fixed."""
-    assert report["duplicated_verdict_changed"] == 0, report["duplicated_examples"]
-    if report["duplicated"]:
-        pytest.xfail(f"{report['duplicated']} purchases decided twice with other scores; "
-                     f"features that differed: {report['duplicated_features']}")
+    """A purchase redelivered after a kill or a rebalance whose decision is already on the
+    topic is not decided again (``streams/redelivery.py``): no purchase has two decisions
+    that differ, in verdict or in scores."""
+    assert report["duplicated"] == 0, (report["duplicated_features"],
+                                       report["duplicated_examples"])

@@ -76,3 +76,16 @@ def test_a_failed_read_back_decides_the_redeliveries_again_and_does_not_retry_th
     asyncio.run(seen.load([event(3, 7)], generation=2))
     asyncio.run(seen.load([event(3, 8)], generation=2))
     assert len(calls) == 1 and not seen.decided(3, "x")
+
+
+def test_a_record_fetched_before_the_rebalance_does_not_say_where_the_partition_resumes():
+    topic = Topic({0: {"a": 10, "b": 20}})
+    seen = Redeliveries(topic)
+    stale = event(0, 20)
+    stale.message.generation_id = 3
+    current = event(0, 10)
+    current.message.generation_id = 4
+    asyncio.run(seen.load([stale], generation=4))
+    assert topic.reads == [] and not seen.decided(0, "a")
+    asyncio.run(seen.load([current, stale], generation=4))
+    assert topic.reads == [{0: (10, 1_700_000_000_500)}] and seen.decided(0, "a")
