@@ -68,7 +68,7 @@ async def batches(stream):
     rebalance: see ``streams/faust_compat.py``)."""
     cfg = ctx.settings.stream
     guard = offset_guard()
-    app.consumer.before_commit = flush_outputs
+    app.consumer.before_commit = before_commit
     take = stream.take_events(cfg.batch_size, cfg.batch_within_s)
     async for events in metrics.count_consumed(take, ctx.prefix):
         kept, seek = guard.check(current_events(events, app))
@@ -84,6 +84,46 @@ def _wallet(address: str, cache: dict[str, tuple[WalletState, object]]) -> Walle
     return state if state is not None else WalletState(address=address)
 
 
+_settling = asyncio.Lock()  # one settle at a time: each key's writes stay in order
+
+
+async def settle() -> None:
+    """Write the wallet states held since the last settle, once the outputs produced with
+    them (a batch's decisions) are acknowledged: a state that says "purchase applied" always
+    means "its decision is on the topic" (``scoring.already_decided``)."""
+    async with _settling:
+        if not wallet_to_state.held:
+            return
+        held = dict(wallet_to_state.held)  # what was produced before the flush starts
+        await flush_outputs()
+        tables.write_held(wallet_to_state, held, ctx.outputs.send_raw)
+
+
+_settles: set[asyncio.Task] = set()
+
+
+def settle_soon() -> None:
+    """``settle`` in the background: the agent takes its next batch while the broker
+    acknowledges this one's decisions (reads see the held states meanwhile)."""
+    task = asyncio.create_task(settle(), name="settle-wallet-states")
+    _settles.add(task)
+    task.add_done_callback(_settles.discard)
+
+
+@app.on_partitions_revoked.connect
+async def settle_revoked(app, revoked, **kwargs) -> None:
+    """Held states are written before a rebalance completes, so the next owner of a
+    partition recovers them from the changelog (as it would have before they were held)."""
+    await settle()
+
+
+async def before_commit() -> None:
+    """Before Faust commits offsets: the held states are written and everything the agents
+    produced (decisions, states, dead letters) is acknowledged."""
+    await settle()
+    await flush_outputs()
+
+
 async def flush_outputs() -> None:
     """Wait until the batch's outputs are acknowledged (however long the broker is away). If
     one failed for good, stop the worker at once: Faust would restart the crashed agent and
@@ -96,19 +136,14 @@ async def flush_outputs() -> None:
         os._exit(70)
 
 
-def write_back(table, touched: dict[str, tuple[object, object]]) -> None:
-    """One changelog write per key per batch, on the partition of the key's last event."""
-    tables.write_back(table, touched, ctx.outputs.send_raw)
-
-
 @app.agent(topics.purchases)
 async def score_purchases(stream):
-    """Features, rules, model and policy for each batch of purchases → decisions. The wallet
-    states are written only once the decisions are acknowledged; the next batch starts while
-    they are in flight (every offset commit waits for them: ``Consumer.before_commit``). A
-    purchase redelivered before its state was written or its offset committed is found on the
-    decisions topic (read back at each assignment, ``streams/redelivery.py``) and not decided
-    again."""
+    """Features, rules, model and policy for each batch of purchases → decisions. A batch's
+    wallet states are held (every agent reads them at once) and written as soon as its
+    decisions are acknowledged, in the background: the broker's acknowledgement overlaps the
+    wait for the next batch instead of adding to it. A purchase redelivered before its state
+    was written or its offset committed is found on the decisions topic (read back at each
+    assignment, ``streams/redelivery.py``) and not decided again."""
     decided_batches, fault_after = 0, ctx.settings.stream.fail_after_decided_batches
     async for events in batches(stream):
         await ctx.redeliveries.load(events, app.consumer_generation_id)
@@ -116,12 +151,13 @@ async def score_purchases(stream):
         await scoring.wait_for_entities(batch)
         batch = [(e, p) for e, p in batch if not app.consumer.is_stale(e.message)]
         touched = scoring.score(batch)
-        await flush_outputs()
+        tables.hold(wallet_to_state, touched)
         decided_batches += bool(touched)
         if fault_after and decided_batches == fault_after:
+            await flush_outputs()  # the decisions are on the topic; their states are not
             log.critical("fault injected: exiting after %d decided batches", decided_batches)
             os._exit(FAULT_EXIT)
-        write_back(wallet_to_state, touched)  # acknowledged before the next offset commit
+        settle_soon()
         ctx.redeliveries.passed(events)
 
 
@@ -140,8 +176,8 @@ async def track_auth_events(stream):
                 touched[auth["wallet"]] = (wallet, event)
             except Exception as exc:  # a poison record must not crash-loop the agent
                 ctx.outputs.dead_letter(registry.AUTH_EVENTS, event, exc)
-        write_back(wallet_to_state, touched)
-        await flush_outputs()
+        tables.hold(wallet_to_state, touched)
+        await settle()
 
 
 @app.agent(topics.transfers)
@@ -164,5 +200,5 @@ async def track_transfers(stream):
                     ctx.outputs.send(registry.TRANSFERS_BY_SENDER, sender, event.value)
             except Exception as exc:  # a poison record must not crash-loop the agent
                 ctx.outputs.dead_letter(registry.CHAIN_TRANSFERS, event, exc)
-        write_back(wallet_to_state, touched)
-        await flush_outputs()
+        tables.hold(wallet_to_state, touched)
+        await settle()

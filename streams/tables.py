@@ -21,6 +21,12 @@ buffer, so every stored value carried hidden slack and fragmented the heap; the 
 copied to an exact-size object measured 215 -> 259 MB. ``statecodec.encode`` returns an
 exact-size object (the version byte is concatenated in front).
 
+Held states: an agent does not write a batch's states itself. ``hold`` keeps them (encoded)
+in ``StateTable.held``, which every read sees at once, so agents sharing a wallet (purchases,
+auth events, transfers) never overwrite each other's newer state; ``write_held`` writes them
+once the outputs produced with them are acknowledged (``streams/agents.settle``), and every
+offset commit and every rebalance settles first.
+
 Expiry: each table partition has a watermark (the largest event time of the wallets written
 to it) and an ``ExpiryWheel`` of its keys. Every ``SWEEP_EVERY_MS`` of watermark, the keys due
 are handed to ``processors.expiry.sweep``: a summary replaces the value and is written to the
@@ -50,8 +56,12 @@ class StateTable(faust.Table):
         self.key_serializer = "json"
         self.value_serializer = "raw"
         self.expiry = TableExpiry()
+        self.held: dict = {}  # key -> (bytes, event, state): not yet written (``hold``)
 
     def __getitem__(self, key):
+        held = self.held.get(key)
+        if held is not None:
+            return statecodec.decode(held[0])
         value = super().__getitem__(key)
         return statecodec.decode(value) if isinstance(value, bytes) else value
 
@@ -97,27 +107,35 @@ wallet_to_state = app.tables.add(
 )
 
 
-def write_back(table: StateTable, touched: dict, send) -> None:
-    """Set each touched key once, and write its changelog record ourselves; then expire the
-    keys due in the partitions written to.
+def hold(table: StateTable, touched: dict) -> None:
+    """Keep each touched state (encoded) until ``write_held``; every read of the table sees
+    it at once. ``touched`` maps key → (state, last event of that key)."""
+    for key, (state, event) in touched.items():
+        table.held[key] = (statecodec.encode(state), event, state)  # state: never changed again
 
-    ``touched`` maps key → (state, last event of that key). The record goes to the changelog
-    partition of the key's event (as Faust would), through ``send(topic, key, value,
-    partition)`` — the agents' confluent-kafka producer, flushed with the batch's decisions
-    before Faust commits the batch: about 20x cheaper per record than Faust's own changelog
-    send, and the state is durable before the offsets are. The store is set directly (to the
+
+def write_held(table: StateTable, held: dict, send) -> None:
+    """Set each key of ``held`` (a copy of ``table.held`` taken before the outputs produced
+    with those states were acknowledged), write its changelog record ourselves, forget the
+    keys not held again since; then expire the keys due in the partitions written to.
+
+    The record goes to the changelog partition of the key's event (as Faust would), through
+    ``send(topic, key, value, partition)``: the agents' confluent-kafka producer, about 20x
+    cheaper per record than Faust's own changelog send. The store is set directly (to the
     same bytes), so Faust does not send a second copy; recovery reads the same bytes back.
     """
     topic = table.changelog_topic.get_topic_name()
     store = table.data
     partitions = set()
-    for key, (state, event) in touched.items():
+    for key, entry in held.items():
+        value, event, state = entry
         partition = event.message.partition
-        value = statecodec.encode(state)
         store[key] = value
         send(topic, orjson.dumps(key), value, partition)
         table.expiry.written(key, partition, state)
         partitions.add(partition)
+        if table.held.get(key) is entry:
+            del table.held[key]
     for partition in partitions:
         now = table.expiry.sweep_time(partition)
         if now is not None:
