@@ -12,19 +12,15 @@ out).
 from __future__ import annotations
 
 import heapq
-import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, TopicPartition
-
 from infra import topics
 from infra.settings import Settings
+from infra.topic_read import read_topic
 from processors.decide import Blocked, decide_batch
 from processors.features import FeatureConfig, FeatureEngine, LateEventError
 from processors.rules import RuleSet
-from schemas.codec import AvroCodec, DecodeError
-from schemas.registry import registry_from_settings
 
 SOURCES = {"purchase": topics.PURCHASES, "auth": topics.AUTH_EVENTS,
            "transfer": topics.CHAIN_TRANSFERS, "label": topics.LABELS}
@@ -78,35 +74,6 @@ def decide_rows(pending, model, ruleset, blocked: Blocked = Blocked()) -> list[d
 def decision_key(decision: dict) -> dict:
     """A decision without its wall-clock fields: what must be equal between two replays."""
     return {k: v for k, v in decision.items() if k not in CLOCK_FIELDS}
-
-
-def read_topic(settings: Settings, spec: topics.TopicSpec, timeout: float = 5.0) -> list[dict]:
-    """Every decodable record of a topic, from the beginning to its end now."""
-    codec = AvroCodec.for_topic(registry_from_settings(settings), spec)
-    name = topics.full_name(spec, settings.kafka.topic_prefix)
-    consumer = Consumer(settings.kafka.consumer_conf(f"replay-{uuid.uuid4().hex[:8]}"))
-    try:
-        meta = consumer.list_topics(name, timeout=timeout).topics[name]
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout)[1]
-                for p in meta.partitions}
-        consumer.assign([TopicPartition(name, p, 0) for p in ends if ends[p] > 0])
-        done = {p for p, end in ends.items() if end == 0}
-        records = []
-        while len(done) < len(ends):
-            msg = consumer.poll(timeout)
-            if msg is None:
-                break
-            if msg.error() is not None:
-                continue
-            try:
-                records.append(codec.decode(msg.value()))
-            except DecodeError:
-                pass  # the worker dead-lettered it too
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-        return records
-    finally:
-        consumer.close()
 
 
 def read_topics(settings: Settings) -> Iterator[tuple[str, dict]]:

@@ -7,7 +7,8 @@ distinct values (``value_count``) reaches the threshold.
 
 De-duplication: one alert per rule and group per window. After an alert whose window starts
 at ``first_seen``, events of that group before ``first_seen + timespan`` belong to it (they
-are absorbed, not re-alerted); later events start a new window. The same event delivered
+are absorbed, not re-alerted); later events start a new window. A restarted correlator
+learns these quiet periods from the alerts it published (``quiet``). The same event delivered
 twice counts once. ``alert_id`` is a hash of (rule, group, first_seen): the same input gives
 the same alerts, so a replay or a redelivery upserts instead of duplicating.
 
@@ -129,6 +130,17 @@ class Correlator:
         self._seq = 0
         self._watermark: int | None = None
         self._swept_at: int | None = None
+
+    def quiet(self, rule_name: str, group: str, first_seen_ms: int) -> None:
+        """An alert of ``rule_name`` for ``group`` whose window began at ``first_seen_ms`` was
+        already published (before a restart): the group's events up to the end of that window
+        belong to it, as if this correlator had fired it."""
+        rule = next((r for r in self.rules if r.name == rule_name), None)
+        if rule is None:
+            return
+        w = self._windows.setdefault((rule_name, group), _Window())
+        until = first_seen_ms + rule.timespan_ms
+        w.quiet_until = until if w.quiet_until is None else max(w.quiet_until, until)
 
     def process(self, events: Iterable[Event]) -> list[Alert]:
         """Feed events (sorted by event time first); return the alerts that fired."""

@@ -4,8 +4,9 @@ responses (``respond.py``) and publish the alerts, with their responses, to
 ``sentinel.alerts.v1`` (key ``<rule>:<group>``). The PostgreSQL sink stores them.
 
 On start-up the loop re-reads the last ``max(timespan)`` of the topics before the committed
-offsets (``rewind_ms``) to rebuild the windows; an alert whose triggering event was already
-committed by the previous run is not published again.
+offsets (``rewind_ms``) to rebuild the windows, after the alerts published recently have set
+their groups' quiet periods (``restore_quiet_periods``); an alert whose triggering event was
+already committed by the previous run is not published again.
 
 Alerts that fired but are not yet acknowledged by the broker stay pending: when a write is
 retried (Redis, PostgreSQL or the broker down), the correlator does not fire them again (it
@@ -26,10 +27,12 @@ from confluent_kafka import Producer
 from infra import topics
 from infra.logsafe import pseudonym
 from infra.settings import Settings
+from infra.topic_read import read_topic
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from sinks.base import BatchSink, Record, SinkUnavailableError
 from sinks.config import SiemSettings
+from sinks.encoding import epoch_ms
 from sinks.siem.correlate import Alert, Correlator, Event, from_auth_event, from_security_event
 from sinks.siem.respond import Responder, Webhook
 from sinks.siem.rules import RuleSet, load_rules
@@ -90,6 +93,7 @@ class SiemSink(BatchSink):
         self._pending: list[_Pending] = []
         self.replays_suppressed = 0
         self.rewind_ms = max((r.timespan_ms for r in rules.rules), default=0)
+        self.alerts_lookback_ms = 2 * self.rewind_ms  # alerts whose quiet periods may last
         self._failed: list[str] = []
 
     @classmethod
@@ -106,7 +110,20 @@ class SiemSink(BatchSink):
     def setup(self) -> None:
         self.responder.setup()
         self.producer = Producer(self.settings.kafka.producer_conf())
-        log.info("siem: %d rules, version %s", len(self.rules.rules), self.rules.version)
+        restored = self.restore_quiet_periods()
+        log.info("siem: %d rules, version %s; %d published alerts keep their groups quiet",
+                 len(self.rules.rules), self.rules.version, restored)  # fmt: skip
+
+    def restore_quiet_periods(self) -> int:
+        """Read the alerts published within twice the longest timespan back into the
+        correlator's quiet periods. The windows rebuilt from ``rewind_ms`` of events cannot
+        know them: an alert's first events may lie before what is read again, and without
+        its quiet period its last events would open a second incident."""
+        since = int(self.clock() * 1000) - self.alerts_lookback_ms
+        alerts = read_topic(self.settings, topics.ALERTS, since_ms=since)
+        for alert in alerts:
+            self.correlator.quiet(alert["rule"], alert["group_key"], epoch_ms(alert["first_seen"]))
+        return len(alerts)
 
     def close(self) -> None:
         if self.producer is not None:

@@ -234,3 +234,19 @@ def test_records_carry_their_ingest_time_into_events():
     c.process([from_security_event(record, ingested_ms=T)])
     c.process(failed_logins([1, 2, 3, 4], ip="192.0.2.1"))
     assert c.stats.late == 0
+
+
+def test_a_restarted_correlator_told_of_a_published_alert_does_not_alert_its_tail_again():
+    """Before a restart: 5 failed logins at 0..4 min fired [0, 4 min]. The restart reads
+    events again only from 3 min on (its rewind is by record time), then 2 more arrive."""
+    again = failed_logins([3 * MIN, 4 * MIN, 4 * MIN + 1, 4 * MIN + 2, 4 * MIN + 3], start=3)
+    forgetful = Correlator([RULES["brute_force"]])
+    [duplicate] = forgetful.process(again)  # the same incident alerted a second time
+    assert duplicate.first_seen_ms == T + 3 * MIN
+    restarted = Correlator([RULES["brute_force"]])
+    restarted.quiet("brute_force", "203.0.113.9", T)  # what the alerts topic says
+    assert restarted.process(again) == []
+    assert restarted.stats.absorbed == 5
+    later = failed_logins([5 * MIN + i for i in range(5)], start=20)  # a new window
+    [alert] = restarted.process(later)
+    assert alert.first_seen_ms == T + 5 * MIN
