@@ -56,12 +56,19 @@ async def console_client(settings: Settings, peer: str = "198.51.100.9"):
     from connectors.console.app import create_app
 
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with asyncio.timeout(STEP_S):  # a hang fails here, with the awaits it was stuck in
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+    try:
         transport = httpx.ASGITransport(app=app, client=(peer, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
             yield client
+    finally:
+        async with asyncio.timeout(STEP_S):
+            await lifespan.__aexit__(None, None, None)
 
 
+STEP_S = 60.0  # starting or stopping the console app in-process takes well under a second
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
