@@ -67,6 +67,11 @@ CASES: dict[str, tuple[dict, dict]] = {
     "risky_email_tld": (p(email_domain="deals.xyz"), p(email_domain="xyz.de")),
     "missing_email_domain": (p(email_domain=None), p(email_domain="example.com")),
     "new_account": (f(account_age_days=0.5), f(account_age_days=1.0)),
+    "confirmed_fraud_wallet": (f(fraud_marks_account=1, days_since_fraud_mark=3.0),
+                               f(fraud_marks_card=1, fraud_marks_cluster=2,
+                                 days_since_fraud_mark=3.0)),
+    "confirmed_fraud_instrument": (f(fraud_marks_device=2, days_since_fraud_mark=0.5),
+                                   f(fraud_marks_wallet=1, days_since_fraud_mark=0.5)),
     "new_account_high_value": (
         f(account_age_days=0.5 / 24, amount_minor=20_000),
         f(account_age_days=0.5 / 24, amount_minor=19_999),
