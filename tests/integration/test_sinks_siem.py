@@ -165,14 +165,18 @@ def _failed_logins(ip: str, numbers: range) -> list[dict]:
     return [security_event(i, "login_failed", T0 + timedelta(seconds=i), ip=ip) for i in numbers]
 
 
-def test_a_restart_rebuilds_the_windows_and_does_not_repeat_alerts(settings, pg_dsn, targets):
+def _send_failed_logins(settings, ip: str, numbers: range) -> None:
     se = AvroCodec.for_topic(registry_from_settings(settings), topics.SECURITY_EVENTS)
+    produce(settings, topics.SECURITY_EVENTS, [(ip, se.encode(e))
+                                               for e in _failed_logins(ip, numbers)])
+
+
+def test_a_restart_rebuilds_the_windows_and_does_not_repeat_alerts(settings, pg_dsn, targets):
     ip = targets["ip"]
     alerts_seen = []
 
     def send(numbers: range) -> None:
-        produce(settings, topics.SECURITY_EVENTS, [(ip, se.encode(e))
-                                                   for e in _failed_logins(ip, numbers)])
+        _send_failed_logins(settings, ip, numbers)
 
     send(range(3))
     first = _siem_loop(settings, pg_dsn)
@@ -202,12 +206,10 @@ def test_a_restart_that_reads_none_of_an_incidents_events_again_still_knows_its_
     """The windows a restart rebuilds come from the events read again (``rewind_ms`` of record
     time), which need not include those an alert fired on; the incident's later events must
     still not open a second incident (the alerts topic says the group is quiet)."""
-    se = AvroCodec.for_topic(registry_from_settings(settings), topics.SECURITY_EVENTS)
     ip = targets["ip"]
 
     def send(numbers: range) -> None:
-        produce(settings, topics.SECURITY_EVENTS, [(ip, se.encode(e))
-                                                   for e in _failed_logins(ip, numbers)])
+        _send_failed_logins(settings, ip, numbers)
 
     send(range(5))
     first = _siem_loop(settings, pg_dsn)
