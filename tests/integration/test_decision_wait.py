@@ -32,13 +32,16 @@ def test_a_waiting_request_wakes_on_the_notification(stack: Settings) -> None:
         client, waiter = await _started(stack)
         try:
             waiting = asyncio.create_task(waiter.get(purchase_id, timeout_s=20.0))
-            await asyncio.sleep(0.2)
-            assert waiter.waiting() == 1
-            started = asyncio.get_running_loop().time()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5.0
+            while waiter.waiting() < 1:  # registered after its first read of the key
+                assert loop.time() < deadline, "the request never started waiting"
+                await asyncio.sleep(0.005)
+            started = loop.time()
             await client.set(redis_keys.decision(purchase_id), b'{"decision":"APPROVED"}', ex=60)
             await client.publish(redis_keys.DECISION_STORED, purchase_id)
             raw = await waiting
-            return raw, asyncio.get_running_loop().time() - started
+            return raw, loop.time() - started
         finally:
             await waiter.stop()
             await client.aclose()
