@@ -120,23 +120,22 @@ def fresh_unverified_identity(ctx: RuleContext, p: Params) -> Hit | None:
     return None
 
 
+def _marked(ctx: RuleContext, kinds: tuple[str, str], what: str) -> Hit | None:
+    f = ctx.features
+    counts = [f[f"fraud_marks_{kind}"] for kind in kinds]
+    if not any(c > 0 for c in counts):
+        return None
+    return 1.0, (f"{sum(counts):g} confirmed fraud on this {what}, latest "
+                 f"{f['days_since_fraud_mark']:.1f} d ago")
+
+
 @rule("confirmed_fraud_wallet", IDENTITY, 0.6)
 def confirmed_fraud_wallet(ctx: RuleContext, p: Params) -> Hit | None:
     """The wallet or the account has a purchase confirmed as fraud before this one."""
-    f = ctx.features
-    n = f["fraud_marks_wallet"] + f["fraud_marks_account"]
-    if f["fraud_marks_wallet"] > 0 or f["fraud_marks_account"] > 0:
-        return 1.0, (f"{n:g} confirmed fraud on this wallet or account, latest "
-                     f"{f['days_since_fraud_mark']:.1f} d ago")
-    return None
+    return _marked(ctx, ("wallet", "account"), "wallet or account")
 
 
 @rule("confirmed_fraud_instrument", IDENTITY, 0.6)
 def confirmed_fraud_instrument(ctx: RuleContext, p: Params) -> Hit | None:
     """The card or the device was used in a purchase confirmed as fraud before this one."""
-    f = ctx.features
-    n = f["fraud_marks_card"] + f["fraud_marks_device"]
-    if f["fraud_marks_card"] > 0 or f["fraud_marks_device"] > 0:
-        return 1.0, (f"{n:g} confirmed fraud on this card or device, latest "
-                     f"{f['days_since_fraud_mark']:.1f} d ago")
-    return None
+    return _marked(ctx, ("card", "device"), "card or device")
