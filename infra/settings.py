@@ -199,6 +199,8 @@ class StreamSettings(BaseSettings):
     blocklist_refresh_s: float = 1.0
     redis_timeout_s: float = 0.5
     log_level: str = "INFO"
+    # Debugging: answer memory breakdown requests into this file (``streams/memory_report``).
+    memory_report: Path | None = None
     # Key of the pseudonyms logs use for user ids and group keys (infra.logsafe); unset: a
     # random key per process (pseudonyms then match within one process only).
     log_key: SecretStr | None = None

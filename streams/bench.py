@@ -298,29 +298,44 @@ def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
                 break
     producer.flush(120)
     clock = DecisionClock(settings)
-    worker = subprocess.Popen([sys.executable, "-m", "streams"], env=env_for(settings),
+    report = workdir / "memory-breakdown.json"
+    worker = subprocess.Popen([sys.executable, "-m", "streams"],
+                              env=env_for(settings, SENTINEL_MEMORY_REPORT=str(report)),
                               stdout=subprocess.DEVNULL,
                               stderr=open(workdir / "memory-worker.log", "wb"),
                               start_new_session=True)
     samples: dict[str, float] = {}
+    loads: dict[str, float] = {}
     try:
         deadline = time.monotonic() + 3600
         while len(clock.arrived) < sent and time.monotonic() < deadline:
             clock.poll(0.5)
             clock.arrived = dict.fromkeys(clock.arrived, (0.0, {}))  # keep ids only
             if "half" not in samples and len(clock.arrived) >= sent // 2:
-                samples["half"] = rss_mb(worker.pid)
+                samples["half"], loads["half"] = rss_mb(worker.pid), os.getloadavg()[0]
+                ask_breakdown(report, "half")
             if worker.poll() is not None:
                 raise RuntimeError("worker exited; see memory-worker.log")
-        samples["end"] = rss_mb(worker.pid)
+        samples["end"], loads["end"] = rss_mb(worker.pid), os.getloadavg()[0]
         peak = peak_rss_mb(worker.pid)
+        ask_breakdown(report, "end")
     finally:
         stop_worker(worker)
         clock.close()
     return {"purchases": sent, "decided": len(clock.arrived), "simulated_days": 30,
             "rss_mb_at_half": samples.get("half"), "rss_mb_at_end": samples["end"],
             "growth_pct": 100 * (samples["end"] / samples["half"] - 1) if "half" in samples
-            else None, "peak_rss_mb": peak}
+            else None, "peak_rss_mb": peak, "loadavg_1m": loads,
+            "breakdown": json.loads(report.read_text()) if report.exists() else None}
+
+
+def ask_breakdown(report: Path, label: str, timeout_s: float = 120) -> None:
+    """Ask the worker for its memory breakdown (``streams/memory_report.py``) and wait."""
+    want = report.with_name(report.name + ".want")
+    want.write_text(label)
+    deadline = time.monotonic() + timeout_s
+    while want.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def bench_pipeline(args) -> int:

@@ -51,5 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     except MetricsBindError as exc:
         sys.exit(f"sentinel worker: {exc}")
     warm_up()
+    if stream.memory_report:
+        from streams import memory_report
+
+        memory_report.install(app, stream.memory_report)
     sys.argv = ["sentinel-worker", "worker", "--without-web", f"--loglevel={level}", *(argv or [])]
     app.main()
