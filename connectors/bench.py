@@ -26,6 +26,7 @@ from typing import Any
 from connectors.bench_load import Load, percentiles, run_fixed_rate, run_full_speed, wait_healthy
 from connectors.bench_server import GatewayProcess, free_port, topic_records
 from infra import admin, local, redis_keys
+from infra.scratch import scratch_run
 from infra.secrets import webhook_secrets
 from infra.settings import KafkaSettings, Settings, WebhookSettings
 from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS
@@ -34,8 +35,8 @@ BENCH_TOPICS = (PURCHASES, AUTH_EVENTS, LABELS, SECURITY_EVENTS)
 UNLIMITED = 1_000_000_000
 
 
-def bench_settings(settings: Settings) -> Settings:
-    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+def bench_settings(settings: Settings, token: str) -> Settings:
+    prefix = f"{token}."
     kafka = KafkaSettings(**{**settings.kafka.model_dump(), "topic_prefix": prefix})
     webhook = WebhookSettings(**{
         **settings.webhook.model_dump(),
@@ -56,7 +57,17 @@ def run_gateway_bench(
     wanted = local.needs_embedded(settings)
     running = {n for n, s in local.status(settings, wanted).items() if s["state"] == "running"}
     local.start_all(settings, wanted)
-    settings = bench_settings(settings)
+    try:
+        with scratch_run(settings, "bench-") as token:
+            report = _run(bench_settings(settings, token), duration_s, rate, concurrency, workers)
+    finally:
+        if wanted - running:
+            local.stop_all(settings, wanted - running)
+    return report
+
+
+def _run(settings: Settings, duration_s: float, rate: int, concurrency: int,
+         workers: int) -> dict[str, Any]:
     admin.create_topics(settings, BENCH_TOPICS)
     port = free_port()
     server = GatewayProcess(settings, port, workers)
@@ -65,10 +76,7 @@ def run_gateway_bench(
         report["gateway"] = {"workers": workers, "http": server.http_impl(), "port": port}
     finally:
         server.stop()
-        _delete_topics(settings)
         _delete_redis_keys(settings)
-        if wanted - running:
-            local.stop_all(settings, wanted - running)
     return report
 
 
@@ -120,17 +128,3 @@ def _delete_redis_keys(settings: Settings) -> None:
             client.unlink(*batch)
     finally:
         client.close()
-
-
-def _delete_topics(settings: Settings) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    from infra.topics import full_name
-
-    names = [full_name(spec, settings.kafka.topic_prefix) for spec in BENCH_TOPICS]
-    futures = AdminClient(settings.kafka.as_confluent()).delete_topics(names, operation_timeout=30)
-    for future in futures.values():
-        try:
-            future.result()
-        except Exception:  # a leftover topic is harmless; never fail the report for it
-            pass

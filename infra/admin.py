@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -50,12 +52,26 @@ def delete_prefixed(settings: Settings, prefix: str, timeout: float = 30.0) -> l
     changelogs of an app id under that prefix). Refuses an empty prefix."""
     if not prefix:
         raise ValueError("refusing to delete topics without a prefix")
-    admin = admin_client(settings)
-    names = [n for n in admin.list_topics(timeout=timeout).topics if n.startswith(prefix)]
-    for future in admin.delete_topics(names, operation_timeout=timeout).values() if names else ():
+    names = [n for n in admin_client(settings).list_topics(timeout=timeout).topics
+             if n.startswith(prefix)]
+    return delete_topics(settings, names, timeout)
+
+
+def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> list[str]:
+    """Delete ``names`` (one already gone is fine) and wait until the broker's metadata no
+    longer lists them (it lags the controller's answer); raise if the broker refused one."""
+    if not names:
+        return names
+    client = admin_client(settings)  # held until the futures are done: its end fails them
+    for future in client.delete_topics(names, operation_timeout=timeout).values():
         try:
             future.result()
         except KafkaException as exc:
             if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
                 raise
+    deadline = time.monotonic() + timeout
+    while set(names) & set(client.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics still listed {timeout:.0f} s after deletion: {names}")
+        time.sleep(0.05)
     return names

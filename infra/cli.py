@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     from infra.observe import MetricsBindError
 
     args = build_parser().parse_args(argv)
+    if args.command == "bench":  # a stopped benchmark still deletes its scratch topics
+        from infra.process import interrupt_on_term
+
+        interrupt_on_term()
     try:
         return int(args.func(args) or 0)
     except (InfraError, MetricsBindError) as exc:

@@ -65,6 +65,7 @@ class Server:
     start_deadline_s: float = 30.0
     stop_grace_s: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict)
+    preexec: Callable[[], object] | None = None  # in the child before exec, e.g. rlimits
 
     @property
     def pid_file(self) -> Path:
@@ -170,6 +171,7 @@ def _apache_kafka(settings: Settings) -> Server:
         argv=lambda: broker.command(home), healthy=lambda: _kafka_healthy(port),
         prepare=lambda: broker.prepare(port, home), ports=(port, port + 1),
         logs=(home / "server.log",), start_deadline_s=120.0, stop_grace_s=60.0,
+        preexec=broker.raise_open_files,
     )
 
 
@@ -352,7 +354,8 @@ def _launch(server: Server) -> tuple[int, bool]:
     with server.out_file.open("ab") as out:
         proc = subprocess.Popen(server.argv(), cwd=server.home, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **server.env}, **_as_user(server.user))
+                                env={**os.environ, **server.env}, preexec_fn=server.preexec,
+                                **_as_user(server.user))
     _CHILDREN[proc.pid] = proc
     server.pid_file.write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
     return proc.pid, True

@@ -1,5 +1,6 @@
 """Stopping a child process group: SIGTERM, a grace period, then SIGKILL (a Faust worker may
-ignore SIGTERM while it shuts down; DESIGN.md "Known facts")."""
+ignore SIGTERM while it shuts down; DESIGN.md "Known facts"), and being stopped: a run that
+cleans up after itself turns SIGTERM into an interrupt (``interrupt_on_term``)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,16 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 15.0, kill_wait_s: float
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(kill_wait_s)
         return False
+
+
+def interrupt_on_term() -> None:
+    """SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread, as Ctrl-C does, so
+    ``finally`` blocks and pytest's teardown still run when a run is stopped with ``kill``
+    (by default Python dies at once: a killed test session or benchmark left its workers
+    running and its topics on the shared broker)."""
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)

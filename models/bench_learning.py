@@ -23,11 +23,11 @@ import json
 import os
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from infra import admin
+from infra.scratch import scratch_run
 from infra.settings import KafkaSettings, Settings
 from models.from_topics import TopicTrainConfig, load_sources, train_from_topics
 from models.publish import publish_events
@@ -100,11 +100,11 @@ def run(base: Settings, users: int = 15_000, seed: int = 31, rate: float = 0.008
     events = list(simulate_with_novel(config, from_day=21, rate=rate))
     truth = {r["purchase_id"]: (r["pattern"] or "" if r["is_fraud"] else "")
              for k, r in events if k == "label"}
-    prefix = f"bench-learning-{uuid.uuid4().hex[:8]}."
-    settings = base.model_copy(update={"kafka": KafkaSettings(
-        **{**base.kafka.model_dump(), "topic_prefix": prefix})})
-    admin.create_topics(settings)
-    try:
+    with scratch_run(base, "bench-learning-") as token:
+        prefix = f"{token}."
+        settings = base.model_copy(update={"kafka": KafkaSettings(
+            **{**base.kafka.model_dump(), "topic_prefix": prefix})})
+        admin.create_topics(settings)
         known_now = [(k, r) for k, r in events if k != "label" or r["occurred_at"] <= day(42)]
         sent = publish_events(settings, known_now)
         timings["simulate_publish_s"] = time.perf_counter() - started
@@ -114,8 +114,6 @@ def run(base: Settings, users: int = 15_000, seed: int = 31, rate: float = 0.008
             "published": dict(sent), "topic_prefix": prefix,
             "params": {"users": users, "seed": seed, "new_pattern_rate": rate, "days": 42,
                        "new_pattern_from_day": 21, "rounds": rounds}}
-    finally:
-        admin.delete_prefixed(settings, prefix)
 
 
 def _measure(settings, sources, truth, day, rounds, timings, started, log) -> dict:

@@ -22,6 +22,7 @@ import redis
 from confluent_kafka import Producer
 
 from infra import admin, db, redis_keys, topics
+from infra.scratch import scratch_run
 from infra.settings import KafkaSettings, Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -101,13 +102,12 @@ def bench_redis(url: str, values: list[dict], tag: str) -> dict:
     }
 
 
-def bench_loop(settings: Settings, dsn: str, values: list[dict], tag: str) -> dict:
-    prefix = f"bench{tag}."
-    kafka = KafkaSettings(**{**settings.kafka.model_dump(), "topic_prefix": prefix})
-    local = settings.model_copy(update={"kafka": kafka})
-    specs = (topics.DECISIONS, topics.dlq(topics.DECISIONS))
-    admin.create_topics(local, specs)
-    try:
+def bench_loop(settings: Settings, dsn: str, values: list[dict]) -> dict:
+    with scratch_run(settings, "bench") as token:
+        prefix = f"{token}."
+        kafka = KafkaSettings(**{**settings.kafka.model_dump(), "topic_prefix": prefix})
+        local = settings.model_copy(update={"kafka": kafka})
+        admin.create_topics(local, (topics.DECISIONS, topics.dlq(topics.DECISIONS)))
         codec = AvroCodec.for_topic(registry_from_settings(local), topics.DECISIONS)
         producer = Producer(local.kafka.producer_conf())
         name = topics.full_name(topics.DECISIONS, prefix)
@@ -122,8 +122,6 @@ def bench_loop(settings: Settings, dsn: str, values: list[dict], tag: str) -> di
             wait_until(lambda: loop.stats.written >= len(values), 300, "all rows")
             seconds = time.perf_counter() - start
         return _rate(len(values) - first, seconds)
-    finally:
-        admin.admin_client(local).delete_topics([topics.full_name(s, prefix) for s in specs])
 
 
 def run_bench(settings: Settings, rows: int = 50_000) -> dict:
@@ -143,7 +141,7 @@ def run_bench(settings: Settings, rows: int = 50_000) -> dict:
         }
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("TRUNCATE decisions")
-        report["sink_loop_postgres"] = bench_loop(settings, dsn, _decisions(rows, f"lp{tag}"), tag)
+        report["sink_loop_postgres"] = bench_loop(settings, dsn, _decisions(rows, f"lp{tag}"))
         return report
     finally:
         with psycopg.connect(base, autocommit=True) as conn:

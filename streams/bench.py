@@ -13,7 +13,8 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   ``feature_agreement`` and ``verdict_agreement`` (``streams/bench_checks.py``), and the
   machine's load average before and after.
 
-Everything runs under a fresh topic prefix and app id, deleted at the end.
+Everything runs under a fresh topic prefix and app id (a scratch token, ``infra/scratch.py``),
+deleted at the end, or by the next sweep if the run was killed.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
 
-from infra import admin, local, topics
+from infra import admin, local, scratch, topics
 from infra.observe import ports_off
 from infra.process import stop_group as stop_worker
 from infra.settings import KafkaSettings, Settings, get_settings
@@ -39,9 +39,9 @@ from schemas.registry import registry_from_settings
 from streams import bench_checks
 
 
-def bench_settings(base: Settings, run: str) -> Settings:
-    kafka = KafkaSettings(**{**base.kafka.model_dump(), "topic_prefix": f"bench{run}."})
-    stream = base.stream.model_copy(update={"app_id": f"bench{run}"})
+def bench_settings(base: Settings, token: str) -> Settings:
+    kafka = KafkaSettings(**{**base.kafka.model_dump(), "topic_prefix": f"{token}."})
+    stream = base.stream.model_copy(update={"app_id": token})
     return base.model_copy(update={"kafka": kafka, "stream": stream})
 
 
@@ -341,26 +341,20 @@ def ask_breakdown(report: Path, label: str, timeout_s: float = 120) -> None:
 def bench_pipeline(args) -> int:
     base = get_settings()
     local.start_all(base)
-    settings = bench_settings(base, uuid.uuid4().hex[:8])
-    admin.create_topics(settings)
-    workdir = base.stream.data_dir / "bench" / settings.stream.app_id
-    workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    try:
+    with scratch.scratch_run(base, "bench") as token:
+        settings = bench_settings(base, token)
+        admin.create_topics(settings)
+        workdir = base.stream.data_dir / "bench" / settings.stream.app_id
+        workdir.mkdir(parents=True, exist_ok=True)
         report = bench_checks.decide_path()
         report.update(run(settings, args.purchases, args.rates, args.seconds, workdir,
                           args.workers))
         if args.memory_purchases:
-            memory = bench_settings(base, uuid.uuid4().hex[:8])
-            admin.create_topics(memory)
-            try:
+            with scratch.scratch_run(base, "bench") as memory_token:
+                memory = bench_settings(base, memory_token)
+                admin.create_topics(memory)
                 report["memory"] = memory_run(memory, args.memory_purchases, workdir)
-            finally:
-                admin.delete_prefixed(memory, memory.kafka.topic_prefix)
-                admin.delete_prefixed(memory, memory.stream.app_id)
-    finally:
-        admin.delete_prefixed(settings, settings.kafka.topic_prefix)
-        admin.delete_prefixed(settings, settings.stream.app_id)
     report.update({"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                                "loadavg_after": os.getloadavg()},
                    "command": " ".join(sys.argv),

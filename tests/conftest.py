@@ -6,6 +6,11 @@
 
 Whatever the session started it stops at the end. Each test gets its own topic prefix (so its
 own topics and consumer groups) and, when it asks, its own database.
+
+Topics are scratch names of the session (``infra/scratch.py``): every prefix starts with the
+session's token, each test deletes its topics, and the session ends with an error naming any
+topic of its token still on the broker. It first sweeps what killed sessions and benchmarks
+left behind, and SIGTERM interrupts it like Ctrl-C, so teardown runs when a run is stopped.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from infra import admin, db, local
+from infra import admin, db, local, scratch
 from infra.observe import ports_off
+from infra.process import interrupt_on_term
 from infra.settings import KafkaSettings, Settings, get_settings
 
 ENV = local.ENDPOINT_ENV  # {"kafka": "KAFKA_BOOTSTRAP_SERVERS", ...}
@@ -27,6 +33,10 @@ ENV = local.ENDPOINT_ENV  # {"kafka": "KAFKA_BOOTSTRAP_SERVERS", ...}
 # every process a test starts has them off unless the test gives it a free port.
 for _variable, _off in ports_off().items():
     os.environ.setdefault(_variable, _off)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    interrupt_on_term()
 
 
 def _docker_answers() -> bool:
@@ -94,9 +104,23 @@ def stack() -> Iterator[Settings]:
             local.stop_all(settings, started_here)
 
 
+@pytest.fixture(scope="session")
+def session_token(stack: Settings) -> Iterator[str]:
+    """The session's scratch token; at the end, no topic of it may be left on the broker."""
+    scratch.sweep(stack)
+    run = scratch.claim(stack, "t")
+    yield run.token
+    left = scratch.leftovers(stack, run.token)
+    scratch.delete_owned(stack, run.token)
+    run.release()
+    if left:
+        pytest.fail(f"{len(left)} topics of this session were left on the broker (deleted "
+                    f"now; a test or fixture does not delete what it creates): {left}")
+
+
 @pytest.fixture
-def topic_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}."
+def topic_prefix(session_token: str) -> str:
+    return f"{session_token}{uuid.uuid4().hex[:6]}."
 
 
 @pytest.fixture
@@ -105,10 +129,14 @@ def settings(stack: Settings, topic_prefix: str) -> Iterator[Settings]:
     Faust changelog topics of the test's app id) and consumer groups."""
     kafka = KafkaSettings(**{**stack.kafka.model_dump(), "topic_prefix": topic_prefix})
     test_settings = stack.model_copy(update={"kafka": kafka})
-    admin.create_topics(test_settings)
-    yield test_settings
-    admin.delete_prefixed(test_settings, topic_prefix)
-    admin.delete_prefixed(test_settings, app_id(test_settings))
+    try:
+        admin.create_topics(test_settings)
+        yield test_settings
+    finally:
+        try:
+            admin.delete_prefixed(test_settings, topic_prefix)
+        finally:
+            admin.delete_prefixed(test_settings, app_id(test_settings))
 
 
 def app_id(settings: Settings) -> str:

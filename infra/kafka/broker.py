@@ -2,11 +2,20 @@
 
 Jars come from Maven Central through ``pom.xml``; storage is formatted once (``meta.properties``
 marks it), so topics and committed offsets survive a restart.
+
+Open files: the broker holds a few descriptors per partition (its log segment and indexes),
+so many topics exhaust the usual 1 024 or 20 000 (a shared development broker died with
+"Too many open files" at ~19 900 partitions). ``raise_open_files`` runs in the child before
+the JVM starts and raises its soft ``RLIMIT_NOFILE`` to the hard limit (at most
+``OPEN_FILES``); raising the hard limit itself needs privileges we do not ask for, so where
+soft and hard are equal nothing changes and ``ulimit -Hn`` is the ceiling. Tests and
+benchmarks delete their topics (``infra/scratch.py``) so the count stays small anyway.
 """
 
 from __future__ import annotations
 
 import base64
+import resource
 import shutil
 import subprocess
 import uuid
@@ -16,6 +25,7 @@ from pathlib import Path
 POM = Path(__file__).resolve().parent / "pom.xml"
 # 512 MB ran out of heap here with ~16 000 partitions (parallel test runs leave many topics).
 JAVA_HEAP = "-Xmx1536m"
+OPEN_FILES = 1_048_576  # the kernel's default nr_open: no use asking for more
 
 
 class KafkaSetupError(RuntimeError):
@@ -69,6 +79,17 @@ def cluster_id() -> str:
         value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not value.startswith("-"):  # Kafka rejects ids that look like a CLI flag
             return value
+
+
+def raise_open_files(wanted: int = OPEN_FILES) -> int:
+    """Raise this process's soft open-files limit as far as the hard limit allows (a
+    ``preexec_fn``: the broker inherits it); return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
 
 
 def command(kafka_dir: Path) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import resource
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,27 @@ def test_kafka_command_runs_the_broker_with_our_configs() -> None:
     assert argv[-2:] == ["kafka.Kafka", "/d/kafka/server.properties"]
     assert "-Dlog4j.configuration=file:/d/kafka/log4j.properties" in argv
     assert "/d/kafka/libs/*" in argv
+
+
+def test_the_broker_starts_with_the_soft_open_files_limit_raised_to_the_hard_one() -> None:
+    def low_then_raised() -> None:  # as if started from a shell with a low soft limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        broker.raise_open_files()
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    child = subprocess.run(["sh", "-c", "ulimit -Sn"], capture_output=True, text=True, check=True,
+                           preexec_fn=low_then_raised)
+    expected = broker.OPEN_FILES if hard == resource.RLIM_INFINITY else min(broker.OPEN_FILES, hard)
+    assert int(child.stdout) == expected
+
+
+def test_only_the_kafka_server_raises_its_open_files_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker, "available", lambda: True)
+    kafka, postgres, redis = (server_spec(make_settings(tmp_path), n) for n in SERVERS)
+    assert kafka.preexec is broker.raise_open_files
+    assert postgres.preexec is None and redis.preexec is None
 
 
 def test_specs_take_ports_and_dirs_from_settings(tmp_path: Path) -> None:

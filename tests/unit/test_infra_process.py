@@ -1,8 +1,11 @@
-"""stop_group: SIGTERM with a grace period, then SIGKILL for a process that ignores it."""
+"""stop_group: SIGTERM with a grace period, then SIGKILL for a process that ignores it; and
+interrupt_on_term: a run stopped with SIGTERM still runs its finally blocks."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -37,3 +40,17 @@ def test_an_exited_process_is_left_alone():
     proc.wait(10)
     assert stop_group(proc) is True and proc.returncode == 3
     proc.stdout.close()
+
+
+def test_sigterm_interrupts_a_run_so_that_its_finally_blocks_run():
+    script = ("import time\nfrom infra.process import interrupt_on_term\ninterrupt_on_term()\n"
+              "try:\n    print('up', flush=True)\n    time.sleep(30)\n"
+              "finally:\n    print('cleaned up', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "up\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert out == "cleaned up\n"
+    assert "KeyboardInterrupt: signal SIGTERM" in err
+    assert proc.returncode == -signal.SIGINT  # how Python ends on an uncaught interrupt
