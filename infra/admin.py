@@ -16,7 +16,9 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def create_topics(settings: Settings, specs=topics.ALL, timeout: float = 30.0) -> dict[str, str]:
-    """Create what is missing; return {topic: "created" | "exists"}. Safe to run twice."""
+    """Create what is missing; return {topic: "created" | "exists"} once the broker's metadata
+    lists them all (it lags the controller's answer: a busy broker listed a test's new topics
+    only after its teardown had looked for them, and they were left). Safe to run twice."""
     admin = admin_client(settings)
     prefix = settings.kafka.topic_prefix
     existing = set(admin.list_topics(timeout=timeout).topics)
@@ -36,6 +38,7 @@ def create_topics(settings: Settings, specs=topics.ALL, timeout: float = 30.0) -
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise
                 result[name] = "exists"
+    _until_listed(admin, set(wanted), True, timeout)
     return dict(sorted(result.items()))
 
 
@@ -69,9 +72,18 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -
         except KafkaException as exc:
             if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
                 raise
-    deadline = time.monotonic() + timeout
-    while set(names) & set(client.list_topics(timeout=timeout).topics):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topics still listed {timeout:.0f} s after deletion: {names}")
-        time.sleep(0.05)
+    _until_listed(client, set(names), False, timeout)
     return names
+
+
+def _until_listed(client: AdminClient, names: set[str], listed: bool, timeout: float) -> None:
+    """Until the broker's metadata lists all ``names`` (or, ``listed`` False, none of them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = names & set(client.list_topics(timeout=timeout).topics)
+        if shown == (names if listed else set()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"after {timeout:.0f} s the broker lists {sorted(shown)} "
+                               f"of {sorted(names)}; expected {'all' if listed else 'none'}")
+        time.sleep(0.05)
