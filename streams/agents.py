@@ -63,6 +63,15 @@ async def unstick_partitions():
             await consumer.seek(tp, target)
 
 
+@app.timer(interval=1.0)
+async def follow_fraud_marks():
+    """Apply confirmed fraud marks as they arrive, between batches too (an idle worker is up
+    to date when traffic resumes; the follower logs how far it has read). Only once the
+    follower exists (built at warm-up or by the first batch): building it blocks the loop."""
+    if "marks" in vars(ctx):
+        ctx.marks.current()
+
+
 async def batches(stream):
     """Batches of current, distinct records (``take_events`` keeps stale copies across a
     rebalance: see ``streams/faust_compat.py``)."""

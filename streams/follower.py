@@ -5,6 +5,7 @@ at the start of each batch, without waiting.
 group: every worker reads every record, nothing is committed), reads up to the end offsets
 the broker reports when it starts (so a restarted worker has the same view), and ``poll()``
 applies whatever arrived since. Subclasses say what a record means (``apply(key, value)``).
+``position`` is the next offset to apply per partition: how far the follower has applied.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class TopicFollower:
         self.consumer = Consumer(conf)
         meta = self.consumer.list_topics(self.topic, timeout=catch_up_s).topics[self.topic]
         self.partitions = sorted(meta.partitions) or [0]
+        self.position = dict.fromkeys(self.partitions, 0)
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
                               for p in self.partitions])
 
@@ -35,27 +37,31 @@ class TopicFollower:
         """Read up to the end offsets the broker reports now."""
         ends = {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p),
                                                        timeout_s)[1] for p in self.partitions}
-        position = {p: 0 for p in self.partitions}
         deadline = time.monotonic() + timeout_s
-        while any(position[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-            for msg in self.consumer.consume(500, 0.2):
-                if msg.error() is None:
-                    self.apply(msg.key(), msg.value())
-                    position[msg.partition()] = msg.offset() + 1
-        behind = {p: ends[p] - position[p] for p in ends if position[p] < ends[p]}
+        while any(self.position[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+            self._apply_all(self.consumer.consume(500, 0.2))
+        behind = {p: ends[p] - self.position[p] for p in ends if self.position[p] < ends[p]}
         if behind:
             log.warning("%s: start-up read incomplete, records behind per partition: %s",
                         self.topic, behind)
 
-    def poll(self) -> None:
-        """Apply what arrived since the last call (never blocks)."""
+    def poll(self) -> int:
+        """Apply what arrived since the last call (never blocks); return how many records."""
+        applied = 0
         while True:
             messages = self.consumer.consume(500, 0)
-            for msg in messages:
-                if msg.error() is None:
-                    self.apply(msg.key(), msg.value())
+            applied += self._apply_all(messages)
             if len(messages) < 500:
-                return
+                return applied
+
+    def _apply_all(self, messages) -> int:
+        applied = 0
+        for msg in messages:
+            if msg.error() is None:
+                self.apply(msg.key(), msg.value())
+                self.position[msg.partition()] = msg.offset() + 1
+                applied += 1
+        return applied
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         raise NotImplementedError

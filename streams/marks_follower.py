@@ -1,8 +1,11 @@
 """Every worker follows ``sentinel.fraud-marks.v1`` into a ``processors.marks.MarkStore``:
 confirmed fraud on wallets, cards, devices and accounts, as of each purchase's event time.
 
-Read to its end at start-up, then ``current()`` at the start of each batch applies what
-arrived. Small: only labelled purchases are marked (about the fraud rate of the traffic).
+Read to its end at start-up, then ``current()`` applies what arrived: at the start of each
+batch, and every second between batches (``streams/agents.py``), so that an idle worker is up
+to date when traffic resumes. Each time it applies records it logs how far it has read
+("fraud marks: applied N, read to offset P" per partition): the signal that a mark is in
+force. Small: only labelled purchases are marked (about the fraud rate of the traffic).
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ class MarksFollower(TopicFollower):
         self.catch_up(catch_up_s)
 
     def current(self) -> MarkStore:
-        self.poll()
+        applied = self.poll()
+        if applied:
+            log.info("fraud marks: applied %d, read to offset %s", applied,
+                     ", ".join(f"{p}:{o}" for p, o in sorted(self.position.items())))
         return self.store
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:

@@ -11,6 +11,7 @@ import uuid
 import psycopg
 import pytest
 
+from connectors.console.app import create_app
 from infra.redis_keys import console_login_failures
 from infra.settings import ConsoleSettings, Settings
 from sinks.testing import decision
@@ -23,6 +24,7 @@ from tests.support.console import (
     user_with_key,
     with_database,
 )
+from tests.support.http import until_waiting
 from tests.support.records import purchase
 
 pytestmark = pytest.mark.integration
@@ -171,11 +173,12 @@ def test_waits_are_capped_per_client(settings: Settings, dsn: str) -> None:
     auth = {"Authorization": f"Bearer {key}"}
 
     async def scenario():
-        async with console_client(settings) as client:
+        app = create_app(settings)
+        async with console_client(settings, app=app) as client:
             loop = asyncio.get_running_loop()
             started = loop.time()
             first = asyncio.create_task(client.get("/v1/decisions/p-never?wait_ms=30000", headers=auth))
-            await asyncio.sleep(0.3)
+            await until_waiting(app.state.console.waiter)  # it holds the client's one slot
             second = await client.get("/v1/decisions/p-never-2?wait_ms=5000", headers=auth)
             return await first, second, loop.time() - started
 

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from connectors.decision_wait import DecisionWaiter
 from infra import redis_keys
 from infra.settings import Settings
+from tests.support.http import until_waiting
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +33,8 @@ def test_a_waiting_request_wakes_on_the_notification(stack: Settings) -> None:
         client, waiter = await _started(stack)
         try:
             waiting = asyncio.create_task(waiter.get(purchase_id, timeout_s=20.0))
+            await until_waiting(waiter)
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 5.0
-            while waiter.waiting() < 1:  # registered after its first read of the key
-                assert loop.time() < deadline, "the request never started waiting"
-                await asyncio.sleep(0.005)
             started = loop.time()
             await client.set(redis_keys.decision(purchase_id), b'{"decision":"APPROVED"}', ex=60)
             await client.publish(redis_keys.DECISION_STORED, purchase_id)

@@ -27,6 +27,7 @@ from infra.topics import AUTH_EVENTS, LABELS, PURCHASES, SECURITY_EVENTS, TopicS
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from tests.support.console import user_with_key, with_database
+from tests.support.http import until_waiting
 from tests.support.kafka import read_until
 from tests.support.records import recent_purchase
 
@@ -36,7 +37,13 @@ PEER = "198.51.100.7"
 
 @asynccontextmanager
 async def gateway_client(settings: Settings, **app_kw) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, **app_kw)
+    async with app_client(create_app(settings, **app_kw)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def app_client(app) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` in-process, its lifespan started (the test keeps the app)."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(PEER, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
@@ -443,7 +450,8 @@ def test_decision_lookup_needs_a_key_404s_then_waits_for_it(
     decision = {"purchase_id": purchase_id, "decision": "APPROVED", "score": 0.1}
 
     async def scenario() -> tuple[list[httpx.Response], float, float]:
-        async with gateway_client(settings) as client:
+        app = create_app(settings)
+        async with app_client(app) as client:
             loop = asyncio.get_running_loop()
             anonymous = await client.get(path)
             wrong = await client.get(path, headers={"Authorization": "Bearer snt_00_nope"})
@@ -451,7 +459,7 @@ def test_decision_lookup_needs_a_key_404s_then_waits_for_it(
             missing = await client.get(f"{path}?wait_ms=300", headers=auth)
             waited = loop.time() - started
             waiting = asyncio.create_task(client.get(f"{path}?wait_ms=10000", headers=auth))
-            await asyncio.sleep(0.2)
+            await until_waiting(app.state.waiter)
             stored_at = loop.time()
             # What the Redis sink does when it stores a decision: the key, then a notification.
             await asyncio.to_thread(redis_client.set, key_of(purchase_id), orjson.dumps(decision))

@@ -85,11 +85,17 @@ class Proxy:
                 for link in list(self._links):
                     link.transport.abort()
 
-        self._loop.call_soon_threadsafe(apply)
+        self._on_loop(apply)
 
     def swallow(self, on: bool) -> None:
         """Black hole on: every connection, open or new, stays open and silent."""
-        self._loop.call_soon_threadsafe(setattr, self, "black_hole", on)
+        self._on_loop(lambda: setattr(self, "black_hole", on))
+
+    def _on_loop(self, change: Callable[[], None]) -> None:
+        """Run ``change`` on the proxy's loop and return once it has: in force from now."""
+        done = threading.Event()
+        self._loop.call_soon_threadsafe(lambda: (change(), done.set()))
+        assert done.wait(10), "the proxy's loop did not run the change"
 
     def close(self) -> None:
         self.switch(False)
@@ -247,7 +253,6 @@ def test_a_black_holed_redis_gets_503_with_retry_after_not_a_pile_up(settings) -
         async with gateway_client(hooked) as client:
             before = await _until_accepted(client, hooked, 1)
             proxy.swallow(True)
-            await asyncio.sleep(0.05)
             started = time.monotonic()
             async with asyncio.timeout(20):  # a pile-up never answers
                 answers = await asyncio.gather(*(post(client, "/v1/purchases",

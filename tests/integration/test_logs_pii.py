@@ -9,6 +9,7 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -21,6 +22,7 @@ from infra import redis_keys, topics
 from infra.secrets import webhook_secrets
 from sinks.blocklist import Blocklist
 from sinks.siem.escalation import Offences
+from sinks.testing import wait_until
 from tests.support.kafka import Worker, read_until
 from tests.support.records import recent_purchase
 
@@ -42,6 +44,9 @@ def test_gateway_and_siem_logs_hold_no_raw_ip_or_user_id(settings, env, pg_dsn, 
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             _wait_healthy(client, gateway)
             _flow(client, secret, buyer_ip, attacker_ip, user, admin)
+        # the failed authentications' window (1 s) closes and its digest is logged
+        wait_until(lambda: gateway.assert_alive() or "auth failures" in _log(gateway), 30,
+                   "the gateway's auth failure digest in its log")
         alerts = read_until(settings, topics.ALERTS, lambda ms: len(ms) >= 2, timeout=90,
                             check=siem.assert_alive)  # fmt: skip
         assert len(alerts) == 2
@@ -75,7 +80,10 @@ def _flow(client, secret, buyer_ip, attacker_ip, user, admin) -> None:
         assert post("/v1/auth-events", {**event, "occurred_at": event["occurred_at"].isoformat()}) \
             == 202
     assert [post("/v1/purchases", recent_purchase(9), b"w" * 32) for _ in range(3)] == [401] * 3
-    time.sleep(2)  # the failed authentications' window closes and is logged
+
+
+def _log(process: Worker) -> str:
+    return Path(process.log.name).read_text(errors="replace")
 
 
 def _wait_healthy(client: httpx.Client, gateway: Worker) -> None:

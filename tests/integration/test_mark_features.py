@@ -6,8 +6,9 @@ same topics (labels in event time) computes the same mark features."""
 
 from __future__ import annotations
 
-import time
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -29,6 +30,7 @@ from tests.support.records import T0, purchase
 pytestmark = pytest.mark.integration
 
 DAY = timedelta(days=1)
+APPLIED = re.compile(r"fraud marks: applied \d+, read to offset 0:(\d+)")  # one partition
 NONE = {"fraud_marks_wallet": 0.0, "fraud_marks_card": 0.0, "fraud_marks_device": 0.0,
         "fraud_marks_account": 0.0, "fraud_marks_cluster": 0.0, "days_since_fraud_mark": -1.0}
 BAD = {"wallet": f"0x{0xbad:040x}", "card_fingerprint": "card-bad", "device_id": "dev-bad",
@@ -83,14 +85,23 @@ class Story:
         return {pid: copies[-1]["features"] for pid, copies in got.items()}
 
     def label(self, record: dict) -> None:
-        """Publish a label and wait until its mark is on the marks topic and has had time
-        to reach the worker's follower (it takes what arrived at the start of each batch)."""
+        """Publish a label and wait until its mark is on the marks topic and the worker's
+        follower has applied it (the worker logs how far it has read the marks topic)."""
         self._stored(record["purchase_id"])
         codec = AvroCodec.for_topic(self.registry, topics.LABELS)
         produce(self.settings, topics.LABELS, [(record["purchase_id"], codec.encode(record))])
         self.marks_seen += 1
-        read_until(self.settings, topics.FRAUD_MARKS, lambda m: len(m) >= self.marks_seen, 60)
-        time.sleep(2.0)  # the follower's consumer fetches in the background: well within this
+        marks = read_until(self.settings, topics.FRAUD_MARKS,
+                           lambda m: len(m) >= self.marks_seen, 60)
+        end = max(m.offset() for m in marks) + 1
+        wait_until(lambda: self._marks_applied_to() >= end, 30,
+                   f"the worker's marks follower at offset {end}")
+
+    def _marks_applied_to(self) -> int:
+        """The marks topic's offset the worker has applied up to, from its log."""
+        self.worker.assert_alive()
+        text = Path(self.worker.log.name).read_text(errors="replace")
+        return max(map(int, APPLIED.findall(text)), default=0)
 
     def _stored(self, pid: str) -> None:
         def stored() -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -20,7 +19,15 @@ from processors.decide import Blocked, decide_batch
 from processors.rules import load_ruleset
 from tests.support.kafka import Worker, decided_ids
 from tests.support.models import constant_model_registry
-from tests.support.rules import BLOCK_EVERYTHING, decoded, purchases, rules_file, send, stream
+from tests.support.rules import (
+    BLOCK_EVERYTHING,
+    decoded,
+    purchases,
+    rules_file,
+    send,
+    stream,
+    until_decided,
+)
 
 pytestmark = pytest.mark.integration
 RULE = "block_everything"
@@ -65,15 +72,17 @@ def test_a_rule_that_blocks_everything_is_contained(settings, env, pg_dsn, tmp_p
         send(settings, warm)
         decided_ids(settings, {p["purchase_id"] for p in warm}, 90, worker.assert_alive)
         feeder.start()
-        time.sleep(2)
+        warm_ids, alive = {p["purchase_id"] for p in warm}, worker.assert_alive
+        until_decided(settings, lambda d: d["purchase_id"] not in warm_ids, check=alive)
         deploy(settings, v2, run_backtest=False)
         first = _shadow_events(settings, 1)[0]
         assert _metric(port).endswith(" 1.0")
         assert RULE in rules_state(settings)["shadowed"]
-        time.sleep(2)
+        shadowed = _until_mode(settings, "shadow", None, alive)  # then decides without it
         enable(settings, RULE)
         _shadow_events(settings, 2)
-        time.sleep(1)
+        again = _until_mode(settings, "enforced", shadowed["decided_at"], alive)
+        _until_mode(settings, "shadow", again["decided_at"], alive)  # tripped again
         stop.set()
         feeder.join(60)
         decided_ids(settings, {p["purchase_id"] for p in warm + streamed}, 120,
@@ -93,6 +102,12 @@ def test_a_rule_that_blocks_everything_is_contained(settings, env, pg_dsn, tmp_p
     by_id = {p["purchase_id"]: p for p in warm + streamed}
     _assert_baseline([d for mode, ds in runs if mode == "shadow" for d in ds], by_id,
                      load_ruleset(v1))
+
+
+def _until_mode(settings, mode: str, after, check) -> dict:
+    """The first brk-v2 decision with the rule in ``mode`` decided after ``after``."""
+    return until_decided(settings, lambda d: d["rules_version"] == "brk-v2" and _mode(d) == mode,
+                         after, check=check)
 
 
 def _mode(decision: dict) -> str:

@@ -5,7 +5,6 @@ one version (stamped on each decision), and PostgreSQL keeps the history and bac
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -17,7 +16,7 @@ from processors.decide import Blocked, decide_batch
 from processors.rules import load_ruleset
 from tests.support.kafka import Worker, decided_ids
 from tests.support.models import constant_model_registry
-from tests.support.rules import decoded, purchases, rules_file, send, stream
+from tests.support.rules import decoded, purchases, rules_file, send, stream, until_decided
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +38,13 @@ def test_worker_switches_rules_mid_stream_without_restart(settings, env, pg_dsn,
         pid = worker.proc.pid
         feeder = threading.Thread(target=stream, args=(settings, streamed, 100, stop))
         feeder.start()
-        time.sleep(3)
+        warm_ids, alive = {p["purchase_id"] for p in warm}, worker.assert_alive
+        until_decided(settings, lambda d: d["purchase_id"] not in warm_ids, check=alive)
         summary = deploy(settings, v2)["backtest"]
-        time.sleep(3)
+        on_v2 = until_decided(settings, lambda d: d["rules_version"] == "test-v2", check=alive)
         rollback(settings, "test-v1")
-        time.sleep(3)
+        until_decided(settings, lambda d: d["rules_version"] == "test-v1",
+                      after=on_v2["decided_at"], check=alive)
         stop.set()
         feeder.join(60)
         wanted = {p["purchase_id"] for p in warm + streamed}

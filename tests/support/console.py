@@ -51,11 +51,12 @@ def user_with_key(dsn: str, role: str, name: str | None = None, password: str | 
 
 
 @asynccontextmanager
-async def console_client(settings: Settings, peer: str = "198.51.100.9"):
-    """The console app in-process (lifespan started) behind an httpx client keeping cookies."""
+async def console_client(settings: Settings, peer: str = "198.51.100.9", app=None):
+    """The console app (``app``, else a new one) in-process, lifespan started, behind an
+    httpx client keeping cookies."""
     from connectors.console.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings) if app is None else app
     async with asyncio.timeout(STEP_S):  # a hang fails here, with the awaits it was stuck in
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()

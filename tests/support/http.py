@@ -1,7 +1,9 @@
-"""Free ports and small HTTP reads for tests of operator endpoints."""
+"""Free ports, small HTTP reads for tests of operator endpoints, and the wait for a long-poll
+request to be registered."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -35,3 +37,13 @@ def wait_for(url: str, accept, deadline_s: float, check=None) -> httpx.Response:
         time.sleep(0.2)
     shown = None if last is None else (last.status_code, last.text[:300])
     raise TimeoutError(f"{url}: no accepted answer in {deadline_s}s; last {shown}")
+
+
+async def until_waiting(waiter, count: int = 1, timeout_s: float = 5.0) -> None:
+    """Until ``count`` requests wait on ``waiter`` (a ``DecisionWaiter``: a request registers
+    after its first read of the key), so what the test stores next wakes them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while waiter.waiting() < count:
+        assert loop.time() < deadline, f"{count} request(s) never started waiting"
+        await asyncio.sleep(0.005)

@@ -59,3 +59,23 @@ def stream(settings, sent: list[dict], per_second: float, stop: threading.Event,
 def decoded(settings, spec, done, timeout: float = 60.0) -> list[dict]:
     codec = AvroCodec.for_topic(registry_from_settings(settings), spec)
     return [codec.decode(m.value()) for m in read_until(settings, spec, done, timeout)]
+
+
+def until_decided(settings, match, after=None, timeout: float = 90.0, check=None) -> dict:
+    """The first decision on the topic with ``match(decision)`` decided after ``after`` (a
+    ``decided_at``), read until it is there: the worker is deciding that way now."""
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
+    found: list[dict] = []
+    read = 0
+
+    def done(messages: list) -> bool:
+        nonlocal read
+        for m in messages[read:]:
+            d = codec.decode(m.value())
+            if match(d) and (after is None or d["decided_at"] > after):
+                found.append(d)
+        read = len(messages)
+        return bool(found)
+
+    read_until(settings, topics.DECISIONS, done, timeout, check)
+    return found[0]
