@@ -103,3 +103,55 @@ def test_a_shadowed_rule_is_recorded_but_changes_no_verdict():
     reason = next(r for r in shadowed.decision["reasons"] if r["code"] == "block_everything")
     assert reason["detail"].startswith("[shadow] ") and "block_everything" not in shadowed.fired
     assert not any(e["kind"] == "blocklist_hit" for e in shadowed.security_events)
+
+
+def _recount(batches, ceilings, rule_id, now_ms):
+    """What a rule's window holds, counted again from every batch (the definition)."""
+    ceiling = ceilings.get(rule_id, DEFAULT_CEILING)
+    inside = [(n, hits) for at, n, hits in batches if at > now_ms - ceiling.window_ms]
+    count = sum(hits.get(rule_id, (0, 0))[ceiling.of == "blocked"] for _, hits in inside)
+    return count, sum(n for n, _ in inside)
+
+
+def test_running_totals_trip_exactly_when_a_recount_of_the_window_would():
+    import random
+
+    rng = random.Random(7)
+    rules = ["a", "b", "c", "d"]
+    ceilings = {"a": Ceiling(0.1, 2_000, "fired", 20), "b": Ceiling(0.05, 7_000, "blocked", 10),
+                "c": Ceiling(0.2, 300_000, "fired", 50)}
+    breaker, history, shadowed, now, tripped = RuleBreaker(ceilings), [], set(), 0, 0
+    for step in range(3_000):
+        now += rng.choice([0, 1, 5, 40, 400])
+        if step == 1_500:  # a new rules version: other windows
+            ceilings = {"a": Ceiling(0.1, 9_000, "fired", 20), "d": Ceiling(0.3, 1_000, "fired", 5)}
+            breaker.ceilings = ceilings
+        outcomes = []
+        for _ in range(rng.randint(0, 6)):
+            fired = tuple(r for r in rules if rng.random() < 0.08)
+            outcomes.append((fired, tuple(r for r in fired if rng.random() < 0.5)))
+        hits = {}
+        for fired, blocked in outcomes:
+            for r in fired:
+                f, b = hits.get(r, (0, 0))
+                hits[r] = (f + 1, b + (r in blocked))
+        history.append((now, len(outcomes), hits))
+        longest = max([c.window_ms for c in ceilings.values()] + [DEFAULT_CEILING.window_ms])
+        history = [h for h in history if h[0] > now - longest]
+        trips = {t.rule_id: (t.hits, t.purchases) for t in breaker.observe(now, outcomes, shadowed)}
+        expected = {}
+        for r in set(rules) - shadowed:
+            count, purchases = _recount(history, ceilings, r, now)
+            c = ceilings.get(r, DEFAULT_CEILING)
+            if purchases >= c.min_purchases and count > c.share * purchases:
+                expected[r] = (count, purchases)
+        assert trips == expected, step
+        tripped += len(trips)
+        for r in trips:  # the watch shadows a tripped rule and forgets its counts
+            shadowed.add(r)
+            breaker.forget({r})
+            for _, _, h in history:
+                h.pop(r, None)
+        if rng.random() < 0.01 and shadowed:
+            shadowed.discard(rng.choice(sorted(shadowed)))  # re-enabled: starts afresh
+    assert tripped >= 10  # the sequence does trip rules, in both rules versions
