@@ -26,7 +26,7 @@ from processors.state import WalletState
 from streams import metrics, scoring, tables, topics
 from streams.app import app
 from streams.context import ctx
-from streams.faust_compat import OffsetGuard, current_events
+from streams.faust_compat import OffsetGuard, current_events, take_available
 from streams.outputs import OutputError
 from streams.tables import wallet_to_state
 
@@ -73,12 +73,13 @@ async def follow_fraud_marks():
 
 
 async def batches(stream):
-    """Batches of current, distinct records (``take_events`` keeps stale copies across a
-    rebalance: see ``streams/faust_compat.py``)."""
+    """Batches of current, distinct records, each taken as soon as the records fetched are
+    in (``take_available`` keeps stale copies across a rebalance, as ``take_events`` does:
+    see ``streams/faust_compat.py``)."""
     cfg = ctx.settings.stream
     guard = offset_guard()
     app.consumer.before_commit = before_commit
-    take = stream.take_events(cfg.batch_size, cfg.batch_within_s)
+    take = take_available(stream, cfg.batch_size, cfg.batch_within_s)
     async for events in metrics.count_consumed(take, ctx.prefix):
         kept, seek = guard.check(current_events(events, app))
         for tp, offset in seek.items():

@@ -43,6 +43,7 @@ Selected by the broker URL scheme ``sentinel://``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ from collections.abc import Sequence
 import faust
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils.futures import notify
 
 from infra.settings import get_settings
 
@@ -92,6 +94,70 @@ def current_events(events: Sequence, app) -> list:
                  "generation; current %s): %s", len(dropped), app.consumer_generation_id,
                  dropped[:20])
     return kept
+
+
+def take_available(stream, max_: int, linger_s: float):
+    """Batches of up to ``max_`` events of ``stream``, each yielded once the records already
+    fetched are in, and at most ``linger_s`` after its first (override 5)."""
+    agen = _take_available(stream, max_, linger_s)
+    stream._active_agens.add(agen)  # closed when the stream stops, as Faust's own takes are
+    return agen
+
+
+async def _take_available(stream, max_: int, linger_s: float):
+    events: list = []
+    arrived, room = asyncio.Event(), asyncio.Event()
+    busy: asyncio.Future | None = None  # set while the agent works on a batch
+
+    async def add(value):
+        nonlocal busy
+        if busy is not None:
+            try:
+                await busy
+            finally:
+                busy = None
+        if stream.current_event is None:
+            raise RuntimeError("take_available found current_event is None")
+        events.append(stream.current_event)
+        arrived.set()
+        if len(events) >= max_:
+            room.clear()
+            await stream.wait(room)
+        return value
+
+    loop, enable_acks = asyncio.get_running_loop(), stream.enable_acks
+    stream.enable_acks = False  # acked here, once the agent is done with the batch
+    stream.add_processor(add)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not await stream.wait_for_stopped(arrived):
+            await _fill(events, max_, loop.time() + linger_s, stream.channel.queue)
+            arrived.clear()
+            if not events:
+                continue
+            busy = loop.create_future()
+            try:
+                yield list(events)
+            finally:
+                for event in events:
+                    await stream.ack(event)
+                events.clear()
+                notify(busy)
+                room.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add)
+
+
+async def _fill(events: list, max_: int, deadline: float, queue) -> None:
+    """Let the records already fetched into ``events``: Faust's stream takes one record
+    from its channel per turn of the event loop (and yields in between), so the batch is
+    done when the channel is empty and a few turns brought nothing, or at ``deadline``."""
+    loop, quiet = asyncio.get_running_loop(), 0
+    while len(events) < max_ and quiet < 3 and loop.time() < deadline:
+        before = len(events)
+        await asyncio.sleep(0)
+        quiet = 0 if len(events) > before or not queue.empty() else quiet + 1
 
 
 class OffsetGuard:
