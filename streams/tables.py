@@ -32,18 +32,26 @@ to it) and an ``ExpiryWheel`` of its keys. Every ``SWEEP_EVERY_MS`` of watermark
 are handed to ``processors.expiry.sweep``: a summary replaces the value and is written to the
 changelog; a deleted wallet is removed and a tombstone (value None) written, so the compacted
 changelog shrinks with the table and a restarted worker does not bring the wallet back.
+
+Summaries leave memory: they go to ``StateTable.summaries``, a private SQLite file
+(``streams/summary_store.py``); a read looks in the held states, then in memory, then there.
+Recovery sends each recovered summary there too, so a restarted worker's memory holds only
+the wallets active in the last 7 days (plus one hour), however many ever bought.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import faust
 import orjson
 
+from infra.settings import get_settings
 from processors import expiry, statecodec
 from streams import metrics
 from streams.app import app
+from streams.summary_store import SummaryStore
 
 
 class StateTable(faust.Table):
@@ -58,21 +66,49 @@ class StateTable(faust.Table):
         self.expiry = TableExpiry()
         self.held: dict = {}  # key -> (bytes, event, state): not yet written (``hold``)
 
+    @cached_property
+    def summaries(self) -> SummaryStore:
+        """Idle wallets' summaries, on local disk (``streams/summary_store.py``)."""
+        return SummaryStore(get_settings().stream.data_dir / "summaries")
+
     def __getitem__(self, key):
         held = self.held.get(key)
         if held is not None:
             return statecodec.decode(held[0])
-        value = super().__getitem__(key)
+        try:
+            value = super().__getitem__(key)
+        except KeyError:
+            value = self.summaries.get(key)
+            if value is None:
+                raise
         return statecodec.decode(value) if isinstance(value, bytes) else value
 
     def apply_changelog_batch(self, batch) -> None:
-        """Recovery: Faust fills the store (bytes; tombstones delete); each recovered key is
-        filed for the first sweep of its partition, which decodes it and files it by due time."""
-        batch = list(batch)
-        super().apply_changelog_batch(batch)
+        """Recovery: the latest value of each key goes to the summary store when it is a
+        summary, else to Faust's store (tombstones delete from both); each key is filed in its
+        partition's expiry wheel by its due time."""
+        latest = {}
         for event in batch:
-            if event.message.value is not None:
-                self.expiry.wheel(event.message.partition).file(self._to_key(event.key), 0)
+            latest[self._to_key(event.key)] = event
+        summaries, kept = [], []
+        for key, event in latest.items():
+            value, partition = event.message.value, event.message.partition
+            state = None if value is None else statecodec.decode(value)
+            if state is not None and expiry.is_summary(state):
+                summaries.append((key, partition, value))
+                self.data.pop(key, None)
+            else:
+                kept.append(event)
+            if state is not None:
+                self.expiry.wheel(partition).file(key, expiry.due_ms(state))
+        super().apply_changelog_batch(kept)
+        self.summaries.delete(self._to_key(e.key) for e in kept)
+        self.summaries.put(summaries)
+
+    async def on_recovery_completed(self, active_tps, standby_tps) -> None:
+        """Faust's store forgets the partitions no longer assigned; so does the summary store."""
+        await super().on_recovery_completed(active_tps, standby_tps)
+        self.summaries.keep_partitions({tp.partition for tp in active_tps | standby_tps})
 
 
 @dataclass
@@ -147,13 +183,17 @@ def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> No
     the summary or a tombstone goes to the store and the changelog."""
     topic = table.changelog_topic.get_topic_name()
     store = table.data
+    summaries, deleted = [], []
     for key, summary in expiry.sweep(table.expiry.wheel(partition), table.get, now_ms):
+        store.pop(key, None)
         if summary is None:
-            store.pop(key, None)
+            deleted.append(key)
             send(topic, orjson.dumps(key), None, partition)
         else:
             value = statecodec.encode(summary)
-            store[key] = value
+            summaries.append((key, partition, value))
             send(topic, orjson.dumps(key), value, partition)
         outcome = "deleted" if summary is None else "summarised"
         metrics.EXPIRED.labels(table.name, outcome).inc()
+    table.summaries.delete(deleted)
+    table.summaries.put(summaries)

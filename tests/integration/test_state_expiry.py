@@ -1,6 +1,7 @@
 """Wallet expiry in the worker's table: an idle buyer is summarised and an idle auth-only wallet
 deleted, on the changelog too (summary, tombstone); a restarted worker does not bring the
-deleted wallet back."""
+deleted wallet back, and decides the summarised buyer's next purchase from its summary (which
+it recovered to its summary store on disk, streams/summary_store.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from streams.ops import group_lag
 from tests.integration.test_worker_restart import latest_changelog_values
-from tests.support.kafka import Worker
+from tests.support.kafka import Worker, read_until
 from tests.support.records import T0, purchase
 
 pytestmark = pytest.mark.integration
@@ -95,9 +96,23 @@ def test_idle_wallets_expire_on_the_changelog_and_stay_deleted_after_a_restart(
         hour_later = T0 + timedelta(hours=1)
         send(settings, topics.AUTH_EVENTS, [auth(AUTH_ONLY, hour_later, "LOGIN_OK", 3)], "wallet")
         latest = changelog_until(settings, changelog, lambda s: AUTH_ONLY in s, second)
+        # the summarised buyer buys again: decided from its summary, recovered to disk
+        back = purchase(2, wallet=BUYER, purchase_id="p-buyer-back",
+                        occurred_at=T0 + timedelta(days=10))
+        send(settings, topics.PURCHASES, [back], "wallet")
+        codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
+        read = read_until(settings, topics.DECISIONS, lambda m: any(
+            codec.decode(d.value())["purchase_id"] == "p-buyer-back" for d in m), 90,
+            second.assert_alive)
     finally:
         second.stop()
     came_back = latest[AUTH_ONLY]
     stamp = int(hour_later.timestamp() * 1000)
     assert (came_back.first_seen_ms, came_back.login_ok_ms) == (stamp, stamp)
     assert came_back.failed_logins == [] and came_back.applied == ["auth-3"]
+    features = next(d["features"] for d in (codec.decode(m.value()) for m in read)
+                    if d["purchase_id"] == "p-buyer-back")
+    first_seen = bought["occurred_at"]
+    assert features["purchases_total"] == 1.0  # the purchase before the summary
+    assert features["wallet_age_days"] == pytest.approx(
+        (back["occurred_at"] - first_seen).total_seconds() / 86400)
