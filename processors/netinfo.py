@@ -43,9 +43,17 @@ _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 @lru_cache(maxsize=1)
 def _geoip():
+    """The GeoIP data, loaded once, its tables packed into arrays (``geoip_tables``)."""
+    import importlib
+
+    import geoip2fast
     from geoip2fast import GeoIP2Fast
 
-    return GeoIP2Fast(geoip2fast_data_file=GEOIP_DATA, verbose=False)
+    from processors import geoip_tables
+
+    found = GeoIP2Fast(geoip2fast_data_file=GEOIP_DATA, verbose=False)
+    geoip_tables.compact(importlib.import_module("geoip2fast.geoip2fast"), geoip2fast.__version__)
+    return found
 
 
 @lru_cache(maxsize=1)
