@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 1000
 LEAD_MS = 30 * MINUTE_MS  # how far past the scorer's latest batch the replica may apply
-HOLD = 2000  # records held per partition beyond the lead before the partition is paused
+# Records held per partition beyond the lead before the partition is paused: decoded
+# purchases, ~2.8 KB each (measured), so 2000 per partition held ~35 MB on a backlog.
+HOLD = 500
+PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 64 MiB)
 
 
 class EntityReplica:
@@ -54,8 +57,8 @@ class EntityReplica:
         self.lock = threading.Lock()  # held while applying and while features are read
         self.topic = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
         self.codec = codec
-        conf = settings.kafka.consumer_conf(f"replica-{uuid.uuid4().hex[:12]}",
-                                            **{"enable.partition.eof": True})
+        conf = settings.kafka.consumer_conf(f"replica-{uuid.uuid4().hex[:12]}", **{
+            "enable.partition.eof": True, "queued.max.messages.kbytes": PREFETCH_KIB})
         self.consumer = Consumer(conf)
         self.latest_ms: dict[int, int] = {}  # partition -> largest event time applied
         self.caught_up: dict[int, bool] = {}  # partition -> fetched up to the known end

@@ -117,32 +117,38 @@ def answer(path: Path, parts) -> None:
 
 
 def wallet_store(data: dict) -> dict:
-    """The wallet table: full states and summaries, value bytes, and a summary's fields."""
+    """The wallet table in memory: full states and summaries, value bytes, and the encoded
+    bytes of each field (averaged over a sample of each kind)."""
     from processors import expiry, statecodec
-    from processors.state import WalletState
 
-    full = summaries = full_bytes = summary_bytes = 0
-    fields = dict.fromkeys(WalletState.__struct_fields__, 0)
-    sampled = 0
+    kinds = {"full": _Kind(), "summary": _Kind()}
     for value in list(data.values()):
         state = statecodec.decode(value)
-        if expiry.is_summary(state):
-            summaries += 1
-            summary_bytes += len(value)
-            if sampled < SAMPLE:
-                sampled += 1
-                for name in fields:
-                    fields[name] += len(msgspec.msgpack.encode(getattr(state, name)))
-        else:
-            full += 1
-            full_bytes += len(value)
+        kinds["summary" if expiry.is_summary(state) else "full"].add(state, len(value))
     keys = list(itertools.islice(data, SAMPLE))
-    return {**mapping(data), "full": full, "summaries": summaries,
-            "full_value_bytes_avg": round(full_bytes / max(full, 1)),
-            "summary_value_bytes_avg": round(summary_bytes / max(summaries, 1)),
-            "key_bytes_avg": round(sum(map(sys.getsizeof, keys)) / max(len(keys), 1)),
-            "summary_field_bytes_avg": {k: round(v / max(sampled, 1), 1)
-                                        for k, v in fields.items()}}
+    return {**mapping(data), **{name: kind.report() for name, kind in kinds.items()},
+            "key_bytes_avg": round(sum(map(sys.getsizeof, keys)) / max(len(keys), 1))}
+
+
+class _Kind:
+    def __init__(self) -> None:
+        self.count = self.value_bytes = self.sampled = 0
+        self.fields: dict[str, int] = {}
+
+    def add(self, state, size: int) -> None:
+        self.count += 1
+        self.value_bytes += size
+        if self.sampled < SAMPLE:
+            self.sampled += 1
+            for name in state.__struct_fields__:
+                encoded = len(msgspec.msgpack.encode(getattr(state, name)))
+                self.fields[name] = self.fields.get(name, 0) + encoded
+
+    def report(self) -> dict:
+        n = max(self.sampled, 1)
+        return {"count": self.count, "value_bytes_avg": round(self.value_bytes / max(self.count, 1)),
+                "field_bytes_avg": {k: round(v / n, 1) for k, v in self.fields.items()
+                                    if v / n > 1.5}}
 
 
 def worker_parts() -> dict[str, dict]:

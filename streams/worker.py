@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
 import sys
 
 # Table state is many small long-lived objects: with the default thresholds the cyclic
@@ -18,6 +20,25 @@ NOT_IN_WORKER = ("sklearn",)
 def skip_unused_imports() -> None:
     for name in NOT_IN_WORKER:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
+# glibc gives each thread that allocates its own heap arena (up to 8 per core), and free
+# memory in one arena serves no other: the worker's threads (entity replica, librdkafka,
+# flushes) left more and more of it. 200 000 purchases, 30 simulated days: 425 -> 458 MB
+# resident with the default, 423 -> 436 MB with 2 arenas (streams/memory_report.py).
+M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> bool:
+    """At start, before any thread: at most ``MALLOC_ARENAS`` (unless ``MALLOC_ARENA_MAX``
+    says otherwise). False where there is no glibc ``mallopt``."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+    except (OSError, AttributeError):
+        return False
 
 
 def faust_loglevel(level: str) -> str:
@@ -41,6 +62,7 @@ def warm_up() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    limit_malloc_arenas()
     skip_unused_imports()
     from infra.observe import MetricsBindError
     from infra.settings import get_settings

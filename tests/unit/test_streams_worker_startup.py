@@ -1,4 +1,5 @@
-"""The worker skips scikit-learn (and what it drags in): same model scores, ~95 MB less."""
+"""What the worker does for its memory at start-up: it skips scikit-learn (and what it drags
+in: same model scores, ~95 MB less) and limits glibc's heap arenas."""
 
 from __future__ import annotations
 
@@ -41,3 +42,20 @@ def test_the_champion_scores_the_same_without_scikit_learn():
     X = np.random.default_rng(5).random((64, len(model.feature_names)), dtype=np.float32)
     assert worker["p"] == model.predict(X).tolist()
     assert worker["top"] == json.loads(json.dumps(model.top_contributions(X)))
+
+
+ARENAS = """
+import json
+from streams.worker import limit_malloc_arenas
+print(json.dumps(limit_malloc_arenas()))
+"""
+
+
+@pytest.mark.parametrize(("variable", "limited"), [(None, True), ("4", False)])
+def test_heap_arenas_are_limited_unless_the_operator_chose_a_number(variable, limited):
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    if variable:
+        env["MALLOC_ARENA_MAX"] = variable
+    out = subprocess.run([sys.executable, "-c", ARENAS], capture_output=True, text=True,
+                         check=True, env={**env, "PYTHONPATH": str(ROOT)})
+    assert json.loads(out.stdout) is limited
