@@ -160,8 +160,8 @@ def worker_parts() -> dict[str, dict]:
     wheels = table.expiry.wheels.values()
     parts = {
         "wallets": wallet_store(table.data.data),
-        "wallet_summaries_on_disk": {"entries": len(table.summaries),
-                                     "file_mb": round(table.summaries.file_bytes() / 2**20, 1)},
+        "wallets_on_disk": {"entries": len(table.disk),
+                            "file_mb": round(table.disk.file_bytes() / 2**20, 1)},
         "held": {"entries": len(table.held)},
         "expiry_wheels": {"keys": sum(map(len, wheels)),
                           "mb": round(sum(deep_size(w.buckets) for w in wheels) / 2**20, 1)},

@@ -33,10 +33,11 @@ are handed to ``processors.expiry.sweep``: a summary replaces the value and is w
 changelog; a deleted wallet is removed and a tombstone (value None) written, so the compacted
 changelog shrinks with the table and a restarted worker does not bring the wallet back.
 
-Summaries leave memory: they go to ``StateTable.summaries``, a private SQLite file
-(``streams/summary_store.py``); a read looks in the held states, then in memory, then there.
-Recovery sends each recovered summary there too, so a restarted worker's memory holds only
-the wallets active in the last 7 days (plus one hour), however many ever bought.
+Memory holds the active wallets only: a sweep also moves each wallet idle for
+``MEMORY_IDLE_MS`` of event time, as it is, to ``StateTable.disk``, a private SQLite file
+(``streams/disk_store.py``), where the summaries go too; a read looks in the held states,
+then in memory, then there. Recovery puts every recovered wallet there, so a restarted
+worker's memory fills with the wallets it writes, however many ever bought.
 """
 
 from __future__ import annotations
@@ -49,9 +50,15 @@ import orjson
 
 from infra.settings import get_settings
 from processors import expiry, statecodec
+from processors.timeutil import HOUR_MS
 from streams import metrics
 from streams.app import app
-from streams.summary_store import SummaryStore
+from streams.disk_store import DiskStore
+
+# A wallet not written for this long (event time) leaves memory at the next sweep (1 M
+# purchases over 30 days: 36 % of purchases come from a wallet idle 1-7 days, which memory
+# kept before; one read from disk each, ~10 us).
+MEMORY_IDLE_MS = HOUR_MS
 
 
 class StateTable(faust.Table):
@@ -67,9 +74,9 @@ class StateTable(faust.Table):
         self.held: dict = {}  # key -> (bytes, event, state): not yet written (``hold``)
 
     @cached_property
-    def summaries(self) -> SummaryStore:
-        """Idle wallets' summaries, on local disk (``streams/summary_store.py``)."""
-        return SummaryStore(get_settings().stream.data_dir / "summaries")
+    def disk(self) -> DiskStore:
+        """Idle wallets and summaries, on local disk (``streams/disk_store.py``)."""
+        return DiskStore(get_settings().stream.data_dir / "wallets")
 
     def __getitem__(self, key):
         held = self.held.get(key)
@@ -78,37 +85,33 @@ class StateTable(faust.Table):
         try:
             value = super().__getitem__(key)
         except KeyError:
-            value = self.summaries.get(key)
+            value = self.disk.get(key)
             if value is None:
                 raise
         return statecodec.decode(value) if isinstance(value, bytes) else value
 
     def apply_changelog_batch(self, batch) -> None:
-        """Recovery: the latest value of each key goes to the summary store when it is a
-        summary, else to Faust's store (tombstones delete from both); each key is filed in its
-        partition's expiry wheel by its due time."""
+        """Recovery: the latest value of each key goes to the disk store, out of memory
+        (tombstones delete); each key is filed in its partition's wheel by its due time."""
         latest = {}
         for event in batch:
             latest[self._to_key(event.key)] = event
-        summaries, kept = [], []
+        rows, deleted = [], []
         for key, event in latest.items():
             value, partition = event.message.value, event.message.partition
-            state = None if value is None else statecodec.decode(value)
-            if state is not None and expiry.is_summary(state):
-                summaries.append((key, partition, value))
-                self.data.pop(key, None)
-            else:
-                kept.append(event)
-            if state is not None:
-                self.expiry.wheel(partition).file(key, expiry.due_ms(state))
-        super().apply_changelog_batch(kept)
-        self.summaries.delete(self._to_key(e.key) for e in kept)
-        self.summaries.put(summaries)
+            self.data.pop(key, None)  # a value from before the partition was revoked
+            if value is None:
+                deleted.append(key)
+                continue
+            rows.append((key, partition, value))
+            self.expiry.wheel(partition).file(key, expiry.due_ms(statecodec.decode(value)))
+        self.disk.delete(deleted)
+        self.disk.put(rows)
 
     async def on_recovery_completed(self, active_tps, standby_tps) -> None:
-        """Faust's store forgets the partitions no longer assigned; so does the summary store."""
+        """The disk store forgets the partitions no longer assigned (as Faust's store does)."""
         await super().on_recovery_completed(active_tps, standby_tps)
-        self.summaries.keep_partitions({tp.partition for tp in active_tps | standby_tps})
+        self.disk.keep_partitions({tp.partition for tp in active_tps | standby_tps})
 
 
 @dataclass
@@ -125,7 +128,10 @@ class TableExpiry:
         return self.wheels[partition]
 
     def written(self, key, partition: int, state) -> None:
-        self.wheel(partition).file(key, expiry.due_ms(state))
+        """Filed for when it may leave memory (``MEMORY_IDLE_MS``); the sweep that finds it
+        idle then files it by its expiry time."""
+        due = state.watermark_ms + MEMORY_IDLE_MS if state.watermark_ms else None
+        self.wheel(partition).file(key, due)
         if state.watermark_ms > self.watermarks.get(partition, 0):
             self.watermarks[partition] = state.watermark_ms
 
@@ -179,21 +185,30 @@ def write_held(table: StateTable, held: dict, send) -> None:
 
 
 def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> None:
-    """Summarise or delete the wallets of ``partition`` that expire by event time ``now_ms``:
-    the summary or a tombstone goes to the store and the changelog."""
+    """Summarise or delete the wallets of ``partition`` that expire by event time ``now_ms``
+    (the summary or a tombstone goes to the changelog and the disk store), and move the
+    wallets idle for ``MEMORY_IDLE_MS`` from memory to the disk store as they are."""
     topic = table.changelog_topic.get_topic_name()
-    store = table.data
-    summaries, deleted = [], []
-    for key, summary in expiry.sweep(table.expiry.wheel(partition), table.get, now_ms):
+    store, looked = table.data, {}
+
+    def lookup(key):
+        looked[key] = wallet = table.get(key)
+        return wallet
+
+    rows, deleted = [], []
+    for key, summary in expiry.sweep(table.expiry.wheel(partition), lookup, now_ms):
         store.pop(key, None)
-        if summary is None:
+        looked.pop(key)
+        value = None if summary is None else statecodec.encode(summary)
+        send(topic, orjson.dumps(key), value, partition)
+        if value is None:
             deleted.append(key)
-            send(topic, orjson.dumps(key), None, partition)
         else:
-            value = statecodec.encode(summary)
-            summaries.append((key, partition, value))
-            send(topic, orjson.dumps(key), value, partition)
-        outcome = "deleted" if summary is None else "summarised"
-        metrics.EXPIRED.labels(table.name, outcome).inc()
-    table.summaries.delete(deleted)
-    table.summaries.put(summaries)
+            rows.append((key, partition, value))
+        metrics.EXPIRED.labels(table.name, "deleted" if value is None else "summarised").inc()
+    for key, wallet in looked.items():
+        if (key in store and key not in table.held and wallet is not None
+                and now_ms - wallet.watermark_ms >= MEMORY_IDLE_MS):
+            rows.append((key, partition, store.pop(key)))
+    table.disk.delete(deleted)
+    table.disk.put(rows)

@@ -1,5 +1,6 @@
-"""Idle wallets' summaries leave memory for a private SQLite file (streams/summary_store.py),
-and the wallet table reads through to it: after a sweep, after a recovery, after a rebalance."""
+"""Idle wallets leave memory for a private SQLite file (streams/disk_store.py), unchanged or as
+summaries, and the wallet table reads through to it: after a sweep, after a recovery, after a
+rebalance."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from faust.types import TP
 from processors import statecodec
 from processors.expiry import SWEEP_EVERY_MS, WALLET_IDLE_MS, summarise
 from processors.state import Holding, PurchaseFact, WalletState
-from processors.timeutil import DAY_MS
+from processors.timeutil import DAY_MS, HOUR_MS
 from streams.app import app
-from streams.summary_store import SummaryStore
-from streams.tables import StateTable, hold, write_held
+from streams.disk_store import DiskStore
+from streams.tables import MEMORY_IDLE_MS, StateTable, hold, write_held
 
 pytestmark = pytest.mark.unit
 
@@ -36,9 +37,9 @@ def buyer(address: str, ts: int) -> WalletState:
 @pytest.fixture
 def table(tmp_path, request):
     t = StateTable(app, name=f"test-{request.node.name[:40]}", partitions=6)
-    t.__dict__["summaries"] = SummaryStore(tmp_path)  # not the data dir of the settings
+    t.__dict__["disk"] = DiskStore(tmp_path)  # not the data dir of the settings
     yield t
-    t.summaries.close()
+    t.disk.close()
 
 
 def event(partition: int, key=None, value=None):
@@ -55,7 +56,7 @@ def write(t: StateTable, states: dict, partition: int = 0) -> list:
 
 
 def test_the_store_keeps_replaces_and_forgets_rows_and_leaves_no_file(tmp_path):
-    store = SummaryStore(tmp_path)
+    store = DiskStore(tmp_path)
     assert list(tmp_path.iterdir()) == []  # unlinked once open: nothing left after a kill
     store.put([("k1", 0, b"one"), ("k2", 1, b"two"), ("k3", 2, b"three")])
     store.put([("k1", 0, b"uno")])
@@ -69,42 +70,52 @@ def test_the_store_keeps_replaces_and_forgets_rows_and_leaves_no_file(tmp_path):
     assert len(store) == 0
 
 
-def test_a_summarised_wallet_leaves_memory_and_is_still_read(table):
+def test_an_idle_wallet_leaves_memory_unchanged_and_is_still_read(table):
+    early, late = buyer(A, T), buyer(B, T + MEMORY_IDLE_MS + 2 * SWEEP_EVERY_MS)
+    write(table, {A: early})
+    assert A in table.data
+    sent = write(table, {B: late})  # moves the partition's watermark: A is swept
+    assert A not in table.data and B in table.data
+    assert table.disk.get(A) == statecodec.encode(early)  # the same bytes: nothing summarised
+    assert table.get(A) == early and table.get(B) == late and table.get(C) is None
+    assert [key for _, key, _, _ in sent] == [orjson.dumps(B)]  # no changelog record for A
+    back = buyer(A, late.watermark_ms + 1)  # active again: in memory, read from there
+    write(table, {A: back})
+    assert A in table.data and table.get(A) == back
+
+
+def test_a_wallet_idle_past_its_windows_is_summarised_on_disk_and_the_changelog(table):
     old, fresh = buyer(A, T), buyer(B, T + WALLET_IDLE_MS + 2 * SWEEP_EVERY_MS)
     write(table, {A: old})
-    assert A in table.data
-    sent = write(table, {B: fresh})  # moves the partition's watermark: A is swept
+    write(table, {C: buyer(C, T + 2 * HOUR_MS + SWEEP_EVERY_MS)})  # A moves to disk as is
+    assert A not in table.data and table.disk.get(A) == statecodec.encode(old)
+    sent = write(table, {B: fresh})
     summary = summarise(old, fresh.watermark_ms)
-    assert A not in table.data and B in table.data
-    assert table.summaries.get(A) == statecodec.encode(summary)
-    assert table.get(A) == summary and table.get(B) == fresh and table.get(C) is None
+    assert table.disk.get(A) == statecodec.encode(summary) and table.get(A) == summary
     changelog = table.changelog_topic.get_topic_name()
     assert [(topic, value, p) for topic, key, value, p in sent if key == orjson.dumps(A)] == [
         (changelog, statecodec.encode(summary), 0)]
-    back = buyer(A, fresh.watermark_ms + 1)  # active again: in memory, read from there
-    write(table, {A: back})
-    assert table.get(A) == back
 
 
-def test_recovery_sends_summaries_to_disk_and_active_wallets_to_memory(table):
+def test_recovery_puts_every_wallet_on_disk_and_files_it_for_expiry(table):
     summary_a = summarise(buyer(A, T), T + WALLET_IDLE_MS)
     full_b = buyer(B, T)
-    table.summaries.put([(C, 3, statecodec.encode(summarise(buyer(C, T), T + WALLET_IDLE_MS)))])
+    table.data[B] = b"stale: written before the partition was revoked"
+    table.disk.put([(C, 3, statecodec.encode(summarise(buyer(C, T), T + WALLET_IDLE_MS)))])
     table.apply_changelog_batch([
         event(0, A, statecodec.encode(buyer(A, T))),  # superseded by its summary below
         event(1, B, statecodec.encode(full_b)),
         event(0, A, statecodec.encode(summary_a)),
         event(3, C, None),  # deleted since: gone from the store too
     ])  # fmt: skip
-    assert A not in table.data and B in table.data and len(table.summaries) == 1
+    assert B not in table.data and len(table.disk) == 2
     assert table.get(A) == summary_a and table.get(B) == full_b and table.get(C) is None
-    assert B in table.expiry.wheel(1).pop_due(T + WALLET_IDLE_MS + 3_600_000)
+    assert table.expiry.wheel(1).pop_due(T + WALLET_IDLE_MS + HOUR_MS) == [B]
 
 
 def test_partitions_no_longer_assigned_are_forgotten_after_recovery(table):
     for partition, key in ((0, A), (4, B)):
-        table.summaries.put([(key, partition, statecodec.encode(summarise(buyer(key, T),
-                                                                          T + WALLET_IDLE_MS)))])
+        table.disk.put([(key, partition, statecodec.encode(buyer(key, T)))])
     changelog = table.changelog_topic.get_topic_name()
     asyncio.run(table.on_recovery_completed({TP(changelog, 0)}, {TP(changelog, 2)}))
     assert table.get(A) is not None and table.get(B) is None
