@@ -104,6 +104,8 @@ async def run_refresher(pool, every_s: float) -> None:
                     await _drift_round(conn)
                     last_drift = time.monotonic()
         except (psycopg.Error, TimeoutError) as exc:
+            if asyncio.current_task().cancelling():  # stopping: psycopg turned the
+                raise asyncio.CancelledError from exc  # cancellation into a query error
             log.warning("rollup refresh failed: %r", exc)
         await asyncio.sleep(every_s)
 
