@@ -13,8 +13,8 @@ The file is a cache of the changelog, which stays the durable copy: created empt
 filled by recovery, and unlinked right after it is opened, so that nothing is left behind by
 a worker that is killed. No journal and no fsync (a crash loses the file anyway), exclusive
 locking (no lock calls per read), a bounded page cache (``CACHE_KIB``) and no memory-mapping
-(mapped pages would count as resident). Measured on this machine with 200 000 keys: a read
-~9 us, a miss ~4 us, a write ~12 us. One connection, used from the worker's event loop only.
+(mapped pages would count as resident). One connection, used from the worker's event loop
+only.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from pathlib import Path
 
 CACHE_KIB = 8 * 1024
 
+# A rowid table with a unique index on the key: the ~1 KB values sit in the table's leaves.
+# Measured with 150 000 keys and values like the wallets': write 11 us, read 9 us, 150 MB;
+# keyed WITHOUT ROWID, the values spilled to overflow pages: 25 us, 18 us, 266 MB.
 _SCHEMA = """CREATE TABLE wallet (
-    key TEXT PRIMARY KEY, partition INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID"""
+    key TEXT NOT NULL UNIQUE, partition INTEGER NOT NULL, value BLOB NOT NULL)"""
 
 
 class DiskStore:

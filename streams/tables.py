@@ -109,18 +109,24 @@ class StateTable(faust.Table):
         self.disk.put(rows)
 
     async def on_recovery_completed(self, active_tps, standby_tps) -> None:
-        """The disk store forgets the partitions no longer assigned (as Faust's store does)."""
+        """Memory and the disk store forget the partitions no longer assigned (as Faust's
+        store does): their next owner recovers them from the changelog."""
         await super().on_recovery_completed(active_tps, standby_tps)
-        self.disk.keep_partitions({tp.partition for tp in active_tps | standby_tps})
+        assigned = {tp.partition for tp in active_tps | standby_tps}
+        for key in self.expiry.forget_partitions(assigned):
+            self.data.pop(key, None)
+        self.disk.keep_partitions(assigned)
 
 
 @dataclass
 class TableExpiry:
-    """Per partition: the watermark, when it was last swept, and the keys by due time."""
+    """Per partition: the watermark, when it was last swept, the keys by due time, and the
+    keys in memory (key -> its watermark when last written, in order of last write)."""
 
     watermarks: dict[int, int] = field(default_factory=dict)
     swept: dict[int, int] = field(default_factory=dict)
     wheels: dict[int, expiry.ExpiryWheel] = field(default_factory=dict)
+    in_memory: dict[int, dict] = field(default_factory=dict)
 
     def wheel(self, partition: int) -> expiry.ExpiryWheel:
         if partition not in self.wheels:
@@ -128,12 +134,30 @@ class TableExpiry:
         return self.wheels[partition]
 
     def written(self, key, partition: int, state) -> None:
-        """Filed for when it may leave memory (``MEMORY_IDLE_MS``); the sweep that finds it
-        idle then files it by its expiry time."""
-        due = state.watermark_ms + MEMORY_IDLE_MS if state.watermark_ms else None
-        self.wheel(partition).file(key, due)
+        self.wheel(partition).file(key, expiry.due_ms(state))
         if state.watermark_ms > self.watermarks.get(partition, 0):
             self.watermarks[partition] = state.watermark_ms
+        keys = self.in_memory.setdefault(partition, {})
+        keys.pop(key, None)
+        keys[key] = state.watermark_ms  # (re)inserted: the dict stays in order of last write
+
+    def idle(self, partition: int, until_ms: int) -> list:
+        """Take the keys in memory last written with a watermark at or before ``until_ms``,
+        oldest writes first, up to the first newer one (no state is decoded)."""
+        keys = self.in_memory.get(partition, {})
+        idle = []
+        for key, watermark in keys.items():
+            if watermark > until_ms:
+                break
+            idle.append(key)
+        for key in idle:
+            del keys[key]
+        return idle
+
+    def forget_partitions(self, assigned: set[int]) -> list:
+        """The keys in memory of partitions not in ``assigned``, forgotten."""
+        gone = [p for p in self.in_memory if p not in assigned]
+        return [key for p in gone for key in self.in_memory.pop(p)]
 
     def sweep_time(self, partition: int) -> int | None:
         """The event time to sweep ``partition`` at, when a sweep is due."""
@@ -187,18 +211,12 @@ def write_held(table: StateTable, held: dict, send) -> None:
 def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> None:
     """Summarise or delete the wallets of ``partition`` that expire by event time ``now_ms``
     (the summary or a tombstone goes to the changelog and the disk store), and move the
-    wallets idle for ``MEMORY_IDLE_MS`` from memory to the disk store as they are."""
+    wallets not written for ``MEMORY_IDLE_MS`` from memory to the disk store as they are."""
     topic = table.changelog_topic.get_topic_name()
-    store, looked = table.data, {}
-
-    def lookup(key):
-        looked[key] = wallet = table.get(key)
-        return wallet
-
+    store = table.data
     rows, deleted = [], []
-    for key, summary in expiry.sweep(table.expiry.wheel(partition), lookup, now_ms):
+    for key, summary in expiry.sweep(table.expiry.wheel(partition), table.get, now_ms):
         store.pop(key, None)
-        looked.pop(key)
         value = None if summary is None else statecodec.encode(summary)
         send(topic, orjson.dumps(key), value, partition)
         if value is None:
@@ -206,9 +224,9 @@ def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> No
         else:
             rows.append((key, partition, value))
         metrics.EXPIRED.labels(table.name, "deleted" if value is None else "summarised").inc()
-    for key, wallet in looked.items():
-        if (key in store and key not in table.held and wallet is not None
-                and now_ms - wallet.watermark_ms >= MEMORY_IDLE_MS):
-            rows.append((key, partition, store.pop(key)))
+    for key in table.expiry.idle(partition, now_ms - MEMORY_IDLE_MS):
+        value = store.pop(key, None)
+        if value is not None:
+            rows.append((key, partition, value))
     table.disk.delete(deleted)
     table.disk.put(rows)

@@ -116,6 +116,8 @@ def test_recovery_puts_every_wallet_on_disk_and_files_it_for_expiry(table):
 def test_partitions_no_longer_assigned_are_forgotten_after_recovery(table):
     for partition, key in ((0, A), (4, B)):
         table.disk.put([(key, partition, statecodec.encode(buyer(key, T)))])
+    write(table, {C: buyer(C, T)}, partition=4)
+    assert C in table.data
     changelog = table.changelog_topic.get_topic_name()
     asyncio.run(table.on_recovery_completed({TP(changelog, 0)}, {TP(changelog, 2)}))
-    assert table.get(A) is not None and table.get(B) is None
+    assert table.get(A) is not None and table.get(B) is None and table.get(C) is None
