@@ -20,7 +20,7 @@ from infra.settings import REPO_ROOT, Settings
 pytestmark = pytest.mark.integration
 
 RUN = """
-import sys, time
+import signal, sys
 from confluent_kafka.admin import NewTopic
 from infra import admin, scratch
 from infra.process import interrupt_on_term
@@ -35,7 +35,7 @@ def create(token):
     for future in client.create_topics([NewTopic(n, 1, 1) for n in names]).values():
         future.result(30)
     print(token, flush=True)
-    time.sleep(300)
+    signal.pause()  # until the test signals it
 
 if sys.argv[1] == "claim":
     create(scratch.claim(settings, "tprobe").token)
@@ -45,11 +45,11 @@ else:
 """
 
 SESSION = """
-import time
+import signal
 
 def test_holds_its_topics(settings):
     print("prefix", settings.kafka.topic_prefix, flush=True)
-    time.sleep(300)
+    signal.pause()  # until the test signals it
 """
 
 

@@ -27,7 +27,7 @@ def test_a_refresher_cancelled_mid_query_stops(monkeypatch) -> None:
     async def refresh(conn) -> None:  # psycopg cancels the statement and raises its error
         started.set()
         try:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # a statement that runs until cancelled
         except asyncio.CancelledError as exc:
             raise psycopg.errors.QueryCanceled("canceling statement due to user request") from exc
 

@@ -43,8 +43,8 @@ def test_an_exited_process_is_left_alone():
 
 
 def test_sigterm_interrupts_a_run_so_that_its_finally_blocks_run():
-    script = ("import time\nfrom infra.process import interrupt_on_term\ninterrupt_on_term()\n"
-              "try:\n    print('up', flush=True)\n    time.sleep(30)\n"
+    script = ("import signal\nfrom infra.process import interrupt_on_term\ninterrupt_on_term()\n"
+              "try:\n    print('up', flush=True)\n    signal.pause()\n"
               "finally:\n    print('cleaned up', flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
