@@ -37,6 +37,7 @@ from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from streams import bench_checks
+from streams.memory_report import status_mb
 
 
 def bench_settings(base: Settings, token: str) -> Settings:
@@ -66,10 +67,7 @@ def purchases(n: int, seed: int) -> list[dict]:
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mb(pid, ("VmHWM",)).get("VmHWM", 0.0)
 
 
 def broker_ceiling(settings: Settings, value: bytes, n: int) -> dict:
@@ -277,10 +275,7 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mb(pid, ("VmRSS",)).get("VmRSS", 0.0)
 
 
 def memory_run(settings: Settings, n: int, workdir: Path) -> dict:

@@ -37,7 +37,7 @@ _SCHEMA = """CREATE TABLE wallet (
 class DiskStore:
     def __init__(self, directory: Path, cache_kib: int = CACHE_KIB) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"summaries-{os.getpid()}-{uuid.uuid4().hex[:8]}.sqlite"
+        path = directory / f"wallets-{os.getpid()}-{uuid.uuid4().hex[:8]}.sqlite"
         self.db = sqlite3.connect(path, check_same_thread=False)
         try:
             for pragma in ("locking_mode=EXCLUSIVE", "journal_mode=OFF", "synchronous=OFF", "temp_store=FILE",

@@ -29,12 +29,19 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
+def status_mb(pid: int | str = "self", fields: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict:
+    """Memory fields of ``/proc/<pid>/status`` (VmRSS: resident now, VmHWM: its peak), MiB."""
+    out: dict = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name = line.split(":")[0]
+        if name in fields:
+            out[name] = int(line.split()[1]) / 1024
+    return out
+
+
 def process() -> dict:
     """VmRSS and VmHWM (MiB) and glibc's heap: bytes in use, free inside it, mmapped."""
-    out: dict = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    out = status_mb()
     out["mapped_rss_mb"] = mapped_rss()
     try:
         mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
