@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         stream_wait_empty=False,
+        Worker=faust_compat.Worker,  # no terminal spinner (faust_compat override 6)
     )
 
 

@@ -139,3 +139,30 @@ def test_every_offset_commit_first_waits_for_the_agents_outputs(monkeypatch) -> 
     consumer.before_commit = outputs_acknowledged
     asyncio.run(consumer._handle_attached({"tp": 7}))
     assert order == ["outputs acknowledged", "faust commit path {'tp': 7}"]
+
+
+def test_the_worker_leaves_the_root_logger_at_the_level_asked_for() -> None:
+    """Faust's own Worker sets the root logger to DEBUG at WARN and adds a spinner handler:
+    every debug call of aiokafka and Faust then builds a record (override 6)."""
+    import logging
+
+    import faust
+
+    from streams.app import app
+    from streams.faust_compat import Worker
+
+    assert app.conf.Worker is Worker
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    try:
+        for worker_class, expected_debug in ((faust.Worker, True), (Worker, False)):
+            root.handlers[:] = [logging.StreamHandler()]
+            root.setLevel(logging.WARNING)
+            worker = worker_class.__new__(worker_class)  # no services: only the logging hook
+            worker.spinner = object()
+            worker.on_setup_root_logger(root, logging.WARNING)
+            assert root.isEnabledFor(logging.DEBUG) is expected_debug
+            assert len(root.handlers) == 1 + expected_debug
+    finally:
+        root.setLevel(before[0])
+        root.handlers[:] = before[1]
