@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,28 +121,34 @@ def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path) -> dict
 
 
 class DecisionClock:
-    """Reads the decision topic; per purchase id, the wall time the decision arrived."""
+    """Reads the decision topic in its own thread; per purchase id, the wall time the decision
+    arrived (and the decision, unless ``keep_decisions`` is false: then ``{}``). The thread
+    stamps each decision as it is received: a clock read by the loop that also produces stamped
+    late whenever that loop fell behind its schedule (seconds at 1 000/s on a busy machine)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, keep_decisions: bool = True):
         self.codec = AvroCodec.for_topic(registry_from_settings(settings), topics.DECISIONS)
         conf = settings.kafka.consumer_conf(f"{settings.stream.app_id}-clock")
         self.consumer = Consumer(conf)
         self.consumer.subscribe([topics.full_name(topics.DECISIONS, settings.kafka.topic_prefix)])
         self.arrived: dict[str, tuple[float, dict]] = {}
+        self.keep_decisions = keep_decisions
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name="decision-clock", daemon=True)
+        self._thread.start()
 
-    def poll(self, timeout: float = 0.05) -> None:
-        """Wait up to ``timeout`` for a decision, then take what else is there; each is
-        stamped when it is received (``consume(n, timeout)`` would wait out its timeout for
-        n records: up to 5 ms added to every latency measured)."""
-        first = self.consumer.poll(timeout)
-        if first is None:
-            return
-        received = [(time.time(), first)]
-        received += [(time.time(), msg) for msg in self.consumer.consume(5000, 0)]
-        for at, msg in received:
-            if msg.error() is None:
-                decision = self.codec.decode(msg.value())
-                self.arrived.setdefault(decision["purchase_id"], (at, decision))
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            first = self.consumer.poll(0.05)  # then what else is there: each stamped on receipt
+            if first is None:
+                continue
+            received = [(time.time(), first)]
+            received += [(time.time(), msg) for msg in self.consumer.consume(5000, 0)]
+            for at, msg in received:
+                if msg.error() is None:
+                    decision = self.codec.decode(msg.value())
+                    kept = decision if self.keep_decisions else {}
+                    self.arrived.setdefault(decision["purchase_id"], (at, kept))
 
     def wait_for(self, ids: set[str], timeout: float, worker) -> None:
         deadline = time.monotonic() + timeout
@@ -149,9 +156,11 @@ class DecisionClock:
             if time.monotonic() > deadline or worker.poll() is not None:
                 missing = len(ids - self.arrived.keys())
                 raise RuntimeError(f"{missing} of {len(ids)} decisions missing")
-            self.poll(0.2)
+            time.sleep(0.05)
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
         self.consumer.close()
 
 
@@ -174,16 +183,16 @@ def warm_producer(settings: Settings) -> Producer:
     return producer
 
 
-def produce_at_rate(settings: Settings, codec: AvroCodec, records: list[dict], rate: float,
-                    clock: DecisionClock) -> None:
+def produce_at_rate(settings: Settings, codec: AvroCodec, records: list[dict],
+                    rate: float) -> None:
     """Send at ``rate`` per second, stamping ``ingested_at`` at send time."""
     producer = warm_producer(settings)
     name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
     started = time.perf_counter()
     for i, record in enumerate(records):
         due = started + i / rate
-        while (now := time.perf_counter()) < due:
-            clock.poll(min(0.005, due - now))
+        if (ahead := due - time.perf_counter()) > 0:
+            time.sleep(ahead)
         record["ingested_at"] = datetime.now(UTC)
         producer.produce(name, codec.encode(record), record["wallet"])
         producer.poll(0)
@@ -197,7 +206,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def latency_at(settings, codec, clock, worker, records: list[dict], rate: float) -> dict:
-    produce_at_rate(settings, codec, records, rate, clock)
+    produce_at_rate(settings, codec, records, rate)
     ids = {r["purchase_id"] for r in records}
     clock.wait_for(ids, 120, worker)
     received = [(clock.arrived[r["purchase_id"]][0] - r["ingested_at"].timestamp()) * 1000
@@ -300,7 +309,7 @@ def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
             if sent >= n:
                 break
     producer.flush(120)
-    clock = DecisionClock(settings)
+    clock = DecisionClock(settings, keep_decisions=False)
     report = workdir / "memory-breakdown.json"
     worker = subprocess.Popen([sys.executable, "-m", "streams"],
                               env=env_for(settings, SENTINEL_MEMORY_REPORT=str(report)),
@@ -312,8 +321,7 @@ def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
     try:
         deadline = time.monotonic() + 3600
         while len(clock.arrived) < sent and time.monotonic() < deadline:
-            clock.poll(0.5)
-            clock.arrived = dict.fromkeys(clock.arrived, (0.0, {}))  # keep ids only
+            time.sleep(0.5)
             if "half" not in samples and len(clock.arrived) >= sent // 2:
                 samples["half"], loads["half"] = rss_mb(worker.pid), os.getloadavg()[0]
                 ask_breakdown(report, "half")
