@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from connectors.stopping import stop_tasks
 from infra import redis_keys
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,9 @@ class DecisionWaiter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="decision-waiter")
 
-    async def stop(self) -> None:
+    async def stop(self, within_s: float = 5.0) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():
-                    raise  # stop itself was cancelled, not just the listener
+            await stop_tasks([self._task], within_s)
         await self.subscriber.aclose()
 
     @classmethod
@@ -65,7 +61,8 @@ class DecisionWaiter:
             raw = await self.redis.get(key)  # stored between the first read and registering
             while raw is None and (left := deadline - loop.time()) > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(left, self.recheck_s))
+                    async with asyncio.timeout(min(left, self.recheck_s)):
+                        await event.wait()
                 event.clear()
                 raw = await self.redis.get(key)
             return raw

@@ -44,9 +44,8 @@ async def resolve_case(
         "pattern": pattern or None, "reviewer": who.name,
     }  # fmt: skip
     publisher = await asyncio.to_thread(state.label_publisher)
-    delivery = await asyncio.wait_for(
-        asyncio.wrap_future(publisher.publish_label(label)), LABEL_TIMEOUT_S
-    )
+    async with asyncio.timeout(LABEL_TIMEOUT_S):
+        delivery = await asyncio.wrap_future(publisher.publish_label(label))
     where = {"topic": delivery.topic, "partition": delivery.partition, "offset": delivery.offset}
     async with state.pool.connection(timeout=5) as conn:
         return await cases.close(conn, purchase_id, who.name, outcome, where)

@@ -22,7 +22,8 @@ async def _started(settings: Settings) -> tuple[Redis, DecisionWaiter]:
     client = Redis.from_url(settings.redis.dsn, socket_timeout=5, socket_connect_timeout=5)
     waiter = DecisionWaiter.from_url(client, settings.redis.dsn)
     waiter.start()
-    await asyncio.wait_for(waiter.subscribed.wait(), 10)
+    async with asyncio.timeout(10):
+        await waiter.subscribed.wait()
     return client, waiter
 
 
@@ -64,7 +65,8 @@ def test_stop_returns_when_the_socket_close_never_completes(
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            await asyncio.wait_for(waiter.stop(), 10.0)
+            async with asyncio.timeout(10.0):
+                await waiter.stop()
             return loop.time() - started
         finally:
             monkeypatch.undo()

@@ -13,6 +13,7 @@ import psycopg
 from connectors.console import accounts
 from infra import db
 from infra.settings import PostgresSettings, Settings
+from tests.support.hangs import bounded
 
 
 @contextmanager
@@ -57,7 +58,7 @@ async def console_client(settings: Settings, peer: str = "198.51.100.9", app=Non
     from connectors.console.app import create_app
 
     app = create_app(settings) if app is None else app
-    async with asyncio.timeout(STEP_S):  # a hang fails here, with the awaits it was stuck in
+    async with bounded("starting the console app", STEP_S):  # a hang fails with its stacks
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
     try:
@@ -65,7 +66,7 @@ async def console_client(settings: Settings, peer: str = "198.51.100.9", app=Non
         async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
             yield client
     finally:
-        async with asyncio.timeout(STEP_S):
+        async with bounded("stopping the console app", STEP_S):
             await lifespan.__aexit__(None, None, None)
 
 

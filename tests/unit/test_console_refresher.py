@@ -37,7 +37,8 @@ def test_a_refresher_cancelled_mid_query_stops(monkeypatch) -> None:
         task = asyncio.create_task(rollups.run_refresher(_Pool(), every_s=5.0))
         await started.wait()
         task.cancel()
-        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 2.0)
+        async with asyncio.timeout(2.0):
+            await asyncio.gather(task, return_exceptions=True)
         return task.cancelled()
 
     assert asyncio.run(scenario())
