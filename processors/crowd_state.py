@@ -42,28 +42,45 @@ class CrowdState:
     # (hour, hours, hourly_before(hour, hours)) of the last query: a hot key is asked the same
     # question by every purchase of an hour; forgotten when an hour it counted changes.
     _pace: tuple[int, int, int] | None = field(default=None, compare=False, repr=False)
+    # The earliest hour in ``hours`` (None: not known yet), so a prune sees at once whether
+    # an hour went stale.
+    _first_hour: int | None = field(default=None, compare=False, repr=False)
 
     def observe(self, row: Row, floor_ms: int | None = None) -> None:
         ts = row[0]
         insert_row(self.rows, row, ROWS_CAP)
         hour = ts // HOUR_MS
-        self.hours[hour] = self.hours.get(hour, 0) + 1
-        if self._pace is not None and hour < self._pace[0]:
+        hours = self.hours
+        if hour in hours:
+            hours[hour] += 1
+        else:
+            hours[hour] = 1
+            first = self._first_hour
+            if first is not None and hour < first:
+                self._first_hour = hour
+        pace = self._pace
+        if pace is not None and hour < pace[0]:
             self._pace = None
-        if ts > self.watermark_ms:
-            self.watermark_ms = ts
-        floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
+        watermark = self.watermark_ms
+        if ts > watermark:
+            self.watermark_ms = watermark = ts
+        floor = watermark if floor_ms is None or floor_ms > watermark else floor_ms
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             self._prune(floor)
 
     def _prune(self, floor: int) -> None:
         """Drop rows and hours no query as of ``floor`` or later reads."""
-        drop_rows_until(self.rows, floor - ROWS_RETENTION_MS)
-        oldest = floor // HOUR_MS - HOURS_KEPT
-        if min(self.hours) < oldest:  # most prunes find no stale hour: look before listing
-            for h in [h for h in self.hours if h < oldest]:
-                del self.hours[h]
-            self._pace = None
+        rows = self.rows
+        if rows and rows[0][0] <= floor - ROWS_RETENTION_MS:
+            drop_rows_until(rows, floor - ROWS_RETENTION_MS)
+        oldest, first = floor // HOUR_MS - HOURS_KEPT, self._first_hour
+        if first is None or first < oldest:
+            hours = self.hours
+            if min(hours) < oldest:
+                for h in [h for h in hours if h < oldest]:
+                    del hours[h]
+                self._pace = None
+            self._first_hour = min(hours) if hours else None
         self.pruned_ms = floor
 
     def between(self, lo_excl: int, hi_excl: int) -> list[Row]:
@@ -81,7 +98,12 @@ class CrowdState:
         pace = self._pace
         if pace is not None and pace[0] == hour and pace[1] == hours:
             return pace[2]
-        count = sum(map(self.hours.get, range(hour - hours, hour), repeat(0, hours)))
+        counts = self.hours
+        if len(counts) < hours:  # a quiet key: fewer hours kept than asked about
+            first = hour - hours
+            count = sum([n for h, n in counts.items() if first <= h < hour])
+        else:
+            count = sum(map(counts.get, range(hour - hours, hour), repeat(0, hours)))
         self._pace = (hour, hours, count)
         return count
 
@@ -133,10 +155,19 @@ class CrowdStore:
         if ts > self.watermark_ms:
             self.watermark_ms = ts
         floor = self.floor()
+        states, fresh_floor = self.states_by_key, min(floor, ts)
+        # A new key's first row, kept and pruned as ``observe`` would do it (the usual case).
+        fresh = ts > fresh_floor - ROWS_RETENTION_MS and fresh_floor >= PRUNE_EVERY_MS
         for key in keys:
-            state = self.states_by_key.pop(key, None) or CrowdState()
-            self.states_by_key[key] = state  # re-inserted: dict order is order of last use
-            state.observe(row, floor)
+            state = states.pop(key, None)
+            if state is not None:
+                state.observe(row, floor)
+            elif fresh:
+                state = CrowdState([row], {ts // HOUR_MS: 1}, ts, fresh_floor, None, ts // HOUR_MS)
+            else:
+                state = CrowdState()
+                state.observe(row, floor)
+            states[key] = state  # re-inserted: dict order is order of last use
         if floor - self._swept_ms >= HOUR_MS:
             self.sweep()
 

@@ -86,6 +86,8 @@ def as_matrix(features: Features) -> tuple[np.ndarray, Sequence[Sequence[float]]
         X = feature_matrix(features, np.float64)  # type: ignore[arg-type]
         return X, X.tolist()
     n, width = len(features), len(FEATURE_NAMES)
+    if any(len(row) != width for row in features):
+        raise ValueError(f"every feature row must hold {width} values")
     X = np.fromiter(chain.from_iterable(features), np.float64, count=n * width).reshape(n, width)
     return X, features  # type: ignore[return-value]
 
@@ -122,8 +124,7 @@ def decide_batch(
     batch = _Batch([_VERDICT_VALUES[c] for c in codes.tolist()], finals.tolist(), scores.tolist(),
                    rules.rule_score.tolist(), rules.results, model.version, ruleset.version,
                    decided_at)
-    outcomes = [Outcome(_decision(p, row, i, batch))
-                for i, (p, row) in enumerate(zip(purchases, rows, strict=True))]
+    outcomes = list(map(Outcome, _decisions(purchases, rows, batch)))
     if challenger is not None:
         for outcome, score in zip(outcomes, challenger.predict(X).tolist(), strict=True):
             outcome.decision["challenger_version"] = challenger.version
@@ -193,29 +194,38 @@ def _explain(outcomes: list[Outcome], codes: np.ndarray, X: np.ndarray, model: M
         outcomes[i].decision["contributions"] = top
 
 
-def _decision(purchase: Record, row: Sequence[float], i: int, batch: _Batch) -> Record:
-    """The Decision record (``schemas/decision.avsc``); contributions are filled in later."""
-    arrived = purchase.get("ingested_at") or purchase["occurred_at"]
-    latency = batch.decided_ms - (to_ms(arrived) or 0)
-    results = batch.results[i]
-    return {
-        "decision_id": f"dec_{purchase['purchase_id']}",
-        "purchase_id": purchase["purchase_id"],
-        "wallet": purchase["wallet"],
-        "organizer_id": purchase.get("organizer_id"),
-        "decision": batch.verdicts[i],
-        "score": batch.finals[i],
-        "model_score": batch.scores[i],
-        "rule_score": batch.rule_scores[i],
-        "model_version": batch.model_version,
-        "rules_version": batch.rules_version,
-        "reasons": reasons(results, limit=10) if results else [],
-        "contributions": {},
-        "features": dict(zip(FEATURE_NAMES, row, strict=True)),
-        "occurred_at": purchase["occurred_at"],
-        "decided_at": batch.decided_at,
-        "latency_ms": float(max(0, latency)),
-    }
+def _decisions(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
+               batch: _Batch) -> list[Record]:
+    """The Decision records (``schemas/decision.avsc``) of a batch, in one loop (rows are
+    ``FEATURE_NAMES`` long: ``as_matrix`` checked); contributions are filled in later."""
+    names, decided_ms, decided_at = FEATURE_NAMES, batch.decided_ms, batch.decided_at
+    model_version, rules_version = batch.model_version, batch.rules_version
+    out = []
+    for purchase, row, verdict, final, score, rule_score, results in zip(
+            purchases, rows, batch.verdicts, batch.finals, batch.scores, batch.rule_scores,
+            batch.results, strict=True):
+        arrived = purchase.get("ingested_at") or purchase["occurred_at"]
+        latency = decided_ms - (to_ms(arrived) or 0)
+        purchase_id = purchase["purchase_id"]
+        out.append({
+            "decision_id": f"dec_{purchase_id}",
+            "purchase_id": purchase_id,
+            "wallet": purchase["wallet"],
+            "organizer_id": purchase.get("organizer_id"),
+            "decision": verdict,
+            "score": final,
+            "model_score": score,
+            "rule_score": rule_score,
+            "model_version": model_version,
+            "rules_version": rules_version,
+            "reasons": reasons(results, limit=10) if results else [],
+            "contributions": {},
+            "features": dict(zip(names, row, strict=False)),  # lengths checked by as_matrix
+            "occurred_at": purchase["occurred_at"],
+            "decided_at": decided_at,
+            "latency_ms": float(max(0, latency)),
+        })
+    return out
 
 
 def _alert(outcomes: list[Outcome], purchases: Sequence[Record], blocked: np.ndarray,

@@ -45,8 +45,10 @@ def top_contributions_batch(
 
 def reasons(results: Iterable[RuleResult], limit: int | None = None) -> list[dict[str, object]]:
     """Rule results as Decision reasons, hard and highest-scoring first (ties by rule id)."""
-    ranked = sorted(results, key=lambda r: (not r.hard, -r.score, r.rule_id))
-    return [
-        {"code": r.rule_id, "category": r.category, "score": float(r.score), "detail": r.reason}
-        for r in ranked[:limit]
-    ]
+    ranked = sorted(results, key=_rank)
+    return [{"code": r.rule_id, "category": r.category, "score": float(r.score),
+             "detail": r.reason} for r in ranked[:limit]]
+
+
+def _rank(r: RuleResult) -> tuple[bool, float, str]:
+    return (not r.hard, -r.score, r.rule_id)
