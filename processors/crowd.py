@@ -128,21 +128,25 @@ def crowd_values(purchase: Mapping, states: Mapping[str, CrowdState | None] | No
     as empty states: no crowd seen, the stateless signals (AS, country) still computed.
     ``keyed``: ``crowd_keyed(purchase)`` when the caller has it already."""
     keyed = crowd_keyed(purchase) if keyed is None else keyed
-    get = (states or {}).get
-    tier, net, asn, card_bin = (get(keyed["tier"]), keyed.get("net"), keyed.get("asn"),
-                                keyed.get("bin"))
-    me, info = purchase["wallet"], ip_info(purchase.get("ip"))
+    get = states.get if states else _NO_STATES.get
+    key_of = keyed.get
+    tier, net, asn, card_bin = get(keyed["tier"]), key_of("net"), key_of("asn"), key_of("bin")
+    me, info, recent = purchase["wallet"], ip_info(purchase.get("ip")), ts - RECENT_MS
     return (
-        _wallets(tier, me, ts - RECENT_MS, ts),
+        _wallets(tier, me, recent, ts),
         rate_ratio(tier, ts),
-        _wallets(get(keyed["coord"]), me, ts - RECENT_MS, ts),
+        _wallets(get(keyed["coord"]), me, recent, ts),
         _wallets(get(net), me, ts - HOUR_MS, ts) if net else MISSING,
         rate_ratio(get(asn), ts) if asn else MISSING,
-        flag(info.hosting) if info.asn else MISSING,
+        (1.0 if info.hosting else 0.0) if info.asn else MISSING,
         _country_mismatch(purchase, info.country),
-        *_bin_values(purchase, get(card_bin) if card_bin else None, card_bin is not None, ts),
+        *(_bin_values(purchase, get(card_bin), ts) if card_bin else _NO_BIN),
         rate_ratio(get(keyed["ua"]), ts),
     )
+
+
+_NO_STATES: dict[str, CrowdState] = {}
+_NO_BIN = (MISSING, MISSING, MISSING)  # no card_bin: bin_wallets_1h, bin_cards_1h, bin_small_1h
 
 
 def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
@@ -153,11 +157,8 @@ def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
     return flag(ip_country != str(claimed).upper())
 
 
-def _bin_values(p: Mapping, state: CrowdState | None, present: bool,
-                ts: int) -> tuple[float, float, float]:
-    """bin_wallets_1h, bin_cards_1h, bin_small_1h."""
-    if not present:
-        return MISSING, MISSING, MISSING
+def _bin_values(p: Mapping, state: CrowdState | None, ts: int) -> tuple[float, float, float]:
+    """bin_wallets_1h, bin_cards_1h, bin_small_1h of a purchase that names its card_bin."""
     rows = state.between(ts - HOUR_MS, ts) if state is not None else []
     cards = {r[2] for r in rows if r[2]} | ({p["card_fingerprint"]} if p.get(
         "card_fingerprint") else set())

@@ -192,11 +192,20 @@ class EntityStore:
         if ts > self.watermark_ms:
             self.watermark_ms = ts
         floor, wallet = self.floor(), o.wallet
+        # A new IP, device or card gets its first sighting as ``observe`` would leave it.
+        first = min(floor, ts)
+        fresh = ts > first - ENTITY_RETENTION_MS - SLACK_MS and first >= PRUNE_EVERY_MS
         for states, value in ((self.ips, o.ip), (self.devices, o.device), (self.cards, o.card)):
             if value:
-                state = states.pop(value, None) or EntityState()
+                state = states.pop(value, None)
+                if state is not None:
+                    state.observe(wallet, ts, floor)
+                elif fresh:
+                    state = EntityState([(ts, wallet)], ts, first)
+                else:
+                    state = EntityState()
+                    state.observe(wallet, ts, floor)
                 states[value] = state  # re-inserted: dicts stay in order of last use
-                state.observe(wallet, ts, floor)
         if o.show_id:
             show = self.shows.pop(o.show_id, None) or ShowState()
             self.shows[o.show_id] = show

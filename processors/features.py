@@ -143,7 +143,10 @@ class FeatureEngine:
 
     def _transfer(self, record: Record) -> None:
         t = read_transfer(record)
-        wallets = [self._wallet(a) for a in sorted({t.receiver, t.sender} - {ZERO_ADDRESS})]
+        receiver, sender = t.receiver, t.sender
+        sides = (receiver,) if receiver == sender else (
+            (receiver, sender) if receiver < sender else (sender, receiver))
+        wallets = [self._wallet(a) for a in sides if a != ZERO_ADDRESS]  # in address order
         for wallet in wallets:  # all-or-nothing: check every side before applying any
             check_lateness("transfer", t.ts, wallet, self.config.chain_lateness_ms)
         for wallet in wallets:
