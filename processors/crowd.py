@@ -59,7 +59,16 @@ def price_band(purchase: Mapping, unit_ref: int | None = None) -> int:
     """The purchase's tier: ``unit_ref`` is its unit price in reference minor units when the
     caller has it already (``processors.records.Order.unit``)."""
     unit = unit_price_ref(purchase) if unit_ref is None else unit_ref
-    return int(round(math.log(max(unit, 1)) / BAND_STEP))
+    band = _BANDS.get(unit)
+    if band is None:  # prices repeat (a show has few): each one's band is worked out once
+        if len(_BANDS) >= BANDS_MEMO_CAP:
+            _BANDS.clear()
+        band = _BANDS[unit] = int(round(math.log(max(unit, 1)) / BAND_STEP))
+    return band
+
+
+BANDS_MEMO_CAP = 4096
+_BANDS: dict[int, int] = {}
 
 
 def crowd_keys(purchase: Mapping) -> list[str]:

@@ -53,7 +53,10 @@ def prune_dict(d: dict, cutoff: int, cap: int, ts_of: Callable[[Any], int] = int
     """Drop entries whose timestamp is ``<= cutoff``, then the oldest ones over ``cap``."""
     if not d:
         return
-    stale = [k for k, v in d.items() if ts_of(v) <= cutoff]
+    if ts_of is int:  # int timestamps (the wallet's maps): compared as they are
+        stale = [k for k, v in d.items() if v <= cutoff]
+    else:
+        stale = [k for k, v in d.items() if ts_of(v) <= cutoff]
     for k in stale:
         del d[k]
     cap_dict(d, cap, ts_of)
