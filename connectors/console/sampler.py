@@ -93,10 +93,17 @@ class Sampler:
             self._view = KafkaView(self.settings)
         return self._view.snapshot()
 
-    async def close(self) -> None:
-        """Wait for a snapshot in flight (threads cannot be cancelled), then close Kafka."""
+    async def close(self, within_s: float = 10.0) -> None:
+        """Wait up to ``within_s`` for a snapshot in flight (threads cannot be cancelled), then
+        close Kafka. A snapshot still running keeps its clients: closing a librdkafka client
+        another thread is using is not safe, and the process is ending anyway."""
         if self._in_flight is not None:
-            await asyncio.gather(self._in_flight, return_exceptions=True)
+            await asyncio.wait([self._in_flight], timeout=within_s)
+            if not self._in_flight.done():
+                log.warning("a Kafka snapshot still running after %s s: its clients left open", within_s)
+                return
+            if not self._in_flight.cancelled():
+                self._in_flight.exception()  # retrieved: _sample_kafka reported it
         if self._view is not None:
             await asyncio.to_thread(self._view.close)
 
