@@ -125,6 +125,18 @@ def _wallets(state: CrowdState | None, me: str, lo: int, ts: int) -> float:
     return float(min(len(seen), WALLETS_CAP))
 
 
+def _tier_values(state: CrowdState | None, me: str, lo: int, ts: int) -> tuple[float, float]:
+    """tier_wallets_10m and tier_rate_ratio (``_wallets`` and ``rate_ratio`` over the same
+    10 minutes, read once)."""
+    if state is None:
+        return 1.0, 1.0
+    rows = state.between(lo, ts)
+    seen = set(map(_WALLET, rows))
+    seen.add(me)
+    pace = state.hourly_before(ts // HOUR_MS, 24) / (24 * 6) + 1
+    return float(min(len(seen), WALLETS_CAP)), (len(rows) + 1) / pace
+
+
 def crowd_features(out: dict, purchase: Mapping, states: Mapping[str, CrowdState | None] | None,
                    ts: int) -> None:
     """``CROWD_FEATURES`` into ``out`` (``crowd_values`` by name)."""
@@ -142,8 +154,7 @@ def crowd_values(purchase: Mapping, states: Mapping[str, CrowdState | None] | No
     tier, net, asn, card_bin = get(keyed["tier"]), key_of("net"), key_of("asn"), key_of("bin")
     me, info, recent = purchase["wallet"], ip_info(purchase.get("ip")), ts - RECENT_MS
     return (
-        _wallets(tier, me, recent, ts),
-        rate_ratio(tier, ts),
+        *_tier_values(tier, me, recent, ts),
         _wallets(get(keyed["coord"]), me, recent, ts),
         _wallets(get(net), me, ts - HOUR_MS, ts) if net else MISSING,
         rate_ratio(get(asn), ts) if asn else MISSING,

@@ -156,23 +156,31 @@ class MarkJoin:
 
     def __init__(self) -> None:
         self.store = MarkStore()
-        self.purchases: dict[str, dict] = {}
+        # purchase id -> the values of _KEPT (a tuple per purchase: one is kept for every
+        # purchase, a label comes for few; the dict is made when one does)
+        self.purchases: dict[str, tuple] = {}
         self._swept_ms = 0
 
     def remember(self, purchase: Record) -> None:
-        keep = {f: purchase.get(f) for f in ("occurred_at", *FIELDS.values())}
-        self.purchases[purchase["purchase_id"]] = keep
+        get = purchase.get
+        self.purchases[purchase["purchase_id"]] = (
+            get("occurred_at"), get("wallet"), get("card_fingerprint"), get("device_id"),
+            get("user_id"))
 
     def label(self, label: Record) -> None:
-        purchase = self.purchases.get(label["purchase_id"])
-        if purchase is not None:
-            self.store.apply(mark_record(label, purchase))
+        kept = self.purchases.get(label["purchase_id"])
+        if kept is not None:
+            self.store.apply(mark_record(label, dict(zip(_KEPT, kept, strict=True))))
         now = to_ms(label["occurred_at"]) or 0
         if now - self._swept_ms > DAY_MS:
             cutoff = now - JOIN_HORIZON_MS
             self.purchases = {k: v for k, v in self.purchases.items()
-                              if (to_ms(v["occurred_at"]) or 0) > cutoff}
+                              if (to_ms(v[0]) or 0) > cutoff}
             self._swept_ms = now
+
+
+_KEPT = ("occurred_at", *FIELDS.values())  # what MarkJoin keeps of a purchase, in order
+assert _KEPT == ("occurred_at", "wallet", "card_fingerprint", "device_id", "user_id")
 
 
 _NONE = (0.0, 0.0, 0.0, 0.0, 0.0, MISSING)  # no mark anywhere (MISSING: no days since)
