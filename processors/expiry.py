@@ -119,7 +119,10 @@ class ExpiryWheel:
 
     def file(self, key, due: int | None) -> None:
         if due is not None:
-            self.buckets.setdefault(due // self.bucket_ms, set()).add(key)
+            bucket = self.buckets.get(due // self.bucket_ms)
+            if bucket is None:
+                bucket = self.buckets[due // self.bucket_ms] = set()
+            bucket.add(key)
 
     def pop_due(self, now_ms: int) -> list:
         """Keys filed in buckets that lie wholly at or before ``now_ms``."""
