@@ -132,7 +132,9 @@ def apply_order(o: Order, wallet: WalletState, config: FeatureConfig = DEFAULT_C
         o.ip, o.device, o.channel), PURCHASES_CAP)  # fmt: skip
     wallet.purchases_total += 1
     wallet.amount_total_minor += o.amount
-    wallet.last_purchase_ms = max(wallet.last_purchase_ms or ts, ts)
+    last = wallet.last_purchase_ms
+    if not last or last < ts:  # max(last or ts, ts)
+        wallet.last_purchase_ms = ts
     if o.lat is not None and o.lon is not None:
         insert_row(wallet.geo_points, GeoPoint(ts, o.lat, o.lon, o.country), GEO_CAP)
     if o.device:
@@ -140,7 +142,9 @@ def apply_order(o: Order, wallet: WalletState, config: FeatureConfig = DEFAULT_C
         cap_dict(wallet.devices, DEVICES_CAP)
     _acquire_ticket(wallet, o)
     # The mark advances at most to ingested_at + max_future_skew_ms (FeatureConfig).
-    mark = ts if o.ingested_ms is None else min(ts, o.ingested_ms + config.max_future_skew_ms)
+    ingested = o.ingested_ms
+    mark = ts if ingested is None or ingested + config.max_future_skew_ms >= ts else (
+        ingested + config.max_future_skew_ms)
     wallet.observe(mark, "purchase")
     return True
 

@@ -122,7 +122,8 @@ def rate_ratio(state: CrowdState | None, ts: int) -> float:
 def _wallets(state: CrowdState | None, me: str, lo: int, ts: int) -> float:
     seen = set(map(_WALLET, state.between(lo, ts))) if state is not None else set()
     seen.add(me)
-    return float(min(len(seen), WALLETS_CAP))
+    n = len(seen)
+    return float(n if n < WALLETS_CAP else WALLETS_CAP)
 
 
 def _tier_values(state: CrowdState | None, me: str, lo: int, ts: int) -> tuple[float, float]:
@@ -134,7 +135,8 @@ def _tier_values(state: CrowdState | None, me: str, lo: int, ts: int) -> tuple[f
     seen = set(map(_WALLET, rows))
     seen.add(me)
     pace = state.hourly_before(ts // HOUR_MS, 24) / (24 * 6) + 1
-    return float(min(len(seen), WALLETS_CAP)), (len(rows) + 1) / pace
+    n = len(seen)
+    return float(n if n < WALLETS_CAP else WALLETS_CAP), (len(rows) + 1) / pace
 
 
 def crowd_features(out: dict, purchase: Mapping, states: Mapping[str, CrowdState | None] | None,

@@ -155,7 +155,7 @@ class CrowdStore:
         if ts > self.watermark_ms:
             self.watermark_ms = ts
         floor = self.floor()
-        states, fresh_floor = self.states_by_key, min(floor, ts)
+        states, fresh_floor = self.states_by_key, (floor if floor < ts else ts)
         # A new key's first row, kept and pruned as ``observe`` would do it (the usual case).
         fresh = ts > fresh_floor - ROWS_RETENTION_MS and fresh_floor >= PRUNE_EVERY_MS
         for key in keys:
@@ -172,7 +172,8 @@ class CrowdStore:
             self.sweep()
 
     def floor(self) -> int:
-        return self.watermark_ms if self.floor_ms is None else min(self.floor_ms, self.watermark_ms)
+        floor, watermark = self.floor_ms, self.watermark_ms
+        return watermark if floor is None or floor > watermark else floor
 
     def advance_floor(self, ts_ms: int) -> None:
         self.floor_ms = ts_ms if self.floor_ms is None else max(self.floor_ms, ts_ms)

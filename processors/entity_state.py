@@ -62,7 +62,8 @@ class EntityState:
         insert_row(self.rows, (ts_ms, wallet), ENTITY_ROWS_CAP)
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
-        floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
+        watermark = self.watermark_ms
+        floor = watermark if floor_ms is None or floor_ms > watermark else floor_ms
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             drop_rows_until(self.rows, floor - ENTITY_RETENTION_MS - SLACK_MS)
             self.pruned_ms = floor
@@ -193,7 +194,7 @@ class EntityStore:
             self.watermark_ms = ts
         floor, wallet = self.floor(), o.wallet
         # A new IP, device or card gets its first sighting as ``observe`` would leave it.
-        first = min(floor, ts)
+        first = floor if floor < ts else ts
         fresh = ts > first - ENTITY_RETENTION_MS - SLACK_MS and first >= PRUNE_EVERY_MS
         for states, value in ((self.ips, o.ip), (self.devices, o.device), (self.cards, o.card)):
             if value:
@@ -215,7 +216,8 @@ class EntityStore:
 
     def floor(self) -> int:
         """The earliest event time still to be asked about (see the module doc)."""
-        return self.watermark_ms if self.floor_ms is None else min(self.floor_ms, self.watermark_ms)
+        floor, watermark = self.floor_ms, self.watermark_ms
+        return watermark if floor is None or floor > watermark else floor
 
     def advance_floor(self, ts_ms: int) -> None:
         """Live: no query will come for an event time before ``ts_ms`` (minus the slack)."""

@@ -154,8 +154,10 @@ def entity_features(
             wallets = state.wallets_between(lo, ts)
             wallets.add(me)
             linked |= wallets
-            out.append(float(min(len(wallets), ENTITY_WALLETS_CAP)))
-    out.append(float(min(len(linked), ENTITY_WALLETS_CAP)))
+            n = len(wallets)
+            out.append(float(n if n < ENTITY_WALLETS_CAP else ENTITY_WALLETS_CAP))
+    n = len(linked)
+    out.append(float(n if n < ENTITY_WALLETS_CAP else ENTITY_WALLETS_CAP))
     return tuple(out)
 
 

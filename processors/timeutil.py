@@ -28,7 +28,10 @@ def to_ms(value: datetime | int | None) -> int | None:
     if type(value) is datetime:  # the common case first (the Avro decoder's type)
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value.isoformat()} (expected timezone-aware UTC)")
-        return (value - _EPOCH) // _ONE_MS
+        # ``(value - _EPOCH) // _ONE_MS`` in small-int arithmetic (seconds and microseconds of a
+        # timedelta are never negative, so the floor is the microseconds' alone)
+        delta = value - _EPOCH
+        return delta.days * DAY_MS + delta.seconds * SECOND_MS + delta.microseconds // 1_000
     if value is None:
         return None
     if isinstance(value, datetime):
