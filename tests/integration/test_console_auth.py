@@ -12,12 +12,14 @@ import psycopg
 import pytest
 
 from connectors.console.app import create_app
+from infra.logsafe import redact_ip
 from infra.redis_keys import console_login_failures
 from infra.settings import ConsoleSettings, Settings
 from sinks.testing import decision
 from tests.support.console import (
     console_client,
     csrf_of,
+    fresh_peer,
     migrated_database,
     sign_in,
     store_decisions,
@@ -119,9 +121,7 @@ def test_failed_logins_are_limited(settings: Settings, dsn: str, redis_client) -
     console = ConsoleSettings(login_failures_per_15min=3)
     settings = with_database(settings, dsn).model_copy(update={"console": console})
     name, password, _ = user_with_key(dsn, "viewer")
-    peer = f"198.51.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
-    for key in redis_client.scan_iter(console_login_failures("*")):  # earlier tests' failures
-        redis_client.delete(key)  # (one from 198.51.100.9 counts if the peer's /24 is 100)
+    peer = fresh_peer()  # failures of its own /24 only (Redis is shared by every run)
 
     async def scenario():
         async with console_client(settings, peer=peer) as client:
@@ -132,8 +132,8 @@ def test_failed_logins_are_limited(settings: Settings, dsn: str, redis_client) -
     try:
         assert asyncio.run(scenario()) == [401, 401, 401, 429]
     finally:
-        for key in redis_client.scan_iter(console_login_failures("*")):
-            redis_client.delete(key)
+        redis_client.delete(console_login_failures(f"user:{name}"),
+                            console_login_failures(f"ip:{redact_ip(peer)}"))  # fmt: skip
 
 
 def test_api_keys_roles_and_viewer_ip_masking(settings: Settings, dsn: str) -> None:

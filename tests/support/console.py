@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import uuid
 from contextlib import asynccontextmanager, contextmanager
@@ -51,12 +52,23 @@ def user_with_key(dsn: str, role: str, name: str | None = None, password: str | 
     return name, password, key
 
 
+def fresh_peer() -> str:
+    """A client address in a network of its own: a random unique-local IPv6 /48 (RFC 4193,
+    40 random bits). The login limiter counts failures per client network (/24, /48) in Redis
+    for 15 minutes, and Redis is shared by every run on the machine: with one fixed peer, ten
+    runs' wrong passwords within 15 minutes had the next runs' logins refused; with random
+    IPv4 /24s (512 of them) a test met an earlier run's failure one run in a dozen."""
+    global_id = uuid.uuid4().int & (2**40 - 1)
+    return str(ipaddress.IPv6Address((0xFD << 120) | (global_id << 80) | 1))
+
+
 @asynccontextmanager
-async def console_client(settings: Settings, peer: str = "198.51.100.9", app=None):
+async def console_client(settings: Settings, peer: str | None = None, app=None):
     """The console app (``app``, else a new one) in-process, lifespan started, behind an
-    httpx client keeping cookies."""
+    httpx client keeping cookies, its peer ``peer`` (else a ``fresh_peer``)."""
     from connectors.console.app import create_app
 
+    peer = peer or fresh_peer()
     app = create_app(settings) if app is None else app
     async with bounded("starting the console app", STEP_S):  # a hang fails with its stacks
         lifespan = app.router.lifespan_context(app)
