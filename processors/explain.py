@@ -46,8 +46,8 @@ def top_contributions_batch(
 def reasons(results: Iterable[RuleResult], limit: int | None = None) -> list[dict[str, object]]:
     """Rule results as Decision reasons, hard and highest-scoring first (ties by rule id)."""
     ranked = sorted(results, key=_rank)
-    return [{"code": r.rule_id, "category": r.category, "score": float(r.score),
-             "detail": r.reason} for r in ranked[:limit]]
+    return [{"code": rule_id, "category": category, "score": float(score), "detail": reason}
+            for rule_id, category, score, reason, _ in ranked[:limit]]
 
 
 def _rank(r: RuleResult) -> tuple[bool, float, str]:
