@@ -23,6 +23,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -245,10 +246,13 @@ def rule_hits(evaluation, blocked: np.ndarray, scores: np.ndarray, block_thresho
     from processors.policy import combine
 
     out = []
-    for i, row in enumerate(evaluation.results):
+    for i, (row, is_blocked) in enumerate(zip(evaluation.results, blocked.tolist(), strict=True)):
         enforced = [r for r in row if r.rule_id not in shadowed] if shadowed else row
         blockers = blocked_by(enforced, "BLOCKED", float(scores[i]),
                               lambda rule_id, i=i: weight_of(i, rule_id),
-                              block_thresholds[i], combine) if blocked[i] else ()
-        out.append((tuple(r.rule_id for r in enforced), blockers))
+                              block_thresholds[i], combine) if is_blocked else ()
+        out.append((tuple(map(_RULE_ID, enforced)), blockers))
     return out
+
+
+_RULE_ID = attrgetter("rule_id")

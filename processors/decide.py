@@ -54,7 +54,7 @@ _VERDICT_VALUES = tuple(v.value for v in VERDICTS)
 _Thresholds = tuple[float, float, float, float, Thresholds]
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     decision: Record
     security_events: list[Record] = field(default_factory=list)
