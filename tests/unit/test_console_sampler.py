@@ -50,7 +50,7 @@ async def _closed_while_sampling(view: _View, within_s: float, release_after_s: 
 def test_close_does_not_wait_past_its_bound_for_a_snapshot() -> None:
     view = _View()
     took = asyncio.run(_closed_while_sampling(view, within_s=0.3, release_after_s=None))
-    assert took < 2.0  # not the snapshot's 30 s
+    assert took < 10.0  # not the snapshot's 30 s
     assert not view.closed  # still in use by the snapshot's thread
 
 

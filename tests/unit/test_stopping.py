@@ -31,13 +31,13 @@ def test_a_task_that_lost_its_cancellation_is_cancelled_again() -> None:
         await started.wait()
         loop = asyncio.get_running_loop()
         began = loop.time()
-        async with asyncio.timeout(10):  # one cancellation alone: this hangs
-            left = await stop_tasks([task], within_s=5.0, grace_s=0.2)
+        async with asyncio.timeout(30):  # one cancellation alone: this hangs
+            left = await stop_tasks([task], within_s=20.0, grace_s=0.2)
         return left, task.cancelled(), loop.time() - began
 
     left, cancelled, took = asyncio.run(scenario())
     assert left == set() and cancelled
-    assert took < 2.0  # one grace period, not the bound
+    assert took < 5.0  # a grace period or two, not the 20 s bound
 
 
 def test_a_task_that_never_stops_is_left_after_the_bound(caplog) -> None:
@@ -56,7 +56,7 @@ def test_a_task_that_never_stops_is_left_after_the_bound(caplog) -> None:
 
     with caplog.at_level(logging.WARNING, logger="connectors.stopping"):
         left, took = asyncio.run(scenario())
-    assert left and 0.5 <= took < 1.5
+    assert left and 0.5 <= took < 5.0  # the bound, then it returns
     assert "stubborn" in caplog.text and "still running" in caplog.text
 
 
