@@ -38,7 +38,7 @@ def create_topics(settings: Settings, specs=topics.ALL, timeout: float = 30.0) -
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise
                 result[name] = "exists"
-    _until_listed(admin, set(wanted), True, timeout)
+    until_listed(admin, set(wanted), True, timeout)
     return dict(sorted(result.items()))
 
 
@@ -72,11 +72,11 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -
         except KafkaException as exc:
             if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
                 raise
-    _until_listed(client, set(names), False, timeout)
+    until_listed(client, set(names), False, timeout)
     return names
 
 
-def _until_listed(client: AdminClient, names: set[str], listed: bool, timeout: float) -> None:
+def until_listed(client: AdminClient, names: set[str], listed: bool, timeout: float) -> None:
     """Until the broker's metadata lists all ``names`` (or, ``listed`` False, none of them)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -34,6 +34,7 @@ def create(token):
     client = admin.admin_client(settings)
     for future in client.create_topics([NewTopic(n, 1, 1) for n in names]).values():
         future.result(30)
+    admin.until_listed(client, set(names), True, 30)  # the broker's metadata lags the answer
     print(token, flush=True)
     signal.pause()  # until the test signals it
 
