@@ -62,15 +62,22 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _cases(*folders: Path) -> list[Path]:
+    """The recorded cases, which live beside the repository (``../shared``), not in it."""
+    missing = [f for f in folders if not f.is_dir()]
+    assert not missing, f"ethereum-etl conformance cases not found: {missing}"
+    return list(folders)
+
+
 @pytest.fixture
 def stream_node() -> Iterator[RpcStub]:
-    with RpcStub(RecordedChain([STREAM]).answer) as stub:
+    with RpcStub(RecordedChain(_cases(STREAM)).answer) as stub:
         yield stub
 
 
 @pytest.fixture
 def transfers_node() -> Iterator[RpcStub]:
-    folders = [TRANSFERS, BLOCKS / "block_with_logs", RECEIPTS]
+    folders = _cases(TRANSFERS, BLOCKS / "block_with_logs", RECEIPTS)
     with RpcStub(RecordedChain(folders).answer) as stub:
         yield stub
 
