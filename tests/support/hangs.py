@@ -47,10 +47,15 @@ async def loses_its_first_cancellation(started: asyncio.Event) -> None:
     connection together with its cancellation (Python 3.11, CPython gh-86296): it ran on."""
     started.set()
     try:
-        await asyncio.sleep(3600)
+        await until_cancelled()
     except asyncio.CancelledError:
         pass  # lost
-    await asyncio.sleep(3600)  # the next round
+    await until_cancelled()  # the next round
+
+
+async def until_cancelled() -> None:
+    """Wait on what never happens: only a cancellation ends it."""
+    await asyncio.Event().wait()
 
 
 def where_everything_is() -> str:

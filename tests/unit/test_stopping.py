@@ -10,18 +10,20 @@ import logging
 import pytest
 
 from connectors.stopping import stop_tasks
-from tests.support.hangs import loses_its_first_cancellation
+from tests.support.hangs import loses_its_first_cancellation, until_cancelled
 
 pytestmark = pytest.mark.unit
 
 
-async def never_stops(started: asyncio.Event, released: asyncio.Event) -> None:
+async def never_stops(started: asyncio.Event, released: asyncio.Event,
+                      cancelled: asyncio.Event | None = None) -> None:
     started.set()
     while not released.is_set():
         try:
-            await asyncio.sleep(3600)
+            await until_cancelled()
         except asyncio.CancelledError:
-            pass
+            if cancelled is not None:
+                cancelled.set()
 
 
 def test_a_task_that_lost_its_cancellation_is_cancelled_again() -> None:
@@ -62,11 +64,12 @@ def test_a_task_that_never_stops_is_left_after_the_bound(caplog) -> None:
 
 def test_the_callers_cancellation_is_passed_on() -> None:
     async def scenario():
-        started, released = asyncio.Event(), asyncio.Event()
-        stubborn = asyncio.create_task(never_stops(started, released))
+        started, released, cancelled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        stubborn = asyncio.create_task(never_stops(started, released, cancelled))
         await started.wait()
         stopper = asyncio.create_task(stop_tasks([stubborn], within_s=30.0, grace_s=0.1))
-        await asyncio.sleep(0.3)
+        async with asyncio.timeout(5):
+            await cancelled.wait()  # the stopper is at work
         stopper.cancel()
         outcome = await asyncio.gather(stopper, return_exceptions=True)
         released.set()
@@ -79,15 +82,17 @@ def test_the_callers_cancellation_is_passed_on() -> None:
 
 
 def test_an_error_a_task_ended_with_is_logged(caplog) -> None:
-    async def fails_when_cancelled() -> None:
+    async def fails_when_cancelled(started: asyncio.Event) -> None:
+        started.set()
         try:
-            await asyncio.sleep(3600)
+            await until_cancelled()
         except asyncio.CancelledError:
             raise ValueError("cleanup failed") from None
 
     async def scenario():
-        task = asyncio.create_task(fails_when_cancelled(), name="refresher")
-        await asyncio.sleep(0)
+        started = asyncio.Event()
+        task = asyncio.create_task(fails_when_cancelled(started), name="refresher")
+        await started.wait()
         return await stop_tasks([task], within_s=2.0)
 
     with caplog.at_level(logging.WARNING, logger="connectors.stopping"):
