@@ -115,12 +115,21 @@ def rate_ratio(state: CrowdState | None, ts: int) -> float:
     whole hours before this one + 1): 1 is the usual pace, 10 ten times it."""
     if state is None:
         return 1.0
-    recent = state.count_between(ts - RECENT_MS, ts)
-    return (recent + 1) / (state.hourly_before(ts // HOUR_MS, 24) / (24 * 6) + 1)
+    return (state.count_between(ts - RECENT_MS, ts) + 1) / _pace(state, ts)
+
+
+def _pace(state: CrowdState, ts: int) -> float:
+    """Normal purchases per 10 min over the 24 whole hours before ``ts``'s hour, + 1."""
+    return state.hourly_before(ts // HOUR_MS, 24) / (24 * 6) + 1
 
 
 def _wallets(state: CrowdState | None, me: str, lo: int, ts: int) -> float:
-    seen = set(map(_WALLET, state.between(lo, ts))) if state is not None else set()
+    return _distinct(state.between(lo, ts) if state is not None else (), me)
+
+
+def _distinct(rows, me: str) -> float:
+    """Distinct wallets among ``rows`` and ``me``, capped."""
+    seen = set(map(_WALLET, rows))
     seen.add(me)
     n = len(seen)
     return float(n if n < WALLETS_CAP else WALLETS_CAP)
@@ -132,11 +141,7 @@ def _tier_values(state: CrowdState | None, me: str, lo: int, ts: int) -> tuple[f
     if state is None:
         return 1.0, 1.0
     rows = state.between(lo, ts)
-    seen = set(map(_WALLET, rows))
-    seen.add(me)
-    pace = state.hourly_before(ts // HOUR_MS, 24) / (24 * 6) + 1
-    n = len(seen)
-    return float(n if n < WALLETS_CAP else WALLETS_CAP), (len(rows) + 1) / pace
+    return _distinct(rows, me), (len(rows) + 1) / _pace(state, ts)
 
 
 def crowd_features(out: dict, purchase: Mapping, states: Mapping[str, CrowdState | None] | None,
