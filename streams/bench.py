@@ -133,6 +133,7 @@ class DecisionClock:
         self.consumer.subscribe([topics.full_name(topics.DECISIONS, settings.kafka.topic_prefix)])
         self.arrived: dict[str, tuple[float, dict]] = {}
         self.keep_decisions = keep_decisions
+        self._arrival = threading.Condition()  # notified after each batch received
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._receive, name="decision-clock", daemon=True)
         self._thread.start()
@@ -149,14 +150,22 @@ class DecisionClock:
                     decision = self.codec.decode(msg.value())
                     kept = decision if self.keep_decisions else {}
                     self.arrived.setdefault(decision["purchase_id"], (at, kept))
+            with self._arrival:
+                self._arrival.notify_all()
+
+    def wait_arrivals(self, timeout: float) -> None:
+        """Until the next decisions arrive, at most ``timeout``."""
+        with self._arrival:
+            self._arrival.wait(timeout)
 
     def wait_for(self, ids: set[str], timeout: float, worker) -> None:
         deadline = time.monotonic() + timeout
-        while not ids <= self.arrived.keys():
-            if time.monotonic() > deadline or worker.poll() is not None:
-                missing = len(ids - self.arrived.keys())
-                raise RuntimeError(f"{missing} of {len(ids)} decisions missing")
-            time.sleep(0.05)
+        with self._arrival:  # checked under the lock: no arrival slips between look and wait
+            while not ids <= self.arrived.keys():
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    missing = len(ids - self.arrived.keys())
+                    raise RuntimeError(f"{missing} of {len(ids)} decisions missing")
+                self._arrival.wait(0.5)  # woken by arrivals; the workers looked at twice a second
 
     def close(self) -> None:
         self._stop.set()
@@ -321,7 +330,7 @@ def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
     try:
         deadline = time.monotonic() + 3600
         while len(clock.arrived) < sent and time.monotonic() < deadline:
-            time.sleep(0.5)
+            clock.wait_arrivals(0.5)
             if "half" not in samples and len(clock.arrived) >= sent // 2:
                 samples["half"], loads["half"] = rss_mb(worker.pid), os.getloadavg()[0]
                 ask_breakdown(report, "half")
