@@ -15,7 +15,7 @@ rows and the other rules are unaffected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,11 +79,9 @@ def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
     pass over their rows; the rest share one)."""
     out = BatchEvaluation.empty(batch.n)
     survive, hard = np.ones(batch.n), np.zeros(batch.n, dtype=bool)
-    views = _views(batch, ruleset)
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
-        for rule_id in ruleset.rules:  # file order: each row's noisy-OR multiplies in it
-            for active, rows, weight in _variants(rule_id, views):
-                _apply(batch, active, rows, weight, out, survive, hard)
+        for active, rows, weight in _passes(ruleset, _views(batch, ruleset)):
+            _apply(batch, active, rows, weight, out, survive, hard)
     out.rule_score, out.hard_block = np.clip(1.0 - survive, 0.0, 1.0), hard
     return out
 
@@ -102,6 +100,16 @@ def _views(batch: RuleBatch, ruleset: RuleSet) -> list[tuple[RuleSet, np.ndarray
 
 
 Variant = tuple[ActiveRule, "np.ndarray | None", "float | np.ndarray"]
+
+
+def _passes(ruleset: RuleSet, views: list[tuple[RuleSet, np.ndarray | None]]) -> Iterator[Variant]:
+    """Every rule's passes in file order (each row's noisy-OR multiplies in that order)."""
+    if len(views) == 1 and views[0][1] is None:  # one view for every row: its active rules
+        for active in views[0][0].active:
+            yield active, None, active.setting.weight
+        return
+    for rule_id in ruleset.rules:
+        yield from _variants(rule_id, views)
 
 
 def _variants(rule_id: str, views: list[tuple[RuleSet, np.ndarray | None]]) -> list[Variant]:
@@ -130,6 +138,8 @@ def _apply(batch: RuleBatch, active: ActiveRule, rows: np.ndarray | None,
     """One rule over ``rows`` of the batch: results, errors, the noisy-OR and hard blocks."""
     group = batch if rows is None else batch.subset(rows)
     hits = _run_rule(group, active)
+    if hits is None:
+        return
     targets: Sequence[int] = range(batch.n) if rows is None else rows.tolist()
     rule = active.rule
     for i, error in hits.errors.items():
@@ -148,8 +158,9 @@ def _apply(batch: RuleBatch, active: ActiveRule, rows: np.ndarray | None,
         hard[rows[hits.fired]] |= rule.hard
 
 
-def _run_rule(group: RuleBatch, active: ActiveRule) -> _Hits:
-    """``when`` and ``score`` over the group, reasons for the rows that fired."""
+def _run_rule(group: RuleBatch, active: ActiveRule) -> _Hits | None:
+    """``when`` and ``score`` over the group, reasons for the rows that fired; None when no
+    row fired and none raised."""
     try:
         return _evaluate(group, active.compiled)
     except Exception as exc:  # a faulty rule must not stop the others, nor the other rows
@@ -165,11 +176,11 @@ def _column(value: Any, n: int, dtype: type) -> np.ndarray:
     return np.full(n, value, dtype=dtype)
 
 
-def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits:
+def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits | None:
     """``when`` over the group; ``score`` and ``reason`` over the rows that fired only."""
-    fired = np.flatnonzero(_column(compiled.when.run(group), group.n, np.bool_))
+    fired = _column(compiled.when.run(group), group.n, np.bool_).nonzero()[0]
     if not len(fired):
-        return _Hits()
+        return None
     target = group if len(fired) == group.n else group.subset(fired)
     raw = np.clip(_column(compiled.score.run(target), target.n, np.float64), 0.0, 1.0)
     score = np.zeros(group.n)
@@ -186,7 +197,7 @@ def _row_by_row(group: RuleBatch, compiled: CompiledRule) -> _Hits:
         except Exception as exc:
             hits.errors[i] = f"{type(exc).__name__}: {exc}"
             continue
-        if one.fired:
+        if one is not None:
             hits.fired.append(i)
             hits.score[i] = one.score[0]
             hits.reasons.append(one.reasons[0])

@@ -133,7 +133,8 @@ def _logical(parts: list[Node], conjunction: bool) -> Callable[[RuleBatch | None
         acc = parts[0].run(batch)
         for part in parts[1:]:
             if isinstance(acc, np.ndarray):
-                decided = not acc.any() if conjunction else acc.all()
+                true = np.count_nonzero(acc)  # what any() and all() need, faster on few rows
+                decided = true == 0 if conjunction else true == acc.size
             else:
                 decided = bool(acc) != conjunction
             if decided:
