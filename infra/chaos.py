@@ -196,12 +196,12 @@ def _free_offset(rng: random.Random) -> int:
     ports = (19092, 19093, 15432, 16379, 18545, 8080)
     for _ in range(50):
         offset = rng.randrange(10, 136) * 100
-        if all(_port_free(p + offset) for p in ports):
+        if all(port_free(p + offset) for p in ports):
             return offset
     raise RuntimeError("no free port range for the chaos stack")
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))

@@ -1,7 +1,7 @@
 """Every override of Faust's internals, in one place, for the Faust version they were written for.
 
-faust-streaming 0.15 (checked at import: another version refuses to start until these are
-re-read against its source):
+faust-streaming 0.15 and its client aiokafka 0.14 (checked at import: another version refuses
+to start until these are re-read against its source):
 
 1. **Fetch wait.** Worker consumers hard-code ``fetch_max_wait_ms=1500``; on a broker that
    holds fetches for the full wait that is ~half a second per hop (DESIGN.md "Known facts").
@@ -47,6 +47,20 @@ re-read against its source):
    1 000/s. ``Worker`` below leaves the root logger at the level asked for. Set as the app's
    ``Worker`` in ``streams/app.py``.
 
+7. **Committed offsets read, never guessed.** aiokafka 0.14 reads an OffsetFetch answer only
+   partition by partition (``GroupCoordinator._do_fetch_commit_offsets``), but a broker since
+   KIP-88 answers a group-level error with that error at the top of the response and *no
+   partitions*: a broker restarted a moment ago says ``COORDINATOR_LOAD_IN_PROGRESS`` (or
+   ``NOT_COORDINATOR``) while it loads ``__consumer_offsets``. aiokafka took the empty answer
+   for "no committed offset": its fetcher reset the partition to ``auto_offset_reset``
+   (earliest, offset 0) and Faust's ``perform_seek`` kept no committed offset, so the guard of
+   item 4 took 0 for the partition's start and sought it there too: a whole topic read again,
+   auth events dead-lettered as late. ``GroupCoordinator`` below raises that group-level
+   error as aiokafka raises the same code for one partition (retried after its back-off, the
+   coordinator looked up again when it moved), with a warning every few seconds while it
+   lasts; and ``Consumer.committed_offset`` is None, not 0, for a partition whose committed
+   offset was not read, so the guard waits for it instead of seeking to 0.
+
 Selected by the broker URL scheme ``sentinel://``.
 """
 
@@ -57,9 +71,15 @@ import logging
 import time
 from collections.abc import Sequence
 
+import aiokafka
 import faust
+from aiokafka import errors as kafka_errors
+from aiokafka.consumer import consumer as aiokafka_consumer
+from aiokafka.consumer import group_coordinator
+from aiokafka.protocol.commit import OffsetFetchRequest
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode.utils.futures import notify
 
 from infra.settings import get_settings
@@ -67,13 +87,15 @@ from infra.settings import get_settings
 log = logging.getLogger(__name__)
 
 SCHEME = "sentinel"
-WRITTEN_FOR = "0.15."
+WRITTEN_FOR = {"faust-streaming": ("0.15.", faust.__version__),
+               "aiokafka": ("0.14.", aiokafka.__version__)}
 
-if not faust.__version__.startswith(WRITTEN_FOR):
-    raise ImportError(
-        f"streams/faust_compat.py overrides faust-streaming {WRITTEN_FOR}x internals; "
-        f"installed is {faust.__version__}: re-check each override against its source"
-    )
+for _name, (_written_for, _installed) in WRITTEN_FOR.items():
+    if not _installed.startswith(_written_for):
+        raise ImportError(
+            f"streams/faust_compat.py overrides {_name} {_written_for}x internals; "
+            f"installed is {_installed}: re-check each override against its source"
+        )
 
 
 def is_stale(message, current_generation: int, revoked_generation: int) -> bool:
@@ -299,6 +321,46 @@ class ReadOffsets(dict):
         super().clear()
 
 
+MOVED_COORDINATOR = (kafka_errors.NotCoordinatorForGroupError,
+                     kafka_errors.GroupCoordinatorNotAvailableError)
+
+
+def group_error(code: int) -> type[kafka_errors.KafkaError] | None:
+    """The error an OffsetFetch response's group-level ``error_code`` stands for (override 7);
+    None for no error (a response of a version without the field is read as 0)."""
+    error_type = kafka_errors.for_code(code)
+    return None if error_type is kafka_errors.NoError else error_type
+
+
+class GroupCoordinator(group_coordinator.GroupCoordinator):
+    """aiokafka's coordinator, refusing an OffsetFetch answer that carries a group-level error
+    (override 7). Raised from ``_send_req``: aiokafka's own callers then treat it as they treat
+    the same error of one partition (retry after ``retry_backoff_ms``)."""
+
+    WARN_EVERY_S = 5.0
+    _refused, _warned_at = 0, float("-inf")
+
+    async def _send_req(self, request):
+        response = await super()._send_req(request)
+        if isinstance(request, OffsetFetchRequest):
+            error_type = group_error(getattr(response, "error_code", 0))
+            if error_type is not None:
+                self._refuse(error_type)
+        return response
+
+    def _refuse(self, error_type: type[kafka_errors.KafkaError]) -> None:
+        if error_type in MOVED_COORDINATOR:
+            self.coordinator_dead()
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= self.WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("committed offsets of group %s not read: the broker answered %s "
+                        "(%d times so far); retrying, never reading from the start instead",
+                        self.group_id, error_type.__name__, self._refused)  # fmt: skip
+        raise error_type(self.group_id)
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
@@ -327,12 +389,21 @@ class Consumer(faust_aiokafka.Consumer):
         self.revoked_generation = max(self.revoked_generation, self.app.consumer_generation_id)
         if self.offset_guard is not None:
             self.offset_guard.reset()
+        for tp in revoked:
+            self._committed_read.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._read_offset = ReadOffsets()
         self._group_offsets = None  # a confluent consumer that only reads committed offsets
+        self._committed_read: dict[TP, int] = {}  # at assignment; 0: the group has none
+
+    async def seek_to_committed(self):
+        committed = await super().seek_to_committed()
+        self._committed_read.update(
+            {TP(tp.topic, tp.partition): offset or 0 for tp, offset in committed.items()})
+        return committed
 
     async def seek(self, partition, offset: int) -> None:
         await super().seek(partition, offset)
@@ -355,10 +426,12 @@ class Consumer(faust_aiokafka.Consumer):
             return None
         return found[0].offset if found and found[0].offset >= 0 else None
 
-    def committed_offset(self, tp) -> int:
-        """The partition's committed offset as Faust last read or wrote it; 0 when there is
-        none (Faust stores 0 as None; the group reads from the earliest offset)."""
-        return self._committed_offset.get(tp) or 0
+    def committed_offset(self, tp) -> int | None:
+        """The partition's committed offset as Faust last read or wrote it; 0 when the group
+        has none (Faust stores 0 as None; the group reads from the earliest offset); None while
+        it has not been read since the assignment (override 7: unknown is not 0)."""
+        known = self._committed_offset.get(tp)
+        return known if known is not None else self._committed_read.get(tp)
 
     def is_stale(self, message) -> bool:
         return is_stale(message, self.app.consumer_generation_id, self.revoked_generation)
@@ -382,3 +455,5 @@ class Transport(faust_aiokafka.Transport):
 
 def register() -> None:
     drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
+    # aiokafka's consumer builds its coordinator from this name when it starts (override 7)
+    aiokafka_consumer.GroupCoordinator = GroupCoordinator

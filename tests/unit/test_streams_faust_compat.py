@@ -166,3 +166,51 @@ def test_the_worker_leaves_the_root_logger_at_the_level_asked_for() -> None:
     finally:
         root.setLevel(before[0])
         root.handlers[:] = before[1]
+
+
+def test_an_offset_fetch_refused_for_the_whole_group_raises_instead_of_reading_no_offsets():
+    """A restarted broker answers OffsetFetch with a group-level error and no partitions;
+    aiokafka alone read that as "nothing committed" and went back to offset 0 (override 7)."""
+    from aiokafka import errors
+
+    from streams.faust_compat import GroupCoordinator, group_error
+
+    assert group_error(0) is None
+    assert group_error(14) is errors.GroupLoadInProgressError and group_error(14).retriable
+    assert group_error(16) is errors.NotCoordinatorForGroupError
+    dead: list[bool] = []
+    coordinator = GroupCoordinator.__new__(GroupCoordinator)  # the check alone: no client
+    coordinator.group_id, coordinator.coordinator_dead = "g", lambda: dead.append(True)
+    with pytest.raises(errors.GroupLoadInProgressError):
+        coordinator._refuse(errors.GroupLoadInProgressError)
+    assert dead == []  # still the coordinator: only loading
+    with pytest.raises(errors.NotCoordinatorForGroupError):
+        coordinator._refuse(errors.NotCoordinatorForGroupError)
+    assert dead == [True]  # looked up again before the retry
+
+
+def test_a_committed_offset_not_read_is_unknown_and_the_guard_never_seeks_to_zero(monkeypatch):
+    """Before its committed offsets are read (or while the broker cannot answer), a partition's
+    start is unknown, not 0: the guard neither takes offset 60 for a jump nor calls it stalled."""
+    from aiokafka import TopicPartition
+
+    from streams.faust_compat import OffsetGuard
+
+    async def read(self):
+        return {TopicPartition("t", 4): None, TopicPartition("t", 5): 60}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", read)
+    consumer = Consumer.__new__(Consumer)
+    consumer._committed_offset, consumer._committed_read = {}, {}
+    assert consumer.committed_offset(TP("t", 4)) is None
+    guard = OffsetGuard(patience_s=10, clock=lambda: 0.0, committed_of=consumer.committed_offset,
+                        broker_committed=lambda tp: None)  # the broker cannot answer either
+    assert guard.stalled(TP("t", 4), highwater=100) is None
+    assert guard.stalled(TP("t", 4), highwater=100) is None
+    kept, seek = guard.check([event(4, 60, 1)])
+    assert [e.message.offset for e in kept] == [60] and seek == {}
+    asyncio.run(consumer.seek_to_committed())  # the group has nothing on 4, 60 on 5
+    assert consumer.committed_offset(TP("t", 4)) == 0
+    assert consumer.committed_offset(TP("t", 5)) == 60
+    consumer._committed_offset[TP("t", 5)] = 75  # Faust committed since
+    assert consumer.committed_offset(TP("t", 5)) == 75
