@@ -129,7 +129,8 @@ def purchase_features(
     confirmed fraud known so far (``processors.marks``)."""
     order = read_order(purchase)
     check_lateness("purchase", order.ts, wallet, config.allowed_lateness_ms)
-    row = order_features(order, purchase, wallet, ip, device, card, show, config, crowd, marks)
+    row = order_features(order, purchase, wallet, ip, device, card, show, config, crowd,
+                         marks=marks)
     return dict(zip(FEATURE_NAMES, row, strict=True))
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from processors.decide import Blocked, decide_batch
 from processors.entity_state import EntityStore
-from processors.features import FEATURE_NAMES
+from processors.features import FEATURE_NAMES, purchase_features
 from processors.marks import (
     MISSING,
     MarkStore,
@@ -22,6 +22,7 @@ from processors.marks import (
     purchase_cluster,
 )
 from processors.rules import load_ruleset
+from processors.state import WalletState
 from processors.timeutil import DAY_MS, to_ms
 from tests.support.records import purchase
 
@@ -71,6 +72,17 @@ def test_features_count_marks_on_entities_and_the_linked_cluster():
     clean = store.features(purchase(7, device_id=None), set(), MS0 + 3 * DAY_MS)
     assert clean["fraud_marks_device"] == 0.0 and clean["days_since_fraud_mark"] == MISSING
     assert mark_row(purchase(7), MarkStore(), [], MS0) == tuple(clean.values())  # empty: same
+
+
+def test_purchase_features_count_the_marks_they_are_given():
+    store = MarkStore()
+    store.apply(mark_record(label("p-1", 1, True), purchase(1, occurred_at=T0)))
+    now = purchase(9, occurred_at=T0 + timedelta(days=3), device_id="dev-1")
+    wallet = WalletState(address=now["wallet"])
+    features = purchase_features(now, wallet, None, None, None, None, marks=store)
+    assert features["fraud_marks_device"] == 1.0 and features["days_since_fraud_mark"] == 2.0
+    unmarked = purchase_features(now, wallet, None, None, None, None)
+    assert unmarked["fraud_marks_device"] == 0.0
 
 
 def test_ring_members_sharing_a_device_get_one_cluster_id():
