@@ -27,10 +27,12 @@ from connectors.gateway import Gateway, error, json_response
 from connectors.health import all_ok
 from connectors.publisher import DeliveryPump, Publisher
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from connectors.stopping import stop_tasks
 from connectors.validation import AUTH_EVENT, LABEL, PURCHASE
 from infra.settings import Settings
 
 DELIVERY_TIMEOUT_MS = 5_000  # librdkafka's verdict on a record; the caller hears within ~6 s
+STOP_WITHIN_S = 5.0  # the delivery pump and the auth-failure digest, once cancelled
 
 
 def create_app(settings: Settings, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> FastAPI:
@@ -100,12 +102,12 @@ async def _flush_digest(gateway: Gateway) -> None:
 
 
 async def stop_gateway(gateway: Gateway) -> None:
-    for task in gateway.tasks[1:]:
-        task.cancel()
+    """Stop the background jobs, send what was accepted, then stop the delivery pump: each
+    task has ended before what it uses is closed."""
+    await stop_tasks(gateway.tasks[1:], STOP_WITHIN_S)
     gateway.flush_auth_failures(force=True)
     left = await gateway.pump.drain(10.0)
-    for task in gateway.tasks[:1]:
-        task.cancel()
+    await stop_tasks(gateway.tasks[:1], STOP_WITHIN_S)
     gateway.publisher.close(0 if left else 1.0)
     await gateway.redis.aclose()
 
