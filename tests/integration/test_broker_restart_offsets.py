@@ -66,9 +66,9 @@ def port_open(bootstrap: str) -> bool:
     return True
 
 
-async def first_offsets(bootstrap: str, deadline: float) -> dict[int, int]:
-    """The first offset the worker's consumer delivers on each partition, started as soon as
-    the broker accepts connections (as Faust configures it: earliest when none committed)."""
+async def started_consumer(bootstrap: str, deadline: float) -> AIOKafkaConsumer:
+    """The worker's kind of consumer (earliest when nothing is committed, as Faust sets it),
+    started as soon as the broker accepts connections."""
     while not port_open(bootstrap):
         assert time.monotonic() < deadline, "the broker never opened its port"
         await asyncio.sleep(0.01)
@@ -78,19 +78,34 @@ async def first_offsets(bootstrap: str, deadline: float) -> dict[int, int]:
         consumer.assign([TopicPartition(TOPIC, p) for p in range(PARTITIONS)])
         try:
             await consumer.start()
-            break
+            return consumer
         except KafkaConnectionError:
             await consumer.stop()
             assert time.monotonic() < deadline, "the broker never answered"
+
+
+async def first_offsets(consumer: AIOKafkaConsumer, deadline: float) -> dict[int, int]:
+    """The first offset the consumer delivers on each partition (its fetcher's own read of
+    the committed offsets)."""
     first: dict[int, int] = {}
+    while len(first) < PARTITIONS:
+        assert time.monotonic() < deadline, f"records came only from {first}"
+        for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+            first.setdefault(tp.partition, messages[0].offset)
+    return first
+
+
+async def committed_offsets(consumer: AIOKafkaConsumer) -> dict[int, int | None]:
+    """What ``committed`` answers per partition: Faust's ``perform_seek`` reads this."""
+    return {p: await consumer.committed(TopicPartition(TOPIC, p)) for p in range(PARTITIONS)}
+
+
+async def meet_restarted_broker(bootstrap: str, deadline: float) -> tuple[dict, dict]:
+    consumer = await started_consumer(bootstrap, deadline)
     try:
-        while len(first) < PARTITIONS:
-            assert time.monotonic() < deadline, f"records came only from {first}"
-            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-                first.setdefault(tp.partition, messages[0].offset)
+        return await asyncio.gather(first_offsets(consumer, deadline), committed_offsets(consumer))
     finally:
         await consumer.stop()
-    return first
 
 
 def test_a_consumer_meeting_the_restarted_broker_resumes_at_the_committed_offsets(caplog):
@@ -101,9 +116,11 @@ def test_a_consumer_meeting_the_restarted_broker_resumes_at_the_committed_offset
         starting = threading.Thread(target=kafka.start)
         starting.start()
         try:
-            first = asyncio.run(first_offsets(kafka.bootstrap, time.monotonic() + 60))
+            first, committed = asyncio.run(
+                meet_restarted_broker(kafka.bootstrap, time.monotonic() + 60))
         finally:
             starting.join()
+    assert committed == dict.fromkeys(range(PARTITIONS), COMMITTED)
     assert first == dict.fromkeys(range(PARTITIONS), COMMITTED)
     refusals = [r.getMessage() for r in caplog.records
                 if r.name == faust_compat.__name__ and "not read: the broker answered" in r.getMessage()]
