@@ -53,9 +53,9 @@ to start until these are re-read against its source):
    partitions*: a broker restarted a moment ago says ``COORDINATOR_LOAD_IN_PROGRESS`` (or
    ``NOT_COORDINATOR``) while it loads ``__consumer_offsets``. aiokafka took the empty answer
    for "no committed offset": its fetcher reset the partition to ``auto_offset_reset``
-   (earliest, offset 0) and Faust's ``perform_seek`` kept no committed offset, so the guard of
-   item 4 took 0 for the partition's start and sought it there too: a whole topic read again,
-   auth events dead-lettered as late. ``GroupCoordinator`` below raises that group-level
+   (earliest, offset 0) and Faust's ``perform_seek`` kept no committed offset, which the guard
+   of item 4 took for 0: it let the re-read through, or sought the partition back to 0 when
+   records came from further on. A whole topic read again, auth events dead-lettered as late. ``GroupCoordinator`` below raises that group-level
    error as aiokafka raises the same code for one partition (retried after its back-off, the
    coordinator looked up again when it moved), with a warning every few seconds while it
    lasts; and ``Consumer.committed_offset`` is None, not 0, for a partition whose committed
