@@ -69,6 +69,11 @@ class LoadedModel:
         return dict(self.metadata.get("thresholds", {}))
 
     def _matrix(self, X) -> np.ndarray:
+        """``X`` as a C-contiguous float32 matrix, its width checked. The calls below skip
+        xgboost's feature-name checks (``validate_features=False``) and leave the names off
+        the DMatrix: the columns are in the model's order by construction (``from_bytes``
+        compared the names), and naming and checking cost a third of a contributions call
+        on a few rows (valgrind: 3.2 M instructions for one row with them, 2.0 M without)."""
         X = np.ascontiguousarray(np.atleast_2d(np.asarray(X, dtype=np.float32)))
         if X.shape[1] != len(self.feature_names):
             raise ValueError(
@@ -81,14 +86,15 @@ class LoadedModel:
         X = self._matrix(X)
         if X.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.booster.inplace_predict(X)
+        return self.booster.inplace_predict(X, validate_features=False)
 
     def contributions(self, X: np.ndarray, exact: bool = False) -> np.ndarray:
         """Per-feature contributions to the margin: shape (rows, features + 1), the last
         column the bias. Live scoring uses Saabas' path attribution (``approx_contribs``,
         ~15x cheaper); ``exact=True`` gives TreeSHAP values, as the training report does."""
-        dm = xgb.DMatrix(self._matrix(X), feature_names=self.feature_names, nthread=1)
-        return self.booster.predict(dm, pred_contribs=True, approx_contribs=not exact)
+        dm = xgb.DMatrix(self._matrix(X), nthread=1)
+        return self.booster.predict(dm, pred_contribs=True, approx_contribs=not exact,
+                                    validate_features=False)
 
     def top_contributions(self, X: np.ndarray, k: int = 5) -> list[dict[str, float]]:
         """Per row, the ``k`` features that pushed the score most (by |contribution|)."""

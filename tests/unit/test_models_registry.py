@@ -60,6 +60,15 @@ def test_save_load_predicts_like_the_booster(registry):
     assert model.predict(np.zeros((0, len(NAMES)))).shape == (0,)
 
 
+def test_scoring_refuses_a_matrix_of_the_wrong_width(registry):
+    """xgboost's own feature checks are skipped on the scoring path: the width check is ours."""
+    booster, meta, X = _train(1)
+    model = registry.load(registry.save(booster, meta))
+    for call in (model.predict, model.contributions):
+        with pytest.raises(ValueError, match=f"expected {len(NAMES)} feature columns, got"):
+            call(X[:2, :-1])
+
+
 def test_artifact_is_native_xgboost_with_metadata(registry):
     booster, meta, _ = _train(2)
     version = registry.save(booster, meta)
