@@ -110,15 +110,13 @@ def decide_columns(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``decide`` over a batch: (verdict codes into ``VERDICTS``, final scores), float64.
 
-    ``thresholds`` is n x 3 (block, review, two_fa) or n x 4 (and two_fa_model) per row. The
-    same float operations in the same order as the scalar functions, so each row equals
-    ``decide`` on its values."""
+    ``thresholds`` is n x 3 (block, review, two_fa) or n x 4 (and two_fa_model) per row, in
+    the order ``Thresholds`` checks (two_fa <= review <= block), so a row's code is the
+    number of the three its final score is over. The same float operations in the same order
+    as the scalar functions, so each row equals ``decide`` on its values."""
     model, rule = _clamp_columns(model_scores), _clamp_columns(rule_scores)
     final = _clamp_columns(model + (1.0 - model) * rule_weight * rule)
-    codes = np.select(
-        [final > thresholds[:, 0], final > thresholds[:, 1], final > thresholds[:, 2]],
-        [3, 2, 1], 0,
-    )
+    codes = (final > thresholds[:, :3].T).sum(axis=0)
     if thresholds.shape[1] > 3:
         codes = np.where((codes == 0) & (model > thresholds[:, 3]), 1, codes)
     hard = np.asarray(hard_block, dtype=bool)
@@ -126,5 +124,6 @@ def decide_columns(
 
 
 def _clamp_columns(x: np.ndarray) -> np.ndarray:
+    """``_clamp`` of each value: over 1 → 1, at least 0 → itself, negative or NaN → 0."""
     x = np.asarray(x, dtype=np.float64)
-    return np.where(np.isnan(x) | (x < 0.0), 0.0, np.where(x > 1.0, 1.0, x))
+    return np.where(x > 1.0, 1.0, np.where(x >= 0.0, x, 0.0))

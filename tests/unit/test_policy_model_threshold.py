@@ -38,7 +38,8 @@ def test_off_by_default():
 def test_the_batch_path_equals_the_scalar_one():
     rng = np.random.default_rng(3)
     model, rule = rng.random(2_000) ** 3, rng.random(2_000) ** 2
-    model[:5] = [0.1, np.nan, -1.0, 1.5, 0.1000001]
+    model[:7] = [0.1, np.nan, -1.0, 1.5, 0.1000001, np.inf, -np.inf]
+    rule[:4] = [np.nan, -0.5, 2.0, np.inf]
     hard = rng.random(2_000) < 0.01
     rows = [Thresholds(two_fa_model=v) for v in (0.1, 0.3, 1.0)]
     table = np.asarray([[t.block, t.review, t.two_fa, t.two_fa_model]
