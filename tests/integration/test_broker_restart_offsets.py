@@ -5,21 +5,20 @@ A broker that has just restarted answers OffsetFetch with COORDINATOR_LOAD_IN_PR
 top of the response and no partitions while it loads ``__consumer_offsets``; aiokafka 0.14
 alone read that as "no committed offset" and reset the partitions to the earliest offset.
 The consumer here is the worker's (aiokafka with the overrides Faust's transport installs),
-started the moment the restarted broker opens its port, so that its first OffsetFetch meets
+started the moment the restarted broker answers, so that its first OffsetFetch meets
 the broker while it is still loading. Runs on a broker of its own: the shared one is never
 restarted."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka import TopicPartition as ConfluentPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -57,21 +56,21 @@ def fill_and_commit(kafka: PrivateKafka) -> None:
         consumer.close()
 
 
-def port_open(bootstrap: str) -> bool:
-    host, port = bootstrap.split(":")
+def answering(bootstrap: str, deadline: float) -> bool:
+    """Block until the broker answers a metadata request (librdkafka reconnects every few
+    milliseconds while the port is closed) or the deadline passes."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "reconnect.backoff.ms": 5,
+                         "reconnect.backoff.max.ms": 20, "log_level": 0})
     try:
-        socket.create_connection((host, int(port)), timeout=0.2).close()
-    except OSError:
+        return bool(admin.list_topics(timeout=max(0.0, deadline - time.monotonic())).brokers)
+    except KafkaException:
         return False
-    return True
 
 
 async def started_consumer(bootstrap: str, deadline: float) -> AIOKafkaConsumer:
     """The worker's kind of consumer (earliest when nothing is committed, as Faust sets it),
-    started as soon as the broker accepts connections."""
-    while not port_open(bootstrap):
-        assert time.monotonic() < deadline, "the broker never opened its port"
-        await asyncio.sleep(0.01)
+    started as soon as the broker answers."""
+    assert await asyncio.to_thread(answering, bootstrap, deadline), "the broker never answered"
     while True:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
