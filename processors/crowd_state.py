@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any
 
 from processors.ring import drop_rows_until, insert_row
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, to_ms
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, query_floor, to_ms
 
 ROWS_RETENTION_MS = 70 * MINUTE_MS
 ROWS_CAP = 2048  # per key; the wallet counts saturate long before a hot key reaches it
@@ -61,10 +61,9 @@ class CrowdState:
         pace = self._pace
         if pace is not None and hour < pace[0]:
             self._pace = None
-        watermark = self.watermark_ms
-        if ts > watermark:
-            self.watermark_ms = watermark = ts
-        floor = watermark if floor_ms is None or floor_ms > watermark else floor_ms
+        if ts > self.watermark_ms:
+            self.watermark_ms = ts
+        floor = query_floor(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             self._prune(floor)
 
@@ -172,8 +171,7 @@ class CrowdStore:
             self.sweep()
 
     def floor(self) -> int:
-        floor, watermark = self.floor_ms, self.watermark_ms
-        return watermark if floor is None or floor > watermark else floor
+        return query_floor(self.floor_ms, self.watermark_ms)
 
     def advance_floor(self, ts_ms: int) -> None:
         self.floor_ms = ts_ms if self.floor_ms is None else max(self.floor_ms, ts_ms)

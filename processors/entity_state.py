@@ -26,7 +26,7 @@ from typing import Any
 
 from processors.records import Order, read_order
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, insert_row, insert_ts
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, query_floor
 
 SLACK_MS = HOUR_MS
 ENTITY_RETENTION_MS = DAY_MS
@@ -62,8 +62,7 @@ class EntityState:
         insert_row(self.rows, (ts_ms, wallet), ENTITY_ROWS_CAP)
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
-        watermark = self.watermark_ms
-        floor = watermark if floor_ms is None or floor_ms > watermark else floor_ms
+        floor = query_floor(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             drop_rows_until(self.rows, floor - ENTITY_RETENTION_MS - SLACK_MS)
             self.pruned_ms = floor
@@ -114,7 +113,7 @@ class ShowState:
             cap_dict(self.tickets, SHOW_TICKETS_CAP, _first)
         if ts > self.watermark_ms:
             self.watermark_ms = ts
-        floor = self.watermark_ms if floor_ms is None else min(floor_ms, self.watermark_ms)
+        floor = query_floor(floor_ms, self.watermark_ms)
         if floor - self.pruned_ms >= PRUNE_EVERY_MS:
             self.prune(floor)
 
@@ -216,8 +215,7 @@ class EntityStore:
 
     def floor(self) -> int:
         """The earliest event time still to be asked about (see the module doc)."""
-        floor, watermark = self.floor_ms, self.watermark_ms
-        return watermark if floor is None or floor > watermark else floor
+        return query_floor(self.floor_ms, self.watermark_ms)
 
     def advance_floor(self, ts_ms: int) -> None:
         """Live: no query will come for an event time before ``ts_ms`` (minus the slack)."""

@@ -43,6 +43,13 @@ def to_ms(value: datetime | int | None) -> int | None:
     return value
 
 
+def query_floor(floor_ms: int | None, watermark_ms: int) -> int:
+    """The earliest event time a state may still be asked about: the floor a live reader
+    announced (``advance_floor``), never past the state's own watermark; the watermark when
+    no floor was announced (replay, in event time order)."""
+    return watermark_ms if floor_ms is None or floor_ms > watermark_ms else floor_ms
+
+
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance between two points in kilometres."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
