@@ -55,11 +55,12 @@ to start until these are re-read against its source):
    for "no committed offset": its fetcher reset the partition to ``auto_offset_reset``
    (earliest, offset 0) and Faust's ``perform_seek`` kept no committed offset, which the guard
    of item 4 took for 0: it let the re-read through, or sought the partition back to 0 when
-   records came from further on. A whole topic read again, auth events dead-lettered as late. ``GroupCoordinator`` below raises that group-level
-   error as aiokafka raises the same code for one partition (retried after its back-off, the
-   coordinator looked up again when it moved), with a warning every few seconds while it
-   lasts; and ``Consumer.committed_offset`` is None, not 0, for a partition whose committed
-   offset was not read, so the guard waits for it instead of seeking to 0.
+   records came from further on. A whole topic read again, auth events dead-lettered as late.
+   ``GroupCoordinator`` below raises that group-level error as aiokafka raises the same code
+   for one partition (retried after its back-off, the coordinator looked up again when it
+   moved), with a warning every few seconds while it lasts; and ``Consumer.committed_offset``
+   is None, not 0, for a partition whose committed offset was not read, so the guard waits for
+   it instead of seeking to 0.
 
 Selected by the broker URL scheme ``sentinel://``.
 """
