@@ -110,7 +110,8 @@ def _storm(config: ChaosConfig, settings: Settings, fleet: Fleet, rng: random.Ra
     lost = sorted(accepted - found)
     report = {
         "accepted": len(accepted), "decided": len(found), "lost": len(lost),
-        "lost_ids": lost[:20], **chaos_report.duplicated(settings),
+        "lost_ids": lost[:20], "lost_where": chaos_report.lost_where(settings, lost),
+        **chaos_report.duplicated(settings),
         **alerts, "alerts_expected_at_least": config.attackers,
         "dead_letters": chaos_report.dead_letters(settings),
         "kills": sum(fleet.kills().values()), "kills_by_service": fleet.kills(),

@@ -8,7 +8,10 @@ topics themselves:
 - ``alerts_duplicated``: incidents alerted twice (two alert ids for one rule and group whose
   windows overlap); ``alerts_republished``: alert ids on the topic more than once (identical
   copies, stored once);
-- ``dead_letters``: per dead-letter topic and error class.
+- ``dead_letters``: per dead-letter topic and error class;
+- ``lost_where``: when purchases are lost, where they stopped: decided on the topic but not
+  in PostgreSQL (a sink's fault), or never decided, per purchases partition with the workers'
+  committed offset and the partition's end (a stuck partition's fault).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ def essence(decision: dict) -> tuple:
 
 def read_all(settings: Settings, spec: topics.TopicSpec, timeout: float = 60.0) -> list[bytes]:
     """Every value on ``spec`` up to its current end."""
+    return [value for _, _, value in read_all_placed(settings, spec, timeout)]
+
+
+def read_all_placed(settings: Settings, spec: topics.TopicSpec,
+                    timeout: float = 60.0) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every record on ``spec`` up to its current end."""
     name = topics.full_name(spec, settings.kafka.topic_prefix)
     consumer = Consumer(settings.kafka.consumer_conf(f"chaos-read-{uuid.uuid4().hex[:8]}"))
     try:
@@ -44,13 +53,13 @@ def read_all(settings: Settings, spec: topics.TopicSpec, timeout: float = 60.0) 
         ends = {p: _end(consumer, name, p, timeout) for p in meta.partitions}
         consumer.assign([TopicPartition(name, p, 0) for p, end in ends.items() if end])
         got: dict[int, int] = defaultdict(int)
-        values: list[bytes] = []
+        values: list[tuple[int, int, bytes]] = []
         while any(got[p] < end for p, end in ends.items() if end):
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
             got[msg.partition()] = msg.offset() + 1
-            values.append(msg.value())
+            values.append((msg.partition(), msg.offset(), msg.value()))
         return values
     finally:
         consumer.close()
@@ -74,6 +83,37 @@ def decided(settings: Settings, ids: Iterable[str]) -> set[str]:
         rows = conn.execute("SELECT purchase_id FROM decisions WHERE purchase_id = ANY(%s)",
                             (list(ids),)).fetchall()  # fmt: skip
     return {r[0] for r in rows}
+
+
+def lost_where(settings: Settings, lost: Iterable[str]) -> dict[str, Any]:
+    """Where the ``lost`` purchases stopped: how many have a decision on the topic (decided,
+    not written by the PostgreSQL sink), and for the others, per purchases partition, how
+    many, their first offset, the workers' committed offset and the partition's end."""
+    lost = set(lost)
+    if not lost:
+        return {}
+    registry = registry_from_settings(settings)
+    codec = AvroCodec.for_topic(registry, topics.DECISIONS)
+    on_topic = {d["purchase_id"] for d in map(codec.decode, read_all(settings, topics.DECISIONS))}
+    codec = AvroCodec.for_topic(registry, topics.PURCHASES)
+    undecided: dict[int, list[int]] = defaultdict(list)
+    for partition, offset, value in read_all_placed(settings, topics.PURCHASES):
+        pid = codec.decode(value)["purchase_id"]
+        if pid in lost and pid not in on_topic:
+            undecided[partition].append(offset)
+    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
+    consumer = Consumer(settings.kafka.consumer_conf(settings.stream.app_id))
+    try:
+        committed = consumer.committed([TopicPartition(name, p) for p in undecided], timeout=30)
+        partitions = {
+            str(tp.partition): {"lost": len(undecided[tp.partition]),
+                                "first_lost_offset": min(undecided[tp.partition]),
+                                "committed": tp.offset,
+                                "end": _end(consumer, name, tp.partition, 30)}
+            for tp in committed}  # fmt: skip
+    finally:
+        consumer.close()
+    return {"decided_not_stored": len(lost & on_topic), "never_decided": partitions}
 
 
 def duplicated(settings: Settings) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def report() -> dict:
 
 
 def summary(report: dict) -> dict:
-    keys = ("accepted", "decided", "lost", "lost_ids", "duplicated", "duplicated_examples",
+    keys = ("accepted", "decided", "lost", "lost_ids", "lost_where", "duplicated", "duplicated_examples",
             "alerts", "alerts_duplicated", "dead_letters", "kills", "outages")
     return {k: report[k] for k in keys}
 
