@@ -1,5 +1,5 @@
 """Nothing is lost while the broker is unreachable: every 202 is on the topic, every other
-answer told the caller so.
+answer told the caller so (and its record still goes out once the broker is back).
 
 A broker of its own (Apache Kafka, KRaft) advertises a TCP proxy on 127.0.0.1 as its address,
 so every connection of the gateway's producer goes through the proxy; switching the proxy off
@@ -227,12 +227,16 @@ def test_every_202_is_on_the_topic_through_outages(proxied_settings) -> None:
     assert refused
     codec = AvroCodec.for_topic(registry_from_settings(settings), PURCHASES)
 
-    def all_accepted_seen(messages: list) -> bool:
-        return accepted <= {codec.decode(m.value())["purchase_id"] for m in messages}
+    # A record answered 503 stays with the producer, under its idempotent sequence, and goes
+    # out once the broker is back: librdkafka never timed it out (connectors/webhook.py,
+    # RECORD_LIFETIME_MS), so nothing is re-sequenced, and a caller's retry is a duplicate
+    # the pipeline drops by id.
+    def all_seen(messages: list) -> bool:
+        return set(answers) <= {codec.decode(m.value())["purchase_id"] for m in messages}
 
-    messages = read_until(settings, PURCHASES, all_accepted_seen, timeout=60)
+    messages = read_until(settings, PURCHASES, all_seen, timeout=60)
     ids = [codec.decode(m.value())["purchase_id"] for m in messages]
-    assert all(ids.count(pid) == 1 for pid in accepted)  # no duplicate of an acknowledged one
+    assert all(ids.count(pid) == 1 for pid in answers)  # each once: no duplicate, no loss
 
 
 def _via(settings: Settings, redis_url: str, **webhook: object) -> Settings:
