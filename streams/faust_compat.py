@@ -60,7 +60,9 @@ to start until these are re-read against its source):
    for one partition (retried after its back-off, the coordinator looked up again when it
    moved), with a warning every few seconds while it lasts; and ``Consumer.committed_offset``
    is None, not 0, for a partition whose committed offset was not read, so the guard waits for
-   it instead of seeking to 0.
+   it instead of seeking to 0. A partition still unknown when it stalls (Faust's seek to the
+   committed offsets failed or timed out after the restart) is placed by the group's committed
+   offset, read through confluent-kafka (``OffsetGuard.stalled``).
 
 Selected by the broker URL scheme ``sentinel://``.
 """
@@ -209,22 +211,34 @@ class OffsetGuard:
         # tp -> (offset sought, give-up time, lowest offset held back meanwhile)
         self.seeking: dict[object, tuple[int, float, int]] = {}
         self.looked: dict[object, tuple[int, int]] = {}  # tp -> (expected, looks unchanged)
+        self.asked: dict[object, int] = {}  # tp -> the group's committed offset, asked
 
     def reset(self) -> None:
         self.expected.clear()
         self.seeking.clear()
         self.looked.clear()
+        self.asked.clear()
 
     def next_offset(self, tp) -> int | None:
         """The offset the partition should deliver next: after the last record processed,
         else the committed offset (the first record after an assignment)."""
         expected = self.expected.get(tp)
-        return expected if expected is not None else self.committed_of(tp)
+        if expected is not None:
+            return expected
+        committed = self.committed_of(tp)
+        return committed if committed is not None else self.asked.get(tp)
 
     def stalled(self, tp, highwater: int | None, looks: int = 2) -> int | None:
         """Called every few seconds: the offset to seek a partition back to when records are
-        waiting (``highwater``) but it delivered none over ``looks`` consecutive looks."""
+        waiting (``highwater``) but it delivered none over ``looks`` consecutive looks. A
+        partition whose committed offset Faust has not read since the assignment (its seek
+        to the committed offsets failed or timed out: override 7) asks the group's instead:
+        unknown must not mean stuck for good."""
         expected = self.next_offset(tp)
+        if expected is None and highwater and tp not in self.seeking:
+            expected = self.broker_committed(tp)
+            if expected is not None:
+                self.asked[tp] = expected
         if expected is None or highwater is None or expected >= highwater or tp in self.seeking:
             self.looked.pop(tp, None)
             return None
@@ -411,8 +425,9 @@ class Consumer(faust_aiokafka.Consumer):
         self._read_offset.rewind(partition, offset)
 
     def group_committed(self, tp) -> int | None:
-        """The group's committed offset of ``tp`` as the broker has it now (None: none or
-        unknown). Blocking, bounded: called only when a partition seems to jump ahead."""
+        """The group's committed offset of ``tp`` as the broker has it now (0: the group has
+        none, it reads from the earliest; None: the broker did not answer). Blocking, bounded:
+        called only when a partition seems to jump ahead or to stall."""
         from confluent_kafka import Consumer as OffsetReader
         from confluent_kafka import KafkaException, TopicPartition
 
@@ -425,7 +440,9 @@ class Consumer(faust_aiokafka.Consumer):
         except KafkaException as exc:
             log.warning("committed offset of %s[%s] not read: %s", tp.topic, tp.partition, exc)
             return None
-        return found[0].offset if found and found[0].offset >= 0 else None
+        if not found or found[0].error is not None:
+            return None
+        return max(found[0].offset, 0)  # OFFSET_INVALID (-1001): nothing committed
 
     def committed_offset(self, tp) -> int | None:
         """The partition's committed offset as Faust last read or wrote it; 0 when the group

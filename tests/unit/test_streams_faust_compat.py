@@ -214,3 +214,27 @@ def test_a_committed_offset_not_read_is_unknown_and_the_guard_never_seeks_to_zer
     assert consumer.committed_offset(TP("t", 5)) == 60
     consumer._committed_offset[TP("t", 5)] = 75  # Faust committed since
     assert consumer.committed_offset(TP("t", 5)) == 75
+
+
+def test_a_stalled_partition_whose_committed_offset_faust_never_read_is_placed_by_the_group():
+    """Faust's seek to the committed offsets failed after a broker restart, and the partition
+    then lost its place: with its start unknown the guard would wait for it for ever; it asks
+    the group's committed offset and seeks back there after two looks."""
+    from streams.faust_compat import OffsetGuard
+
+    asked: list[TP] = []
+
+    def group(tp):
+        asked.append(tp)
+        return 40
+
+    guard = OffsetGuard(patience_s=10, clock=lambda: 0.0, committed_of=lambda tp: None,
+                        broker_committed=group)
+    tp = TP("t", 3)
+    assert guard.stalled(tp, highwater=0) is None and asked == []  # nothing waiting: not asked
+    assert guard.stalled(tp, highwater=90) is None and asked == [tp]
+    assert guard.stalled(tp, highwater=90) == 40 and asked == [tp]  # asked once, remembered
+    kept, seek = guard.check([event(3, 40, 1), event(3, 41, 1)])
+    assert [e.message.offset for e in kept] == [40, 41] and seek == {}
+    guard.reset()  # revoked: what was asked goes with the assignment
+    assert guard.next_offset(tp) is None
