@@ -136,6 +136,7 @@ def apply_order(o: Order, wallet: WalletState, config: FeatureConfig = DEFAULT_C
     if not last or last < ts:  # max(last or ts, ts)
         wallet.last_purchase_ms = ts
     if o.lat is not None and o.lon is not None:
+        assert o.country is not None  # read_order takes all three from one Geo (country required)
         insert_row(wallet.geo_points, GeoPoint(ts, o.lat, o.lon, o.country), GEO_CAP)
     if o.device:
         wallet.devices[o.device] = max(wallet.devices.get(o.device, ts), ts)

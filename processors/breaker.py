@@ -107,7 +107,8 @@ class RuleBreaker:
     def observe(self, now_ms: int, outcomes: Iterable[tuple[Sequence[str], Sequence[str]]],
                 shadowed: Set[str] = frozenset()) -> list[Trip]:
         """``outcomes``: per purchase, (the enforced rules that fired, those that blocked it)."""
-        purchases, hits = 0, {}
+        purchases = 0
+        hits: dict[str, list[int]] = {}  # rule id: [purchases it fired on, those it blocked]
         for fired, blocked_by in outcomes:
             purchases += 1
             for rule_id in fired:

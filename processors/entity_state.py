@@ -22,7 +22,7 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from processors.records import Order, read_order
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, insert_row, insert_ts
@@ -43,6 +43,7 @@ SEEN_RETENTION_MS = 2 * HOUR_MS  # a purchase id seen again within this is a red
 KINDS = ("ip", "device", "card", "show")
 
 Record = Mapping[str, Any]
+S = TypeVar("S")
 
 
 @dataclass(slots=True)
@@ -224,16 +225,16 @@ class EntityStore:
     def states(self, purchase: Record) -> tuple[EntityState | None, EntityState | None,
                                                 EntityState | None, ShowState | None]:
         """The purchase's IP, device, card and show states (None when absent or unseen)."""
-        get = dict.get
-        return (get(self.ips, purchase.get("ip")), get(self.devices, purchase.get("device_id")),
-                get(self.cards, purchase.get("card_fingerprint")),
-                get(self.shows, purchase.get("show_id")))
+        return (_get(self.ips, purchase.get("ip")), _get(self.devices, purchase.get("device_id")),
+                _get(self.cards, purchase.get("card_fingerprint")),
+                _get(self.shows, purchase.get("show_id")))
 
     def states_of(self, o: Order) -> tuple[EntityState | None, EntityState | None,
                                             EntityState | None, ShowState | None]:
         """``states`` for a purchase already read."""
-        return (self.ips.get(o.ip), self.devices.get(o.device), self.cards.get(o.card),
-                self.shows.get(o.show_id))
+        device = self.devices.get(o.device) if o.device is not None else None
+        card = self.cards.get(o.card) if o.card is not None else None
+        return self.ips.get(o.ip), device, card, self.shows.get(o.show_id)
 
     def sweep(self) -> None:
         """Drop states idle beyond their longest window before the floor. Dicts are kept in
@@ -251,6 +252,10 @@ class EntityStore:
         for key in stale:
             del self.seen[key]
         self._swept_ms = floor
+
+
+def _get(states: dict[str, S], key: str | None) -> S | None:
+    return None if key is None else states.get(key)
 
 
 def _drop_idle(states: dict, cutoff: int) -> None:

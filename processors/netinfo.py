@@ -92,7 +92,7 @@ def _non_public() -> IpRanges:
     # Imported here: processors.rules imports the feature names, which import this module.
     from processors.rules.lists import default_lists
 
-    return default_lists()["non_public"]
+    return default_lists().ranges("non_public")
 
 
 @lru_cache(maxsize=IP_CACHE_SIZE)

@@ -95,6 +95,13 @@ class ReferenceLists(Mapping[str, "frozenset[str] | IpRanges"]):
     def __getitem__(self, name: str) -> frozenset[str] | IpRanges:
         return self._lists[name]
 
+    def ranges(self, name: str) -> IpRanges:
+        """The IP ranges list ``name`` (from ``<name>_cidrs.txt``); TypeError for a text list."""
+        found = self._lists[name]
+        if not isinstance(found, IpRanges):
+            raise TypeError(f"reference list {name!r} holds texts, not IP ranges")
+        return found
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._lists)
 

@@ -366,6 +366,13 @@ def test_ip_ranges_merge_and_match_v4_and_v6():
     assert ranges.contains_v4(column).tolist() == [True, False, False, True]
 
 
+def test_a_list_asked_for_as_ip_ranges_must_be_one():
+    lists = default_lists()
+    assert lists.ranges("non_public") is lists["non_public"]
+    with pytest.raises(TypeError, match="'disposable_domains' holds texts"):
+        lists.ranges("disposable_domains")
+
+
 def test_the_non_public_list_is_pythons_is_global():
     """``lists.non_public`` (rule non_public_ip) agrees with ``ipaddress``'s ``is_global`` at
     every range edge and on random addresses, IPv4, IPv6 and IPv4-mapped IPv6."""
