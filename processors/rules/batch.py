@@ -83,7 +83,8 @@ class RuleBatch:
                 f"FEATURE_NAMES), got {X.shape}"
             )
         self._records: Sequence[Mapping[str, Any]] | None = records
-        self._columns = np.ascontiguousarray(X.T)  # one contiguous row per feature
+        # One contiguous row per feature; a subset has none (it reads its parent's).
+        self._columns: np.ndarray | None = np.ascontiguousarray(X.T)
         self._parent: RuleBatch | None = None
         self._rows = np.arange(len(records))
         self.blocked = {"wallets": blocked_wallets, "ips": blocked_ips}
@@ -113,14 +114,16 @@ class RuleBatch:
     def records(self) -> Sequence[Mapping[str, Any]]:
         if self._records is None:
             assert self._parent is not None
-            self._records = [self._parent.records[i] for i in self._rows]
+            self._records = [self._parent.records[i] for i in self._rows.tolist()]
         return self._records
 
     def feature(self, name: str) -> np.ndarray:
-        if self._parent is None:
-            return self._columns[FEATURE_INDEX[name]]
+        columns = self._columns
+        if columns is not None:
+            return columns[FEATURE_INDEX[name]]
         column = self._features.get(name)
         if column is None:
+            assert self._parent is not None  # a batch without columns is a subset
             column = self._features[name] = self._parent.feature(name)[self._rows]
         return column
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from processors.compute import FEATURE_NAMES
 from processors.rules import functions as fn
-from processors.rules.batch import BLOCKLISTS, TEXT_FIELDS
+from processors.rules.batch import BLOCKLISTS, TEXT_FIELDS, RuleBatch
 from processors.rules.functions import BOOL, FUNCTIONS, LIST, NUM, RANGES, TEXT
 from processors.rules.lists import IpRanges
 from processors.rules.nodes import Node, Scope, const_node, flags
@@ -92,7 +92,12 @@ class Compiler(Operators):
             return Node(built.type, lambda _batch: value, const=True, pure=built.pure)
         if built.pure and not built.const and not isinstance(node, ast.Name | ast.Attribute):
             key, run = ast.dump(node), built.run
-            return Node(built.type, lambda batch: batch.memo(key, lambda: run(batch)))
+
+            def memoised(batch: RuleBatch | None) -> Any:
+                assert batch is not None  # not constant: never folded, so run on a batch
+                return batch.memo(key, lambda: run(batch))
+
+            return Node(built.type, memoised)
         return built
 
     def expect(self, node: ast.expr, types: tuple[str, ...], what: str) -> Node:
@@ -106,9 +111,19 @@ class Compiler(Operators):
     def visit_Name(self, node: ast.Name) -> Node:
         name = node.id
         if name in FEATURE_NAMES:
-            return Node(NUM, lambda batch: batch.feature(name))
+
+            def feature(batch: RuleBatch | None) -> np.ndarray:
+                assert batch is not None  # a name is not constant: never folded
+                return batch.feature(name)
+
+            return Node(NUM, feature)
         if name in TEXT_FIELDS:
-            return Node(TEXT, lambda batch: batch.field(name))
+
+            def text_field(batch: RuleBatch | None) -> np.ndarray:
+                assert batch is not None  # a name is not constant: never folded
+                return batch.field(name)
+
+            return Node(TEXT, text_field)
         if name in NAMESPACES:
             raise self.fail(node, f"'{name}' is a namespace: write {name}.<name>")
         if name in FUNCTIONS:
@@ -137,7 +152,12 @@ class Compiler(Operators):
             return const_node(RANGES if isinstance(value, IpRanges) else LIST, value)
         if name not in BLOCKLISTS:
             raise self.fail(node, f"no blocklist '{name}' (known: {', '.join(BLOCKLISTS)})")
-        return Node(LIST, lambda batch: batch.blocked[name])
+
+        def blocklist(batch: RuleBatch | None) -> Any:
+            assert batch is not None  # the caller's blocklists are not constant: never folded
+            return batch.blocked[name]
+
+        return Node(LIST, blocklist)
 
     # literals ----------------------------------------------------------------------------
 
@@ -206,7 +226,12 @@ class Compiler(Operators):
         if not text.pure or text.const:
             return Node(fn.IP, lambda b: fn.ParsedIps(text.run(b)), pure=text.pure)
         key = "ip:" + ast.dump(node)
-        return Node(fn.IP, lambda b: b.memo(key, lambda: fn.ParsedIps(text.run(b))))
+
+        def memoised(b: RuleBatch | None) -> fn.ParsedIps:
+            assert b is not None  # pure and not constant: never folded, so run on a batch
+            return b.memo(key, lambda: fn.ParsedIps(text.run(b)))
+
+        return Node(fn.IP, memoised)
 
 
 def _hint(name: str, known: Any) -> str:

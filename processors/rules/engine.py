@@ -64,11 +64,11 @@ class BatchEvaluation:
 
 @dataclass(slots=True)
 class _Hits:
-    """One rule over one group of rows: the rows that fired (ascending), their scores (the
-    group's column, 0 where it did not fire) and reasons, and the rows' errors."""
+    """One rule over one group of rows: its scores (the group's column, 0 where it did not
+    fire), the rows that fired (ascending) and their reasons, and the rows' errors."""
 
+    score: np.ndarray
     fired: list[int] = field(default_factory=list)
-    score: np.ndarray | None = None
     reasons: list[str] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
 
@@ -86,36 +86,39 @@ def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
     return out
 
 
-def _views(batch: RuleBatch, ruleset: RuleSet) -> list[tuple[RuleSet, np.ndarray | None]]:
-    """(view, row indices) per organizer view present; rows None when one view has all."""
+Views = RuleSet | list[tuple[RuleSet, np.ndarray]]
+
+
+def _views(batch: RuleBatch, ruleset: RuleSet) -> Views:
+    """The one view every row has, or (view, row indices) per organizer view present."""
     if not ruleset.organizers:
-        return [(ruleset, None)]
+        return ruleset
     keys = [ruleset.for_organizer(org).organizer_id for org in batch.field("organizer_id")]
     groups: dict[str | None, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
     if len(groups) == 1:
-        return [(ruleset.for_organizer(keys[0]) if keys else ruleset, None)]
+        return ruleset.for_organizer(keys[0]) if keys else ruleset
     return [(ruleset.for_organizer(k), np.asarray(r, dtype=np.intp)) for k, r in groups.items()]
 
 
 Variant = tuple[ActiveRule, "np.ndarray | None", "float | np.ndarray"]
 
 
-def _passes(ruleset: RuleSet, views: list[tuple[RuleSet, np.ndarray | None]]) -> Iterator[Variant]:
+def _passes(ruleset: RuleSet, views: Views) -> Iterator[Variant]:
     """Every rule's passes in file order (each row's noisy-OR multiplies in that order)."""
-    if len(views) == 1 and views[0][1] is None:  # one view for every row: its active rules
-        for active in views[0][0].active:
+    if isinstance(views, RuleSet):  # one view for every row: its active rules
+        for active in views.active:
             yield active, None, active.setting.weight
         return
     for rule_id in ruleset.rules:
         yield from _variants(rule_id, views)
 
 
-def _variants(rule_id: str, views: list[tuple[RuleSet, np.ndarray | None]]) -> list[Variant]:
-    """(active rule, its rows or None for all, weight or per-row weights) per compiled form
-    of ``rule_id`` among the views; views where it is not active are left out."""
-    forms: dict[int, list[tuple[ActiveRule, np.ndarray | None]]] = {}
+def _variants(rule_id: str, views: list[tuple[RuleSet, np.ndarray]]) -> list[Variant]:
+    """(active rule, its rows, weight or per-row weights) per compiled form of ``rule_id``
+    among the views; views where it is not active are left out."""
+    forms: dict[int, list[tuple[ActiveRule, np.ndarray]]] = {}
     for view, rows in views:
         active = view.active_by_id.get(rule_id)
         if active is not None:
@@ -185,12 +188,12 @@ def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits | None:
     raw = np.clip(_column(compiled.score.run(target), target.n, np.float64), 0.0, 1.0)
     score = np.zeros(group.n)
     score[fired] = np.where(np.isnan(raw), 0.0, raw)
-    return _Hits(fired.tolist(), score, compiled.reason.render(target))
+    return _Hits(score, fired.tolist(), compiled.reason.render(target))
 
 
 def _row_by_row(group: RuleBatch, compiled: CompiledRule) -> _Hits:
     """The rule on each row alone: a row that raises gets an error and does not fire."""
-    hits = _Hits(score=np.zeros(group.n))
+    hits = _Hits(np.zeros(group.n))
     for i in range(group.n):
         try:
             one = _evaluate(group.subset(np.array([i])), compiled)

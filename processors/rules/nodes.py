@@ -12,7 +12,9 @@ from processors.rules.batch import RuleBatch
 @dataclass(frozen=True, slots=True)
 class Node:
     """A compiled (sub)expression: ``run(batch)`` gives a column or a scalar of ``type``.
-    ``const``: the same for every batch (``run(None)`` works); ``pure``: names no parameter."""
+    ``const``: the same for every batch, so the compiler folds it with ``run(None)``; a node
+    that reads its batch is never constant and asserts it has one. ``pure``: names no
+    parameter."""
 
     type: str
     run: Callable[[RuleBatch | None], Any]
