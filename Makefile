@@ -42,8 +42,9 @@ status:  ## servers and services: pid, health, consumer lag
 run: up  ## `up`, then simulated traffic through the signed gateway; print what came out
 	$(BIN)/sentinel demo
 
-lint: install  ## ruff
+lint: install  ## ruff, then mypy over processors/ ([tool.mypy] in pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 unit: install  ## unit tests only (no servers)
 	$(BIN)/pytest -m unit -q
