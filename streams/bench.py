@@ -3,8 +3,11 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
 
 - ``broker_ceiling_per_s``: confluent-kafka produce, then consume, of the same records;
 - ``faust_ceiling_per_s``: a Faust agent that only iterates those records;
-- ``events_per_s``: purchases pre-loaded on the purchase topic, worker started, first to
-  last decision on the decision topic (sustained end to end);
+- ``events_per_s``: purchases pre-loaded on the purchase topic, workers started, then
+  from the first to the last decision on the decision topic that arrived once the workers'
+  consumer group was stable with all of them (sustained end to end). Each worker's join
+  rebalances the group, a pause that one worker never has: the decisions before
+  (``decided_before_stable``, ``group_stable_after_s`` from the start) are not counted;
 - ``latency_ms`` at a fixed rate (default 1 000/s, and ``latency_ms_by_rate`` for the
   others asked): decision received by a consumer minus the purchase's ``ingested_at``;
 - ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
@@ -242,6 +245,20 @@ class Workers:
     def poll(self):
         return next((p.poll() for p in self.procs if p.poll() is not None), None)
 
+    def wait_group(self, settings: Settings, timeout: float = 300) -> float:
+        """Until the workers' consumer group is stable with all of them as members: the
+        wall time it was first seen so. Each join rebalances the group (a pause of every
+        worker, which one worker never has)."""
+        client = admin.admin_client(settings)
+        group, deadline = settings.stream.app_id, time.monotonic() + timeout
+        while time.monotonic() < deadline and self.poll() is None:
+            described = client.describe_consumer_groups([group])[group].result(timeout=10)
+            if described.state.name == "STABLE" and len(described.members) == len(self.procs):
+                return time.time()
+            time.sleep(0.2)  # the broker has no notification for a group's state
+        raise RuntimeError(f"group {group} not stable with {len(self.procs)} members; "
+                           f"see the worker logs")
+
     def peak_rss_mb(self) -> float:
         return max(peak_rss_mb(p.pid) for p in self.procs)
 
@@ -258,13 +275,19 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
     faust = faust_ceiling(settings, broker["topic"], broker["records"], workdir)
     produce_all(settings, codec, load)
     clock = DecisionClock(settings)
+    started = time.time()
     worker = Workers(settings, workers, workdir)
     try:
+        stable = worker.wait_group(settings)
         ids = {r["purchase_id"] for r in load}
         clock.wait_for(ids, 600, worker)
         burst = {i: clock.arrived[i][1] for i in ids}
         times = sorted(clock.arrived[i][0] for i in ids)
-        sustained = (len(times) - 1) / max(1e-9, times[-1] - times[0])
+        window = [t for t in times if t >= stable]
+        if len(window) < 2:
+            raise RuntimeError("the backlog was decided before the group was stable: "
+                               "more --purchases")
+        sustained = (len(window) - 1) / max(1e-9, window[-1] - window[0])
         fresh = purchases(int(max(rates) * seconds * len(rates)) + 1, seed=29)
         by_rate, start = [], 0
         for rate in rates:
@@ -280,6 +303,8 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         "events_per_s": sustained,
         "ratio_to_faust": sustained / faust["faust_ceiling_per_s"],
         "workers": workers,
+        "group_stable_after_s": stable - started,
+        "decided_before_stable": len(times) - len(window),
         **bench_checks.agreement(load, burst),
         "broker_ceiling_per_s": broker["broker_ceiling_per_s"],
         "faust_ceiling_per_s": faust["faust_ceiling_per_s"],
