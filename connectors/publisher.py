@@ -7,11 +7,19 @@ a ``concurrent.futures.Future`` that resolves to a ``Delivery`` once the broker 
 record (idempotent producer, ``acks=all``) or fails with ``DeliveryFailed``. A background thread
 serves delivery callbacks, so producing is batched by librdkafka (``linger.ms``), never flushed
 per record. ``asyncio.wrap_future`` bridges a future into an event loop.
+
+A future not acknowledged within ``delivery_timeout_ms`` fails, but its record stays with
+librdkafka for ``RECORD_LIFETIME_MS`` and may still arrive (a retry is then a duplicate that
+consumers drop by id): a record timed out *inside* librdkafka lets its idempotent producer
+re-sequence, and after a broker restart later records were reported delivered that were never
+written (seen in the chaos run; librdkafka issue 4134).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -33,7 +41,8 @@ from schemas.codec import AvroCodec, EncodeError
 from schemas.registry import registry_from_settings
 
 Record = dict[str, Any] | BaseModel | bytes | str
-DEFAULT_DELIVERY_TIMEOUT_MS = 30_000
+DEFAULT_DELIVERY_TIMEOUT_MS = 30_000  # the caller's wait for an acknowledgement
+RECORD_LIFETIME_MS = 300_000  # librdkafka's own message.timeout.ms (its default): see above
 log = logging.getLogger(__name__)
 
 
@@ -57,8 +66,13 @@ class Publisher:
         registry = registry_from_settings(settings)
         self._specs = (*(kind.spec for kind in KINDS.values()), SECURITY_EVENTS)
         self._codecs = {spec.name: AvroCodec.for_topic(registry, spec) for spec in self._specs}
-        conf = {"message.timeout.ms": delivery_timeout_ms, **producer_conf}
+        self._timeout_s = delivery_timeout_ms / 1000
+        lifetime = max(RECORD_LIFETIME_MS, delivery_timeout_ms)
+        conf = {"message.timeout.ms": lifetime, **producer_conf}
         self._producer = Producer(settings.kafka.producer_conf(**conf))
+        self._waiting: list[tuple[float, int, Any]] = []  # heap of (deadline, n, future)
+        self._waiting_lock = threading.Lock()
+        self._numbers = itertools.count()
         self._deliveries = Deliveries(self._producer)
         self._new_future = future_factory
         self._running = poll_thread
@@ -106,8 +120,11 @@ class Publisher:
         return self._producer.flush(timeout)
 
     def poll(self, timeout: float = 0.0) -> int:
-        """Serve delivery reports (callbacks run in the calling thread); returns how many."""
-        return self._producer.poll(timeout)
+        """Serve delivery reports (callbacks run in the calling thread) and fail the futures
+        past their delivery timeout; returns how many reports were served."""
+        served = self._producer.poll(timeout)
+        self._expire(time.monotonic())
+        return served
 
     def in_flight(self) -> int:
         """Records (and reports) not yet served."""
@@ -127,9 +144,11 @@ class Publisher:
         names = (full_name(spec, self._prefix) for spec in self._specs)
         return [name for name in names if name not in existing]
 
-    def close(self, timeout: float = 30.0) -> int:
-        """Flush, then stop the poll thread; returns how many records were left unsent."""
-        left = self.flush(timeout)
+    def close(self, timeout: float | None = None) -> int:
+        """Flush (by default for up to the delivery timeout: whatever is left by then was
+        already reported failed to its caller), then stop the poll thread; returns how many
+        records were left unsent."""
+        left = self.flush(self._timeout_s if timeout is None else timeout)
         self._running = False
         if self._poller.is_alive():
             self._poller.join(timeout=5)
@@ -146,9 +165,26 @@ class Publisher:
     def _poll(self) -> None:
         while self._running:
             try:
-                self._producer.poll(0.05)
+                self.poll(0.05)
             except Exception:  # a callback raised: report it, keep serving the others
                 log.exception("delivery callback failed")
+
+    def _expire(self, now: float) -> None:
+        """Fail the futures whose delivery timeout passed (their records stay with librdkafka)."""
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            with self._waiting_lock:
+                if not waiting or waiting[0][0] > now:
+                    return
+                _, _, future = heapq.heappop(waiting)
+            if future.done():
+                continue
+            failure = DeliveryFailed(f"not acknowledged within {self._timeout_s:g} s",
+                                     retriable=True)  # fmt: skip
+            try:
+                future.set_exception(failure)
+            except (InvalidStateError, asyncio.InvalidStateError):  # resolved meanwhile
+                pass
 
     def _encode(self, spec: TopicSpec, record: dict[str, Any]) -> bytes:
         try:
@@ -177,6 +213,9 @@ class Publisher:
 
         try:
             self._produce_blocking(topic, value, key.encode(), report, block)
+            with self._waiting_lock:
+                deadline = time.monotonic() + self._timeout_s
+                heapq.heappush(self._waiting, (deadline, next(self._numbers), future))
         except BufferError:
             future.set_exception(DeliveryFailed("producer queue is full", retriable=True))
         except KafkaException as exc:

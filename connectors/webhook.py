@@ -31,13 +31,9 @@ from connectors.stopping import stop_tasks
 from connectors.validation import AUTH_EVENT, LABEL, PURCHASE
 from infra.settings import Settings
 
-DELIVERY_TIMEOUT_MS = 5_000  # a caller waits this (+1 s) for the broker's ack, then hears 503
-# How long the producer itself keeps a record it could not deliver yet (librdkafka's default),
-# well past the caller's 503: a record timed out inside librdkafka lets its idempotent producer
-# re-sequence, and after a broker restart a later record was then reported delivered without
-# being written (two 202s lost in a chaos run; librdkafka issue 4134). A record answered 503
-# may therefore still arrive; the caller's retry is a duplicate the pipeline drops by id.
-RECORD_LIFETIME_MS = 300_000
+# A caller waits this for the broker's acknowledgement, then hears 503; the record itself stays
+# with the producer (connectors/publisher.py, RECORD_LIFETIME_MS) and may still arrive.
+DELIVERY_TIMEOUT_MS = 5_000
 STOP_WITHIN_S = 5.0  # the delivery pump and the auth-failure digest, once cancelled
 
 
@@ -87,7 +83,7 @@ async def start_gateway(settings: Settings, delivery_timeout_ms: int) -> Gateway
     await client.ping()
     publisher = Publisher(
         settings,
-        delivery_timeout_ms=max(RECORD_LIFETIME_MS, delivery_timeout_ms),
+        delivery_timeout_ms=delivery_timeout_ms,
         poll_thread=False,
         future_factory=asyncio.get_running_loop().create_future,
         **{"reconnect.backoff.max.ms": 1000, "linger.ms": 2},

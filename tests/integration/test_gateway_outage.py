@@ -228,7 +228,7 @@ def test_every_202_is_on_the_topic_through_outages(proxied_settings) -> None:
     codec = AvroCodec.for_topic(registry_from_settings(settings), PURCHASES)
 
     # A record answered 503 stays with the producer, under its idempotent sequence, and goes
-    # out once the broker is back: librdkafka never timed it out (connectors/webhook.py,
+    # out once the broker is back: librdkafka never timed it out (connectors/publisher.py,
     # RECORD_LIFETIME_MS), so nothing is re-sequenced, and a caller's retry is a duplicate
     # the pipeline drops by id.
     def all_seen(messages: list) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import wait
 from pathlib import Path
@@ -65,9 +66,14 @@ def test_unreachable_broker_fails_the_future(settings: Settings) -> None:
                              "bootstrap_servers": f"127.0.0.1:{free_port()}"})  # fmt: skip
     down = settings.model_copy(update={"kafka": kafka})
     with Publisher(down, delivery_timeout_ms=1000) as publisher:
+        started = time.monotonic()
         future = publisher.publish_purchase(recent_purchase(3))
         with pytest.raises(DeliveryFailed) as caught:
             future.result(timeout=10)
+        assert time.monotonic() - started < 5
+        # the caller is told, but the record stays with librdkafka (not timed out inside it,
+        # where its idempotent producer could re-sequence: connectors/publisher.py)
+        assert publisher.in_flight() == 1
     assert caught.value.retriable
 
 
