@@ -15,6 +15,13 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka.as_confluent())
 
 
+def stable_members(client: AdminClient, group: str) -> int:
+    """How many members ``group`` has once it is stable (each owns its partitions); 0 while it
+    rebalances or is empty."""
+    described = client.describe_consumer_groups([group])[group].result(timeout=10)
+    return len(described.members) if described.state.name == "STABLE" else 0
+
+
 def create_topics(settings: Settings, specs=topics.ALL, timeout: float = 30.0) -> dict[str, str]:
     """Create what is missing; return {topic: "created" | "exists"} once the broker's metadata
     lists them all (it lags the controller's answer: a busy broker listed a test's new topics

@@ -252,8 +252,7 @@ class Workers:
         client = admin.admin_client(settings)
         group, deadline = settings.stream.app_id, time.monotonic() + timeout
         while time.monotonic() < deadline and self.poll() is None:
-            described = client.describe_consumer_groups([group])[group].result(timeout=10)
-            if described.state.name == "STABLE" and len(described.members) == len(self.procs):
+            if admin.stable_members(client, group) == len(self.procs):
                 return time.time()
             time.sleep(0.2)  # the broker has no notification for a group's state
         raise RuntimeError(f"group {group} not stable with {len(self.procs)} members; "

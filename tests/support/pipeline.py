@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from infra.admin import admin_client
+from infra.admin import admin_client, stable_members
 from infra.process import stop_group
 from infra.settings import Settings
 
@@ -70,8 +70,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            described = client.describe_consumer_groups([group])[group].result(timeout=10)
-            if described.state.name == "STABLE" and described.members:
+            if stable_members(client, group):
                 return
             time.sleep(0.5)
         raise AssertionError(f"group {group} not stable in {timeout:.0f} s:\n{self.tail('worker')}")
