@@ -86,9 +86,11 @@ def decided(settings: Settings, ids: Iterable[str]) -> set[str]:
 
 
 def lost_where(settings: Settings, lost: Iterable[str]) -> dict[str, Any]:
-    """Where the ``lost`` purchases stopped: how many have a decision on the topic (decided,
-    not written by the PostgreSQL sink), and for the others, per purchases partition, how
-    many, their first offset, the workers' committed offset and the partition's end."""
+    """Where the ``lost`` purchases stopped: how many never reached the purchases topic
+    (answered 202 by the gateway, not written), how many have a decision on the topic
+    (decided, not written by the PostgreSQL sink), and for the others, per purchases
+    partition, how many, their first offset, the workers' committed offset and the
+    partition's end."""
     lost = set(lost)
     if not lost:
         return {}
@@ -97,14 +99,17 @@ def lost_where(settings: Settings, lost: Iterable[str]) -> dict[str, Any]:
     on_topic = {d["purchase_id"] for d in map(codec.decode, read_all(settings, topics.DECISIONS))}
     codec = AvroCodec.for_topic(registry, topics.PURCHASES)
     undecided: dict[int, list[int]] = defaultdict(list)
+    published: set[str] = set()
     for partition, offset, value in read_all_placed(settings, topics.PURCHASES):
         pid = codec.decode(value)["purchase_id"]
+        published.add(pid)
         if pid in lost and pid not in on_topic:
             undecided[partition].append(offset)
     name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
     consumer = Consumer(settings.kafka.consumer_conf(settings.stream.app_id))
     try:
-        committed = consumer.committed([TopicPartition(name, p) for p in undecided], timeout=30)
+        asked = [TopicPartition(name, p) for p in undecided]
+        committed = consumer.committed(asked, timeout=30) if asked else []
         partitions = {
             str(tp.partition): {"lost": len(undecided[tp.partition]),
                                 "first_lost_offset": min(undecided[tp.partition]),
@@ -113,7 +118,8 @@ def lost_where(settings: Settings, lost: Iterable[str]) -> dict[str, Any]:
             for tp in committed}  # fmt: skip
     finally:
         consumer.close()
-    return {"decided_not_stored": len(lost & on_topic), "never_decided": partitions}
+    return {"not_published": len(lost - published), "decided_not_stored": len(lost & on_topic),
+            "never_decided": partitions}  # fmt: skip
 
 
 def duplicated(settings: Settings) -> dict[str, Any]:

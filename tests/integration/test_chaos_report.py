@@ -46,8 +46,9 @@ def test_lost_purchases_are_placed_where_they_stopped(settings) -> None:
     finally:
         group.close()
 
-    where = lost_where(settings, placed)
+    where = lost_where(settings, [*placed, "pur_never_published"])
 
+    assert where["not_published"] == 1
     assert where["decided_not_stored"] == 1
     never = where["never_decided"]
     assert {int(p): v["lost"] for p, v in never.items()} == dict(per_partition)
