@@ -38,8 +38,13 @@ FAULT_EXIT = 75  # exit status of the injected fault (SENTINEL_FAIL_AFTER_DECIDE
 def offset_guard() -> OffsetGuard:
     consumer = app.consumer
     if consumer.offset_guard is None:
+        # written by the gateway's idempotent producer, never in transactions: no holes
+        gapless = {registry.full_name(spec, ctx.prefix)
+                   for spec in (registry.PURCHASES, registry.AUTH_EVENTS)}
         consumer.offset_guard = OffsetGuard(committed_of=consumer.committed_offset,
-                                             broker_committed=consumer.group_committed)
+                                            broker_committed=consumer.group_committed,
+                                            gapless=gapless.__contains__,
+                                            log_start=consumer.log_start)  # fmt: skip
     return consumer.offset_guard
 
 

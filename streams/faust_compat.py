@@ -26,8 +26,7 @@ to start until these are re-read against its source):
    is suspended): a whole run of records per partition is never processed, and the commit
    stalls behind the hole. ``OffsetGuard`` knows the next offset it expects per partition;
    a batch that jumps ahead is not processed (its records are not acked) and the partition is
-   sought back. A hole seen twice at the same place is real (a transaction marker) and
-   accepted.
+   sought back.
 
    Two ways a seek back went wrong (found by the chaos run: seven purchases never decided):
    Faust's cached committed offset can lag the group's (it is re-read at assignment, before
@@ -36,7 +35,10 @@ to start until these are re-read against its source):
    fetch in progress keep arriving after a seek and move Faust's read offset past the target,
    so the re-fetched records were dropped by Faust as already read: ``ReadOffsets`` holds the
    read offset of a partition being sought back until its target arrives. When the target
-   never comes, the guard resumes at the first record it held back (never past it).
+   does not come within the patience, on purchases and auth events (written by the
+   gateway's idempotent producer: no offset is a hole) the guard seeks it again, for as long
+   as it takes, unless retention deleted it; on a topic written in transactions it resumes
+   at the first record it held back (never past it): the hole is a transaction marker.
 
 5. **Batches as they come** (``take_available``, below).
 
@@ -210,14 +212,21 @@ class OffsetGuard:
 
     A jump ahead that the group's committed offset (``broker_committed``) does not explain:
     the partition is sought back to the expected offset, and its records are not processed
-    (nor acked) until that offset arrives. If it does not arrive within ``patience_s`` the
-    gap is taken as real (no record there), and the partition resumes at the first record
-    held back meanwhile."""
+    (nor acked) until that offset arrives. If it does not arrive within ``patience_s``:
+
+    - on a ``gapless`` topic (no producer writes it in transactions and it is not compacted:
+      every offset from the log start up holds a record), it is sought again, for as long as
+      it takes, unless retention deleted it (``log_start`` past it): then the partition
+      resumes at the log start. A slow broker (restarting, or a loaded host) must not turn
+      into records never decided;
+    - on another topic the gap is taken as real (a transaction marker), and the partition
+      resumes at the first record held back meanwhile."""
 
     def __init__(self, patience_s: float = 10.0, clock=time.monotonic,
-                 committed_of=lambda tp: None, broker_committed=lambda tp: None) -> None:
+                 committed_of=lambda tp: None, broker_committed=lambda tp: None,
+                 gapless=lambda topic: False, log_start=lambda tp: None) -> None:
         self.patience_s, self.clock, self.committed_of = patience_s, clock, committed_of
-        self.broker_committed = broker_committed
+        self.broker_committed, self.gapless, self.log_start = broker_committed, gapless, log_start
         self.expected: dict[object, int] = {}
         # tp -> (offset sought, give-up time, lowest offset held back meanwhile)
         self.seeking: dict[object, tuple[int, float, int]] = {}
@@ -282,6 +291,8 @@ class OffsetGuard:
                 if self.clock() < give_up:
                     self.seeking[tp] = (target, give_up, lowest)
                     return False
+                if self.gapless(tp.topic):
+                    return self._seek_again(tp, offset, target, lowest, seek)
                 if offset > lowest:  # held back records first: they exist
                     log.warning("partition %s of %s: offsets %d-%d never came back: accepted "
                                 "as a gap; resuming at %d", tp.partition, tp.topic, target,
@@ -304,6 +315,25 @@ class OffsetGuard:
                 return False
         self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
         return True
+
+    def _seek_again(self, tp, offset: int, target: int, lowest: int, seek: dict) -> bool:
+        """A gapless partition's target did not come within the patience: seek it again (or
+        the log start, when retention deleted the target); admit ``offset`` if it is that."""
+        start = self.log_start(tp)
+        resume = target if start is None or start <= target else start
+        if offset == resume:
+            del self.seeking[tp]
+            self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
+            return True
+        if resume == target:
+            log.warning("partition %s of %s: offset %d not back after %.0f s: seeking it "
+                        "again", tp.partition, tp.topic, target, self.patience_s)  # fmt: skip
+        else:
+            log.warning("partition %s of %s: offsets %d-%d deleted by retention: resuming at "
+                        "%d", tp.partition, tp.topic, target, resume - 1, resume)  # fmt: skip
+        self.seeking[tp] = (resume, self.clock() + self.patience_s, lowest)
+        seek[tp] = resume
+        return False
 
 
 class ReadOffsets(dict):
@@ -463,21 +493,37 @@ class Consumer(faust_aiokafka.Consumer):
         """The group's committed offset of ``tp`` as the broker has it now (0: the group has
         none, it reads from the earliest; None: the broker did not answer). Blocking, bounded:
         called only when a partition seems to jump ahead or to stall."""
-        from confluent_kafka import Consumer as OffsetReader
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
-            if self._group_offsets is None:
-                conf = get_settings().kafka.consumer_conf(self.app.conf.id)
-                self._group_offsets = OffsetReader(conf)
-            found = self._group_offsets.committed([TopicPartition(tp.topic, tp.partition)],
-                                                  timeout=5)  # fmt: skip
+            found = self._offset_reader().committed([TopicPartition(tp.topic, tp.partition)],
+                                                    timeout=5)  # fmt: skip
         except KafkaException as exc:
             log.warning("committed offset of %s[%s] not read: %s", tp.topic, tp.partition, exc)
             return None
         if not found or found[0].error is not None:
             return None
         return max(found[0].offset, 0)  # OFFSET_INVALID (-1001): nothing committed
+
+    def log_start(self, tp) -> int | None:
+        """The partition's first offset still held by the broker (None: it did not answer).
+        Blocking, bounded: called only when a sought offset did not come back."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            low, _ = self._offset_reader().get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=5)
+        except KafkaException as exc:
+            log.warning("log start of %s[%s] not read: %s", tp.topic, tp.partition, exc)
+            return None
+        return low
+
+    def _offset_reader(self):
+        from confluent_kafka import Consumer as OffsetReader
+
+        if self._group_offsets is None:
+            self._group_offsets = OffsetReader(get_settings().kafka.consumer_conf(self.app.conf.id))
+        return self._group_offsets
 
     def committed_offset(self, tp) -> int | None:
         """The partition's committed offset as Faust last read or wrote it; 0 when the group

@@ -238,3 +238,36 @@ def test_a_stalled_partition_whose_committed_offset_faust_never_read_is_placed_b
     assert [e.message.offset for e in kept] == [40, 41] and seek == {}
     guard.reset()  # revoked: what was asked goes with the assignment
     assert guard.next_offset(tp) is None
+
+
+def test_a_gapless_partition_is_sought_again_until_its_offset_comes_back():
+    """Purchases have no holes: a target that is slow to come back (a broker restarting, a
+    loaded host) is sought again after each patience, never skipped."""
+    from streams.faust_compat import OffsetGuard
+
+    now = [0.0]
+    guard = OffsetGuard(patience_s=10, clock=lambda: now[0], gapless={"t"}.__contains__,
+                        log_start=lambda tp: 0)  # fmt: skip
+    guard.check([event(0, 5, 1)])
+    assert guard.check([event(0, 9, 1)])[1] == {TP("t", 0): 6}
+    for n in (1, 2, 3):
+        now[0] = 11.0 * n
+        kept, seek = guard.check([event(0, 9, 1)])
+        assert kept == [] and seek == {TP("t", 0): 6}
+    kept, seek = guard.check([event(0, o, 1) for o in (6, 7, 8, 9)])
+    assert [e.message.offset for e in kept] == [6, 7, 8, 9] and seek == {}
+
+
+def test_a_gapless_partition_resumes_at_the_log_start_when_retention_deleted_the_target():
+    from streams.faust_compat import OffsetGuard
+
+    now = [0.0]
+    guard = OffsetGuard(patience_s=10, clock=lambda: now[0], gapless={"t"}.__contains__,
+                        log_start=lambda tp: 8)  # fmt: skip
+    guard.check([event(0, 5, 1)])
+    assert guard.check([event(0, 9, 1)])[1] == {TP("t", 0): 6}
+    now[0] = 11.0
+    kept, seek = guard.check([event(0, 9, 1)])
+    assert kept == [] and seek == {TP("t", 0): 8}  # 6-7 are gone: resume at 8, not at 9
+    kept, seek = guard.check([event(0, 8, 1), event(0, 9, 1)])
+    assert [e.message.offset for e in kept] == [8, 9] and seek == {}
