@@ -216,9 +216,10 @@ def _promote_champion(registry, version: str, force: bool) -> int:
 
 def _run(handler):
     """Registry errors become a one-line message and exit status 1."""
-    from models.registry import ModelLoadError, UnknownModelError
 
     def run(args: argparse.Namespace) -> int:
+        from models.registry import ModelLoadError, UnknownModelError  # loads XGBoost: when run
+
         try:
             return handler(args)
         except (ModelLoadError, UnknownModelError, ValueError) as exc:
@@ -470,7 +471,10 @@ def add_bench_commands(bench_subparsers) -> None:
 
     add_bench_rules(bench_subparsers)
 
-    from models.bench_learning import cmd_bench_learning
+    def cmd_bench_learning(args) -> int:  # imported when run: it loads XGBoost and pandas
+        from models.bench_learning import cmd_bench_learning as run
+
+        return run(args)
 
     p = bench_subparsers.add_parser("learning", help="6 simulated weeks, a new fraud pattern "
                                     "from week 4: recall and friction before/after retraining")

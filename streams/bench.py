@@ -40,7 +40,6 @@ from infra.process import stop_group as stop_worker
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
-from streams import bench_checks
 from streams.memory_report import status_mb
 
 
@@ -304,7 +303,7 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         "workers": workers,
         "group_stable_after_s": stable - started,
         "decided_before_stable": len(times) - len(window),
-        **bench_checks.agreement(load, burst),
+        **_checks().agreement(load, burst),
         "broker_ceiling_per_s": broker["broker_ceiling_per_s"],
         "faust_ceiling_per_s": faust["faust_ceiling_per_s"],
         "at_rate": rates[0],
@@ -391,7 +390,7 @@ def bench_pipeline(args) -> int:
         admin.create_topics(settings)
         workdir = base.stream.data_dir / "bench" / settings.stream.app_id
         workdir.mkdir(parents=True, exist_ok=True)
-        report = bench_checks.decide_path()
+        report = _checks().decide_path()
         report.update(run(settings, args.purchases, args.rates, args.seconds, workdir,
                           args.workers))
         if args.memory_purchases:
@@ -410,6 +409,14 @@ def bench_pipeline(args) -> int:
         "broker_ceiling_per_s", "feature_agreement", "verdict_agreement", "latency_ms",
         "machine")}, indent=2))
     return 0
+
+
+def _checks():
+    """``streams.bench_checks``, imported when a bench runs: it loads XGBoost (and with it
+    scikit-learn), two seconds that every ``sentinel`` command would pay at start-up."""
+    from streams import bench_checks
+
+    return bench_checks
 
 
 def add_bench_commands(bench_sub) -> None:
