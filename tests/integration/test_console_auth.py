@@ -14,7 +14,7 @@ import pytest
 from connectors.console.app import create_app
 from infra.logsafe import redact_ip
 from infra.redis_keys import console_login_failures
-from infra.settings import ConsoleSettings, Settings
+from infra.settings import ConsoleSettings, Settings, loopback_port
 from sinks.testing import decision
 from tests.support.console import (
     console_client,
@@ -223,7 +223,7 @@ def test_users_cli_prints_a_generated_password_once_and_audits(env: dict, pg_dsn
 
     created, existing = json.loads(first.stdout), json.loads(second.stdout)
     assert created["user"] == "admin" and len(created["password"]) >= 20
-    assert created["url"] == "http://127.0.0.1:8090/"
+    assert created["url"] == f"http://127.0.0.1:{loopback_port(8090)}/"  # the console's port
     assert existing == {**created, "password": None}
     with psycopg.connect(pg_dsn) as conn:
         stored = conn.execute("SELECT password_hash FROM console_users WHERE name = 'alice'").fetchone()
