@@ -147,11 +147,18 @@ class Publisher:
     def close(self, timeout: float | None = None) -> int:
         """Flush (by default for up to the delivery timeout: whatever is left by then was
         already reported failed to its caller), then stop the poll thread; returns how many
-        records were left unsent."""
+        records were left unsent. Those are purged from librdkafka, so it stops retrying a
+        broker that is away (each caller was told "failed" and retries elsewhere)."""
         left = self.flush(self._timeout_s if timeout is None else timeout)
         self._running = False
         if self._poller.is_alive():
             self._poller.join(timeout=5)
+        if left:
+            log.warning("closing with %d record(s) the broker never acknowledged: dropped "
+                        "(their callers were told they failed)", left)  # fmt: skip
+            self._producer.purge()
+            self._producer.flush(1)  # serve the purge reports
+            self._expire(float("inf"))
         return left
 
     def __enter__(self) -> Publisher:

@@ -75,6 +75,7 @@ def test_unreachable_broker_fails_the_future(settings: Settings) -> None:
         # where its idempotent producer could re-sequence: connectors/publisher.py)
         assert publisher.in_flight() == 1
     assert caught.value.retriable
+    assert publisher.in_flight() == 0  # closed: purged, librdkafka stops retrying the broker
 
 
 def test_bulk_load_summarises_accepted_and_rejected_lines(
