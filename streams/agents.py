@@ -58,10 +58,10 @@ async def unstick_partitions():
     sources = {registry.full_name(spec, ctx.prefix) for spec in (
         registry.PURCHASES, registry.AUTH_EVENTS, registry.CHAIN_TRANSFERS,
         registry.TRANSFERS_BY_SENDER)}
-    looks = [(tp, consumer.highwater(tp)) for tp in consumer.assignment() if tp.topic in sources]
-    async with guard.lock:  # in a thread: a look may ask the broker (blocking, bounded)
-        targets = await asyncio.to_thread(lambda: [(tp, guard.stalled(tp, hw)) for tp, hw in looks])
-    for tp, target in targets:
+    for tp in consumer.assignment():
+        if tp.topic not in sources:
+            continue
+        target = guard.stalled(tp, consumer.highwater(tp))
         if target is not None:
             log.warning("partition %s of %s stalled at offset %d with records waiting: "
                         "seeking back", tp.partition, tp.topic, target)
@@ -86,12 +86,7 @@ async def batches(stream):
     app.consumer.before_commit = before_commit
     take = take_available(stream, cfg.batch_size, cfg.batch_within_s)
     async for events in metrics.count_consumed(take, ctx.prefix):
-        events = current_events(events, app)
-        async with guard.lock:
-            if guard.may_ask(events):  # the broker is asked: off the event loop
-                kept, seek = await asyncio.to_thread(guard.check, events)
-            else:
-                kept, seek = guard.check(events)
+        kept, seek = guard.check(current_events(events, app))
         for tp, offset in seek.items():
             await app.consumer.seek(tp, offset)
         yield kept

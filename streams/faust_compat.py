@@ -232,9 +232,6 @@ class OffsetGuard:
         self.seeking: dict[object, tuple[int, float, int]] = {}
         self.looked: dict[object, tuple[int, int]] = {}  # tp -> (expected, looks unchanged)
         self.asked: dict[object, int] = {}  # tp -> the group's committed offset, asked
-        # Held by whoever uses the guard (a batch's check, the stall timer, a revocation's
-        # reset): the first two may run in a thread while they ask the broker (``may_ask``).
-        self.lock = asyncio.Lock()
 
     def reset(self) -> None:
         self.expected.clear()
@@ -273,26 +270,6 @@ class OffsetGuard:
         self.looked.pop(tp, None)
         self.seeking[tp] = (expected, self.clock() + self.patience_s, highwater)
         return expected
-
-    def may_ask(self, events: Sequence) -> bool:
-        """Whether ``check`` may ask the broker about these events (a blocking call of up to
-        seconds, longest while the broker restarts): a partition ahead of its expected
-        offset, or still waiting past the patience for a gapless seek back. The worker then
-        runs ``check`` in a thread, so its event loop (the group's heartbeats: a session
-        lasts 6 s) keeps turning; otherwise inline."""
-        now, running = self.clock(), {}
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
-            if tp in self.seeking:
-                target, give_up, _ = self.seeking[tp]
-                if offset > target and now >= give_up and self.gapless(tp.topic):
-                    return True
-                continue
-            expected = running.get(tp, self.next_offset(tp))
-            if expected is not None and offset > expected:
-                return True
-            running[tp] = offset + 1 if expected is None else max(expected, offset + 1)
-        return False
 
     def check(self, events: Sequence) -> tuple[list, dict[object, int]]:
         """(events to process, partitions to seek back to an offset)."""
@@ -491,8 +468,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked) -> None:
         self.revoked_generation = max(self.revoked_generation, self.app.consumer_generation_id)
         if self.offset_guard is not None:
-            async with self.offset_guard.lock:  # not while a check or a stall look runs
-                self.offset_guard.reset()
+            self.offset_guard.reset()
         for tp in revoked:
             self._committed_read.pop(tp, None)
         await super().on_partitions_revoked(revoked)

@@ -271,33 +271,3 @@ def test_a_gapless_partition_resumes_at_the_log_start_when_retention_deleted_the
     assert kept == [] and seek == {TP("t", 0): 8}  # 6-7 are gone: resume at 8, not at 9
     kept, seek = guard.check([event(0, 8, 1), event(0, 9, 1)])
     assert [e.message.offset for e in kept] == [8, 9] and seek == {}
-
-
-def test_may_ask_is_true_whenever_check_asks_the_broker_and_false_for_contiguous_batches():
-    """The worker runs ``check`` in a thread only when ``may_ask`` says it may ask the broker
-    (blocking): a call it did not predict would block the event loop and the heartbeats."""
-    from streams.faust_compat import OffsetGuard
-
-    now, asked = [0.0], []
-
-    def broker(kind):
-        def ask(tp):
-            asked.append(kind)
-            return {"committed": 0, "start": 0}[kind]
-        return ask
-
-    guard = OffsetGuard(patience_s=10, clock=lambda: now[0], committed_of=lambda tp: 5,
-                        broker_committed=broker("committed"), gapless={"t"}.__contains__,
-                        log_start=broker("start"))  # fmt: skip
-    steps = [(0.0, [5, 6, 7]), (0.0, [8]), (0.0, [12, 13]), (1.0, [13]), (11.0, [14]),
-             (12.0, [9, 10, 11, 12, 13, 14]), (12.0, [15, 16])]
-    predicted = []
-    for at, offsets in steps:
-        now[0] = at
-        batch = [event(0, o, 1) for o in offsets]
-        predicted.append(guard.may_ask(batch))
-        before = len(asked)
-        guard.check(batch)
-        assert len(asked) == before or predicted[-1], (at, offsets)
-    assert predicted == [False, False, True, False, True, False, False]
-    assert asked == ["committed", "start"]
