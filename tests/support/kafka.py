@@ -52,6 +52,23 @@ def read_until(
     return messages
 
 
+def undecided(settings: Settings, missing: set[str], total: int) -> str:
+    """"N of M purchases without a decision", with the first few of them placed on the
+    purchases topic (partition, offset): where a worker stopped or skipped."""
+    from infra.chaos_report import read_all_placed
+    from schemas.codec import AvroCodec
+    from schemas.registry import registry_from_settings
+
+    message = f"{len(missing)} of {total} purchases without a decision"
+    try:
+        codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+        placed = sorted((p, o, pid) for p, o, v in read_all_placed(settings, topics.PURCHASES, 30)
+                        if (pid := codec.decode(v)["purchase_id"]) in missing)  # fmt: skip
+    except Exception as exc:  # the diagnosis must not hide the timeout
+        return f"{message} (not placed: {exc!r})"
+    return f"{message}: (partition, offset, id) {placed[:10]}"
+
+
 def decided_ids(settings: Settings, ids: set[str], timeout: float, check=None) -> dict[str, int]:
     """Read the decision topic until every purchase in ``ids`` has a decision; returns how
     many decisions each purchase got (at-least-once may repeat one, never lose one)."""
@@ -66,8 +83,7 @@ def decided_ids(settings: Settings, ids: set[str], timeout: float, check=None) -
     try:
         while not ids <= counts.keys():
             if time.monotonic() > deadline:
-                missing = len(ids - counts.keys())
-                raise TimeoutError(f"{missing} of {len(ids)} purchases without a decision")
+                raise TimeoutError(undecided(settings, ids - counts.keys(), len(ids)))
             if check:
                 check()
             for msg in consumer.consume(1000, 0.2):
@@ -137,8 +153,7 @@ def read_decisions(settings: Settings, ids: set[str], timeout: float, check=None
     try:
         while not (ids <= found.keys() and time.monotonic() - quiet_since > settle_s):
             if time.monotonic() > deadline:
-                missing = len(ids - found.keys())
-                raise TimeoutError(f"{missing} of {len(ids)} purchases without a decision")
+                raise TimeoutError(undecided(settings, ids - found.keys(), len(ids)))
             if check:
                 check()
             for msg in consumer.consume(1000, 0.2):
