@@ -42,7 +42,7 @@ status:  ## servers and services: pid, health, consumer lag
 run: up  ## `up`, then simulated traffic through the signed gateway; print what came out
 	$(BIN)/sentinel demo
 
-lint: install  ## ruff, then mypy over processors/ ([tool.mypy] in pyproject.toml)
+lint: install  ## ruff, then mypy over processors/ and the modules around it ([tool.mypy] in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

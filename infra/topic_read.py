@@ -43,7 +43,8 @@ def read_topic(settings: Settings, spec: topics.TopicSpec, timeout: float = 5.0,
                 records.append(codec.decode(msg.value()))
             except DecodeError:
                 pass  # the worker dead-lettered it too
-            if msg.offset() + 1 >= ends[msg.partition()]:
+            offset = msg.offset()
+            if offset is not None and offset + 1 >= ends[msg.partition()]:
                 done.add(msg.partition())
         return records
     finally:

@@ -35,7 +35,7 @@ def replay(events: Iterable[tuple[str, dict]], model, ruleset: RuleSet, *,
            config: FeatureConfig | None = None) -> list[dict]:
     """Decisions for the purchases in [since, until); earlier events only build state."""
     decisions: list[dict] = []
-    pending: list[tuple[dict, dict]] = []
+    pending: list[tuple[dict, tuple[float, ...]]] = []
     for row in replay_rows(events, since=since, until=until, config=config):
         pending.append(row)
         if len(pending) >= batch_size:
@@ -46,7 +46,8 @@ def replay(events: Iterable[tuple[str, dict]], model, ruleset: RuleSet, *,
 
 def replay_rows(events: Iterable[tuple[str, dict]], *, since: datetime | None = None,
                 until: datetime | None = None,
-                config: FeatureConfig | None = None) -> Iterator[tuple[dict, dict]]:
+                config: FeatureConfig | None = None
+                ) -> Iterator[tuple[dict, tuple[float, ...]]]:
     """(purchase, features) for the purchases in [since, until), through ``FeatureEngine``
     in the events' order; earlier events only build state, late ones are skipped as live."""
     engine = FeatureEngine(config)

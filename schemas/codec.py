@@ -11,6 +11,7 @@ import io
 import struct
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.types import Schema
 from fastavro.validation import ValidationError, validate
 
 from schemas.registry import Registry, load_schema
@@ -34,7 +35,7 @@ class AvroCodec:
         self.schema = parse_schema(schema)
         self.schema_id = registry.register(subject, schema)
         self._header = HEADER.pack(MAGIC, self.schema_id)
-        self._writers: dict[int, dict] = {self.schema_id: self.schema}
+        self._writers: dict[int, Schema] = {self.schema_id: self.schema}
 
     @classmethod
     def for_topic(cls, registry: Registry, spec) -> AvroCodec:
@@ -73,9 +74,11 @@ class AvroCodec:
             raise DecodeError(f"{self.subject}: malformed Avro body: {exc!r}") from exc
         if body.tell() != len(data):
             raise DecodeError(f"{self.subject}: {len(data) - body.tell()} trailing bytes")
+        if not isinstance(record, dict):  # a writer schema that is not a record
+            raise DecodeError(f"{self.subject}: schema {schema_id} is not a record schema")
         return record
 
-    def _writer(self, schema_id: int) -> dict:
+    def _writer(self, schema_id: int) -> Schema:
         if schema_id not in self._writers:
             schema = self.registry.schema_by_id(schema_id)
             if schema is None:

@@ -112,9 +112,10 @@ class HttpRegistry:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
-            return json.loads(self._client.get_schema(schema_id).schema_str)
+            text = self._client.get_schema(schema_id).schema_str
         except SchemaRegistryError:
             return None
+        return None if text is None else json.loads(text)
 
 
 def registry_from_settings(settings) -> Registry:

@@ -189,10 +189,11 @@ class TailReader:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"decisions partitions {sorted(pending)} not read back")
                 for msg in consumer.consume(1000, 0.5):
-                    p = msg.partition()
-                    if msg.error() is None and p in pending and msg.offset() >= scans[p].start:
+                    p, offset = msg.partition(), msg.offset()
+                    if (msg.error() is None and offset is not None and p in pending
+                            and offset >= scans[p].start):
                         stepped_back = self._take(consumer, scans[p], msg, found[p])
-                        if not stepped_back and msg.offset() + 1 >= scans[p].end:
+                        if not stepped_back and offset + 1 >= scans[p].end:
                             pending.discard(p)
         finally:
             consumer.unassign()
@@ -209,6 +210,6 @@ class TailReader:
                 scan.fresh = True
                 consumer.seek(TopicPartition(self.topic, msg.partition(), scan.start))
                 return True
-        if wanted and len(decided) < CAP:
+        if source is not None and wanted and len(decided) < CAP:
             decided[self.decode_id(msg.value())] = source
         return False
