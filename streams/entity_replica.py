@@ -7,9 +7,11 @@ purchases topic itself (its own consumer, no consumer group, nothing committed) 
 each purchase to a ``processors.entity_state.EntityStore``: a deterministic function of the
 topic, complete with 1, 2, 3 or more workers, rebuilt by re-reading after a restart.
 
-Cost: each worker decodes every purchase once more (~25 µs each) and holds every entity
-state of the last 24 h (shows: 7 d). In exchange the scoring path reads entities in memory,
-with no repartition hop and no table.
+Cost: each worker decodes every purchase of the partitions it does not score once more (~25
+µs each) and holds every entity state of the last 24 h (shows: 7 d). In exchange the scoring
+path reads entities in memory, with no repartition hop and no table. The records of a batch
+reach the replica from the scorer itself (``offer``, already decoded): whichever copy of a
+record comes first, the scorer's or the replica's own fetch, is applied; the other is skipped.
 
 Consistency: the store answers queries as of a purchase's event time ``t`` (rows strictly
 before ``t``), so it may run ahead, but not too far: the scorer announces each batch
@@ -74,6 +76,13 @@ class EntityReplica:
         self._thread = threading.Thread(target=self._run, name="entity-replica", daemon=True)
 
     def start(self, timeout: float = 30.0) -> EntityReplica:
+        self.open(timeout)
+        self._thread.start()
+        return self
+
+    def open(self, timeout: float = 30.0) -> EntityReplica:
+        """Assign every partition of the topic from its beginning (``start`` then reads them
+        in its thread, one ``step`` after another)."""
         meta = self.consumer.list_topics(self.topic, timeout=timeout).topics[self.topic]
         if meta.error is not None:
             raise KafkaException(meta.error)
@@ -83,7 +92,6 @@ class EntityReplica:
         self.next_offset = {p: 0 for p in partitions}
         self.held = {p: deque() for p in partitions}
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-        self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -103,6 +111,32 @@ class EntityReplica:
         with self.lock:
             self.store.advance_floor(earliest_ms)
             self.crowds.advance_floor(earliest_ms)
+
+    def offer(self, records: list[tuple[int, int, dict]]) -> int:
+        """The scorer's own decoded records, (partition, offset, purchase) in offset order per
+        partition: each one its partition expects next is held as if this replica had fetched
+        it (its fetched copy is then skipped, not decoded again), and what is held is applied
+        now, on the caller's thread: a batch need not wait for this replica's own fetch of its
+        records. A record after a gap is left for the replica's consumer, which reads every
+        partition in order (at start-up, the history before the scorer's first batch); one
+        already held or applied is ignored. Returns how many were taken."""
+        taken = 0
+        with self._progress:
+            for partition, offset, purchase in records:
+                if partition in self.held and offset == self._expected(partition):
+                    ts = to_ms(purchase["occurred_at"]) or -1
+                    self.held[partition].append((offset, ts, purchase))
+                    taken += 1
+            if taken:
+                self._apply_held()
+                self._progress.notify_all()
+        return taken
+
+    def _expected(self, partition: int) -> int:
+        """The offset a partition takes next: after its last held record, else after its last
+        applied one."""
+        held = self.held[partition]
+        return held[-1][0] + 1 if held else self.next_offset[partition]
 
     def covers(self, ts_ms: int, offsets: dict[int, int] | None = None) -> bool:
         """Every partition has nothing left before ``ts_ms`` that it knows of, and each
@@ -132,20 +166,24 @@ class EntityReplica:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                # what the client has fetched already, else the next record as soon as it
-                # comes (a batch consume would wait out its whole timeout for a full batch)
-                messages = (self.consumer.consume(CONSUME_BATCH, timeout=0)
-                            or self.consumer.consume(1, timeout=0.02))
-                with self._progress:
-                    self._hold(messages)
-                    self._apply_held()
-                    self._pace()
-                    self._progress.notify_all()
-                if not messages and len(self.paused) == len(self.held):
+                if not self.step() and len(self.paused) == len(self.held):
                     with self._progress:
                         self._progress.wait(0.05)  # everything held: wait for a new horizon
         except Exception:  # the worker notices: wait_covers returns False from then on
             log.exception("entity replica stopped")
+
+    def step(self) -> int:
+        """Fetch, hold and apply once; the number of messages fetched."""
+        # what the client has fetched already, else the next record as soon as it comes (a
+        # batch consume would wait out its whole timeout for a full batch)
+        messages = (self.consumer.consume(CONSUME_BATCH, timeout=0)
+                    or self.consumer.consume(1, timeout=0.02))
+        with self._progress:
+            self._hold(messages)
+            self._apply_held()
+            self._pace()
+            self._progress.notify_all()
+        return len(messages)
 
     def _hold(self, messages) -> None:
         for msg in messages:  # in order: an end-of-partition event, then perhaps new records
@@ -155,12 +193,15 @@ class EntityReplica:
                     self.caught_up[partition] = True
                 continue
             self.caught_up[partition] = False
+            offset = msg.offset()
+            if offset is None or offset < self._expected(partition):
+                continue  # offered by the scorer already (``offer``)
             try:
                 purchase = self.codec.decode(msg.value())
             except DecodeError:  # the scorer dead-letters it; the offset still counts
                 purchase = None
             ts = to_ms(purchase["occurred_at"]) if purchase else -1
-            self.held[partition].append((msg.offset(), ts or -1, purchase))
+            self.held[partition].append((offset, ts or -1, purchase))
 
     def _apply_held(self) -> None:
         horizon = self.horizon_ms

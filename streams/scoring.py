@@ -56,6 +56,8 @@ async def wait_for_entities(batch: list[tuple[object, dict]]) -> None:
         offsets[msg.partition] = max(offsets.get(msg.partition, -1), msg.offset)
     replica = ctx.replica
     replica.announce(min(times), until, offsets)
+    replica.offer([(event.message.partition, event.message.offset, purchase)
+                   for event, purchase in batch])
     if replica.covers(until, offsets):
         return
     wait_s = ctx.settings.stream.entity_wait_s
