@@ -112,9 +112,9 @@ class EntityReplica:
             self.store.advance_floor(earliest_ms)
             self.crowds.advance_floor(earliest_ms)
 
-    def offer(self, records: list[tuple[int, int, dict]]) -> int:
-        """The scorer's own decoded records, (partition, offset, purchase) in offset order per
-        partition: each one its partition expects next is held as if this replica had fetched
+    def offer(self, records: list[tuple[int, int, int, dict]]) -> int:
+        """The scorer's own decoded records, (partition, offset, event time in ms, purchase)
+        in offset order per partition: each one its partition expects next is held as if this replica had fetched
         it (its fetched copy is then skipped, not decoded again), and what is held is applied
         now, on the caller's thread: a batch need not wait for this replica's own fetch of its
         records. A record after a gap is left for the replica's consumer, which reads every
@@ -122,9 +122,8 @@ class EntityReplica:
         already held or applied is ignored. Returns how many were taken."""
         taken = 0
         with self._progress:
-            for partition, offset, purchase in records:
+            for partition, offset, ts, purchase in records:
                 if partition in self.held and offset == self._expected(partition):
-                    ts = to_ms(purchase["occurred_at"]) or -1
                     self.held[partition].append((offset, ts, purchase))
                     taken += 1
             if taken:

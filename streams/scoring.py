@@ -48,16 +48,16 @@ async def wait_for_entities(batch: list[tuple[object, dict]]) -> None:
     time, and this batch's own records (so entity features equal replay's)."""
     if not batch:
         return
-    times = [to_ms(p["occurred_at"]) or 0 for _, p in batch]
+    records = [(event.message.partition, event.message.offset,
+                to_ms(purchase["occurred_at"]) or 0, purchase) for event, purchase in batch]
+    times = [ts for _, _, ts, _ in records]
     until = max(times)
     offsets: dict[int, int] = {}
-    for event, _ in batch:
-        msg = event.message
-        offsets[msg.partition] = max(offsets.get(msg.partition, -1), msg.offset)
+    for partition, offset, _, _ in records:
+        offsets[partition] = max(offsets.get(partition, -1), offset)
     replica = ctx.replica
     replica.announce(min(times), until, offsets)
-    replica.offer([(event.message.partition, event.message.offset, purchase)
-                   for event, purchase in batch])
+    replica.offer(records)
     if replica.covers(until, offsets):
         return
     wait_s = ctx.settings.stream.entity_wait_s

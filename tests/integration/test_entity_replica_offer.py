@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from infra import topics
+from infra.chaos_report import read_all_placed
 from processors.timeutil import to_ms
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -21,35 +21,18 @@ from tests.support.kafka import produce
 pytestmark = pytest.mark.integration
 
 
-def read_back(settings, codec: AvroCodec, n: int) -> list[tuple[int, int, dict]]:
-    """(partition, offset, purchase) of the ``n`` records on the purchases topic."""
-    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
-    consumer = Consumer(settings.kafka.consumer_conf(f"{settings.stream.app_id}-read-back"))
-    try:
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        consumer.assign([TopicPartition(name, p, 0) for p in partitions])
-        out: list[tuple[int, int, dict]] = []
-        deadline = time.monotonic() + 30
-        while len(out) < n:
-            assert time.monotonic() < deadline, f"read back {len(out)} of {n} records"
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is None:
-                    out.append((msg.partition(), msg.offset(), codec.decode(msg.value())))
-        return sorted(out, key=lambda r: (r[0], r[1]))
-    finally:
-        consumer.close()
-
-
 def test_offered_records_are_applied_once_in_order_whoever_brings_them_first(settings):
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
     purchases = simulated_purchases(80)
     produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
-    records = read_back(settings, codec, len(purchases))
+    records = sorted((p, o, to_ms((purchase := codec.decode(v))["occurred_at"]) or 0, purchase)
+                     for p, o, v in read_all_placed(settings, topics.PURCHASES, 30))
+    assert len(records) == len(purchases)
     by_partition: dict[int, list] = {}
     for record in records:
         by_partition.setdefault(record[0], []).append(record)
     ends = {p: rs[-1][1] for p, rs in by_partition.items()}
-    times = [to_ms(p["occurred_at"]) or 0 for _, _, p in records]
+    times = [ts for _, _, ts, _ in records]
     # Driven step by step on this thread (``start`` would run the same steps in its own).
     replica = EntityReplica(settings, codec).open()
     try:
