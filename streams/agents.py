@@ -77,6 +77,14 @@ async def follow_fraud_marks():
         ctx.marks.current()
 
 
+def owned_purchase_partitions() -> dict[int, int | None]:
+    """The purchases partitions assigned to this worker, with their committed offsets."""
+    consumer = app.consumer
+    name = registry.full_name(registry.PURCHASES, ctx.prefix)
+    return {tp.partition: consumer.committed_offset(tp)
+            for tp in consumer.assignment() if tp.topic == name}
+
+
 async def batches(stream):
     """Batches of current, distinct records, each taken as soon as the records fetched are
     in (``take_available`` keeps stale copies across a rebalance, as ``take_events`` does:
@@ -163,7 +171,7 @@ async def score_purchases(stream):
     async for events in batches(stream):
         await ctx.redeliveries.load(events, app.consumer_generation_id)
         batch = scoring.decode(events)
-        await scoring.wait_for_entities(batch)
+        await scoring.wait_for_entities(batch, owned_purchase_partitions())
         batch = [(e, p) for e, p in batch if not app.consumer.is_stale(e.message)]
         touched = scoring.score(batch)
         tables.hold(wallet_to_state, touched)

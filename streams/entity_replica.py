@@ -15,13 +15,19 @@ record comes first, the scorer's or the replica's own fetch, is applied; the oth
 
 Consistency: the store answers queries as of a purchase's event time ``t`` (rows strictly
 before ``t``), so it may run ahead, but not too far: the scorer announces each batch
-(``announce``): the store's floor rises to the batch's earliest event time (rows a query
-may still need are kept) and the replica applies records up to ``LEAD_MS`` past the batch's
-latest one, holding the rest (partitions paused beyond ``HOLD``: memory stays bounded on a
+(``announce``) and the replica applies records up to ``LEAD_MS`` past the batch's latest
+one, holding the rest (partitions paused beyond ``HOLD``: memory stays bounded on a
 backlog). ``wait_covers(t, offsets)`` holds a batch until the replica has applied, on every
 partition, a record at or after ``t`` or everything the broker had when last asked, and the
 batch's own records: features then equal what replay computes, up to records still in flight
 to the broker (bounded by one fetch wait).
+
+Pruning: the store drops rows no query will read, below its *floor*: the earliest event time
+the scorer may still ask about. Each partition the worker scores and that has records not yet
+scored holds the floor at the earliest event time of its last batch, so a partition that
+lags the others (Faust may deliver one partition hours of event time ahead of another in a
+backlog) still finds its rows; never further than ``MAX_LAG_MS`` behind the newest batch, so
+a stopped partition cannot hold memory.
 """
 
 from __future__ import annotations
@@ -39,13 +45,14 @@ from infra.settings import Settings
 from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
 from processors.entity_state import EntityStore
 from processors.records import read_order
-from processors.timeutil import MINUTE_MS, to_ms
+from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
 
 log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 1000
 LEAD_MS = 30 * MINUTE_MS  # how far past the scorer's latest batch the replica may apply
+MAX_LAG_MS = 24 * HOUR_MS  # how far a pending partition may hold the floor behind the newest batch
 # Records held per partition beyond the lead before the partition is paused: decoded
 # purchases, ~2.8 KB each (measured), so 2000 per partition held ~35 MB on a backlog.
 HOLD = 500
@@ -69,6 +76,8 @@ class EntityReplica:
         self.paused: set[int] = set()
         self.horizon_ms = -1  # records with event time up to this may be applied
         self.scored: dict[int, int] = {}  # partition -> latest offset a batch has announced
+        self.scored_ms: dict[int, int] = {}  # partition -> earliest event time of its last batch
+        self.newest_ms = -1  # the latest event time of any batch announced
         self.applied = 0
         self.rejected = 0  # records the store refused (the scorer dead-letters them)
         self._progress = threading.Condition()
@@ -100,17 +109,42 @@ class EntityReplica:
             self._thread.join(timeout=10)
         self.consumer.close()
 
-    def announce(self, earliest_ms: int, latest_ms: int, offsets: dict[int, int]) -> None:
-        """A batch with event times in [earliest, latest] and these last offsets per
-        partition is about to be decided: apply up to them, and ``LEAD_MS`` further."""
+    def announce(self, offsets: dict[int, int], earliest: dict[int, int], latest_ms: int,
+                 owned: dict[int, int | None] | None = None) -> None:
+        """A batch is about to be decided: per partition, its last offset (``offsets``) and
+        earliest event time (``earliest``); ``latest_ms`` its latest event time. Apply up to
+        those offsets and ``LEAD_MS`` past ``latest_ms``, and raise the floor (module doc).
+        ``owned``: the partitions this worker scores, with the group's committed offset
+        (None: unknown); default: every partition announced so far."""
         with self._progress:
             self.horizon_ms = max(self.horizon_ms, latest_ms + LEAD_MS)
+            self.newest_ms = max(self.newest_ms, latest_ms)
             for p, offset in offsets.items():
                 self.scored[p] = max(self.scored.get(p, -1), offset)
+                self.scored_ms[p] = earliest[p]
+            floor = self._floor(min(earliest.values()),
+                                owned if owned is not None else dict.fromkeys(self.scored))
             self._progress.notify_all()
         with self.lock:
-            self.store.advance_floor(earliest_ms)
-            self.crowds.advance_floor(earliest_ms)
+            self.store.advance_floor(floor)
+            self.crowds.advance_floor(floor)
+
+    def _floor(self, batch_ms: int, owned: dict[int, int | None]) -> int:
+        """The earliest event time a query may still come for: this batch's, or that of the
+        last batch of an owned partition with records not yet scored (one never scored:
+        unknown), but for those no more than ``MAX_LAG_MS`` before the newest batch."""
+        pending = [self.scored_ms.get(p, -1) for p, committed in owned.items()
+                   if p in self.held and self._pending(p, committed)]
+        if not pending:
+            return batch_ms
+        return min(batch_ms, max(min(pending), self.newest_ms - MAX_LAG_MS))
+
+    def _pending(self, partition: int, committed: int | None) -> bool:
+        """The partition may have records the scorer has not taken yet: fetched past what it
+        scored (or what its group committed), held, or not fetched to the end."""
+        done = max(self.scored.get(partition, -1), (committed or 0) - 1)
+        return (bool(self.held[partition]) or not self.caught_up[partition]
+                or self.next_offset[partition] - 1 > done)
 
     def offer(self, records: list[tuple[int, int, int, dict]]) -> int:
         """The scorer's own decoded records, (partition, offset, event time in ms, purchase)

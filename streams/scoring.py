@@ -43,20 +43,24 @@ def decode(events) -> list[tuple[object, dict]]:
     return decoded
 
 
-async def wait_for_entities(batch: list[tuple[object, dict]]) -> None:
+async def wait_for_entities(batch: list[tuple[object, dict]],
+                            owned: dict[int, int | None] | None = None) -> None:
     """Hold the batch until the entity replica has applied every partition up to its event
-    time, and this batch's own records (so entity features equal replay's)."""
+    time, and this batch's own records (so entity features equal replay's). ``owned``: the
+    partitions this worker scores, with their committed offsets (what the replica's floor
+    keeps rows for, ``EntityReplica.announce``)."""
     if not batch:
         return
     records = [(event.message.partition, event.message.offset,
                 to_ms(purchase["occurred_at"]) or 0, purchase) for event, purchase in batch]
-    times = [ts for _, _, ts, _ in records]
-    until = max(times)
+    until = max(ts for _, _, ts, _ in records)
     offsets: dict[int, int] = {}
-    for partition, offset, _, _ in records:
+    earliest: dict[int, int] = {}
+    for partition, offset, ts, _ in records:
         offsets[partition] = max(offsets.get(partition, -1), offset)
+        earliest[partition] = min(earliest.get(partition, ts), ts)
     replica = ctx.replica
-    replica.announce(min(times), until, offsets)
+    replica.announce(offsets, earliest, until, owned)
     replica.offer(records)
     if replica.covers(until, offsets):
         return

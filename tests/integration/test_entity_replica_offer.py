@@ -36,7 +36,7 @@ def test_offered_records_are_applied_once_in_order_whoever_brings_them_first(set
     # Driven step by step on this thread (``start`` would run the same steps in its own).
     replica = EntityReplica(settings, codec).open()
     try:
-        replica.announce(min(times), max(times), ends)
+        replica.announce(ends, {p: min(times) for p in ends}, max(times))
         first_halves = [r for rs in by_partition.values() for r in rs[:(len(rs) + 1) // 2]]
         partition, first = min(by_partition.items())
         # After a gap nothing is taken: the partition's first record has not come yet.

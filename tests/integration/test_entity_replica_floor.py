@@ -1,0 +1,109 @@
+"""A partition the scorer takes behind the others still gets replay's features.
+
+In a backlog Faust may deliver one partition hours of event time ahead of another. The entity
+replica prunes rows below its floor; the floor must stay at what the lagging partition still
+asks about (``EntityReplica.announce``), else its crowd and entity features lose rows that
+replay counts. Here one worker scores six partitions, partition ``p`` taken ``p * 40`` minutes
+of event time behind partition 0, and every feature of every purchase must equal replay's.
+Once every partition is scored to its end, nothing holds the floor back (memory stays bounded).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from infra import topics
+from infra.chaos_report import read_all_placed
+from models.replay import replay_rows
+from processors.apply import DEFAULT_CONFIG, apply_order
+from processors.compute import FEATURE_NAMES, order_features
+from processors.crowd import crowd_keyed
+from processors.marks import MarkStore
+from processors.records import read_order
+from processors.state import WalletState
+from processors.timeutil import MINUTE_MS, to_ms
+from schemas.codec import AvroCodec
+from schemas.registry import registry_from_settings
+from streams.entity_replica import EntityReplica
+from tests.integration.test_worker_restart import simulated_purchases
+from tests.support.kafka import produce
+
+pytestmark = pytest.mark.integration
+
+SPACING_S = 30  # one purchase every 30 s: keys see several purchases per window
+LAG_MS = 40 * MINUTE_MS  # partition p is scored p * LAG_MS of event time behind partition 0
+BATCH = 12
+
+
+def hot_sale(n: int) -> list[dict]:
+    """Simulated purchases (their wallets, shows, IPs, cards) re-timed one every ``SPACING_S``:
+    a busy sale, ~5 h of event time, in event-time order."""
+    purchases = simulated_purchases(n)
+    start = purchases[0]["occurred_at"]
+    return [{**p, "occurred_at": start + timedelta(seconds=SPACING_S * i)}
+            for i, p in enumerate(purchases)]
+
+
+def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settings):
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    purchases = hot_sale(600)
+    produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
+    records = [(p, o, to_ms((purchase := codec.decode(v))["occurred_at"]) or 0, purchase)
+               for p, o, v in read_all_placed(settings, topics.PURCHASES, 30)]
+    assert len(records) == len(purchases)
+    partitions = sorted({p for p, _, _, _ in records})
+    assert len(partitions) > 3  # lags up to 200 min: beyond the crowd rows' 70 min
+    expected = {p["purchase_id"]: row for p, row in
+                replay_rows([("purchase", p) for p in purchases])}
+    # The scorer's batches, one partition each, as Faust may deliver them: each partition in
+    # offset order, partition p taken LAG_MS * p of event time behind partition 0.
+    by_partition: dict[int, list] = {}
+    for record in sorted(records):
+        by_partition.setdefault(record[0], []).append(record)
+    batches = [rs[i:i + BATCH] for rs in by_partition.values() for i in range(0, len(rs), BATCH)]
+    batches.sort(key=lambda b: b[0][2] + b[0][0] * LAG_MS)
+
+    replica = EntityReplica(settings, codec).open()
+    wallets: dict[str, WalletState] = {}
+    marks = MarkStore()
+    differing: dict[str, int] = {}
+    try:
+        for batch in batches:
+            offsets: dict[int, int] = {}
+            earliest: dict[int, int] = {}
+            for p, o, ts, _ in batch:
+                offsets[p] = max(offsets.get(p, -1), o)
+                earliest[p] = min(earliest.get(p, ts), ts)
+            until = max(ts for _, _, ts, _ in batch)
+            replica.announce(offsets, earliest, until, dict.fromkeys(partitions))
+            replica.offer(batch)
+            deadline = time.monotonic() + 30
+            while not replica.covers(until, offsets):
+                assert time.monotonic() < deadline, (replica.next_offset, offsets)
+                replica.step()
+            with replica.lock:  # the scorer's reads (streams/scoring.py)
+                for _, _, _, purchase in batch:
+                    o = read_order(purchase)
+                    wallet = wallets.setdefault(o.wallet, WalletState(address=o.wallet))
+                    ip, device, card, show = replica.store.states_of(o)
+                    keyed = crowd_keyed(purchase, o.unit)
+                    crowd = replica.crowds.states(purchase, list(keyed.values()))
+                    row = order_features(o, purchase, wallet, ip, device, card, show,
+                                         DEFAULT_CONFIG, crowd, keyed, marks)
+                    apply_order(o, wallet, DEFAULT_CONFIG)
+                    for name, live, replayed in zip(FEATURE_NAMES, row,
+                                                    expected[o.purchase_id], strict=True):
+                        if live != replayed:
+                            differing[name] = differing.get(name, 0) + 1
+        assert differing == {}, differing
+
+        # Every partition scored to its end and caught up: the floor is the last batch's.
+        while not all(replica.caught_up.values()):
+            replica.step()
+        replica.announce(offsets, earliest, until, dict.fromkeys(partitions))
+        assert replica.store.floor_ms == replica.crowds.floor_ms == min(earliest.values())
+    finally:
+        replica.stop()
