@@ -140,11 +140,10 @@ class EntityReplica:
         return min(batch_ms, max(min(pending), self.newest_ms - MAX_LAG_MS))
 
     def _pending(self, partition: int, committed: int | None) -> bool:
-        """The partition may have records the scorer has not taken yet: fetched past what it
-        scored (or what its group committed), held, or not fetched to the end."""
+        """The partition may have records the scorer has not taken yet: fetched (held or
+        applied) past what it scored and what its group committed, or not fetched to the end."""
         done = max(self.scored.get(partition, -1), (committed or 0) - 1)
-        return (bool(self.held[partition]) or not self.caught_up[partition]
-                or self.next_offset[partition] - 1 > done)
+        return not self.caught_up[partition] or self._expected(partition) - 1 > done
 
     def offer(self, records: list[tuple[int, int, int, dict]]) -> int:
         """The scorer's own decoded records, (partition, offset, event time in ms, purchase)

@@ -24,10 +24,10 @@ from processors.crowd import crowd_keyed
 from processors.marks import MarkStore
 from processors.records import read_order
 from processors.state import WalletState
-from processors.timeutil import MINUTE_MS, to_ms
+from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
-from streams.entity_replica import EntityReplica
+from streams.entity_replica import MAX_LAG_MS, EntityReplica
 from tests.integration.test_worker_restart import simulated_purchases
 from tests.support.kafka import produce
 
@@ -105,5 +105,35 @@ def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settin
             replica.step()
         replica.announce(offsets, earliest, until, dict.fromkeys(partitions))
         assert replica.store.floor_ms == replica.crowds.floor_ms == min(earliest.values())
+    finally:
+        replica.stop()
+
+
+def test_a_partition_with_records_not_yet_scored_holds_the_floor_at_most_a_day(settings):
+    """Partitions the worker owns and has not scored to their end hold the floor back, but
+    never more than ``MAX_LAG_MS`` behind the newest batch; a partition whose records are all
+    committed does not hold it."""
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    purchases = hot_sale(60)
+    produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
+    records = sorted((p, o, to_ms(codec.decode(v)["occurred_at"]) or 0)
+                     for p, o, v in read_all_placed(settings, topics.PURCHASES, 30))
+    ends = {p: o for p, o, _ in records}  # each partition's last offset
+    partition, offset, ts = records[-1]  # the last record of the last partition
+    batch_ms = ts + 30 * HOUR_MS  # a batch far ahead of every other partition's records
+    replica = EntityReplica(settings, codec).open()
+    try:
+        deadline = time.monotonic() + 30
+        while not all(replica.caught_up.values()):
+            assert time.monotonic() < deadline
+            replica.step()
+        # Nothing scored, nothing committed: every other partition is pending, behind.
+        replica.announce({partition: offset}, {partition: batch_ms}, batch_ms,
+                         dict.fromkeys(ends))
+        assert replica.store.floor_ms == replica.crowds.floor_ms == batch_ms - MAX_LAG_MS
+        # Every record committed by the group: nothing is pending, the floor is the batch's.
+        replica.announce({partition: offset}, {partition: batch_ms}, batch_ms,
+                         {p: o + 1 for p, o in ends.items()})
+        assert replica.store.floor_ms == replica.crowds.floor_ms == batch_ms
     finally:
         replica.stop()
