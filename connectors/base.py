@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.topics import TopicSpec
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class RecordKind:
 
     name: str
     spec: TopicSpec
-    model: type
+    model: type[BaseModel]
     key: Callable[[Any], str]
     record_id: Callable[[Any], str]
     natural_key: Callable[[Any], str]

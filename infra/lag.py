@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge
@@ -100,10 +101,12 @@ class LagProbe:
         try:
             while len(stamps) < len(waiting) and time.monotonic() < deadline:
                 for msg in self.consumer.consume(len(waiting), 0.2):
-                    key = (msg.topic(), msg.partition())
+                    topic, partition = msg.topic(), msg.partition()
                     kind, stamp = msg.timestamp()
-                    if msg.error() is None and key not in stamps and kind != TIMESTAMP_NOT_AVAILABLE:
-                        stamps[key] = stamp
+                    if (msg.error() is None and topic is not None and partition is not None
+                            and (topic, partition) not in stamps
+                            and kind != TIMESTAMP_NOT_AVAILABLE):
+                        stamps[(topic, partition)] = stamp
         finally:
             self.consumer.unassign()
         return stamps
@@ -168,7 +171,7 @@ class LagMonitor:
         age = time.monotonic() - self.measured_at
         known = [r.seconds for r in self.rows if r.seconds is not None]
         unknown = [f"{r.topic}[{r.partition}]" for r in self.rows if r.seconds is None]
-        details = {
+        details: dict[str, Any] = {
             "group": self.probe.group,
             "lag_records": sum(r.records for r in self.rows),
             "lag_seconds": max(known, default=0.0),

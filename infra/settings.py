@@ -54,8 +54,8 @@ class KafkaSettings(BaseSettings):
     fetch_wait_max_ms: int = 10
     session_timeout_ms: int = 6000
 
-    def as_confluent(self) -> dict[str, str | int]:
-        conf: dict[str, str | int] = {
+    def as_confluent(self) -> dict[str, str | int | float | bool]:
+        conf: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
         }

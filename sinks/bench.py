@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import psycopg
 import redis
@@ -45,7 +46,7 @@ def _decisions(n: int, tag: str) -> list[dict]:
     ]
 
 
-def _timed(fn: Callable[[], None]) -> float:
+def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -89,9 +90,10 @@ def bench_redis(url: str, values: list[dict], tag: str) -> dict:
         seconds = _timed(_batched(sink, batch))
         look = _timed(lambda: [bl.contains_many("ip", lookups) for _ in range(rounds)])
     finally:
-        keys = [redis_keys.decision(v['purchase_id']) for v in values]
+        keys: list[str | bytes] = [redis_keys.decision(v['purchase_id']) for v in values]
         keys += list({kpi_bucket(v["occurred_at"]) for v in values})
-        keys += client.keys(f"bench{tag}:*")
+        # redis-py annotates replies as ``Awaitable | Any``; KEYS gives the names as bytes
+        keys += cast("list[bytes]", client.keys(f"bench{tag}:*"))
         for i in range(0, len(keys), 1000):
             client.delete(*keys[i : i + 1000])
         sink.close()

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import redis
 
@@ -115,7 +115,9 @@ class Blocklist:
         if not given:
             return set()
         forms = [_lookup_form(kind, v) for v in given]
-        scores = self.client.zmscore(self._keys(kind)[0], forms)
+        # redis-py annotates replies as ``Awaitable | Any`` (sync and async share the methods)
+        reply = self.client.zmscore(self._keys(kind)[0], forms)
+        scores = cast("builtins.list[float | None]", reply)
         now = self._now_ms()
         return {v for v, s in zip(given, scores, strict=True) if s is not None and s > now}
 
@@ -135,8 +137,9 @@ class Blocklist:
         """Every live entry of every kind: kind → {value: expiry ms}, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for kind in KINDS:
-            pipe.zrange(self._keys(kind)[0], f"({self._now_ms()}", "+inf", byscore=True,
-                        withscores=True)
+            # redis-py annotates start/end as int; with byscore they are score bounds
+            pipe.zrange(self._keys(kind)[0], f"({self._now_ms()}", "+inf",  # type: ignore[arg-type]
+                        byscore=True, withscores=True)
         return {kind: {m.decode(): score for m, score in rows}
                 for kind, rows in zip(KINDS, pipe.execute(), strict=True)}
 
@@ -146,10 +149,13 @@ class Blocklist:
     def list(self, kind: str) -> builtins.list[Entry]:
         """Entries in force now, soonest expiry first (permanent ones last)."""
         key, meta_key = self._keys(kind)
-        members = self.client.zrange(key, f"({self._now_ms()}", "+inf", byscore=True)
+        # redis-py annotates start/end as int (byscore: score bounds) and replies as
+        # ``Awaitable | Any``
+        members = cast("builtins.list[bytes]", self.client.zrange(
+            key, f"({self._now_ms()}", "+inf", byscore=True))  # type: ignore[arg-type]
         if not members:
             return []
-        metas = self.client.hmget(meta_key, members)
+        metas = cast("builtins.list[bytes | None]", self.client.hmget(meta_key, members))
         return [self._entry(kind, m, meta) for m, meta in zip(members, metas, strict=True)]
 
     def purge(self, kind: str) -> int:

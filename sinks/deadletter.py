@@ -35,6 +35,7 @@ class DeadLetters:
             self._targets[name] = (topics.full_name(dlq, prefix), codec)
         self._failed: list[Message] = []
         self.producer: Producer | None = None
+        self._wrapped: Deliveries | None = None
         self.sent = 0
 
     def send(self, topic: str, partition: int, offset: int, key, value, error: Exception) -> None:
@@ -49,7 +50,7 @@ class DeadLetters:
     def _deliveries(self) -> Deliveries:
         """The producer (set by the loop that owns it) behind the one producing helper."""
         assert self.producer is not None
-        if getattr(self, "_wrapped", None) is None or self._wrapped.producer is not self.producer:
+        if self._wrapped is None or self._wrapped.producer is not self.producer:
             self._wrapped = Deliveries(self.producer)
         return self._wrapped
 
@@ -66,6 +67,8 @@ class DeadLetters:
                 return False
             failed, self._failed = self._failed, []
             for msg in failed:  # librdkafka gave up on these: produce them again
-                self._deliveries().produce(msg.topic(), msg.value(), msg.key(),
+                topic = msg.topic()
+                assert topic is not None  # a delivery report names its topic
+                self._deliveries().produce(topic, msg.value(), msg.key(),
                                                   on_delivery=self._on_delivery)
         return True

@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -36,7 +37,7 @@ DEFAULT_TOPICS: tuple[TopicSpec, ...] = (
 
 
 # A dead peer (network cut without a reset) is noticed in ~20 s instead of never.
-CONNECT_OPTIONS = {
+CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 5,
@@ -74,9 +75,9 @@ def _insert_sql(table: Table) -> sql.Composed:
     select = sql.SQL("SELECT {cols} FROM {stage}").format(cols=cols, stage=_staging(table))
     if table.newest_by:
         keys = sql.SQL(", ").join(map(sql.Identifier, table.key))
-        select = sql.SQL("SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {o}")
+        newest = sql.SQL("SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {o}")
         order = sql.SQL(table.newest_by)
-        select = select.format(keys=keys, cols=cols, stage=_staging(table), o=order)
+        select = newest.format(keys=keys, cols=cols, stage=_staging(table), o=order)
     return sql.SQL("INSERT INTO {target} ({cols}) {select} ON CONFLICT ({keys}) {action}").format(
         target=sql.Identifier(table.name),
         cols=cols,

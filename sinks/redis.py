@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import redis
 from redis.exceptions import (
@@ -146,7 +147,8 @@ class RedisSink(BatchSink):
     def setup(self) -> None:
         try:
             self.client.info("server")
-            self._sha = self.client.script_load(_PUT_DECISION)
+            # SCRIPT LOAD's reply is decoded to str (redis-py annotates ``Awaitable | Any``)
+            self._sha = cast(str, self.client.script_load(_PUT_DECISION))
         except RedisError as exc:
             raise wrap_redis_error(exc) from exc
 
@@ -165,7 +167,8 @@ class RedisSink(BatchSink):
 
     def _write(self, batch: Sequence[Record]) -> None:
         if self._sha is None:
-            self._sha = self.client.script_load(_PUT_DECISION)
+            # SCRIPT LOAD's reply is decoded to str (redis-py annotates ``Awaitable | Any``)
+            self._sha = cast(str, self.client.script_load(_PUT_DECISION))
         pipe = self.client.pipeline(transaction=False)
         for record in batch:
             self._put(pipe, record.value)

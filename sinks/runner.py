@@ -164,17 +164,17 @@ class SinkLoop:
     def _decode(self, messages: Sequence[Message]) -> list[Record]:
         records: list[Record] = []
         for m in messages:
-            name = m.topic()
+            name, partition, offset = _position(m)
             try:
                 value = self._codecs[name].decode(m.value())
             except DecodeError as exc:
-                self._dead_letter(name, m.partition(), m.offset(), m.key(), m.value(), exc)
+                self._dead_letter(name, partition, offset, m.key(), m.value(), exc)
                 continue
             spec = self._specs[name]
-            replayed = m.offset() < self._replay_until.get((name, m.partition()), -1)
+            replayed = offset < self._replay_until.get((name, partition), -1)
             kind, ts = m.timestamp()
             at = ts if kind != TIMESTAMP_NOT_AVAILABLE and ts > 0 else None
-            records.append(Record(spec, value, m.key(), name, m.partition(), m.offset(),
+            records.append(Record(spec, value, m.key(), name, partition, offset,
                                   m.value(), replayed, at))  # fmt: skip
         return records
 
@@ -240,8 +240,8 @@ class SinkLoop:
         first: dict[tuple[str, int], int] = {}
         for m in arrived:
             if m.error() is None:
-                tp = (m.topic(), m.partition())
-                first[tp] = min(first.get(tp, m.offset()), m.offset())
+                topic, partition, offset = _position(m)
+                first[(topic, partition)] = min(first.get((topic, partition), offset), offset)
         for (topic, partition), offset in first.items():
             assert self.consumer is not None
             self.consumer.seek(TopicPartition(topic, partition, offset))
@@ -267,7 +267,8 @@ class SinkLoop:
 
     # -- dead letters and commits ----------------------------------------------------------
 
-    def _dead_letter(self, topic, partition, offset, key, value, error: Exception) -> None:
+    def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None,
+                     value: bytes | None, error: Exception) -> None:
         self.dead_letters.send(topic, partition, offset, key, value, error)
         self.stats.dead_letters += 1
         metrics.DEAD_LETTERS.labels(self.sink.name, self._specs[topic].name).inc()
@@ -280,8 +281,8 @@ class SinkLoop:
     def _commit(self, messages: Sequence[Message]) -> None:
         ends: dict[tuple[str, int], int] = {}
         for m in messages:
-            tp = (m.topic(), m.partition())
-            ends[tp] = max(ends.get(tp, -1), m.offset() + 1)
+            topic, partition, offset = _position(m)
+            ends[(topic, partition)] = max(ends.get((topic, partition), -1), offset + 1)
         if not ends:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
@@ -291,6 +292,14 @@ class SinkLoop:
         except KafkaException as exc:  # e.g. revoked in a rebalance: redelivered, deduped
             self.stats.commit_failures += 1
             log.warning("sink %s: commit failed (%s); redelivery follows", self.sink.name, exc)
+
+
+def _position(m: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message without an error (librdkafka sets
+    all three on those; the stubs say each may be None)."""
+    topic, partition, offset = m.topic(), m.partition(), m.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
 
 
 def run_until_signal(loops: Sequence[SinkLoop]) -> int:
