@@ -78,6 +78,7 @@ def _scan(consumer: Consumer, topic: str, key: bytes, deadline: float) -> Checkp
                 pending.discard(message.partition())
                 continue
             raise KafkaException(error)
-        if message.key() == key and message.value() is not None:
-            found = Checkpoint.from_bytes(message.value())
+        value = message.value()
+        if message.key() == key and value is not None:
+            found = Checkpoint.from_bytes(value)
     return found

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from web3 import HTTPProvider
+from web3.types import RPCEndpoint
 
 from connectors.chain_decode import Block, Log, block_from_rpc, log_from_rpc, to_int
 
@@ -122,7 +123,7 @@ class ChainRpc:
 
     def _once(self, method: str, params: Sequence[Any]) -> Any:
         try:
-            response = self._provider.make_request(method, list(params))  # type: ignore[arg-type]
+            response = self._provider.make_request(RPCEndpoint(method), list(params))
         except requests.HTTPError as exc:
             raise _http_error(method, exc) from exc
         except (requests.ConnectionError, requests.Timeout, OSError) as exc:

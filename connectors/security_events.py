@@ -6,6 +6,7 @@ Events carry the raw source IP (the SIEM blocks IPs); logs never do (``infra.log
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ def security_event(
     wallet: str | None = None,
     user_id: str | None = None,
     purchase_id: str | None = None,
-    details: dict[str, str] | None = None,
+    details: Mapping[str, object] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """A SecurityEvent record (Avro dict) with a fresh id; ``now`` defaults to the clock."""

@@ -54,7 +54,8 @@ def run_once(dsn: str, as_of: date | None = None, ahead: int = retention.AHEAD_D
 def run_observed(dsn: str, as_of: date | None = None, ahead: int = retention.AHEAD_DAYS) -> bool:
     """``run_once`` with its outcome logged and in the metrics; True if it succeeded."""
     started = time.monotonic()
-    report, error = None, None
+    report: retention.Report | None = None
+    error: Exception | None = None
     try:
         report = run_once(dsn, as_of, ahead)
     except retention.MaintenanceError as exc:

@@ -32,6 +32,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -124,8 +125,10 @@ def setup(settings: Settings, secrets: dict[str, str], timeout: float = 30.0) ->
     """As a super user: upsert every principal's SCRAM credential and create every ACL."""
     admin = AdminClient(settings.kafka.as_confluent())
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-    upserts = [UserScramCredentialUpsertion(user, info, password.encode())
-               for user, password in secrets.items()]  # fmt: skip
+    upserts: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(user, info, password.encode())
+        for user, password in secrets.items()
+    ]
     for future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).values():
         future.result()
     acls = bindings(grants(settings.kafka.topic_prefix, settings.stream.app_id))

