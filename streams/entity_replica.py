@@ -77,7 +77,6 @@ class EntityReplica:
         self.horizon_ms = -1  # records with event time up to this may be applied
         self.scored: dict[int, int] = {}  # partition -> latest offset a batch has announced
         self.scored_ms: dict[int, int] = {}  # partition -> earliest event time of its last batch
-        self.newest_ms = -1  # the latest event time of any batch announced
         self.applied = 0
         self.rejected = 0  # records the store refused (the scorer dead-letters them)
         self._progress = threading.Condition()
@@ -118,7 +117,6 @@ class EntityReplica:
         (None: unknown); default: every partition announced so far."""
         with self._progress:
             self.horizon_ms = max(self.horizon_ms, latest_ms + LEAD_MS)
-            self.newest_ms = max(self.newest_ms, latest_ms)
             for p, offset in offsets.items():
                 self.scored[p] = max(self.scored.get(p, -1), offset)
                 self.scored_ms[p] = earliest[p]
@@ -137,7 +135,8 @@ class EntityReplica:
                    if p in self.held and self._pending(p, committed)]
         if not pending:
             return batch_ms
-        return min(batch_ms, max(min(pending), self.newest_ms - MAX_LAG_MS))
+        newest_ms = self.horizon_ms - LEAD_MS  # the latest event time announced
+        return min(batch_ms, max(min(pending), newest_ms - MAX_LAG_MS))
 
     def _pending(self, partition: int, committed: int | None) -> bool:
         """The partition may have records the scorer has not taken yet: fetched (held or
