@@ -25,9 +25,9 @@ to the broker (bounded by one fetch wait).
 Pruning: the store drops rows no query will read, below its *floor*: the earliest event time
 the scorer may still ask about. Each partition the worker scores and that has records not yet
 scored holds the floor at the earliest event time of its last batch, so a partition that
-lags the others (Faust may deliver one partition hours of event time ahead of another in a
-backlog) still finds its rows; never further than ``MAX_LAG_MS`` behind the newest batch, so
-a stopped partition cannot hold memory.
+lags the others (Faust may deliver one partition days of event time ahead of another in a
+backlog of sparse traffic) still finds its rows; never further than ``MAX_LAG_MS`` (7 d, the
+longest window) behind the newest batch, so a stopped partition cannot hold memory.
 """
 
 from __future__ import annotations
@@ -43,16 +43,21 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from infra import topics
 from infra.settings import Settings
 from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
-from processors.entity_state import EntityStore
+from processors.entity_state import SHOW_RETENTION_MS, EntityStore
 from processors.records import read_order
-from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
+from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
 
 log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 1000
 LEAD_MS = 30 * MINUTE_MS  # how far past the scorer's latest batch the replica may apply
-MAX_LAG_MS = 24 * HOUR_MS  # how far a pending partition may hold the floor behind the newest batch
+# How far a pending partition may hold the floor behind the newest batch: the longest window
+# a feature reads (a show's prices, 7 d). Faust consumes partitions at about the same offset,
+# not the same event time, so on sparse traffic a backlog's partitions drift days apart; with
+# a shorter bound (it was 24 h) the partition behind lost crowd rows. A stalled partition holds
+# at most this much entity state.
+MAX_LAG_MS = SHOW_RETENTION_MS
 # Records held per partition beyond the lead before the partition is paused: decoded
 # purchases, ~2.8 KB each (measured), so 2000 per partition held ~35 MB on a backlog.
 HOLD = 500

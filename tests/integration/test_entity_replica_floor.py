@@ -1,10 +1,11 @@
 """A partition the scorer takes behind the others still gets replay's features.
 
-In a backlog Faust may deliver one partition hours of event time ahead of another. The entity
-replica prunes rows below its floor; the floor must stay at what the lagging partition still
-asks about (``EntityReplica.announce``), else its crowd and entity features lose rows that
-replay counts. Here one worker scores six partitions, partition ``p`` taken ``p * 40`` minutes
-of event time behind partition 0, and every feature of every purchase must equal replay's.
+In a backlog Faust may deliver one partition hours, on sparse traffic days, of event time
+ahead of another. The entity replica prunes rows below its floor; the floor must stay at what
+the lagging partition still asks about (``EntityReplica.announce``), else its crowd and entity
+features lose rows that replay counts. Here one worker scores six partitions, partition ``p``
+taken ``p * 40`` minutes (then ``p * 8`` hours: 40 h, beyond a day) of event time behind
+partition 0, and every feature of every purchase must equal replay's.
 Once every partition is scored to its end, nothing holds the floor back (memory stays bounded).
 """
 
@@ -34,22 +35,27 @@ from tests.support.kafka import produce
 pytestmark = pytest.mark.integration
 
 SPACING_S = 30  # one purchase every 30 s: keys see several purchases per window
-LAG_MS = 40 * MINUTE_MS  # partition p is scored p * LAG_MS of event time behind partition 0
 BATCH = 12
 
 
-def hot_sale(n: int) -> list[dict]:
-    """Simulated purchases (their wallets, shows, IPs, cards) re-timed one every ``SPACING_S``:
-    a busy sale, ~5 h of event time, in event-time order."""
+def hot_sale(n: int, spacing_s: int = SPACING_S) -> list[dict]:
+    """Simulated purchases (their wallets, shows, IPs, cards) re-timed one every ``spacing_s``:
+    a busy sale (30 s: 600 purchases are ~5 h of event time), in event-time order."""
     purchases = simulated_purchases(n)
     start = purchases[0]["occurred_at"]
-    return [{**p, "occurred_at": start + timedelta(seconds=SPACING_S * i)}
+    return [{**p, "occurred_at": start + timedelta(seconds=spacing_s * i)}
             for i, p in enumerate(purchases)]
 
 
-def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settings):
+@pytest.mark.parametrize(("spacing_s", "lag_ms"), [(SPACING_S, 40 * MINUTE_MS),
+                                                   (6 * 60, 12 * HOUR_MS)])  # fmt: skip
+def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settings, spacing_s,
+                                                                          lag_ms):
+    """Partition p is scored ``p * lag_ms`` of event time behind partition 0: up to 200 min
+    in a busy sale; up to 60 h in sparse traffic (600 purchases over 60 h), beyond a day."""
+    assert 5 * lag_ms < MAX_LAG_MS
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
-    purchases = hot_sale(600)
+    purchases = hot_sale(600, spacing_s)
     produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
     records = [(p, o, to_ms((purchase := codec.decode(v))["occurred_at"]) or 0, purchase)
                for p, o, v in read_all_placed(settings, topics.PURCHASES, 30)]
@@ -59,12 +65,12 @@ def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settin
     expected = {p["purchase_id"]: row for p, row in
                 replay_rows([("purchase", p) for p in purchases])}
     # The scorer's batches, one partition each, as Faust may deliver them: each partition in
-    # offset order, partition p taken LAG_MS * p of event time behind partition 0.
+    # offset order, partition p taken lag_ms * p of event time behind partition 0.
     by_partition: dict[int, list] = {}
     for record in sorted(records):
         by_partition.setdefault(record[0], []).append(record)
     batches = [rs[i:i + BATCH] for rs in by_partition.values() for i in range(0, len(rs), BATCH)]
-    batches.sort(key=lambda b: b[0][2] + b[0][0] * LAG_MS)
+    batches.sort(key=lambda b: b[0][2] + b[0][0] * lag_ms)
 
     replica = EntityReplica(settings, codec).open()
     wallets: dict[str, WalletState] = {}
@@ -109,7 +115,7 @@ def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settin
         replica.stop()
 
 
-def test_a_partition_with_records_not_yet_scored_holds_the_floor_at_most_a_day(settings):
+def test_a_partition_with_records_not_yet_scored_holds_the_floor_at_most_max_lag(settings):
     """Partitions the worker owns and has not scored to their end hold the floor back, but
     never more than ``MAX_LAG_MS`` behind the newest batch; a partition whose records are all
     committed does not hold it."""
@@ -120,7 +126,7 @@ def test_a_partition_with_records_not_yet_scored_holds_the_floor_at_most_a_day(s
                      for p, o, v in read_all_placed(settings, topics.PURCHASES, 30))
     ends = {p: o for p, o, _ in records}  # each partition's last offset
     partition, offset, ts = records[-1]  # the last record of the last partition
-    batch_ms = ts + 30 * HOUR_MS  # a batch far ahead of every other partition's records
+    batch_ms = ts + MAX_LAG_MS + 6 * HOUR_MS  # far ahead of every other partition's records
     replica = EntityReplica(settings, codec).open()
     try:
         deadline = time.monotonic() + 30
