@@ -10,7 +10,14 @@ import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_compat import Consumer, current_events, is_stale
+from streams.faust_compat import (
+    BACKLOG_FILL_S,
+    BEHIND_S,
+    Consumer,
+    current_events,
+    fill_time,
+    is_stale,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -271,3 +278,13 @@ def test_a_gapless_partition_resumes_at_the_log_start_when_retention_deleted_the
     assert kept == [] and seek == {TP("t", 0): 8}  # 6-7 are gone: resume at 8, not at 9
     kept, seek = guard.check([event(0, 8, 1), event(0, 9, 1)])
     assert [e.message.offset for e in kept] == [8, 9] and seek == {}
+
+
+def test_a_batch_of_fresh_records_fills_for_the_linger_and_a_backlogs_for_longer():
+    now, linger = 1_000.0, 0.01
+    assert fill_time(now - 0.005, linger, now) == linger  # produced 5 ms ago: fresh
+    assert fill_time(now - BEHIND_S / 2, linger, now) == linger
+    assert fill_time(now - BEHIND_S * 2, linger, now) == BACKLOG_FILL_S  # waited: a backlog
+    assert fill_time(now + 5.0, linger, now) == linger  # a producer clock ahead: fresh
+    assert fill_time(None, linger, now) == linger  # no timestamp: as before
+    assert fill_time(now - 60, 1.0, now) == 1.0  # a linger longer than the backlog's fill
