@@ -34,7 +34,12 @@ ENTITY_ROWS_CAP = 512  # (ts, wallet) sightings kept per IP, device or card
 ENTITY_WALLETS_CAP = 64  # wallets_per_* and linked_wallets saturate here
 SHOW_RETENTION_MS = 7 * DAY_MS
 SHOW_PRICES_CAP = 51  # the median is over the latest 51 prices before the purchase
-SHOW_PRICE_ROWS_CAP = 256  # rows kept per channel (room for rows later than a query)
+# Rows kept per channel: room for rows later than a query. A worker's entity replica applies
+# other partitions' sales ahead of a partition it scores behind them (days, on sparse traffic),
+# and a query needs its latest SHOW_PRICES_CAP prices before its own time. At 256 a show's
+# later sales crowded those out (bench runs under load: `price_deviation` missing where replay
+# had one). ~100 bytes a row: at most ~400 KB per show and channel pair.
+SHOW_PRICE_ROWS_CAP = 2048
 POPULARITY_WINDOW_MS = HOUR_MS
 SHOW_SALES_CAP = 50_000  # sale timestamps kept for popularity (1 h + slack)
 SHOW_TICKETS_CAP = 2048  # first primary sales remembered (mint-to-resale, markup)

@@ -339,6 +339,24 @@ def test_show_price_level_markup_mint_to_resale_and_popularity():
     }
 
 
+def test_a_show_answers_a_query_behind_after_many_later_sales_were_applied_first():
+    """A worker's entity replica applies other partitions' sales before a partition it scores
+    behind them: 1 500 later sales (a busy show's day) must not crowd out the prices before the
+    query that replay, applying in order, has."""
+    t0, hour = 1_700_000_000_000, 3_600_000
+    early = [(t0 + i * 60_000, 4_000 + i) for i in range(60)]  # the hour before the query
+    later = [(t0 + 2 * hour + i * 1_000, 9_000) for i in range(1_500)]
+    in_order, ahead = ShowState(), ShowState()
+    for ts, price in early:
+        in_order.observe(ts, price, True, f"t{ts}", None)
+    for ts, price in later + early:  # the later sales first, as the replica may apply them
+        ahead.observe(ts, price, True, f"t{ts}", None, floor_ms=t0)
+    query = t0 + hour + 1
+    assert ahead.prices_before(True, query - 7 * 24 * hour, query) == in_order.prices_before(
+        True, query - 7 * 24 * hour, query)  # fmt: skip
+    assert len(in_order.prices_before(True, query - 7 * 24 * hour, query)) == 51
+
+
 def test_sale_open_from_the_record_or_remembered_by_the_show():
     opens = at(minutes=-1)
     events = [purchase(at(minutes=-2), wallet=B, sale_opens_at=opens), purchase(at(seconds=2))]
