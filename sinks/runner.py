@@ -223,17 +223,22 @@ class SinkLoop:
         return min(self.conf.backoff_max_s, self.conf.backoff_initial_s * 2**attempt)
 
     def _wait_paused(self, delay: float) -> None:
-        """Back off without leaving the group: pause, keep polling, give back what arrives."""
+        """Back off without leaving the group: pause, keep polling, give back what arrives.
+
+        Resumes every partition it paused, those a rebalance took away meanwhile included:
+        librdkafka keeps a partition's pause across a rebalance, so one paused here, revoked
+        (a member joining, a session timeout) and assigned again after the backoff ended would
+        stay paused: the sink would never read it again."""
         assert self.consumer is not None
-        assigned = self.consumer.assignment()
-        self.consumer.pause(assigned)
+        paused = self.consumer.assignment()
+        self.consumer.pause(paused)
         deadline = time.monotonic() + delay
         try:
             while not self.stopping and (left := deadline - time.monotonic()) > 0:
                 arrived = self.consumer.consume(self.conf.batch_size, min(left, 0.1))
                 self._seek_back(arrived)
         finally:
-            self.consumer.resume(self.consumer.assignment())
+            self.consumer.resume(_union(paused, self.consumer.assignment()))
 
     def _seek_back(self, arrived: Sequence[Message]) -> None:
         """Messages delivered while backing off (after a rebalance) are read again later."""
@@ -292,6 +297,14 @@ class SinkLoop:
         except KafkaException as exc:  # e.g. revoked in a rebalance: redelivered, deduped
             self.stats.commit_failures += 1
             log.warning("sink %s: commit failed (%s); redelivery follows", self.sink.name, exc)
+
+
+def _union(*lists: list[TopicPartition]) -> list[TopicPartition]:
+    """The partitions of ``lists``, each once (by topic and partition)."""
+    seen: dict[tuple[str, int], TopicPartition] = {}
+    for tp in (tp for partitions in lists for tp in partitions):
+        seen.setdefault((tp.topic, tp.partition), TopicPartition(tp.topic, tp.partition))
+    return list(seen.values())
 
 
 def _position(m: Message) -> tuple[str, int, int]:
