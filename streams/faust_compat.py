@@ -41,8 +41,8 @@ to start until these are re-read against its source):
    at the first record it held back (never past it): the hole is a transaction marker.
 
 5. **Batches as they come** (``take_available``, below). A batch ends once the records
-   fetched are in; under a backlog (its first record produced more than ``BEHIND_S`` ago) it
-   may fill for ``BACKLOG_FILL_S`` instead of the linger, up to the batch size (``fill_time``).
+   fetched are in; under a backlog (a full batch already waiting in the stream) it may fill
+   for ``BACKLOG_FILL_S`` instead of the linger, up to the batch size (``fill_time``).
 
 6. **No terminal spinner.** At a log level of WARN or above, Faust's ``Worker`` sets the root
    logger to DEBUG and adds a handler that turns its terminal spinner for every record. Every
@@ -145,15 +145,13 @@ def current_events(events: Sequence, app) -> list:
     return kept
 
 
-BEHIND_S = 0.1  # a batch whose first record is older than this is taken as a backlog's
 BACKLOG_FILL_S = 0.25  # how long a backlog's batch may fill (up to ``max_``)
 
 
 def take_available(stream, max_: int, linger_s: float):
     """Batches of up to ``max_`` events of ``stream``, each yielded once the records already
-    fetched are in, and at most ``linger_s`` after its first, or ``BACKLOG_FILL_S`` when that
-    first record already waited ``BEHIND_S`` since it was produced (override 5,
-    ``fill_time``)."""
+    fetched are in, and at most ``linger_s`` after its first, or ``BACKLOG_FILL_S`` when a
+    full batch is already waiting in the stream (override 5, ``fill_time``)."""
     agen = _take_available(stream, max_, linger_s)
     stream._active_agens.add(agen)  # closed when the stream stops, as Faust's own takes are
     return agen
@@ -186,8 +184,9 @@ async def _take_available(stream, max_: int, linger_s: float):
     stream._enable_passive(aiter(stream.channel))
     try:
         while not await stream.wait_for_stopped(arrived):
-            fill_s = fill_time(events[0].message.timestamp if events else None, linger_s)
-            await _fill(events, max_, loop.time() + fill_s, stream.channel.queue)
+            queue = stream.channel.queue
+            fill_s = fill_time(queue.qsize(), max_, linger_s)
+            await _fill(events, max_, loop.time() + fill_s, queue)
             arrived.clear()
             if not events:
                 continue
@@ -205,16 +204,13 @@ async def _take_available(stream, max_: int, linger_s: float):
         stream._processors.remove(add)
 
 
-def fill_time(first_produced_s: float | None, linger_s: float, now_s: float | None = None) -> float:
-    """How long a batch may fill: ``linger_s`` while records come fresh, so a purchase is not
-    held for others; ``BACKLOG_FILL_S`` once its first record waited ``BEHIND_S`` since it was
-    produced: the worker is behind, those records waited anyway, and a larger batch spreads a
-    batch's fixed cost (rules, model, commit: ~5 ms) over more of them, so the backlog drains
-    faster. The fill still ends when the records fetched are in, or at ``max_``."""
-    if first_produced_s is None:
-        return linger_s
-    waited = (time.time() if now_s is None else now_s) - first_produced_s
-    return max(linger_s, BACKLOG_FILL_S) if waited > BEHIND_S else linger_s
+def fill_time(waiting: int, max_: int, linger_s: float) -> float:
+    """How long a batch may fill: ``linger_s`` while records come as they are produced, so a
+    purchase is not held for others; ``BACKLOG_FILL_S`` when a full batch (``max_``) is
+    already fetched and waiting in the stream (a backlog): those records waited anyway, and a
+    larger batch spreads a batch's fixed cost (rules, model, commit: ~5 ms) over more of them,
+    so the backlog drains faster. The fill still ends when the records fetched are in."""
+    return max(linger_s, BACKLOG_FILL_S) if waiting >= max_ else linger_s
 
 
 async def _fill(events: list, max_: int, deadline: float, queue) -> None:

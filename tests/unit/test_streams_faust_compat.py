@@ -12,7 +12,6 @@ from faust.types import TP
 
 from streams.faust_compat import (
     BACKLOG_FILL_S,
-    BEHIND_S,
     Consumer,
     current_events,
     fill_time,
@@ -280,11 +279,10 @@ def test_a_gapless_partition_resumes_at_the_log_start_when_retention_deleted_the
     assert [e.message.offset for e in kept] == [8, 9] and seek == {}
 
 
-def test_a_batch_of_fresh_records_fills_for_the_linger_and_a_backlogs_for_longer():
-    now, linger = 1_000.0, 0.01
-    assert fill_time(now - 0.005, linger, now) == linger  # produced 5 ms ago: fresh
-    assert fill_time(now - BEHIND_S / 2, linger, now) == linger
-    assert fill_time(now - BEHIND_S * 2, linger, now) == BACKLOG_FILL_S  # waited: a backlog
-    assert fill_time(now + 5.0, linger, now) == linger  # a producer clock ahead: fresh
-    assert fill_time(None, linger, now) == linger  # no timestamp: as before
-    assert fill_time(now - 60, 1.0, now) == 1.0  # a linger longer than the backlog's fill
+def test_a_batch_fills_for_the_linger_unless_a_full_batch_is_already_waiting():
+    linger, size = 0.01, 500
+    assert fill_time(0, size, linger) == linger  # records come as they are produced
+    assert fill_time(size - 1, size, linger) == linger
+    assert fill_time(size, size, linger) == BACKLOG_FILL_S  # a backlog: fill the batch
+    assert fill_time(4 * size, size, linger) == BACKLOG_FILL_S
+    assert fill_time(4 * size, size, 1.0) == 1.0  # a linger longer than the backlog's fill
