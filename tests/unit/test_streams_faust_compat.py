@@ -286,3 +286,59 @@ def test_a_batch_fills_for_the_linger_unless_a_full_batch_is_already_waiting():
     assert fill_time(size, size, linger) == BACKLOG_FILL_S  # a backlog: fill the batch
     assert fill_time(4 * size, size, linger) == BACKLOG_FILL_S
     assert fill_time(4 * size, size, 1.0) == 1.0  # a linger longer than the backlog's fill
+
+
+def test_a_first_record_before_the_committed_offset_is_known_is_checked_against_the_group():
+    """Chaos run, seed 11: after a rebalance Faust resumed purchases partition 5 before its seek
+    to the committed offsets returned; the first record, 38, came with no committed offset
+    known and became the guard's baseline (the group had 19: 35-37 were never decided). The
+    guard asks the group instead, and seeks back."""
+    from streams.faust_compat import OffsetGuard
+
+    asked: list[TP] = []
+
+    def group(tp):
+        asked.append(tp)
+        return 19
+
+    guard = OffsetGuard(patience_s=10, clock=lambda: 0.0, committed_of=lambda tp: None,
+                        broker_committed=group)
+    kept, seek = guard.check([event(5, 38, 4)])
+    assert kept == [] and seek == {TP("t", 5): 19}
+    kept, seek = guard.check([event(5, o, 4) for o in (19, 20)])
+    assert [e.message.offset for e in kept] == [19, 20] and seek == {}
+    assert guard.next_offset(TP("t", 5)) == 21
+    # a partition whose first record is the group's committed offset is admitted at once
+    kept, seek = guard.check([event(3, 19, 4)])
+    assert [e.message.offset for e in kept] == [19] and seek == {}
+
+
+def test_faust_commits_no_gap_on_a_gapless_topic():
+    """Faust takes the offsets between two records read apart for a gap and commits through it
+    (committed 19, 38-42 acked: it committed 39, then 40). On purchases the gap is records the
+    fetcher skipped: the commit stays at the committed offset until they are processed."""
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    from streams.faust_compat import OffsetGuard
+
+    def consumer():
+        c = Consumer.__new__(Consumer)
+        c.offset_guard = OffsetGuard(gapless={"purchases"}.__contains__)
+        c._committed_offset = defaultdict(lambda: None)
+        c._gap, c._acked, c._acked_index = defaultdict(IntervalTree), defaultdict(list), defaultdict(set)
+        return c
+
+    for topic, commits in (("purchases", [None]), ("changelog", [39, 40])):
+        c, tp = consumer(), TP(topic, 5)
+        c._committed_offset[tp] = 19
+        asyncio.run(c._add_gap(tp, 20, 40))  # read offset 19, then 40 delivered
+        for offset in (38, 39, 40, 41, 42):
+            c._acked[tp].append(offset)
+            c._acked_index[tp].add(offset)
+        got = []
+        for _ in commits:
+            got.append(c._new_offset(tp))
+            c._committed_offset[tp] = got[-1] if got[-1] is not None else 19
+        assert got == commits, topic
