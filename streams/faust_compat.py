@@ -282,9 +282,7 @@ class OffsetGuard:
         unknown must not mean stuck for good."""
         expected = self.next_offset(tp)
         if expected is None and highwater and tp not in self.seeking:
-            expected = self.broker_committed(tp)
-            if expected is not None:
-                self.asked[tp] = expected
+            expected = self._ask_group(tp)
         if expected is None or highwater is None or expected >= highwater or tp in self.seeking:
             self.looked.pop(tp, None)
             return None
@@ -349,11 +347,15 @@ class OffsetGuard:
         itself (the chaos run's 3 purchases never decided: offset 38 taken as the start of a
         partition committed at 19, 35-37 skipped, Faust's gap filling committed past them)."""
         expected = self.next_offset(tp)
-        if expected is None:
-            committed = self.broker_committed(tp)
-            if committed is not None:
-                self.asked[tp] = expected = committed
-        return expected
+        return expected if expected is not None else self._ask_group(tp)
+
+    def _ask_group(self, tp) -> int | None:
+        """The group's committed offset as the broker has it, kept for the assignment (``asked``,
+        read by ``next_offset``); None when the broker did not answer."""
+        committed = self.broker_committed(tp)
+        if committed is not None:
+            self.asked[tp] = committed
+        return committed
 
     def _seek_again(self, tp, offset: int, target: int, lowest: int, seek: dict) -> bool:
         """A gapless partition's target did not come within the patience: seek it again (or

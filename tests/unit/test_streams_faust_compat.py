@@ -222,20 +222,27 @@ def test_a_committed_offset_not_read_is_unknown_and_the_guard_never_seeks_to_zer
     assert consumer.committed_offset(TP("t", 5)) == 75
 
 
-def test_a_stalled_partition_whose_committed_offset_faust_never_read_is_placed_by_the_group():
-    """Faust's seek to the committed offsets failed after a broker restart, and the partition
-    then lost its place: with its start unknown the guard would wait for it for ever; it asks
-    the group's committed offset and seeks back there after two looks."""
+def guard_asking_group(committed: int):
+    """A guard that knows no committed offset of its own; the group's is ``committed``, and
+    each partition it asks about is recorded."""
     from streams.faust_compat import OffsetGuard
 
     asked: list[TP] = []
 
     def group(tp):
         asked.append(tp)
-        return 40
+        return committed
 
     guard = OffsetGuard(patience_s=10, clock=lambda: 0.0, committed_of=lambda tp: None,
-                        broker_committed=group)
+                        broker_committed=group)  # fmt: skip
+    return guard, asked
+
+
+def test_a_stalled_partition_whose_committed_offset_faust_never_read_is_placed_by_the_group():
+    """Faust's seek to the committed offsets failed after a broker restart, and the partition
+    then lost its place: with its start unknown the guard would wait for it for ever; it asks
+    the group's committed offset and seeks back there after two looks."""
+    guard, asked = guard_asking_group(40)
     tp = TP("t", 3)
     assert guard.stalled(tp, highwater=0) is None and asked == []  # nothing waiting: not asked
     assert guard.stalled(tp, highwater=90) is None and asked == [tp]
@@ -293,16 +300,7 @@ def test_a_first_record_before_the_committed_offset_is_known_is_checked_against_
     to the committed offsets returned; the first record, 38, came with no committed offset
     known and became the guard's baseline (the group had 19: 35-37 were never decided). The
     guard asks the group instead, and seeks back."""
-    from streams.faust_compat import OffsetGuard
-
-    asked: list[TP] = []
-
-    def group(tp):
-        asked.append(tp)
-        return 19
-
-    guard = OffsetGuard(patience_s=10, clock=lambda: 0.0, committed_of=lambda tp: None,
-                        broker_committed=group)
+    guard, _ = guard_asking_group(19)
     kept, seek = guard.check([event(5, 38, 4)])
     assert kept == [] and seek == {TP("t", 5): 19}
     kept, seek = guard.check([event(5, o, 4) for o in (19, 20)])
