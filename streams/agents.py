@@ -11,7 +11,7 @@ Every agent takes records in batches (``take_events``), catches per-record error
 late events, anything else) and sends the record to its topic's dead-letter twin with the
 reason, writes each touched table key once per
 batch, and has its producer flushed before Faust commits the batch's offsets. Batches pass through
-``faust_compat.current_events`` first: no stale-generation or repeated record is processed.
+``faust_compat.to_process`` first: no stale-generation or repeated record is processed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from processors.state import WalletState
 from streams import metrics, scoring, tables, topics
 from streams.app import app
 from streams.context import ctx
-from streams.faust_compat import OffsetGuard, current_events, take_available
+from streams.faust_compat import OffsetGuard, take_available, to_process
 from streams.outputs import OutputError
 from streams.tables import wallet_to_state
 
@@ -51,7 +51,8 @@ def offset_guard() -> OffsetGuard:
 @app.timer(interval=5.0)
 async def unstick_partitions():
     """Seek back a source partition that has records waiting but delivered none for two looks
-    (Faust can lose its place at start-up: streams/faust_compat.py)."""
+    (Faust can lose its place at start-up), or whose commit is held by a record never
+    processed while later ones were (streams/faust_compat.py, overrides 4 and 10)."""
     if app.rebalancing:
         return
     consumer, guard = app.consumer, offset_guard()
@@ -65,6 +66,11 @@ async def unstick_partitions():
         if target is not None:
             log.warning("partition %s of %s stalled at offset %d with records waiting: "
                         "seeking back", tp.partition, tp.topic, target)
+            await consumer.seek(tp, target)
+        elif guard.gapless(tp.topic) and (target := guard.held_at(
+                tp, consumer.commit_base(tp), consumer.first_acked(tp))) is not None:
+            log.warning("partition %s of %s: commit held at offset %d, later records acked: "
+                        "seeking back", tp.partition, tp.topic, target)  # fmt: skip
             await consumer.seek(tp, target)
 
 
@@ -94,7 +100,7 @@ async def batches(stream):
     app.consumer.before_commit = before_commit
     take = take_available(stream, cfg.batch_size, cfg.batch_within_s)
     async for events in metrics.count_consumed(take, ctx.prefix):
-        kept, seek = guard.check(current_events(events, app))
+        kept, seek = to_process(events, app, guard)
         for tp, offset in seek.items():
             await app.consumer.seek(tp, offset)
         yield kept

@@ -18,7 +18,7 @@ to start until these are re-read against its source):
 3. **Batches across a rebalance.** ``take_events`` keeps its buffer across a rebalance, so a
    batch can hold the stale copy of a record *and* its redelivered copy: decided twice, the
    second time seeing the first as a previous purchase. ``current_events`` drops stale and
-   repeated records from a batch.
+   repeated records from a batch (``to_process``: after the guard of item 4).
 
 4. **Records skipped at start-up.** Measured here: when the worker's event loop is busy while
    Faust resumes its streams after the first assignment, Faust's fetcher can advance its read
@@ -88,12 +88,24 @@ to start until these are re-read against its source):
    committed offset as the baseline of a partition whose committed offset is not known yet,
    instead of the first record that comes (``OffsetGuard._baseline``).
 
+10. **No commit past a record not processed.** Faust commits the first run of consecutive
+    acked offsets (``Consumer._new_offset``) wherever it starts: its check that the run starts
+    at the committed offset is off by one and is skipped while the committed offset is unknown
+    (from a revocation until Faust's seek returns) or 0. Found by CI: purchases partition 2
+    committed at 210, 214 onwards acked, 210-213 never decided. On a gapless topic
+    ``Consumer._new_offset`` commits only the run that starts at the committed offset
+    (``commit_end``), nothing while that offset is unknown; and a partition whose commit is
+    held by a record never acked while later ones were is sought back to its committed
+    offset (``OffsetGuard.held_at``, by the timer that looks for stalls): the records after
+    it are redelivered and skipped as decided.
+
 Selected by the broker URL scheme ``sentinel://``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Sequence
@@ -152,6 +164,24 @@ def current_events(events: Sequence, app) -> list:
                  "generation; current %s): %s", len(dropped), app.consumer_generation_id,
                  dropped[:20])
     return kept
+
+
+def to_process(events: Sequence, app, guard: OffsetGuard) -> tuple[list, dict[object, int]]:
+    """(the records of a batch to process, partitions to seek back): stale-generation records
+    dropped (override 2), those the guard holds back (override 4), then repeats (override 3).
+    Repeats go last so that the copy kept is one the guard admitted (found by a test run:
+    after a seek back the batch held the fetch in progress's copies of 193-200, then 109-200
+    again; the first copies were kept and held back by the guard, the second dropped as
+    repeats: 193-200 never decided). Every record not processed is marked acked, so that no
+    ack of it counts toward a commit: only the copy processed is acked."""
+    fresh = [event for event in events if not app.consumer.is_stale(event.message)]
+    admitted, seek = guard.check(fresh)
+    kept = current_events(admitted, app)
+    processed = {id(event.message) for event in kept}
+    for event in events:
+        if id(event.message) not in processed:
+            event.message.acked = True
+    return kept, seek
 
 
 BACKLOG_FILL_S = 0.25  # how long a backlog's batch may fill (up to ``max_``)
@@ -233,6 +263,22 @@ async def _fill(events: list, max_: int, deadline: float, queue) -> None:
         quiet = 0 if len(events) > before or not queue.empty() else quiet + 1
 
 
+def commit_end(acked: list[int], committed: int | None) -> int | None:
+    """The offset to commit on a gapless partition (override 10): one past the run of acked
+    offsets that starts at ``committed``; None while ``committed`` is unknown or its record
+    is not acked. The run, and offsets below ``committed`` (acked again after a redelivery),
+    are removed from ``acked`` (left sorted, without repeats)."""
+    if committed is None or not acked:
+        return None
+    acked[:] = sorted(set(acked))
+    del acked[:bisect.bisect_left(acked, committed)]
+    end = committed
+    while end - committed < len(acked) and acked[end - committed] == end:
+        end += 1
+    del acked[:end - committed]
+    return end if end > committed else None
+
+
 class OffsetGuard:
     """Per source partition, the next offset a batch should bring (see the module doc).
 
@@ -258,12 +304,14 @@ class OffsetGuard:
         self.seeking: dict[object, tuple[int, float, int]] = {}
         self.looked: dict[object, tuple[int, int]] = {}  # tp -> (expected, looks unchanged)
         self.asked: dict[object, int] = {}  # tp -> the group's committed offset, asked
+        self.held: dict[object, tuple[int, int]] = {}  # tp -> (commit held at, looks)
 
     def reset(self) -> None:
         self.expected.clear()
         self.seeking.clear()
         self.looked.clear()
         self.asked.clear()
+        self.held.clear()
 
     def next_offset(self, tp) -> int | None:
         """The offset the partition should deliver next: after the last record processed,
@@ -294,6 +342,24 @@ class OffsetGuard:
         self.looked.pop(tp, None)
         self.seeking[tp] = (expected, self.clock() + self.patience_s, highwater)
         return expected
+
+    def held_at(self, tp, committed: int | None, first_acked: int | None,
+                looks: int = 2) -> int | None:
+        """Called every few seconds: the offset to seek a gapless partition back to when its
+        commit is held at ``committed`` by records never acked while later ones were
+        (``first_acked`` beyond it) over ``looks`` consecutive looks (override 10)."""
+        if (committed is None or first_acked is None or first_acked <= committed
+                or tp in self.seeking):
+            self.held.pop(tp, None)
+            return None
+        last, count = self.held.get(tp, (None, 0))
+        count = count + 1 if last == committed else 1
+        self.held[tp] = (committed, count)
+        if count < looks:
+            return None
+        del self.held[tp]
+        self.seeking[tp] = (committed, self.clock() + self.patience_s, first_acked)
+        return committed
 
     def check(self, events: Sequence) -> tuple[list, dict[object, int]]:
         """(events to process, partitions to seek back to an offset)."""
@@ -329,7 +395,7 @@ class OffsetGuard:
             if offset >= target:
                 del self.seeking[tp]
         elif (expected := self._baseline(tp)) is not None and offset > expected:
-            committed = self.broker_committed(tp)
+            committed = self._ask_group(tp)
             if committed is None or committed < offset:
                 target = expected if committed is None else max(expected, committed)
                 log.warning("partition %s of %s jumped from offset %d to %d: seeking back",
@@ -584,6 +650,32 @@ class Consumer(faust_aiokafka.Consumer):
         if guard is not None and guard.gapless(tp.topic):
             return
         await super()._add_gap(tp, offset_from, offset_to)
+
+    def _new_offset(self, tp) -> int | None:
+        """On a gapless topic only the run of acked offsets from the committed offset on is
+        committed (override 10); elsewhere Faust's rule, gaps included."""
+        guard = self.offset_guard
+        if guard is None or not guard.gapless(tp.topic):
+            return super()._new_offset(tp)
+        acked = self._acked[tp]
+        before = set(acked)
+        end = commit_end(acked, self.commit_base(tp))
+        self._acked_index[tp].difference_update(before.difference(acked))
+        return end
+
+    def commit_base(self, tp) -> int | None:
+        """Where a gapless partition's next commit starts: its committed offset, or the
+        group's when the guard asked it and it is further (Faust's read lagged it: override 4)."""
+        committed = self.committed_offset(tp)
+        asked = self.offset_guard.asked.get(tp) if self.offset_guard is not None else None
+        if asked is not None and (committed is None or asked > committed):
+            return asked
+        return committed
+
+    def first_acked(self, tp) -> int | None:
+        """The lowest offset of ``tp`` acked and not committed yet."""
+        acked = self._acked.get(tp)
+        return min(acked) if acked else None
 
     def ack(self, message) -> bool:
         """Refuse acks that could commit an offset no current record was processed for."""
