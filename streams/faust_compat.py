@@ -294,6 +294,8 @@ class OffsetGuard:
     - on another topic the gap is taken as real (a transaction marker), and the partition
       resumes at the first record held back meanwhile."""
 
+    ASK_AGAIN_S = 5.0  # after the broker did not answer an ask for a committed offset
+
     def __init__(self, patience_s: float = 10.0, clock=time.monotonic,
                  committed_of=lambda tp: None, broker_committed=lambda tp: None,
                  gapless=lambda topic: False, log_start=lambda tp: None) -> None:
@@ -305,6 +307,7 @@ class OffsetGuard:
         self.looked: dict[object, tuple[int, int]] = {}  # tp -> (expected, looks unchanged)
         self.asked: dict[object, int] = {}  # tp -> the group's committed offset, asked
         self.held: dict[object, tuple[int, int]] = {}  # tp -> (commit held at, looks)
+        self.unanswered: dict[object, float] = {}  # tp -> when the broker last did not answer
 
     def reset(self) -> None:
         self.expected.clear()
@@ -312,6 +315,7 @@ class OffsetGuard:
         self.looked.clear()
         self.asked.clear()
         self.held.clear()
+        self.unanswered.clear()
 
     def next_offset(self, tp) -> int | None:
         """The offset the partition should deliver next: after the last record processed,
@@ -395,7 +399,7 @@ class OffsetGuard:
             if offset >= target:
                 del self.seeking[tp]
         elif (expected := self._baseline(tp)) is not None and offset > expected:
-            committed = self._ask_group(tp)
+            committed = self.asked[tp] if tp in self.asked else self._ask_group(tp)
             if committed is None or committed < offset:
                 target = expected if committed is None else max(expected, committed)
                 log.warning("partition %s of %s jumped from offset %d to %d: seeking back",
@@ -417,10 +421,17 @@ class OffsetGuard:
 
     def _ask_group(self, tp) -> int | None:
         """The group's committed offset as the broker has it, kept for the assignment (``asked``,
-        read by ``next_offset``); None when the broker did not answer."""
+        read by ``next_offset``); None when the broker did not answer, and without asking
+        again for ``ASK_AGAIN_S`` after that: each ask blocks the agent for up to 5 s, and
+        a partition without a baseline meanwhile commits nothing (override 10)."""
+        if self.clock() < self.unanswered.get(tp, float("-inf")) + self.ASK_AGAIN_S:
+            return None
         committed = self.broker_committed(tp)
-        if committed is not None:
+        if committed is None:
+            self.unanswered[tp] = self.clock()
+        else:
             self.asked[tp] = committed
+            self.unanswered.pop(tp, None)
         return committed
 
     def _seek_again(self, tp, offset: int, target: int, lowest: int, seek: dict) -> bool:

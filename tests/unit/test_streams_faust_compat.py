@@ -431,3 +431,28 @@ def test_after_a_seek_back_the_copy_of_a_record_the_guard_admits_is_processed_an
     # only the copies processed are left for Faust to ack; no other ack counts
     assert all(e.message.acked for e in in_flight + [stale])
     assert not any(e.message.acked for e in again)
+
+
+def test_while_the_broker_does_not_answer_the_group_offset_is_asked_again_only_after_a_while():
+    """Each ask blocks the agent for up to 5 s: records of a partition whose committed offset is
+    unknown are not each held that long while the broker is away (they commit nothing until
+    the offset is known: override 10)."""
+    now, answers, asked = [0.0], [None, None, 19], []
+    tp = TP("t", 5)
+
+    def group(tp):
+        asked.append(tp)
+        return answers[len(asked) - 1]
+
+    guard = OffsetGuard(clock=lambda: now[0], broker_committed=group)
+    assert [e.message.offset for e in guard.check([event(5, 38, 4), event(5, 39, 4)])[0]] == [
+        38, 39] and len(asked) == 1  # fmt: skip
+    guard.expected.clear()
+    now[0] = OffsetGuard.ASK_AGAIN_S - 0.1
+    assert guard.check([event(5, 38, 4)])[1] == {} and len(asked) == 1
+    guard.expected.clear()
+    now[0] = OffsetGuard.ASK_AGAIN_S
+    assert guard.check([event(5, 38, 4)])[1] == {} and len(asked) == 2
+    guard.expected.clear()
+    now[0] = 2 * OffsetGuard.ASK_AGAIN_S
+    assert guard.check([event(5, 38, 4)])[1] == {tp: 19} and len(asked) == 3
