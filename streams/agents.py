@@ -66,11 +66,13 @@ async def unstick_partitions():
         if target is not None:
             log.warning("partition %s of %s stalled at offset %d with records waiting: "
                         "seeking back", tp.partition, tp.topic, target)
+            metrics.OFFSET_GUARD_SEEKS.labels("stalled").inc()
             await consumer.seek(tp, target)
         elif guard.gapless(tp.topic) and (target := guard.held_at(
                 tp, consumer.commit_base(tp), consumer.first_acked(tp))) is not None:
             log.warning("partition %s of %s: commit held at offset %d, later records acked: "
                         "seeking back", tp.partition, tp.topic, target)  # fmt: skip
+            metrics.OFFSET_GUARD_SEEKS.labels("commit_held").inc()
             await consumer.seek(tp, target)
 
 
@@ -102,6 +104,7 @@ async def batches(stream):
     async for events in metrics.count_consumed(take, ctx.prefix):
         kept, seek = to_process(events, app, guard)
         for tp, offset in seek.items():
+            metrics.OFFSET_GUARD_SEEKS.labels("skipped").inc()
             await app.consumer.seek(tp, offset)
         yield kept
 

@@ -24,6 +24,11 @@ BATCH = Histogram("sentinel_batch_size", "Purchases per scoring batch",
                   buckets=(1, 5, 10, 25, 50, 100, 250, 500))
 ENTITY_WAIT_TIMEOUTS = Counter("sentinel_entity_wait_timeouts_total",
                                "Batches decided before the entity replica covered them")
+OFFSET_GUARD_SEEKS = Counter(
+    "sentinel_offset_guard_seeks_total",
+    "Source partitions sought back by the offset guard (streams/faust_compat.py): records "
+    "skipped by the fetcher (skipped), none delivered while records wait (stalled), a commit "
+    "held by a record never processed (commit_held)", ["reason"])
 REDELIVERED = Counter("sentinel_redelivered_purchases_total",
                       "Redelivered purchases already decided (skipped)")
 REDELIVERY_READ_FAILURES = Counter(
