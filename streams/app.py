@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> faust.App:
     stream = settings.stream
     servers = ";".join(settings.kafka.bootstrap_servers.split(","))
     session_s = settings.kafka.session_timeout_ms / 1000
-    return faust.App(
+    return faust_compat.App(  # its flow control keeps records fetched at an assignment
         stream.app_id,
         broker=f"{faust_compat.SCHEME}://{servers}",
         broker_credentials=_credentials(settings),

@@ -13,6 +13,7 @@ from faust.types import TP
 from streams.faust_compat import (
     BACKLOG_FILL_S,
     Consumer,
+    FlowControl,
     OffsetGuard,
     commit_end,
     current_events,
@@ -456,3 +457,28 @@ def test_while_the_broker_does_not_answer_the_group_offset_is_asked_again_only_a
     guard.expected.clear()
     now[0] = 2 * OffsetGuard.ASK_AGAIN_S
     assert guard.check([event(5, 38, 4)])[1] == {tp: 19} and len(asked) == 3
+
+
+def test_resuming_the_flow_keeps_the_records_queued_while_faust_sought_the_committed_offsets():
+    """Faust resumes the stream partitions, seeks them to their committed offsets and then
+    resumes the flow; mode's resume cleared the stream queues, dropping the first records after
+    the committed offsets that were fetched meanwhile (second runs: seen by the guard as jumps
+    or 10 s stalls). The app's flow control keeps them; a revocation still clears the queues."""
+    from mode.utils.queues import FlowControlQueue
+
+    from streams.app import app
+
+    assert isinstance(app.flow_control, FlowControl)
+
+    async def assignment() -> None:
+        flow = FlowControl()
+        queue = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        flow.resume()  # for the recovery
+        await queue.put("record at the committed offset, fetched during the seek")
+        flow.resume()  # after the seek (Recovery.on_recovery_completed)
+        assert queue.qsize() == 1
+        flow.suspend()  # a revocation (App.on_partitions_revoked)
+        flow.clear()
+        assert queue.qsize() == 0
+
+    asyncio.run(assignment())
