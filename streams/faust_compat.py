@@ -366,7 +366,9 @@ class OffsetGuard:
                 looks: int = 2) -> int | None:
         """Called every few seconds: the offset to seek a gapless partition back to when its
         commit is held at ``committed`` by records never acked while later ones were
-        (``first_acked`` beyond it) over ``looks`` consecutive looks (override 10)."""
+        (``first_acked`` beyond it) over ``looks`` consecutive looks (override 10). When
+        retention deleted the committed offset, the commit starts at the log start instead
+        (``asked``, read by ``Consumer.commit_base``) and nothing is sought."""
         if (committed is None or first_acked is None or first_acked <= committed
                 or tp in self.seeking):
             self.held.pop(tp, None)
@@ -377,6 +379,12 @@ class OffsetGuard:
         if count < looks:
             return None
         del self.held[tp]
+        start = self.log_start(tp)
+        if start is not None and start > committed:  # retention deleted it: commit from there
+            log.warning("partition %s of %s: offsets %d-%d deleted by retention: committing "
+                        "from %d", tp.partition, tp.topic, committed, start - 1, start)  # fmt: skip
+            self.asked[tp] = start
+            return None
         self.seeking[tp] = (committed, self.clock() + self.patience_s, first_acked)
         return committed
 

@@ -482,3 +482,22 @@ def test_resuming_the_flow_keeps_the_records_queued_while_faust_sought_the_commi
         assert queue.qsize() == 0
 
     asyncio.run(assignment())
+
+
+def test_a_commit_held_at_an_offset_retention_deleted_starts_at_the_log_start():
+    """The committed offset's record is gone (a worker down longer than the retention): the
+    commit is not held for good nor sought back to a missing offset; it starts at the log
+    start, and a hole after that is still sought back."""
+    tp = TP("purchases", 1)
+    c = gapless_consumer({tp: 100})
+    c.offset_guard.log_start = lambda tp: 150
+    acked(c, tp, range(150, 160))
+    assert c._new_offset(tp) is None
+    guard = c.offset_guard
+    assert guard.held_at(tp, c.commit_base(tp), c.first_acked(tp)) is None
+    assert guard.held_at(tp, c.commit_base(tp), c.first_acked(tp)) is None  # not sought
+    assert c.commit_base(tp) == 150 and c._new_offset(tp) == 160
+    c._committed_offset[tp] = 160  # Faust's, once committed
+    acked(c, tp, range(165, 170))  # 160-164 never came
+    assert guard.held_at(tp, c.commit_base(tp), c.first_acked(tp)) is None
+    assert guard.held_at(tp, c.commit_base(tp), c.first_acked(tp)) == 160
