@@ -353,12 +353,8 @@ class OffsetGuard:
         if expected is None or highwater is None or expected >= highwater or tp in self.seeking:
             self.looked.pop(tp, None)
             return None
-        last, count = self.looked.get(tp, (None, 0))
-        count = count + 1 if last == expected else 1
-        self.looked[tp] = (expected, count)
-        if count < looks:
+        if not self._steady(self.looked, tp, expected, looks):
             return None
-        self.looked.pop(tp, None)
         self.seeking[tp] = (expected, self.clock() + self.patience_s, highwater)
         return expected
 
@@ -373,12 +369,8 @@ class OffsetGuard:
                 or tp in self.seeking):
             self.held.pop(tp, None)
             return None
-        last, count = self.held.get(tp, (None, 0))
-        count = count + 1 if last == committed else 1
-        self.held[tp] = (committed, count)
-        if count < looks:
+        if not self._steady(self.held, tp, committed, looks):
             return None
-        del self.held[tp]
         start = self.log_start(tp)
         if start is not None and start > committed:  # retention deleted it: commit from there
             log.warning("partition %s of %s: offsets %d-%d deleted by retention: committing "
@@ -387,6 +379,17 @@ class OffsetGuard:
             return None
         self.seeking[tp] = (committed, self.clock() + self.patience_s, first_acked)
         return committed
+
+    @staticmethod
+    def _steady(looks_at: dict, tp, value: int, looks: int) -> bool:
+        """True at the ``looks``-th consecutive look that found ``value`` (then forgotten)."""
+        last, count = looks_at.get(tp, (None, 0))
+        count = count + 1 if last == value else 1
+        if count < looks:
+            looks_at[tp] = (value, count)
+            return False
+        looks_at.pop(tp, None)
+        return True
 
     def check(self, events: Sequence) -> tuple[list, dict[object, int]]:
         """(events to process, partitions to seek back to an offset)."""
