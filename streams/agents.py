@@ -44,7 +44,8 @@ def offset_guard() -> OffsetGuard:
         consumer.offset_guard = OffsetGuard(committed_of=consumer.committed_offset,
                                             broker_committed=consumer.group_committed,
                                             gapless=gapless.__contains__,
-                                            log_start=consumer.log_start)  # fmt: skip
+                                            log_start=consumer.log_start,
+                                            next_record=consumer.next_record)  # fmt: skip
     return consumer.offset_guard
 
 

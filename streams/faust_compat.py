@@ -313,9 +313,11 @@ class OffsetGuard:
 
     def __init__(self, patience_s: float = 10.0, clock=time.monotonic,
                  committed_of=lambda tp: None, broker_committed=lambda tp: None,
-                 gapless=lambda topic: False, log_start=lambda tp: None) -> None:
+                 gapless=lambda topic: False, log_start=lambda tp: None,
+                 next_record=lambda tp, offset: None) -> None:
         self.patience_s, self.clock, self.committed_of = patience_s, clock, committed_of
         self.broker_committed, self.gapless, self.log_start = broker_committed, gapless, log_start
+        self.next_record = next_record
         self.expected: dict[object, int] = {}
         # tp -> (offset sought, give-up time, lowest offset held back meanwhile)
         self.seeking: dict[object, tuple[int, float, int]] = {}
@@ -426,8 +428,9 @@ class OffsetGuard:
                 del self.seeking[tp]
         elif (expected := self._baseline(tp)) is not None and offset > expected:
             committed = self.asked[tp] if tp in self.asked else self._ask_group(tp)
-            if committed is None or committed < offset:
-                target = expected if committed is None else max(expected, committed)
+            target = expected if committed is None else max(expected, committed)
+            if (committed is None or committed < offset) and not self._no_record_between(
+                    tp, target, offset):
                 log.warning("partition %s of %s jumped from offset %d to %d: seeking back",
                             tp.partition, tp.topic, target, offset)  # fmt: skip
                 self.seeking[tp] = (target, self.clock() + self.patience_s, offset)
@@ -435,6 +438,13 @@ class OffsetGuard:
                 return False
         self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
         return True
+
+    def _no_record_between(self, tp, target: int, offset: int) -> bool:
+        """On a topic written in transactions, whether the broker's first record at or after
+        ``target`` is ``offset``: the offsets between are transaction markers, not records
+        skipped (asked once per jump, instead of seeking back and waiting ``patience_s`` for
+        each transaction the producer committed)."""
+        return not self.gapless(tp.topic) and self.next_record(tp, target) == offset
 
     def _baseline(self, tp) -> int | None:
         """``next_offset``, or when it is unknown (from the revocation until Faust's seek to the
@@ -621,6 +631,7 @@ class Consumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._read_offset = ReadOffsets()
         self._group_offsets = None  # a confluent consumer that only reads committed offsets
+        self._record_reader = None  # a confluent consumer that reads one record at an offset
         self._committed_read: dict[TP, int] = {}  # at assignment; 0: the group has none
 
     async def seek_to_committed(self):
@@ -661,6 +672,29 @@ class Consumer(faust_aiokafka.Consumer):
             log.warning("log start of %s[%s] not read: %s", tp.topic, tp.partition, exc)
             return None
         return low
+
+    def next_record(self, tp, offset: int) -> int | None:
+        """The offset of the first record of ``tp`` at or after ``offset``, as this consumer
+        reads the topic (aiokafka's default isolation, read_uncommitted: transaction markers
+        are no records); None when the broker did not bring one within 2 s. Blocking, bounded:
+        called only when a partition of a topic written in transactions jumps ahead."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        if self._record_reader is None:
+            from confluent_kafka import Consumer as RecordReader
+
+            self._record_reader = RecordReader(get_settings().kafka.consumer_conf(
+                f"{self.app.conf.id}-probe", **{"isolation.level": "read_uncommitted"}))
+        reader = self._record_reader
+        try:
+            reader.assign([TopicPartition(tp.topic, tp.partition, offset)])
+            found = reader.consume(1, timeout=2)
+        except KafkaException as exc:
+            log.warning("records of %s[%s] not read: %s", tp.topic, tp.partition, exc)
+            return None
+        finally:
+            reader.unassign()
+        return next((m.offset() for m in found if m.error() is None), None)
 
     def _offset_reader(self):
         from confluent_kafka import Consumer as OffsetReader

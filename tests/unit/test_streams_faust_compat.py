@@ -501,3 +501,29 @@ def test_a_commit_held_at_an_offset_retention_deleted_starts_at_the_log_start():
     acked(c, tp, range(165, 170))  # 160-164 never came
     assert guard.held_at(tp, c.commit_base(tp), c.first_acked(tp)) is None
     assert guard.held_at(tp, c.commit_base(tp), c.first_acked(tp)) == 160
+
+
+def test_a_jump_over_transaction_markers_is_admitted_without_seeking_back():
+    """Chain transfers are written in transactions: each commit's marker takes an offset
+    (``make run``: every partition "jumped from offset 2 to 3", sought back, then held its
+    records for the guard's whole patience, 10 s per transaction). The broker is asked for the
+    first record at or after the expected offset: if it is the one that came, no record was
+    skipped. A purchase partition (gapless) is never asked: a gap there is records skipped."""
+    asked: list[tuple[TP, int]] = []
+
+    def next_record(tp, offset):
+        asked.append((tp, offset))
+        return {2: 3, 5: 7}.get(offset)
+
+    guard = OffsetGuard(clock=lambda: 0.0, committed_of=lambda tp: 0,
+                        gapless={"purchases"}.__contains__, next_record=next_record)
+    chain = [event(1, o, 4, "chain") for o in (0, 1, 3, 4)]  # marker at 2
+    kept, seek = guard.check(chain)
+    assert [e.message.offset for e in kept] == [0, 1, 3, 4] and seek == {}
+    assert asked == [(TP("chain", 1), 2)]
+    kept, seek = guard.check([event(1, 8, 4, "chain")])  # 7 holds a record the fetch skipped
+    assert kept == [] and seek == {TP("chain", 1): 5}  # sought back to the expected offset
+    assert asked[-1] == (TP("chain", 1), 5)
+    kept, seek = guard.check([event(2, 0, 4, "purchases"), event(2, 2, 4, "purchases")])
+    assert [e.message.offset for e in kept] == [0] and seek == {TP("purchases", 2): 1}
+    assert all(tp.topic == "chain" for tp, _ in asked)
