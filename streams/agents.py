@@ -38,9 +38,11 @@ FAULT_EXIT = 75  # exit status of the injected fault (SENTINEL_FAIL_AFTER_DECIDE
 def offset_guard() -> OffsetGuard:
     consumer = app.consumer
     if consumer.offset_guard is None:
-        # written by the gateway's idempotent producer, never in transactions: no holes
-        gapless = {registry.full_name(spec, ctx.prefix)
-                   for spec in (registry.PURCHASES, registry.AUTH_EVENTS)}
+        # written by idempotent producers (the gateway's; transfers by sender: the worker's
+        # own outputs), never in transactions: no holes. Chain transfers are written in
+        # transactions: each commit leaves a marker that takes an offset.
+        gapless = {registry.full_name(spec, ctx.prefix) for spec in (
+            registry.PURCHASES, registry.AUTH_EVENTS, registry.TRANSFERS_BY_SENDER)}
         consumer.offset_guard = OffsetGuard(committed_of=consumer.committed_offset,
                                             broker_committed=consumer.group_committed,
                                             gapless=gapless.__contains__,

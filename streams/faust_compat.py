@@ -35,10 +35,14 @@ to start until these are re-read against its source):
    fetch in progress keep arriving after a seek and move Faust's read offset past the target,
    so the re-fetched records were dropped by Faust as already read: ``ReadOffsets`` holds the
    read offset of a partition being sought back until its target arrives. When the target
-   does not come within the patience, on purchases and auth events (written by the
-   gateway's idempotent producer: no offset is a hole) the guard seeks it again, for as long
-   as it takes, unless retention deleted it; on a topic written in transactions it resumes
-   at the first record it held back (never past it): the hole is a transaction marker.
+   does not come within the patience, on a gapless topic (purchases, auth events and transfers
+   by sender, written by idempotent producers: no offset is a hole; ``streams/agents.py``)
+   the guard seeks it again, for as long as it takes, unless retention deleted it; on a topic
+   written in transactions (chain transfers) it resumes at the first record it held back
+   (never past it): the hole is a transaction marker. There a jump is first checked with the
+   broker (``Consumer.next_record``): when the first record after the expected offset is the
+   one that came, the offsets between are markers and nothing is sought; and the offset just
+   below the highwater is taken for the last transaction's marker, not a record waiting.
 
 5. **Batches as they come** (``take_available``, below). A batch ends once the records
    fetched are in; under a backlog (a full batch already waiting in the stream) it may fill
@@ -81,7 +85,7 @@ to start until these are re-read against its source):
 
 9. **No gaps on gapless topics.** ``Consumer._drain_messages`` records the offsets between a
    record and the previous one read as a gap, and ``_new_offset`` commits through gaps as if
-   acked. On purchases and auth events a gap is records the fetcher skipped (after a seek,
+   acked. On a gapless topic a gap is records the fetcher skipped (after a seek,
    records of the fetch in progress still arrive): found by the chaos run (seed 11), Faust
    committed purchases partition 5 from 19 to 39 with only 38 processed, 35-37 never decided.
    ``Consumer._add_gap`` records none there. And the guard (item 4) takes the group's
@@ -348,11 +352,14 @@ class OffsetGuard:
         waiting (``highwater``) but it delivered none over ``looks`` consecutive looks. A
         partition whose committed offset Faust has not read since the assignment (its seek
         to the committed offsets failed or timed out: override 7) asks the group's instead:
-        unknown must not mean stuck for good."""
+        unknown must not mean stuck for good. On a topic written in transactions the offset
+        before the highwater is the last transaction's marker, no record waiting."""
         expected = self.next_offset(tp)
         if expected is None and highwater and tp not in self.seeking:
             expected = self._ask_group(tp)
-        if expected is None or highwater is None or expected >= highwater or tp in self.seeking:
+        marker = 0 if self.gapless(tp.topic) else 1
+        if (expected is None or highwater is None or expected >= highwater - marker
+                or tp in self.seeking):
             self.looked.pop(tp, None)
             return None
         if not self._steady(self.looked, tp, expected, looks):

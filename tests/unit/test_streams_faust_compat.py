@@ -527,3 +527,16 @@ def test_a_jump_over_transaction_markers_is_admitted_without_seeking_back():
     kept, seek = guard.check([event(2, 0, 4, "purchases"), event(2, 2, 4, "purchases")])
     assert [e.message.offset for e in kept] == [0] and seek == {TP("purchases", 2): 1}
     assert all(tp.topic == "chain" for tp, _ in asked)
+
+
+def test_a_transaction_marker_at_the_end_of_a_partition_is_no_record_waiting():
+    """``make run``: after the chain listener's last transaction every chain-transfers
+    partition was "stalled at offset N with records waiting" and sought back every time: the
+    offset before the highwater was the transaction's marker. A purchases partition (gapless)
+    one record short of its highwater is still a stall."""
+    guard = OffsetGuard(clock=lambda: 0.0, committed_of=lambda tp: 5,
+                        gapless={"purchases"}.__contains__)
+    chain, purchases = TP("chain", 1), TP("purchases", 1)
+    assert [guard.stalled(chain, highwater=6) for _ in range(3)] == [None, None, None]
+    assert [guard.stalled(purchases, highwater=6) for _ in range(2)] == [None, 5]
+    assert [guard.stalled(chain, highwater=7) for _ in range(2)] == [None, 5]
