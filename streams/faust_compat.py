@@ -637,8 +637,7 @@ class Consumer(faust_aiokafka.Consumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._read_offset = ReadOffsets()
-        self._group_offsets = None  # a confluent consumer that only reads committed offsets
-        self._record_reader = None  # a confluent consumer that reads one record at an offset
+        self._group_offsets = None  # a confluent consumer: committed offsets, watermarks, a record
         self._committed_read: dict[TP, int] = {}  # at assignment; 0: the group has none
 
     async def seek_to_committed(self):
@@ -687,12 +686,7 @@ class Consumer(faust_aiokafka.Consumer):
         called only when a partition of a topic written in transactions jumps ahead."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        if self._record_reader is None:
-            from confluent_kafka import Consumer as RecordReader
-
-            self._record_reader = RecordReader(get_settings().kafka.consumer_conf(
-                f"{self.app.conf.id}-probe", **{"isolation.level": "read_uncommitted"}))
-        reader = self._record_reader
+        reader = self._offset_reader()
         try:
             reader.assign([TopicPartition(tp.topic, tp.partition, offset)])
             found = reader.consume(1, timeout=2)
@@ -706,8 +700,9 @@ class Consumer(faust_aiokafka.Consumer):
     def _offset_reader(self):
         from confluent_kafka import Consumer as OffsetReader
 
-        if self._group_offsets is None:
-            self._group_offsets = OffsetReader(get_settings().kafka.consumer_conf(self.app.conf.id))
+        if self._group_offsets is None:  # reads as aiokafka does (transaction markers: no records)
+            self._group_offsets = OffsetReader(get_settings().kafka.consumer_conf(
+                self.app.conf.id, **{"isolation.level": "read_uncommitted"}))
         return self._group_offsets
 
     def committed_offset(self, tp) -> int | None:

@@ -29,7 +29,7 @@ def test_the_first_record_after_a_transaction_marker_is_found(settings) -> None:
         producer.commit_transaction(30)
     consumer = Consumer.__new__(Consumer)
     consumer.app = SimpleNamespace(conf=SimpleNamespace(id=app_id(settings)))
-    consumer._record_reader = None
+    consumer._group_offsets = None
     tp = TP(name, 0)
     try:
         assert consumer.next_record(tp, 0) == 0
@@ -38,5 +38,5 @@ def test_the_first_record_after_a_transaction_marker_is_found(settings) -> None:
         assert consumer.next_record(tp, 4) == 4
         assert consumer.next_record(tp, 5) is None  # the last marker: nothing after it yet
     finally:
-        if consumer._record_reader is not None:
-            consumer._record_reader.close()
+        if consumer._group_offsets is not None:
+            consumer._group_offsets.close()
