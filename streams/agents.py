@@ -182,8 +182,10 @@ async def score_purchases(stream):
     decided_batches, fault_after = 0, ctx.settings.stream.fail_after_decided_batches
     async for events in batches(stream):
         await ctx.redeliveries.load(events, app.consumer_generation_id)
-        batch = scoring.decode(events)
-        await scoring.wait_for_entities(batch, owned_purchase_partitions())
+        with metrics.PHASES["decode"].time():
+            batch = scoring.decode(events)
+        with metrics.PHASES["entity_wait"].time():
+            await scoring.wait_for_entities(batch, owned_purchase_partitions())
         batch = [(e, p) for e, p in batch if not app.consumer.is_stale(e.message)]
         touched = scoring.score(batch)
         tables.hold(wallet_to_state, touched)

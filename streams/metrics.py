@@ -22,6 +22,17 @@ LATENCY = Histogram(
 )
 BATCH = Histogram("sentinel_batch_size", "Purchases per scoring batch",
                   buckets=(1, 5, 10, 25, 50, 100, 250, 500))
+# Where a scoring batch's wall time goes (streams/agents.py, streams/scoring.py): a batch
+# pays fixed costs (rules, model, contributions) whatever its size, so at a steady rate the
+# worker's batch cycle, hence the latency, is set by these. Wall time: a phase also counts
+# the time other threads (entity replica, Kafka clients) held the interpreter meanwhile.
+PHASE = Histogram(
+    "sentinel_scoring_phase_seconds",
+    "Wall time of each phase of a scoring batch: decode, entity_wait (the entity replica "
+    "covering the batch), features, decide (rules, model, policy), send", ["phase"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+PHASES = {p: PHASE.labels(p) for p in ("decode", "entity_wait", "features", "decide", "send")}
 ENTITY_WAIT_TIMEOUTS = Counter("sentinel_entity_wait_timeouts_total",
                                "Batches decided before the entity replica covered them")
 OFFSET_GUARD_SEEKS = Counter(

@@ -115,7 +115,7 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     touched: Touched = {}
     kept, rows, clusters = [], [], []
     ctx.marks.current()  # confirmed fraud that arrived since the last batch
-    with ctx.replica.lock:
+    with metrics.PHASES["features"].time(), ctx.replica.lock:
         for event, purchase in batch:
             try:
                 wallet, row, cluster = _features(event, purchase, touched)
@@ -129,13 +129,16 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
             kept.append((event, purchase))
             rows.append(row)
             clusters.append(cluster)
-    sources = {purchase["purchase_id"]: event.message for event, purchase in kept}
-    for outcome in _decide(kept, rows, clusters):
-        ctx.outputs.decision(outcome.decision, sources[outcome.decision["purchase_id"]])
-        for security_event in outcome.security_events:
-            ctx.outputs.security_event(security_event)
-    for event in ctx.decider.events(datetime.now(UTC)):
-        ctx.outputs.security_event(event)
+    with metrics.PHASES["decide"].time():
+        outcomes = _decide(kept, rows, clusters)
+    with metrics.PHASES["send"].time():
+        sources = {purchase["purchase_id"]: event.message for event, purchase in kept}
+        for outcome in outcomes:
+            ctx.outputs.decision(outcome.decision, sources[outcome.decision["purchase_id"]])
+            for security_event in outcome.security_events:
+                ctx.outputs.security_event(security_event)
+        for event in ctx.decider.events(datetime.now(UTC)):
+            ctx.outputs.security_event(event)
     return touched
 
 

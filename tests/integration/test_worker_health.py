@@ -1,7 +1,8 @@
 """The worker's operator endpoint on the real broker: /readyz answers 503 while purchases wait
 (the oldest an hour old) and 200 once the worker caught up; /healthz answers from the event
 loop; /metrics carries consumer lag per group and partition in records and seconds, records
-consumed per topic and decisions per verdict."""
+consumed per topic, decisions per verdict and the wall time of each phase of a scoring
+batch."""
 
 from __future__ import annotations
 
@@ -66,3 +67,18 @@ def test_worker_is_not_ready_while_behind_and_ready_once_caught_up(settings, env
     decided = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                   if line.startswith("sentinel_decisions_total{"))  # fmt: skip
     assert decided == len(purchases)
+    phases = ("decode", "entity_wait", "features", "decide", "send")
+    batches = {phase: _sample(text, f'sentinel_scoring_phase_seconds_count{{phase="{phase}"}}')
+               for phase in phases}  # fmt: skip
+    assert len(set(batches.values())) == 1 and batches["decide"] >= 1, batches  # once a batch
+    assert batches["decide"] >= _sample(text, "sentinel_batch_size_count")  # every decided one
+    assert all(_sample(text, f'sentinel_scoring_phase_seconds_sum{{phase="{phase}"}}') > 0
+               for phase in ("decode", "features", "decide", "send"))  # fmt: skip
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of the sample ``name`` (with its labels) in a Prometheus text page."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(name + " ")]  # fmt: skip
+    assert len(values) == 1, (name, values)
+    return values[0]
