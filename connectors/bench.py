@@ -24,8 +24,9 @@ import uuid
 from typing import Any
 
 from connectors.bench_load import Load, percentiles, run_fixed_rate, run_full_speed, wait_healthy
-from connectors.bench_server import GatewayProcess, free_port, topic_records
+from connectors.bench_server import GatewayProcess, topic_records
 from infra import admin, local, redis_keys
+from infra.observe import free_port
 from infra.scratch import scratch_run
 from infra.secrets import webhook_secrets
 from infra.settings import KafkaSettings, Settings, WebhookSettings

@@ -16,7 +16,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra.observe import free_port
 from infra.settings import REPO_ROOT, Settings
 
 if TYPE_CHECKING:
@@ -73,12 +73,6 @@ def anvil_binary() -> Path:
         if path.is_file() and os.access(path, os.X_OK):
             return path
     raise EvmNodeError(f"anvil not found: run `{INSTALL}` in {REPO_ROOT}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_node(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import ThreadingHTTPServer
@@ -27,6 +28,13 @@ Probe = Callable[[], tuple[bool, dict[str, Any]]]
 
 class MetricsBindError(RuntimeError):
     pass
+
+
+def free_port() -> int:
+    """A loopback port free now, for a throwaway child's endpoint (tests, benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def ports_off() -> dict[str, str]:

@@ -11,6 +11,9 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
 - ``latency_ms`` at a fixed rate (default 1 000/s, and ``latency_ms_by_rate`` for the
   others asked): decision received by a consumer minus the purchase's ``ingested_at``;
 - ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
+- ``batch_phases`` (the backlog) and each rate's ``batch_phases``: batches decided and the
+  mean wall time per batch of each scoring phase (``sentinel_scoring_phase_seconds``, read
+  from the workers' /metrics before and after);
 - ``ratio_to_faust``: ``events_per_s / faust_ceiling_per_s`` (the figure that travels between
   machines), ``workers`` (``--workers N`` worker processes), ``decide_path_per_s``,
   ``feature_agreement`` and ``verdict_agreement`` (``streams/bench_checks.py``), and the
@@ -28,14 +31,16 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra import admin, local, scratch, topics
-from infra.observe import ports_off
+from infra.observe import free_port, ports_off
 from infra.process import stop_group as stop_worker
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
@@ -231,9 +236,13 @@ class Workers:
     """``n`` worker processes; ``poll()`` is not None when any has exited."""
 
     def __init__(self, settings: Settings, n: int, workdir: Path):
+        # Their /metrics, for ``phase_totals``; the lag monitor behind /readyz measures once
+        # at start only, as before the endpoint was on here (the runs stay comparable).
+        self.ports = [free_port() for _ in range(n)]
         self.procs = [
             subprocess.Popen([sys.executable, "-m", "streams"],
-                             env=env_for(settings, METRICS_WORKER_PORT="0"),
+                             env=env_for(settings, METRICS_WORKER_PORT=str(self.ports[i]),
+                                         METRICS_LAG_INTERVAL_S="3600"),
                              stdout=subprocess.DEVNULL,
                              stderr=open(workdir / f"worker-{i}.log", "wb"),
                              start_new_session=True)
@@ -260,9 +269,42 @@ class Workers:
     def peak_rss_mb(self) -> float:
         return max(peak_rss_mb(p.pid) for p in self.procs)
 
+    def phase_totals(self) -> dict[str, list[float]]:
+        pages = []
+        for port in self.ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                pages.append(r.read().decode())
+        return phase_totals(pages)
+
     def stop(self) -> None:
         for proc in self.procs:
             stop_worker(proc)
+
+
+PHASES = ("decode", "entity_wait", "features", "decide", "send")
+
+
+def phase_totals(pages: list[str]) -> dict[str, list[float]]:
+    """Per scoring phase, [seconds, batches] summed over the workers' /metrics pages."""
+    totals = {phase: [0.0, 0.0] for phase in PHASES}
+    for page in pages:
+        for family in text_string_to_metric_families(page):
+            if family.name != "sentinel_scoring_phase_seconds":
+                continue
+            for sample in family.samples:
+                column = {"_sum": 0, "_count": 1}.get(sample.name.removeprefix(family.name))
+                if column is not None and sample.labels.get("phase") in totals:
+                    totals[sample.labels["phase"]][column] += sample.value
+    return totals
+
+
+def phase_split(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict:
+    """Between two ``phase_totals``: the batches decided and each phase's mean wall ms per
+    batch."""
+    batches = after["decide"][1] - before["decide"][1]
+    return {"batches": batches,
+            "mean_ms": {phase: 1000 * (after[phase][0] - before[phase][0]) / batches
+                        if batches else None for phase in PHASES}}  # fmt: skip
 
 
 def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir: Path,
@@ -277,8 +319,11 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
     worker = Workers(settings, workers, workdir)
     try:
         stable = worker.wait_group(settings)
+        phases = worker.phase_totals()
         ids = {r["purchase_id"] for r in load}
         clock.wait_for(ids, 600, worker)
+        after = worker.phase_totals()
+        backlog_phases, phases = phase_split(phases, after), after
         burst = {i: clock.arrived[i][1] for i in ids}
         times = sorted(clock.arrived[i][0] for i in ids)
         window = [t for t in times if t >= stable]
@@ -292,6 +337,8 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
             count = int(rate * seconds)
             by_rate.append(latency_at(settings, codec, clock, worker,
                                       fresh[start:start + count], rate))
+            after = worker.phase_totals()
+            by_rate[-1]["batch_phases"], phases = phase_split(phases, after), after
             start += count
         rss = worker.peak_rss_mb()
     finally:
@@ -306,6 +353,7 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         **_checks().agreement(load, burst),
         "broker_ceiling_per_s": broker["broker_ceiling_per_s"],
         "faust_ceiling_per_s": faust["faust_ceiling_per_s"],
+        "batch_phases": backlog_phases,
         "at_rate": rates[0],
         "latency_ms": by_rate[0]["latency_ms"],
         "latency_ms_by_rate": by_rate,

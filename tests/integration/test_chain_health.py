@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from infra.evm import NodeHandle
+from infra.observe import free_port
 from tests.integration.chain_fixtures import TicketChain, anvil  # noqa: F401 (fixture)
 from tests.integration.test_chain_restart import ListenerProcess
-from tests.support.http import free_port, wait_for
+from tests.support.http import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -26,6 +26,7 @@ import redis
 from connectors.console.browser import CHROMIUM, MISSING, launch, sign_in
 from connectors.gateway_client import post_records
 from infra import topics
+from infra.observe import free_port
 from infra.settings import REPO_ROOT, Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -34,7 +35,7 @@ from streams.demo import simulated
 from tests.support import story
 from tests.support.console import user_with_key
 from tests.support.kafka import read_until
-from tests.support.pipeline import free_port, running
+from tests.support.pipeline import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SHOTS = REPO_ROOT / "out" / "console"

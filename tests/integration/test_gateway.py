@@ -406,7 +406,7 @@ def test_concurrent_duplicates_publish_once(settings: Settings) -> None:
 
 
 def test_broker_unreachable_is_503_within_the_delivery_timeout(settings: Settings) -> None:
-    from connectors.bench_server import free_port
+    from infra.observe import free_port
     from infra.settings import KafkaSettings
 
     kafka = KafkaSettings(**{**settings.kafka.model_dump(),

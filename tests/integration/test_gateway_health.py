@@ -10,10 +10,10 @@ import time
 import httpx
 import pytest
 
+from infra.observe import free_port
 from infra.settings import PostgresSettings, Settings, StreamSettings
 from tests.conftest import app_id
 from tests.integration.test_gateway import gateway_client
-from tests.support.http import free_port
 from tests.support.kafka import Worker
 
 pytestmark = pytest.mark.integration

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from connectors.bench_server import free_port
 from infra import admin
 from infra.kafka import broker
+from infra.observe import free_port
 from infra.settings import KafkaSettings, RedisSettings, Settings, WebhookSettings
 from infra.topics import PURCHASES, SECURITY_EVENTS
 from schemas.codec import AvroCodec

@@ -32,6 +32,7 @@ from infra.local import (
     stop_servers,
     tansu_spec,
 )
+from infra.observe import free_port
 from infra.settings import KafkaSettings, PostgresSettings, RedisSettings, Settings, StreamSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -170,8 +171,3 @@ def test_tansu_stands_in_for_kafka(tmp_path: Path) -> None:
         assert "probe" in admin.list_topics(timeout=10).topics
     finally:
         assert stop_servers([server])["kafka"]["state"] == "stopped"
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return sock.getsockname()[1]

@@ -16,9 +16,9 @@ import orjson
 import pytest
 import redis
 
-from connectors.bench_server import free_port
 from connectors.signature import signed_headers
 from infra import redis_keys, topics
+from infra.observe import free_port
 from infra.secrets import webhook_secrets
 from sinks.blocklist import Blocklist
 from sinks.siem.escalation import Offences

@@ -11,9 +11,10 @@ import orjson
 import pytest
 
 from connectors.base import Delivery, DeliveryFailed, ValidationFailed
-from connectors.bench_server import free_port, topic_records
+from connectors.bench_server import topic_records
 from connectors.publisher import Publisher
 from infra import cli
+from infra.observe import free_port
 from infra.settings import KafkaSettings, Settings
 from infra.topics import LABELS, PURCHASES
 from schemas.codec import AvroCodec

@@ -16,8 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from infra import db, maintenance, retention
+from infra.observe import free_port
 from infra.process import stop_group
-from tests.support.http import free_port, wait_for
+from tests.support.http import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
-from connectors.bench_server import free_port
 from infra import topics
+from infra.observe import free_port
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from sinks.blocklist import Blocklist

@@ -10,11 +10,12 @@ import sys
 import pytest
 
 from infra import topics
+from infra.observe import free_port
 from infra.process import stop_group
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from sinks.testing import decision
-from tests.support.http import free_port, wait_for
+from tests.support.http import wait_for
 from tests.support.kafka import produce
 
 pytestmark = pytest.mark.integration

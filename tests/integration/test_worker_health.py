@@ -12,10 +12,11 @@ import pytest
 from confluent_kafka import Producer
 
 from infra import topics
+from infra.observe import free_port
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from tests.conftest import app_id
-from tests.support.http import free_port, wait_for
+from tests.support.http import wait_for
 from tests.support.kafka import Worker
 from tests.support.records import purchase
 

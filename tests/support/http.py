@@ -4,16 +4,9 @@ request to be registered."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, timeout: float = 5.0) -> httpx.Response | None:

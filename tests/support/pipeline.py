@@ -5,7 +5,6 @@ the block ends, with their logs kept for a failure message."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,6 @@ SERVICES = {
     "sinks": ("-m", "infra.cli", "sink", "all"),
     "console": ("-m", "infra.cli", "console"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Pipeline:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from connectors.bench_server import free_port
+from infra.observe import free_port
 from infra.process import stop_group
 
 
