@@ -43,6 +43,11 @@ SHOW_PRICE_ROWS_CAP = 2048
 POPULARITY_WINDOW_MS = HOUR_MS
 SHOW_SALES_CAP = 50_000  # sale timestamps kept for popularity (1 h + slack)
 SHOW_TICKETS_CAP = 2048  # first primary sales remembered (mint-to-resale, markup)
+# A ticket's first primary sale answers a resale up to 30 d later (the wallets' resale window,
+# ``signals.TOKEN_WINDOW_MS``), whether or not its show was idle meanwhile: a show idle past its
+# 7-day windows keeps those sales (``sweep_shows``). Before, a show's idle sweep forgot
+# them, so a resale's answer depended on when the sweep ran (live and replay differed).
+TICKET_RETENTION_MS = 30 * DAY_MS
 PRUNE_EVERY_MS = 30 * MINUTE_MS
 SEEN_RETENTION_MS = 2 * HOUR_MS  # a purchase id seen again within this is a redelivery
 KINDS = ("ip", "device", "card", "show")
@@ -141,9 +146,12 @@ class ShowState:
         return bisect.bisect_left(sales, hi_excl) - bisect.bisect_right(sales, lo_excl)
 
     def first_sale(self, ticket: str, before_ms: int) -> tuple[int, int] | None:
-        """(ts, unit price) of the ticket's first primary sale, if before ``before_ms``."""
+        """(ts, unit price) of the ticket's first primary sale, if before ``before_ms`` and
+        no more than ``TICKET_RETENTION_MS`` before it."""
         sale = self.tickets.get(ticket)
-        return sale if sale is not None and sale[0] < before_ms else None
+        if sale is None or not before_ms - TICKET_RETENTION_MS < sale[0] < before_ms:
+            return None
+        return sale
 
     def to_dict(self) -> dict[str, Any]:
         return {"pp": [list(r) for r in self.primary_prices],
@@ -247,7 +255,7 @@ class EntityStore:
         floor = self.floor()
         for states in (self.ips, self.devices, self.cards):
             _drop_idle(states, floor - ENTITY_RETENTION_MS - SLACK_MS)
-        _drop_idle(self.shows, floor - SHOW_RETENTION_MS - SLACK_MS)
+        sweep_shows(self.shows, floor)
         cutoff = floor - SEEN_RETENTION_MS
         stale = []
         for key, ts in self.seen.items():  # in order of arrival
@@ -271,6 +279,34 @@ def _drop_idle(states: dict, cutoff: int) -> None:
         idle.append(key)
     for key in idle:
         del states[key]
+
+
+def sweep_shows(shows: dict, floor: int) -> None:
+    """Shows idle past their 7-day windows drop their prices and sale times (outside every
+    window from here: no answer changes) and keep the first primary sales still inside
+    ``TICKET_RETENTION_MS``, so a resale weeks later gets the same answer whether or not
+    this sweep ran; a show with none left goes."""
+    idle = []
+    for key, show in shows.items():  # in order of last use
+        if show.watermark_ms > floor - SHOW_RETENTION_MS - SLACK_MS:
+            break
+        idle.append(key)
+    for key in idle:
+        show = shows[key]
+        show.tickets = _tickets_after(show.tickets, floor - TICKET_RETENTION_MS - SLACK_MS)
+        if not show.tickets:
+            del shows[key]
+            continue
+        show.primary_prices.clear()
+        show.resale_prices.clear()
+        show.sales.clear()
+
+
+def _tickets_after(tickets: dict[str, tuple[int, int]], cutoff: int) -> dict[str, tuple[int, int]]:
+    """The first sales later than ``cutoff`` (the same dict when none is older)."""
+    if all(sale[0] > cutoff for sale in tickets.values()):
+        return tickets
+    return {t: sale for t, sale in tickets.items() if sale[0] > cutoff}
 
 
 _ts = itemgetter(0)

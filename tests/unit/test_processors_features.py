@@ -339,6 +339,57 @@ def test_show_price_level_markup_mint_to_resale_and_popularity():
     }
 
 
+def _other_show_daily(days: int) -> list[tuple[str, dict]]:
+    """A purchase of another show each day up to the day before ``at()``: the store's floor
+    moves on, so its hourly sweeps run over the days in between."""
+    return [purchase(at(days=-d), wallet=C, show_id="show2", ticket_id=f"o{d}")
+            for d in range(days, 0, -1)]  # fmt: skip
+
+
+def test_a_resale_finds_its_first_sale_whether_or_not_the_idle_show_was_swept_meanwhile():
+    """A show idle past its 7-day windows is swept; its tickets' first primary sales stay for
+    30 d, so a resale ten days on gets the same answer as in a store whose sweep has not run
+    yet (a live replica sweeps as its batches' floor allows, replay as event time goes)."""
+    sale = purchase(at(days=-10), wallet=B, unit_price_minor=5_000, ticket_id="t1")
+    resale = purchase(at(), channel="RESALE", seller_wallet=B, ticket_id="t1",
+                      unit_price_minor=6_000)  # fmt: skip
+    names = ("mint_to_resale_min", "resale_markup", "show_popularity_1h", "price_deviation")
+    unswept = last([sale, resale], *names)
+    swept = last([sale, *_other_show_daily(9), resale], *names)
+    assert swept == unswept == {"mint_to_resale_min": 14_400.0, "resale_markup": 1.2,
+                                "show_popularity_1h": 0.0, "price_deviation": MISSING}
+
+
+def test_a_first_sale_answers_for_30_days_only():
+    """Past 30 d (the wallets' resale window) a first sale is not answered, active show or not;
+    the markup falls back to the show's primary median."""
+    first = purchase(at(days=-31), wallet=B, unit_price_minor=5_000, ticket_id="t1")
+    daily = [purchase(at(days=-d), wallet=C, unit_price_minor=4_000, ticket_id=f"d{d}")
+             for d in range(6, 0, -1)]  # fmt: skip
+    resale = purchase(at(), channel="RESALE", seller_wallet=B, ticket_id="t1",
+                      unit_price_minor=6_000)  # fmt: skip
+    assert last([first, *daily, resale], "mint_to_resale_min", "resale_markup") == {
+        "mint_to_resale_min": MISSING, "resale_markup": 1.5}  # fmt: skip
+    within = purchase(at(days=-29), wallet=B, unit_price_minor=5_000, ticket_id="t1")
+    assert last([within, *daily, resale], "mint_to_resale_min") == {
+        "mint_to_resale_min": 29 * 1_440.0}
+
+
+def test_a_swept_show_keeps_only_its_recent_first_sales_and_goes_without_them():
+    engine = FeatureEngine()
+    for kind, record in [purchase(at(days=-40), wallet=B, ticket_id="old"),
+                         purchase(at(days=-20), wallet=B, ticket_id="recent"),
+                         *_other_show_daily(19)]:  # fmt: skip
+        engine.process_row(kind, record)
+    show = engine.shows["show1"]  # idle 19 d: its rows go, the first sale of 20 d ago stays
+    assert list(show.tickets) == ["recent"]
+    assert not (show.primary_prices or show.resale_prices or show.sales)
+    for kind, record in [purchase(at(days=d), wallet=C, show_id="show2", ticket_id=f"n{d}")
+                         for d in range(1, 12)]:  # fmt: skip
+        engine.process_row(kind, record)
+    assert "show1" not in engine.shows  # its last first sale is past 30 d: nothing to keep
+
+
 def test_a_show_answers_a_query_behind_after_many_later_sales_were_applied_first():
     """A worker's entity replica applies other partitions' sales before a partition it scores
     behind them: 1 500 later sales (a busy show's day) must not crowd out the prices before the

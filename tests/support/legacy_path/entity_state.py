@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from processors.entity_state import TICKET_RETENTION_MS, sweep_shows
 from processors.money import unit_price_ref
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, insert_row, insert_ts
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, to_ms
@@ -135,9 +136,12 @@ class ShowState:
         return bisect.bisect_left(sales, hi_excl) - bisect.bisect_right(sales, lo_excl)
 
     def first_sale(self, ticket: str, before_ms: int) -> tuple[int, int] | None:
-        """(ts, unit price) of the ticket's first primary sale, if before ``before_ms``."""
+        """(ts, unit price) of the ticket's first primary sale, if before ``before_ms`` and
+        no more than ``TICKET_RETENTION_MS`` before it (mirrored from ``processors``)."""
         sale = self.tickets.get(ticket)
-        return sale if sale is not None and sale[0] < before_ms else None
+        if sale is None or not before_ms - TICKET_RETENTION_MS < sale[0] < before_ms:
+            return None
+        return sale
 
     def to_dict(self) -> dict[str, Any]:
         return {"pp": [list(r) for r in self.primary_prices],
@@ -220,7 +224,7 @@ class EntityStore:
         floor = self.floor()
         for states in (self.ips, self.devices, self.cards):
             _drop_idle(states, floor - ENTITY_RETENTION_MS - SLACK_MS)
-        _drop_idle(self.shows, floor - SHOW_RETENTION_MS - SLACK_MS)
+        sweep_shows(self.shows, floor)  # mirrored from ``processors`` (first sales kept 30 d)
         cutoff = floor - SEEN_RETENTION_MS
         stale = []
         for key, ts in self.seen.items():  # in order of arrival
