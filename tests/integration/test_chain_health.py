@@ -12,14 +12,9 @@ from infra.evm import NodeHandle
 from infra.observe import free_port
 from tests.integration.chain_fixtures import TicketChain, anvil  # noqa: F401 (fixture)
 from tests.integration.test_chain_restart import ListenerProcess
-from tests.support.http import wait_for
+from tests.support.http import sample, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _sample(text: str, name: str) -> float | None:
-    line = next((x for x in text.splitlines() if x.startswith(name + "{")), None)
-    return None if line is None else float(line.rsplit(" ", 1)[1])
 
 
 def test_listener_exposes_progress_and_turns_ready(settings, env, anvil: NodeHandle, tmp_path: Path):  # noqa: F811
@@ -37,10 +32,10 @@ def test_listener_exposes_progress_and_turns_ready(settings, env, anvil: NodeHan
         base = f"http://127.0.0.1:{port}"
         ready = wait_for(f"{base}/readyz", lambda r: r.status_code == 200, 60).json()
         assert ready["round_error"] is None
-        published = lambda r: _sample(r.text, "sentinel_chain_records_published_total") == 6  # noqa: E731
+        published = lambda r: sample(r.text, "sentinel_chain_records_published_total") == 6  # noqa: E731
         text = wait_for(f"{base}/metrics", published, 60).text
-        assert _sample(text, "sentinel_chain_safe_head_block") == chain.head - 2
-        assert _sample(text, "sentinel_chain_published_block") >= sales[-1].block_number
-        assert _sample(text, "sentinel_chain_blocks_behind") == 0
+        assert sample(text, "sentinel_chain_safe_head_block") == chain.head - 2
+        assert sample(text, "sentinel_chain_published_block") >= sales[-1].block_number
+        assert sample(text, "sentinel_chain_blocks_behind") == 0
     finally:
         assert listener.stop() == 0

@@ -15,17 +15,10 @@ from infra.process import stop_group
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from sinks.testing import decision
-from tests.support.http import wait_for
+from tests.support.http import sample, wait_for
 from tests.support.kafka import produce
 
 pytestmark = pytest.mark.integration
-
-
-def _sample(text: str, name: str, **labels: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 class Sink:
@@ -53,9 +46,9 @@ def test_sink_reports_failing_backend_then_writes_and_turns_ready(settings, env,
                 tmp_path / "sink-down.log")  # fmt: skip
     try:
         failing = wait_for(f"{base}/metrics",
-                           lambda r: _sample(r.text, "sentinel_sink_failing", sink="postgres") == 1,
+                           lambda r: sample(r.text, "sentinel_sink_failing", sink="postgres") == 1,
                            30, down.alive).text  # fmt: skip
-        assert _sample(failing, "sentinel_sink_errors_total", sink="postgres", kind="retryable") >= 1
+        assert sample(failing, "sentinel_sink_errors_total", sink="postgres", kind="retryable") >= 1
         assert wait_for(f"{base}/readyz", lambda r: r.status_code == 503, 10).status_code == 503
     finally:
         down.stop()
@@ -70,13 +63,13 @@ def test_sink_reports_failing_backend_then_writes_and_turns_ready(settings, env,
         caught_up = wait_for(f"{base}/readyz", lambda r: r.status_code == 200
                              and r.json()["sinks"]["postgres"]["lag"]["lag_records"] == 0, 30)  # fmt: skip
         assert caught_up.json()["sinks"]["postgres"]["failing"] is False
-        text = wait_for(f"{base}/metrics", lambda r: _sample(
+        text = wait_for(f"{base}/metrics", lambda r: sample(
             r.text, "sentinel_sink_records_total", sink="postgres") == 50, 30).text  # fmt: skip
         assert wait_for(f"{base}/healthz", lambda r: r.status_code == 200, 10)
     finally:
         up.stop()
-    assert _sample(text, "sentinel_sink_failing", sink="postgres") == 0
-    assert _sample(text, "sentinel_sink_write_seconds_count", sink="postgres") >= 1
+    assert sample(text, "sentinel_sink_failing", sink="postgres") == 0
+    assert sample(text, "sentinel_sink_write_seconds_count", sink="postgres") >= 1
     group = f"{settings.kafka.topic_prefix}sentinel-sink-postgres"
-    lag = _sample(text, "sentinel_consumer_lag_seconds", group=group, topic=topics.DECISIONS.name)
+    lag = sample(text, "sentinel_consumer_lag_seconds", group=group, topic=topics.DECISIONS.name)
     assert lag is not None and lag <= 5

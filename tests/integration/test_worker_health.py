@@ -16,7 +16,7 @@ from infra.observe import free_port
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from tests.conftest import app_id
-from tests.support.http import wait_for
+from tests.support.http import sample, wait_for
 from tests.support.kafka import Worker
 from tests.support.records import purchase
 
@@ -69,17 +69,10 @@ def test_worker_is_not_ready_while_behind_and_ready_once_caught_up(settings, env
                   if line.startswith("sentinel_decisions_total{"))  # fmt: skip
     assert decided == len(purchases)
     phases = ("decode", "entity_wait", "features", "decide", "send")
-    batches = {phase: _sample(text, f'sentinel_scoring_phase_seconds_count{{phase="{phase}"}}')
+    batches = {phase: sample(text, "sentinel_scoring_phase_seconds_count", phase=phase)
                for phase in phases}  # fmt: skip
     assert len(set(batches.values())) == 1 and batches["decide"] >= 1, batches  # once a batch
-    assert batches["decide"] >= _sample(text, "sentinel_batch_size_count")  # every decided one
-    assert all(_sample(text, f'sentinel_scoring_phase_seconds_sum{{phase="{phase}"}}') > 0
+    assert batches["decide"] >= sample(text, "sentinel_batch_size_count")  # every decided one
+    assert all(sample(text, "sentinel_scoring_phase_seconds_sum", phase=phase) > 0
                for phase in ("decode", "features", "decide", "send"))  # fmt: skip
 
-
-def _sample(text: str, name: str) -> float:
-    """The value of the sample ``name`` (with its labels) in a Prometheus text page."""
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith(name + " ")]  # fmt: skip
-    assert len(values) == 1, (name, values)
-    return values[0]

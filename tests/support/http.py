@@ -9,6 +9,16 @@ import time
 import httpx
 
 
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample ``name`` with ``labels`` (among its own) in a Prometheus
+    text page; None when there is none."""
+    for line in text.splitlines():
+        if (line.startswith((name + "{", name + " "))
+                and all(f'{k}="{v}"' in line for k, v in labels.items())):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def get(url: str, timeout: float = 5.0) -> httpx.Response | None:
     """The response, or None while nothing listens there yet."""
     try:
