@@ -13,7 +13,12 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
 - ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
 - ``batch_phases`` (the backlog) and each rate's ``batch_phases``: batches decided and the
   mean wall time per batch of each scoring phase (``sentinel_scoring_phase_seconds``, read
-  from the workers' /metrics before and after);
+  from the workers' /metrics before and after), the purchases decided, and the workers' CPU
+  time (all their threads, ``/proc/<pid>/stat``) per purchase and per wall second (``cpu_busy``:
+  1.0 is one core kept busy);
+- ``faust_cpu_us_per_event`` (the bare agent's CPU per record) and ``cpu_ratio_to_faust``
+  (that over the backlog's ``cpu_us_per_purchase``): the throughput ratio's cause, in CPU
+  time, which other load on the machine moves less than it moves wall-clock rates;
 - ``ratio_to_faust``: ``events_per_s / faust_ceiling_per_s`` (the figure that travels between
   machines), ``workers`` (``--workers N`` worker processes), ``decide_path_per_s``,
   ``feature_agreement`` and ``verdict_agreement`` (``streams/bench_checks.py``), and the
@@ -78,6 +83,12 @@ def peak_rss_mb(pid: int) -> float:
     return status_mb(pid, ("VmHWM",)).get("VmHWM", 0.0)
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User plus system CPU time of a process, all its threads (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def broker_ceiling(settings: Settings, value: bytes, n: int) -> dict:
     name = f"{settings.kafka.topic_prefix}broker-ceiling"
     client = admin.admin_client(settings)
@@ -124,7 +135,7 @@ def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path) -> dict
     finally:
         stop_worker(proc)
     return {"faust_ceiling_per_s": data["count"] / max(1e-9, data["last"] - data["first"]),
-            "rss_mb": rss}
+            "faust_cpu_us_per_event": 1e6 * data["cpu_s"] / data["count"], "rss_mb": rss}
 
 
 class DecisionClock:
@@ -269,12 +280,15 @@ class Workers:
     def peak_rss_mb(self) -> float:
         return max(peak_rss_mb(p.pid) for p in self.procs)
 
-    def phase_totals(self) -> dict[str, list[float]]:
+    def reading(self) -> dict:
+        """What ``split`` compares: the phase totals and purchases decided (the workers'
+        /metrics), their CPU seconds and the wall time."""
         pages = []
         for port in self.ports:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
                 pages.append(r.read().decode())
-        return phase_totals(pages)
+        return {"phases": phase_totals(pages), "purchases": decided(pages),
+                "cpu_s": sum(cpu_seconds(p.pid) for p in self.procs), "at": time.monotonic()}
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -298,6 +312,23 @@ def phase_totals(pages: list[str]) -> dict[str, list[float]]:
     return totals
 
 
+def decided(pages: list[str]) -> float:
+    """Purchases decided, summed over the workers' /metrics pages (``sentinel_batch_size``)."""
+    return sum(sample.value for page in pages for family in text_string_to_metric_families(page)
+               if family.name == "sentinel_batch_size"
+               for sample in family.samples if sample.name == "sentinel_batch_size_sum")
+
+
+def split(before: dict, after: dict) -> dict:
+    """Between two ``Workers.reading``: ``phase_split``, the purchases decided, the workers'
+    CPU microseconds per purchase and CPU seconds per wall second."""
+    purchases = after["purchases"] - before["purchases"]
+    cpu_s = after["cpu_s"] - before["cpu_s"]
+    return {**phase_split(before["phases"], after["phases"]), "purchases": purchases,
+            "cpu_us_per_purchase": 1e6 * cpu_s / purchases if purchases else None,
+            "cpu_busy": cpu_s / max(1e-9, after["at"] - before["at"])}
+
+
 def phase_split(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict:
     """Between two ``phase_totals``: the batches decided and each phase's mean wall ms per
     batch."""
@@ -319,11 +350,11 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
     worker = Workers(settings, workers, workdir)
     try:
         stable = worker.wait_group(settings)
-        phases = worker.phase_totals()
+        reading = worker.reading()
         ids = {r["purchase_id"] for r in load}
         clock.wait_for(ids, 600, worker)
-        after = worker.phase_totals()
-        backlog_phases, phases = phase_split(phases, after), after
+        after = worker.reading()
+        backlog_phases, reading = split(reading, after), after
         burst = {i: clock.arrived[i][1] for i in ids}
         times = sorted(clock.arrived[i][0] for i in ids)
         window = [t for t in times if t >= stable]
@@ -337,8 +368,8 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
             count = int(rate * seconds)
             by_rate.append(latency_at(settings, codec, clock, worker,
                                       fresh[start:start + count], rate))
-            after = worker.phase_totals()
-            by_rate[-1]["batch_phases"], phases = phase_split(phases, after), after
+            after = worker.reading()
+            by_rate[-1]["batch_phases"], reading = split(reading, after), after
             start += count
         rss = worker.peak_rss_mb()
     finally:
@@ -353,6 +384,9 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         **_checks().agreement(load, burst),
         "broker_ceiling_per_s": broker["broker_ceiling_per_s"],
         "faust_ceiling_per_s": faust["faust_ceiling_per_s"],
+        "faust_cpu_us_per_event": faust["faust_cpu_us_per_event"],
+        "cpu_ratio_to_faust": (faust["faust_cpu_us_per_event"]
+                               / backlog_phases["cpu_us_per_purchase"]),
         "batch_phases": backlog_phases,
         "at_rate": rates[0],
         "latency_ms": by_rate[0]["latency_ms"],
@@ -453,8 +487,9 @@ def bench_pipeline(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in (
-        "decide_path_per_s", "events_per_s", "ratio_to_faust", "workers", "faust_ceiling_per_s",
-        "broker_ceiling_per_s", "feature_agreement", "verdict_agreement", "latency_ms",
+        "decide_path_per_s", "events_per_s", "ratio_to_faust", "cpu_ratio_to_faust", "workers",
+        "faust_ceiling_per_s", "faust_cpu_us_per_event", "broker_ceiling_per_s",
+        "feature_agreement", "verdict_agreement", "latency_ms",
         "machine")}, indent=2))
     return 0
 

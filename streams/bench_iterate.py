@@ -1,6 +1,7 @@
 """The Faust ceiling for ``sentinel bench pipeline``: a worker whose one agent only iterates
 records (same batching as the real agents). It writes {"count", "first", "last"} (wall
-seconds) to ``SENTINEL_BENCH_REPORT`` once it has seen ``SENTINEL_BENCH_COUNT`` records.
+seconds) and "cpu_s" (the process's CPU time from its first batch to its last) to
+``SENTINEL_BENCH_REPORT`` once it has seen ``SENTINEL_BENCH_COUNT`` records.
 
     python -m streams.bench_iterate   (env: KAFKA_*, SENTINEL_APP_ID, SENTINEL_BENCH_*)
 """
@@ -24,14 +25,16 @@ REPORT = os.environ["SENTINEL_BENCH_REPORT"]
 
 @app.agent(topic)
 async def iterate_only(stream):
-    count, first = 0, None
+    count, first, cpu_first = 0, None, 0.0
     cfg = settings.stream
     async for events in stream.take_events(cfg.batch_size, cfg.batch_within_s):
-        first = first or time.time()
+        if first is None:
+            first, cpu_first = time.time(), time.process_time()
         count += len(events)
         if count >= TARGET:
             with open(REPORT, "w") as f:
-                json.dump({"count": count, "first": first, "last": time.time()}, f)
+                json.dump({"count": count, "first": first, "last": time.time(),
+                           "cpu_s": time.process_time() - cpu_first}, f)
 
 
 if __name__ == "__main__":

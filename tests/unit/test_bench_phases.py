@@ -1,22 +1,28 @@
 """``sentinel bench pipeline``'s split of a scoring batch's wall time: the workers' phase
 histograms (``sentinel_scoring_phase_seconds``) summed over their /metrics pages and
-differenced between two reads."""
+differenced between two reads; and the purchases decided and CPU time between them."""
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streams.bench import PHASES, phase_split, phase_totals
+from streams.bench import PHASES, cpu_seconds, decided, phase_split, phase_totals, split
 
 
-def _page(seconds: dict[str, list[float]]) -> str:
-    """A worker's /metrics page whose phase histogram observed ``seconds`` per phase."""
+def _page(seconds: dict[str, list[float]], batches: list[int] = ()) -> str:
+    """A worker's /metrics page whose phase histogram observed ``seconds`` per phase, and
+    whose batch-size histogram observed ``batches``."""
     registry = CollectorRegistry()
     histogram = Histogram("sentinel_scoring_phase_seconds", "phases", ["phase"],
                           registry=registry)  # fmt: skip
     for phase, values in seconds.items():
         for value in values:
             histogram.labels(phase).observe(value)
+    sizes = Histogram("sentinel_batch_size", "Purchases per scoring batch", registry=registry)
+    for size in batches:
+        sizes.observe(size)
     return generate_latest(registry).decode()
 
 
@@ -43,3 +49,31 @@ def test_the_split_is_the_mean_ms_per_batch_between_two_reads() -> None:
 def test_no_batch_between_two_reads_gives_no_means() -> None:
     same = phase_totals([_page({"decide": [0.1]})])
     assert phase_split(same, same) == {"batches": 0, "mean_ms": dict.fromkeys(PHASES)}
+
+
+def test_purchases_decided_are_the_batch_sizes_summed_over_the_pages() -> None:
+    assert decided([_page({}, [420, 7]), _page({}, [3])]) == 430
+    assert decided([_page({})]) == 0
+
+
+def test_cpu_seconds_counts_this_process_working_not_sleeping() -> None:
+    start = cpu_seconds()
+    time.sleep(0.3)
+    slept = cpu_seconds() - start
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    worked = cpu_seconds() - start - slept
+    assert slept < 0.1 and worked >= 0.25
+
+
+def test_the_split_gives_cpu_per_purchase_and_cores_busy() -> None:
+    before = {"phases": phase_totals([_page({"decide": [0.1]})]), "purchases": 100.0,
+              "cpu_s": 10.0, "at": 50.0}
+    after = {"phases": phase_totals([_page({"decide": [0.1, 0.2]})]), "purchases": 600.0,
+             "cpu_s": 10.3, "at": 50.6}
+    result = split(before, after)
+    assert result["batches"] == 1 and result["purchases"] == 500
+    assert abs(result["cpu_us_per_purchase"] - 600.0) < 1e-6
+    assert abs(result["cpu_busy"] - 0.5) < 1e-6
+    assert split(after, after)["cpu_us_per_purchase"] is None
