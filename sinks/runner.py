@@ -1,10 +1,10 @@
 """The sink process loop on confluent-kafka (not Faust: sinks run in their own processes).
 
-Each round: consume up to ``batch_size`` messages (``fetch.wait.max.ms`` ~10 ms), decode them,
-send undecodable ones to ``<topic>.dlq``, write the rest to the sink (retrying retryable
-errors with backoff while the partitions are paused), wait for the dead letters to be
-acknowledged, then commit the offsets. At-least-once: a batch is committed only after it was
-written; the sinks are idempotent, so redelivery gives no duplicate.
+Each round: consume up to ``batch_size`` messages (the broker answers once records are
+there), decode them, send undecodable ones to ``<topic>.dlq``, write the rest to the sink
+(retrying retryable errors with backoff while the partitions are paused), wait for the dead
+letters to be acknowledged, then commit the offsets. At-least-once: a batch is committed only
+after it was written; the sinks are idempotent, so redelivery gives no duplicate.
 """
 
 from __future__ import annotations

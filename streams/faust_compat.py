@@ -5,7 +5,8 @@ to start until these are re-read against its source):
 
 1. **Fetch wait.** Worker consumers hard-code ``fetch_max_wait_ms=1500``; on a broker that
    holds fetches for the full wait that is ~half a second per hop (DESIGN.md "Known facts").
-   Our transport sets it from ``KAFKA_FETCH_WAIT_MAX_MS`` (default 10 ms).
+   Our transport sets it from ``KAFKA_FETCH_WAIT_MAX_MS`` (default 100 ms: Apache Kafka
+   answers as soon as a record is there; on Tansu, 10: ``infra/settings.py``).
 2. **Acks across a rebalance.** Faust stamps each fetched message with the consumer
    generation. After a rebalance it seeks every partition back to its committed offset, so a
    message fetched in an older generation will be delivered again — but Faust still *acks*

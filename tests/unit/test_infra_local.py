@@ -148,3 +148,27 @@ def test_postgres_data_moves_where_the_postgres_user_can_reach_it(tmp_path):
     assert home.parent.parent == Path("/var/lib/sentinel") and home.name == "postgres"
     assert home == _pg_home(data_dir, "postgres")
     assert home != _pg_home(private / "other" / ".data", "postgres")
+
+
+def test_services_on_an_embedded_tansu_fetch_with_its_short_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra import services, stack
+    from infra.settings import KafkaSettings as Kafka
+
+    settings = make_settings(tmp_path)
+    chosen = [s for s in services.SERVICES if s.name in ("worker", "sink-postgres")]
+    assert len(chosen) == 2
+    monkeypatch.delenv("KAFKA_FETCH_WAIT_MAX_MS", raising=False)
+    monkeypatch.setattr(tansu, "binary", lambda: "/opt/tansu")
+    monkeypatch.setattr(broker, "available", lambda: True)
+    assert stack.service_env(settings, chosen, {"kafka"}) == {}  # Apache Kafka: the default
+    assert Kafka().fetch_wait_max_ms == 100
+    monkeypatch.setattr(broker, "available", lambda: False)
+    wait = str(stack.TANSU_FETCH_WAIT_MAX_MS)
+    assert stack.service_env(settings, chosen, {"kafka"}) == {
+        "worker": {"KAFKA_FETCH_WAIT_MAX_MS": wait},
+        "sink-postgres": {"KAFKA_FETCH_WAIT_MAX_MS": wait}}
+    assert stack.service_env(settings, chosen, set()) == {}  # a broker we did not start
+    monkeypatch.setenv("KAFKA_FETCH_WAIT_MAX_MS", "25")  # what the user set wins
+    assert stack.service_env(settings, chosen, {"kafka"}) == {}
