@@ -9,9 +9,11 @@ topic, complete with 1, 2, 3 or more workers, rebuilt by re-reading after a rest
 
 Cost: each worker decodes every purchase of the partitions it does not score once more (~25
 µs each) and holds every entity state of the last 24 h (shows: 7 d). In exchange the scoring
-path reads entities in memory, with no repartition hop and no table. The records of a batch
-reach the replica from the scorer itself (``offer``, already decoded): whichever copy of a
-record comes first, the scorer's or the replica's own fetch, is applied; the other is skipped.
+path reads entities in memory, with no repartition hop and no table. A record the worker
+scores is decoded once: whichever copy comes first, the scorer's or the replica's own fetch,
+is applied and the other is skipped. The records of a batch reach the replica from the scorer
+itself (``offer``, already decoded); records the replica fetched first (a backlog: it reads
+ahead) are handed to the scorer decoded (``decoded``).
 
 Consistency: the store answers queries as of a purchase's event time ``t`` (rows strictly
 before ``t``), so it may run ahead, but not too far: the scorer announces each batch
@@ -167,6 +169,20 @@ class EntityReplica:
                 self._apply_held()
                 self._progress.notify_all()
         return taken
+
+    def decoded(self, positions: list[tuple[int, int]]) -> list[dict | None]:
+        """For each (partition, offset), the purchase this replica fetched and holds decoded,
+        not yet applied (None: not held, or not decodable). The scorer reads them instead of
+        decoding its own copies: the same bytes of the same topic. Nothing here changes a
+        purchase once decoded, so the scorer and the replica share it."""
+        out: list[dict | None] = []
+        with self._progress:
+            for partition, offset in positions:
+                held = self.held.get(partition)
+                i = offset - held[0][0] if held else -1
+                hit = held[i] if 0 <= i < len(held) else None  # type: ignore[arg-type]
+                out.append(hit[2] if hit is not None and hit[0] == offset else None)
+        return out
 
     def _expected(self, partition: int) -> int:
         """The offset a partition takes next: after its last held record, else after its last

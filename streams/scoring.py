@@ -34,10 +34,13 @@ Touched = dict[str, tuple[WalletState, object]]
 
 
 def decode(events) -> list[tuple[object, dict]]:
+    """Each event's purchase: the entity replica's copy when it fetched the record first and
+    holds it decoded, else decoded here (a record that cannot be is dead-lettered)."""
+    held = ctx.replica.decoded([(e.message.partition, e.message.offset) for e in events])
     decoded = []
-    for event in events:
+    for event, purchase in zip(events, held, strict=True):
         try:
-            decoded.append((event, ctx.codecs.purchase.decode(event.value)))
+            decoded.append((event, purchase or ctx.codecs.purchase.decode(event.value)))
         except DecodeError as exc:
             ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
     return decoded

@@ -62,3 +62,41 @@ def test_offered_records_are_applied_once_in_order_whoever_brings_them_first(set
         assert replica.offer(records) == 0
     finally:
         replica.stop()
+
+
+def test_records_the_replica_fetched_first_reach_the_scorer_decoded(settings):
+    """In a backlog the replica's consumer reads ahead of the scorer: the scorer takes the
+    replica's decoded copies (``decoded``) instead of decoding its own; a record not held, or
+    one the replica could not decode, is left to the scorer (None)."""
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    purchases = simulated_purchases(40)
+    produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
+    produce(settings, topics.PURCHASES, [(b"poison", b"\x00not avro")])
+    placed = read_all_placed(settings, topics.PURCHASES, 30)
+    assert len(placed) == len(purchases) + 1
+    replica = EntityReplica(settings, codec).open()  # no batch announced: nothing is applied
+    try:
+        deadline = time.monotonic() + 30
+        while not all(replica.caught_up.values()):
+            assert time.monotonic() < deadline, replica.caught_up
+            replica.step()
+        assert replica.applied == 0
+        positions = [(p, o) for p, o, _ in placed] + [(0, 10_000)]
+        held = replica.decoded(positions)
+        by_value = {v: (p, o) for p, o, v in placed}
+        poison = by_value[b"\x00not avro"]
+        for (position, value), purchase in zip(
+                [((p, o), v) for p, o, v in placed], held[:-1], strict=True):
+            if position == poison:
+                assert purchase is None  # the scorer decodes it, fails, dead-letters it
+            else:
+                assert purchase == codec.decode(value)
+        assert held[-1] is None  # never fetched
+        # Once applied, a record is no longer held: the scorer decodes its own copy again.
+        ends = {p: o for p, o, _ in placed}
+        replica.announce(ends, dict.fromkeys(ends, 0), 2**62)
+        replica.step()
+        assert replica.applied == len(purchases)
+        assert replica.decoded(positions[:3]) == [None, None, None]
+    finally:
+        replica.stop()
