@@ -178,9 +178,9 @@ class EntityReplica:
         out: list[dict | None] = []
         with self._progress:
             for partition, offset in positions:
-                held = self.held.get(partition)
-                i = offset - held[0][0] if held else -1
-                hit = held[i] if 0 <= i < len(held) else None  # type: ignore[arg-type]
+                held, hit = self.held.get(partition), None
+                if held and 0 <= (i := offset - held[0][0]) < len(held):
+                    hit = held[i]
                 out.append(hit[2] if hit is not None and hit[0] == offset else None)
         return out
 
