@@ -11,7 +11,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from infra.process import stop_group
+from infra.process import cpu_seconds, proc_stat, stop_group
 from infra.secrets import webhook_secrets
 from infra.settings import Settings
 from infra.topics import TopicSpec, full_name
@@ -49,15 +49,9 @@ class GatewayProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) of the gateway and its workers (its process group)."""
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid:  # field 5: process group
-                total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-        return total / os.sysconf("SC_CLK_TCK")
+        group = [pid.name for pid in Path("/proc").glob("[0-9]*")
+                 if proc_stat(pid.name)[2:3] == [str(self.proc.pid)]]  # field 5: process group
+        return sum(cpu_seconds(pid) for pid in group)
 
     @staticmethod
     def http_impl() -> str:

@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
 from infra.kafka import broker, tansu
+from infra.process import proc_stat
 from infra.settings import Settings
 
 SERVERS = ("kafka", "postgres", "redis")  # started by default (tests, `infra up`)
@@ -420,7 +421,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return _proc_stat(pid)[:1] != ["Z"]
+    return proc_stat(pid)[:1] != ["Z"]
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
@@ -432,16 +433,8 @@ def _wait_exit(pid: int, timeout: float) -> bool:
     return True
 
 
-def _proc_stat(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name (state first), [] if unreadable."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return []
-
-
 def _start_time(pid: int) -> str:
-    fields = _proc_stat(pid)
+    fields = proc_stat(pid)
     return fields[19] if len(fields) > 19 else ""
 
 

@@ -1,12 +1,30 @@
 """Stopping a child process group: SIGTERM, a grace period, then SIGKILL (a Faust worker may
 ignore SIGTERM while it shuts down; DESIGN.md "Known facts"), and being stopped: a run that
-cleans up after itself turns SIGTERM into an interrupt (``interrupt_on_term``)."""
+cleans up after itself turns SIGTERM into an interrupt (``interrupt_on_term``). Also what
+``/proc/<pid>/stat`` says of a process (``proc_stat``, ``cpu_seconds``)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from pathlib import Path
+
+
+def proc_stat(pid: int | str) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (the state first: field 3), [] when
+    the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User plus system CPU time of a process, all its threads (fields 14 and 15); 0.0 when
+    it is gone."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 def stop_group(proc: subprocess.Popen, grace_s: float = 15.0, kill_wait_s: float = 10.0) -> bool:

@@ -46,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra import admin, local, scratch, topics
 from infra.observe import free_port, ports_off
+from infra.process import cpu_seconds
 from infra.process import stop_group as stop_worker
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
@@ -81,12 +82,6 @@ def purchases(n: int, seed: int) -> list[dict]:
 
 def peak_rss_mb(pid: int) -> float:
     return status_mb(pid, ("VmHWM",)).get("VmHWM", 0.0)
-
-
-def cpu_seconds(pid: int | str = "self") -> float:
-    """User plus system CPU time of a process, all its threads (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def broker_ceiling(settings: Settings, value: bytes, n: int) -> dict:

@@ -1,14 +1,13 @@
 """``sentinel bench pipeline``'s split of a scoring batch's wall time: the workers' phase
 histograms (``sentinel_scoring_phase_seconds``) summed over their /metrics pages and
-differenced between two reads; and the purchases decided and CPU time between them."""
+differenced between two reads; and the purchases decided and CPU time between them
+(``cpu_seconds`` itself: tests/unit/test_infra_process.py)."""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streams.bench import PHASES, cpu_seconds, decided, phase_split, phase_totals, split
+from streams.bench import PHASES, decided, phase_split, phase_totals, split
 
 
 def _page(seconds: dict[str, list[float]], batches: list[int] = ()) -> str:
@@ -54,17 +53,6 @@ def test_no_batch_between_two_reads_gives_no_means() -> None:
 def test_purchases_decided_are_the_batch_sizes_summed_over_the_pages() -> None:
     assert decided([_page({}, [420, 7]), _page({}, [3])]) == 430
     assert decided([_page({})]) == 0
-
-
-def test_cpu_seconds_counts_this_process_working_not_sleeping() -> None:
-    start = cpu_seconds()
-    time.sleep(0.3)
-    slept = cpu_seconds() - start
-    deadline = time.process_time() + 0.3
-    while time.process_time() < deadline:
-        pass
-    worked = cpu_seconds() - start - slept
-    assert slept < 0.1 and worked >= 0.25
 
 
 def test_the_split_gives_cpu_per_purchase_and_cores_busy() -> None:

@@ -1,15 +1,17 @@
-"""stop_group: SIGTERM with a grace period, then SIGKILL for a process that ignores it; and
-interrupt_on_term: a run stopped with SIGTERM still runs its finally blocks."""
+"""stop_group: SIGTERM with a grace period, then SIGKILL for a process that ignores it;
+interrupt_on_term: a run stopped with SIGTERM still runs its finally blocks; cpu_seconds: a
+process's CPU time from /proc, which grows while it works and not while it waits."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from infra.process import stop_group
+from infra.process import cpu_seconds, proc_stat, stop_group
 
 pytestmark = pytest.mark.unit
 
@@ -54,3 +56,26 @@ def test_sigterm_interrupts_a_run_so_that_its_finally_blocks_run():
     assert out == "cleaned up\n"
     assert "KeyboardInterrupt: signal SIGTERM" in err
     assert proc.returncode == -signal.SIGINT  # how Python ends on an uncaught interrupt
+
+
+def test_cpu_seconds_grow_while_a_process_works_not_while_it_waits():
+    burn = ("import sys, time\n"
+            "end = time.process_time() + 0.3\n"
+            "while time.process_time() < end: pass\n"
+            "print('worked', flush=True)\n"
+            "sys.stdin.read()\n")  # then waits for its stdin to close
+    proc = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "worked\n"
+        worked = cpu_seconds(proc.pid)
+        assert worked >= 0.25
+        end = time.process_time() + 0.2  # time passes here while the child waits
+        while time.process_time() < end:
+            pass
+        assert cpu_seconds(proc.pid) - worked < 0.05
+        assert proc_stat(proc.pid)[0] == "S"  # sleeping on its stdin
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    assert cpu_seconds(proc.pid) == 0.0 and proc_stat(proc.pid) == []  # gone
