@@ -20,7 +20,9 @@ help:  ## list the targets
 bootstrap:  ## install missing system packages (apt-get), or say how to get them
 	@$(PYTHON) -m infra.bootstrap --for $(PURPOSE)
 
-$(STAMP): pyproject.toml | bootstrap
+# The native part (processors/native, Rust) is built by `pip install -e .`: a change to it
+# reinstalls.
+$(STAMP): pyproject.toml processors/native/Cargo.toml $(wildcard processors/native/src/*.rs) | bootstrap
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from operator import itemgetter
 
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
-from processors.crowd import CROWD_FEATURES, CrowdState, crowd_values
+from processors.crowd import CROWD_FEATURES, CrowdStore, crowd_values
 from processors.marks import MARK_FEATURES, MarkStore, mark_row
 from processors.records import Order, read_order
 from processors.ring import rows_between
@@ -121,11 +121,11 @@ def purchase_features(
     card: EntityState | None,
     show: ShowState | None,
     config: FeatureConfig = DEFAULT_CONFIG,
-    crowd: Mapping[str, CrowdState | None] | None = None,
+    crowd: CrowdStore | None = None,
     marks: MarkStore | None = None,
 ) -> dict[str, float]:
     """All of ``FEATURE_NAMES`` for ``purchase``, from the states before it is applied;
-    ``crowd`` holds the states of ``processors.crowd.crowd_keys(purchase)``, ``marks`` the
+    ``crowd`` is the crowd store (``processors.crowd``), ``marks`` the
     confirmed fraud known so far (``processors.marks``)."""
     order = read_order(purchase)
     check_lateness("purchase", order.ts, wallet, config.allowed_lateness_ms)
@@ -143,7 +143,7 @@ def order_features(
     card: EntityState | None,
     show: ShowState | None,
     config: FeatureConfig = DEFAULT_CONFIG,
-    crowd: Mapping[str, CrowdState | None] | None = None,
+    crowd: CrowdStore | None = None,
     crowd_keyed: Mapping[str, str] | None = None,
     marks: MarkStore | None = None,
 ) -> tuple[float, ...]:

@@ -122,7 +122,7 @@ class FeatureEngine:
             self.crowds.apply_row(o.purchase_id, order_crowd_row(o), keys)
         ip, device, card, show = self.entities.states_of(o)
         row = order_features(o, p, wallet, ip, device, card, show, self.config,
-                             self.crowds.states(p, keys), keyed, self.marks.store)
+                             self.crowds, keyed, self.marks.store)
         self.marks.remember(p)
         apply_order(o, wallet, self.config)
         self._filed(wallet)

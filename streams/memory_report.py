@@ -101,6 +101,12 @@ def mapping(data: dict) -> dict:
             "bytes_per_entry": round(per)}
 
 
+def native(sizes: dict[str, int]) -> dict:
+    """A native store's counts (``sizes()``: entries under "keys", its estimate of bytes)."""
+    return {"entries": sizes["keys"], "mb": round(sizes["bytes"] / 2**20, 1),
+            **{k: v for k, v in sizes.items() if k not in ("keys", "bytes")}}
+
+
 def breakdown(parts: dict[str, dict]) -> dict:
     out = {"process": process(), "parts": parts}
     if tracemalloc.is_tracing():
@@ -175,7 +181,7 @@ def worker_parts() -> dict[str, dict]:
         "entity_ips": mapping(store.ips), "entity_devices": mapping(store.devices),
         "entity_cards": mapping(store.cards), "entity_shows": mapping(store.shows),
         "entity_seen": mapping(store.seen),
-        "crowds": mapping(crowds.states_by_key), "crowd_seen": mapping(crowds.seen),
+        "crowds": native(crowds.sizes()),
         "replica_held": {"entries": sum(map(len, ctx.replica.held.values()))},
         "redelivery_found": {"entries": sum(map(len, ctx.redeliveries.found.values()))},
     }

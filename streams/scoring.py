@@ -105,9 +105,8 @@ def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tup
         return wallet, None, ""
     ip, device, card, show = ctx.replica.store.states_of(order)
     keyed = crowd_keyed(purchase, order.unit)
-    crowd = ctx.replica.crowds.states(purchase, list(keyed.values()))
-    row = order_features(order, purchase, wallet, ip, device, card, show, cfg, crowd, keyed,
-                         ctx.marks.store)
+    row = order_features(order, purchase, wallet, ip, device, card, show, cfg,
+                         ctx.replica.crowds, keyed, ctx.marks.store)
     apply_order(order, wallet, cfg)
     return wallet, row, purchase_cluster(purchase, ip, device, card)
 

@@ -169,23 +169,22 @@ def test_ip_info_reads_dotted_quads_as_ipaddress_does():
 
 
 def test_a_crowd_keys_pace_is_recounted_when_an_hour_it_counted_changes():
-    """``CrowdState.hourly_before`` remembers its last answer; a late row in an hour it
-    counted, or pruning, makes it count again: always the sum over the hours kept."""
-    from processors.crowd_state import HOUR_MS, CrowdState
+    """A key's pace is the sum over the hours it keeps: a late row in an hour already
+    counted counts, and hours pruned as the floor moves on do not."""
+    from processors.crowd_state import HOUR_MS, crowd_store
 
-    state, hour = CrowdState(), 1_000
+    store, hour = crowd_store(), 1_000
+
+    def add(pid: str, ts: int) -> None:
+        store.apply_row(pid, (ts, "w", "", 0), ["k"])
+
     for h in range(hour - 30, hour + 1):
-        state.observe(((h * HOUR_MS) + 1, "w", "", 0), floor_ms=(hour - 40) * HOUR_MS)
-
-    def counted(at: int) -> int:
-        return sum(state.hours.get(h, 0) for h in range(at - 24, at))
-
-    assert state.hourly_before(hour, 24) == counted(hour) == 24
-    state.observe(((hour - 3) * HOUR_MS + 5, "late", "", 0), floor_ms=(hour - 40) * HOUR_MS)
-    assert state.hourly_before(hour, 24) == counted(hour) == 25
-    state.observe(((hour + 1) * HOUR_MS, "next", "", 0))  # prunes hours before hour - 25
-    assert state.hourly_before(hour, 24) == counted(hour) == 25
-    assert state.hourly_before(hour + 2, 24) == counted(hour + 2)
-    state.hourly_before(hour, 24)
-    state.observe(((hour + 10) * HOUR_MS, "ahead", "", 0))  # prunes hours it had counted
-    assert state.hourly_before(hour, 24) == counted(hour) < 25
+        add(f"p{h}", h * HOUR_MS + 1)
+    assert store.hourly_before("k", hour, 24) == 24
+    add("late", (hour - 3) * HOUR_MS + 5)
+    assert store.hourly_before("k", hour, 24) == 25
+    add("next", (hour + 1) * HOUR_MS)  # prunes the hours before hour - 25: none it counted
+    assert store.hourly_before("k", hour, 24) == 25
+    add("ahead", (hour + 10) * HOUR_MS)  # prunes the hours before hour - 16
+    assert store.hourly_before("k", hour, 24) == 16 + 1
+    assert store.hourly_before("absent", hour, 24) is None
