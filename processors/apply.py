@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from processors.entity_state import EntityState, ShowState, observe_show
+from processors.entity_state import EntityStore
 from processors.expiry import WALLET_IDLE_MS, deleted_by
 from processors.records import Order, Transfer, read_order, read_transfer
 from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
@@ -98,26 +98,21 @@ def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int)
 def apply_purchase(
     purchase: Record,
     wallet: WalletState,
-    ip: EntityState | None,
-    device: EntityState | None,
-    card: EntityState | None,
-    show: ShowState | None,
+    entities: EntityStore | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> None:
-    """Record a purchase in the buyer's wallet and, when given, its IP/device/card and show.
+    """Record a purchase in the buyer's wallet and, when given, in an ``EntityStore`` (its
+    IP, device, card and show).
 
-    The live worker passes no entity states: every worker applies every purchase to its own
+    The live worker passes no store: every worker applies every purchase to its own
     ``EntityStore`` (``streams/entity_replica.py``); ``FeatureEngine`` does the same."""
     order = read_order(purchase)
     wallet.address = wallet.address or order.wallet
     check_lateness("purchase", order.ts, wallet, config.allowed_lateness_ms)
     if not apply_order(order, wallet, config):
         return  # a redelivery: already in every state
-    for entity in (ip, device, card):
-        if entity is not None:
-            entity.observe(order.wallet, order.ts)
-    if show is not None:
-        observe_show(show, order)
+    if entities is not None:
+        entities.apply_order(order)
 
 
 def apply_order(o: Order, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> bool:
@@ -158,11 +153,6 @@ def _acquire_ticket(wallet: WalletState, o: Order) -> None:
     if o.channel == "PRIMARY":
         wallet.mints[key] = ts
         cap_dict(wallet.mints, TOKENS_CAP)
-
-
-def apply_to_show(show: ShowState, purchase: Record, ts: int) -> None:
-    """Record a purchase in its show (at ``ts``): price ring, sale time, sale opening, ticket."""
-    observe_show(show, read_order(purchase)._replace(ts=ts))
 
 
 def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> None:

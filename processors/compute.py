@@ -19,26 +19,12 @@ from operator import itemgetter
 
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
 from processors.crowd import CROWD_FEATURES, CrowdStore, crowd_values
+from processors.entity_state import EntityStore, entity_store
 from processors.marks import MARK_FEATURES, MarkStore, mark_row
 from processors.records import Order, read_order
 from processors.ring import rows_between
-from processors.signals import (
-    MISSING,
-    age,
-    auth_features,
-    entity_features,
-    flag,
-    geo_features,
-    show_features,
-    token_features,
-)
-from processors.state import (
-    PURCHASE_RETENTION_MS,
-    EntityState,
-    PurchaseFact,
-    ShowState,
-    WalletState,
-)
+from processors.signals import MISSING, age, auth_features, flag, geo_features, token_features
+from processors.state import PURCHASE_RETENTION_MS, PurchaseFact, WalletState
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
 DUPLICATE_WINDOW_MS = 10 * MINUTE_MS
@@ -116,21 +102,18 @@ FEATURE_NAMES: tuple[str, ...] = (
 def purchase_features(
     purchase: Record,
     wallet: WalletState,
-    ip: EntityState | None,
-    device: EntityState | None,
-    card: EntityState | None,
-    show: ShowState | None,
+    entities: EntityStore | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
     crowd: CrowdStore | None = None,
     marks: MarkStore | None = None,
 ) -> dict[str, float]:
     """All of ``FEATURE_NAMES`` for ``purchase``, from the states before it is applied;
-    ``crowd`` is the crowd store (``processors.crowd``), ``marks`` the
-    confirmed fraud known so far (``processors.marks``)."""
+    ``entities`` is the IP, device, card and show store (``processors.entity_state``; None:
+    none seen), ``crowd`` the crowd store (``processors.crowd``), ``marks`` the confirmed
+    fraud known so far (``processors.marks``)."""
     order = read_order(purchase)
     check_lateness("purchase", order.ts, wallet, config.allowed_lateness_ms)
-    row = order_features(order, purchase, wallet, ip, device, card, show, config, crowd,
-                         marks=marks)
+    row = order_features(order, purchase, wallet, entities, config, crowd, marks=marks)
     return dict(zip(FEATURE_NAMES, row, strict=True))
 
 
@@ -138,10 +121,7 @@ def order_features(
     o: Order,
     purchase: Record,
     wallet: WalletState,
-    ip: EntityState | None,
-    device: EntityState | None,
-    card: EntityState | None,
-    show: ShowState | None,
+    entities: EntityStore | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
     crowd: CrowdStore | None = None,
     crowd_keyed: Mapping[str, str] | None = None,
@@ -153,6 +133,7 @@ def order_features(
     ts = o.ts
     ring = wallet.purchases
     rows = rows_between(ring, ts - PURCHASE_RETENTION_MS, ts) if ring else ring
+    entities = _NO_ENTITIES if entities is None else entities
     return (
         *(_history(o, wallet, rows, config) if rows else _no_history(o, wallet)),
         *(_diversity(o, rows) if rows else _first_diversity(o)),
@@ -160,10 +141,10 @@ def order_features(
         MISSING if o.account_created_ms is None
         else max(0.0, (ts - o.account_created_ms) / DAY_MS),
         *geo_features(o, wallet, config),
-        *entity_features(o, ip, device, card),
+        *entities.entity_values(o),
         *auth_features(o, wallet),
-        *token_features(o, wallet, show),
-        *show_features(o, show),
+        *token_features(o, wallet, entities.mint_to_resale(o)),
+        *entities.show_values(o),
         float(o.quantity),
         float(o.amount),
         math.log1p(o.amount),
@@ -172,8 +153,11 @@ def order_features(
         flag(o.phone_verified),
         flag(o.email_verified),
         *crowd_values(purchase, crowd, o.ts, crowd_keyed),
-        *mark_row(purchase, marks, (ip, device, card), ts),
+        *mark_row(purchase, marks, lambda: entities.linked_wallets(o), ts),
     )
+
+
+_NO_ENTITIES = entity_store()  # never applied to: every IP, device, card and show unseen
 
 
 def _no_history(o: Order, wallet: WalletState) -> tuple[float, ...]:

@@ -8,6 +8,10 @@ keep time-stamped rows, not running totals, so a query as of ``t`` gives the sam
 whatever was applied after ``t``. Replay and training apply the same rows in event-time
 order (``processors.features.FeatureEngine``) and ask the same questions: the same answers.
 
+The store is native code (``processors/native/src/lib.rs``, ``EntityStore``): every worker
+applies every purchase to it, and its queries give the purchase's entity and show features in
+one call each. This module holds its limits and builds it (``entity_store()``).
+
 Bounded: rows expire by event time (window + ``SLACK_MS``) and are capped; states idle past
 their longest window are dropped by ``EntityStore.sweep``. Expiry is measured from the
 store's *floor*, the earliest event time still to be asked about: in replay that is the
@@ -18,15 +22,13 @@ replica that has read ahead.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any
 
-from processors.records import Order, read_order
-from processors.ring import cap_dict, drop_rows_until, drop_ts_until, insert_row, insert_ts
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, query_floor
+from processors._native import EntityStore
+from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+
+__all__ = ["EntityStore", "entity_keys", "entity_store"]
 
 SLACK_MS = HOUR_MS
 ENTITY_RETENTION_MS = DAY_MS
@@ -45,7 +47,7 @@ SHOW_SALES_CAP = 50_000  # sale timestamps kept for popularity (1 h + slack)
 SHOW_TICKETS_CAP = 2048  # first primary sales remembered (mint-to-resale, markup)
 # A ticket's first primary sale answers a resale up to 30 d later (the wallets' resale window,
 # ``signals.TOKEN_WINDOW_MS``), whether or not its show was idle meanwhile: a show idle past its
-# 7-day windows keeps those sales (``sweep_shows``). Before, a show's idle sweep forgot
+# 7-day windows keeps those sales (the store's sweep). Before, a show's idle sweep forgot
 # them, so a resale's answer depended on when the sweep ran (live and replay differed).
 TICKET_RETENTION_MS = 30 * DAY_MS
 PRUNE_EVERY_MS = 30 * MINUTE_MS
@@ -53,121 +55,19 @@ SEEN_RETENTION_MS = 2 * HOUR_MS  # a purchase id seen again within this is a red
 KINDS = ("ip", "device", "card", "show")
 
 Record = Mapping[str, Any]
-S = TypeVar("S")
 
 
-@dataclass(slots=True)
-class EntityState:
-    """An IP, device or card fingerprint: (ts, wallet) sightings, time-sorted, 25 h, capped."""
-
-    rows: list[tuple[int, str]] = field(default_factory=list)
-    watermark_ms: int = 0
-    pruned_ms: int = 0
-
-    def copy(self) -> EntityState:
-        return EntityState(list(self.rows), self.watermark_ms, self.pruned_ms)
-
-    def observe(self, wallet: str, ts_ms: int, floor_ms: int | None = None) -> None:
-        """Add a sighting; rows older than the window before ``floor_ms`` (default: the
-        latest sighting) are dropped now and then."""
-        insert_row(self.rows, (ts_ms, wallet), ENTITY_ROWS_CAP)
-        if ts_ms > self.watermark_ms:
-            self.watermark_ms = ts_ms
-        floor = query_floor(floor_ms, self.watermark_ms)
-        if floor - self.pruned_ms >= PRUNE_EVERY_MS:
-            drop_rows_until(self.rows, floor - ENTITY_RETENTION_MS - SLACK_MS)
-            self.pruned_ms = floor
-
-    def wallets_between(self, lo_excl: int, hi_excl: int) -> set[str]:
-        """Wallets seen with ``lo_excl < ts < hi_excl``."""
-        rows = self.rows
-        i = bisect.bisect_right(rows, lo_excl, key=_ts)
-        j = bisect.bisect_left(rows, hi_excl, key=_ts)
-        return set(map(_WALLET, rows[i:j]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"r": [list(r) for r in self.rows], "wm": self.watermark_ms, "pruned": self.pruned_ms}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EntityState:
-        return cls([(r[0], r[1]) for r in d["r"]], d["wm"], d["pruned"])
-
-
-@dataclass(slots=True)
-class ShowState:
-    """One show: unit prices per channel, sale times (popularity), its sale opening, and the
-    first primary sale of recent tickets (mint-to-resale, resale markup). Rows are (ts, …)."""
-
-    primary_prices: list[tuple[int, int]] = field(default_factory=list)
-    resale_prices: list[tuple[int, int]] = field(default_factory=list)
-    sales: list[int] = field(default_factory=list)
-    sale_open_ms: int | None = None
-    tickets: dict[str, tuple[int, int]] = field(default_factory=dict)
-    watermark_ms: int = 0
-    pruned_ms: int = 0
-
-    def copy(self) -> ShowState:
-        return ShowState(list(self.primary_prices), list(self.resale_prices), list(self.sales),
-                         self.sale_open_ms, dict(self.tickets), self.watermark_ms, self.pruned_ms)
-
-    def observe(self, ts: int, price: int, primary: bool, ticket: str, opens_ms: int | None,
-                floor_ms: int | None = None) -> None:
-        """A sale at ``ts``: unit ``price`` (reference minor units) in its channel, the sale
-        opening when the purchase says, the ticket's first primary sale."""
-        insert_row(self.primary_prices if primary else self.resale_prices, (ts, price),
-                   SHOW_PRICE_ROWS_CAP)
-        insert_ts(self.sales, ts, SHOW_SALES_CAP)
-        if opens_ms is not None:
-            self.sale_open_ms = opens_ms
-        if primary and (ticket not in self.tickets or self.tickets[ticket][0] > ts):
-            self.tickets[ticket] = (ts, price)
-            cap_dict(self.tickets, SHOW_TICKETS_CAP, _first)
-        if ts > self.watermark_ms:
-            self.watermark_ms = ts
-        floor = query_floor(floor_ms, self.watermark_ms)
-        if floor - self.pruned_ms >= PRUNE_EVERY_MS:
-            self.prune(floor)
-
-    def prune(self, wm: int) -> None:
-        drop_rows_until(self.primary_prices, wm - SHOW_RETENTION_MS - SLACK_MS)
-        drop_rows_until(self.resale_prices, wm - SHOW_RETENTION_MS - SLACK_MS)
-        drop_ts_until(self.sales, wm - POPULARITY_WINDOW_MS - SLACK_MS)
-        self.pruned_ms = wm
-
-    def prices_before(self, primary: bool, lo_excl: int, hi_excl: int) -> list[int]:
-        """The latest ``SHOW_PRICES_CAP`` unit prices with ``lo_excl < ts < hi_excl``."""
-        ring = self.primary_prices if primary else self.resale_prices
-        i = bisect.bisect_right(ring, lo_excl, key=_ts)
-        j = bisect.bisect_left(ring, hi_excl, key=_ts)
-        return list(map(_PRICE, ring[max(i, j - SHOW_PRICES_CAP):j]))
-
-    def sales_between(self, lo_excl: int, hi_excl: int) -> int:
-        sales = self.sales
-        return bisect.bisect_left(sales, hi_excl) - bisect.bisect_right(sales, lo_excl)
-
-    def first_sale(self, ticket: str, before_ms: int) -> tuple[int, int] | None:
-        """(ts, unit price) of the ticket's first primary sale, if before ``before_ms`` and
-        no more than ``TICKET_RETENTION_MS`` before it."""
-        sale = self.tickets.get(ticket)
-        if sale is None or not before_ms - TICKET_RETENTION_MS < sale[0] < before_ms:
-            return None
-        return sale
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"pp": [list(r) for r in self.primary_prices],
-                "rp": [list(r) for r in self.resale_prices], "s": list(self.sales),
-                "open": self.sale_open_ms, "t": {k: list(v) for k, v in self.tickets.items()},
-                "wm": self.watermark_ms, "pruned": self.pruned_ms}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ShowState:
-        return cls([(r[0], r[1]) for r in d["pp"]], [(r[0], r[1]) for r in d["rp"]],
-                   list(d["s"]), d["open"], {k: (v[0], v[1]) for k, v in d["t"].items()},
-                   d["wm"], d["pruned"])
-
-
-def observe_show(show: ShowState, o: Order, floor_ms: int | None = None) -> None:
-    show.observe(o.ts, o.unit, o.channel == "PRIMARY", o.ticket_id, o.sale_opens_ms, floor_ms)
+def entity_store() -> EntityStore:
+    """An empty store with the limits above."""
+    return EntityStore(
+        entity_retention_ms=ENTITY_RETENTION_MS, slack_ms=SLACK_MS,
+        entity_rows_cap=ENTITY_ROWS_CAP, entity_wallets_cap=ENTITY_WALLETS_CAP,
+        show_retention_ms=SHOW_RETENTION_MS, show_prices_cap=SHOW_PRICES_CAP,
+        show_price_rows_cap=SHOW_PRICE_ROWS_CAP, popularity_window_ms=POPULARITY_WINDOW_MS,
+        show_sales_cap=SHOW_SALES_CAP, show_tickets_cap=SHOW_TICKETS_CAP,
+        ticket_retention_ms=TICKET_RETENTION_MS, prune_every_ms=PRUNE_EVERY_MS,
+        seen_retention_ms=SEEN_RETENTION_MS, sweep_every_ms=HOUR_MS, second_ms=SECOND_MS,
+        minute_ms=MINUTE_MS, day_ms=DAY_MS)
 
 
 def entity_keys(purchase: Record) -> list[tuple[str, str]]:
@@ -175,143 +75,3 @@ def entity_keys(purchase: Record) -> list[tuple[str, str]]:
     values = (purchase.get("ip"), purchase.get("device_id"), purchase.get("card_fingerprint"),
               purchase.get("show_id"))
     return [(kind, value) for kind, value in zip(KINDS, values, strict=True) if value]
-
-
-class EntityStore:
-    """Every IP, device, card and show state, applied once per purchase id, in any order."""
-
-    def __init__(self) -> None:
-        self.ips: dict[str, EntityState] = {}
-        self.devices: dict[str, EntityState] = {}
-        self.cards: dict[str, EntityState] = {}
-        self.shows: dict[str, ShowState] = {}
-        self.seen: dict[str, int] = {}  # purchase id -> event time, for redeliveries
-        self.watermark_ms = 0
-        self.floor_ms: int | None = None  # None: queries follow the latest purchase (replay)
-        self._swept_ms = 0
-
-    def __len__(self) -> int:
-        return len(self.ips) + len(self.devices) + len(self.cards) + len(self.shows)
-
-    def apply(self, purchase: Record) -> None:
-        """Apply a purchase to its IP, device, card and show (once per purchase id)."""
-        self.apply_order(read_order(purchase))
-
-    def apply_order(self, o: Order) -> None:
-        """``apply`` for a purchase already read (``processors.records``)."""
-        if o.purchase_id in self.seen:
-            return
-        ts = o.ts
-        self.seen[o.purchase_id] = ts
-        if ts > self.watermark_ms:
-            self.watermark_ms = ts
-        floor, wallet = self.floor(), o.wallet
-        # A new IP, device or card gets its first sighting as ``observe`` would leave it.
-        first = floor if floor < ts else ts
-        fresh = ts > first - ENTITY_RETENTION_MS - SLACK_MS and first >= PRUNE_EVERY_MS
-        for states, value in ((self.ips, o.ip), (self.devices, o.device), (self.cards, o.card)):
-            if value:
-                state = states.pop(value, None)
-                if state is not None:
-                    state.observe(wallet, ts, floor)
-                elif fresh:
-                    state = EntityState([(ts, wallet)], ts, first)
-                else:
-                    state = EntityState()
-                    state.observe(wallet, ts, floor)
-                states[value] = state  # re-inserted: dicts stay in order of last use
-        if o.show_id:
-            show = self.shows.pop(o.show_id, None) or ShowState()
-            self.shows[o.show_id] = show
-            observe_show(show, o, floor)
-        if floor - self._swept_ms >= HOUR_MS:
-            self.sweep()
-
-    def floor(self) -> int:
-        """The earliest event time still to be asked about (see the module doc)."""
-        return query_floor(self.floor_ms, self.watermark_ms)
-
-    def advance_floor(self, ts_ms: int) -> None:
-        """Live: no query will come for an event time before ``ts_ms`` (minus the slack)."""
-        self.floor_ms = ts_ms if self.floor_ms is None else max(self.floor_ms, ts_ms)
-
-    def states(self, purchase: Record) -> tuple[EntityState | None, EntityState | None,
-                                                EntityState | None, ShowState | None]:
-        """The purchase's IP, device, card and show states (None when absent or unseen)."""
-        return (_get(self.ips, purchase.get("ip")), _get(self.devices, purchase.get("device_id")),
-                _get(self.cards, purchase.get("card_fingerprint")),
-                _get(self.shows, purchase.get("show_id")))
-
-    def states_of(self, o: Order) -> tuple[EntityState | None, EntityState | None,
-                                            EntityState | None, ShowState | None]:
-        """``states`` for a purchase already read."""
-        device = self.devices.get(o.device) if o.device is not None else None
-        card = self.cards.get(o.card) if o.card is not None else None
-        return self.ips.get(o.ip), device, card, self.shows.get(o.show_id)
-
-    def sweep(self) -> None:
-        """Drop states idle beyond their longest window before the floor. Dicts are kept in
-        order of last use, so this stops at the first state still in use."""
-        floor = self.floor()
-        for states in (self.ips, self.devices, self.cards):
-            _drop_idle(states, floor - ENTITY_RETENTION_MS - SLACK_MS)
-        sweep_shows(self.shows, floor)
-        cutoff = floor - SEEN_RETENTION_MS
-        stale = []
-        for key, ts in self.seen.items():  # in order of arrival
-            if ts > cutoff:
-                break
-            stale.append(key)
-        for key in stale:
-            del self.seen[key]
-        self._swept_ms = floor
-
-
-def _get(states: dict[str, S], key: str | None) -> S | None:
-    return None if key is None else states.get(key)
-
-
-def _drop_idle(states: dict, cutoff: int) -> None:
-    idle = []
-    for key, state in states.items():
-        if state.watermark_ms > cutoff:
-            break
-        idle.append(key)
-    for key in idle:
-        del states[key]
-
-
-def sweep_shows(shows: dict, floor: int) -> None:
-    """Shows idle past their 7-day windows drop their prices and sale times (outside every
-    window from here: no answer changes) and keep the first primary sales still inside
-    ``TICKET_RETENTION_MS``, so a resale weeks later gets the same answer whether or not
-    this sweep ran; a show with none left goes."""
-    idle = []
-    for key, show in shows.items():  # in order of last use
-        if show.watermark_ms > floor - SHOW_RETENTION_MS - SLACK_MS:
-            break
-        idle.append(key)
-    for key in idle:
-        show = shows[key]
-        show.tickets = _tickets_after(show.tickets, floor - TICKET_RETENTION_MS - SLACK_MS)
-        if not show.tickets:
-            del shows[key]
-            continue
-        show.primary_prices.clear()
-        show.resale_prices.clear()
-        show.sales.clear()
-
-
-def _tickets_after(tickets: dict[str, tuple[int, int]], cutoff: int) -> dict[str, tuple[int, int]]:
-    """The first sales later than ``cutoff`` (the same dict when none is older)."""
-    if all(sale[0] > cutoff for sale in tickets.values()):
-        return tickets
-    return {t: sale for t, sale in tickets.items() if sale[0] > cutoff}
-
-
-_ts = itemgetter(0)
-_WALLET = _PRICE = itemgetter(1)
-
-
-def _first(v: tuple[int, int]) -> int:
-    return v[0]

@@ -24,7 +24,7 @@ from processors.apply import (
 )
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
 from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
-from processors.entity_state import EntityStore
+from processors.entity_state import entity_store
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
 from processors.marks import MarkJoin
 from processors.records import read_order, read_transfer, token_key
@@ -76,9 +76,7 @@ class FeatureEngine:
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config or DEFAULT_CONFIG
         self.wallets: dict[str, WalletState] = {}
-        self.entities = EntityStore()
-        self.ips, self.devices = self.entities.ips, self.entities.devices
-        self.cards, self.shows = self.entities.cards, self.entities.shows
+        self.entities = entity_store()
         self.crowds = crowd_store()  # aggregates across wallets (processors.crowd)
         self.marks = MarkJoin()  # labels in the stream mark their purchases' entities
         self.watermark_ms = 0  # the largest event time seen: the clock of wallet expiry
@@ -120,9 +118,8 @@ class FeatureEngine:
         finally:
             self.entities.apply_order(o)  # the live replica applies late purchases too
             self.crowds.apply_row(o.purchase_id, order_crowd_row(o), keys)
-        ip, device, card, show = self.entities.states_of(o)
-        row = order_features(o, p, wallet, ip, device, card, show, self.config,
-                             self.crowds, keyed, self.marks.store)
+        row = order_features(o, p, wallet, self.entities, self.config, self.crowds, keyed,
+                             self.marks.store)
         self.marks.remember(p)
         apply_order(o, wallet, self.config)
         self._filed(wallet)

@@ -15,9 +15,11 @@ Kafka, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from processors.entity_state import EntityStore
+from processors.records import Order
 from processors.timeutil import DAY_MS, to_ms
 
 KINDS = ("wallet", "card", "device", "account")
@@ -117,20 +119,10 @@ def _prior(marks: Mapping[str, int] | None, t_ms: int) -> tuple[int, int | None]
     return len(times), max(times, default=None)
 
 
-def linked_wallets(wallet: str, states: Iterable[Any], t_ms: int) -> set[str]:
-    """The 1-hop cluster: wallets seen with the purchase's IP, device or card (``states``,
-    ``EntityState`` or None) in the 24 h before ``t_ms``, this wallet included."""
-    linked = {wallet}
-    for state in states:
-        if state is not None:
-            linked |= state.wallets_between(t_ms - DAY_MS, t_ms)
-    return linked
-
-
-def purchase_cluster(purchase: Record, ip: Any, device: Any, card: Any) -> str:
-    """The cluster id of a purchase from its IP, device and card states (as of its time)."""
-    wallet, ts = purchase["wallet"], to_ms(purchase["occurred_at"]) or 0
-    return cluster_id(wallet, linked_wallets(wallet, (ip, device, card), ts))
+def purchase_cluster(entities: EntityStore, o: Order) -> str:
+    """The cluster id of a purchase (read as ``o``): its 1-hop cluster, the wallets seen with
+    its IP, device or card in the 24 h before it (``EntityStore``), this wallet included."""
+    return cluster_id(o.wallet, (entities.cluster_min(o),))
 
 
 def cluster_id(wallet: str, linked_wallets: Iterable[str]) -> str:
@@ -139,13 +131,14 @@ def cluster_id(wallet: str, linked_wallets: Iterable[str]) -> str:
     return f"cluster:{min({wallet, *linked_wallets})}"
 
 
-def mark_row(purchase: Record, marks: MarkStore | None, states: Iterable[Any],
+def mark_row(purchase: Record, marks: MarkStore | None, linked: Callable[[], Iterable[str]],
              ts: int) -> tuple[float, ...]:
     """``MARK_FEATURES`` in order (``marks`` None or empty: nothing confirmed yet, no work);
-    ``states`` are the purchase's IP, device and card states, for the linked cluster."""
+    ``linked()`` gives the purchase's linked cluster (``EntityStore.linked_wallets``), asked
+    only when there are marks."""
     if not marks:
         return _NONE
-    got = marks.features(purchase, linked_wallets(purchase["wallet"], states, ts), ts)
+    got = marks.features(purchase, linked(), ts)
     return tuple(got[name] for name in MARK_FEATURES)
 
 

@@ -1,7 +1,8 @@
 """Feature groups read from context beyond the wallet's purchase history: geo velocity,
-auth events, tokens and resale, the show, and entities shared between wallets. Each group
-returns its values as a tuple in ``FEATURE_NAMES`` order, for an order read once
-(``processors.records``).
+auth events, tokens and resale. Each group returns its values as a tuple in
+``FEATURE_NAMES`` order, for an order read once (``processors.records``). The show's and the
+shared entities' features come from the ``EntityStore`` (``entity_values``, ``show_values``,
+``mint_to_resale``: ``processors/native/src/lib.rs``).
 
 Same conventions as ``processors.compute`` (half-open event-time windows, ``MISSING``).
 """
@@ -12,13 +13,6 @@ import bisect
 from operator import itemgetter
 
 from processors.apply import FeatureConfig
-from processors.entity_state import (
-    ENTITY_WALLETS_CAP,
-    POPULARITY_WINDOW_MS,
-    SHOW_RETENTION_MS,
-    EntityState,
-    ShowState,
-)
 from processors.records import Order
 from processors.ring import count_ts_between, rows_between
 from processors.state import WalletState
@@ -77,9 +71,10 @@ def auth_features(o: Order, wallet: WalletState) -> tuple[float, ...]:
     )
 
 
-def token_features(o: Order, wallet: WalletState, show: ShowState | None) -> tuple[float, ...]:
+def token_features(o: Order, wallet: WalletState, mint_to_resale: float) -> tuple[float, ...]:
     """Hold times and flips of the tokens the wallet sold or sent (30 d), wash cycles, the
-    ticket's own history, holdings; for a resale, minutes since the ticket's primary sale."""
+    ticket's own history, holdings; ``mint_to_resale``: for a resale, minutes since the
+    ticket's primary sale (``EntityStore.mint_to_resale``)."""
     ts = o.ts
     avg_hold = min_flip = MISSING
     resales = rows_between(wallet.resales, ts - TOKEN_WINDOW_MS, ts) if wallet.resales else []
@@ -89,76 +84,12 @@ def token_features(o: Order, wallet: WalletState, show: ShowState | None) -> tup
         avg_hold = sum(holds) / len(holds) / HOUR_MS if holds else MISSING
         min_flip = min(flips) / MINUTE_MS if flips else MISSING
     sent_ms = wallet.sent.get(o.ticket_id)
-    mint_to_resale = MISSING
-    if o.channel == "RESALE" and show is not None:
-        primary = show.first_sale(o.ticket_id, ts)
-        mint_to_resale = age(ts, primary[0], MINUTE_MS) if primary is not None else MISSING
     return (
         avg_hold, mint_to_resale, min_flip, float(len(resales)),
         float(count_ts_between(wallet.wash_cycles, ts - TOKEN_WINDOW_MS, ts)),
         flag(sent_ms is not None and sent_ms <= ts),
         float(len(wallet.holdings)),
     )  # fmt: skip
-
-
-def _median_price(show: ShowState, primary: bool, ts: int) -> float | None:
-    """Median of the show's latest prices in the channel, strictly before ``ts`` (7 d)."""
-    prices = show.prices_before(primary, ts - SHOW_RETENTION_MS, ts)
-    if not prices:
-        return None
-    prices.sort()
-    mid = len(prices) // 2
-    return prices[mid] if len(prices) % 2 else (prices[mid - 1] + prices[mid]) / 2
-
-
-def show_features(o: Order, show: ShowState | None) -> tuple[float, ...]:
-    """Price level (and, for a resale, markup) and popularity of the show, from its purchases
-    strictly before the order; time since the sale opened."""
-    ts, opens = o.ts, o.sale_opens_ms
-    deviation = markup = popularity = MISSING
-    if show is not None:
-        median = _median_price(show, o.channel == "PRIMARY", ts)
-        if median:
-            deviation = o.unit / median
-        popularity = float(show.sales_between(ts - POPULARITY_WINDOW_MS, ts))
-        opens = show.sale_open_ms if opens is None else opens
-        if o.channel == "RESALE":
-            primary = show.first_sale(o.ticket_id, ts)
-            base = primary[1] if primary is not None else _median_price(show, True, ts)
-            if base and base > 0:
-                markup = o.unit / base
-    if opens is None:
-        return deviation, markup, popularity, MISSING, MISSING
-    return deviation, markup, popularity, max(0.0, (ts - opens) / SECOND_MS), flag(ts < opens)
-
-
-def entity_features(
-    o: Order, ip: EntityState | None, device: EntityState | None, card: EntityState | None
-) -> tuple[float, ...]:
-    """Wallets sharing this purchase's IP, device or card in the 24 h before it (this wallet
-    included), saturating at ``ENTITY_WALLETS_CAP``.
-
-    ``linked_wallets`` is the 1-hop cluster size: the distinct wallets that shared the IP,
-    the device or the card of this purchase in the 24 h before it, this wallet included.
-    """
-    ts, me = o.ts, o.wallet
-    lo = ts - DAY_MS
-    linked = {me}
-    out = []
-    for state, present in ((ip, True), (device, o.device is not None), (card, o.card is not None)):
-        if not present:
-            out.append(MISSING)
-        elif state is None:
-            out.append(1.0)  # this wallet alone
-        else:
-            wallets = state.wallets_between(lo, ts)
-            wallets.add(me)
-            linked |= wallets
-            n = len(wallets)
-            out.append(float(n if n < ENTITY_WALLETS_CAP else ENTITY_WALLETS_CAP))
-    n = len(linked)
-    out.append(float(n if n < ENTITY_WALLETS_CAP else ENTITY_WALLETS_CAP))
-    return tuple(out)
 
 
 _TS = itemgetter(0)

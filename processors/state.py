@@ -19,12 +19,6 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from processors.entity_state import (  # noqa: F401  (shared-entity states live there)
-    ENTITY_RETENTION_MS,
-    ENTITY_WALLETS_CAP,
-    EntityState,
-    ShowState,
-)
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, prune_dict
 from processors.timeutil import DAY_MS, HOUR_MS
 

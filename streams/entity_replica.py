@@ -45,7 +45,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from infra import topics
 from infra.settings import Settings
 from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
-from processors.entity_state import SHOW_RETENTION_MS, EntityStore
+from processors.entity_state import SHOW_RETENTION_MS, EntityStore, entity_store
 from processors.records import read_order
 from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
@@ -68,7 +68,7 @@ PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 6
 
 class EntityReplica:
     def __init__(self, settings: Settings, codec: AvroCodec, store: EntityStore | None = None):
-        self.store = store or EntityStore()
+        self.store = store if store is not None else entity_store()
         self.crowds = crowd_store()  # aggregates across wallets (processors.crowd), same rules
         self.lock = threading.Lock()  # held while applying and while features are read
         self.topic = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)

@@ -103,12 +103,12 @@ def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tup
     if decided:
         apply_order(order, wallet, cfg)  # decided before a crash: the state catches up only
         return wallet, None, ""
-    ip, device, card, show = ctx.replica.store.states_of(order)
     keyed = crowd_keyed(purchase, order.unit)
-    row = order_features(order, purchase, wallet, ip, device, card, show, cfg,
-                         ctx.replica.crowds, keyed, ctx.marks.store)
+    entities = ctx.replica.store
+    row = order_features(order, purchase, wallet, entities, cfg, ctx.replica.crowds, keyed,
+                         ctx.marks.store)
     apply_order(order, wallet, cfg)
-    return wallet, row, purchase_cluster(purchase, ip, device, card)
+    return wallet, row, purchase_cluster(entities, order)
 
 
 def score(batch: list[tuple[object, dict]]) -> Touched:

@@ -94,10 +94,9 @@ def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settin
                 for _, _, _, purchase in batch:
                     o = read_order(purchase)
                     wallet = wallets.setdefault(o.wallet, WalletState(address=o.wallet))
-                    ip, device, card, show = replica.store.states_of(o)
                     keyed = crowd_keyed(purchase, o.unit)
-                    row = order_features(o, purchase, wallet, ip, device, card, show,
-                                         DEFAULT_CONFIG, replica.crowds, keyed, marks)
+                    row = order_features(o, purchase, wallet, replica.store, DEFAULT_CONFIG,
+                                         replica.crowds, keyed, marks)
                     apply_order(o, wallet, DEFAULT_CONFIG)
                     for name, live, replayed in zip(FEATURE_NAMES, row,
                                                     expected[o.purchase_id], strict=True):

@@ -98,11 +98,19 @@ def _compare(config: SimConfig) -> None:
     assert any(o.security_events for o in new_outcomes)
     assert {k: w.to_dict() for k, w in old_engine.wallets.items()} == {
         k: w.to_dict() for k, w in new_engine.wallets.items()}
-    for kind in ("ips", "devices", "cards", "shows"):
-        old_states, new_states = getattr(old_engine, kind), getattr(new_engine, kind)
-        assert list(old_states) == list(new_states)  # same keys, same order of last use
-        assert all(old_states[k].to_dict() == new_states[k].to_dict() for k in old_states)
-    assert old_engine.entities.seen == new_engine.entities.seen
+    store = new_engine.entities  # native: compared through its inspection methods
+    for kind in ("ip", "device", "card"):
+        old_states = getattr(old_engine, kind + "s")
+        assert list(old_states) == store.keys(kind)  # same keys, same order of last use
+        assert all(old_states[k].rows == store.entity_rows(kind, k) for k in old_states)
+    assert list(old_engine.shows) == store.keys("show")
+    for k, show in old_engine.shows.items():
+        assert store.show(k) == {
+            "primary_prices": show.primary_prices, "resale_prices": show.resale_prices,
+            "sales": show.sales, "sale_open_ms": show.sale_open_ms, "tickets": show.tickets,
+            "watermark_ms": show.watermark_ms}
+    seen = old_engine.entities.seen
+    assert store.sizes()["seen"] == len(seen) and all(map(store.has_seen, seen))
 
 
 def test_a_simulated_week_is_decided_exactly_as_by_the_per_row_path():

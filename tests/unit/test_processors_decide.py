@@ -13,8 +13,9 @@ from fastavro import parse_schema
 from fastavro.validation import validate
 
 from processors.decide import Blocked, decide_batch, feature_matrix
-from processors.entity_state import EntityStore, entity_keys
+from processors.entity_state import entity_keys, entity_store
 from processors.features import FEATURE_NAMES, FeatureEngine, purchase_features
+from processors.records import read_order
 from processors.rules import RuleSet
 from processors.state import WalletState
 
@@ -128,13 +129,13 @@ def test_entity_states_are_the_same_whatever_the_order_of_application():
     as of a purchase's time must not see the difference."""
     purchases = [purchase(0), purchase(1, wallet=B, device_id=None), purchase(2)]
     assert entity_keys(purchases[1]) == [("ip", "81.2.69.160"), ("card", "c1"), ("show", "s1")]
-    in_order, reversed_ = EntityStore(), EntityStore()
+    in_order, reversed_ = entity_store(), entity_store()
     for p in purchases:
-        in_order.apply(p)
+        in_order.apply_order(read_order(p))
     for p in reversed(purchases):
-        reversed_.apply(p)
-        reversed_.apply(p)  # a redelivery is applied once
+        reversed_.apply_order(read_order(p))
+        reversed_.apply_order(read_order(p))  # a redelivery is applied once
     wallet = WalletState(address=A)
     for p in purchases:
-        assert (purchase_features(p, wallet, *in_order.states(p))
-                == purchase_features(p, wallet, *reversed_.states(p)))
+        assert (purchase_features(p, wallet, in_order)
+                == purchase_features(p, wallet, reversed_))

@@ -27,9 +27,9 @@ def purchase(n: int, occurred: datetime, ingested: datetime | None) -> dict:
 
 def test_a_future_outlier_does_not_make_later_purchases_late() -> None:
     wallet = WalletState()
-    apply_purchase(purchase(1, T0 + timedelta(hours=23), ingested=T0), wallet, *[None] * 4)
+    apply_purchase(purchase(1, T0 + timedelta(hours=23), ingested=T0), wallet)
     later = T0 + timedelta(minutes=1)
-    apply_purchase(purchase(2, later, ingested=later), wallet, *[None] * 4)  # not late
+    apply_purchase(purchase(2, later, ingested=later), wallet)  # not late
     assert wallet.purchases_total == 2
     skew = FeatureConfig().max_future_skew_ms
     assert wallet.mark("purchase") == int(T0.timestamp() * 1000) + skew  # not T0 + 23 h
@@ -37,14 +37,14 @@ def test_a_future_outlier_does_not_make_later_purchases_late() -> None:
 
 def test_without_ingest_time_the_event_time_is_the_mark() -> None:
     wallet = WalletState()
-    apply_purchase(purchase(1, T0, ingested=None), wallet, *[None] * 4)
+    apply_purchase(purchase(1, T0, ingested=None), wallet)
     assert wallet.mark("purchase") == int(T0.timestamp() * 1000)
 
 
 def test_the_skew_is_configurable_and_bounded() -> None:
     config = FeatureConfig(max_future_skew_ms=0)
     wallet = WalletState()
-    apply_purchase(purchase(1, T0 + timedelta(hours=1), ingested=T0), wallet, *[None] * 4,
+    apply_purchase(purchase(1, T0 + timedelta(hours=1), ingested=T0), wallet,
                    config=config)  # fmt: skip
     assert wallet.mark("purchase") == int(T0.timestamp() * 1000)
     with pytest.raises(ValueError, match="max_future_skew_ms"):

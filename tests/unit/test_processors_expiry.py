@@ -83,8 +83,8 @@ def test_a_summarised_wallet_gives_every_later_purchase_the_features_of_the_full
         for p in _later_purchases(now):
             p = {**p, "wallet": address}
             before_full, before_summary = full.to_dict(), summary.to_dict()
-            assert purchase_features(p, full, None, None, None, None) == purchase_features(
-                p, summary, None, None, None, None)
+            assert purchase_features(p, full) == purchase_features(
+                p, summary)
             assert (full.to_dict(), summary.to_dict()) == (before_full, before_summary)
             full, summary = _applied(p, full), _applied(p, summary)
 
@@ -92,7 +92,7 @@ def test_a_summarised_wallet_gives_every_later_purchase_the_features_of_the_full
 def _applied(p: dict, wallet: WalletState) -> WalletState:
     """A copy of ``wallet`` with ``p`` applied (the original is left as it was)."""
     twin = statecodec.decode(statecodec.encode(wallet))
-    apply_purchase(p, twin, None, None, None, None)
+    apply_purchase(p, twin)
     return twin
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from processors import statecodec
-from processors.entity_state import ENTITY_ROWS_CAP, EntityState, ShowState
+from processors.entity_state import ENTITY_ROWS_CAP, entity_store
 from processors.features import (
     FEATURE_NAMES,
     MISSING,
@@ -20,6 +20,7 @@ from processors.features import (
     feature_vector,
     purchase_features,
 )
+from processors.records import Order, read_order
 from processors.state import PURCHASES_CAP, WalletState
 
 pytestmark = pytest.mark.unit
@@ -381,13 +382,13 @@ def test_a_swept_show_keeps_only_its_recent_first_sales_and_goes_without_them():
                          purchase(at(days=-20), wallet=B, ticket_id="recent"),
                          *_other_show_daily(19)]:  # fmt: skip
         engine.process_row(kind, record)
-    show = engine.shows["show1"]  # idle 19 d: its rows go, the first sale of 20 d ago stays
-    assert list(show.tickets) == ["recent"]
-    assert not (show.primary_prices or show.resale_prices or show.sales)
+    show = engine.entities.show("show1")  # idle 19 d: its rows go, the sale of 20 d ago stays
+    assert show is not None and list(show["tickets"]) == ["recent"]
+    assert not (show["primary_prices"] or show["resale_prices"] or show["sales"])
     for kind, record in [purchase(at(days=d), wallet=C, show_id="show2", ticket_id=f"n{d}")
                          for d in range(1, 12)]:  # fmt: skip
         engine.process_row(kind, record)
-    assert "show1" not in engine.shows  # its last first sale is past 30 d: nothing to keep
+    assert engine.entities.show("show1") is None  # its last first sale is past 30 d: gone
 
 
 def test_a_show_answers_a_query_behind_after_many_later_sales_were_applied_first():
@@ -395,17 +396,24 @@ def test_a_show_answers_a_query_behind_after_many_later_sales_were_applied_first
     behind them: 1 500 later sales (a busy show's day) must not crowd out the prices before the
     query that replay, applying in order, has."""
     t0, hour = 1_700_000_000_000, 3_600_000
-    early = [(t0 + i * 60_000, 4_000 + i) for i in range(60)]  # the hour before the query
-    later = [(t0 + 2 * hour + i * 1_000, 9_000) for i in range(1_500)]
-    in_order, ahead = ShowState(), ShowState()
-    for ts, price in early:
-        in_order.observe(ts, price, True, f"t{ts}", None)
-    for ts, price in later + early:  # the later sales first, as the replica may apply them
-        ahead.observe(ts, price, True, f"t{ts}", None, floor_ms=t0)
-    query = t0 + hour + 1
-    assert ahead.prices_before(True, query - 7 * 24 * hour, query) == in_order.prices_before(
-        True, query - 7 * 24 * hour, query)  # fmt: skip
-    assert len(in_order.prices_before(True, query - 7 * 24 * hour, query)) == 51
+    base = read_order(purchase(at())[1])
+
+    def sale(ts: int, price: int) -> Order:
+        return base._replace(ts=ts, purchase_id=f"p{ts}", ticket_id=f"t{ts}", unit=price,
+                             sale_opens_ms=None)
+
+    early = [sale(t0 + i * 60_000, 4_000 + i) for i in range(60)]  # the hour before the query
+    later = [sale(t0 + 2 * hour + i * 1_000, 9_000) for i in range(1_500)]
+    in_order, ahead = entity_store(), entity_store()
+    for o in early:
+        in_order.apply_order(o)
+    ahead.advance_floor(t0)  # the scorer's floor: its batch is behind the replica
+    for o in later + early:  # the later sales first, as the replica may apply them
+        ahead.apply_order(o)
+    query = sale(t0 + hour + 1, 4_034)
+    # the median of the latest 51 prices before the query (4 009 to 4 059) is 4 034
+    assert ahead.show_values(query) == in_order.show_values(query)
+    assert in_order.show_values(query)[0] == 1.0
 
 
 def test_sale_open_from_the_record_or_remembered_by_the_show():
@@ -489,9 +497,10 @@ def test_a_redelivered_record_is_applied_once():
     run(records, once)
     run(records + records, twice)
     assert twice.wallets[A].to_dict() == once.wallets[A].to_dict()
-    assert {k: s.to_dict() for k, s in twice.shows.items()} == {
-        k: s.to_dict() for k, s in once.shows.items()
-    }
+    shows = once.entities.keys("show")
+    assert shows == twice.entities.keys("show") and shows
+    assert [twice.entities.show(k) for k in shows] == [once.entities.show(k) for k in shows]
+    assert twice.entities.sizes() == once.entities.sizes()
 
 
 def test_lateness_above_the_state_slack_is_refused():
@@ -533,27 +542,29 @@ def test_engine_is_deterministic():
     }
 
 
-def test_state_round_trips_through_its_encoding_and_gives_the_same_features():
+def test_wallet_state_round_trips_through_its_encoding_and_gives_the_same_features():
+    """The wallet table's values are encoded; the entity store is not (every worker rebuilds
+    it from the purchases topic)."""
     engine = FeatureEngine()
     run(_story(1), engine)
     nxt = purchase(at(days=1, minutes=5), wallet=B, ip="198.51.100.1", device_id="d1",
                    card_fingerprint="c1", show_id="s1")[1]  # fmt: skip
-    states = (engine.wallets[B], engine.ips["198.51.100.1"], engine.devices["d1"],
-              engine.cards["c1"], engine.shows["s1"])  # fmt: skip
-    restored = [statecodec.decode(statecodec.encode(states[0]))] + [
-        type(s).from_dict(json.loads(json.dumps(s.to_dict()))) for s in states[1:]]
-    assert [r.to_dict() for r in restored] == [s.to_dict() for s in states]
-    assert purchase_features(nxt, *restored) == purchase_features(nxt, *states)
+    wallet = engine.wallets[B]
+    restored = statecodec.decode(statecodec.encode(wallet))
+    assert restored.to_dict() == wallet.to_dict()
+    assert (purchase_features(nxt, restored, engine.entities)
+            == purchase_features(nxt, wallet, engine.entities))
 
 
 def test_purchase_features_do_not_change_state_and_apply_does():
-    wallet, ip, show = WalletState(address=A), EntityState(), ShowState()
+    wallet, entities = WalletState(address=A), entity_store()
     _, record = purchase(at())
     before = wallet.to_dict()
-    purchase_features(record, wallet, ip, None, None, show)
-    assert wallet.to_dict() == before
-    apply_purchase(record, wallet, ip, None, None, show)
-    assert wallet.purchases_total == 1 and ip.rows == [(wallet.watermark_ms, A)]
+    purchase_features(record, wallet, entities)
+    assert wallet.to_dict() == before and len(entities) == 0
+    apply_purchase(record, wallet, entities)
+    assert wallet.purchases_total == 1
+    assert entities.entity_rows("ip", record["ip"]) == [(wallet.watermark_ms, A)]
 
 
 def test_memory_stays_bounded_over_30_simulated_days():
@@ -573,26 +584,8 @@ def test_memory_stays_bounded_over_30_simulated_days():
     wallet = engine.wallets[A]
     assert len(wallet.purchases) <= PURCHASES_CAP
     assert len(wallet.failed_logins) <= 64 and len(wallet.devices) <= 16
-    assert all(len(c.rows) <= ENTITY_ROWS_CAP for c in engine.cards.values())
+    cards = engine.entities.keys("card")
+    assert all(len(engine.entities.entity_rows("card", c) or ()) <= ENTITY_ROWS_CAP for c in cards)
     assert max(sizes[10:]) <= max(sizes[:10]) * 1.1  # flat after the first days
-    assert len(engine.ips) <= 2 * 250 + 1  # yesterday's and today's IPs only
-    assert len(engine.devices) <= 2 * 40 + 1
-
-
-def test_entity_and_show_copies_are_independent_and_equal():
-    from processors.state import EntityState, ShowState
-
-    engine = FeatureEngine()
-    run([purchase(at(minutes=m), purchase_id=f"c{m}") for m in range(3)], engine)
-    for state in [*engine.ips.values(), *engine.shows.values()]:
-        twin = state.copy()
-        assert twin.to_dict() == state.to_dict() and twin is not state
-        _, record = purchase(at(minutes=9), wallet="0x" + "9" * 40, purchase_id="c9")
-        if isinstance(state, ShowState):
-            from processors.apply import apply_to_show
-
-            apply_to_show(twin, record, 9 * 60_000)
-        else:
-            assert isinstance(state, EntityState)
-            twin.observe(record["wallet"], 9 * 60_000)
-        assert twin.to_dict() != state.to_dict()
+    assert len(engine.entities.keys("ip")) <= 2 * 250 + 1  # yesterday's and today's IPs only
+    assert len(engine.entities.keys("device")) <= 2 * 40 + 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from processors.decide import Blocked, decide_batch
-from processors.entity_state import EntityStore
+from processors.entity_state import entity_store
 from processors.features import FEATURE_NAMES, purchase_features
 from processors.marks import (
     MISSING,
@@ -21,6 +21,7 @@ from processors.marks import (
     mark_row,
     purchase_cluster,
 )
+from processors.records import read_order
 from processors.rules import load_ruleset
 from processors.state import WalletState
 from processors.timeutil import DAY_MS, to_ms
@@ -71,7 +72,7 @@ def test_features_count_marks_on_entities_and_the_linked_cluster():
                    "fraud_marks_cluster": 1.0, "days_since_fraud_mark": 1.0}
     clean = store.features(purchase(7, device_id=None), set(), MS0 + 3 * DAY_MS)
     assert clean["fraud_marks_device"] == 0.0 and clean["days_since_fraud_mark"] == MISSING
-    assert mark_row(purchase(7), MarkStore(), [], MS0) == tuple(clean.values())  # empty: same
+    assert mark_row(purchase(7), MarkStore(), list, MS0) == tuple(clean.values())  # empty: same
 
 
 def test_purchase_features_count_the_marks_they_are_given():
@@ -79,22 +80,22 @@ def test_purchase_features_count_the_marks_they_are_given():
     store.apply(mark_record(label("p-1", 1, True), purchase(1, occurred_at=T0)))
     now = purchase(9, occurred_at=T0 + timedelta(days=3), device_id="dev-1")
     wallet = WalletState(address=now["wallet"])
-    features = purchase_features(now, wallet, None, None, None, None, marks=store)
+    features = purchase_features(now, wallet, marks=store)
     assert features["fraud_marks_device"] == 1.0 and features["days_since_fraud_mark"] == 2.0
-    unmarked = purchase_features(now, wallet, None, None, None, None)
+    unmarked = purchase_features(now, wallet)
     assert unmarked["fraud_marks_device"] == 0.0
 
 
 def test_ring_members_sharing_a_device_get_one_cluster_id():
-    store = EntityStore()
+    store = entity_store()
     ring = [purchase(n, occurred_at=T0 + timedelta(minutes=n), device_id="dev-ring",
                      ip="198.51.100.7") for n in range(3)]
     for p in ring:
-        store.apply(p)
+        store.apply_order(read_order(p))
     later = purchase(1, occurred_at=T0 + timedelta(minutes=10), device_id="dev-ring",
                      ip="198.51.100.7")
     wallets = sorted(p["wallet"] for p in ring)
-    assert purchase_cluster(later, *store.states(later)[:3]) == f"cluster:{wallets[0]}"
+    assert purchase_cluster(store, read_order(later)) == f"cluster:{wallets[0]}"
     assert cluster_id("0xb", []) == "cluster:0xb"
 
 

@@ -1,22 +1,25 @@
-//! `processors._native`: the crowd store of `processors/crowd_state.py` in native code.
+//! `processors._native`: the stores every purchase is applied to, in native code.
 //!
-//! Every purchase is applied to six crowd keys (`processors/crowd.py`), on every worker
-//! (`streams/entity_replica.py`) and in replay; in Python that was a sixth of a purchase's
-//! CPU. The contract is the one `processors/crowd_state.py` documents, and the answers are
-//! the same to the bit (`tests/unit/test_decision_path_equivalence.py` compares them with
-//! the frozen Python reference, `tests/support/legacy_path/crowd_state.py`):
+//! Every worker applies every purchase (`streams/entity_replica.py`), and replay every
+//! purchase of its span, to two stores: the crowd store (six aggregate keys per purchase,
+//! `processors/crowd.py`) and the entity store (its IP, device, card and show,
+//! `processors/entity_state.py`). In Python they were about a third of a purchase's CPU. The
+//! contracts are the ones those modules document, and the answers are the same to the bit
+//! (`tests/unit/test_decision_path_equivalence.py` compares every feature, decision and entity
+//! state with the frozen Python reference in `tests/support/legacy_path`). Both stores:
 //!
-//! - a key keeps time-sorted rows `(ts, wallet, card or "", small 0/1)` for
-//!   `rows_retention_ms` (capped at `rows_cap`, oldest dropped) and purchases per whole hour
-//!   for `hours_kept` hours; rows go at most every `prune_every_ms` of the key's floor;
-//! - queries read rows strictly BEFORE the asking purchase's time, so a store that has read
-//!   ahead answers as an in-order replay does;
-//! - a purchase id is applied once (`seen`, kept `seen_retention_ms`); keys idle for
-//!   `idle_ms` before the floor are dropped by the hourly sweep, in order of last use;
-//! - the floor is the earliest time still to be asked about: the one a live reader announced
-//!   (`advance_floor`), never past the watermark; the watermark when none was (replay).
+//! - keep time-sorted rows, capped (the oldest go), pruned at most every `prune_every_ms` of
+//!   a state's floor;
+//! - answer queries from rows strictly BEFORE the asking purchase's time, so a store that has
+//!   read ahead answers as an in-order replay does;
+//! - apply a purchase id once (`Seen`, kept `seen_retention_ms`), and drop states idle before
+//!   the floor in an hourly sweep, in order of last use (`Lru`);
+//! - have a floor, the earliest time still to be asked about: the one a live reader
+//!   announced (`advance_floor`), never past the watermark; the watermark when none was
+//!   (replay).
 //!
-//! Arithmetic is done as Python does it: integer counts, then one IEEE division each.
+//! Arithmetic is done as Python does it: integer counts, then one IEEE division each. The
+//! limits are Python's, passed to the constructors.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -24,6 +27,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 const MISSING: f64 = -1.0;
+
+// ---------------------------------------------------------------------------------------
+// The crowd store (`processors/crowd_state.py`): rows `(ts, wallet, card or "", small 0/1)`
+// per key for `rows_retention_ms`, and purchases per whole hour for `hours_kept` hours.
 
 /// The limits (`processors/crowd_state.py` holds their values and reasons).
 #[derive(Clone, Copy)]
@@ -38,6 +45,30 @@ struct Limits {
     recent_ms: i64,
     wallets_cap: usize,
     pace_hours: i64,
+}
+
+/// `processors.ring.insert_row` / `insert_ts`: after every row at the same time; the oldest
+/// go over the cap.
+fn insert_sorted<T>(rows: &mut Vec<T>, row: T, ts_of: impl Fn(&T) -> i64, cap: usize) {
+    let ts = ts_of(&row);
+    if rows.last().is_none_or(|last| ts >= ts_of(last)) {
+        rows.push(row);
+    } else {
+        let at = rows.partition_point(|r| ts_of(r) <= ts);
+        rows.insert(at, row);
+    }
+    if rows.len() > cap {
+        let over = rows.len() - cap;
+        rows.drain(..over);
+    }
+}
+
+/// `processors.ring.drop_rows_until`: drop the rows at or before `cutoff`.
+fn drop_until<T>(rows: &mut Vec<T>, cutoff: i64, ts_of: impl Fn(&T) -> i64) {
+    if rows.first().is_some_and(|r| ts_of(r) <= cutoff) {
+        let upto = rows.partition_point(|r| ts_of(r) <= cutoff);
+        rows.drain(..upto);
+    }
 }
 
 #[derive(Clone)]
@@ -73,17 +104,7 @@ struct CrowdState {
 impl CrowdState {
     fn observe(&mut self, row: Row, floor_ms: Option<i64>, lim: &Limits) {
         let ts = row.ts;
-        // insert_row: after every row at the same time; the oldest go over the cap
-        if self.rows.last().map_or(true, |last| ts >= last.ts) {
-            self.rows.push(row);
-        } else {
-            let at = self.rows.partition_point(|r| r.ts <= ts);
-            self.rows.insert(at, row);
-        }
-        if self.rows.len() > lim.rows_cap {
-            let over = self.rows.len() - lim.rows_cap;
-            self.rows.drain(..over);
-        }
+        insert_sorted(&mut self.rows, row, |r| r.ts, lim.rows_cap);
         let hour = floor_div(ts, lim.hour_ms);
         if let Some(count) = self.hours.get_mut(&hour) {
             *count += 1;
@@ -106,13 +127,9 @@ impl CrowdState {
 
     /// Drop rows and hours no query as of `floor` or later reads.
     fn prune(&mut self, floor: i64, lim: &Limits) {
-        let cutoff = floor - lim.rows_retention_ms;
-        if self.rows.first().is_some_and(|r| r.ts <= cutoff) {
-            let upto = self.rows.partition_point(|r| r.ts <= cutoff);
-            self.rows.drain(..upto);
-        }
+        drop_until(&mut self.rows, floor - lim.rows_retention_ms, |r| r.ts);
         let oldest = floor_div(floor, lim.hour_ms) - lim.hours_kept;
-        if self.first_hour.map_or(true, |first| first < oldest) {
+        if self.first_hour.is_none_or(|first| first < oldest) {
             self.hours.retain(|&h, _| h >= oldest);
             self.first_hour = self.hours.keys().min().copied();
         }
@@ -150,15 +167,108 @@ fn distinct_wallets(rows: &[Row], me: &str, cap: usize) -> f64 {
     seen.len().min(cap) as f64
 }
 
+/// States by key in order of last use: `take` then `put` moves a key to the end, as the
+/// Python stores did by popping and re-inserting into a dict; sweeps read from the front.
+struct Lru<S> {
+    states: HashMap<String, (u64, S)>, // key -> (last use, state)
+    order: BTreeMap<u64, String>,      // last use -> key
+    next_use: u64,
+}
+
+impl<S> Lru<S> {
+    fn new() -> Self {
+        Lru { states: HashMap::new(), order: BTreeMap::new(), next_use: 0 }
+    }
+
+    fn get(&self, key: &str) -> Option<&S> {
+        self.states.get(key).map(|(_, s)| s)
+    }
+
+    fn take(&mut self, key: &str) -> Option<S> {
+        let (used, state) = self.states.remove(key)?;
+        self.order.remove(&used);
+        Some(state)
+    }
+
+    fn put(&mut self, key: String, state: S) {
+        let used = self.next_use;
+        self.next_use += 1;
+        self.order.insert(used, key.clone());
+        self.states.insert(key, (used, state));
+    }
+
+    /// The keys from the front (least recently used) up to the first for which `stop` holds.
+    fn front_until(&self, stop: impl Fn(&S) -> bool) -> Vec<String> {
+        let mut keys = Vec::new();
+        for key in self.order.values() {
+            if stop(&self.states[key].1) {
+                break;
+            }
+            keys.push(key.clone());
+        }
+        keys
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut S> {
+        self.states.get_mut(key).map(|(_, s)| s)
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.take(key);
+    }
+
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &S> {
+        self.states.values().map(|(_, s)| s)
+    }
+}
+
+/// Purchase ids applied, in order of arrival with their event time (a redelivery is one seen).
+struct Seen {
+    ids: HashSet<String>,
+    arrivals: VecDeque<(String, i64)>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Seen { ids: HashSet::new(), arrivals: VecDeque::new() }
+    }
+
+    /// Remember `id`; false when it was seen already.
+    fn first(&mut self, id: &str, ts: i64) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        self.ids.insert(id.to_owned());
+        self.arrivals.push_back((id.to_owned(), ts));
+        true
+    }
+
+    /// Forget ids from the front while their time is at or before `cutoff`.
+    fn drop_until(&mut self, cutoff: i64) {
+        while let Some((_, ts)) = self.arrivals.front() {
+            if *ts > cutoff {
+                break;
+            }
+            let (id, _) = self.arrivals.pop_front().expect("a front element");
+            self.ids.remove(&id);
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.arrivals.iter().map(|(id, _)| 2 * id.len() + 64).sum()
+    }
+}
+
 /// Every crowd state, in order of last use, and the purchase ids applied.
 #[pyclass(module = "processors._native")]
 pub struct CrowdStore {
     lim: Limits,
-    states: HashMap<String, (u64, CrowdState)>, // key -> (last use, state)
-    order: BTreeMap<u64, String>,               // last use -> key
-    next_use: u64,
-    seen: HashSet<String>,
-    arrivals: VecDeque<(String, i64)>, // purchase ids in order of arrival, with their time
+    states: Lru<CrowdState>,
+    seen: Seen,
     #[pyo3(get)]
     watermark_ms: i64,
     #[pyo3(get)]
@@ -168,7 +278,7 @@ pub struct CrowdStore {
 
 impl CrowdStore {
     fn state(&self, key: Option<&str>) -> Option<&CrowdState> {
-        key.and_then(|k| self.states.get(k)).map(|(_, s)| s)
+        key.and_then(|k| self.states.get(k))
     }
 
     /// Normal purchases per 10 minutes over the whole hours before `ts`'s hour, + 1.
@@ -205,11 +315,8 @@ impl CrowdStore {
             lim: Limits { rows_retention_ms, rows_cap, hours_kept, prune_every_ms,
                           seen_retention_ms, idle_ms, hour_ms, recent_ms, wallets_cap,
                           pace_hours },
-            states: HashMap::new(),
-            order: BTreeMap::new(),
-            next_use: 0,
-            seen: HashSet::new(),
-            arrivals: VecDeque::new(),
+            states: Lru::new(),
+            seen: Seen::new(),
             watermark_ms: 0,
             floor_ms: None,
             swept_ms: 0,
@@ -219,12 +326,10 @@ impl CrowdStore {
     /// Apply a purchase (`row`: `processors.crowd.order_crowd_row`) to each of `keys`, once
     /// per purchase id.
     fn apply_row(&mut self, purchase_id: &str, row: (i64, String, String, i64), keys: Vec<String>) {
-        if self.seen.contains(purchase_id) {
+        let (ts, wallet, card, small) = row;
+        if !self.seen.first(purchase_id, ts) {
             return;
         }
-        let (ts, wallet, card, small) = row;
-        self.seen.insert(purchase_id.to_owned());
-        self.arrivals.push_back((purchase_id.to_owned(), ts));
         if ts > self.watermark_ms {
             self.watermark_ms = ts;
         }
@@ -235,9 +340,8 @@ impl CrowdStore {
         let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
         let row = Row { ts, wallet: Arc::from(wallet.as_str()), card: Arc::from(card.as_str()), small };
         for key in keys {
-            let state = match self.states.remove(&key) {
-                Some((used, mut state)) => {
-                    self.order.remove(&used);
+            let state = match self.states.take(&key) {
+                Some(mut state) => {
                     state.observe(row.clone(), Some(floor), &lim);
                     state
                 }
@@ -257,10 +361,7 @@ impl CrowdStore {
                     state
                 }
             };
-            let used = self.next_use;
-            self.next_use += 1;
-            self.order.insert(used, key.clone());
-            self.states.insert(key, (used, state));
+            self.states.put(key, state);
         }
         if floor - self.swept_ms >= lim.hour_ms {
             self.sweep();
@@ -282,23 +383,10 @@ impl CrowdStore {
     fn sweep(&mut self) {
         let floor = self.floor();
         let idle_before = floor - self.lim.idle_ms;
-        loop {
-            let Some((&used, key)) = self.order.iter().next() else { break };
-            if self.states[key].1.watermark_ms > idle_before {
-                break;
-            }
-            let key = key.clone();
-            self.order.remove(&used);
+        for key in self.states.front_until(|s| s.watermark_ms > idle_before) {
             self.states.remove(&key);
         }
-        let seen_before = floor - self.lim.seen_retention_ms;
-        while let Some((_, ts)) = self.arrivals.front() {
-            if *ts > seen_before {
-                break;
-            }
-            let (id, _) = self.arrivals.pop_front().expect("a front element");
-            self.seen.remove(&id);
-        }
+        self.seen.drop_until(floor - self.lim.seen_retention_ms);
         self.swept_ms = floor;
     }
 
@@ -364,17 +452,17 @@ impl CrowdStore {
 
     /// Keys, rows, hours, purchase ids held, and an estimate of their bytes (memory report).
     fn sizes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let rows: usize = self.states.values().map(|(_, s)| s.rows.len()).sum();
-        let hours: usize = self.states.values().map(|(_, s)| s.hours.len()).sum();
-        let key_bytes: usize = self.states.keys().map(|k| k.len() + 96).sum();
-        let seen_bytes: usize = self.arrivals.iter().map(|(id, _)| 2 * id.len() + 64).sum();
+        let rows: usize = self.states.values().map(|s| s.rows.len()).sum();
+        let hours: usize = self.states.values().map(|s| s.hours.len()).sum();
+        let key_bytes: usize = self.states.states.keys().map(|k| k.len() + 96).sum();
+        let seen_bytes = self.seen.bytes();
         // a row: its fields and the wallet and card text it shares with the purchase's keys
         let bytes = key_bytes + seen_bytes + rows * (std::mem::size_of::<Row>() + 24) + hours * 24;
         let out = PyDict::new(py);
         out.set_item("keys", self.states.len())?;
         out.set_item("rows", rows)?;
         out.set_item("hours", hours)?;
-        out.set_item("seen", self.seen.len())?;
+        out.set_item("seen", self.seen.ids.len())?;
         out.set_item("bytes", bytes)?;
         Ok(out)
     }
@@ -384,16 +472,476 @@ impl CrowdStore {
     }
 
     fn __contains__(&self, key: &str) -> bool {
-        self.states.contains_key(key)
+        self.states.get(key).is_some()
     }
 
     fn has_seen(&self, purchase_id: &str) -> bool {
-        self.seen.contains(purchase_id)
+        self.seen.ids.contains(purchase_id)
+    }
+}
+
+
+// ---------------------------------------------------------------------------------------
+// The entity store: IP, device, card and show states (`processors/entity_state.py`).
+
+/// The limits of the entity store (`processors/entity_state.py` holds their values).
+#[derive(Clone, Copy)]
+struct EntityLimits {
+    entity_retention_ms: i64,
+    slack_ms: i64,
+    entity_rows_cap: usize,
+    entity_wallets_cap: usize,
+    show_retention_ms: i64,
+    show_prices_cap: usize,
+    show_price_rows_cap: usize,
+    popularity_window_ms: i64,
+    show_sales_cap: usize,
+    show_tickets_cap: usize,
+    ticket_retention_ms: i64,
+    prune_every_ms: i64,
+    seen_retention_ms: i64,
+    sweep_every_ms: i64,
+    second_ms: i64,
+    minute_ms: i64,
+    day_ms: i64,
+}
+
+/// The fields of a `processors.records.Order` the entity store reads.
+#[derive(FromPyObject)]
+struct OrderIn {
+    ts: i64,
+    purchase_id: String,
+    wallet: String,
+    show_id: String,
+    ticket_id: String,
+    channel: String,
+    unit: i64,
+    card: Option<String>,
+    ip: String,
+    device: Option<String>,
+    sale_opens_ms: Option<i64>,
+}
+
+/// An IP, device or card: (ts, wallet) sightings, time-sorted.
+#[derive(Default)]
+struct EntityState {
+    rows: Vec<(i64, Arc<str>)>,
+    watermark_ms: i64,
+    pruned_ms: i64,
+}
+
+impl EntityState {
+    fn observe(&mut self, wallet: &Arc<str>, ts: i64, floor_ms: Option<i64>, lim: &EntityLimits) {
+        insert_sorted(&mut self.rows, (ts, wallet.clone()), |r| r.0, lim.entity_rows_cap);
+        if ts > self.watermark_ms {
+            self.watermark_ms = ts;
+        }
+        let floor = query_floor(floor_ms, self.watermark_ms);
+        if floor - self.pruned_ms >= lim.prune_every_ms {
+            drop_until(&mut self.rows, floor - lim.entity_retention_ms - lim.slack_ms, |r| r.0);
+            self.pruned_ms = floor;
+        }
+    }
+
+    /// Wallets seen with `lo_excl < ts < hi_excl`.
+    fn wallets_between(&self, lo_excl: i64, hi_excl: i64) -> &[(i64, Arc<str>)] {
+        let i = self.rows.partition_point(|r| r.0 <= lo_excl);
+        let j = self.rows.partition_point(|r| r.0 < hi_excl);
+        if j > i {
+            &self.rows[i..j]
+        } else {
+            &[]
+        }
+    }
+}
+
+/// A show: unit prices per channel, sale times, its sale opening, first primary sales.
+#[derive(Default)]
+struct ShowState {
+    primary_prices: Vec<(i64, i64)>,
+    resale_prices: Vec<(i64, i64)>,
+    sales: Vec<i64>,
+    sale_open_ms: Option<i64>,
+    tickets: HashMap<String, (i64, i64)>,
+    watermark_ms: i64,
+    pruned_ms: i64,
+}
+
+impl ShowState {
+    fn observe(&mut self, o: &OrderIn, floor_ms: Option<i64>, lim: &EntityLimits) {
+        let (ts, price, primary) = (o.ts, o.unit, o.channel == "PRIMARY");
+        let prices = if primary { &mut self.primary_prices } else { &mut self.resale_prices };
+        insert_sorted(prices, (ts, price), |r| r.0, lim.show_price_rows_cap);
+        insert_sorted(&mut self.sales, ts, |t| *t, lim.show_sales_cap);
+        if o.sale_opens_ms.is_some() {
+            self.sale_open_ms = o.sale_opens_ms;
+        }
+        if primary && self.tickets.get(&o.ticket_id).is_none_or(|sale| sale.0 > ts) {
+            self.tickets.insert(o.ticket_id.clone(), (ts, price));
+            cap_tickets(&mut self.tickets, lim.show_tickets_cap);
+        }
+        if ts > self.watermark_ms {
+            self.watermark_ms = ts;
+        }
+        let floor = query_floor(floor_ms, self.watermark_ms);
+        if floor - self.pruned_ms >= lim.prune_every_ms {
+            let cutoff = floor - lim.show_retention_ms - lim.slack_ms;
+            drop_until(&mut self.primary_prices, cutoff, |r| r.0);
+            drop_until(&mut self.resale_prices, cutoff, |r| r.0);
+            let upto = self.sales.partition_point(|&t| t <= floor - lim.popularity_window_ms - lim.slack_ms);
+            self.sales.drain(..upto);
+            self.pruned_ms = floor;
+        }
+    }
+
+    /// The latest `show_prices_cap` unit prices with `lo_excl < ts < hi_excl`, their median.
+    fn median_price(&self, primary: bool, lo_excl: i64, hi_excl: i64, lim: &EntityLimits) -> Option<f64> {
+        let ring = if primary { &self.primary_prices } else { &self.resale_prices };
+        let i = ring.partition_point(|r| r.0 <= lo_excl);
+        let j = ring.partition_point(|r| r.0 < hi_excl);
+        if j <= i {
+            return None;
+        }
+        let mut prices: Vec<i64> = ring[i.max(j.saturating_sub(lim.show_prices_cap))..j].iter().map(|r| r.1).collect();
+        prices.sort_unstable();
+        let mid = prices.len() / 2;
+        Some(if prices.len() % 2 == 1 {
+            prices[mid] as f64
+        } else {
+            (prices[mid - 1] + prices[mid]) as f64 / 2.0
+        })
+    }
+
+    /// (ts, unit price) of the ticket's first primary sale, if before `before_ms` and no more
+    /// than `ticket_retention_ms` before it.
+    fn first_sale(&self, ticket: &str, before_ms: i64, lim: &EntityLimits) -> Option<(i64, i64)> {
+        let sale = *self.tickets.get(ticket)?;
+        (before_ms - lim.ticket_retention_ms < sale.0 && sale.0 < before_ms).then_some(sale)
+    }
+}
+
+/// `processors.ring.cap_dict` keyed by the first sale's time: over `cap`, drop the oldest
+/// (by time, then ticket) down to three quarters of `cap`.
+fn cap_tickets(tickets: &mut HashMap<String, (i64, i64)>, cap: usize) {
+    if tickets.len() <= cap {
+        return;
+    }
+    let keep = cap - cap / 4;
+    let mut order: Vec<(i64, String)> = tickets.iter().map(|(k, v)| (v.0, k.clone())).collect();
+    order.sort();
+    for (_, key) in order.into_iter().take(tickets.len() - keep) {
+        tickets.remove(&key);
+    }
+}
+
+/// Every IP, device, card and show state, applied once per purchase id, in any order.
+#[pyclass(module = "processors._native")]
+pub struct EntityStore {
+    lim: EntityLimits,
+    ips: Lru<EntityState>,
+    devices: Lru<EntityState>,
+    cards: Lru<EntityState>,
+    shows: Lru<ShowState>,
+    seen: Seen,
+    #[pyo3(get)]
+    watermark_ms: i64,
+    #[pyo3(get)]
+    floor_ms: Option<i64>,
+    swept_ms: i64,
+}
+
+impl EntityStore {
+    fn kind(&self, kind: &str) -> PyResult<&Lru<EntityState>> {
+        match kind {
+            "ip" => Ok(&self.ips),
+            "device" => Ok(&self.devices),
+            "card" => Ok(&self.cards),
+            _ => Err(pyo3::exceptions::PyValueError::new_err(format!("no entity kind {kind:?}"))),
+        }
+    }
+
+    /// The order's IP, device and card states (None: absent or never seen).
+    fn states_of(&self, o: &OrderIn) -> [Option<&EntityState>; 3] {
+        [self.ips.get(&o.ip),
+         o.device.as_deref().and_then(|d| self.devices.get(d)),
+         o.card.as_deref().and_then(|c| self.cards.get(c))]
+    }
+
+    /// The wallets sharing the order's IP, device or card in the 24 h before it, and its own.
+    fn linked<'a>(&'a self, o: &'a OrderIn) -> HashSet<&'a str> {
+        let mut linked: HashSet<&str> = HashSet::from([o.wallet.as_str()]);
+        for state in self.states_of(o).into_iter().flatten() {
+            linked.extend(state.wallets_between(o.ts - self.lim.day_ms, o.ts).iter().map(|r| &*r.1));
+        }
+        linked
+    }
+}
+
+#[pymethods]
+impl EntityStore {
+    #[new]
+    #[pyo3(signature = (*, entity_retention_ms, slack_ms, entity_rows_cap, entity_wallets_cap,
+                        show_retention_ms, show_prices_cap, show_price_rows_cap,
+                        popularity_window_ms, show_sales_cap, show_tickets_cap,
+                        ticket_retention_ms, prune_every_ms, seen_retention_ms, sweep_every_ms,
+                        second_ms, minute_ms, day_ms))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(entity_retention_ms: i64, slack_ms: i64, entity_rows_cap: usize,
+           entity_wallets_cap: usize, show_retention_ms: i64, show_prices_cap: usize,
+           show_price_rows_cap: usize, popularity_window_ms: i64, show_sales_cap: usize,
+           show_tickets_cap: usize, ticket_retention_ms: i64, prune_every_ms: i64,
+           seen_retention_ms: i64, sweep_every_ms: i64, second_ms: i64, minute_ms: i64,
+           day_ms: i64) -> Self {
+        EntityStore {
+            lim: EntityLimits { entity_retention_ms, slack_ms, entity_rows_cap,
+                                entity_wallets_cap, show_retention_ms, show_prices_cap,
+                                show_price_rows_cap, popularity_window_ms, show_sales_cap,
+                                show_tickets_cap, ticket_retention_ms, prune_every_ms,
+                                seen_retention_ms, sweep_every_ms, second_ms, minute_ms,
+                                day_ms },
+            ips: Lru::new(),
+            devices: Lru::new(),
+            cards: Lru::new(),
+            shows: Lru::new(),
+            seen: Seen::new(),
+            watermark_ms: 0,
+            floor_ms: None,
+            swept_ms: 0,
+        }
+    }
+
+    /// Apply a purchase (`processors.records.Order`) to its IP, device, card and show, once
+    /// per purchase id.
+    fn apply_order(&mut self, o: OrderIn) {
+        let ts = o.ts;
+        if !self.seen.first(&o.purchase_id, ts) {
+            return;
+        }
+        if ts > self.watermark_ms {
+            self.watermark_ms = ts;
+        }
+        let lim = self.lim;
+        let floor = self.floor();
+        let wallet: Arc<str> = Arc::from(o.wallet.as_str());
+        // A new IP, device or card gets its first sighting as `observe` would leave it.
+        let first = if floor < ts { floor } else { ts };
+        let fresh = ts > first - lim.entity_retention_ms - lim.slack_ms && first >= lim.prune_every_ms;
+        let values = [Some(o.ip.as_str()), o.device.as_deref(), o.card.as_deref()];
+        for (states, value) in [&mut self.ips, &mut self.devices, &mut self.cards].into_iter().zip(values) {
+            let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
+            let state = match states.take(value) {
+                Some(mut state) => {
+                    state.observe(&wallet, ts, Some(floor), &lim);
+                    state
+                }
+                None if fresh => EntityState { rows: vec![(ts, wallet.clone())], watermark_ms: ts, pruned_ms: first },
+                None => {
+                    let mut state = EntityState::default();
+                    state.observe(&wallet, ts, Some(floor), &lim);
+                    state
+                }
+            };
+            states.put(value.to_owned(), state); // re-inserted: in order of last use
+        }
+        if !o.show_id.is_empty() {
+            let mut show = self.shows.take(&o.show_id).unwrap_or_default();
+            show.observe(&o, Some(floor), &lim);
+            self.shows.put(o.show_id.clone(), show);
+        }
+        if floor - self.swept_ms >= lim.sweep_every_ms {
+            self.sweep();
+        }
+    }
+
+    /// The earliest event time still to be asked about.
+    fn floor(&self) -> i64 {
+        query_floor(self.floor_ms, self.watermark_ms)
+    }
+
+    /// Live: no query will come for an event time before `ts_ms`.
+    fn advance_floor(&mut self, ts_ms: i64) {
+        self.floor_ms = Some(self.floor_ms.map_or(ts_ms, |f| f.max(ts_ms)));
+    }
+
+    /// Drop states idle beyond their longest window before the floor (in order of last use:
+    /// stops at the first still in use); a show idle past its 7-day windows keeps only its
+    /// first primary sales still within `ticket_retention_ms` (`processors.entity_state`).
+    fn sweep(&mut self) {
+        let lim = self.lim;
+        let floor = self.floor();
+        let cutoff = floor - lim.entity_retention_ms - lim.slack_ms;
+        for states in [&mut self.ips, &mut self.devices, &mut self.cards] {
+            for key in states.front_until(|s| s.watermark_ms > cutoff) {
+                states.remove(&key);
+            }
+        }
+        let idle = floor - lim.show_retention_ms - lim.slack_ms;
+        let kept_after = floor - lim.ticket_retention_ms - lim.slack_ms;
+        for key in self.shows.front_until(|s| s.watermark_ms > idle) {
+            let show = self.shows.get_mut(&key).expect("a key just listed");
+            show.tickets.retain(|_, sale| sale.0 > kept_after);
+            if show.tickets.is_empty() {
+                self.shows.remove(&key);
+            } else {
+                show.primary_prices.clear();
+                show.resale_prices.clear();
+                show.sales.clear();
+            }
+        }
+        self.seen.drop_until(floor - lim.seen_retention_ms);
+        self.swept_ms = floor;
+    }
+
+    /// wallets_per_ip_24h, wallets_per_device_24h, wallets_per_card_24h, linked_wallets
+    /// (`processors.signals`): wallets sharing the IP, device or card in the 24 h before the
+    /// order, its own included, capped; MISSING for an absent device or card.
+    fn entity_values(&self, o: OrderIn) -> (f64, f64, f64, f64) {
+        let cap = self.lim.entity_wallets_cap;
+        let (lo, me) = (o.ts - self.lim.day_ms, o.wallet.as_str());
+        let present = [true, o.device.is_some(), o.card.is_some()];
+        let mut linked: HashSet<&str> = HashSet::from([me]);
+        let mut out = [MISSING; 3];
+        for ((slot, state), present) in out.iter_mut().zip(self.states_of(&o)).zip(present) {
+            if !present {
+                continue;
+            }
+            *slot = match state {
+                None => 1.0,
+                Some(state) => {
+                    let mut wallets: HashSet<&str> = HashSet::from([me]);
+                    wallets.extend(state.wallets_between(lo, o.ts).iter().map(|r| &*r.1));
+                    linked.extend(wallets.iter().copied());
+                    wallets.len().min(cap) as f64
+                }
+            };
+        }
+        (out[0], out[1], out[2], linked.len().min(cap) as f64)
+    }
+
+    /// price_deviation, resale_markup, show_popularity_1h, secs_since_sale_open,
+    /// before_sale_open (`processors.signals`), from the show's rows strictly before the order.
+    fn show_values(&self, o: OrderIn) -> (f64, f64, f64, f64, f64) {
+        let lim = &self.lim;
+        let ts = o.ts;
+        let (mut deviation, mut markup, mut popularity) = (MISSING, MISSING, MISSING);
+        let mut opens = o.sale_opens_ms;
+        if let Some(show) = self.shows.get(&o.show_id) {
+            let lo = ts - lim.show_retention_ms;
+            if let Some(median) = show.median_price(o.channel == "PRIMARY", lo, ts, lim) {
+                if median != 0.0 {
+                    deviation = o.unit as f64 / median;
+                }
+            }
+            let sales = &show.sales;
+            let n = sales.partition_point(|&t| t < ts) as i64
+                - sales.partition_point(|&t| t <= ts - lim.popularity_window_ms) as i64;
+            popularity = n as f64;
+            if opens.is_none() {
+                opens = show.sale_open_ms;
+            }
+            if o.channel == "RESALE" {
+                let base = match show.first_sale(&o.ticket_id, ts, lim) {
+                    Some(sale) => Some(sale.1 as f64),
+                    None => show.median_price(true, lo, ts, lim),
+                };
+                if let Some(base) = base.filter(|&b| b > 0.0) {
+                    markup = o.unit as f64 / base;
+                }
+            }
+        }
+        match opens {
+            None => (deviation, markup, popularity, MISSING, MISSING),
+            Some(opens) => (deviation, markup, popularity,
+                            ((ts - opens) as f64 / lim.second_ms as f64).max(0.0),
+                            if ts < opens { 1.0 } else { 0.0 }),
+        }
+    }
+
+    /// mint_to_resale_min (`processors.signals.token_features`): minutes from the ticket's
+    /// first primary sale to this resale; MISSING when not a resale or not known.
+    fn mint_to_resale(&self, o: OrderIn) -> f64 {
+        if o.channel != "RESALE" {
+            return MISSING;
+        }
+        match self.shows.get(&o.show_id).and_then(|s| s.first_sale(&o.ticket_id, o.ts, &self.lim)) {
+            Some((then, _)) if then <= o.ts => (o.ts - then) as f64 / self.lim.minute_ms as f64,
+            _ => MISSING,
+        }
+    }
+
+    /// The 1-hop cluster (`processors.marks`): wallets that shared the order's IP, device or
+    /// card in the 24 h before it, its own included.
+    fn linked_wallets(&self, o: OrderIn) -> HashSet<String> {
+        self.linked(&o).into_iter().map(str::to_owned).collect()
+    }
+
+    /// The smallest address of the order's linked cluster (`processors.marks.cluster_id`).
+    fn cluster_min(&self, o: OrderIn) -> String {
+        self.linked(&o).into_iter().min().unwrap_or("").to_owned()
+    }
+
+    /// (ts, wallet) rows of an IP, device or card (`kind`), None when not held: for tests.
+    fn entity_rows(&self, kind: &str, key: &str) -> PyResult<Option<Vec<(i64, String)>>> {
+        Ok(self.kind(kind)?.get(key).map(|s| s.rows.iter().map(|r| (r.0, r.1.to_string())).collect()))
+    }
+
+    /// The keys of an entity kind ("ip", "device", "card" or "show") in order of last use
+    /// (the order the sweep reads them in): for tests.
+    fn keys(&self, kind: &str) -> PyResult<Vec<String>> {
+        if kind == "show" {
+            return Ok(self.shows.order.values().cloned().collect());
+        }
+        Ok(self.kind(kind)?.order.values().cloned().collect())
+    }
+
+    /// A show's state as plain values (None when not held): for tests and inspection.
+    fn show<'py>(&self, py: Python<'py>, show_id: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(s) = self.shows.get(show_id) else { return Ok(None) };
+        let out = PyDict::new(py);
+        out.set_item("primary_prices", s.primary_prices.clone())?;
+        out.set_item("resale_prices", s.resale_prices.clone())?;
+        out.set_item("sales", s.sales.clone())?;
+        out.set_item("sale_open_ms", s.sale_open_ms)?;
+        out.set_item("tickets", s.tickets.clone())?;
+        out.set_item("watermark_ms", s.watermark_ms)?;
+        Ok(Some(out))
+    }
+
+    fn has_seen(&self, purchase_id: &str) -> bool {
+        self.seen.ids.contains(purchase_id)
+    }
+
+    /// States, rows and purchase ids held, and an estimate of their bytes (memory report).
+    fn sizes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let entity_rows: usize = [&self.ips, &self.devices, &self.cards].iter()
+            .map(|m| m.values().map(|s| s.rows.len()).sum::<usize>()).sum();
+        let show_rows: usize = self.shows.values()
+            .map(|s| s.primary_prices.len() + s.resale_prices.len() + s.sales.len()).sum();
+        let tickets: usize = self.shows.values().map(|s| s.tickets.len()).sum();
+        let keys = self.ips.len() + self.devices.len() + self.cards.len() + self.shows.len();
+        let bytes = keys * 160 + entity_rows * 40 + show_rows * 16 + tickets * 96 + self.seen.bytes();
+        let out = PyDict::new(py);
+        out.set_item("keys", keys)?;
+        out.set_item("ips", self.ips.len())?;
+        out.set_item("devices", self.devices.len())?;
+        out.set_item("cards", self.cards.len())?;
+        out.set_item("shows", self.shows.len())?;
+        out.set_item("entity_rows", entity_rows)?;
+        out.set_item("show_rows", show_rows)?;
+        out.set_item("tickets", tickets)?;
+        out.set_item("seen", self.seen.ids.len())?;
+        out.set_item("bytes", bytes)?;
+        Ok(out)
+    }
+
+    fn __len__(&self) -> usize {
+        self.ips.len() + self.devices.len() + self.cards.len() + self.shows.len()
     }
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CrowdStore>()?;
+    m.add_class::<EntityStore>()?;
     Ok(())
 }

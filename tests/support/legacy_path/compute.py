@@ -19,13 +19,7 @@ from operator import itemgetter
 
 from processors.marks import MARK_FEATURES, mark_row
 from processors.ring import rows_between
-from processors.state import (
-    PURCHASE_RETENTION_MS,
-    EntityState,
-    PurchaseFact,
-    ShowState,
-    WalletState,
-)
+from processors.state import PURCHASE_RETENTION_MS, PurchaseFact, WalletState
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, to_ms
 from tests.support.legacy_path.apply import (
     DEFAULT_CONFIG,
@@ -35,6 +29,7 @@ from tests.support.legacy_path.apply import (
     purchase_amount,
 )
 from tests.support.legacy_path.crowd import CROWD_FEATURES, CrowdState, crowd_features
+from tests.support.legacy_path.entity_state import EntityState, ShowState
 from tests.support.legacy_path.signals import (
     MISSING,
     age,

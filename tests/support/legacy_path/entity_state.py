@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from processors.entity_state import TICKET_RETENTION_MS, sweep_shows
 from processors.money import unit_price_ref
 from processors.ring import cap_dict, drop_rows_until, drop_ts_until, insert_row, insert_ts
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, to_ms
@@ -44,6 +43,8 @@ SEEN_RETENTION_MS = 2 * HOUR_MS  # a purchase id seen again within this is a red
 KINDS = ("ip", "device", "card", "show")
 
 Record = Mapping[str, Any]
+
+TICKET_RETENTION_MS = 30 * DAY_MS  # processors.entity_state (2026-12-05)
 
 
 @dataclass(slots=True)
@@ -255,3 +256,32 @@ def _ts(row: tuple) -> int:
 
 def _first(v: tuple[int, int]) -> int:
     return v[0]
+
+
+# processors.entity_state.sweep_shows as of 2026-12-05 (before the store became native code)
+def sweep_shows(shows: dict, floor: int) -> None:
+    """Shows idle past their 7-day windows drop their prices and sale times (outside every
+    window from here: no answer changes) and keep the first primary sales still inside
+    ``TICKET_RETENTION_MS``, so a resale weeks later gets the same answer whether or not
+    this sweep ran; a show with none left goes."""
+    idle = []
+    for key, show in shows.items():  # in order of last use
+        if show.watermark_ms > floor - SHOW_RETENTION_MS - SLACK_MS:
+            break
+        idle.append(key)
+    for key in idle:
+        show = shows[key]
+        show.tickets = _tickets_after(show.tickets, floor - TICKET_RETENTION_MS - SLACK_MS)
+        if not show.tickets:
+            del shows[key]
+            continue
+        show.primary_prices.clear()
+        show.resale_prices.clear()
+        show.sales.clear()
+
+
+def _tickets_after(tickets: dict[str, tuple[int, int]], cutoff: int) -> dict[str, tuple[int, int]]:
+    """The first sales later than ``cutoff`` (the same dict when none is older)."""
+    if all(sale[0] > cutoff for sale in tickets.values()):
+        return tickets
+    return {t: sale for t, sale in tickets.items() if sale[0] > cutoff}
