@@ -92,6 +92,33 @@ fn query_floor(floor_ms: Option<i64>, watermark_ms: i64) -> i64 {
     }
 }
 
+/// A store's event clock: the largest event time applied, the floor a live reader announced,
+/// and when the last sweep ran (both stores keep the same three).
+#[derive(Default)]
+struct Clock {
+    watermark_ms: i64,
+    floor_ms: Option<i64>,
+    swept_ms: i64,
+}
+
+impl Clock {
+    fn see(&mut self, ts: i64) {
+        if ts > self.watermark_ms {
+            self.watermark_ms = ts;
+        }
+    }
+
+    /// The earliest event time still to be asked about.
+    fn floor(&self) -> i64 {
+        query_floor(self.floor_ms, self.watermark_ms)
+    }
+
+    /// Live: no query will come for an event time before `ts_ms`.
+    fn advance(&mut self, ts_ms: i64) {
+        self.floor_ms = Some(self.floor_ms.map_or(ts_ms, |f| f.max(ts_ms)));
+    }
+}
+
 #[derive(Default)]
 struct CrowdState {
     rows: Vec<Row>,
@@ -269,11 +296,7 @@ pub struct CrowdStore {
     lim: Limits,
     states: Lru<CrowdState>,
     seen: Seen,
-    #[pyo3(get)]
-    watermark_ms: i64,
-    #[pyo3(get)]
-    floor_ms: Option<i64>,
-    swept_ms: i64,
+    clock: Clock,
 }
 
 impl CrowdStore {
@@ -317,9 +340,7 @@ impl CrowdStore {
                           pace_hours },
             states: Lru::new(),
             seen: Seen::new(),
-            watermark_ms: 0,
-            floor_ms: None,
-            swept_ms: 0,
+            clock: Clock::default(),
         }
     }
 
@@ -330,11 +351,9 @@ impl CrowdStore {
         if !self.seen.first(purchase_id, ts) {
             return;
         }
-        if ts > self.watermark_ms {
-            self.watermark_ms = ts;
-        }
+        self.clock.see(ts);
         let lim = self.lim;
-        let floor = self.floor();
+        let floor = self.clock.floor();
         let fresh_floor = if floor < ts { floor } else { ts };
         // A new key's first row, kept and pruned as `observe` would do it (the usual case).
         let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
@@ -363,31 +382,41 @@ impl CrowdStore {
             };
             self.states.put(key, state);
         }
-        if floor - self.swept_ms >= lim.hour_ms {
+        if floor - self.clock.swept_ms >= lim.hour_ms {
             self.sweep();
         }
     }
 
     /// The earliest event time still to be asked about.
     fn floor(&self) -> i64 {
-        query_floor(self.floor_ms, self.watermark_ms)
+        self.clock.floor()
     }
 
     /// Live: no query will come for an event time before `ts_ms`.
     fn advance_floor(&mut self, ts_ms: i64) {
-        self.floor_ms = Some(self.floor_ms.map_or(ts_ms, |f| f.max(ts_ms)));
+        self.clock.advance(ts_ms);
+    }
+
+    #[getter]
+    fn watermark_ms(&self) -> i64 {
+        self.clock.watermark_ms
+    }
+
+    #[getter]
+    fn floor_ms(&self) -> Option<i64> {
+        self.clock.floor_ms
     }
 
     /// Drop the keys idle for `idle_ms` before the floor (in order of last use: stops at the
     /// first still in use) and the purchase ids older than `seen_retention_ms`.
     fn sweep(&mut self) {
-        let floor = self.floor();
+        let floor = self.clock.floor();
         let idle_before = floor - self.lim.idle_ms;
         for key in self.states.front_until(|s| s.watermark_ms > idle_before) {
             self.states.remove(&key);
         }
         self.seen.drop_until(floor - self.lim.seen_retention_ms);
-        self.swept_ms = floor;
+        self.clock.swept_ms = floor;
     }
 
     /// The crowd features this store answers for a purchase at `ts` by `me`, from its keys
@@ -643,11 +672,7 @@ pub struct EntityStore {
     cards: Lru<EntityState>,
     shows: Lru<ShowState>,
     seen: Seen,
-    #[pyo3(get)]
-    watermark_ms: i64,
-    #[pyo3(get)]
-    floor_ms: Option<i64>,
-    swept_ms: i64,
+    clock: Clock,
 }
 
 impl EntityStore {
@@ -704,9 +729,7 @@ impl EntityStore {
             cards: Lru::new(),
             shows: Lru::new(),
             seen: Seen::new(),
-            watermark_ms: 0,
-            floor_ms: None,
-            swept_ms: 0,
+            clock: Clock::default(),
         }
     }
 
@@ -717,11 +740,9 @@ impl EntityStore {
         if !self.seen.first(&o.purchase_id, ts) {
             return;
         }
-        if ts > self.watermark_ms {
-            self.watermark_ms = ts;
-        }
+        self.clock.see(ts);
         let lim = self.lim;
-        let floor = self.floor();
+        let floor = self.clock.floor();
         let wallet: Arc<str> = Arc::from(o.wallet.as_str());
         // A new IP, device or card gets its first sighting as `observe` would leave it.
         let first = if floor < ts { floor } else { ts };
@@ -748,19 +769,29 @@ impl EntityStore {
             show.observe(&o, Some(floor), &lim);
             self.shows.put(o.show_id.clone(), show);
         }
-        if floor - self.swept_ms >= lim.sweep_every_ms {
+        if floor - self.clock.swept_ms >= lim.sweep_every_ms {
             self.sweep();
         }
     }
 
     /// The earliest event time still to be asked about.
     fn floor(&self) -> i64 {
-        query_floor(self.floor_ms, self.watermark_ms)
+        self.clock.floor()
     }
 
     /// Live: no query will come for an event time before `ts_ms`.
     fn advance_floor(&mut self, ts_ms: i64) {
-        self.floor_ms = Some(self.floor_ms.map_or(ts_ms, |f| f.max(ts_ms)));
+        self.clock.advance(ts_ms);
+    }
+
+    #[getter]
+    fn watermark_ms(&self) -> i64 {
+        self.clock.watermark_ms
+    }
+
+    #[getter]
+    fn floor_ms(&self) -> Option<i64> {
+        self.clock.floor_ms
     }
 
     /// Drop states idle beyond their longest window before the floor (in order of last use:
@@ -768,7 +799,7 @@ impl EntityStore {
     /// first primary sales still within `ticket_retention_ms` (`processors.entity_state`).
     fn sweep(&mut self) {
         let lim = self.lim;
-        let floor = self.floor();
+        let floor = self.clock.floor();
         let cutoff = floor - lim.entity_retention_ms - lim.slack_ms;
         for states in [&mut self.ips, &mut self.devices, &mut self.cards] {
             for key in states.front_until(|s| s.watermark_ms > cutoff) {
@@ -789,7 +820,7 @@ impl EntityStore {
             }
         }
         self.seen.drop_until(floor - lim.seen_retention_ms);
-        self.swept_ms = floor;
+        self.clock.swept_ms = floor;
     }
 
     /// wallets_per_ip_24h, wallets_per_device_24h, wallets_per_card_24h, linked_wallets
