@@ -117,6 +117,19 @@ class RuleBatch:
             self._records = [self._parent.records[i] for i in self._rows.tolist()]
         return self._records
 
+    def rows(self) -> list[list[float]]:
+        """Each record's features as Python floats, ``FEATURE_NAMES`` order (``rowwise``)."""
+        if self._columns is not None:
+            return self._columns.T.tolist()
+        assert self._parent is not None  # a batch without columns is a subset
+        return self._parent.rows_at(self._rows)
+
+    def rows_at(self, rows: np.ndarray) -> list[list[float]]:
+        if self._columns is not None:
+            return self._columns[:, rows].T.tolist()
+        assert self._parent is not None
+        return self._parent.rows_at(self._rows[rows])
+
     def feature(self, name: str) -> np.ndarray:
         columns = self._columns
         if columns is not None:

@@ -64,6 +64,7 @@ def param_value(value: Any) -> tuple[str, Any]:
 class Compiler(Operators):
     def __init__(self, text: str, scope: Scope) -> None:
         self.text, self.scope, self.depth = text, scope, 0
+        self.built: dict[ast.AST, Node] = {}  # each compiled tree node's Node (``rowwise``)
 
     def fail(self, node: ast.AST, message: str, token: str | None = None) -> ExpressionError:
         return error_at(node, self.text, message, token)
@@ -79,7 +80,8 @@ class Compiler(Operators):
             built = visit(node)
         finally:
             self.depth -= 1
-        return self._finish(node, built)
+        finished = self.built[node] = self._finish(node, built)
+        return finished
 
     def _finish(self, node: ast.expr, built: Node) -> Node:
         """Fold a constant now; memoise a parameter-free computed node per batch."""

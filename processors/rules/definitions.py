@@ -24,6 +24,7 @@ from processors.breaker import Ceiling, parse_ceiling
 from processors.rules.base import CATEGORIES
 from processors.rules.compiler import Node, Scope, compile_expression
 from processors.rules.functions import BOOL, NUM
+from processors.rules.rowwise import RowRule, row_rule
 from processors.rules.syntax import ExpressionError
 from processors.rules.template import Template
 
@@ -65,6 +66,7 @@ class CompiledRule:
     when: Node
     score: Node
     reason: Template
+    row: RowRule  # the same three as functions of one row, for small batches (``rowwise``)
 
 
 def definition(rule_id: str, table: Any, fail: Fail) -> tuple[RuleDef, RuleSetting]:
@@ -137,7 +139,8 @@ def compile_rule(rule: RuleDef, params: Mapping[str, Any], lists: Mapping[str, A
         reason = Template(rule.reason, scope)
     except ExpressionError as exc:
         raise fail(f"{where}.{field}: {exc}") from None
-    return CompiledRule(when, score, reason)
+    row = row_rule(rule.id, rule.when, rule.score, reason.parts, scope)
+    return CompiledRule(when, score, reason, row)
 
 
 def _declared(value: Any, where: str, fail: Fail) -> Any:

@@ -1,4 +1,5 @@
-"""Evaluating a ruleset over a batch of purchases, each rule one vectorised pass.
+"""Evaluating a ruleset over a batch of purchases: by columns, each rule one vectorised pass,
+or for a small batch row by row with the rules' row functions (``rowwise``), same answers.
 
     evaluation = evaluate_batch(RuleBatch(purchases, X, wallets, ips), ruleset)
     evaluation.rule_score[i], evaluation.hard_block[i], evaluation.results[i]
@@ -15,8 +16,9 @@ rows and the other rules are unaffected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -24,9 +26,15 @@ import numpy as np
 from processors.rules.base import RuleResult
 from processors.rules.batch import RuleBatch
 from processors.rules.definitions import CompiledRule
+from processors.rules.rowwise import clip_score
 from processors.rules.ruleset import ActiveRule, RuleSet
 
 log = logging.getLogger(__name__)
+
+# Up to this many rows a batch is evaluated row by row (``rowwise``): below it the numpy calls'
+# fixed cost per rule outweighs their speed per row (measured, ``tests/unit/test_rules_rowwise``
+# docstring).
+ROW_BATCH = 48
 
 
 @dataclass(slots=True)
@@ -74,9 +82,17 @@ class _Hits:
 
 
 def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
-    """The ruleset (each row seen through its organizer's overrides) over ``batch``: each rule
-    once per compiled form in use (organizers that override a rule's parameters get their own
-    pass over their rows; the rest share one)."""
+    """The ruleset (each row seen through its organizer's overrides) over ``batch``: row by
+    row up to ``ROW_BATCH`` rows (``evaluate_rows``), else by columns (``evaluate_columns``).
+    The two give the same answers."""
+    if batch.n <= ROW_BATCH:
+        return evaluate_rows(batch, ruleset)
+    return evaluate_columns(batch, ruleset)
+
+
+def evaluate_columns(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
+    """Each rule over the whole batch, once per compiled form in use (organizers that
+    override a rule's parameters get their own pass over their rows; the rest share one)."""
     out = BatchEvaluation.empty(batch.n)
     survive, hard = np.ones(batch.n), np.zeros(batch.n, dtype=bool)
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
@@ -84,6 +100,69 @@ def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
             _apply(batch, active, rows, weight, out, survive, hard)
     out.rule_score, out.hard_block = np.clip(1.0 - survive, 0.0, 1.0), hard
     return out
+
+
+def evaluate_rows(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
+    """Each row through its organizer's active rules in file order, with the rules' row
+    functions (``rowwise``): the same results, noisy-OR and hard blocks as by columns. A rule
+    that defers or raises on a row is evaluated on that row by columns (``_run_rule``), which
+    gives its result or its error exactly as ``evaluate_columns`` would."""
+    out = BatchEvaluation.empty(batch.n)
+    survive, hard = np.ones(batch.n), np.zeros(batch.n, dtype=bool)
+    rows, records = batch.rows(), batch.records
+    with np.errstate(divide="raise", invalid="raise", over="ignore"):
+        for i, (f, record) in enumerate(zip(rows, records, strict=True)):
+            view = ruleset.for_organizer(record.get("organizer_id")) if ruleset.organizers \
+                else ruleset  # fmt: skip
+            keep, results = 1.0, out.results[i]
+            for active, score, reason in _row_hits(batch, i, view, f, record, out.errors[i]):
+                rule = active.rule
+                results.append(RuleResult(rule.id, rule.category, score, reason, rule.hard))
+                keep *= 1.0 - active.setting.weight * score
+                hard[i] |= rule.hard
+            survive[i] = keep
+    out.rule_score, out.hard_block = np.clip(1.0 - survive, 0.0, 1.0), hard
+    return out
+
+
+Hit = tuple[ActiveRule, float, str]
+
+
+def _row_hits(batch: RuleBatch, i: int, view: RuleSet, f: list[float],
+              record: Mapping[str, Any], errors: list[str]) -> Iterator[Hit]:  # fmt: skip
+    """(rule, score, reason) of the rules of ``view`` that fire on row ``i``, file order."""
+    blocked = batch.blocked
+    try:
+        fired: Iterable[ActiveRule] = compress(view.active, view.whens(f, record, blocked))
+    except Exception:  # a rule defers or raises: each rule on its own, below
+        fired = view.active
+        each = True
+    else:
+        each = False
+    for active in fired:
+        row = active.compiled.row
+        try:
+            if each and not row.when.run(f, record, blocked):
+                continue
+            yield active, clip_score(row.score.run(f, record, blocked)), row.reason(f, record,
+                                                                                   blocked)
+        except Exception:  # Defer, or the rule raises on this row: as by columns
+            hit = _one_row(batch, i, active, errors)
+            if hit is not None:
+                yield active, *hit
+
+
+def _one_row(batch: RuleBatch, i: int, active: ActiveRule,
+             errors: list[str]) -> tuple[float, str] | None:  # fmt: skip
+    """Rule ``active`` on row ``i`` by columns: (score, reason) when it fires; its error, if
+    any, appended to ``errors``."""
+    hits = _run_rule(batch.subset(np.array([i])), active)
+    if hits is None:
+        return None
+    errors.extend(f"{active.rule.id}: {error}" for error in hits.errors.values())
+    if not hits.fired:
+        return None
+    return float(hits.score[0]), hits.reasons[0]
 
 
 Views = RuleSet | list[tuple[RuleSet, np.ndarray]]

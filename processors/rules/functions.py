@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from socket import AF_INET, inet_pton
 from typing import Any
 
@@ -143,6 +143,11 @@ _NOT_V4 = (OSError, UnicodeError, ValueError, TypeError)  # what inet_pton raise
 _NO_V4 = bytes(4)
 
 
+def parse_ip(text: Any) -> tuple[bool, int, Any]:
+    """``_parse_ip``, remembered for the latest texts (a row's IP is read by five rules)."""
+    return _parse_text_ip(text) if isinstance(text, str) else _parse_ip(text)
+
+
 def _parse_ip(text: Any) -> tuple[bool, int, Any]:
     """(valid, IPv4 as an integer or -1, the IPv6 address or None) of one value, as
     ``ipaddress.ip_address`` reads it. IPv4 goes through ``inet_pton``, which accepts exactly
@@ -178,14 +183,17 @@ class ParsedIps:
                 continue
             except _NOT_V4:
                 pass
-            self.valid[i], v4, self.v6[i] = _parse_ip(value)  # IPv6, invalid, or not a text
+            self.valid[i], v4, self.v6[i] = parse_ip(value)  # IPv6, invalid, or not a text
             self.is_v4[i] = v4 >= 0
             packed.append(v4.to_bytes(4, "big") if v4 >= 0 else _NO_V4)
         self.v4 = np.frombuffer(b"".join(packed), dtype=">u4").astype(np.uint64)
 
 
+_parse_text_ip = lru_cache(maxsize=4096)(_parse_ip)
+
+
 def _canonical_ip(text: Any) -> str | None:
-    valid, v4, v6 = _parse_ip(text)
+    valid, v4, v6 = parse_ip(text)
     if not valid:
         return None
     return str(ipaddress.IPv4Address(v4) if v6 is None else v6)
@@ -200,6 +208,14 @@ def in_cidr(ips: ParsedIps, ranges: IpRanges) -> np.ndarray:
     return out
 
 
+def in_ranges(text: Any, ranges: IpRanges) -> bool:
+    """``in_cidr`` of one text: its IPv4 address, else its IPv6 address, in the ranges."""
+    valid, v4, v6 = parse_ip(text)
+    if v4 >= 0:
+        return ranges.holds(4, v4)
+    return valid and v6 in ranges
+
+
 def fmt(value: Any, spec: str) -> Any:
     if isinstance(value, np.ndarray):
         return object_column([format(v, spec) for v in value.tolist()])
@@ -209,7 +225,9 @@ def fmt(value: Any, spec: str) -> Any:
 @dataclass(frozen=True, slots=True)
 class Function:
     """``args``: the accepted types of each argument (the last repeats if ``variadic``);
-    ``result``: the type given back (None: the type of the first argument)."""
+    ``result``: the type given back (None: the type of the first argument); ``impl`` takes
+    columns or scalars; ``one``, when given, is the same on single values only (the row path,
+    ``rowwise``), faster than ``impl``'s scalar branch."""
 
     name: str
     args: tuple[tuple[str, ...], ...]
@@ -217,6 +235,35 @@ class Function:
     impl: Callable[..., Any]
     doc: str
     variadic: bool = False
+    one: Callable[..., Any] | None = None
+
+
+def _lower(x: Any) -> str:
+    return (x or "").lower()
+
+
+def _upper(x: Any) -> str:
+    return (x or "").upper()
+
+
+def _tld(x: Any) -> str:
+    return _domain(x).rsplit(".", 1)[-1]
+
+
+def _domain_in(x: Any, *collections: Any) -> bool:
+    return _domain_match(x, collections) is not None
+
+
+def _domain_match_of(x: Any, *collections: Any) -> str | None:
+    return _domain_match(x, collections)
+
+
+def _text_function(name: str, one: Callable[..., Any], doc: str, args: tuple = ((TEXT,),),
+                   result: str | None = TEXT, variadic: bool = False) -> Function:  # fmt: skip
+    """A function of a text (and constant arguments), computed once per distinct text."""
+    each = each_text if result == TEXT else each_test
+    return Function(name, args, result, lambda v, *c: each(lambda x: one(x, *c), v), doc,
+                    variadic, one)  # fmt: skip
 
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in (
@@ -229,33 +276,29 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
              "ramp(value, limit): 0.5 at the limit, 1.0 at twice the limit"),
     Function("missing", ((NUM, TEXT),), BOOL, missing,
              "no value: a number equal to -1 (MISSING), a text that is absent or empty"),
-    Function("lower", ((TEXT,),), TEXT, lambda v: each_text(lambda x: (x or "").lower(), v),
-             "lower case ('' when missing)"),
-    Function("upper", ((TEXT,),), TEXT, lambda v: each_text(lambda x: (x or "").upper(), v),
-             "upper case ('' when missing)"),
-    Function("domain", ((TEXT,),), TEXT, lambda v: each_text(_domain, v),
-             "a domain lower-cased, without leading or trailing dots"),
-    Function("tld", ((TEXT,),), TEXT, lambda v: each_text(lambda x: _domain(x).rsplit(".", 1)[-1], v),
-             "the top-level domain: tld('Mail.Deals.XYZ') is 'xyz'"),
-    Function("domain_in", ((TEXT,), (LIST,)), BOOL,
-             lambda v, *c: each_test(lambda x: _domain_match(x, c) is not None, v),
-             "domain_in(domain, list, ...): the domain or a parent domain is listed",
-             variadic=True),
-    Function("domain_match", ((TEXT,), (LIST,)), TEXT,
-             lambda v, *c: each_text(lambda x: _domain_match(x, c), v),
-             "the longest parent domain (or the domain) that is listed, else missing",
-             variadic=True),
-    Function("contains_any", ((TEXT,), (LIST,)), BOOL,
-             lambda v, c: each_test(lambda x: _contains_any(x, c), v),
-             "contains_any(text, list): some entry of the list occurs in the text"),
-    Function("find_any", ((TEXT,), (LIST,)), TEXT,
-             lambda v, c: each_text(lambda x: _find_any(x, c), v),
-             "the first entry of the list that occurs in the text, else missing"),
-    Function("valid_ip", ((IP,),), BOOL, lambda ips: ips.valid, "the text is an IP address"),
-    Function("canonical_ip", ((TEXT,),), TEXT, lambda v: each_text(_canonical_ip, v),
-             "an IP address in its canonical form ('2001:db8::1'), missing when invalid"),
+    _text_function("lower", _lower, "lower case ('' when missing)"),
+    _text_function("upper", _upper, "upper case ('' when missing)"),
+    _text_function("domain", _domain, "a domain lower-cased, without leading or trailing dots"),
+    _text_function("tld", _tld, "the top-level domain: tld('Mail.Deals.XYZ') is 'xyz'"),
+    _text_function("domain_in", _domain_in,
+                   "domain_in(domain, list, ...): the domain or a parent domain is listed",
+                   ((TEXT,), (LIST,)), BOOL, variadic=True),
+    _text_function("domain_match", _domain_match_of,
+                   "the longest parent domain (or the domain) that is listed, else missing",
+                   ((TEXT,), (LIST,)), TEXT, variadic=True),
+    _text_function("contains_any", _contains_any,
+                   "contains_any(text, list): some entry of the list occurs in the text",
+                   ((TEXT,), (LIST,)), BOOL),
+    _text_function("find_any", _find_any,
+                   "the first entry of the list that occurs in the text, else missing",
+                   ((TEXT,), (LIST,)), TEXT),
+    Function("valid_ip", ((IP,),), BOOL, lambda ips: ips.valid, "the text is an IP address",
+             one=lambda text: parse_ip(text)[0]),
+    _text_function("canonical_ip", _canonical_ip,
+                   "an IP address in its canonical form ('2001:db8::1'), missing when invalid"),
     Function("in_cidr", ((IP,), (RANGES,)), BOOL, in_cidr,
-             "in_cidr(ip, lists.tor_exit): the address is in one of the ranges"),
+             "in_cidr(ip, lists.tor_exit): the address is in one of the ranges",
+             one=lambda text, ranges: in_ranges(text, ranges)),
     Function("fmt", ((NUM, TEXT), (SPEC,)), TEXT, fmt,
              "fmt(value, '.1f'): a value as text, with a Python format spec"),
 )}  # fmt: skip

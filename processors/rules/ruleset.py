@@ -41,6 +41,7 @@ from processors.rules.definitions import (
     override,
 )
 from processors.rules.lists import ReferenceLists, default_lists
+from processors.rules.rowwise import whens
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")
 TOP_KEYS = {"version", "description", "policy", "rules", "organizers"}
@@ -81,6 +82,8 @@ class RuleSet:
             if s.enabled and s.weight > 0
         )
         self.active_by_id = MappingProxyType({a.rule.id: a for a in self.active})
+        # every active rule's ``when`` on one row, in one call (``evaluate_rows``)
+        self.whens = whens([a.compiled.row for a in self.active], f"whens {version}")
 
     def for_organizer(self, organizer_id: str | None) -> RuleSet:
         """The view with ``organizer_id``'s overrides, or this ruleset if it has none."""

@@ -26,6 +26,7 @@ _SAMPLE = {NUM: 1.0, TEXT: "x", BOOL: True}
 
 @dataclass(frozen=True, slots=True)
 class Field:
+    expression: str
     node: Node
     conversion: str | None
     spec: str
@@ -127,7 +128,7 @@ def _field(text: str, field: str, column: int, scope: Scope) -> Field:
     except ValueError as exc:
         raise ExpressionError(f"bad format '{spec}' for a {node.type}: {exc}", text, 1,
                               column + 1, field) from None  # fmt: skip
-    return Field(node, conversion, spec)
+    return Field(expression, node, conversion, spec)
 
 
 def _split_spec(field: str) -> tuple[str, str]:
