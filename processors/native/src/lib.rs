@@ -23,7 +23,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 const MISSING: f64 = -1.0;
@@ -194,54 +194,91 @@ fn distinct_wallets(rows: &[Row], me: &str, cap: usize) -> f64 {
     seen.len().min(cap) as f64
 }
 
-/// States by key in order of last use: `take` then `put` moves a key to the end, as the
-/// Python stores did by popping and re-inserting into a dict; sweeps read from the front.
+/// States by key in order of last use: `touch` moves a key to the back, as the Python stores
+/// did by popping and re-inserting into a dict; sweeps read from the front.
+///
+/// The order is kept the way CPython keeps a dict's: a vector of keys in which a key used
+/// again leaves a hole (None) where it was and goes to the back, the holes squeezed out when
+/// they outnumber the keys. A move is then one hash lookup and a push, with no allocation
+/// (the key's `Arc` moves from its old place to the new one), where a time-keyed BTreeMap
+/// cost two tree updates and two copies of the key per use; the map and the order share one
+/// copy of each key.
 struct Lru<S> {
-    states: HashMap<String, (u64, S)>, // key -> (last use, state)
-    order: BTreeMap<u64, String>,      // last use -> key
-    next_use: u64,
+    states: HashMap<Arc<str>, (usize, S)>, // key -> (its place in `order`, state)
+    order: Vec<Option<Arc<str>>>,          // keys, least recently used first; None: a hole
 }
 
 impl<S> Lru<S> {
     fn new() -> Self {
-        Lru { states: HashMap::new(), order: BTreeMap::new(), next_use: 0 }
+        Lru { states: HashMap::new(), order: Vec::new() }
     }
 
     fn get(&self, key: &str) -> Option<&S> {
         self.states.get(key).map(|(_, s)| s)
     }
 
-    fn take(&mut self, key: &str) -> Option<S> {
-        let (used, state) = self.states.remove(key)?;
-        self.order.remove(&used);
+    /// The state under `key` without changing the order.
+    fn get_mut(&mut self, key: &str) -> Option<&mut S> {
+        self.states.get_mut(key).map(|(_, s)| s)
+    }
+
+    /// The state under `key`, now the most recently used; None when not held.
+    fn touch(&mut self, key: &str) -> Option<&mut S> {
+        self.squeeze_if_holey();
+        let (place, state) = self.states.get_mut(key)?;
+        let key = self.order[*place].take().expect("a held key has its place");
+        *place = self.order.len();
+        self.order.push(Some(key));
         Some(state)
     }
 
-    fn put(&mut self, key: String, state: S) {
-        let used = self.next_use;
-        self.next_use += 1;
-        self.order.insert(used, key.clone());
-        self.states.insert(key, (used, state));
+    /// Hold `state` under `key` (not held yet), as the most recently used.
+    fn insert(&mut self, key: &str, state: S) {
+        self.squeeze_if_holey();
+        let key: Arc<str> = Arc::from(key);
+        self.states.insert(key.clone(), (self.order.len(), state));
+        self.order.push(Some(key));
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((place, _)) = self.states.remove(key) {
+            self.order[place] = None;
+        }
+    }
+
+    /// Squeeze the holes out of `order` once they outnumber the keys, so that it stays within
+    /// about twice the keys held and every move costs O(1) in the long run.
+    fn squeeze_if_holey(&mut self) {
+        if self.order.len() < 2 * self.states.len() + 32 {
+            return;
+        }
+        let mut new_place = Vec::with_capacity(self.order.len());
+        let mut kept = 0;
+        for slot in &self.order {
+            new_place.push(kept);
+            kept += usize::from(slot.is_some());
+        }
+        self.order.retain(Option::is_some);
+        for (place, _) in self.states.values_mut() {
+            *place = new_place[*place];
+        }
+    }
+
+    /// The keys in order of last use, least recent first.
+    fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.order.iter().flatten()
     }
 
     /// The keys from the front (least recently used) up to the first for which `stop` holds.
-    fn front_until(&self, stop: impl Fn(&S) -> bool) -> Vec<String> {
+    fn front_until(&self, stop: impl Fn(&S) -> bool) -> Vec<Arc<str>> {
         let mut keys = Vec::new();
-        for key in self.order.values() {
+        for key in self.keys() {
             if stop(&self.states[key].1) {
                 break;
             }
             keys.push(key.clone());
         }
         keys
-    }
-
-    fn get_mut(&mut self, key: &str) -> Option<&mut S> {
-        self.states.get_mut(key).map(|(_, s)| s)
-    }
-
-    fn remove(&mut self, key: &str) {
-        self.take(key);
     }
 
     fn len(&self) -> usize {
@@ -253,10 +290,11 @@ impl<S> Lru<S> {
     }
 }
 
-/// Purchase ids applied, in order of arrival with their event time (a redelivery is one seen).
+/// Purchase ids applied, in order of arrival with their event time (a redelivery is one seen);
+/// the set and the queue share one copy of each id.
 struct Seen {
-    ids: HashSet<String>,
-    arrivals: VecDeque<(String, i64)>,
+    ids: HashSet<Arc<str>>,
+    arrivals: VecDeque<(Arc<str>, i64)>,
 }
 
 impl Seen {
@@ -269,8 +307,9 @@ impl Seen {
         if self.ids.contains(id) {
             return false;
         }
-        self.ids.insert(id.to_owned());
-        self.arrivals.push_back((id.to_owned(), ts));
+        let id: Arc<str> = Arc::from(id);
+        self.ids.insert(id.clone());
+        self.arrivals.push_back((id, ts));
         true
     }
 
@@ -358,29 +397,26 @@ impl CrowdStore {
         // A new key's first row, kept and pruned as `observe` would do it (the usual case).
         let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
         let row = Row { ts, wallet: Arc::from(wallet.as_str()), card: Arc::from(card.as_str()), small };
-        for key in keys {
-            let state = match self.states.take(&key) {
-                Some(mut state) => {
-                    state.observe(row.clone(), Some(floor), &lim);
-                    state
+        for key in &keys {
+            if let Some(state) = self.states.touch(key) {
+                state.observe(row.clone(), Some(floor), &lim);
+                continue;
+            }
+            let state = if fresh {
+                let hour = floor_div(ts, lim.hour_ms);
+                CrowdState {
+                    rows: vec![row.clone()],
+                    hours: HashMap::from([(hour, 1)]),
+                    watermark_ms: ts,
+                    pruned_ms: fresh_floor,
+                    first_hour: Some(hour),
                 }
-                None if fresh => {
-                    let hour = floor_div(ts, lim.hour_ms);
-                    CrowdState {
-                        rows: vec![row.clone()],
-                        hours: HashMap::from([(hour, 1)]),
-                        watermark_ms: ts,
-                        pruned_ms: fresh_floor,
-                        first_hour: Some(hour),
-                    }
-                }
-                None => {
-                    let mut state = CrowdState::default();
-                    state.observe(row.clone(), Some(floor), &lim);
-                    state
-                }
+            } else {
+                let mut state = CrowdState::default();
+                state.observe(row.clone(), Some(floor), &lim);
+                state
             };
-            self.states.put(key, state);
+            self.states.insert(key, state);
         }
         if floor - self.clock.swept_ms >= lim.hour_ms {
             self.sweep();
@@ -750,24 +786,24 @@ impl EntityStore {
         let values = [Some(o.ip.as_str()), o.device.as_deref(), o.card.as_deref()];
         for (states, value) in [&mut self.ips, &mut self.devices, &mut self.cards].into_iter().zip(values) {
             let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
-            let state = match states.take(value) {
-                Some(mut state) => {
-                    state.observe(&wallet, ts, Some(floor), &lim);
-                    state
-                }
-                None if fresh => EntityState { rows: vec![(ts, wallet.clone())], watermark_ms: ts, pruned_ms: first },
-                None => {
-                    let mut state = EntityState::default();
-                    state.observe(&wallet, ts, Some(floor), &lim);
-                    state
-                }
-            };
-            states.put(value.to_owned(), state); // re-inserted: in order of last use
+            if let Some(state) = states.touch(value) {
+                state.observe(&wallet, ts, Some(floor), &lim);
+            } else if fresh {
+                states.insert(value, EntityState { rows: vec![(ts, wallet.clone())], watermark_ms: ts, pruned_ms: first });
+            } else {
+                let mut state = EntityState::default();
+                state.observe(&wallet, ts, Some(floor), &lim);
+                states.insert(value, state);
+            }
         }
         if !o.show_id.is_empty() {
-            let mut show = self.shows.take(&o.show_id).unwrap_or_default();
-            show.observe(&o, Some(floor), &lim);
-            self.shows.put(o.show_id.clone(), show);
+            if let Some(show) = self.shows.touch(&o.show_id) {
+                show.observe(&o, Some(floor), &lim);
+            } else {
+                let mut show = ShowState::default();
+                show.observe(&o, Some(floor), &lim);
+                self.shows.insert(&o.show_id, show);
+            }
         }
         if floor - self.clock.swept_ms >= lim.sweep_every_ms {
             self.sweep();
@@ -920,9 +956,9 @@ impl EntityStore {
     /// (the order the sweep reads them in): for tests.
     fn keys(&self, kind: &str) -> PyResult<Vec<String>> {
         if kind == "show" {
-            return Ok(self.shows.order.values().cloned().collect());
+            return Ok(self.shows.keys().map(|k| k.to_string()).collect());
         }
-        Ok(self.kind(kind)?.order.values().cloned().collect())
+        Ok(self.kind(kind)?.keys().map(|k| k.to_string()).collect())
     }
 
     /// A show's state as plain values (None when not held): for tests and inspection.
