@@ -122,10 +122,11 @@ impl Clock {
 #[derive(Default)]
 struct CrowdState {
     rows: Vec<Row>,
-    hours: HashMap<i64, i64>,
+    // (hour, purchases), sorted by hour: a few dozen, nearly always counted at the end, and
+    // the pace sums a run of them; no hashing, and no key an attacker could aim at
+    hours: Vec<(i64, i64)>,
     watermark_ms: i64,
     pruned_ms: i64,
-    first_hour: Option<i64>, // the earliest hour in `hours` (None: not known yet)
 }
 
 impl CrowdState {
@@ -133,15 +134,12 @@ impl CrowdState {
         let ts = row.ts;
         insert_sorted(&mut self.rows, row, |r| r.ts, lim.rows_cap);
         let hour = floor_div(ts, lim.hour_ms);
-        if let Some(count) = self.hours.get_mut(&hour) {
-            *count += 1;
-        } else {
-            self.hours.insert(hour, 1);
-            if let Some(first) = self.first_hour {
-                if hour < first {
-                    self.first_hour = Some(hour);
-                }
-            }
+        match self.hours.last_mut() {
+            Some((last, count)) if *last == hour => *count += 1,
+            _ => match self.hours.binary_search_by_key(&hour, |&(h, _)| h) {
+                Ok(at) => self.hours[at].1 += 1,
+                Err(at) => self.hours.insert(at, (hour, 1)),
+            },
         }
         if ts > self.watermark_ms {
             self.watermark_ms = ts;
@@ -156,10 +154,8 @@ impl CrowdState {
     fn prune(&mut self, floor: i64, lim: &Limits) {
         drop_until(&mut self.rows, floor - lim.rows_retention_ms, |r| r.ts);
         let oldest = floor_div(floor, lim.hour_ms) - lim.hours_kept;
-        if self.first_hour.is_none_or(|first| first < oldest) {
-            self.hours.retain(|&h, _| h >= oldest);
-            self.first_hour = self.hours.keys().min().copied();
-        }
+        let stale = self.hours.partition_point(|&(h, _)| h < oldest);
+        self.hours.drain(..stale);
         self.pruned_ms = floor;
     }
 
@@ -176,11 +172,9 @@ impl CrowdState {
 
     /// Purchases in the `hours` whole hours before `hour`.
     fn hourly_before(&self, hour: i64, hours: i64) -> i64 {
-        if (self.hours.len() as i64) < hours {
-            self.hours.iter().filter(|(&h, _)| hour - hours <= h && h < hour).map(|(_, &n)| n).sum()
-        } else {
-            (hour - hours..hour).map(|h| self.hours.get(&h).copied().unwrap_or(0)).sum()
-        }
+        let i = self.hours.partition_point(|&(h, _)| h < hour - hours);
+        let j = self.hours.partition_point(|&(h, _)| h < hour).max(i); // i > j: `hours` < 0
+        self.hours[i..j].iter().map(|&(_, n)| n).sum()
     }
 }
 
@@ -406,10 +400,9 @@ impl CrowdStore {
                 let hour = floor_div(ts, lim.hour_ms);
                 CrowdState {
                     rows: vec![row.clone()],
-                    hours: HashMap::from([(hour, 1)]),
+                    hours: vec![(hour, 1)],
                     watermark_ms: ts,
                     pruned_ms: fresh_floor,
-                    first_hour: Some(hour),
                 }
             } else {
                 let mut state = CrowdState::default();
