@@ -13,12 +13,17 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from processors.decide import Blocked
 from sinks.blocklist import Blocklist, _lookup_form
 from streams import metrics
 
 log = logging.getLogger(__name__)
+
+# Each value's lookup form (a lower-cased wallet, an IP's canonical text), remembered for the
+# latest values: a buyer's wallet and IP come back, and parsing an IP costs microseconds.
+_lookup = lru_cache(maxsize=16_384)(_lookup_form)
 
 
 class BlocklistSnapshot:
@@ -64,11 +69,12 @@ class BlocklistSnapshot:
         wallets, ips = self.entries["wallet"], self.entries["ip"]
 
         def live(entries: dict[str, float], kind: str, value: str | None) -> bool:
-            return bool(value) and entries.get(_lookup_form(kind, value), 0.0) > now_ms
+            return bool(value) and entries.get(_lookup(kind, value), 0.0) > now_ms
 
+        # an empty list is not searched: no value's lookup form is computed for it
         hit_wallets = {w for p in purchases for w in (p["wallet"], p.get("seller_wallet"))
-                       if live(wallets, "wallet", w)}
-        hit_ips = {p["ip"] for p in purchases if live(ips, "ip", p.get("ip"))}
+                       if live(wallets, "wallet", w)} if wallets else ()
+        hit_ips = {p["ip"] for p in purchases if live(ips, "ip", p.get("ip"))} if ips else ()
         return Blocked(wallets=frozenset(hit_wallets), ips=frozenset(hit_ips))
 
     def events(self) -> list[dict]:
