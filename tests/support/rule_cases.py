@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import copy
 import math
+import tomllib
 
 import numpy as np
 
-from processors.rules import Evaluation, RuleBatch, RuleSet, evaluate_batch
+from processors.rules import (
+    DEFAULT_RULES_PATH,
+    Evaluation,
+    RuleBatch,
+    RuleSet,
+    evaluate_batch,
+    ruleset_from_dict,
+)
 
 A, B, C = "0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40
 CLEAN_IP = "81.2.69.160"
@@ -284,6 +292,13 @@ ORGANIZER_OVERRIDES = {
                           "bot_user_agent": {"params": {"patterns": ["mozilla"]}}}},
     "org_004": {"rules": {"new_wallet": {"weight": 0.0}}},
 }  # fmt: skip
+
+
+def overridden_ruleset() -> RuleSet:
+    """The shipped rules with ``ORGANIZER_OVERRIDES``."""
+    doc = tomllib.loads(DEFAULT_RULES_PATH.read_text())
+    doc["organizers"].update(ORGANIZER_OVERRIDES)
+    return ruleset_from_dict(doc)
 
 
 def perturbed(rows: list[tuple[dict, dict]], seed: int) -> list[tuple[dict, dict]]:

@@ -14,16 +14,15 @@ are not in these rows: see processors/README.md, "Rules", and the tests named th
 
 from __future__ import annotations
 
-import tomllib
 from collections import Counter
 
 import pytest
 
 from models.rules_bench import purchases_with_features, sample_blocklists
 from models.simulator import SimConfig, simulate
-from processors.rules import DEFAULT_RULES_PATH, RuleBatch, evaluate_batch, ruleset_from_dict
+from processors.rules import RuleBatch, evaluate_batch
 from tests.support import legacy_rules
-from tests.support.rule_cases import CASES, ORGANIZER_OVERRIDES, case_row, perturbed
+from tests.support.rule_cases import CASES, case_row, overridden_ruleset, perturbed
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -32,10 +31,7 @@ BATCH = 500
 
 @pytest.fixture(scope="module")
 def ruleset():
-    """The shipped rules with overrides for some of the simulated organizers."""
-    doc = tomllib.loads(DEFAULT_RULES_PATH.read_text())
-    doc["organizers"].update(ORGANIZER_OVERRIDES)
-    return ruleset_from_dict(doc)
+    return overridden_ruleset()
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,19 @@ thirty, even at ~64 rows; hence ``engine.ROW_BATCH`` (48).
 from __future__ import annotations
 
 import math
-import tomllib
 
 import numpy as np
 import pytest
 
 from models.rules_bench import purchases_with_features, sample_blocklists
 from models.simulator import SimConfig, simulate
-from processors.rules import DEFAULT_RULES_PATH, RuleBatch, evaluate_batch, ruleset_from_dict
+from processors.rules import RuleBatch, evaluate_batch, ruleset_from_dict
 from processors.rules.engine import ROW_BATCH, evaluate_columns, evaluate_rows
 from processors.rules.rowwise import HELPERS, clip_score
 from tests.support.rule_cases import (
     CLEAN_FEATURES,
     CLEAN_PURCHASE,
-    ORGANIZER_OVERRIDES,
+    overridden_ruleset,
     perturbed,
 )
 
@@ -39,9 +38,7 @@ CHUNK = 40  # rows per batch: both paths get the same batches
 
 @pytest.fixture(scope="module")
 def ruleset():
-    doc = tomllib.loads(DEFAULT_RULES_PATH.read_text())
-    doc["organizers"].update(ORGANIZER_OVERRIDES)
-    return ruleset_from_dict(doc)
+    return overridden_ruleset()
 
 
 @pytest.fixture(scope="module")
