@@ -45,9 +45,15 @@ BLOCKLISTS: tuple[str, ...] = ("wallets", "ips")
 _UNSET = object()
 
 
+def country_of(record: Mapping[str, Any]) -> Any:
+    """The ``country`` field: ``geo.country``, None without a geo point."""
+    geo = record.get("geo")
+    return geo.get("country") if geo else None
+
+
 def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     if name == "country":
-        return [geo.get("country") if geo else None for geo in _values(records, "geo")]
+        return list(map(country_of, records))
     try:
         return list(map(itemgetter(name), records))  # in C; decoded records have every field
     except KeyError:
@@ -119,16 +125,10 @@ class RuleBatch:
 
     def rows(self) -> list[list[float]]:
         """Each record's features as Python floats, ``FEATURE_NAMES`` order (``rowwise``)."""
-        if self._columns is not None:
-            return self._columns.T.tolist()
-        assert self._parent is not None  # a batch without columns is a subset
-        return self._parent.rows_at(self._rows)
-
-    def rows_at(self, rows: np.ndarray) -> list[list[float]]:
-        if self._columns is not None:
-            return self._columns[:, rows].T.tolist()
-        assert self._parent is not None
-        return self._parent.rows_at(self._rows[rows])
+        columns = self._columns
+        if columns is None:  # a subset: its parent's columns at its rows
+            columns = np.stack([self.feature(name) for name in FEATURE_NAMES])
+        return columns.T.tolist()
 
     def feature(self, name: str) -> np.ndarray:
         columns = self._columns

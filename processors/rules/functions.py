@@ -128,12 +128,17 @@ def ramp(value: Any, limit: Any) -> Any:
     return out if out.ndim else float(out)
 
 
+def missing_number(value: float) -> bool:
+    """``missing`` of one number."""
+    return value == MISSING or value != value
+
+
 def missing(value: Any) -> Any:
     """No value: a number equal to MISSING (-1) or NaN; a text None or ''."""
     if isinstance(value, np.ndarray) and value.dtype != object:
         return (value == MISSING) | np.isnan(value)
     if isinstance(value, float | int):
-        return value == MISSING or value != value
+        return missing_number(value)
     if isinstance(value, np.ndarray):  # texts
         return ~present(value)
     return not value
@@ -298,7 +303,7 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
                    "an IP address in its canonical form ('2001:db8::1'), missing when invalid"),
     Function("in_cidr", ((IP,), (RANGES,)), BOOL, in_cidr,
              "in_cidr(ip, lists.tor_exit): the address is in one of the ranges",
-             one=lambda text, ranges: in_ranges(text, ranges)),
+             one=in_ranges),
     Function("fmt", ((NUM, TEXT), (SPEC,)), TEXT, fmt,
              "fmt(value, '.1f'): a value as text, with a Python format spec"),
 )}  # fmt: skip

@@ -38,12 +38,11 @@ from typing import Any
 import numpy as np
 
 from processors.rules import functions as fn
-from processors.rules.batch import FEATURE_INDEX, TEXT_FIELDS
+from processors.rules.batch import FEATURE_INDEX, TEXT_FIELDS, country_of
 from processors.rules.compiler import Compiler
 from processors.rules.functions import LIST, NUM, RANGES, TEXT
 from processors.rules.nodes import Node, Scope
 from processors.rules.syntax import parse
-from processors.signals import MISSING
 
 RowFunction = Callable[[list[float], Mapping[str, Any], Mapping[str, Any]], Any]
 
@@ -89,19 +88,6 @@ def _extreme(ufunc: np.ufunc) -> Callable[..., Any]:
     return run
 
 
-def _missing_number(value: Any) -> bool:
-    return value == MISSING or value != value  # functions.missing of a number
-
-
-def _isin(value: Any, members: Any) -> bool:
-    return bool(value) and value in members  # functions.isin of one text
-
-
-def _country(record: Mapping[str, Any]) -> Any:
-    geo = record.get("geo")
-    return geo.get("country") if geo else None
-
-
 def _choose(condition: Any, yes: Any, no: Any) -> Any:
     return yes if condition else no
 
@@ -114,8 +100,8 @@ _OVERRIDES: dict[str, Callable[..., Any]] = {
 HELPERS: dict[str, Any] = {
     "_add": _arithmetic(operator.add), "_sub": _arithmetic(operator.sub),
     "_mul": _arithmetic(operator.mul), "_div": _divide, "_concat": fn.concat,
-    "_isin": _isin, "_in_ranges": fn.in_ranges, "_country": _country, "_choose": _choose,
-    "_missing_number": _missing_number,
+    "_isin": fn.isin, "_in_ranges": fn.in_ranges, "_country": country_of, "_choose": _choose,
+    "_missing_number": fn.missing_number,
     **{f"_fn_{name}": _OVERRIDES.get(name) or spec.one or spec.impl
        for name, spec in fn.FUNCTIONS.items()},
 }  # fmt: skip

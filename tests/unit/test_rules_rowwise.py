@@ -161,3 +161,11 @@ def test_generated_code_names_only_its_arguments_constants_and_helpers(ruleset):
         assert set(code.co_varnames) <= {"f", "r", "b"}
         for name in code.co_names:
             assert name in HELPERS or name.startswith("_k") or name == "get", name
+
+
+def test_a_subsets_rows_are_its_parents_rows_at_its_indices(days):
+    rows = days[:10]
+    batch = RuleBatch.from_dicts([p for p, _ in rows], [f for _, f in rows])
+    picked = np.array([7, 2, 5])
+    assert batch.subset(picked).rows() == [batch.rows()[i] for i in picked.tolist()]
+    assert batch.subset(picked).subset(np.array([2])).rows() == [batch.rows()[5]]
