@@ -1,6 +1,6 @@
 # One image for every Sentinel service; the command picks the role (see docker-compose.yml).
-# The native part (processors/native, Rust) is built into a wheel in a first stage that has the
-# Rust toolchain; the image itself carries no compiler.
+# The native parts (processors/native and schemas/native, Rust) are built into a wheel in a first
+# stage that has the Rust toolchain; the image itself carries no compiler.
 FROM python:3.11-slim AS build
 COPY --from=rust:1-slim-bookworm /usr/local/cargo /usr/local/cargo
 COPY --from=rust:1-slim-bookworm /usr/local/rustup /usr/local/rustup

@@ -20,9 +20,10 @@ help:  ## list the targets
 bootstrap:  ## install missing system packages (apt-get), or say how to get them
 	@$(PYTHON) -m infra.bootstrap --for $(PURPOSE)
 
-# The native part (processors/native, Rust) is built by `pip install -e .`: a change to it
-# reinstalls.
-$(STAMP): pyproject.toml processors/native/Cargo.toml $(wildcard processors/native/src/*.rs) | bootstrap
+# The native parts (processors/native and schemas/native, Rust) are built by `pip install -e .`:
+# a change to either reinstalls.
+$(STAMP): pyproject.toml processors/native/Cargo.toml $(wildcard processors/native/src/*.rs) \
+          schemas/native/Cargo.toml $(wildcard schemas/native/src/*.rs) | bootstrap
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"

@@ -48,7 +48,7 @@ NEEDS: tuple[Need, ...] = (
     Need("maven", "run", (("maven",),), "install Apache Maven (mvn on PATH)",
          fallback="Kafka runs on Tansu instead (memory only)"),
     Need("cargo", "run", (("cargo",),),
-         "install Rust with cargo (https://rustup.rs): it builds processors/native"),
+         "install Rust with cargo (https://rustup.rs): it builds processors/native and schemas/native"),
     Need("npm", "run", (("nodejs", "npm"),),
          "install Node.js 18+ with npm (for the local EVM node and the contracts)"),
     Need("docker-compose", "test", (("docker-compose",), ("docker-compose-v2",)),

@@ -1,5 +1,14 @@
 """Avro values in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro
-binary (fastavro). One ``AvroCodec`` per subject, built once.
+binary. One ``AvroCodec`` per subject, built once.
+
+Two libraries, one format. The values the pipeline writes and reads by the thousand (a
+purchase decoded, a decision encoded) go through ``schemas/native`` (``serde_avro_fast``,
+Rust): ~6 µs to decode a purchase and ~15 µs to encode a decision with its 70 features,
+against ~29 and ~49 µs with fastavro. fastavro stays for the rest: validation at the edge
+(its errors name the field), values written with another version of the schema (resolution
+against the reader's), and every value the fast path does not take (a naive datetime, a
+field left to its default, an unknown type): it then gives the bytes or the error.
+Both give the same bytes and the same values (``tests/unit/test_schemas_native.py``).
 
 Every way a value can fail to decode (wrong magic byte, unknown schema id, truncated or
 malformed body) raises ``DecodeError``, which the pipeline routes to the dead-letter topic.
@@ -8,16 +17,20 @@ malformed body) raises ``DecodeError``, which the pipeline routes to the dead-le
 from __future__ import annotations
 
 import io
+import json
 import struct
+from datetime import UTC, datetime, timedelta
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.types import Schema
 from fastavro.validation import ValidationError, validate
 
+from schemas._avro import Codec as NativeCodec
 from schemas.registry import Registry, load_schema
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DecodeError(ValueError):
@@ -36,6 +49,8 @@ class AvroCodec:
         self.schema_id = registry.register(subject, schema)
         self._header = HEADER.pack(MAGIC, self.schema_id)
         self._writers: dict[int, Schema] = {self.schema_id: self.schema}
+        self._native = NativeCodec(json.dumps(schema), datetime, EPOCH)
+        self._timestamps = timestamp_fields(schema)
 
     @classmethod
     def for_topic(cls, registry: Registry, spec) -> AvroCodec:
@@ -45,6 +60,10 @@ class AvroCodec:
     def encode(self, record: dict, *, check: bool = False) -> bytes:
         if check:
             self.validate(record)
+        try:
+            return self._native.encode(self._header, record)
+        except ValueError:
+            pass  # not for the fast path: fastavro writes it, or says which field is wrong
         out = io.BytesIO()
         out.write(self._header)
         try:
@@ -65,6 +84,8 @@ class AvroCodec:
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC:
             raise DecodeError(f"{self.subject}: wrong magic byte {magic:#04x}")
+        if schema_id == self.schema_id and self._timestamps is not None:
+            return self._decode_native(data)
         writer = self._writer(schema_id)
         body = io.BytesIO(data)
         body.seek(HEADER.size)
@@ -78,6 +99,24 @@ class AvroCodec:
             raise DecodeError(f"{self.subject}: schema {schema_id} is not a record schema")
         return record
 
+    def _decode_native(self, data: bytes) -> dict:
+        """A value written with this codec's own schema."""
+        try:
+            record, left = self._native.decode(data, HEADER.size)
+        except ValueError as exc:
+            raise DecodeError(f"{self.subject}: malformed Avro body: {exc}") from exc
+        if left:
+            raise DecodeError(f"{self.subject}: {left} trailing bytes")
+        if not isinstance(record, dict):
+            raise DecodeError(f"{self.subject}: schema {self.schema_id} is not a record schema")
+        try:
+            for name in self._timestamps or ():  # as fastavro gives them: aware datetimes (UTC)
+                if (ms := record[name]) is not None:
+                    record[name] = EPOCH + timedelta(milliseconds=ms)
+        except OverflowError as exc:  # past year 9999, as fastavro would fail on it
+            raise DecodeError(f"{self.subject}: malformed Avro body: {name} {exc}") from exc
+        return record
+
     def _writer(self, schema_id: int) -> Schema:
         if schema_id not in self._writers:
             schema = self.registry.schema_by_id(schema_id)
@@ -85,3 +124,26 @@ class AvroCodec:
                 raise DecodeError(f"{self.subject}: unknown schema id {schema_id}")
             self._writers[schema_id] = parse_schema(schema)
         return self._writers[schema_id]
+
+
+def timestamp_fields(schema: dict) -> tuple[str, ...] | None:
+    """The record's fields that hold a timestamp-millis (alone or in a union with null).
+    None when a logical type lies deeper (in a nested record, an array, a map): the fast
+    path would decode it as an int, so such a schema is decoded by fastavro."""
+    def timestamp(t) -> bool:
+        return isinstance(t, dict) and t.get("logicalType") == "timestamp-millis"
+
+    def holds_logical(t) -> bool:
+        if isinstance(t, dict):
+            return "logicalType" in t or any(holds_logical(v) for v in t.values())
+        return isinstance(t, list) and any(holds_logical(v) for v in t)
+
+    out = []
+    for field in schema["fields"]:
+        t = field["type"]
+        branches = t if isinstance(t, list) else [t]
+        if any(timestamp(b) for b in branches):
+            out.append(field["name"])
+        elif holds_logical(t):
+            return None
+    return tuple(out)

@@ -1,0 +1,9 @@
+"""Types of the native module built from ``schemas/native`` (``src/lib.rs`` documents it)."""
+
+from datetime import datetime
+from typing import Any
+
+class Codec:
+    def __init__(self, schema_json: str, datetime: type[datetime], epoch: datetime) -> None: ...
+    def encode(self, header: bytes, record: Any) -> bytes: ...
+    def decode(self, data: bytes, offset: int) -> tuple[Any, int]: ...
