@@ -46,8 +46,11 @@ to start until these are re-read against its source):
    below the highwater is taken for the last transaction's marker, not a record waiting.
 
 5. **Batches as they come** (``take_available``, below). A batch ends once the records
-   fetched are in; under a backlog (a full batch already waiting in the stream) it may fill
-   for ``BACKLOG_FILL_S`` instead of the linger, up to the batch size (``fill_time``).
+   fetched are in; under a backlog (a full batch already waiting in the stream, or a first
+   record written more than ``BACKLOG_BEHIND_S`` ago) it fills for up to ``BACKLOG_FILL_S``
+   instead of the linger, until the batch size, waiting for Faust to deliver more
+   (``fill_time``, ``_fill``): a batch's fixed cost (rules, model, commit) is then spread over
+   a full batch, and records that waited anyway wait a little more.
 
 6. **No terminal spinner.** At a log level of WARN or above, Faust's ``Worker`` sets the root
    logger to DEBUG and adds a handler that turns its terminal spinner for every record. Every
@@ -205,12 +208,14 @@ def to_process(events: Sequence, app, guard: OffsetGuard) -> tuple[list, dict[ob
 
 
 BACKLOG_FILL_S = 0.25  # how long a backlog's batch may fill (up to ``max_``)
+BACKLOG_BEHIND_S = 0.5  # a batch whose first record is older than this is a backlog's
+PATIENT_POLL_S = 0.002  # how often a backlog's batch looks for more while the stream is empty
 
 
 def take_available(stream, max_: int, linger_s: float):
     """Batches of up to ``max_`` events of ``stream``, each yielded once the records already
-    fetched are in, and at most ``linger_s`` after its first, or ``BACKLOG_FILL_S`` when a
-    full batch is already waiting in the stream (override 5, ``fill_time``)."""
+    fetched are in, and at most ``linger_s`` after its first, or ``BACKLOG_FILL_S`` on a
+    backlog (override 5, ``fill_time``)."""
     agen = _take_available(stream, max_, linger_s)
     stream._active_agens.add(agen)  # closed when the stream stops, as Faust's own takes are
     return agen
@@ -244,8 +249,8 @@ async def _take_available(stream, max_: int, linger_s: float):
     try:
         while not await stream.wait_for_stopped(arrived):
             queue = stream.channel.queue
-            fill_s = fill_time(queue.qsize(), max_, linger_s)
-            await _fill(events, max_, loop.time() + fill_s, queue)
+            fill_s = fill_time(queue.qsize(), max_, linger_s, behind_s(events))
+            await _fill(events, max_, loop.time() + fill_s, queue, patient=fill_s > linger_s)
             arrived.clear()
             if not events:
                 continue
@@ -263,23 +268,32 @@ async def _take_available(stream, max_: int, linger_s: float):
         stream._processors.remove(add)
 
 
-def fill_time(waiting: int, max_: int, linger_s: float) -> float:
+def behind_s(events: list) -> float:
+    """How long ago the batch's first record was written (its timestamp; 0 when unknown)."""
+    stamp = events[0].message.timestamp if events else None
+    return max(0.0, time.time() - stamp) if stamp else 0.0
+
+
+def fill_time(waiting: int, max_: int, linger_s: float, behind: float = 0.0) -> float:
     """How long a batch may fill: ``linger_s`` while records come as they are produced, so a
     purchase is not held for others; ``BACKLOG_FILL_S`` when a full batch (``max_``) is
     already fetched and waiting in the stream (a backlog): those records waited anyway, and a
     larger batch spreads a batch's fixed cost (rules, model, commit: ~5 ms) over more of them,
     so the backlog drains faster. The fill still ends when the records fetched are in."""
-    return max(linger_s, BACKLOG_FILL_S) if waiting >= max_ else linger_s
+    backlog = waiting >= max_ or behind >= BACKLOG_BEHIND_S
+    return max(linger_s, BACKLOG_FILL_S) if backlog else linger_s
 
 
-async def _fill(events: list, max_: int, deadline: float, queue) -> None:
+async def _fill(events: list, max_: int, deadline: float, queue, patient: bool = False) -> None:
     """Let the records already fetched into ``events``: Faust's stream takes one record
     from its channel per turn of the event loop (and yields in between), so the batch is
-    done when the channel is empty and a few turns brought nothing, or at ``deadline``."""
+    done when the channel is empty and a few turns brought nothing, or at ``deadline``.
+    ``patient`` (a backlog): done only when full or at ``deadline``, looking again every
+    ``PATIENT_POLL_S`` while the channel is empty (Faust's fetcher fills it meanwhile)."""
     loop, quiet = asyncio.get_running_loop(), 0
-    while len(events) < max_ and quiet < 3 and loop.time() < deadline:
+    while len(events) < max_ and (patient or quiet < 3) and loop.time() < deadline:
         before = len(events)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0 if not (patient and queue.empty()) else PATIENT_POLL_S)
         quiet = 0 if len(events) > before or not queue.empty() else quiet + 1
 
 
