@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import math
+import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -177,3 +179,49 @@ def test_every_topic_schema_but_alerts_is_decoded_by_the_fast_path(registry):
     """Alerts hold timestamps in nested records, which the fast path would leave as ints."""
     for stem in SCHEMA_FILES:
         assert (codec_for(registry, stem)._timestamps is None) == (stem == "alert"), stem
+
+
+def test_mangled_bytes_are_a_value_equal_to_fastavros_or_a_decode_error(registry):
+    """Hostile bytes: every mutation of real values decodes to what fastavro gives or raises
+    DecodeError, never anything else. The fast path is stricter than fastavro in two ways the
+    Avro specification sides with: a boolean byte other than 0 or 1, and a negative union
+    index (fastavro reads it as Python's index from the end)."""
+    codec = codec_for(registry, "purchase")
+    valid = [codec.encode(purchase(i, card_bin="411111", seller_wallet="0x1",
+                                   ingested_at=purchase(i)["occurred_at"])) for i in range(20)]
+    rng, outcomes = random.Random(5), Counter()
+    for _ in range(5000):
+        data = bytearray(rng.choice(valid))
+        for _ in range(rng.randint(1, 4)):
+            at, what = rng.randrange(HEADER.size, len(data)), rng.random()
+            if what < 0.5:
+                data[at] = rng.randrange(256)
+            elif what < 0.75:
+                del data[at:at + rng.randint(1, 8)]
+            else:
+                data[at:at] = rng.randbytes(rng.randint(1, 8))
+        try:
+            value = codec.decode(bytes(data))
+        except DecodeError as exc:
+            value, error = None, str(exc)
+        expected = fastavro_whole(codec, bytes(data))
+        if value is not None:
+            assert same(value, expected)
+            outcomes["equal"] += 1
+        elif expected is not None:
+            assert "boolean" in error or "Discriminant" in error, error
+            outcomes["stricter"] += 1
+        else:
+            outcomes["both refuse"] += 1
+    assert outcomes["equal"] > 200 and outcomes["both refuse"] > 4000, outcomes
+
+
+def fastavro_whole(codec: AvroCodec, data: bytes) -> dict | None:
+    """fastavro's value of all of ``data``; None when it fails or leaves bytes over."""
+    body = io.BytesIO(data)
+    body.seek(HEADER.size)
+    try:
+        value = schemaless_reader(body, codec.schema, codec.schema)
+    except Exception:  # noqa: BLE001 (fastavro raises many types on bad bytes)
+        return None
+    return value if body.tell() == len(data) else None
