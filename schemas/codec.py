@@ -8,7 +8,9 @@ against ~29 and ~49 µs with fastavro. fastavro stays for the rest: validation a
 (its errors name the field), values written with another version of the schema (resolution
 against the reader's), and every value the fast path does not take (a naive datetime, a
 field left to its default, an unknown type): it then gives the bytes or the error.
-Both give the same bytes and the same values (``tests/unit/test_schemas_native.py``).
+Both give the same bytes and the same values (``tests/unit/test_schemas_native.py``); on
+mangled bytes the fast path is stricter only where the Avro specification is (a boolean byte
+other than 0 or 1, a negative union index): those become dead letters.
 
 Every way a value can fail to decode (wrong magic byte, unknown schema id, truncated or
 malformed body) raises ``DecodeError``, which the pipeline routes to the dead-letter topic.
