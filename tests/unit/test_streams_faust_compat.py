@@ -14,6 +14,7 @@ from faust.types import TP
 from streams.faust_compat import (
     BACKLOG_BEHIND_S,
     BACKLOG_FILL_S,
+    PATIENT_GAP_S,
     Consumer,
     FlowControl,
     OffsetGuard,
@@ -300,27 +301,32 @@ def test_a_batch_whose_first_record_waited_fills_as_a_backlog():
     assert behind_s([SimpleNamespace(message=SimpleNamespace(timestamp=None))]) == 0.0
 
 
-def test_a_patient_fill_waits_for_records_until_the_batch_is_full_or_the_deadline():
-    async def run(patient: bool, deliveries: int) -> tuple[int, float]:
+def test_a_patient_fill_waits_for_records_until_full_a_gap_or_the_deadline():
+    async def run(patient: bool, deliveries: int, every_s: float = 0.008,
+                  deadline_s: float = 0.5) -> tuple[int, float]:
         loop, events, queue = asyncio.get_running_loop(), [], asyncio.Queue()
 
         async def producer():
             for _ in range(deliveries):
-                await asyncio.sleep(0.02)  # records come in bursts, with gaps between
+                await asyncio.sleep(every_s)  # records come in bursts, with gaps between
                 events.extend([object()] * 10)
 
         task = asyncio.create_task(producer())
         started = loop.time()
-        await _fill(events, 30, started + 0.5, queue, patient=patient)
+        await _fill(events, 30, started + deadline_s, queue, patient=patient)
         task.cancel()
         return len(events), loop.time() - started
 
     count, _ = asyncio.run(run(patient=False, deliveries=5))
     assert count == 0  # not patient: the stream is empty, the batch ends
     count, took = asyncio.run(run(patient=True, deliveries=5))
-    assert count == 30 and took < 0.3  # full after three bursts
+    assert count == 30 and took < 0.1  # full after three bursts
     count, took = asyncio.run(run(patient=True, deliveries=1))
-    assert count == 10 and took >= 0.5  # the deadline ends it
+    assert count == 10 and 0.008 + PATIENT_GAP_S <= took < 0.2  # nothing more came: a gap
+    count, took = asyncio.run(run(patient=True, deliveries=100, deadline_s=0.02))
+    assert 10 <= count < 30 and took < 0.1  # the deadline ends it
+    count, took = asyncio.run(run(patient=True, deliveries=5, every_s=2 * PATIENT_GAP_S))
+    assert count < 30 and took < 0.2  # records slower than the gap: taken as they are
 
 
 def test_a_first_record_before_the_committed_offset_is_known_is_checked_against_the_group():
