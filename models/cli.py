@@ -467,9 +467,11 @@ def cmd_bench_detection(args: argparse.Namespace) -> int:
 
 
 def add_bench_commands(bench_subparsers) -> None:
+    from models.codec_bench import add_bench_command as add_bench_codec
     from models.rules_bench import add_bench_command as add_bench_rules
 
     add_bench_rules(bench_subparsers)
+    add_bench_codec(bench_subparsers)
 
     def cmd_bench_learning(args) -> int:  # imported when run: it loads XGBoost and pandas
         from models.bench_learning import cmd_bench_learning as run

@@ -3,8 +3,8 @@ binary. One ``AvroCodec`` per subject, built once.
 
 Two libraries, one format. The values the pipeline writes and reads by the thousand (a
 purchase decoded, a decision encoded) go through ``schemas/native`` (``serde_avro_fast``,
-Rust): ~6 µs to decode a purchase and ~15 µs to encode a decision with its 70 features,
-against ~29 and ~49 µs with fastavro. fastavro stays for the rest: validation at the edge
+Rust): ~11 µs to decode a purchase and ~10 µs to encode a decision with its 70 features,
+against ~28 and ~49 µs with fastavro (``sentinel bench codec``). fastavro stays for the rest: validation at the edge
 (its errors name the field), values written with another version of the schema (resolution
 against the reader's), and every value the fast path does not take (a naive datetime, a
 field left to its default, an unknown type): it then gives the bytes or the error.
