@@ -10,48 +10,49 @@ CPU time of this process is reported next to wall time, and the machine's load w
 from __future__ import annotations
 
 import io
-import json
-import os
-import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fastavro import schemaless_reader, schemaless_writer
 
 from infra import topics
+from models.rules_bench import purchases_with_features, save_report
 from schemas.codec import HEADER, AvroCodec
 from schemas.registry import FileRegistry
 
+BATCH = 500  # purchases per decide_batch call, as replay and the decide path bench
+
 
 def simulated_values(purchases: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """Simulated purchases (with their wallets' history) and the Decisions made of them."""
+    """The first ``purchases`` simulated purchases (their wallets' history applied before
+    them) and the Decisions made of them."""
     from models.registry import load_model
     from models.simulator import SimConfig, simulate
     from processors.decide import Blocked, decide_batch
-    from processors.features import FeatureEngine, LateEventError
     from processors.rules import load_ruleset
 
-    engine, pending = FeatureEngine(), []
-    for kind, record in simulate(SimConfig(seed=seed, days=30, n_users=max(2000, purchases // 8))):
-        if kind == "label":
-            continue
-        try:
-            row = engine.process_row(kind, record)
-        except LateEventError:
-            continue
-        if row is not None:
-            pending.append((record, row))
-            if len(pending) >= purchases:
-                break
+    events = simulate(SimConfig(seed=seed, days=30, n_users=max(2000, purchases // 8)))
+    rows = purchases_with_features(until_purchases(events, purchases))
     model, ruleset, decisions = load_model(), load_ruleset(), []
-    for start in range(0, len(pending), 500):
-        chunk = pending[start:start + 500]
-        outcomes = decide_batch([p for p, _ in chunk], [r for _, r in chunk], model, ruleset,
+    for start in range(0, len(rows), BATCH):
+        chunk = rows[start:start + BATCH]
+        outcomes = decide_batch([p for p, _ in chunk], [f for _, f in chunk], model, ruleset,
                                 Blocked(), datetime.now(UTC))
         decisions.extend(o.decision for o in outcomes)
-    return [p for p, _ in pending], decisions
+    return [p for p, _ in rows], decisions
+
+
+def until_purchases(events: Iterable[tuple[str, dict]], n: int) -> Iterator[tuple[str, dict]]:
+    """``events`` up to and with the ``n``-th purchase."""
+    seen = 0
+    for kind, record in events:
+        if seen >= n:
+            return
+        seen += kind == "purchase"
+        yield kind, record
 
 
 def timed(fn: Callable, values: list, repeat: int) -> dict:
@@ -109,20 +110,10 @@ def run(purchases: int, seed: int, repeat: int, registry_path: Path) -> dict:
 
 
 def bench_codec(args) -> int:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as scratch:
         report = run(args.purchases, args.seed, args.repeat, Path(scratch) / "registry.json")
-    report.update({
-        "simulation": {"seed": args.seed, "purchases": args.purchases},
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "command": " ".join(sys.argv),
-        "created_at": datetime.now(UTC).isoformat(),
-    })  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return 0
+    report["simulation"] = {"seed": args.seed, "purchases": args.purchases}
+    return save_report(report, args.out)
 
 
 def add_bench_command(bench_subparsers) -> None:

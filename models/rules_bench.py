@@ -128,12 +128,20 @@ def bench_rules(args) -> int:
     report.update({
         "simulation": {"seed": args.seed, "days": args.days, "users": args.users},
         "rules_version": ruleset.version,
+    })  # fmt: skip
+    return save_report(report, args.out)
+
+
+def save_report(report: dict, out: str) -> int:
+    """A benchmark's report with the machine, the command and the time, to ``out`` (JSON) and
+    to the terminal; the command's exit status."""
+    report.update({
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "command": " ".join(sys.argv),
         "created_at": datetime.now(UTC).isoformat(),
     })  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0
 

@@ -4,10 +4,11 @@ binary. One ``AvroCodec`` per subject, built once.
 Two libraries, one format. The values the pipeline writes and reads by the thousand (a
 purchase decoded, a decision encoded) go through ``schemas/native`` (``serde_avro_fast``,
 Rust): ~11 µs to decode a purchase and ~10 µs to encode a decision with its 70 features,
-against ~28 and ~49 µs with fastavro (``sentinel bench codec``). fastavro stays for the rest: validation at the edge
-(its errors name the field), values written with another version of the schema (resolution
-against the reader's), and every value the fast path does not take (a naive datetime, a
-field left to its default, an unknown type): it then gives the bytes or the error.
+against ~28 and ~49 µs with fastavro (``sentinel bench codec``). fastavro stays for the
+rest: validation at the edge (its errors name the field), values written with another
+version of the schema (resolution against the reader's), and every value the fast path does
+not take (a naive datetime, a field left to its default, an unknown type): it then gives the
+bytes or the error.
 Both give the same bytes and the same values (``tests/unit/test_schemas_native.py``); on
 mangled bytes the fast path is stricter only where the Avro specification is (a boolean byte
 other than 0 or 1, a negative union index): those become dead letters.
@@ -102,7 +103,8 @@ class AvroCodec:
         return record
 
     def _decode_native(self, data: bytes) -> dict:
-        """A value written with this codec's own schema."""
+        """A value written with this codec's own schema (one with ``_timestamps`` known)."""
+        assert self._timestamps is not None
         try:
             record, left = self._native.decode(data, HEADER.size)
         except ValueError as exc:
@@ -112,7 +114,7 @@ class AvroCodec:
         if not isinstance(record, dict):
             raise DecodeError(f"{self.subject}: schema {self.schema_id} is not a record schema")
         try:
-            for name in self._timestamps or ():  # as fastavro gives them: aware datetimes (UTC)
+            for name in self._timestamps:  # as fastavro gives them: aware datetimes (UTC)
                 if (ms := record[name]) is not None:
                     record[name] = EPOCH + timedelta(milliseconds=ms)
         except OverflowError as exc:  # past year 9999, as fastavro would fail on it

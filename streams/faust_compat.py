@@ -128,7 +128,7 @@ import bisect
 import importlib.metadata
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiokafka
 import faust
@@ -277,15 +277,17 @@ def behind_s(events: list) -> float:
 
 def fill_time(waiting: int, max_: int, linger_s: float, behind: float = 0.0) -> float:
     """How long a batch may fill: ``linger_s`` while records come as they are produced, so a
-    purchase is not held for others; ``BACKLOG_FILL_S`` when a full batch (``max_``) is
-    already fetched and waiting in the stream (a backlog): those records waited anyway, and a
+    purchase is not held for others; ``BACKLOG_FILL_S`` on a backlog, when a full batch
+    (``max_``) is already fetched and waiting in the stream or the batch's first record was
+    written ``behind`` ≥ ``BACKLOG_BEHIND_S`` seconds ago: those records waited anyway, and a
     larger batch spreads a batch's fixed cost (rules, model, commit: ~5 ms) over more of them,
-    so the backlog drains faster. The fill still ends when the records fetched are in."""
+    so the backlog drains faster."""
     backlog = waiting >= max_ or behind >= BACKLOG_BEHIND_S
     return max(linger_s, BACKLOG_FILL_S) if backlog else linger_s
 
 
-async def _fill(events: list, max_: int, deadline: float, queue, patient: bool = False) -> None:
+async def _fill(events: list, max_: int, deadline: float, queue, patient: bool = False,
+                clock: Callable[[], float] | None = None) -> None:
     """Let the records already fetched into ``events``: Faust's stream takes one record
     from its channel per turn of the event loop (and yields in between), so the batch is
     done when the channel is empty and a few turns brought nothing, or at ``deadline``.
@@ -293,17 +295,19 @@ async def _fill(events: list, max_: int, deadline: float, queue, patient: bool =
     ``PATIENT_GAP_S``, looking again every ``PATIENT_POLL_S`` while the channel is empty
     (Faust's fetcher fills it meanwhile; on a backlog its deliveries came at most 2-7 ms
     apart, measured). The gap ends the batch at a backlog's tail, and bounds what a
-    producer's clock running late (records that look old) costs at a low rate."""
-    loop, quiet = asyncio.get_running_loop(), 0
-    last = loop.time()  # when a record last came
-    while len(events) < max_ and loop.time() < deadline:
-        if patient and loop.time() - last >= PATIENT_GAP_S or not patient and quiet >= 3:
+    producer's clock running late (records that look old) costs at a low rate. ``clock``:
+    the event loop's by default (``deadline`` is on it)."""
+    now = clock or asyncio.get_running_loop().time
+    # turns that brought nothing, when a record last came, how many had come then
+    quiet, last, seen = 0, now(), len(events)
+    while len(events) < max_ and now() < deadline:
+        if (now() - last >= PATIENT_GAP_S) if patient else quiet >= 3:
             break
-        before = len(events)
-        await asyncio.sleep(0 if not (patient and queue.empty()) else PATIENT_POLL_S)
-        quiet = 0 if len(events) > before or not queue.empty() else quiet + 1
-        if len(events) > before:
-            last = loop.time()
+        await asyncio.sleep(PATIENT_POLL_S if patient and queue.empty() else 0)
+        came, seen = len(events) > seen, len(events)
+        quiet = 0 if came or not queue.empty() else quiet + 1
+        if came:
+            last = now()
 
 
 def commit_end(acked: list[int], committed: int | None) -> int | None:

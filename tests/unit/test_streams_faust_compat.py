@@ -301,33 +301,45 @@ def test_a_batch_whose_first_record_waited_fills_as_a_backlog():
     assert behind_s([SimpleNamespace(message=SimpleNamespace(timestamp=None))]) == 0.0
 
 
+class Deliveries:
+    """A clock for ``_fill`` that is also Faust's delivery: each reading moves time 1 ms on,
+    and every ``every_s`` a burst of 10 records comes, ``bursts`` times. No real time passes."""
+
+    def __init__(self, events: list, bursts: int, every_s: float):
+        self.now, self.events, self.left = 0.0, events, bursts
+        self.every_s, self.due = every_s, every_s
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        if self.left and self.now >= self.due:
+            self.events.extend([object()] * 10)
+            self.left, self.due = self.left - 1, self.due + self.every_s
+        return self.now
+
+
 def test_a_patient_fill_waits_for_records_until_full_a_gap_or_the_deadline():
-    async def run(patient: bool, deliveries: int, every_s: float = 0.008,
-                  deadline_s: float = 0.5) -> tuple[int, float]:
-        loop, events, queue = asyncio.get_running_loop(), [], asyncio.Queue()
+    def fill(patient: bool, bursts: int, every_s: float = 0.008,
+             deadline_s: float = 0.5) -> tuple[int, float]:
+        async def run() -> tuple[int, float]:
+            events, queue = [], asyncio.Queue()
+            if patient:  # the stream not empty: the fill turns the loop without sleeping
+                queue.put_nowait(object())
+            clock = Deliveries(events, bursts, every_s)
+            await _fill(events, 30, deadline_s, queue, patient=patient, clock=clock)
+            return len(events), clock.now
 
-        async def producer():
-            for _ in range(deliveries):
-                await asyncio.sleep(every_s)  # records come in bursts, with gaps between
-                events.extend([object()] * 10)
+        return asyncio.run(run())
 
-        task = asyncio.create_task(producer())
-        started = loop.time()
-        await _fill(events, 30, started + deadline_s, queue, patient=patient)
-        task.cancel()
-        return len(events), loop.time() - started
-
-    count, _ = asyncio.run(run(patient=False, deliveries=5))
+    count, _ = fill(patient=False, bursts=5)
     assert count == 0  # not patient: the stream is empty, the batch ends
-    count, took = asyncio.run(run(patient=True, deliveries=5))
-    assert count == 30 and took < 0.1  # full after three bursts
-    count, took = asyncio.run(run(patient=True, deliveries=1))
-    assert count == 10 and 0.008 + PATIENT_GAP_S <= took < 0.2  # nothing more came: a gap
-    count, took = asyncio.run(run(patient=True, deliveries=100, deadline_s=0.02))
-    assert 10 <= count < 30 and took < 0.1  # the deadline ends it
-    count, took = asyncio.run(run(patient=True, deliveries=5, every_s=2 * PATIENT_GAP_S))
-    assert count < 30 and took < 0.2  # records slower than the gap: taken as they are
-
+    count, took = fill(patient=True, bursts=5)
+    assert count == 30 and took < 0.03  # full after three bursts
+    count, took = fill(patient=True, bursts=1)
+    assert count == 10 and 0.008 + PATIENT_GAP_S <= took < 0.008 + PATIENT_GAP_S + 0.005
+    count, took = fill(patient=True, bursts=100, deadline_s=0.02)
+    assert count == 20 and 0.02 <= took < 0.025  # the deadline ends it
+    count, took = fill(patient=True, bursts=5, every_s=2 * PATIENT_GAP_S)
+    assert count == 0 and PATIENT_GAP_S <= took < PATIENT_GAP_S + 0.005  # slower than the gap
 
 def test_a_first_record_before_the_committed_offset_is_known_is_checked_against_the_group():
     """Chaos run, seed 11: after a rebalance Faust resumed purchases partition 5 before its seek
