@@ -3,6 +3,7 @@
 from typing import Any
 
 from processors.records import Order
+from processors.state import WalletState
 
 class CrowdStore:
     @property
@@ -54,3 +55,13 @@ class EntityStore:
     def has_seen(self, purchase_id: str) -> bool: ...
     def sizes(self) -> dict[str, int]: ...
     def __len__(self) -> int: ...
+
+
+class WalletFeatures:
+    def __init__(self, *, second_ms: int, minute_ms: int, hour_ms: int, day_ms: int,
+                 purchase_retention_ms: int, duplicate_window_ms: int, device_memory_ms: int,
+                 token_window_ms: int, earth_radius_km: float, small_amount_minor: int,
+                 impossible_km: float, impossible_within_ms: int, min_travel_ms: int,
+                 order_fields: tuple[str, ...], purchase_fact_fields: tuple[str, ...],
+                 geo_point_fields: tuple[str, ...], resale_fact_fields: tuple[str, ...]) -> None: ...
+    def row(self, o: Order, wallet: WalletState, entities: EntityStore) -> tuple[float, ...]: ...

@@ -8,24 +8,30 @@ Conventions (also in README.md):
   (``*_24h`` diversity, ``wallets_per_*``, ``linked_wallets``) include it;
 - ``MISSING = -1.0`` marks a value that cannot be computed (no history, field absent, not
   applicable); 0/1 flags are -1 when their input is absent.
+
+``processors/signals.py`` lists where each feature is computed; ``order_features`` stacks them.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
+import functools
 from collections.abc import Mapping
-from operator import itemgetter
 
+from processors._native import WalletFeatures
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
 from processors.crowd import CROWD_FEATURES, CrowdStore, crowd_values
 from processors.entity_state import EntityStore, entity_store
 from processors.marks import MARK_FEATURES, MarkStore, mark_row
 from processors.records import Order, read_order
-from processors.ring import rows_between
-from processors.signals import MISSING, age, auth_features, flag, geo_features, token_features
-from processors.state import PURCHASE_RETENTION_MS, PurchaseFact, WalletState
-from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+from processors.signals import DEVICE_MEMORY_MS, TOKEN_WINDOW_MS
+from processors.state import (
+    PURCHASE_RETENTION_MS,
+    GeoPoint,
+    PurchaseFact,
+    ResaleFact,
+    WalletState,
+)
+from processors.timeutil import DAY_MS, EARTH_RADIUS_KM, HOUR_MS, MINUTE_MS, SECOND_MS
 
 DUPLICATE_WINDOW_MS = 10 * MINUTE_MS
 
@@ -129,105 +135,35 @@ def order_features(
 ) -> tuple[float, ...]:
     """``purchase_features`` as a row in ``FEATURE_NAMES`` order, for an order already read
     (``read_order``) from ``purchase`` and admitted (``check_lateness``): what the batch paths
-    stack. ``crowd_keyed``: ``processors.crowd.crowd_keyed(purchase)`` if already computed."""
-    ts = o.ts
-    ring = wallet.purchases
-    rows = rows_between(ring, ts - PURCHASE_RETENTION_MS, ts) if ring else ring
+    stack. ``crowd_keyed``: ``processors.crowd.crowd_keyed(purchase)`` if already computed.
+
+    Everything up to ``email_verified`` comes from one native call (``WalletFeatures.row``:
+    the wallet's and the order's values, the entity store's in between); the crowd and mark
+    values follow."""
     entities = _NO_ENTITIES if entities is None else entities
+    reader = _DEFAULT_READER if config is DEFAULT_CONFIG else _reader(config)
     return (
-        *(_history(o, wallet, rows, config) if rows else _no_history(o, wallet)),
-        *(_diversity(o, rows) if rows else _first_diversity(o)),
-        0.0 if wallet.first_seen_ms is None else max(0.0, (ts - wallet.first_seen_ms) / DAY_MS),
-        MISSING if o.account_created_ms is None
-        else max(0.0, (ts - o.account_created_ms) / DAY_MS),
-        *geo_features(o, wallet, config),
-        *entities.entity_values(o),
-        *auth_features(o, wallet),
-        *token_features(o, wallet, entities.mint_to_resale(o)),
-        *entities.show_values(o),
-        float(o.quantity),
-        float(o.amount),
-        math.log1p(o.amount),
-        flag(o.channel == "RESALE"),
-        flag(o.mfa_enabled),
-        flag(o.phone_verified),
-        flag(o.email_verified),
+        *reader.row(o, wallet, entities),
         *crowd_values(purchase, crowd, o.ts, crowd_keyed),
-        *mark_row(purchase, marks, lambda: entities.linked_wallets(o), ts),
+        *mark_row(purchase, marks, lambda: entities.linked_wallets(o), o.ts),
     )
 
 
-_NO_ENTITIES = entity_store()  # never applied to: every IP, device, card and show unseen
-
-
-def _no_history(o: Order, wallet: WalletState) -> tuple[float, ...]:
-    """``_history`` for a wallet with no purchase in the last 7 days."""
-    return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, age(o.ts, wallet.last_purchase_ms, SECOND_MS),
-            float(wallet.purchases_total), _amount_vs_avg(o, wallet), 0.0, 0.0)
-
-
-def _history(
-    o: Order, wallet: WalletState, rows: list[PurchaseFact], config: FeatureConfig
-) -> tuple[float, ...]:
-    """Counts and sums over prior purchases (velocity 1 h, 24 h; this show in 7 d; 10 min
-    duplicates), time since the last one, lifetime totals. Rows are sorted by time, so each
-    window is a slice found by bisection and summed in C."""
-    # The amount as the amount_minor feature holds it (a float), as duplicates always compared.
-    ts, show_id, amount, quantity = o.ts, o.show_id, int(float(o.amount)), o.quantity
-    day = rows[_since(rows, ts - DAY_MS):]
-    hour = day[_since(day, ts - HOUR_MS):]
-    amounts_1h = list(map(_AMOUNT, hour))
-    small = config.small_amount_minor
-    dups = sum(1 for r in hour[_since(hour, ts - DUPLICATE_WINDOW_MS):]
-               if r.show_id == show_id and r.amount_minor == amount and r.quantity == quantity)
-    return (
-        float(len(hour)), float(len(day)),
-        float(sum(amounts_1h)), float(sum(map(_AMOUNT, day))),
-        float(sum(map(_QUANTITY, day))),
-        float(sum(r.quantity for r in rows if r.show_id == show_id)),
-        age(ts, rows[-1].ts_ms, SECOND_MS),
-        float(wallet.purchases_total),
-        _amount_vs_avg(o, wallet),
-        float(sum(1 for a in amounts_1h if a <= small)),
-        float(dups),
+def wallet_features(config: FeatureConfig = DEFAULT_CONFIG) -> WalletFeatures:
+    """The native reader of a purchase's wallet and order features under ``config``, with the
+    windows and layouts it must agree on."""
+    return WalletFeatures(
+        second_ms=SECOND_MS, minute_ms=MINUTE_MS, hour_ms=HOUR_MS, day_ms=DAY_MS,
+        purchase_retention_ms=PURCHASE_RETENTION_MS, duplicate_window_ms=DUPLICATE_WINDOW_MS,
+        device_memory_ms=DEVICE_MEMORY_MS, token_window_ms=TOKEN_WINDOW_MS,
+        earth_radius_km=EARTH_RADIUS_KM, small_amount_minor=config.small_amount_minor,
+        impossible_km=config.impossible_km, impossible_within_ms=config.impossible_within_ms,
+        min_travel_ms=config.min_travel_ms, order_fields=Order._fields,
+        purchase_fact_fields=PurchaseFact._fields, geo_point_fields=GeoPoint._fields,
+        resale_fact_fields=ResaleFact._fields,
     )  # fmt: skip
 
 
-def _amount_vs_avg(o: Order, wallet: WalletState) -> float:
-    if wallet.purchases_total and wallet.amount_total_minor > 0:
-        return float(o.amount) / (wallet.amount_total_minor / wallet.purchases_total)
-    return MISSING
-
-
-def _since(rows: list[PurchaseFact], lo_excl: int) -> int:
-    """Index of the first row with ``ts > lo_excl``."""
-    return bisect.bisect_right(rows, lo_excl, key=_TS)
-
-
-def _first_diversity(o: Order) -> tuple[float, ...]:
-    """``_diversity`` with no purchase in the last 7 days: this purchase's values alone."""
-    return (*(0.0 if v is None else 1.0 for v in (o.show_id, o.payment_method, o.card, o.ip,
-                                                    o.device, o.country)), MISSING)
-
-
-def _diversity(o: Order, rows: list[PurchaseFact]) -> tuple[float, ...]:
-    """Distinct values over 24 h including this purchase; a country new to the last 7 d."""
-    recent = rows[_since(rows, o.ts - DAY_MS):]
-    current = (o.show_id, o.payment_method, o.card, o.ip, o.device, o.country)
-    out = []
-    for getter, value in zip(_DIVERSITY_FIELDS, current, strict=True):
-        values = set(map(getter, recent))
-        values.add(value)
-        values.discard(None)
-        out.append(float(len(values)))
-    seen = set(map(_COUNTRY, rows))
-    seen.discard(None)
-    country = o.country
-    out.append(MISSING if country is None or not seen else flag(country not in seen))
-    return tuple(out)
-
-
-_TS, _AMOUNT, _QUANTITY = itemgetter(0), itemgetter(2), itemgetter(3)
-_COUNTRY = itemgetter(8)
-# PurchaseFact fields: show_id 1, payment_method 4, card 5, ip 9, device 10, country 8
-_DIVERSITY_FIELDS = tuple(itemgetter(i) for i in (1, 4, 5, 9, 10, 8))
+_NO_ENTITIES = entity_store()  # never applied to: every IP, device, card and show unseen
+_DEFAULT_READER = wallet_features()
+_reader = functools.cache(wallet_features)  # other configs (FeatureConfig is frozen)

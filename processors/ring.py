@@ -28,7 +28,9 @@ def insert_ts(ring: list[int], ts: int, cap: int) -> None:
 
 
 def rows_between(ring: list, lo_excl: int, hi_incl: int) -> list:
-    """Rows with ``lo_excl < ts <= hi_incl`` (rows are sorted by ts)."""
+    """Rows with ``lo_excl < ts <= hi_incl`` (rows are sorted by ts). The features' windows
+    are taken natively (``processors/native/src/wallet.rs``, the same bisection); this one
+    serves the frozen references in ``tests/support``."""
     i = bisect.bisect_right(ring, lo_excl, key=_ts)
     j = bisect.bisect_right(ring, hi_incl, key=_ts)
     return ring[i:j]

@@ -51,7 +51,9 @@ def query_floor(floor_ms: int | None, watermark_ms: int) -> int:
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance between two points in kilometres."""
+    """Great-circle distance between two points in kilometres. ``geo_distance_km`` is computed
+    natively with these operations in this order (``processors/native/src/wallet.rs``); this
+    one serves the frozen references in ``tests/support``."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2

@@ -20,11 +20,19 @@
 //!
 //! Arithmetic is done as Python does it: integer counts, then one IEEE division each. The
 //! limits are Python's, passed to the constructors.
+//!
+//! A third piece, `WalletFeatures` (`wallet.rs`), computes a purchase's features from its
+//! wallet's state and the order itself (`processors.compute.order_features`: everything up
+//! to `email_verified`, asking the entity store here for the entity, show and
+//! mint-to-resale values in the same call); `wallet.rs` documents how it keeps Python's
+//! floats to the bit.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+
+mod wallet;
 
 const MISSING: f64 = -1.0;
 
@@ -729,6 +737,83 @@ impl EntityStore {
         }
         linked
     }
+
+    /// wallets_per_ip_24h, wallets_per_device_24h, wallets_per_card_24h, linked_wallets
+    /// (`FEATURE_NAMES`): wallets sharing the IP, device or card in the 24 h before the
+    /// order, its own included, capped; MISSING for an absent device or card.
+    fn entity_values_of(&self, o: &OrderIn) -> (f64, f64, f64, f64) {
+        let cap = self.lim.entity_wallets_cap;
+        let (lo, me) = (o.ts - self.lim.day_ms, o.wallet.as_str());
+        let present = [true, o.device.is_some(), o.card.is_some()];
+        let mut linked: HashSet<&str> = HashSet::from([me]);
+        let mut out = [MISSING; 3];
+        for ((slot, state), present) in out.iter_mut().zip(self.states_of(o)).zip(present) {
+            if !present {
+                continue;
+            }
+            *slot = match state {
+                None => 1.0,
+                Some(state) => {
+                    let mut wallets: HashSet<&str> = HashSet::from([me]);
+                    wallets.extend(state.wallets_between(lo, o.ts).iter().map(|r| &*r.1));
+                    linked.extend(wallets.iter().copied());
+                    wallets.len().min(cap) as f64
+                }
+            };
+        }
+        (out[0], out[1], out[2], linked.len().min(cap) as f64)
+    }
+
+    /// price_deviation, resale_markup, show_popularity_1h, secs_since_sale_open,
+    /// before_sale_open (`FEATURE_NAMES`), from the show's rows strictly before the order.
+    fn show_values_of(&self, o: &OrderIn) -> (f64, f64, f64, f64, f64) {
+        let lim = &self.lim;
+        let ts = o.ts;
+        let (mut deviation, mut markup, mut popularity) = (MISSING, MISSING, MISSING);
+        let mut opens = o.sale_opens_ms;
+        if let Some(show) = self.shows.get(&o.show_id) {
+            let lo = ts - lim.show_retention_ms;
+            if let Some(median) = show.median_price(o.channel == "PRIMARY", lo, ts, lim) {
+                if median != 0.0 {
+                    deviation = o.unit as f64 / median;
+                }
+            }
+            let sales = &show.sales;
+            let n = sales.partition_point(|&t| t < ts) as i64
+                - sales.partition_point(|&t| t <= ts - lim.popularity_window_ms) as i64;
+            popularity = n as f64;
+            if opens.is_none() {
+                opens = show.sale_open_ms;
+            }
+            if o.channel == "RESALE" {
+                let base = match show.first_sale(&o.ticket_id, ts, lim) {
+                    Some(sale) => Some(sale.1 as f64),
+                    None => show.median_price(true, lo, ts, lim),
+                };
+                if let Some(base) = base.filter(|&b| b > 0.0) {
+                    markup = o.unit as f64 / base;
+                }
+            }
+        }
+        match opens {
+            None => (deviation, markup, popularity, MISSING, MISSING),
+            Some(opens) => (deviation, markup, popularity,
+                            ((ts - opens) as f64 / lim.second_ms as f64).max(0.0),
+                            if ts < opens { 1.0 } else { 0.0 }),
+        }
+    }
+
+    /// mint_to_resale_min (`FEATURE_NAMES`): minutes from the ticket's
+    /// first primary sale to this resale; MISSING when not a resale or not known.
+    fn mint_to_resale_of(&self, o: &OrderIn) -> f64 {
+        if o.channel != "RESALE" {
+            return MISSING;
+        }
+        match self.shows.get(&o.show_id).and_then(|s| s.first_sale(&o.ticket_id, o.ts, &self.lim)) {
+            Some((then, _)) if then <= o.ts => (o.ts - then) as f64 / self.lim.minute_ms as f64,
+            _ => MISSING,
+        }
+    }
 }
 
 #[pymethods]
@@ -852,81 +937,20 @@ impl EntityStore {
         self.clock.swept_ms = floor;
     }
 
-    /// wallets_per_ip_24h, wallets_per_device_24h, wallets_per_card_24h, linked_wallets
-    /// (`processors.signals`): wallets sharing the IP, device or card in the 24 h before the
-    /// order, its own included, capped; MISSING for an absent device or card.
+    /// wallets_per_ip_24h, wallets_per_device_24h, wallets_per_card_24h, linked_wallets.
     fn entity_values(&self, o: OrderIn) -> (f64, f64, f64, f64) {
-        let cap = self.lim.entity_wallets_cap;
-        let (lo, me) = (o.ts - self.lim.day_ms, o.wallet.as_str());
-        let present = [true, o.device.is_some(), o.card.is_some()];
-        let mut linked: HashSet<&str> = HashSet::from([me]);
-        let mut out = [MISSING; 3];
-        for ((slot, state), present) in out.iter_mut().zip(self.states_of(&o)).zip(present) {
-            if !present {
-                continue;
-            }
-            *slot = match state {
-                None => 1.0,
-                Some(state) => {
-                    let mut wallets: HashSet<&str> = HashSet::from([me]);
-                    wallets.extend(state.wallets_between(lo, o.ts).iter().map(|r| &*r.1));
-                    linked.extend(wallets.iter().copied());
-                    wallets.len().min(cap) as f64
-                }
-            };
-        }
-        (out[0], out[1], out[2], linked.len().min(cap) as f64)
+        self.entity_values_of(&o)
     }
 
     /// price_deviation, resale_markup, show_popularity_1h, secs_since_sale_open,
-    /// before_sale_open (`processors.signals`), from the show's rows strictly before the order.
+    /// before_sale_open.
     fn show_values(&self, o: OrderIn) -> (f64, f64, f64, f64, f64) {
-        let lim = &self.lim;
-        let ts = o.ts;
-        let (mut deviation, mut markup, mut popularity) = (MISSING, MISSING, MISSING);
-        let mut opens = o.sale_opens_ms;
-        if let Some(show) = self.shows.get(&o.show_id) {
-            let lo = ts - lim.show_retention_ms;
-            if let Some(median) = show.median_price(o.channel == "PRIMARY", lo, ts, lim) {
-                if median != 0.0 {
-                    deviation = o.unit as f64 / median;
-                }
-            }
-            let sales = &show.sales;
-            let n = sales.partition_point(|&t| t < ts) as i64
-                - sales.partition_point(|&t| t <= ts - lim.popularity_window_ms) as i64;
-            popularity = n as f64;
-            if opens.is_none() {
-                opens = show.sale_open_ms;
-            }
-            if o.channel == "RESALE" {
-                let base = match show.first_sale(&o.ticket_id, ts, lim) {
-                    Some(sale) => Some(sale.1 as f64),
-                    None => show.median_price(true, lo, ts, lim),
-                };
-                if let Some(base) = base.filter(|&b| b > 0.0) {
-                    markup = o.unit as f64 / base;
-                }
-            }
-        }
-        match opens {
-            None => (deviation, markup, popularity, MISSING, MISSING),
-            Some(opens) => (deviation, markup, popularity,
-                            ((ts - opens) as f64 / lim.second_ms as f64).max(0.0),
-                            if ts < opens { 1.0 } else { 0.0 }),
-        }
+        self.show_values_of(&o)
     }
 
-    /// mint_to_resale_min (`processors.signals.token_features`): minutes from the ticket's
-    /// first primary sale to this resale; MISSING when not a resale or not known.
+    /// mint_to_resale_min.
     fn mint_to_resale(&self, o: OrderIn) -> f64 {
-        if o.channel != "RESALE" {
-            return MISSING;
-        }
-        match self.shows.get(&o.show_id).and_then(|s| s.first_sale(&o.ticket_id, o.ts, &self.lim)) {
-            Some((then, _)) if then <= o.ts => (o.ts - then) as f64 / self.lim.minute_ms as f64,
-            _ => MISSING,
-        }
+        self.mint_to_resale_of(&o)
     }
 
     /// The 1-hop cluster (`processors.marks`): wallets that shared the order's IP, device or
@@ -1003,5 +1027,6 @@ impl EntityStore {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CrowdStore>()?;
     m.add_class::<EntityStore>()?;
+    m.add_class::<wallet::WalletFeatures>()?;
     Ok(())
 }
