@@ -26,7 +26,7 @@ use std::hint::black_box;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError, PyZeroDivisionError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use crate::{EntityStore, OrderIn, MISSING};
 
@@ -109,6 +109,8 @@ struct WalletLimits {
 #[pyclass(module = "processors._native", frozen)]
 pub struct WalletFeatures {
     lim: WalletLimits,
+    // 0.0, 1.0 and MISSING, most of a row's values: shared rather than made for every row
+    common: [(u64, Py<PyFloat>); 3],
 }
 
 #[pymethods]
@@ -125,7 +127,7 @@ impl WalletFeatures {
            earth_radius_km: f64, small_amount_minor: i64, impossible_km: f64,
            impossible_within_ms: i64, min_travel_ms: i64, order_fields: Vec<String>,
            purchase_fact_fields: Vec<String>, geo_point_fields: Vec<String>,
-           resale_fact_fields: Vec<String>) -> PyResult<Self> {
+           resale_fact_fields: Vec<String>, py: Python<'_>) -> PyResult<Self> {
         for (name, got, want) in [("Order", &order_fields, &ORDER_FIELDS[..]),
                                   ("PurchaseFact", &purchase_fact_fields, &PURCHASE_FACT_FIELDS[..]),
                                   ("GeoPoint", &geo_point_fields, &GEO_POINT_FIELDS[..]),
@@ -136,7 +138,9 @@ impl WalletFeatures {
             }
         }
         let i = i128::from;
+        let common = [0.0, 1.0, MISSING].map(|v| (f64::to_bits(v), PyFloat::new(py, v).unbind()));
         Ok(WalletFeatures {
+            common,
             lim: WalletLimits {
                 second_ms: i(second_ms), minute_ms: i(minute_ms), hour_ms: i(hour_ms),
                 day_ms: i(day_ms), purchase_retention_ms: i(purchase_retention_ms),
@@ -177,7 +181,19 @@ impl WalletFeatures {
         row.extend([deviation, markup, popularity, since_open, before_open]);
         r.order_values(&mut row)?;
         debug_assert_eq!(row.len(), ROW_LEN);
-        PyTuple::new(py, row)
+        PyTuple::new(py, row.into_iter().map(|v| self.float(py, v)))
+    }
+}
+
+impl WalletFeatures {
+    /// `v` as a Python float: a shared one when it is one of the common values (bit for bit:
+    /// -0.0 is not 0.0).
+    fn float<'py>(&self, py: Python<'py>, v: f64) -> Bound<'py, PyFloat> {
+        let bits = v.to_bits();
+        match self.common.iter().find(|(b, _)| *b == bits) {
+            Some((_, shared)) => shared.bind(py).clone(),
+            None => PyFloat::new(py, v),
+        }
     }
 }
 
