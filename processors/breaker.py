@@ -241,13 +241,13 @@ def rule_weights(ruleset, purchases: Sequence[Mapping[str, Any]]):
     return weight_of
 
 
-def rule_hits(evaluation, blocked: np.ndarray, scores: np.ndarray, block_thresholds,
+def rule_hits(evaluation, blocked: Sequence[bool], scores: Sequence[float], block_thresholds,
               shadowed: Set[str], weight_of) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     """Per row: (the enforced rules that fired, those that BLOCKED it), for the breaker."""
     from processors.policy import combine
 
     out = []
-    for i, (row, is_blocked) in enumerate(zip(evaluation.results, blocked.tolist(), strict=True)):
+    for i, (row, is_blocked) in enumerate(zip(evaluation.results, blocked, strict=True)):
         enforced = [r for r in row if r.rule_id not in shadowed] if shadowed else row
         blockers = blocked_by(enforced, "BLOCKED", float(scores[i]),
                               lambda rule_id, i=i: weight_of(i, rule_id),
