@@ -172,7 +172,10 @@ def _views(batch: RuleBatch, ruleset: RuleSet) -> Views:
     """The one view every row has, or (view, row indices) per organizer view present."""
     if not ruleset.organizers:
         return ruleset
-    keys = [ruleset.for_organizer(org).organizer_id for org in batch.field("organizer_id")]
+    organizers = batch.field("organizer_id").tolist()
+    if ruleset.organizers.keys().isdisjoint(organizers):  # no row has overrides: one set test
+        return ruleset  # instead of a view looked up per row (~0.4 µs a row of 500)
+    keys = [ruleset.for_organizer(org).organizer_id for org in organizers]
     groups: dict[str | None, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)

@@ -260,6 +260,26 @@ def test_organizers_rows_mixed_in_one_batch_each_get_their_view():
     assert [bool(e.results) for e in out] == [o == "tour" for o in orgs]
 
 
+def test_a_batch_with_no_row_under_an_overriding_organizer_is_seen_through_the_ruleset():
+    """A batch whose organizers override nothing is one view, the ruleset itself (one set
+    test, no view looked up per row); a row under an organizer with overrides makes it one
+    group of rows per view."""
+    from processors.rules.engine import _views
+    from tests.support.rule_cases import case_batch
+
+    ruleset = ruleset_from_dict(with_changes(organizers={"tour": {"rules": {
+        "quantity_over_limit": {"params": {"max_tickets": 4}}}}}))  # fmt: skip
+
+    def batch(orgs: list[str | None]) -> RuleBatch:
+        return case_batch([{"p": {"organizer_id": o}} for o in orgs])
+
+    assert _views(batch(["org1", None, "org2"]), ruleset) is ruleset
+    views = _views(batch(["org1", "tour", None, "tour"]), ruleset)
+    assert isinstance(views, list)
+    assert [(view.organizer_id, rows.tolist()) for view, rows in views] == [
+        (None, [0, 2]), ("tour", [1, 3])]  # fmt: skip
+
+
 def test_an_organizer_overriding_only_a_weight_shares_the_rules_pass_with_its_own_weight():
     ruleset = ruleset_from_dict(with_changes(organizers={
         "heavy": {"rules": {"unverified_phone": {"weight": 0.9}}},
