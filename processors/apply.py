@@ -21,16 +21,14 @@ from processors.records import Order, Transfer, read_order, read_transfer
 from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
 from processors.state import (
     AUTH_CAP,
-    DEVICES_CAP,
     GEO_CAP,
-    PURCHASES_CAP,
     RESALES_CAP,
     SLACK_MS,
     TOKENS_CAP,
+    WALLET_UPDATES,
     WASH_CAP,
     GeoPoint,
     Holding,
-    PurchaseFact,
     ResaleFact,
     WalletState,
 )
@@ -117,42 +115,12 @@ def apply_purchase(
 
 def apply_order(o: Order, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> bool:
     """``apply_purchase`` to the wallet alone, for an order already read and admitted
-    (``check_lateness``); False for a redelivery (nothing changed)."""
-    ts = o.ts
-    wallet.address = wallet.address or o.wallet
-    if not wallet.first_time(o.purchase_id):
-        return False
-    insert_row(wallet.purchases, PurchaseFact(
-        ts, o.show_id, o.amount, o.quantity, o.payment_method, o.card, o.lat, o.lon, o.country,
-        o.ip, o.device, o.channel), PURCHASES_CAP)  # fmt: skip
-    wallet.purchases_total += 1
-    wallet.amount_total_minor += o.amount
-    last = wallet.last_purchase_ms
-    if not last or last < ts:  # max(last or ts, ts)
-        wallet.last_purchase_ms = ts
-    if o.lat is not None and o.lon is not None:
-        assert o.country is not None  # read_order takes all three from one Geo (country required)
-        insert_row(wallet.geo_points, GeoPoint(ts, o.lat, o.lon, o.country), GEO_CAP)
-    if o.device:
-        wallet.devices[o.device] = max(wallet.devices.get(o.device, ts), ts)
-        cap_dict(wallet.devices, DEVICES_CAP)
-    _acquire_ticket(wallet, o)
-    # The mark advances at most to ingested_at + max_future_skew_ms (FeatureConfig).
-    ingested = o.ingested_ms
-    mark = ts if ingested is None or ingested + config.max_future_skew_ms >= ts else (
-        ingested + config.max_future_skew_ms)
-    wallet.observe(mark, "purchase")
-    return True
-
-
-def _acquire_ticket(wallet: WalletState, o: Order) -> None:
-    key, ts = o.ticket_id, o.ts
-    if _comes_back(wallet, key, ts):
-        insert_ts(wallet.wash_cycles, ts, WASH_CAP)
-    wallet.holdings[key] = Holding(ts, o.unit)
-    if o.channel == "PRIMARY":
-        wallet.mints[key] = ts
-        cap_dict(wallet.mints, TOKENS_CAP)
+    (``check_lateness``); False for a redelivery (nothing changed). In native code
+    (``processors/native/src/updates.rs``): the purchase's row and geo point, its device, its
+    ticket held (a wash cycle when it comes back, minted when PRIMARY), the totals, and the
+    purchase stream's mark advanced at most to ``ingested_at + max_future_skew_ms``
+    (``FeatureConfig``), one future-dated outlier being unable to make later purchases late."""
+    return WALLET_UPDATES.apply_order(o, wallet, config.max_future_skew_ms)
 
 
 def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
@@ -166,7 +134,7 @@ def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAU
 
 def apply_auth_at(event: Record, ts: int, wallet: WalletState) -> None:
     """``apply_auth`` for an event at ``ts`` already admitted (``check_lateness``)."""
-    if not wallet.first_time(event["event_id"]):
+    if not WALLET_UPDATES.first_time(wallet, event["event_id"]):
         return
     kind = event["kind"]
     if kind in FAILED_LOGIN_KINDS:
@@ -183,7 +151,7 @@ def apply_auth_at(event: Record, ts: int, wallet: WalletState) -> None:
     geo = event.get("geo")
     if geo:
         insert_row(wallet.geo_points, GeoPoint(ts, geo["lat"], geo["lon"], geo["country"]), GEO_CAP)
-    wallet.observe(ts, "auth")
+    WALLET_UPDATES.observe(wallet, ts, "auth")
 
 
 def apply_transfer(
@@ -202,17 +170,17 @@ def apply_transfer(
 
 def apply_read_transfer(t: Transfer, wallet: WalletState) -> None:
     """``apply_transfer`` for a transfer already read (``read_transfer``) and admitted."""
-    if not wallet.first_time(t.record_id):
+    if not WALLET_UPDATES.first_time(wallet, t.record_id):
         return
     if t.receiver == wallet.address:
         _receive_token(wallet, t.key, t.kind, t.ts)
     if t.sender == wallet.address:
         _send_token(wallet, t.key, t.kind, t.ts)
-    wallet.observe(t.ts, "transfer")
+    WALLET_UPDATES.observe(wallet, t.ts, "transfer")
 
 
 def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
-    if kind != "MINT" and _comes_back(wallet, key, ts):
+    if kind != "MINT" and WALLET_UPDATES.comes_back(wallet, key, ts):
         insert_ts(wallet.wash_cycles, ts, WASH_CAP)
     held = wallet.holdings.get(key)
     if held is None or held.acquired_ms > ts:
@@ -220,17 +188,6 @@ def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
     if kind == "MINT":
         wallet.mints[key] = min(wallet.mints.get(key, ts), ts)
         cap_dict(wallet.mints, TOKENS_CAP)
-
-
-def _comes_back(wallet: WalletState, key: str, ts: int) -> bool:
-    """A token the wallet sent away returns to it (a wash-trading cycle such as A→B→C→A).
-
-    Counted once: the purchase and its chain transfer both record the holding."""
-    sent_ms = wallet.sent.get(key)
-    if sent_ms is None or sent_ms > ts:
-        return False
-    held = wallet.holdings.get(key)
-    return held is None or held.acquired_ms < sent_ms
 
 
 def _send_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:

@@ -51,19 +51,6 @@ def drop_ts_until(ring: list[int], cutoff: int) -> None:
     del ring[: bisect.bisect_right(ring, cutoff)]
 
 
-def prune_dict(d: dict, cutoff: int, cap: int, ts_of: Callable[[Any], int] = int) -> None:
-    """Drop entries whose timestamp is ``<= cutoff``, then the oldest ones over ``cap``."""
-    if not d:
-        return
-    if ts_of is int:  # int timestamps (the wallet's maps): compared as they are
-        stale = [k for k, v in d.items() if v <= cutoff]
-    else:
-        stale = [k for k, v in d.items() if ts_of(v) <= cutoff]
-    for k in stale:
-        del d[k]
-    cap_dict(d, cap, ts_of)
-
-
 def cap_dict(d: dict, cap: int, ts_of: Callable[[Any], int] = int) -> None:
     """Over ``cap``, drop the oldest entries down to three quarters of ``cap`` (amortised)."""
     if len(d) <= cap:

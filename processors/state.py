@@ -6,6 +6,8 @@ however long the simulated clock runs. Expiry keeps ``SLACK_MS`` beyond each win
 event arriving within the allowed lateness still sees the rows it needs; queries filter by
 timestamp, so expiry only ever frees memory and never changes a feature value. A whole
 wallet idle past its longest window is summarised or deleted by ``processors/expiry.py``.
+The updates (a purchase applied, ``first_time``, ``observe``, ``prune``) run in native code,
+``WALLET_UPDATES`` (``processors/native/src/updates.rs``), with the limits below.
 
 ``WalletState`` is ``array_like`` (encoded as an array, fields in declaration order) and
 tagged; ``processors/statecodec.py`` puts a format version in front. To add a field, append
@@ -19,7 +21,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from processors.ring import cap_dict, drop_rows_until, drop_ts_until, prune_dict
+from processors._native import WalletUpdates
+from processors.records import Order
 from processors.timeutil import DAY_MS, HOUR_MS
 
 SLACK_MS = HOUR_MS
@@ -122,53 +125,21 @@ class WalletState(msgspec.Struct, array_like=True, gc=False, tag=WALLET_TAG):
     fraud_marks: list[FraudMark] = []
 
     def observe(self, ts_ms: int, stream: str = "purchase") -> None:
-        """Advance the watermarks and first-seen time; prune now and then."""
-        if ts_ms > self.watermark_ms:
-            self.watermark_ms = ts_ms
-        if ts_ms > self.marks.get(stream, 0):
-            self.marks[stream] = ts_ms
-        if self.first_seen_ms is None or ts_ms < self.first_seen_ms:
-            self.first_seen_ms = ts_ms
-        if self.watermark_ms - self.pruned_ms >= PRUNE_EVERY_MS:
-            self.prune()
+        """Advance the watermarks and first-seen time; prune now and then (native:
+        ``WALLET_UPDATES.observe``, which the apply paths call directly)."""
+        WALLET_UPDATES.observe(self, ts_ms, stream)
 
     def mark(self, stream: str) -> int:
         return self.marks.get(stream, 0)
 
     def first_time(self, record_id: str) -> bool:
         """Remember ``record_id``; False when it was applied already (a redelivery)."""
-        if record_id in self.applied:
-            return False
-        self.applied.append(record_id)
-        if len(self.applied) > APPLIED_CAP:
-            del self.applied[0]
-        return True
+        return WALLET_UPDATES.first_time(self, record_id)
 
     def prune(self) -> None:
-        """Expire rows by event time; empty collections are skipped (it runs often)."""
-        # The slowest stream's mark: never drop rows a lagging stream still needs.
-        wm = min(self.marks.values()) if self.marks else self.watermark_ms
-        if self.purchases:
-            drop_rows_until(self.purchases, wm - PURCHASE_RETENTION_MS - SLACK_MS)
-        if self.geo_points:
-            drop_rows_until(self.geo_points, wm - GEO_RETENTION_MS - SLACK_MS)
-        if self.failed_logins:
-            drop_ts_until(self.failed_logins, wm - AUTH_RETENTION_MS - SLACK_MS)
-        if self.mfa_failures:
-            drop_ts_until(self.mfa_failures, wm - AUTH_RETENTION_MS - SLACK_MS)
-        if self.resales:
-            drop_rows_until(self.resales, wm - TOKEN_RETENTION_MS - SLACK_MS)
-        if self.wash_cycles:
-            drop_ts_until(self.wash_cycles, wm - TOKEN_RETENTION_MS - SLACK_MS)
-        if self.devices:
-            prune_dict(self.devices, wm - DEVICE_RETENTION_MS - SLACK_MS, DEVICES_CAP)
-        if self.mints:
-            prune_dict(self.mints, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
-        if self.sent:
-            prune_dict(self.sent, wm - TOKEN_RETENTION_MS - SLACK_MS, TOKENS_CAP)
-        if len(self.holdings) > HOLDINGS_CAP:
-            cap_dict(self.holdings, HOLDINGS_CAP, _acquired)
-        self.pruned_ms = wm
+        """Expire rows by event time, by the slowest stream's mark (never drop rows a lagging
+        stream still needs); holdings only by their cap."""
+        WALLET_UPDATES.prune(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain builtins (for tests, logs and comparisons)."""
@@ -181,5 +152,13 @@ class WalletState(msgspec.Struct, array_like=True, gc=False, tag=WALLET_TAG):
             setattr(self, name, getattr(fresh, name))
 
 
-def _acquired(h: Holding) -> int:
-    return h.acquired_ms
+# Applying a purchase, and the state's first_time / observe / prune, in native code
+# (processors/native/src/updates.rs), with the limits above and the rows' classes.
+WALLET_UPDATES = WalletUpdates(
+    purchases_cap=PURCHASES_CAP, geo_cap=GEO_CAP, devices_cap=DEVICES_CAP, tokens_cap=TOKENS_CAP,
+    holdings_cap=HOLDINGS_CAP, wash_cap=WASH_CAP, applied_cap=APPLIED_CAP, slack_ms=SLACK_MS,
+    prune_every_ms=PRUNE_EVERY_MS, purchase_retention_ms=PURCHASE_RETENTION_MS,
+    geo_retention_ms=GEO_RETENTION_MS, auth_retention_ms=AUTH_RETENTION_MS,
+    device_retention_ms=DEVICE_RETENTION_MS, token_retention_ms=TOKEN_RETENTION_MS,
+    order_fields=Order._fields, purchase_fact=PurchaseFact, geo_point=GeoPoint, holding=Holding,
+)  # fmt: skip

@@ -25,13 +25,15 @@
 //! wallet's state and the order itself (`processors.compute.order_features`: everything up
 //! to `email_verified`, asking the entity store here for the entity, show and
 //! mint-to-resale values in the same call); `wallet.rs` documents how it keeps Python's
-//! floats to the bit.
+//! floats to the bit. A fourth, `WalletUpdates` (`updates.rs`), then applies the purchase to
+//! that state in place and prunes it (`processors.apply.apply_order`, `WalletState.observe`).
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod updates;
 mod wallet;
 
 const MISSING: f64 = -1.0;
@@ -1028,5 +1030,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CrowdStore>()?;
     m.add_class::<EntityStore>()?;
     m.add_class::<wallet::WalletFeatures>()?;
+    m.add_class::<updates::WalletUpdates>()?;
     Ok(())
 }

@@ -36,21 +36,22 @@ extern "C" {
 }
 
 /// The layouts read by position, checked against the NamedTuples' `_fields` when built.
-const ORDER_FIELDS: [&str; 23] = [
+pub(crate) const ORDER_FIELDS: [&str; 23] = [
     "ts", "ingested_ms", "purchase_id", "wallet", "show_id", "ticket_id", "channel", "quantity",
     "amount", "unit", "payment_method", "card", "ip", "device", "geo", "lat", "lon", "country",
     "sale_opens_ms", "account_created_ms", "mfa_enabled", "phone_verified", "email_verified",
 ];
-const PURCHASE_FACT_FIELDS: [&str; 12] = [
+pub(crate) const PURCHASE_FACT_FIELDS: [&str; 12] = [
     "ts_ms", "show_id", "amount_minor", "quantity", "payment_method", "card", "lat", "lon",
     "country", "ip", "device", "channel",
 ];
-const GEO_POINT_FIELDS: [&str; 4] = ["ts_ms", "lat", "lon", "country"];
+pub(crate) const GEO_POINT_FIELDS: [&str; 4] = ["ts_ms", "lat", "lon", "country"];
 const RESALE_FACT_FIELDS: [&str; 3] = ["ts_ms", "hold_ms", "flip_ms"];
 
 /// Positions in `Order`.
-mod order {
+pub(crate) mod order {
     pub const TS: usize = 0;
+    pub const INGESTED_MS: usize = 1;
     pub const PURCHASE_ID: usize = 2;
     pub const WALLET: usize = 3;
     pub const SHOW_ID: usize = 4;
@@ -59,6 +60,7 @@ mod order {
     pub const QUANTITY: usize = 7;
     pub const AMOUNT: usize = 8;
     pub const UNIT: usize = 9;
+    pub const PAYMENT_METHOD: usize = 10;
     pub const CARD: usize = 11;
     pub const IP: usize = 12;
     pub const DEVICE: usize = 13;
@@ -464,16 +466,16 @@ fn max0(x: f64) -> f64 {
 }
 
 /// An event time (an int within i64).
-fn ts_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
+pub(crate) fn ts_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
     Ok(i128::from(ob.extract::<i64>()?))
 }
 
-fn opt_ts(ob: &Bound<'_, PyAny>) -> PyResult<Option<i128>> {
+pub(crate) fn opt_ts(ob: &Bound<'_, PyAny>) -> PyResult<Option<i128>> {
     if ob.is_none() { Ok(None) } else { ts_of(ob).map(Some) }
 }
 
 /// A row's time (its first field).
-fn row_ts(row: &Bound<'_, PyAny>) -> PyResult<i128> {
+pub(crate) fn row_ts(row: &Bound<'_, PyAny>) -> PyResult<i128> {
     ts_of(&row.downcast::<PyTuple>()?.get_item(0)?)
 }
 
@@ -581,7 +583,7 @@ fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64, radius_km: f64) -> P
 
 /// `bisect.bisect_right(items, x, lo, hi, key=key)` step for step as CPython takes them, so an
 /// unsorted list gives Python's answer too; reads only the items it compares.
-fn bisect_right(items: &Bound<'_, PyList>, x: i128, mut lo: usize, mut hi: usize,
+pub(crate) fn bisect_right(items: &Bound<'_, PyList>, x: i128, mut lo: usize, mut hi: usize,
                 key: impl Fn(&Bound<'_, PyAny>) -> PyResult<i128>) -> PyResult<usize> {
     while lo < hi {
         let mid = (lo + hi) / 2;
@@ -612,7 +614,7 @@ fn count_between(ring: &Bound<'_, PyList>, lo_excl: i128, hi_incl: i128) -> PyRe
 
 /// A str's text as UTF-8 (an unpaired surrogate as "surrogatepass" writes it): equal exactly
 /// when the strs are.
-fn text<'a>(ob: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+pub(crate) fn text<'a>(ob: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     let s = ob.downcast::<PyString>()?;
     match s.to_str() {
         Ok(t) => Ok(Cow::Borrowed(t.as_bytes())),

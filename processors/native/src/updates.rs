@@ -1,0 +1,414 @@
+//! Applying a purchase to its wallet's state (`processors.state.WalletState`), in place:
+//! `WalletUpdates.apply_order` (`processors.apply.apply_order`), and the state's own
+//! `first_time`, `observe` and `prune`, which the auth and chain paths call too. It changes the
+//! Python struct where it is (its lists of NamedTuples, its dicts, its int fields), so any
+//! `WalletState` will do: the engine's, or one the live worker decoded from its table.
+//!
+//! The result is the one the Python it replaced left (`tests/support/apply_reference.py`
+//! keeps it; `tests/unit/test_native_wallet_updates.py` compares state by state): the same
+//! rows in the same order, found by the same bisection steps as `bisect.insort_right` (a row
+//! goes after every row at its time; an unsorted list gets Python's answer too); the same dict
+//! insertion order (an existing key keeps its place, a deleted one comes back at the end; over
+//! a cap the entries go in `sorted` order of (time, key), keys compared as Python compares
+//! strs); the rows built as the NamedTuple classes passed at construction build them
+//! (`tuple.__new__(cls, values)`, what a NamedTuple's `__new__` does), holding the order's own
+//! objects; counters summed as Python ints.
+//!
+//! Assumed of the inputs (as their types say): event times (the order's, the rows', the
+//! dicts' values, the marks and watermarks) are ints within i64; record ids and keys strs.
+//! Anything else raises TypeError where Python might have gone on.
+
+use pyo3::exceptions::{PyAssertionError, PyValueError};
+use pyo3::{ffi, intern};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+
+use crate::wallet::{bisect_right, opt_ts, order, row_ts, text, ts_of, GEO_POINT_FIELDS,
+                    ORDER_FIELDS, PURCHASE_FACT_FIELDS};
+
+const HOLDING_FIELDS: [&str; 2] = ["acquired_ms", "price_minor"];
+
+/// Caps and retentions (`processors/state.py` holds their values and reasons).
+#[derive(Clone, Copy)]
+struct UpdateLimits {
+    purchases_cap: usize,
+    geo_cap: usize,
+    devices_cap: usize,
+    tokens_cap: usize,
+    holdings_cap: usize,
+    wash_cap: usize,
+    applied_cap: usize,
+    slack_ms: i128,
+    prune_every_ms: i128,
+    purchase_retention_ms: i128,
+    geo_retention_ms: i128,
+    auth_retention_ms: i128,
+    device_retention_ms: i128,
+    token_retention_ms: i128,
+}
+
+/// The wallet updates under `processors/state.py`'s limits.
+#[pyclass(module = "processors._native", frozen)]
+pub struct WalletUpdates {
+    lim: UpdateLimits,
+    purchase_fact: Py<PyType>,
+    geo_point: Py<PyType>,
+    holding: Py<PyType>,
+    tuple_new: ffi::newfunc, // tuple's tp_new, which `tuple.__new__(cls, values)` calls
+}
+
+#[pymethods]
+impl WalletUpdates {
+    #[new]
+    #[pyo3(signature = (*, purchases_cap, geo_cap, devices_cap, tokens_cap, holdings_cap,
+                        wash_cap, applied_cap, slack_ms, prune_every_ms, purchase_retention_ms,
+                        geo_retention_ms, auth_retention_ms, device_retention_ms,
+                        token_retention_ms, order_fields, purchase_fact, geo_point, holding))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(purchases_cap: usize, geo_cap: usize, devices_cap: usize, tokens_cap: usize,
+           holdings_cap: usize, wash_cap: usize, applied_cap: usize, slack_ms: i64,
+           prune_every_ms: i64, purchase_retention_ms: i64, geo_retention_ms: i64,
+           auth_retention_ms: i64, device_retention_ms: i64, token_retention_ms: i64,
+           order_fields: Vec<String>, purchase_fact: Bound<'_, PyType>,
+           geo_point: Bound<'_, PyType>, holding: Bound<'_, PyType>) -> PyResult<Self> {
+        let py = purchase_fact.py();
+        let tuple = py.get_type::<PyTuple>();
+        let mut layouts = vec![("Order", order_fields, &ORDER_FIELDS[..])];
+        for (name, cls, want) in [("PurchaseFact", &purchase_fact, &PURCHASE_FACT_FIELDS[..]),
+                                  ("GeoPoint", &geo_point, &GEO_POINT_FIELDS[..]),
+                                  ("Holding", &holding, &HOLDING_FIELDS[..])] {
+            if !cls.is_subclass(&tuple)? {
+                return Err(PyValueError::new_err(format!("{name} must be a NamedTuple class")));
+            }
+            layouts.push((name, cls.getattr(intern!(py, "_fields"))?.extract()?, want));
+        }
+        for (name, got, want) in layouts {
+            if got.iter().map(String::as_str).ne(want.iter().copied()) {
+                return Err(PyValueError::new_err(format!(
+                    "{name} fields {got:?}: the native update expects {want:?}")));
+            }
+        }
+        let i = i128::from;
+        Ok(WalletUpdates {
+            lim: UpdateLimits {
+                purchases_cap, geo_cap, devices_cap, tokens_cap, holdings_cap, wash_cap,
+                applied_cap, slack_ms: i(slack_ms), prune_every_ms: i(prune_every_ms),
+                purchase_retention_ms: i(purchase_retention_ms),
+                geo_retention_ms: i(geo_retention_ms), auth_retention_ms: i(auth_retention_ms),
+                device_retention_ms: i(device_retention_ms),
+                token_retention_ms: i(token_retention_ms),
+            },
+            purchase_fact: purchase_fact.unbind(),
+            geo_point: geo_point.unbind(),
+            holding: holding.unbind(),
+            tuple_new: tuple_new()?,
+        })
+    }
+
+    /// `processors.apply.apply_order`: order `o` (an admitted `Order`) into `wallet`, its
+    /// purchase-stream mark advanced at most to `ingested_ms + max_future_skew_ms`; False for
+    /// a redelivery (nothing changed).
+    fn apply_order(&self, o: &Bound<'_, PyTuple>, wallet: &Bound<'_, PyAny>,
+                   max_future_skew_ms: i64) -> PyResult<bool> {
+        let py = o.py();
+        let lim = &self.lim;
+        let item = |at: usize| o.get_item(at);
+        let ts_obj = item(order::TS)?;
+        let ts = ts_of(&ts_obj)?;
+        if !wallet.getattr(intern!(py, "address"))?.is_truthy()? {
+            wallet.setattr(intern!(py, "address"), item(order::WALLET)?)?;
+        }
+        if !self.first_time(wallet, &item(order::PURCHASE_ID)?)? {
+            return Ok(false);
+        }
+        let (lat, lon, country) = (item(order::LAT)?, item(order::LON)?, item(order::COUNTRY)?);
+        let device = item(order::DEVICE)?;
+        let fact = self.make(py, &self.purchase_fact, [
+            ts_obj.clone(), item(order::SHOW_ID)?, item(order::AMOUNT)?, item(order::QUANTITY)?,
+            item(order::PAYMENT_METHOD)?, item(order::CARD)?, lat.clone(), lon.clone(),
+            country.clone(), item(order::IP)?, device.clone(), item(order::CHANNEL)?])?;
+        insert_row(&list(wallet, intern!(py, "purchases"))?, fact, ts, lim.purchases_cap)?;
+        let total = wallet.getattr(intern!(py, "purchases_total"))?;
+        wallet.setattr(intern!(py, "purchases_total"), total.add(1)?)?;
+        let amount = wallet.getattr(intern!(py, "amount_total_minor"))?;
+        wallet.setattr(intern!(py, "amount_total_minor"), amount.add(item(order::AMOUNT)?)?)?;
+        let last = wallet.getattr(intern!(py, "last_purchase_ms"))?;
+        if !last.is_truthy()? || ts_of(&last)? < ts {
+            wallet.setattr(intern!(py, "last_purchase_ms"), &ts_obj)?;
+        }
+        if !lat.is_none() && !lon.is_none() {
+            if country.is_none() {
+                // read_order takes all three from one Geo (country required)
+                return Err(PyAssertionError::new_err("an order with lat and lon has a country"));
+            }
+            let point = self.make(py, &self.geo_point, [ts_obj.clone(), lat, lon, country])?;
+            insert_row(&list(wallet, intern!(py, "geo_points"))?, point, ts, lim.geo_cap)?;
+        }
+        if device.is_truthy()? {
+            let devices = dict(wallet, intern!(py, "devices"))?;
+            let seen = match devices.get_item(&device)? {
+                Some(seen) if ts_of(&seen)? >= ts => seen, // max(seen, ts) keeps seen on a tie
+                _ => ts_obj.clone(),
+            };
+            devices.set_item(&device, seen)?;
+            cap_dict(&devices, lim.devices_cap, ts_of)?;
+        }
+        self.acquire_ticket(o, wallet, &ts_obj, ts)?;
+        let ingested = opt_ts(&item(order::INGESTED_MS)?)?;
+        let mark = match ingested {
+            Some(at) if at + i128::from(max_future_skew_ms) < ts => {
+                (at + i128::from(max_future_skew_ms)).into_pyobject(py)?.into_any()
+            }
+            _ => ts_obj,
+        };
+        self.observe(wallet, &mark, intern!(py, "purchase"))?;
+        Ok(true)
+    }
+
+    /// `_comes_back`: a token the wallet sent away returns to it at `ts` (the chain path
+    /// asks too).
+    fn comes_back(&self, wallet: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, ts: i64) -> PyResult<bool> {
+        comes_back(wallet, &dict(wallet, intern!(wallet.py(), "holdings"))?, key, i128::from(ts))
+    }
+
+    /// `WalletState.first_time`: remember `record_id`; False when it was applied already.
+    fn first_time(&self, wallet: &Bound<'_, PyAny>, record_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let applied = list(wallet, intern!(wallet.py(), "applied"))?;
+        if applied.contains(record_id)? {
+            return Ok(false);
+        }
+        applied.append(record_id)?;
+        if applied.len() > self.lim.applied_cap {
+            applied.del_item(0)?;
+        }
+        Ok(true)
+    }
+
+    /// `WalletState.observe`: advance the watermark, `stream`'s mark and the first-seen time
+    /// to `ts_ms`; prune when the watermark moved `prune_every_ms` past the last prune.
+    fn observe(&self, wallet: &Bound<'_, PyAny>, ts_ms: &Bound<'_, PyAny>,
+               stream: &Bound<'_, PyString>) -> PyResult<()> {
+        let py = wallet.py();
+        let ts = ts_of(ts_ms)?;
+        let mut watermark = ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?;
+        if ts > watermark {
+            wallet.setattr(intern!(py, "watermark_ms"), ts_ms)?;
+            watermark = ts;
+        }
+        let marks = dict(wallet, intern!(py, "marks"))?;
+        let mark = match marks.get_item(stream)? {
+            Some(mark) => ts_of(&mark)?,
+            None => 0,
+        };
+        if ts > mark {
+            marks.set_item(stream, ts_ms)?;
+        }
+        let first_seen = opt_ts(&wallet.getattr(intern!(py, "first_seen_ms"))?)?;
+        if first_seen.is_none_or(|first| ts < first) {
+            wallet.setattr(intern!(py, "first_seen_ms"), ts_ms)?;
+        }
+        let pruned = ts_of(&wallet.getattr(intern!(py, "pruned_ms"))?)?;
+        if watermark - pruned >= self.lim.prune_every_ms {
+            self.prune(wallet)?;
+        }
+        Ok(())
+    }
+
+    /// `WalletState.prune`: expire rows by the slowest stream's mark (the watermark when there
+    /// is none); holdings only by their cap.
+    fn prune(&self, wallet: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = wallet.py();
+        let lim = &self.lim;
+        let marks = dict(wallet, intern!(py, "marks"))?;
+        let wm = if marks.is_empty() {
+            ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?
+        } else {
+            let mut low: Option<i128> = None;
+            for mark in marks.values() {
+                let mark = ts_of(&mark)?;
+                if low.is_none_or(|low| mark < low) {
+                    low = Some(mark);
+                }
+            }
+            low.expect("marks is not empty")
+        };
+        let cutoff = |retention: i128| wm - retention - lim.slack_ms;
+        for (name, retention) in [(intern!(py, "purchases"), lim.purchase_retention_ms),
+                                  (intern!(py, "geo_points"), lim.geo_retention_ms)] {
+            drop_until(&list(wallet, name)?, cutoff(retention), row_ts, true)?;
+        }
+        for name in [intern!(py, "failed_logins"), intern!(py, "mfa_failures")] {
+            drop_until(&list(wallet, name)?, cutoff(lim.auth_retention_ms), ts_of, false)?;
+        }
+        drop_until(&list(wallet, intern!(py, "resales"))?, cutoff(lim.token_retention_ms),
+                   row_ts, true)?;
+        drop_until(&list(wallet, intern!(py, "wash_cycles"))?, cutoff(lim.token_retention_ms),
+                   ts_of, false)?;
+        for (name, retention, cap) in [
+            (intern!(py, "devices"), lim.device_retention_ms, lim.devices_cap),
+            (intern!(py, "mints"), lim.token_retention_ms, lim.tokens_cap),
+            (intern!(py, "sent"), lim.token_retention_ms, lim.tokens_cap),
+        ] {
+            let d = dict(wallet, name)?;
+            if !d.is_empty() {
+                prune_dict(&d, cutoff(retention), cap)?;
+            }
+        }
+        let holdings = dict(wallet, intern!(py, "holdings"))?;
+        if holdings.len() > lim.holdings_cap {
+            cap_dict(&holdings, lim.holdings_cap, row_ts)?; // by acquired_ms, a Holding's first
+        }
+        wallet.setattr(intern!(py, "pruned_ms"), i64::try_from(wm)?)?; // a mark: within i64
+        Ok(())
+    }
+}
+
+impl WalletUpdates {
+    /// `_acquire_ticket`: the order's ticket is held from its time at its unit price (a wash
+    /// cycle when it comes back), and minted then when bought on the primary market.
+    fn acquire_ticket(&self, o: &Bound<'_, PyTuple>, wallet: &Bound<'_, PyAny>,
+                      ts_obj: &Bound<'_, PyAny>, ts: i128) -> PyResult<()> {
+        let py = o.py();
+        let key = o.get_item(order::TICKET_ID)?;
+        let holdings = dict(wallet, intern!(py, "holdings"))?;
+        if comes_back(wallet, &holdings, &key, ts)? {
+            insert_ts(&list(wallet, intern!(py, "wash_cycles"))?, ts_obj, ts, self.lim.wash_cap)?;
+        }
+        let holding = self.make(py, &self.holding, [ts_obj.clone(), o.get_item(order::UNIT)?])?;
+        holdings.set_item(&key, holding)?;
+        if o.get_item(order::CHANNEL)?.eq(intern!(py, "PRIMARY"))? {
+            let mints = dict(wallet, intern!(py, "mints"))?;
+            mints.set_item(&key, ts_obj)?;
+            cap_dict(&mints, self.lim.tokens_cap, ts_of)?;
+        }
+        Ok(())
+    }
+
+    /// An instance of NamedTuple class `cls` holding `values` (`tuple.__new__(cls, values)`).
+    fn make<'py, const N: usize>(&self, py: Python<'py>, cls: &Py<PyType>,
+                                 values: [Bound<'py, PyAny>; N]) -> PyResult<Bound<'py, PyAny>> {
+        let args = PyTuple::new(py, [PyTuple::new(py, values)?])?;
+        // SAFETY: tuple's tp_new with a subclass of tuple (checked when built), a tuple of
+        // args and no keywords, as `tuple.__new__(cls, values)` calls it; a new reference or
+        // NULL with an exception set.
+        unsafe {
+            let made = (self.tuple_new)(cls.as_ptr().cast(), args.as_ptr(), std::ptr::null_mut());
+            Bound::from_owned_ptr_or_err(py, made)
+        }
+    }
+}
+
+/// tuple's `tp_new` slot.
+fn tuple_new() -> PyResult<ffi::newfunc> {
+    // SAFETY: PyType_GetSlot of a static type (allowed from 3.10) gives the slot or NULL.
+    let slot = unsafe { ffi::PyType_GetSlot(std::ptr::addr_of_mut!(ffi::PyTuple_Type), ffi::Py_tp_new) };
+    if slot.is_null() {
+        return Err(PyValueError::new_err("tuple has no tp_new"));
+    }
+    // SAFETY: the Py_tp_new slot holds a newfunc.
+    Ok(unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(slot) })
+}
+
+fn list<'py>(wallet: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyList>> {
+    Ok(wallet.getattr(name)?.downcast_into::<PyList>()?)
+}
+
+fn dict<'py>(wallet: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyDict>> {
+    Ok(wallet.getattr(name)?.downcast_into::<PyDict>()?)
+}
+
+/// `_comes_back`: a token the wallet sent away returns to it (a wash-trading cycle such as
+/// A→B→C→A): sent at or before `ts`, after the wallet last acquired it. Counted once: the
+/// purchase and its chain transfer both record the holding.
+fn comes_back(wallet: &Bound<'_, PyAny>, holdings: &Bound<'_, PyDict>, key: &Bound<'_, PyAny>,
+              ts: i128) -> PyResult<bool> {
+    let sent = dict(wallet, intern!(wallet.py(), "sent"))?;
+    let sent_ms = match sent.get_item(key)? {
+        Some(at) if !at.is_none() => ts_of(&at)?,
+        _ => return Ok(false),
+    };
+    if sent_ms > ts {
+        return Ok(false);
+    }
+    match holdings.get_item(key)? {
+        Some(held) if !held.is_none() => Ok(row_ts(&held)? < sent_ms),
+        _ => Ok(true),
+    }
+}
+
+/// `processors.ring.insert_row`: `row` (at `ts`) after every row at its time; the oldest go
+/// over `cap`.
+fn insert_row(ring: &Bound<'_, PyList>, row: Bound<'_, PyAny>, ts: i128, cap: usize) -> PyResult<()> {
+    let n = ring.len();
+    if n == 0 || ts >= row_ts(&ring.get_item(n - 1)?)? {
+        ring.append(row)?;
+    } else {
+        ring.insert(bisect_right(ring, ts, 0, n, row_ts)?, row)?;
+    }
+    cap_list(ring, cap)
+}
+
+/// `processors.ring.insert_ts`: a bare timestamp, after every equal one.
+fn insert_ts(ring: &Bound<'_, PyList>, ts_obj: &Bound<'_, PyAny>, ts: i128, cap: usize) -> PyResult<()> {
+    ring.insert(bisect_right(ring, ts, 0, ring.len(), ts_of)?, ts_obj)?;
+    cap_list(ring, cap)
+}
+
+/// `del ring[: len(ring) - cap]` over `cap`.
+fn cap_list(ring: &Bound<'_, PyList>, cap: usize) -> PyResult<()> {
+    let n = ring.len();
+    if n > cap {
+        ring.del_slice(0, n - cap)?;
+    }
+    Ok(())
+}
+
+/// `processors.ring.drop_rows_until` (`rows`: only when the first row is due) and
+/// `drop_ts_until`: drop the leading items at or before `cutoff` by bisection. An empty ring
+/// is skipped (as `prune` skips it).
+fn drop_until(ring: &Bound<'_, PyList>, cutoff: i128,
+              key: impl Fn(&Bound<'_, PyAny>) -> PyResult<i128>, rows: bool) -> PyResult<()> {
+    let n = ring.len();
+    if n == 0 || (rows && key(&ring.get_item(0)?)? > cutoff) {
+        return Ok(());
+    }
+    let end = bisect_right(ring, cutoff, 0, n, &key)?;
+    if end > 0 {
+        ring.del_slice(0, end)?;
+    }
+    Ok(())
+}
+
+/// `prune_dict` of int times: drop the entries at or before `cutoff`, then cap.
+fn prune_dict(d: &Bound<'_, PyDict>, cutoff: i128, cap: usize) -> PyResult<()> {
+    let mut stale = Vec::new();
+    for (k, v) in d.iter() {
+        if ts_of(&v)? <= cutoff {
+            stale.push(k);
+        }
+    }
+    for k in stale {
+        d.del_item(k)?;
+    }
+    cap_dict(d, cap, ts_of)
+}
+
+/// `processors.ring.cap_dict`: over `cap`, drop the entries first in `sorted` order of
+/// (`ts_of(value)`, key) down to three quarters of `cap`; the others keep their order.
+fn cap_dict(d: &Bound<'_, PyDict>, cap: usize,
+            ts_of: impl Fn(&Bound<'_, PyAny>) -> PyResult<i128>) -> PyResult<()> {
+    let n = d.len();
+    if n <= cap {
+        return Ok(());
+    }
+    let keep = cap - cap / 4;
+    let entries = d.iter().map(|(k, v)| Ok((ts_of(&v)?, k))).collect::<PyResult<Vec<_>>>()?;
+    let mut order = entries.iter()
+        .map(|(ts, k)| Ok((*ts, text(k)?, k)))
+        .collect::<PyResult<Vec<_>>>()?;
+    order.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    for (_, _, k) in &order[..n - keep] {
+        d.del_item(*k)?;
+    }
+    Ok(())
+}
