@@ -13,7 +13,11 @@ path reads entities in memory, with no repartition hop and no table. A record th
 scores is decoded once: whichever copy comes first, the scorer's or the replica's own fetch,
 is applied and the other is skipped. The records of a batch reach the replica from the scorer
 itself (``offer``, already decoded); records the replica fetched first (a backlog: it reads
-ahead) are handed to the scorer decoded (``decoded``).
+ahead) are handed to the scorer decoded (``decoded``). Each record the worker scores is also
+read once: the replica keeps what it read of a record of a partition the worker scores (its
+``Order`` and crowd keys, ``read_order`` and ``crowd_keyed``) until the scorer takes it
+(``take_read``), whichever thread applied it; a record the replica did not apply (not
+decodable, refused, not yet reached) is read by the scorer itself.
 
 Consistency: the store answers queries as of a purchase's event time ``t`` (rows strictly
 before ``t``), so it may run ahead, but not too far: the scorer announces each batch
@@ -46,7 +50,7 @@ from infra import topics
 from infra.settings import Settings
 from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
 from processors.entity_state import SHOW_RETENTION_MS, EntityStore, entity_store
-from processors.records import read_order
+from processors.records import Order, read_order
 from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
 
@@ -64,6 +68,13 @@ MAX_LAG_MS = SHOW_RETENTION_MS
 # purchases, ~2.8 KB each (measured), so 2000 per partition held ~35 MB on a backlog.
 HOLD = 500
 PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 64 MiB)
+# Reads kept per partition the worker scores for the scorer to take (``take_read``): ~1.1 KB
+# each (tracemalloc, simulated purchases), so at most ~1.1 MB a partition. The replica applies
+# about a batch ahead of the scorer live, up to its lead in a backlog; what is not kept there
+# is read again by the scorer.
+READS_KEPT = 1000
+
+Read = tuple[Order, dict[str, str]]  # a purchase read: its order and crowd keys by kind
 
 
 class EntityReplica:
@@ -84,6 +95,8 @@ class EntityReplica:
         self.horizon_ms = -1  # records with event time up to this may be applied
         self.scored: dict[int, int] = {}  # partition -> latest offset a batch has announced
         self.scored_ms: dict[int, int] = {}  # partition -> earliest event time of its last batch
+        # partition the worker scores -> (offset, read) of records applied, not yet scored
+        self.reads: dict[int, deque[tuple[int, Read]]] = {}
         self.applied = 0
         self.rejected = 0  # records the store refused (the scorer dead-letters them)
         self._progress = threading.Condition()
@@ -124,15 +137,47 @@ class EntityReplica:
         (None: unknown); default: every partition announced so far."""
         with self._progress:
             self.horizon_ms = max(self.horizon_ms, latest_ms + LEAD_MS)
+            before = {p: self.scored.get(p, -1) for p in offsets}
             for p, offset in offsets.items():
                 self.scored[p] = max(self.scored.get(p, -1), offset)
                 self.scored_ms[p] = earliest[p]
-            floor = self._floor(min(earliest.values()),
-                                owned if owned is not None else dict.fromkeys(self.scored))
+            owned = owned if owned is not None else dict.fromkeys(self.scored)
+            floor = self._floor(min(earliest.values()), owned)
             self._progress.notify_all()
         with self.lock:
             self.store.advance_floor(floor)
             self.crowds.advance_floor(floor)
+            self._keep_reads(owned, before)
+
+    def _keep_reads(self, owned: dict[int, int | None], scored: dict[int, int]) -> None:
+        """Reads are kept for the partitions the worker scores (``owned``) only, and not for
+        records at or before those already scored (``scored``: per partition, the last offset
+        announced before this batch)."""
+        reads = self.reads
+        for p in [p for p in reads if p not in owned]:
+            del reads[p]
+        for p in owned:
+            if p in self.held and p not in reads:
+                reads[p] = deque()
+        for p, offset in scored.items():
+            kept = reads.get(p)
+            while kept and kept[0][0] <= offset:
+                kept.popleft()
+
+    def take_read(self, partition: int, offset: int, purchase_id: str) -> Read | None:
+        """The read of the record at (``partition``, ``offset``), kept since this replica
+        applied it, else None (the caller reads it: not applied, not kept, or taken already).
+        Taken once: it and the reads of the partition's earlier records, which the scorer
+        has passed, are dropped. Called with ``lock`` held (as the scorer reads features)."""
+        kept = self.reads.get(partition)
+        if not kept:
+            return None
+        while kept and kept[0][0] < offset:
+            kept.popleft()
+        if not kept or kept[0][0] != offset:
+            return None
+        read = kept.popleft()[1]
+        return read if read[0].purchase_id == purchase_id else None
 
     def _floor(self, batch_ms: int, owned: dict[int, int | None]) -> int:
         """The earliest event time a query may still come for: this batch's, or that of the
@@ -263,24 +308,30 @@ class EntityReplica:
         with self.lock:
             for partition, held in self.held.items():
                 scored = self.scored.get(partition, -1)
+                reads = self.reads.get(partition)  # None: a partition the worker does not score
                 while held and (held[0][1] <= horizon or held[0][0] <= scored):
                     offset, ts, purchase = held.popleft()
                     if purchase is not None:
-                        self._apply_one(purchase)
+                        read = self._apply_one(purchase)
+                        if read is not None and reads is not None and len(reads) < READS_KEPT:
+                            reads.append((offset, read))
                     self.latest_ms[partition] = max(self.latest_ms[partition], ts)
                     self.next_offset[partition] = offset + 1
 
-    def _apply_one(self, purchase: dict) -> None:
+    def _apply_one(self, purchase: dict) -> Read | None:
+        """Apply ``purchase`` to both stores; what was read of it (None: refused)."""
         try:
             order = read_order(purchase)  # read once for both stores, as FeatureEngine does
             self.store.apply_order(order)
+            keyed = crowd_keyed(purchase, order.unit)
             self.crowds.apply_row(order.purchase_id, order_crowd_row(order),
-                                  list(crowd_keyed(purchase, order.unit).values()))
+                                  list(keyed.values()))
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)
-            return
+            return None
         self.applied += 1
+        return order, keyed
 
     def _pace(self) -> None:
         """Pause partitions holding too much, resume those that have room again."""

@@ -86,8 +86,12 @@ def _wallet(address: str, touched: Touched) -> WalletState:
 
 
 def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tuple | None, str]:
-    """(wallet, its feature row or None for a redelivery, the linked-wallet cluster id)."""
-    order = read_order(purchase)
+    """(wallet, its feature row or None for a redelivery, the linked-wallet cluster id). The
+    purchase is read once: the entity replica's read when it applied the record (the same
+    ``read_order`` and ``crowd_keyed`` of the same record), else here."""
+    read = ctx.replica.take_read(event.message.partition, event.message.offset,
+                                 purchase["purchase_id"])
+    order, keyed = read if read is not None else (read_order(purchase), None)
     wallet = _wallet(order.wallet, touched)
     if already_decided(wallet, purchase):
         return wallet, None, ""
@@ -103,7 +107,8 @@ def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tup
     if decided:
         apply_order(order, wallet, cfg)  # decided before a crash: the state catches up only
         return wallet, None, ""
-    keyed = crowd_keyed(purchase, order.unit)
+    if keyed is None:
+        keyed = crowd_keyed(purchase, order.unit)
     entities = ctx.replica.store
     row = order_features(order, purchase, wallet, entities, cfg, ctx.replica.crowds, keyed,
                          ctx.marks.store)

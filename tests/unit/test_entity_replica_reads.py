@@ -1,0 +1,271 @@
+"""The scorer reads each purchase once: the entity replica keeps what it read of a record it
+applied (``read_order`` and ``crowd_keyed``) for the scorer to take (``take_read``). The
+replica runs here on a fake consumer, driven step by step on the test's thread (``step`` is
+what its own thread runs); the scorer's ``_features`` reads from it through ``ctx``."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from infra.settings import get_settings
+from processors.crowd import crowd_keyed
+from processors.features import FeatureEngine
+from processors.marks import MarkStore
+from processors.records import read_order
+from processors.timeutil import to_ms
+from schemas.codec import DecodeError
+from streams import entity_replica, scoring
+from streams.context import ctx
+from streams.entity_replica import READS_KEPT, EntityReplica
+from tests.unit.test_processors_crowd import T0, purchase
+
+pytestmark = pytest.mark.unit
+
+PARTITIONS = (0, 1, 2)
+POISON = b"\x00not avro"
+
+
+class Message:
+    def __init__(self, partition: int, offset: int, value):
+        self._partition, self._offset, self._value = partition, offset, value
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def error(self) -> None:
+        return None
+
+    def value(self):
+        return self._value
+
+
+class FakeConsumer:
+    """What the replica asks of its consumer; ``fetched`` is what ``consume`` returns next."""
+
+    def __init__(self, conf: dict):
+        self.fetched: list[Message] = []
+
+    def list_topics(self, topic: str, timeout: float):
+        meta = SimpleNamespace(error=None, partitions=dict.fromkeys(PARTITIONS))
+        return SimpleNamespace(topics={topic: meta})
+
+    def assign(self, partitions) -> None:
+        pass
+
+    def consume(self, n: int, timeout: float) -> list[Message]:
+        out, self.fetched = self.fetched[:n], self.fetched[n:]
+        return out
+
+    def pause(self, partitions) -> None:
+        pass
+
+    def resume(self, partitions) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Codec:
+    """Decodes a fetched value (the purchase itself, copied as a decoder would make it)."""
+
+    def decode(self, value):
+        if value == POISON:
+            raise DecodeError("not avro")
+        return copy.deepcopy(value)
+
+
+@pytest.fixture
+def replica(monkeypatch) -> EntityReplica:
+    monkeypatch.setattr(entity_replica, "Consumer", FakeConsumer)
+    return new_replica()
+
+
+def new_replica() -> EntityReplica:
+    """A replica on a ``FakeConsumer`` (patched in by the ``replica`` fixture)."""
+    return EntityReplica(get_settings(), Codec()).open()  # type: ignore[arg-type]
+
+
+def purchases(n: int, start: int = 0) -> list[dict]:
+    """Purchases ``start`` .. ``start + n - 1``, 30 s apart."""
+    return [purchase(k, T0 + timedelta(seconds=30 * k)) for k in range(start, start + n)]
+
+
+def records(partition: int, items: list[dict], first: int = 0) -> list[tuple]:
+    return [(partition, first + i, to_ms(p["occurred_at"]) or 0, p) for i, p in enumerate(items)]
+
+
+def announce(replica: EntityReplica, batch: list[tuple], owned=None) -> None:
+    """What ``scoring.wait_for_entities`` announces for a batch (without waiting)."""
+    offsets: dict[int, int] = {}
+    earliest: dict[int, int] = {}
+    for partition, offset, ts, _ in batch:
+        offsets[partition] = max(offsets.get(partition, -1), offset)
+        earliest[partition] = min(earliest.get(partition, ts), ts)
+    replica.announce(offsets, earliest, max(ts for *_, ts, _ in batch), owned)
+
+
+def read(p: dict):
+    order = read_order(p)
+    return order, crowd_keyed(p, order.unit)
+
+
+def test_a_record_offered_and_applied_is_read_once_and_taken_once(replica):
+    batch = records(0, purchases(5))
+    announce(replica, batch, {0: None})
+    assert replica.offer(batch) == 5
+    with replica.lock:
+        taken = [replica.take_read(0, offset, p["purchase_id"]) for _, offset, _, p in batch]
+        assert taken == [read(p) for *_, p in batch]
+        assert replica.take_read(0, 2, batch[2][3]["purchase_id"]) is None  # taken already
+    assert not replica.reads[0]
+
+
+def test_a_record_the_replica_applied_on_its_own_fetch_is_taken_by_the_scorer(replica):
+    """A backlog: the replica fetched and applied the records before the scorer's batch (its
+    own copies, decoded from the same bytes); the scorer takes the read of its own copy."""
+    first, later = records(1, purchases(4)), records(1, purchases(4, start=4), first=4)
+    announce(replica, first, {1: None})
+    replica.offer(first)
+    replica.consumer.fetched = [Message(1, o, p) for _, o, _, p in later]
+    replica.step()  # within the lead: applied on the replica's thread, before any batch
+    assert replica.next_offset[1] == 8
+    announce(replica, later, {1: None})
+    with replica.lock:
+        for _, offset, _, p in later:
+            assert replica.take_read(1, offset, p["purchase_id"]) == read(p)
+
+
+def test_records_not_applied_are_read_by_the_scorer(replica):
+    """Nothing is kept for a record the replica could not decode, one the store refused (an
+    unknown currency), one not applied yet (after a gap) or one not the scorer's (a
+    different purchase at that position)."""
+    items = purchases(4)
+    items[2] = {**items[2], "currency": "XXX"}
+    replica.consumer.fetched = [
+        Message(0, 0, items[0]),
+        Message(0, 1, POISON),
+        Message(0, 2, items[2]),
+        Message(0, 3, items[3]),
+    ]
+    announce(replica, records(0, items), {0: None})
+    replica.step()
+    assert (replica.applied, replica.rejected) == (2, 1)
+    with replica.lock:
+        assert replica.take_read(0, 0, "not the record at offset 0") is None
+        assert replica.take_read(0, 1, "p1") is None
+        assert replica.take_read(0, 2, "p2") is None
+        assert replica.take_read(0, 3, "p3") == read(items[3])
+    after_gap = records(0, purchases(2, start=10), first=10)
+    announce(replica, after_gap, {0: None})
+    assert replica.offer(after_gap) == 0
+    with replica.lock:
+        assert replica.take_read(0, 10, "p10") is None
+    assert not replica.reads[0]
+
+
+def test_reads_are_kept_for_the_partitions_the_worker_scores_only(replica):
+    """The replica applies every partition; it keeps reads of those the worker scores, and
+    drops a partition's when a rebalance takes it away."""
+    mine, theirs = records(0, purchases(3)), records(2, purchases(3, start=3))
+    announce(replica, mine, {0: None})
+    replica.consumer.fetched = [Message(2, o, p) for _, o, _, p in theirs]
+    replica.step()
+    replica.offer(mine)
+    assert replica.applied == 6
+    assert set(replica.reads) == {0}
+    assert [offset for offset, _ in replica.reads[0]] == [0, 1, 2]
+    announce(replica, records(2, purchases(1, start=6), first=3), {2: None})  # a rebalance
+    assert set(replica.reads) == {2}
+    assert not replica.reads[2]
+
+
+def test_reads_stay_bounded_when_the_scorer_never_takes_them(replica):
+    n = 2 * READS_KEPT + 10
+    items = purchases(n)
+    announce(replica, records(0, items[:1]), {0: None})
+    replica.consumer.fetched = [Message(0, o, p) for o, p in enumerate(items)]
+    replica.horizon_ms = to_ms(items[-1]["occurred_at"])  # as a batch far ahead would allow
+    while replica.step():
+        pass
+    assert replica.applied == n
+    assert len(replica.reads[0]) == READS_KEPT
+    # Each batch announced drops the reads at or before the last one scored, taken or not.
+    announce(replica, records(0, items[n - 1 :], first=n - 1), {0: None})
+    assert len(replica.reads[0]) == READS_KEPT - 1  # the first batch's record
+    announce(replica, records(0, items[n - 1 :], first=n - 1), {0: None})
+    assert not replica.reads[0]
+
+
+def test_the_scorers_features_are_those_it_computes_from_its_own_read(replica, monkeypatch):
+    """``scoring._features`` over simulated batches: the same rows, clusters and wallet
+    states whether it takes the replica's reads or reads every purchase itself (the replica
+    keeps nothing), the rows equal to replay's (``FeatureEngine``); with the reads kept,
+    ``read_order`` and ``crowd_keyed`` run once per purchase."""
+    from models.simulator import SimConfig, simulate
+
+    items = [r for k, r in simulate(SimConfig(seed=5, days=1)) if k == "purchase"][:600]
+    engine = FeatureEngine()
+    replayed = [engine.process_row("purchase", p) for p in items]
+    shared, calls = run_scorer(replica, items, monkeypatch)
+    assert calls == {"read_order": len(items), "crowd_keyed": len(items)}
+    alone_replica = new_replica()
+    monkeypatch.setattr(entity_replica, "READS_KEPT", 0)
+    alone, calls = run_scorer(alone_replica, items, monkeypatch)
+    assert calls == {"read_order": 2 * len(items), "crowd_keyed": 2 * len(items)}
+    assert shared == alone
+    assert [row for row, _ in shared[0]] == replayed
+
+
+def run_scorer(replica: EntityReplica, items: list[dict], monkeypatch):
+    """Batches of ``items`` (the wallets' partitions, up to 50 records) announced, offered and
+    scored as ``scoring.wait_for_entities`` and ``scoring.score`` do, the scorer given copies
+    of the replica's purchases for a third of the partitions (what it decoded itself); ((row,
+    cluster) per purchase, the wallet states), and how often the reads ran."""
+    calls = {"read_order": 0, "crowd_keyed": 0}
+
+    def counted(name, f):
+        def call(*args):
+            calls[name] += 1
+            return f(*args)
+
+        return call
+
+    for module in (scoring, entity_replica):
+        monkeypatch.setattr(module, "read_order", counted("read_order", read_order))
+        monkeypatch.setattr(module, "crowd_keyed", counted("crowd_keyed", crowd_keyed))
+    table: dict[str, object] = {}
+    monkeypatch.setattr(scoring, "wallet_to_state", table)
+    monkeypatch.setitem(vars(ctx), "replica", replica)
+    monkeypatch.setitem(vars(ctx), "feature_config", FeatureEngine().config)
+    monkeypatch.setitem(vars(ctx), "marks", SimpleNamespace(store=MarkStore()))
+    monkeypatch.setitem(
+        vars(ctx), "redeliveries", SimpleNamespace(decided=lambda partition, purchase_id: False)
+    )
+    next_offset, out = dict.fromkeys(PARTITIONS, 0), []
+    for start in range(0, len(items), 50):
+        batch = []
+        for p in items[start : start + 50]:
+            partition = int(p["wallet"], 16) % len(PARTITIONS)
+            offset, next_offset[partition] = next_offset[partition], next_offset[partition] + 1
+            batch.append((partition, offset, to_ms(p["occurred_at"]) or 0, p))
+        announce(replica, batch, dict.fromkeys(PARTITIONS))
+        replica.offer(batch)
+        touched: scoring.Touched = {}
+        with replica.lock:
+            for partition, offset, _, p in batch:
+                event = SimpleNamespace(message=SimpleNamespace(partition=partition, offset=offset))
+                mine = copy.deepcopy(p) if partition == 0 else p
+                wallet, row, cluster = scoring._features(event, mine, touched)
+                touched[p["wallet"]] = (wallet, event)
+                out.append((row, cluster))
+        table.update((key, wallet) for key, (wallet, _) in touched.items())
+    assert all(not kept for kept in replica.reads.values())  # every read taken
+    return (out, {key: repr(wallet) for key, wallet in table.items()}), dict(calls)
