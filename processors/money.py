@@ -24,6 +24,9 @@ import iso4217
 RATES_PATH = Path(__file__).with_name("rates.toml")
 _ONE = Decimal(1)
 MEMO_CAP = 1 << 16  # conversions remembered per table (prices repeat: a show has few)
+# Orders' (unit price, quantity, currency) remembered per table (``order_ref_minor``): a
+# simulated week of 12 562 purchases holds 2 454; ~250 bytes each, ~1 MB at most.
+ORDERS_MEMO_CAP = 4096
 
 
 class RatesError(ValueError):
@@ -61,6 +64,7 @@ class RatesTable:
         }
         object.__setattr__(self, "_factors", factors)
         object.__setattr__(self, "_memo", {})
+        object.__setattr__(self, "_orders", {})  # ``order_ref_minor``'s memo
 
     def to_ref_minor(self, amount_minor: int, currency: str | None) -> int | None:
         """``amount_minor`` of ``currency`` in reference minor units; None for a currency the
@@ -142,6 +146,26 @@ def ref_minor(amount_minor: int, currency: str | None) -> int:
             f"currency {currency!r}: no exchange rate in rates table {table.version}"
         )
     return converted
+
+
+def order_ref_minor(unit_price_minor: int, quantity: int, currency: str | None) -> tuple[int, int]:
+    """An order's (amount, unit price) in reference minor units with the committed table:
+    ``ref_minor`` of unit price x quantity, then of the unit price (raising what it raises).
+    Remembered per (unit price, quantity, currency): a show's orders repeat few of them, and
+    one look-up replaces two conversions (``processors.records.read_order``)."""
+    table = default_rates()
+    memo = table._orders  # type: ignore[attr-defined]
+    key = (unit_price_minor, quantity, currency)
+    pair = memo.get(key)
+    if pair is None:
+        pair = (
+            ref_minor(unit_price_minor * quantity, currency),
+            ref_minor(unit_price_minor, currency),
+        )
+        if len(memo) >= ORDERS_MEMO_CAP:
+            memo.clear()
+        memo[key] = pair
+    return pair
 
 
 def amount_ref(purchase: Mapping) -> int:

@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from processors.money import (
+    ORDERS_MEMO_CAP,
     RatesError,
     RatesTable,
     UnknownCurrencyError,
@@ -12,7 +13,9 @@ from processors.money import (
     default_rates,
     exponent,
     load_rates,
+    order_ref_minor,
     read_rates_csv,
+    ref_minor,
     write_rates,
 )
 
@@ -50,6 +53,33 @@ def test_purchase_amount_in_reference_and_unknown_currency_is_named():
     assert amount_ref(mxn) == default_rates().to_ref_minor(200_000, "MXN")
     with pytest.raises(UnknownCurrencyError, match="XAF"):
         amount_ref({**mxn, "currency": "XAF"})
+
+
+def test_an_orders_amount_and_unit_price_are_converted_as_two_conversions():
+    """``order_ref_minor`` (remembered) gives what ``ref_minor`` gives for unit price x
+    quantity and for the unit price, rounded separately; an unknown currency raises each time."""
+    for unit, quantity, currency in [
+        (100_001, 3, "MXN"),
+        (999, 7, "JPY"),
+        (1_005, 2, "EUR"),
+        (1_234, 1, "BHD"),
+        (6_500, 2, None),
+        (6_500, 2, "USD"),
+    ]:
+        expected = (ref_minor(unit * quantity, currency), ref_minor(unit, currency))
+        assert order_ref_minor(unit, quantity, currency) == expected
+        assert order_ref_minor(unit, quantity, currency) == expected  # remembered
+    for _ in range(2):
+        with pytest.raises(UnknownCurrencyError, match="XAF"):
+            order_ref_minor(100, 1, "XAF")
+
+
+def test_remembered_orders_stay_bounded():
+    memo = default_rates()._orders
+    for unit in range(1, ORDERS_MEMO_CAP + 10):
+        expected = (ref_minor(2 * unit, "GBP"), ref_minor(unit, "GBP"))
+        assert order_ref_minor(unit, 2, "GBP") == expected
+        assert len(memo) <= ORDERS_MEMO_CAP
 
 
 def test_committed_table_states_source_and_date():
