@@ -181,6 +181,7 @@ def worker_parts() -> dict[str, dict]:
         "entities": native(store.sizes()),
         "crowds": native(crowds.sizes()),
         "replica_held": {"entries": sum(map(len, ctx.replica.held.values()))},
+        "replica_reads": {"entries": sum(map(len, ctx.replica.reads.values()))},
         "redelivery_found": {"entries": sum(map(len, ctx.redeliveries.found.values()))},
     }
     for name in ("ip_info", "_net24_geo", "ua_family", "is_hosting_as"):
