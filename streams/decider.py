@@ -11,7 +11,7 @@ import numpy as np
 
 from infra.settings import Settings
 from models.drift import DriftMonitor, drift_event
-from processors.decide import Features, Outcome, as_matrix, decide_batch
+from processors.decide import FeatureMatrix, Features, Outcome, decide_batch
 from processors.features import FEATURE_NAMES
 from processors.rules import load_ruleset
 from streams import metrics
@@ -46,6 +46,7 @@ class LiveDecider:
         self.models.maybe_reload()
         blocked = self.blocklists.blocked(purchases)
         ruleset = self.rules.current()  # one version for the whole batch (rules topic)
+        features = FeatureMatrix.of(features)  # converted once, read by the drift watch too
         outcomes = decide_batch(purchases, features, self.models.model, ruleset, blocked,
                                 decided_at, challenger=self.models.challenger,
                                 clusters=clusters, shadowed=frozenset(self.rules.shadowed))
@@ -77,7 +78,7 @@ class DriftWatch:
             has = "distributions" in model.metadata
             self.monitor = DriftMonitor.for_model(model) if has else None
         if self.monitor is not None and len(features):
-            self.monitor.observe(as_matrix(features)[0].astype(np.float32))
+            self.monitor.observe(FeatureMatrix.of(features).X.astype(np.float32))
 
     def events(self, now: datetime) -> list[dict]:
         if self.monitor is None or len(self.monitor) < 500:
