@@ -130,6 +130,18 @@ class RuleBatch:
             columns = np.stack([self.feature(name) for name in FEATURE_NAMES])
         return columns.T.tolist()
 
+    def rows_at(self, rows: Sequence[int]) -> list[list[float]]:
+        """The features of the records at ``rows`` as Python floats, ``FEATURE_NAMES`` order
+        (what ``rows()`` gives for them, without converting the other rows)."""
+        if self._columns is None:  # a subset: its parent's rows
+            assert self._parent is not None
+            return self._parent.rows_at(self._rows[list(rows)].tolist())
+        return self._columns[:, rows].T.tolist()
+
+    def records_at(self, rows: Sequence[int]) -> list[Mapping[str, Any]]:
+        records = self.records
+        return [records[i] for i in rows]
+
     def feature(self, name: str) -> np.ndarray:
         columns = self._columns
         if columns is not None:

@@ -262,15 +262,45 @@ def _column(value: Any, n: int, dtype: type) -> np.ndarray:
 
 
 def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits | None:
-    """``when`` over the group; ``score`` and ``reason`` over the rows that fired only."""
+    """``when`` over the group; ``score`` and ``reason`` over the rows that fired only (row
+    by row when they are few, ``_few``)."""
     fired = _column(compiled.when.run(group), group.n, np.bool_).nonzero()[0]
     if not len(fired):
         return None
+    if len(fired) <= FEW_FIRED:
+        hits = _few(group, compiled, fired.tolist())
+        if hits is not None:
+            return hits
     target = group if len(fired) == group.n else group.subset(fired)
     raw = np.clip(_column(compiled.score.run(target), target.n, np.float64), 0.0, 1.0)
     score = np.zeros(group.n)
     score[fired] = np.where(np.isnan(raw), 0.0, raw)
     return _Hits(score, fired.tolist(), compiled.reason.render(target))
+
+
+# Up to this many rows that fired, a rule's score and reason are computed row by row with its
+# row functions (``rowwise``, the small batches' path, same answers) instead of by numpy calls
+# on the fired rows' subset, which cost ~35 µs however few the rows. Measured on 500 simulated
+# purchases: high_amount (3 rows fired) 28.5 against 53.0 µs, fresh_unverified_identity (6)
+# 45.1 against 49.9, first_purchase_high_value (9) 46.8 against 42.8; the shipped rules over
+# the batch 4.64 ms against 5.04.
+FEW_FIRED = 6
+
+
+def _few(group: RuleBatch, compiled: CompiledRule, fired: list[int]) -> _Hits | None:
+    """``score`` and ``reason`` of the rows that fired, row by row; None when the rule defers
+    or raises on one of them (then by columns, which give its result or error as always)."""
+    row, blocked = compiled.row, group.blocked
+    scores, reasons = [], []
+    try:
+        for f, record in zip(group.rows_at(fired), group.records_at(fired), strict=True):
+            scores.append(clip_score(row.score.run(f, record, blocked)))
+            reasons.append(row.reason(f, record, blocked))
+    except Exception:  # Defer, or the rule raises on a row: by columns
+        return None
+    score = np.zeros(group.n)
+    score[fired] = scores
+    return _Hits(score, fired, reasons)
 
 
 def _row_by_row(group: RuleBatch, compiled: CompiledRule) -> _Hits:

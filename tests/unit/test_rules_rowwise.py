@@ -21,7 +21,7 @@ import pytest
 
 from models.rules_bench import purchases_with_features, sample_blocklists
 from models.simulator import SimConfig, simulate
-from processors.rules import RuleBatch, evaluate_batch, ruleset_from_dict
+from processors.rules import RuleBatch, engine, evaluate_batch, ruleset_from_dict
 from processors.rules.engine import ROW_BATCH, evaluate_columns, evaluate_rows
 from processors.rules.rowwise import HELPERS, clip_score
 from tests.support.rule_cases import (
@@ -169,3 +169,48 @@ def test_a_subsets_rows_are_its_parents_rows_at_its_indices(days):
     picked = np.array([7, 2, 5])
     assert batch.subset(picked).rows() == [batch.rows()[i] for i in picked.tolist()]
     assert batch.subset(picked).subset(np.array([2])).rows() == [batch.rows()[5]]
+
+
+def test_a_subsets_rows_at_indices_are_its_rows_there(days):
+    rows = days[:10]
+    batch = RuleBatch.from_dicts([p for p, _ in rows], [f for _, f in rows])
+    sub = batch.subset(np.array([7, 2, 5]))
+    assert batch.rows_at([3, 0]) == [batch.rows()[3], batch.rows()[0]]
+    assert sub.rows_at([2, 0]) == [sub.rows()[2], sub.rows()[0]]
+    assert sub.records_at([1]) == [rows[2][0]]
+
+
+def test_a_rules_few_fired_rows_are_scored_and_explained_as_by_columns(days, ruleset,
+                                                                       monkeypatch):  # fmt: skip
+    """By columns, a rule's score and reason on up to ``engine.FEW_FIRED`` rows that fired are
+    computed row by row (``engine._few``): the same results, rule scores (to the bit), hard
+    blocks and errors as with every rule's fired rows by columns; a rule that defers or raises
+    on one of them is done by columns. Simulated traffic in batches of 250 (organizer groups
+    too), the same perturbed, and the special values in batches of 40."""
+    few = []
+    original = engine._few
+
+    def counted(group, compiled, fired):
+        hits = original(group, compiled, fired)
+        few.append(hits is not None)
+        return hits
+
+    monkeypatch.setattr(engine, "_few", counted)
+    special = special_rows()
+    cases = [(days, 250, sample_blocklists([p for p, _ in days]), ruleset),
+             (perturbed(days[:2_000], seed=11), 250, (set(), {"10.0.0.1"}), ruleset),
+             (special, 40, ({CLEAN_PURCHASE["wallet"]}, set()), special_ruleset())]  # fmt: skip
+    for rows, size, blocked, rules in cases:
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            batch = RuleBatch.from_dicts([p for p, _ in chunk], [f for _, f in chunk], *blocked)
+            got = evaluate_columns(batch, rules)
+            monkeypatch.setattr(engine, "FEW_FIRED", 0)
+            want = evaluate_columns(batch, rules)
+            monkeypatch.undo()
+            monkeypatch.setattr(engine, "_few", counted)
+            assert got.rule_score.tobytes() == want.rule_score.tobytes(), start
+            assert got.hard_block.tolist() == want.hard_block.tolist(), start
+            assert got.results == want.results, start
+            assert got.errors == want.errors, start
+    assert few.count(True) > 100 and few.count(False) > 5  # both ways taken
