@@ -136,6 +136,9 @@ def test_a_template_renders_fields_with_formats_and_conversions():
         "5 > 5 {literal} 'Googlebot' 1.67 True",
     ]
     assert Template("no fields", SCOPE).render(batch()) == ["no fields"] * 3
+    assert Template("{{braces}} only}}", SCOPE).render(batch()) == ["{braces} only}"] * 3
+    assert Template("", SCOPE).render(batch()) == [""] * 3
+    assert Template("{p.limit}", SCOPE).render(batch()) == ["5"] * 3
 
 
 @pytest.mark.parametrize(
