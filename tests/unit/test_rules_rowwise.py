@@ -21,7 +21,7 @@ import pytest
 
 from models.rules_bench import purchases_with_features, sample_blocklists
 from models.simulator import SimConfig, simulate
-from processors.rules import RuleBatch, engine, evaluate_batch, ruleset_from_dict
+from processors.rules import RuleBatch, RuleResult, engine, evaluate_batch, ruleset_from_dict
 from processors.rules.engine import ROW_BATCH, evaluate_columns, evaluate_rows
 from processors.rules.rowwise import HELPERS, clip_score
 from tests.support.rule_cases import (
@@ -214,3 +214,11 @@ def test_a_rules_few_fired_rows_are_scored_and_explained_as_by_columns(days, rul
             assert got.results == want.results, start
             assert got.errors == want.errors, start
     assert few.count(True) > 100 and few.count(False) > 5  # both ways taken
+
+
+def test_results_made_by_columns_are_rule_results(days, ruleset):
+    rows = days[:200]
+    batch = RuleBatch.from_dicts([p for p, _ in rows], [f for _, f in rows])
+    results = [r for row in evaluate_columns(batch, ruleset).results for r in row]
+    assert results and all(type(r) is RuleResult for r in results)
+    assert all(r == RuleResult(r.rule_id, r.category, r.score, r.reason, r.hard) for r in results)
