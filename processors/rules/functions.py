@@ -81,8 +81,13 @@ def isin(value: Any, collection: Any) -> Any:
         return bool(value) and value in collection
     if not collection:
         return np.zeros(len(value), dtype=bool)
-    member = np.fromiter(map(collection.__contains__, value.tolist()), dtype=bool, count=len(value))
-    return member & present(value)
+    # a list parameter's frozenset itself: its C __contains__, not TextList's Python one
+    # (~0.25 µs a row; three shipped rules test 500 rows each a batch)
+    members = collection.members if isinstance(collection, TextList) else collection
+    member = np.fromiter(map(members.__contains__, value.tolist()), dtype=bool, count=len(value))
+    if None in members or "" in members:  # else a missing value is in nothing already
+        member &= present(value)
+    return member
 
 
 def concat(left: Any, right: Any) -> Any:

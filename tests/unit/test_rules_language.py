@@ -13,7 +13,7 @@ from processors.features import FEATURE_NAMES
 from processors.rules import FUNCTIONS, ExpressionError, RuleBatch, default_lists
 from processors.rules.batch import object_column
 from processors.rules.compiler import Scope, compile_expression
-from processors.rules.functions import BOOL, NUM, TEXT, ParsedIps
+from processors.rules.functions import BOOL, NUM, TEXT, ParsedIps, TextList, isin
 from processors.rules.template import Template
 from tests.support.rule_cases import CLEAN_FEATURES, CLEAN_PURCHASE
 
@@ -207,3 +207,19 @@ def test_ip_columns_are_parsed_as_ipaddress_parses_them():
             assert parsed.is_v4[i] and int(parsed.v4[i]) == int(address), text
         elif address is not None:
             assert not parsed.is_v4[i] and parsed.v6[i] == address, text
+
+
+@pytest.mark.parametrize(
+    ("collection", "expected"),
+    [
+        (TextList(["a", "c"]), [False, False, True, False]),
+        (TextList(["", "a"]), [False, False, True, False]),
+        (frozenset({None, "b"}), [False, False, False, True]),
+        ({"", None, "a", "b"}, [False, False, True, True]),
+        (set(), [False, False, False, False]),
+    ],
+)
+def test_a_missing_text_is_in_no_list_even_one_that_holds_it(collection, expected):
+    column = object_column([None, "", "a", "b"])
+    assert isin(column, collection).tolist() == expected
+    assert [isin(value, collection) for value in column.tolist()] == expected
