@@ -21,6 +21,7 @@ from processors.rules import (
     CATEGORIES,
     DEFAULT_RULES_PATH,
     RuleBatch,
+    RuleResult,
     RuleSet,
     RulesFileError,
     default_lists,
@@ -437,6 +438,21 @@ def test_reasons_match_the_decision_schema():
     }
     assert [r["code"] for r in out[1:]] == ["card_testing"]
     assert reasons(evaluation.results, limit=1) == out[:1]
+
+
+def test_reasons_are_hard_first_then_by_score_then_by_rule_id():
+    rng = random.Random(5)
+    for _ in range(300):
+        ids = rng.sample([f"rule_{i:02d}" for i in range(40)], rng.randint(0, 12))
+        results = [RuleResult(rule_id, "behavioral", rng.choice([0.0, -0.0, 0.25, 0.5, 1.0]),
+                              f"because {rule_id}", rng.random() < 0.2) for rule_id in ids]
+        ranked = sorted(results, key=lambda r: (not r.hard, -r.score, r.rule_id))
+        want = [{"code": r.rule_id, "category": r.category, "score": r.score,
+                 "detail": r.reason} for r in ranked]  # fmt: skip
+        assert reasons(results) == want
+        assert reasons(iter(results), limit=3) == want[:3]
+        got = [r["score"] for r in reasons(results)]
+        assert [str(x) for x in got] == [str(r.score) for r in ranked]  # -0.0 stays in place
 
 
 def test_clean_features_cover_every_feature():
