@@ -155,7 +155,7 @@ def decide_batch(
     rule_scores, hard = rules.rule_score.tolist(), rules.hard_block.tolist()
     thresholds = _thresholds(purchases, ruleset)
     codes, finals = _policy(scores, rule_scores, hard, thresholds)
-    _step_up(codes, scores, rules, rows, thresholds, shadowed)
+    _step_up(codes, scores, rules, rows, thresholds.rows, shadowed)
     batch = _Batch([_VERDICT_VALUES[c] for c in codes], finals, scores, rule_scores,
                    rules.results, model.version, ruleset.version, decided_at)
     outcomes = list(map(Outcome, _decisions(purchases, rows, batch)))
@@ -165,7 +165,8 @@ def decide_batch(
             outcome.decision["challenger_score"] = float(score)
     is_blocked = [code == _BLOCKED for code in codes]
     _alert(outcomes, purchases, is_blocked, (X64[:, _IMPOSSIBLE] > 0).tolist(), hard, clusters)
-    hits = rule_hits(rules, is_blocked, scores, [t[0] for t in thresholds], shadowed, weight_of)
+    hits = rule_hits(rules, is_blocked, scores, [t[0] for t in thresholds.rows], shadowed,
+                     weight_of)
     for outcome, (fired, blockers) in zip(outcomes, hits, strict=True):
         outcome.fired, outcome.blocked_by = fired, blockers
     _explain(outcomes, codes, X, model)
@@ -173,7 +174,7 @@ def decide_batch(
 
 
 def _policy(scores: list[float], rule_scores: list[float], hard: list[bool],
-            thresholds: list[_Thresholds]) -> tuple[list[int], list[float]]:
+            thresholds: _RowThresholds) -> tuple[list[int], list[float]]:
     """Each row's verdict code (into ``VERDICTS``) and final score: up to ``SMALL_BATCH`` rows
     with ``policy.decide`` row by row (~1 µs a row, where ``decide_columns`` costs ~40 µs of
     numpy calls however few the rows), by columns beyond; the two agree exactly (``policy``,
@@ -181,26 +182,43 @@ def _policy(scores: list[float], rule_scores: list[float], hard: list[bool],
     if len(scores) <= SMALL_BATCH:
         verdicts = [decide(score, rule_score, is_hard, t[4])
                     for score, rule_score, is_hard, t in zip(scores, rule_scores, hard,
-                                                             thresholds, strict=True)]
+                                                             thresholds.rows, strict=True)]
         return [_CODE[verdict] for verdict, _ in verdicts], [final for _, final in verdicts]
     codes, finals = decide_columns(np.asarray(scores), np.asarray(rule_scores),
-                                   np.asarray(hard), np.asarray([t[:4] for t in thresholds]))
+                                   np.asarray(hard), thresholds.columns())
     return codes.tolist(), finals.tolist()
 
 
-def _thresholds(purchases: Sequence[Record], ruleset: RuleSet) -> list[_Thresholds]:
+def _thresholds(purchases: Sequence[Record], ruleset: RuleSet) -> _RowThresholds:
     """Per row (block, review, two_fa, two_fa_model, Thresholds) of its organizer's view of
     the rules."""
-    views: dict[str | None, _Thresholds] = {}
-    rows = []
+    views: dict[str | None, int] = {}
+    distinct: list[_Thresholds] = []
+    index = []
     for purchase in purchases:
         org = purchase.get("organizer_id")
-        row = views.get(org)
-        if row is None:
+        k = views.get(org)
+        if k is None:
             t = ruleset.for_organizer(org).thresholds
-            row = views[org] = (t.block, t.review, t.two_fa, t.two_fa_model, t)
-        rows.append(row)
-    return rows
+            k = views[org] = len(distinct)
+            distinct.append((t.block, t.review, t.two_fa, t.two_fa_model, t))
+        index.append(k)
+    return _RowThresholds(list(map(distinct.__getitem__, index)), distinct, index)
+
+
+@dataclass(frozen=True, slots=True)
+class _RowThresholds:
+    """``rows``: each row's thresholds, ``distinct[index[i]]``."""
+
+    rows: list[_Thresholds]
+    distinct: list[_Thresholds]
+    index: list[int]
+
+    def columns(self) -> np.ndarray:
+        """The rows' (block, review, two_fa, two_fa_model) as an n x 4 matrix: each organizer's
+        converted once, not each row's (500 simulated purchases: 36 against 206 µs). The same
+        values and dtype: the same values are converted."""
+        return np.asarray([t[:4] for t in self.distinct])[self.index]
 
 
 def _step_up(codes: list[int], scores: list[float], rules: BatchEvaluation,

@@ -12,7 +12,7 @@ import pytest
 from models.registry import load_model
 from models.rules_bench import sample_blocklists
 from models.simulator import SimConfig, simulate
-from processors.decide import SMALL_BATCH, Blocked, decide_batch
+from processors.decide import SMALL_BATCH, Blocked, _thresholds, decide_batch
 from processors.features import FEATURE_NAMES, FeatureEngine, LateEventError
 from processors.rules import load_ruleset
 
@@ -104,3 +104,15 @@ def test_small_batches_are_decided_as_one_big_batch(unsure):
             assert a.decision == b.decision, f"batches of {size}, purchase {i}"
             assert a.security_events == b.security_events, f"batches of {size}, purchase {i}"
             assert (a.fired, a.blocked_by) == (b.fired, b.blocked_by), f"batches of {size}"
+
+
+def test_each_rows_thresholds_are_its_organizers_and_so_are_their_columns():
+    purchases, _ = _purchases()
+    ruleset = load_ruleset()
+    thresholds = _thresholds(purchases, ruleset)
+    assert len({id(t) for t in thresholds.rows}) > 1  # organizers with their own thresholds
+    for purchase, row in zip(purchases, thresholds.rows, strict=True):
+        t = ruleset.for_organizer(purchase.get("organizer_id")).thresholds
+        assert row == (t.block, t.review, t.two_fa, t.two_fa_model, t)
+    columns, want = thresholds.columns(), np.asarray([t[:4] for t in thresholds.rows])
+    assert columns.dtype == want.dtype and columns.tobytes() == want.tobytes()
