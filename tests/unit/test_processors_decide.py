@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from fastavro import parse_schema
 from fastavro.validation import validate
 
-from processors.decide import Blocked, decide_batch, feature_matrix
+from processors.decide import Blocked, as_matrix, decide_batch, feature_matrix
 from processors.entity_state import entity_keys, entity_store
 from processors.features import FEATURE_NAMES, FeatureEngine, purchase_features
 from processors.records import read_order
@@ -122,6 +123,30 @@ def test_feature_matrix_follows_feature_names():
     assert X.shape == (3, len(FEATURE_NAMES)) and X.dtype == np.float32
     assert X[2, FEATURE_NAMES.index("velocity_1h")] == 2.0
     assert decide_batch([], [], FakeModel([]), RuleSet.default(), Blocked(), T0) == []
+
+
+def test_feature_rows_become_the_doubles_numpy_makes_of_them():
+    """``as_matrix`` packs rows with struct: bit for bit numpy's float64 of every value
+    (NaN payloads, -0.0, infinities, ints past 2**53, bools, numpy scalars), a writable
+    matrix; a row holding a value struct refuses (None, a text) is converted by numpy."""
+    width = len(FEATURE_NAMES)
+    nan_payload = np.frombuffer(np.uint64(0x7FF8_0000_0000_0ABC).tobytes(), np.float64)[0]
+    specials = [float("nan"), float(nan_payload), -0.0, float("inf"), -float("inf"), 5e-324,
+                2**60 + 1, True, np.float32(0.1), np.float64(-2.5), 7]  # fmt: skip
+    rng = np.random.default_rng(4)
+    rows = [tuple(rng.normal(size=width).tolist()) for _ in range(20)]
+    rows += [tuple(specials[(i + j) % len(specials)] for j in range(width)) for i in range(11)]
+    X, same = as_matrix(rows)
+    want = np.fromiter(chain.from_iterable(rows), np.float64).reshape(len(rows), width)
+    assert same is rows and X.dtype == np.float64 and X.flags.writeable
+    assert X.tobytes() == want.tobytes()
+    for odd in (None, "1.5"):
+        rows[3] = (odd, *rows[3][1:])
+        X, _ = as_matrix(rows)
+        want = np.fromiter(chain.from_iterable(rows), np.float64).reshape(len(rows), width)
+        assert X.tobytes() == want.tobytes()
+    with pytest.raises(ValueError, match="hold"):
+        as_matrix([(1.0,) * (width - 1)])
 
 
 def test_entity_states_are_the_same_whatever_the_order_of_application():
