@@ -239,10 +239,10 @@ def _apply(batch: RuleBatch, active: ActiveRule, rows: np.ndarray | None,
     factor = 1.0 - weight * hits.score
     if rows is None:
         survive *= factor
-        hard[hits.fired] |= rule.hard
     else:
         survive[rows] *= factor
-        hard[rows[hits.fired]] |= rule.hard
+    if rule.hard:  # a soft rule leaves the hard blocks as they are (no fancy index: ~4-10 µs)
+        hard[hits.fired if rows is None else rows[hits.fired]] = True
 
 
 def _results(rule_id: str, category: str, scores: list[float], reasons: list[str],
