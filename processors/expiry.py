@@ -136,13 +136,34 @@ class ExpiryWheel:
         return sum(map(len, self.buckets.values()))
 
 
+def may_change(watermark_ms: int, now_ms: int) -> bool:
+    """False when ``expire`` leaves any wallet of this watermark unchanged at ``now_ms``."""
+    return bool(watermark_ms) and now_ms - watermark_ms >= WALLET_IDLE_MS
+
+
 def sweep(wheel: ExpiryWheel, lookup: Callable[[K], WalletState | None], now_ms: int
           ) -> list[tuple[K, WalletState | None]]:
     """Expire the keys of ``wheel`` due by ``now_ms``; re-file the others by their due time."""
     keys = dict.fromkeys(wheel.pop_due(now_ms))
-    items = [(k, w) for k in keys if (w := lookup(k)) is not None]
+    return _sweep_items(wheel, [(k, w) for k in keys if (w := lookup(k)) is not None], now_ms)
+
+
+def sweep_read(
+    wheel: ExpiryWheel, read: Callable[[list[K]], list[tuple[K, WalletState]]], now_ms: int
+) -> list[tuple[K, WalletState | None]]:
+    """``sweep`` with one ``read`` of all the keys due: it gives (key, wallet) in the order of
+    the keys, leaving out the keys without a wallet. It may also leave out a key whose
+    wallet ``may_change`` says no to and whose ``due_ms`` is filed already: ``sweep`` would
+    find it unchanged and file it again where it is (a bucket after ``now_ms``), so the
+    result and the wheel are the same."""
+    return _sweep_items(wheel, read(list(dict.fromkeys(wheel.pop_due(now_ms)))), now_ms)
+
+
+def _sweep_items(
+    wheel: ExpiryWheel, items: list[tuple[K, WalletState]], now_ms: int
+) -> list[tuple[K, WalletState | None]]:
     changes = expire(items, now_ms)
-    after = dict(items)
+    after: dict[K, WalletState | None] = dict(items)
     after.update(changes)
     for key, wallet in after.items():
         if wallet is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from processors.state import GeoPoint, Holding, PurchaseFact, ResaleFact, WalletState
+from processors.state import WALLET_TAG, GeoPoint, Holding, PurchaseFact, ResaleFact, WalletState
 
 VERSION = 1
 _HEADER = bytes([VERSION])
@@ -26,6 +26,17 @@ _V0_FIRST_BYTE = ord("{")
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WalletState)
+
+
+class _Head(msgspec.Struct, array_like=True, tag=WALLET_TAG):
+    """A wallet's first fields: decoding skips the rest of the array (unknown trailing
+    fields are ignored) without building it."""
+
+    address: str = ""
+    watermark_ms: int = 0
+
+
+_head_decoder = msgspec.msgpack.Decoder(_Head)
 
 
 class StateDecodeError(ValueError):
@@ -48,6 +59,17 @@ def decode(data: bytes) -> WalletState:
     except (msgspec.DecodeError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise StateDecodeError(f"state value of version {first}: {exc}") from exc
     raise StateDecodeError(f"unknown state format version {first}")
+
+
+def watermark_ms(data: bytes) -> int | None:
+    """The ``watermark_ms`` of a version 1 value, without decoding the rest (~1 us against
+    ~13 for ``decode``); None for any other value (``decode`` it, and see its error)."""
+    if not data or data[0] != VERSION:
+        return None
+    try:
+        return _head_decoder.decode(memoryview(data)[1:]).watermark_ms
+    except msgspec.DecodeError:
+        return None
 
 
 def _wallet_v0(d: dict[str, Any]) -> WalletState:

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 CACHE_KIB = 8 * 1024
+# Keys per query of ``get_many`` (SQLite allows 32 766 parameters since 3.32, 999 before).
+GET_MANY_CHUNK = 500
 
 # A rowid table with a unique index on the key: the ~1 KB values sit in the table's leaves.
 # Measured with 150 000 keys and values like the wallets': write 11 us, read 9 us, 150 MB;
@@ -50,6 +52,17 @@ class DiskStore:
     def get(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM wallet WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        """The values of those of ``keys`` stored (one query per ``GET_MANY_CHUNK`` keys)."""
+        values: dict[str, bytes] = {}
+        for i in range(0, len(keys), GET_MANY_CHUNK):
+            chunk = keys[i : i + GET_MANY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            values.update(
+                self.db.execute(f"SELECT key, value FROM wallet WHERE key IN ({marks})", chunk)
+            )
+        return values
 
     def put(self, rows: Iterable[tuple[str, int, bytes]]) -> None:
         """Store (key, partition, value) rows, replacing what the keys held."""

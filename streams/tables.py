@@ -60,6 +60,14 @@ from streams.disk_store import DiskStore
 # kept before; one read from disk each, ~10 us).
 MEMORY_IDLE_MS = HOUR_MS
 
+_MISSING = object()
+
+
+def _memory(store) -> dict:
+    """The dict behind a table's store: Faust's memory store keeps its values in ``.data``
+    (a plain dict, used as is in tests)."""
+    return store if isinstance(store, dict) else store.data
+
 
 class StateTable(faust.Table):
     """JSON keys, raw byte values decoded on read (``statecodec``). Faust derives a table's
@@ -78,17 +86,25 @@ class StateTable(faust.Table):
         """Idle wallets and summaries, on local disk (``streams/disk_store.py``)."""
         return DiskStore(get_settings().stream.data_dir / "wallets")
 
-    def __getitem__(self, key):
+    def get(self, key, default=None):
+        """``self[key]`` (held, memory, then disk), or ``default``: a miss (every new wallet)
+        raises and catches no ``KeyError`` on the way."""
         held = self.held.get(key)
         if held is not None:
             return statecodec.decode(held[0])
-        try:
-            value = super().__getitem__(key)
-        except KeyError:
+        self.on_key_get(key)  # Faust's table sensors, as its own ``__getitem__`` calls them
+        value = _memory(self.data).get(key)
+        if value is None:
             value = self.disk.get(key)
             if value is None:
-                raise
+                return default
         return statecodec.decode(value) if isinstance(value, bytes) else value
+
+    def __getitem__(self, key):
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
 
     def apply_changelog_batch(self, batch) -> None:
         """Recovery: the latest value of each key goes to the disk store, out of memory
@@ -215,7 +231,13 @@ def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> No
     topic = table.changelog_topic.get_topic_name()
     store = table.data
     rows, deleted = [], []
-    for key, summary in expiry.sweep(table.expiry.wheel(partition), table.get, now_ms):
+    wheel = table.expiry.wheel(partition)
+    outcomes = {
+        kind: metrics.EXPIRED.labels(table.name, kind) for kind in ("deleted", "summarised")
+    }
+    for key, summary in expiry.sweep_read(
+        wheel, lambda keys: read_due(table, keys, now_ms), now_ms
+    ):
         store.pop(key, None)
         value = None if summary is None else statecodec.encode(summary)
         send(topic, orjson.dumps(key), value, partition)
@@ -223,10 +245,46 @@ def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> No
             deleted.append(key)
         else:
             rows.append((key, partition, value))
-        metrics.EXPIRED.labels(table.name, "deleted" if value is None else "summarised").inc()
+        outcomes["deleted" if value is None else "summarised"].inc()
     for key in table.expiry.idle(partition, now_ms - MEMORY_IDLE_MS):
         value = store.pop(key, None)
         if value is not None:
             rows.append((key, partition, value))
     table.disk.delete(deleted)
     table.disk.put(rows)
+
+
+def read_due(table: StateTable, keys: list, now_ms: int) -> list:
+    """(key, wallet) for the ``keys`` due in a sweep at ``now_ms``, in their order, as
+    ``table.get`` reads them (held, memory, then disk: one query for all the keys not in
+    memory), leaving out the keys without a value and the stored values that
+    ``expiry.may_change`` says no to by their watermark alone, undecoded. Such a value was
+    filed by its ``due_ms`` when it was stored (``write_held``, a sweep, recovery), in a
+    bucket after ``now_ms``, so ``expiry.sweep_read`` may leave it out. A held state is not
+    filed yet: it is always decoded and returned."""
+    held, memory = table.held, _memory(table.data)
+    values = {}
+    absent = []
+    for key in keys:
+        entry = held.get(key)
+        value = entry[0] if entry is not None else memory.get(key)
+        if value is None:
+            absent.append(key)
+        else:
+            values[key] = value
+    if absent:
+        values.update(table.disk.get_many(absent))
+    items = []
+    for key in keys:
+        value = values.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, bytes):
+            items.append((key, value))
+            continue
+        if key not in held:
+            watermark = statecodec.watermark_ms(value)
+            if watermark is not None and not expiry.may_change(watermark, now_ms):
+                continue
+        items.append((key, statecodec.decode(value)))
+    return items
