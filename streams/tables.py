@@ -207,7 +207,7 @@ def write_held(table: StateTable, held: dict, send) -> None:
     same bytes), so Faust does not send a second copy; recovery reads the same bytes back.
     """
     topic = table.changelog_topic.get_topic_name()
-    store = table.data
+    store = _memory(table.data)  # Faust's store adds nothing to a set but a call
     partitions = set()
     for key, entry in held.items():
         value, event, state = entry
@@ -229,15 +229,11 @@ def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> No
     (the summary or a tombstone goes to the changelog and the disk store), and move the
     wallets not written for ``MEMORY_IDLE_MS`` from memory to the disk store as they are."""
     topic = table.changelog_topic.get_topic_name()
-    store = table.data
+    store = _memory(table.data)
     rows, deleted = [], []
     wheel = table.expiry.wheel(partition)
-    outcomes = {
-        kind: metrics.EXPIRED.labels(table.name, kind) for kind in ("deleted", "summarised")
-    }
-    for key, summary in expiry.sweep_read(
-        wheel, lambda keys: read_due(table, keys, now_ms), now_ms
-    ):
+    changes = expiry.sweep_read(wheel, lambda keys: read_due(table, keys, now_ms), now_ms)
+    for key, summary in changes:
         store.pop(key, None)
         value = None if summary is None else statecodec.encode(summary)
         send(topic, orjson.dumps(key), value, partition)
@@ -245,7 +241,9 @@ def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> No
             deleted.append(key)
         else:
             rows.append((key, partition, value))
-        outcomes["deleted" if value is None else "summarised"].inc()
+    for outcome, count in (("deleted", len(deleted)), ("summarised", len(changes) - len(deleted))):
+        if count:
+            metrics.EXPIRED.labels(table.name, outcome).inc(count)
     for key in table.expiry.idle(partition, now_ms - MEMORY_IDLE_MS):
         value = store.pop(key, None)
         if value is not None:
