@@ -29,9 +29,11 @@ offset commit and every rebalance settles first.
 
 Expiry: each table partition has a watermark (the largest event time of the wallets written
 to it) and an ``ExpiryWheel`` of its keys. Every ``SWEEP_EVERY_MS`` of watermark, the keys due
-are handed to ``processors.expiry.sweep``: a summary replaces the value and is written to the
-changelog; a deleted wallet is removed and a tombstone (value None) written, so the compacted
-changelog shrinks with the table and a restarted worker does not bring the wallet back.
+are handed to ``processors.expiry.sweep_read`` (read at once by ``read_due``, which decodes
+only the wallets whose watermark says expiry may change them): a summary replaces the value
+and is written to the changelog; a deleted wallet is removed and a tombstone (value None)
+written, so the compacted changelog shrinks with the table and a restarted worker does not
+bring the wallet back.
 
 Memory holds the active wallets only: a sweep also moves each wallet idle for
 ``MEMORY_IDLE_MS`` of event time, as it is, to ``StateTable.disk``, a private SQLite file
