@@ -53,7 +53,7 @@ def event(partition: int):
     return SimpleNamespace(message=SimpleNamespace(partition=partition, tp=TP("p", partition)))
 
 
-def faust_get(t: StateTable, key):
+def faust_get(t: StateTable, key: str) -> WalletState | None:
     """What ``table.get`` read before: held, then Faust's store, then the disk."""
     held = t.held.get(key)
     if held is not None:
@@ -138,12 +138,18 @@ def reference_expire(table: StateTable, partition: int, now_ms: int, send) -> No
     topic = table.changelog_topic.get_topic_name()
     store = table.data
     rows, deleted = [], []
-    changes = expiry.sweep(table.expiry.wheel(partition), lambda k: faust_get(table, k), now_ms)
-    for key, summary in changes:
+
+    def lookup(key: str) -> WalletState | None:
+        return faust_get(table, key)
+
+    for key, summary in expiry.sweep(table.expiry.wheel(partition), lookup, now_ms):
         store.pop(key, None)
         value = None if summary is None else statecodec.encode(summary)
         send(topic, orjson.dumps(key), value, partition)
-        (deleted.append(key) if value is None else rows.append((key, partition, value)))
+        if value is None:
+            deleted.append(key)
+        else:
+            rows.append((key, partition, value))
     for key in table.expiry.idle(partition, now_ms - MEMORY_IDLE_MS):
         value = store.pop(key, None)
         if value is not None:
