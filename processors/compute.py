@@ -21,7 +21,7 @@ from processors._native import WalletFeatures
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
 from processors.crowd import CROWD_FEATURES, CrowdStore, crowd_values
 from processors.entity_state import EntityStore, entity_store
-from processors.marks import MARK_FEATURES, MarkStore, mark_row
+from processors.marks import MARK_FEATURES, MarkStore, order_mark_row
 from processors.records import Order, read_order
 from processors.signals import DEVICE_MEMORY_MS, TOKEN_WINDOW_MS
 from processors.state import (
@@ -143,9 +143,9 @@ def order_features(
     entities = _NO_ENTITIES if entities is None else entities
     reader = _DEFAULT_READER if config is DEFAULT_CONFIG else _reader(config)
     return (
-        *reader.row(o, wallet, entities),
-        *crowd_values(purchase, crowd, o.ts, crowd_keyed),
-        *mark_row(purchase, marks, lambda: entities.linked_wallets(o), o.ts),
+        reader.row(o, wallet, entities)
+        + crowd_values(purchase, crowd, o.ts, crowd_keyed)
+        + order_mark_row(purchase, marks, entities, o)
     )
 
 

@@ -31,7 +31,7 @@ from processors.crowd_state import CrowdStore, Row, crowd_store
 from processors.money import amount_ref, unit_price_ref
 from processors.netinfo import ip_info, ua_family
 from processors.records import Order
-from processors.signals import MISSING, flag
+from processors.signals import MISSING
 from processors.timeutil import to_ms
 
 KINDS = ("tier", "coord", "net", "asn", "bin", "ua")
@@ -121,15 +121,16 @@ def crowd_values(purchase: Mapping, store: CrowdStore | None, ts: int,
     ``keyed``: ``crowd_keyed(purchase)`` when the caller has it already."""
     keyed = crowd_keyed(purchase) if keyed is None else keyed
     info = ip_info(purchase.get("ip"))
-    tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, *card_bin, ua_rate = (
-        store if store is not None else _EMPTY).values(
+    # nine names, not a starred one: unpacking to a list and splicing it cost ~0.5 us a call
+    (tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, bin_wallets, bin_cards,
+     bin_small, ua_rate) = (store if store is not None else _EMPTY).values(
         keyed["tier"], keyed["coord"], keyed.get("net"), keyed.get("asn"), keyed.get("bin"),
         keyed["ua"], purchase["wallet"], ts, purchase.get("card_fingerprint"))
     return (
         tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate,
         (1.0 if info.hosting else 0.0) if info.asn else MISSING,
         _country_mismatch(purchase, info.country),
-        *card_bin,
+        bin_wallets, bin_cards, bin_small,
         ua_rate,
     )
 
@@ -142,4 +143,4 @@ def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
     claimed = (geo or {}).get("country") or purchase.get("card_country")
     if not ip_country or not claimed:
         return MISSING
-    return flag(ip_country != str(claimed).upper())
+    return 1.0 if ip_country != str(claimed).upper() else 0.0

@@ -122,7 +122,8 @@ def _prior(marks: Mapping[str, int] | None, t_ms: int) -> tuple[int, int | None]
 def purchase_cluster(entities: EntityStore, o: Order) -> str:
     """The cluster id of a purchase (read as ``o``): its 1-hop cluster, the wallets seen with
     its IP, device or card in the 24 h before it (``EntityStore``), this wallet included."""
-    return cluster_id(o.wallet, (entities.cluster_min(o),))
+    wallet, linked = o.wallet, entities.cluster_min(o)
+    return "cluster:" + (linked if linked < wallet else wallet)  # cluster_id, without a set
 
 
 def cluster_id(wallet: str, linked_wallets: Iterable[str]) -> str:
@@ -140,6 +141,15 @@ def mark_row(purchase: Record, marks: MarkStore | None, linked: Callable[[], Ite
         return _NONE
     got = marks.features(purchase, linked(), ts)
     return tuple(got[name] for name in MARK_FEATURES)
+
+
+def order_mark_row(purchase: Record, marks: MarkStore | None, entities: EntityStore,
+                   o: Order) -> tuple[float, ...]:
+    """``mark_row`` of a purchase read as ``o``, its cluster from ``entities``; no mark at all
+    (the common case) returns at once, without building the ``linked`` callable."""
+    if marks is None or not marks.by_key:
+        return _NONE
+    return mark_row(purchase, marks, lambda: entities.linked_wallets(o), o.ts)
 
 
 class MarkJoin:

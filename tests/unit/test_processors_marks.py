@@ -13,12 +13,14 @@ from processors.decide import Blocked, decide_batch
 from processors.entity_state import entity_store
 from processors.features import FEATURE_NAMES, purchase_features
 from processors.marks import (
+    MARK_FEATURES,
     MISSING,
     MarkStore,
     cluster_id,
     mark_keys,
     mark_record,
     mark_row,
+    order_mark_row,
     purchase_cluster,
 )
 from processors.records import read_order
@@ -97,6 +99,54 @@ def test_ring_members_sharing_a_device_get_one_cluster_id():
     wallets = sorted(p["wallet"] for p in ring)
     assert purchase_cluster(store, read_order(later)) == f"cluster:{wallets[0]}"
     assert cluster_id("0xb", []) == "cluster:0xb"
+
+
+def test_the_cluster_id_is_the_smallest_address_of_the_wallet_and_its_linked_cluster():
+    """``purchase_cluster`` (the store's smallest linked address against the wallet's own)
+    names what ``cluster_id`` names from the whole linked set: a wallet before, among and after
+    the others, and one with no linked wallet in a store that never saw it."""
+    store = entity_store()
+    shared = [purchase(n, occurred_at=T0 + timedelta(minutes=n), device_id="dev-shared",
+                       ip="198.51.100.9", card_fingerprint="card-shared") for n in (3, 5, 7)]
+    for p in shared:
+        store.apply_order(read_order(p))
+    for n in (1, 4, 9):  # smaller, between and larger than the wallets seen
+        o = read_order(purchase(n, occurred_at=T0 + timedelta(minutes=10),
+                                device_id="dev-shared"))
+        assert purchase_cluster(store, o) == cluster_id(o.wallet, store.linked_wallets(o))
+    alone = read_order(purchase(8, occurred_at=T0, device_id="dev-x", ip="203.0.113.1",
+                                card_fingerprint="card-x"))
+    assert purchase_cluster(entity_store(), alone) == cluster_id(alone.wallet, [])
+    assert purchase_cluster(store, alone) == cluster_id(alone.wallet, store.linked_wallets(alone))
+
+
+def test_order_mark_row_is_mark_row_and_asks_no_cluster_without_marks():
+    """With no mark (no store, an empty one, one whose marks were all corrected) the row is
+    mark_row's "nothing confirmed" without the cluster being read; with marks, mark_row's
+    values over the order's linked cluster."""
+    entities = entity_store()
+    ring = [purchase(n, occurred_at=T0 + timedelta(days=2, minutes=n), device_id="dev-1")
+            for n in (1, 2)]
+    for p in ring:
+        entities.apply_order(read_order(p))
+    now = purchase(9, occurred_at=T0 + timedelta(days=2, minutes=10), device_id="dev-1")
+    o = read_order(now)
+
+    class NoCluster:
+        def linked_wallets(self, o):
+            raise AssertionError("the cluster is not read when there is no mark")
+
+    corrected = MarkStore()
+    corrected.apply(mark_record(label("p-1", 1, True), ring[0]))
+    corrected.apply(mark_record(label("p-1", 2, False, "MANUAL_REVIEW"), ring[0]))
+    empty = mark_row(now, MarkStore(), list, o.ts)
+    for marks in (None, MarkStore(), corrected):
+        assert order_mark_row(now, marks, NoCluster(), o) == empty
+    marked = MarkStore()
+    marked.apply(mark_record(label("p-2", 1, True), ring[1]))
+    got = order_mark_row(now, marked, entities, o)
+    assert got == mark_row(now, marked, lambda: entities.linked_wallets(o), o.ts)
+    assert got[MARK_FEATURES.index("fraud_marks_cluster")] == 1.0
 
 
 class _Model:
