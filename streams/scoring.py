@@ -79,40 +79,56 @@ def already_decided(wallet: WalletState, purchase: dict) -> bool:
     return purchase["purchase_id"] in wallet.applied
 
 
-def _wallet(address: str, touched: Touched) -> WalletState:
-    if address in touched:
-        return touched[address][0]
-    return wallet_to_state.get(address) or WalletState(address=address)
+class Reads:
+    """What ``_features`` reads for every purchase of a batch, looked up on ``ctx`` once (the
+    replica's take_read and stores, the feature config, the marks, the redeliveries): nothing
+    of it changes during the batch (``score`` builds it after ``ctx.marks.current()``, under
+    the replica's lock)."""
+
+    __slots__ = ("take_read", "entities", "crowds", "config", "lateness_ms", "marks", "decided")
+
+    def __init__(self) -> None:
+        replica = ctx.replica
+        self.take_read = replica.take_read
+        self.entities, self.crowds = replica.store, replica.crowds
+        self.config = ctx.feature_config
+        self.lateness_ms = self.config.allowed_lateness_ms
+        self.marks = ctx.marks.store
+        self.decided = ctx.redeliveries.decided
 
 
-def _features(event, purchase: dict, touched: Touched) -> tuple[WalletState, tuple | None, str]:
+def _features(event, purchase: dict, touched: Touched,
+              reads: Reads | None = None) -> tuple[WalletState, tuple | None, str]:
     """(wallet, its feature row or None for a redelivery, the linked-wallet cluster id). The
     purchase is read once: the entity replica's read when it applied the record (the same
-    ``read_order`` and ``crowd_keyed`` of the same record), else here."""
-    read = ctx.replica.take_read(event.message.partition, event.message.offset,
-                                 purchase["purchase_id"])
+    ``read_order`` and ``crowd_keyed`` of the same record), else here. ``reads``: the batch's
+    (``score``), else looked up now."""
+    reads = Reads() if reads is None else reads
+    message = event.message
+    read = reads.take_read(message.partition, message.offset, purchase["purchase_id"])
     order, keyed = read if read is not None else (read_order(purchase), None)
-    wallet = _wallet(order.wallet, touched)
+    held = touched.get(order.wallet)
+    wallet = (held[0] if held is not None
+              else wallet_to_state.get(order.wallet) or WalletState(address=order.wallet))
     if already_decided(wallet, purchase):
         return wallet, None, ""
-    cfg = ctx.feature_config
     wallet.address = wallet.address or order.wallet
-    decided = ctx.redeliveries.decided(event.message.partition, order.purchase_id)
+    decided = reads.decided(message.partition, order.purchase_id)
     try:
-        check_lateness("purchase", order.ts, wallet, cfg.allowed_lateness_ms)
+        check_lateness("purchase", order.ts, wallet, reads.lateness_ms)
     except LateEventError:
         if decided:  # a state written after its batch, which holds it: never dead-lettered
             return wallet, None, ""
         raise
     if decided:
-        apply_order(order, wallet, cfg)  # decided before a crash: the state catches up only
+        apply_order(order, wallet, reads.config)  # decided before a crash: state catches up only
         return wallet, None, ""
     if keyed is None:
         keyed = crowd_keyed(purchase, order.unit)
-    entities = ctx.replica.store
-    row = order_features(order, purchase, wallet, entities, cfg, ctx.replica.crowds, keyed,
-                         ctx.marks.store)
-    apply_order(order, wallet, cfg)
+    entities = reads.entities
+    row = order_features(order, purchase, wallet, entities, reads.config, reads.crowds, keyed,
+                         reads.marks)
+    apply_order(order, wallet, reads.config)
     return wallet, row, purchase_cluster(entities, order)
 
 
@@ -123,9 +139,10 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     kept, rows, clusters = [], [], []
     ctx.marks.current()  # confirmed fraud that arrived since the last batch
     with metrics.PHASES["features"].time(), ctx.replica.lock:
+        reads = Reads()
         for event, purchase in batch:
             try:
-                wallet, row, cluster = _features(event, purchase, touched)
+                wallet, row, cluster = _features(event, purchase, touched, reads)
             except Exception as exc:  # late, or any per-record failure: never the batch
                 ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
                 continue

@@ -224,11 +224,38 @@ def test_the_scorers_features_are_those_it_computes_from_its_own_read(replica, m
     assert [row for row, _ in shared[0]] == replayed
 
 
-def run_scorer(replica: EntityReplica, items: list[dict], monkeypatch):
+def test_the_batchs_reads_give_the_features_each_purchases_own_lookups_give(replica, monkeypatch):
+    """``scoring.Reads`` built once a batch (as ``score`` does) and passed to every
+    ``_features`` call: the same rows, clusters and wallet states as ``_features`` looking
+    ``ctx`` up for each purchase, and a redelivery found on the decisions topic is applied to
+    its wallet and not scored either way."""
+    from models.simulator import SimConfig, simulate
+
+    items = [r for k, r in simulate(SimConfig(seed=6, days=1)) if k == "purchase"][:400]
+    redelivered = {items[n]["purchase_id"] for n in (3, 50, 321)}
+    each = run_scorer(replica, items, monkeypatch, redelivered=redelivered)[0]
+    batch = run_scorer(
+        new_replica(), items, monkeypatch, batch_reads=True, redelivered=redelivered
+    )[0]
+    assert batch == each
+    rows = [row for row, _ in batch[0]]
+    assert sum(row is None for row in rows) == len(redelivered)
+    assert all(any(pid in state for state in batch[1].values()) for pid in redelivered)
+
+
+def run_scorer(
+    replica: EntityReplica,
+    items: list[dict],
+    monkeypatch,
+    batch_reads: bool = False,
+    redelivered: frozenset[str] | set[str] = frozenset(),
+):
     """Batches of ``items`` (the wallets' partitions, up to 50 records) announced, offered and
     scored as ``scoring.wait_for_entities`` and ``scoring.score`` do, the scorer given copies
     of the replica's purchases for a third of the partitions (what it decoded itself); ((row,
-    cluster) per purchase, the wallet states), and how often the reads ran."""
+    cluster) per purchase, the wallet states), and how often the reads ran. ``batch_reads``:
+    one ``scoring.Reads`` a batch, as ``scoring.score`` passes; ``redelivered``: purchase ids
+    the decisions topic holds."""
     calls = {"read_order": 0, "crowd_keyed": 0}
 
     def counted(name, f):
@@ -247,7 +274,9 @@ def run_scorer(replica: EntityReplica, items: list[dict], monkeypatch):
     monkeypatch.setitem(vars(ctx), "feature_config", FeatureEngine().config)
     monkeypatch.setitem(vars(ctx), "marks", SimpleNamespace(store=MarkStore()))
     monkeypatch.setitem(
-        vars(ctx), "redeliveries", SimpleNamespace(decided=lambda partition, purchase_id: False)
+        vars(ctx),
+        "redeliveries",
+        SimpleNamespace(decided=lambda partition, purchase_id: purchase_id in redelivered),
     )
     next_offset, out = dict.fromkeys(PARTITIONS, 0), []
     for start in range(0, len(items), 50):
@@ -260,10 +289,11 @@ def run_scorer(replica: EntityReplica, items: list[dict], monkeypatch):
         replica.offer(batch)
         touched: scoring.Touched = {}
         with replica.lock:
+            reads = scoring.Reads() if batch_reads else None
             for partition, offset, _, p in batch:
                 event = SimpleNamespace(message=SimpleNamespace(partition=partition, offset=offset))
                 mine = copy.deepcopy(p) if partition == 0 else p
-                wallet, row, cluster = scoring._features(event, mine, touched)
+                wallet, row, cluster = scoring._features(event, mine, touched, reads)
                 touched[p["wallet"]] = (wallet, event)
                 out.append((row, cluster))
         table.update((key, wallet) for key, (wallet, _) in touched.items())
