@@ -76,17 +76,21 @@ def crowd_keys(purchase: Mapping) -> list[str]:
 
 def crowd_keyed(purchase: Mapping, unit_ref: int | None = None) -> dict[str, str]:
     """``crowd_keys`` by kind (``KINDS``), in the same order (``unit_ref``: see ``price_band``)."""
-    show, band = purchase["show_id"], price_band(purchase, unit_ref)
-    info = ip_info(purchase.get("ip"))
+    show, get = purchase["show_id"], purchase.get
+    # a band seen before straight from ``price_band``'s memo: this runs for every purchase
+    band = _BANDS.get(unit_ref) if unit_ref is not None else None
+    if band is None:
+        band = price_band(purchase, unit_ref)
+    info = ip_info(get("ip"))
     keys = {"tier": f"tier:{show}:{band}",
             "coord": f"coord:{show}:{band}:{int(purchase['quantity'])}"}
-    if info.network:
-        keys["net"] = f"net:{info.network}"
-    if info.asn:
-        keys["asn"] = f"asn:{info.asn}"
-    if purchase.get("card_bin"):
-        keys["bin"] = f"bin:{purchase['card_bin']}"
-    keys["ua"] = f"ua:{ua_family(purchase.get('user_agent'))}"
+    if network := info.network:
+        keys["net"] = f"net:{network}"
+    if asn := info.asn:
+        keys["asn"] = f"asn:{asn}"
+    if card_bin := get("card_bin"):
+        keys["bin"] = f"bin:{card_bin}"
+    keys["ua"] = f"ua:{ua_family(get('user_agent'))}"
     return keys
 
 

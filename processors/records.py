@@ -43,12 +43,15 @@ class Order(NamedTuple):
     email_verified: Any
 
 
-def read_order(p: Mapping[str, Any]) -> Order:
+def read_order(p: Mapping[str, Any], ts: int | None = None) -> Order:
     """The fields of purchase ``p`` every reader needs, converted once. Raises what the
-    conversions raise (``UnknownCurrencyError``, a naive datetime) before anything changes."""
+    conversions raise (``UnknownCurrencyError``, a naive datetime) before anything changes.
+    ``ts``: ``to_ms(p["occurred_at"])`` when the caller has it already (the entity replica
+    holds each record with it), else converted here."""
     get = p.get
-    ts = to_ms(p["occurred_at"])
-    assert ts is not None
+    if ts is None:
+        ts = to_ms(p["occurred_at"])
+        assert ts is not None
     unit_price, currency = int(p["unit_price_minor"]), get("currency")
     quantity = int(p["quantity"])
     geo = get("geo")

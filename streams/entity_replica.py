@@ -206,10 +206,14 @@ class EntityReplica:
         order (at start-up, the history before the scorer's first batch); one already held or
         applied is ignored. Returns how many were taken."""
         taken = 0
+        all_held, next_offset = self.held, self.next_offset
         with self._progress:
             for partition, offset, ts, purchase in records:
-                if partition in self.held and offset == self._expected(partition):
-                    self.held[partition].append((offset, ts, purchase))
+                held = all_held.get(partition)
+                # ``_expected``, inline: this runs for every record the worker scores
+                if held is not None and offset == (held[-1][0] + 1 if held
+                                                   else next_offset[partition]):
+                    held.append((offset, ts, purchase))
                     taken += 1
             # what the batch announced is applied here, whether offered now or fetched first
             # by the replica (a backlog): the batch does not wait for the replica's thread to
@@ -305,27 +309,37 @@ class EntityReplica:
 
     def _apply_held(self) -> None:
         horizon = self.horizon_ms
+        apply_one = self._apply_one
         with self.lock:
             for partition, held in self.held.items():
+                if not held:
+                    continue
                 scored = self.scored.get(partition, -1)
                 reads = self.reads.get(partition)  # None: a partition the worker does not score
+                latest, offset = self.latest_ms[partition], -1
                 while held and (held[0][1] <= horizon or held[0][0] <= scored):
                     offset, ts, purchase = held.popleft()
                     if purchase is not None:
-                        read = self._apply_one(purchase)
+                        read = apply_one(purchase, ts)
                         if read is not None and reads is not None and len(reads) < READS_KEPT:
                             reads.append((offset, read))
-                    self.latest_ms[partition] = max(self.latest_ms[partition], ts)
+                    if ts > latest:
+                        latest = ts
+                if offset >= 0:  # something applied: the partition's progress, once
+                    self.latest_ms[partition] = latest
                     self.next_offset[partition] = offset + 1
 
-    def _apply_one(self, purchase: dict) -> Read | None:
-        """Apply ``purchase`` to both stores; what was read of it (None: refused)."""
+    def _apply_one(self, purchase: dict, ts: int = -1) -> Read | None:
+        """Apply ``purchase`` to both stores; what was read of it (None: refused). ``ts``: the
+        event time it was held with: ``to_ms`` of its ``occurred_at`` when positive (the
+        scorer holds ``to_ms(...) or 0``, the replica's fetch ``or -1``), else converted
+        again by ``read_order`` (which then raises what the conversion raises)."""
         try:
-            order = read_order(purchase)  # read once for both stores, as FeatureEngine does
+            # read once for both stores, as FeatureEngine does
+            order = read_order(purchase, ts if ts > 0 else None)
             self.store.apply_order(order)
             keyed = crowd_keyed(purchase, order.unit)
-            self.crowds.apply_row(order.purchase_id, order_crowd_row(order),
-                                  list(keyed.values()))
+            self.crowds.apply_row(order.purchase_id, order_crowd_row(order), [*keyed.values()])
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)

@@ -299,3 +299,109 @@ def run_scorer(
         table.update((key, wallet) for key, (wallet, _) in touched.items())
     assert all(not kept for kept in replica.reads.values())  # every read taken
     return (out, {key: repr(wallet) for key, wallet in table.items()}), dict(calls)
+
+
+class RecordingReplica:
+    """What ``scoring.wait_for_entities`` tells the replica (covered at once)."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def announce(self, offsets, earliest, latest_ms, owned) -> None:
+        self.calls.append(("announce", list(offsets.items()), list(earliest.items()),
+                           latest_ms, owned))  # fmt: skip
+
+    def offer(self, batch) -> int:
+        self.calls.append(("offer", list(batch)))
+        return len(batch)
+
+    def covers(self, ts_ms, offsets) -> bool:
+        self.calls.append(("covers", ts_ms, list(offsets.items())))
+        return True
+
+
+def test_wait_for_entities_announces_and_offers_what_its_batch_holds(monkeypatch):
+    """One pass over the batch gives the records, each partition's last offset and earliest
+    event time and the batch's latest one as the per-record tuples and their max/min did
+    (partitions interleaved, event times out of order, one at the epoch: ``to_ms`` 0)."""
+    import asyncio
+    import random
+    from datetime import UTC, datetime
+
+    items = purchases(14)
+    random.Random(7).shuffle(items)
+    items[5] = {**items[5], "occurred_at": datetime(1970, 1, 1, tzinfo=UTC)}
+    layout = [(1, 7), (0, 3), (1, 8), (2, 0), (0, 4), (1, 9), (2, 1), (0, 5), (0, 6), (1, 10),
+              (2, 2), (2, 3), (0, 7), (1, 11)]  # fmt: skip
+    batch = [(SimpleNamespace(message=SimpleNamespace(partition=part, offset=off)), p)
+             for (part, off), p in zip(layout, items, strict=True)]  # fmt: skip
+    recorded = RecordingReplica()
+    monkeypatch.setitem(vars(ctx), "replica", recorded)
+    owned = {0: None, 1: 5, 2: None}
+    asyncio.run(scoring.wait_for_entities(batch, owned))
+    # the reference: the batch's records first, then their per-partition extremes
+    expected = [(e.message.partition, e.message.offset, to_ms(p["occurred_at"]) or 0, p)
+                for e, p in batch]  # fmt: skip
+    offsets: dict[int, int] = {}
+    earliest: dict[int, int] = {}
+    for partition, offset, ts, _ in expected:
+        offsets[partition] = max(offsets.get(partition, -1), offset)
+        earliest[partition] = min(earliest.get(partition, ts), ts)
+    until = max(ts for _, _, ts, _ in expected)
+    assert min(earliest.values()) == 0 < until
+    assert recorded.calls == [
+        ("announce", list(offsets.items()), list(earliest.items()), until, owned),
+        ("offer", expected),
+        ("covers", until, list(offsets.items())),
+    ]
+
+
+def test_a_partitions_progress_is_that_of_the_last_record_applied(replica):
+    """``_apply_held`` sets a partition's latest event time and next offset once, after
+    applying what it may: the same as after each record (an undecodable record counts, with
+    no event time; a partition with nothing applied keeps its progress). The reads it keeps
+    are those of ``read_order`` converting each event time itself."""
+    first, second = purchases(100), purchases(100, start=100)
+    replica.consumer.fetched = [
+        *(Message(0, i, POISON if i == 10 else p) for i, p in enumerate(first)),
+        *(Message(1, i, p) for i, p in enumerate(second)),
+    ]
+    replica.step()  # held: no horizon announced yet
+    assert replica.next_offset == {0: 0, 1: 0, 2: 0}
+    held = {p: list(replica.held[p]) for p in PARTITIONS}
+    latest_at = to_ms(first[20]["occurred_at"]) or 0
+    replica.announce(
+        {1: 2, 2: 0}, {1: latest_at, 2: latest_at}, latest_at, dict.fromkeys(PARTITIONS)
+    )
+    # the reference: each record's progress as it is applied
+    horizon, scored = replica.horizon_ms, dict(replica.scored)
+    latest, next_offset, applied = dict(replica.latest_ms), dict(replica.next_offset), []
+    for partition, records_held in held.items():
+        for offset, ts, item in records_held:
+            if not (ts <= horizon or offset <= scored.get(partition, -1)):
+                break
+            latest[partition] = max(latest[partition], ts)
+            next_offset[partition] = offset + 1
+            applied.append((partition, offset, item))
+    replica.offer([])
+    assert (replica.latest_ms, replica.next_offset) == (latest, next_offset)
+    assert 3 < next_offset[0] < 100 and next_offset[1] == 3 and next_offset[2] == 0
+    assert (replica.applied, replica.rejected) == (len(applied) - 1, 0)
+    with replica.lock:
+        for partition, offset, item in applied:
+            want = None if item is None else read(item)
+            assert replica.take_read(partition, offset, (item or {}).get("purchase_id")) == want
+
+
+def test_a_record_held_without_a_positive_event_time_is_converted_again(replica):
+    """``_apply_one`` reads with the held event time when positive (``to_ms`` of the
+    purchase's), else converts it again: a record that cannot be converted is refused."""
+    p = purchases(1)[0]
+    assert replica._apply_one(p, to_ms(p["occurred_at"]) or 0) == read(p)
+    other = new_replica()
+    for ts in (0, -1):
+        assert other._apply_one(dict(p, purchase_id=f"p-{ts}"), ts) == read(
+            dict(p, purchase_id=f"p-{ts}"))  # fmt: skip
+    naive = dict(p, purchase_id="naive", occurred_at=p["occurred_at"].replace(tzinfo=None))
+    assert other._apply_one(naive, 0) is None
+    assert (other.applied, other.rejected) == (2, 1)

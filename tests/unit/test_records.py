@@ -68,6 +68,11 @@ def test_read_order_is_the_field_by_field_reading():
         assert type(read) is Order
         assert read._asdict() == reference(p)._asdict()
         assert [type(v) for v in read] == [type(v) for v in reference(p)]
+        # the event time given by a caller that converted it already (the entity replica)
+        given = read_order(p, to_ms(p["occurred_at"]))
+        assert type(given) is Order
+        assert given._asdict() == reference(p)._asdict()
+        assert [type(v) for v in given] == [type(v) for v in reference(p)]
 
 
 def test_read_order_raises_what_the_conversions_raise():
@@ -75,3 +80,10 @@ def test_read_order_raises_what_the_conversions_raise():
         read_order(purchase(1, T0, currency="XAF"))
     with pytest.raises(ValueError, match="naive"):
         read_order(purchase(1, T0.replace(tzinfo=None)))
+
+
+def test_read_order_given_no_event_time_converts_and_checks_it():
+    with pytest.raises(ValueError, match="naive"):
+        read_order(purchase(1, T0.replace(tzinfo=None)), None)
+    with pytest.raises(AssertionError):
+        read_order(purchase(1, T0, occurred_at=None), None)
