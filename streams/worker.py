@@ -41,6 +41,27 @@ def limit_malloc_arenas() -> bool:
         return False
 
 
+# Memory the worker frees stays in glibc's heap, on its free lists, until something asks for
+# it back: between 500 k and 1 M simulated purchases the free heap grew from 19 to 49 MB
+# (``malloc_mb.free`` in ``streams/memory_report.py``), most of the resident growth.
+# ``malloc_trim`` gives the free pages back to the system (~9 ms for 200 MB freed, measured;
+# microseconds when there is nothing to give); the worker asks every ``TRIM_EVERY_S``.
+TRIM_EVERY_S = 30.0
+
+
+def release_free_heap() -> bool:
+    """Return the heap's free pages to the system. True when some were, False when none
+    were or there is no glibc ``malloc_trim``."""
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+async def trim_heap() -> None:
+    release_free_heap()
+
+
 def faust_loglevel(level: str) -> str:
     """Faust's CLI spells levels crit/error/warn/info/debug."""
     level = level.lower()
@@ -84,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     except MetricsBindError as exc:
         sys.exit(f"sentinel worker: {exc}")
     warm_up()
+    app.timer(interval=TRIM_EVERY_S)(trim_heap)
     if stream.memory_report:
         from streams import memory_report
 
