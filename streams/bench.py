@@ -10,6 +10,9 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   (``decided_before_stable``, ``group_stable_after_s`` from the start) are not counted;
 - ``latency_ms`` at a fixed rate (default 1 000/s, and ``latency_ms_by_rate`` for the
   others asked): decision received by a consumer minus the purchase's ``ingested_at``;
+  beside it, each rate's ``faust_floor_ms``: the same, at the same rate, for a Faust agent
+  that only forwards each purchase to a topic (``faust_latency_floor``): the hops without
+  the work, the ceiling a latency is compared with;
 - ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
 - ``batch_phases`` (the backlog) and each rate's ``batch_phases``: batches decided and the
   mean wall time per batch of each scoring phase (``sentinel_scoring_phase_seconds``, read
@@ -131,6 +134,83 @@ def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path) -> dict
         stop_worker(proc)
     return {"faust_ceiling_per_s": data["count"] / max(1e-9, data["last"] - data["first"]),
             "faust_cpu_us_per_event": 1e6 * data["cpu_s"] / data["count"], "rss_mb": rss}
+
+
+def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCodec,
+                        rates: list[float], seconds: float, workdir: Path) -> list[dict]:
+    """Per rate, the latency of a Faust agent that only forwards each purchase to an output
+    topic (``streams.bench_iterate`` with ``SENTINEL_BENCH_FORWARD_TO``): sent at ``rate`` for
+    ``seconds`` as ``latency_at`` sends them, received by a consumer thread; the same hops as
+    the pipeline's (producer, broker, Faust's consumer and batching, a producer, broker,
+    consumer) without any work. What the pipeline's latency can be compared with."""
+    source, sink = (f"{settings.kafka.topic_prefix}latency-floor-{side}" for side in ("in", "out"))
+    client = admin.admin_client(settings)
+    for future in client.create_topics([NewTopic(name, 6, 1) for name in (source, sink)]).values():
+        future.result(30)
+    env = env_for(settings, SENTINEL_APP_ID=f"{settings.stream.app_id}-floor",
+                  SENTINEL_BENCH_TOPIC=source, SENTINEL_BENCH_FORWARD_TO=sink,
+                  SENTINEL_BENCH_COUNT=str(2**62), SENTINEL_BENCH_REPORT=str(workdir / "floor"))
+    proc = subprocess.Popen([sys.executable, "-m", "streams.bench_iterate"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(workdir / "floor.log", "wb"),
+                            start_new_session=True)
+    arrived: dict[int, float] = {}  # sent time (ms, the record's timestamp) -> received
+    stop = threading.Event()
+    consumer = Consumer(settings.kafka.consumer_conf(f"{settings.stream.app_id}-floor-clock"))
+    consumer.subscribe([sink])
+
+    def receive() -> None:
+        while not stop.is_set():
+            for msg in consumer.consume(5000, 0.05):
+                if msg.error() is None and (key := msg.key()) is not None:
+                    arrived[int(key)] = time.time()
+
+    thread = threading.Thread(target=receive, name="floor-clock", daemon=True)
+    thread.start()
+    producer = warm_producer(settings)
+    try:
+        value = codec.encode(records[0])
+        deadline = time.monotonic() + 120
+        while not arrived:  # the agent's group formed and its first record back
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"forwarding worker failed; see {workdir / 'floor.log'}")
+            producer.produce(source, value, b"-1")
+            producer.flush(5)
+            time.sleep(0.2)
+        out, start = [], 0
+        for rate in rates:
+            count = int(rate * seconds)
+            sent = _send_keyed_by_index(producer, source, value, rate, start, count)
+            deadline = time.monotonic() + 120
+            while any(i not in arrived for i in sent) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            missing = [i for i in sent if i not in arrived]
+            if missing:
+                raise RuntimeError(f"forwarding worker lost {len(missing)} records")
+            out.append({"rate": rate, "records": count, "latency_ms": percentiles(
+                [(arrived[i] - at) * 1000 for i, at in sent.items()])})
+            start += count
+        return out
+    finally:
+        stop.set()
+        thread.join(5)
+        consumer.close()
+        stop_worker(proc)
+
+
+def _send_keyed_by_index(producer: Producer, topic: str, value: bytes, rate: float,
+                         first: int, count: int) -> dict[int, float]:
+    """``count`` records at ``rate`` per second, keyed by their index from ``first``; the
+    wall time each was sent, by index."""
+    sent, started = {}, time.perf_counter()
+    for i in range(count):
+        due = started + i / rate
+        if (ahead := due - time.perf_counter()) > 0:
+            time.sleep(ahead)
+        sent[first + i] = time.time()
+        producer.produce(topic, value, str(first + i).encode())
+        producer.poll(0)
+    producer.flush(30)
+    return sent
 
 
 class DecisionClock:
@@ -339,6 +419,7 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
     load = purchases(n, seed=11)
     broker = broker_ceiling(settings, codec.encode(load[0]), max(n * 4, 100_000))
     faust = faust_ceiling(settings, broker["topic"], broker["records"], workdir)
+    floor = faust_latency_floor(settings, load, codec, rates, seconds, workdir)
     produce_all(settings, codec, load)
     clock = DecisionClock(settings)
     started = time.time()
@@ -363,6 +444,7 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
             count = int(rate * seconds)
             by_rate.append(latency_at(settings, codec, clock, worker,
                                       fresh[start:start + count], rate))
+            by_rate[-1]["faust_floor_ms"] = floor[len(by_rate) - 1]["latency_ms"]
             after = worker.reading()
             by_rate[-1]["batch_phases"], reading = split(reading, after), after
             start += count

@@ -26,6 +26,9 @@ __all__ = ["OutputError", "Outputs"]
 log = logging.getLogger(__name__)
 
 
+OUTPUTS_LINGER_MS = 2  # how long librdkafka gathers records for a request
+
+
 class Outputs:
     def __init__(self, settings: Settings, component: str):
         self.component = component
@@ -34,7 +37,7 @@ class Outputs:
         self.decisions = AvroCodec.for_topic(self.registry, topics.DECISIONS)
         self.security_events = AvroCodec.for_topic(self.registry, topics.SECURITY_EVENTS)
         self._dead_letter_codecs: dict[str, AvroCodec] = {}
-        self.producer = Producer(settings.kafka.producer_conf(**{"linger.ms": 2}))
+        self.producer = Producer(settings.kafka.producer_conf(**{"linger.ms": OUTPUTS_LINGER_MS}))
         self.deliveries = Deliveries(self.producer)
 
     def send(self, spec: topics.TopicSpec, key: str | bytes | None, value: bytes,
