@@ -4,8 +4,7 @@ seconds) and "cpu_s" (the process's CPU time from its first batch to its last) t
 ``SENTINEL_BENCH_REPORT`` once it has seen ``SENTINEL_BENCH_COUNT`` records.
 
 With ``SENTINEL_BENCH_FORWARD_TO`` (a topic), the agent takes its batches as the scoring
-agent does (``take_available``) and sends each record on to that topic, unchanged, with its
-timestamp, through a confluent-kafka producer with the worker's outputs' linger: the latency
+agent does (``take_available``) and sends each record on to that topic, unchanged, through a confluent-kafka producer with the worker's outputs' linger: the latency
 floor of a Faust agent that does nothing else (``streams.bench.faust_latency_floor``).
 
     python -m streams.bench_iterate   (env: KAFKA_*, SENTINEL_APP_ID, SENTINEL_BENCH_*)
@@ -51,9 +50,7 @@ async def forward_only(stream):
     cfg = settings.stream
     async for events in take_available(stream, cfg.batch_size, cfg.batch_within_s):
         for event in events:
-            message = event.message
-            producer.produce(FORWARD_TO, message.value, message.key,
-                             timestamp=round(message.timestamp * 1000))
+            producer.produce(FORWARD_TO, event.message.value, event.message.key)
         producer.poll(0)
 
 
