@@ -4,8 +4,9 @@ seconds) and "cpu_s" (the process's CPU time from its first batch to its last) t
 ``SENTINEL_BENCH_REPORT`` once it has seen ``SENTINEL_BENCH_COUNT`` records.
 
 With ``SENTINEL_BENCH_FORWARD_TO`` (a topic), the agent takes its batches as the scoring
-agent does (``take_available``) and sends each record on to that topic, unchanged, through a confluent-kafka producer with the worker's outputs' linger: the latency
-floor of a Faust agent that does nothing else (``streams.bench.faust_latency_floor``).
+agent does (``take_available``) and sends each record on to that topic, unchanged, through
+a confluent-kafka producer with the worker's outputs' linger: the latency floor of a Faust
+agent that does nothing else (``streams.bench.faust_latency_floor``).
 
     python -m streams.bench_iterate   (env: KAFKA_*, SENTINEL_APP_ID, SENTINEL_BENCH_*)
 """
