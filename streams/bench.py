@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -201,11 +202,8 @@ def _send_keyed_by_index(producer: Producer, topic: str, value: bytes, rate: flo
                          first: int, count: int) -> dict[int, float]:
     """``count`` records at ``rate`` per second, keyed by their index from ``first``; the
     wall time each was sent, by index."""
-    sent, started = {}, time.perf_counter()
-    for i in range(count):
-        due = started + i / rate
-        if (ahead := due - time.perf_counter()) > 0:
-            time.sleep(ahead)
+    sent = {}
+    for i in paced(count, rate):
         sent[first + i] = time.time()
         producer.produce(topic, value, str(first + i).encode())
         producer.poll(0)
@@ -290,15 +288,21 @@ def produce_at_rate(settings: Settings, codec: AvroCodec, records: list[dict],
     """Send at ``rate`` per second, stamping ``ingested_at`` at send time."""
     producer = warm_producer(settings)
     name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
-    started = time.perf_counter()
-    for i, record in enumerate(records):
-        due = started + i / rate
-        if (ahead := due - time.perf_counter()) > 0:
-            time.sleep(ahead)
+    for i in paced(len(records), rate):
+        record = records[i]
         record["ingested_at"] = datetime.now(UTC)
         producer.produce(name, codec.encode(record), record["wallet"])
         producer.poll(0)
     producer.flush(30)
+
+
+def paced(count: int, rate: float) -> Iterator[int]:
+    """0 to ``count`` - 1, each when it is due at ``rate`` per second from the first."""
+    started = time.perf_counter()
+    for i in range(count):
+        if (ahead := started + i / rate - time.perf_counter()) > 0:
+            time.sleep(ahead)
+        yield i
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -1,13 +1,16 @@
 """``sentinel bench pipeline``'s split of a scoring batch's wall time: the workers' phase
 histograms (``sentinel_scoring_phase_seconds``) summed over their /metrics pages and
 differenced between two reads; and the purchases decided and CPU time between them
-(``cpu_seconds`` itself: tests/unit/test_infra_process.py)."""
+(``cpu_seconds`` itself: tests/unit/test_infra_process.py); and the pacing of records sent
+at a rate."""
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streams.bench import PHASES, decided, phase_split, phase_totals, split
+from streams.bench import PHASES, decided, paced, phase_split, phase_totals, split
 
 
 def _page(seconds: dict[str, list[float]], batches: list[int] = ()) -> str:
@@ -65,3 +68,10 @@ def test_the_split_gives_cpu_per_purchase_and_cores_busy() -> None:
     assert abs(result["cpu_us_per_purchase"] - 600.0) < 1e-6
     assert abs(result["cpu_busy"] - 0.5) < 1e-6
     assert split(after, after)["cpu_us_per_purchase"] is None
+
+
+def test_paced_yields_each_index_when_it_is_due():
+    started = time.perf_counter()
+    seen = [(i, time.perf_counter() - started) for i in paced(5, 100.0)]
+    assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
+    assert all(at >= i / 100.0 for i, at in seen)  # never before its time
