@@ -1,8 +1,9 @@
 """Types of the native module built from ``processors/native`` (``src/lib.rs`` documents it)."""
 
+from collections.abc import Mapping
 from typing import Any
 
-from processors.records import Order
+from processors.records import Order, Transfer
 from processors.state import WalletState
 
 class CrowdStore:
@@ -69,12 +70,18 @@ class WalletFeatures:
 
 class WalletUpdates:
     def __init__(self, *, purchases_cap: int, geo_cap: int, devices_cap: int, tokens_cap: int,
-                 holdings_cap: int, wash_cap: int, applied_cap: int, slack_ms: int,
-                 prune_every_ms: int, purchase_retention_ms: int, geo_retention_ms: int,
-                 auth_retention_ms: int, device_retention_ms: int, token_retention_ms: int,
-                 order_fields: tuple[str, ...], purchase_fact: type[tuple[Any, ...]],
-                 geo_point: type[tuple[Any, ...]], holding: type[tuple[Any, ...]]) -> None: ...
+                 holdings_cap: int, wash_cap: int, applied_cap: int, auth_cap: int,
+                 resales_cap: int, login_window_ms: int, slack_ms: int, prune_every_ms: int,
+                 purchase_retention_ms: int, geo_retention_ms: int, auth_retention_ms: int,
+                 device_retention_ms: int, token_retention_ms: int,
+                 failed_login_kinds: frozenset[str], mfa_failed_kinds: frozenset[str],
+                 login_ok_kinds: frozenset[str], order_fields: tuple[str, ...],
+                 transfer_fields: tuple[str, ...], purchase_fact: type[tuple[Any, ...]],
+                 geo_point: type[tuple[Any, ...]], holding: type[tuple[Any, ...]],
+                 resale_fact: type[tuple[Any, ...]]) -> None: ...
     def apply_order(self, o: Order, wallet: WalletState, max_future_skew_ms: int) -> bool: ...
+    def apply_auth(self, event: Mapping[str, Any], ts: int, wallet: WalletState) -> None: ...
+    def apply_transfer(self, t: Transfer, wallet: WalletState) -> None: ...
     def comes_back(self, wallet: WalletState, key: str, ts: int) -> bool: ...
     def first_time(self, wallet: WalletState, record_id: str) -> bool: ...
     def observe(self, wallet: WalletState, ts_ms: int, stream: str) -> None: ...

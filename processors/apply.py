@@ -18,27 +18,10 @@ from typing import Any
 from processors.entity_state import EntityStore
 from processors.expiry import WALLET_IDLE_MS, deleted_by
 from processors.records import Order, Transfer, read_order, read_transfer
-from processors.ring import cap_dict, count_ts_between, insert_row, insert_ts
-from processors.state import (
-    AUTH_CAP,
-    GEO_CAP,
-    RESALES_CAP,
-    SLACK_MS,
-    TOKENS_CAP,
-    WALLET_UPDATES,
-    WASH_CAP,
-    GeoPoint,
-    Holding,
-    ResaleFact,
-    WalletState,
-)
+from processors.state import SLACK_MS, WALLET_UPDATES, WalletState
 from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
 
 Record = Mapping[str, Any]
-
-FAILED_LOGIN_KINDS = frozenset({"LOGIN_FAILED", "ADMIN_LOGIN_FAILED"})
-MFA_FAILED_KINDS = frozenset({"MFA_FAILED", "ADMIN_MFA_FAILED"})
-LOGIN_OK_KINDS = frozenset({"LOGIN_OK", "ADMIN_LOGIN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,25 +116,12 @@ def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAU
 
 
 def apply_auth_at(event: Record, ts: int, wallet: WalletState) -> None:
-    """``apply_auth`` for an event at ``ts`` already admitted (``check_lateness``)."""
-    if not WALLET_UPDATES.first_time(wallet, event["event_id"]):
-        return
-    kind = event["kind"]
-    if kind in FAILED_LOGIN_KINDS:
-        insert_ts(wallet.failed_logins, ts, AUTH_CAP)
-    elif kind in MFA_FAILED_KINDS:
-        insert_ts(wallet.mfa_failures, ts, AUTH_CAP)
-    elif kind in LOGIN_OK_KINDS and (wallet.login_ok_ms is None or ts >= wallet.login_ok_ms):
-        wallet.login_ok_ms = ts
-        wallet.fails_before_login_ok = count_ts_between(wallet.failed_logins, ts - HOUR_MS, ts)
-    elif kind == "PASSWORD_CHANGED":
-        wallet.password_changed_ms = max(wallet.password_changed_ms or ts, ts)
-    elif kind == "EMAIL_CHANGED":
-        wallet.email_changed_ms = max(wallet.email_changed_ms or ts, ts)
-    geo = event.get("geo")
-    if geo:
-        insert_row(wallet.geo_points, GeoPoint(ts, geo["lat"], geo["lon"], geo["country"]), GEO_CAP)
-    WALLET_UPDATES.observe(wallet, ts, "auth")
+    """``apply_auth`` for an event at ``ts`` already admitted (``check_lateness``). In native
+    code (``processors/native/src/updates.rs``): once per ``event_id``, a failed login or MFA
+    failure is a timestamp more (``AUTH_CAP`` kept); a login (``LOGIN_OK_KINDS``) at or after
+    the last one becomes the last, with the failed logins in the hour before it counted; a
+    password or email change keeps the latest time; the event's geo point, if any, is kept."""
+    WALLET_UPDATES.apply_auth(event, ts, wallet)
 
 
 def apply_transfer(
@@ -169,37 +139,9 @@ def apply_transfer(
 
 
 def apply_read_transfer(t: Transfer, wallet: WalletState) -> None:
-    """``apply_transfer`` for a transfer already read (``read_transfer``) and admitted."""
-    if not WALLET_UPDATES.first_time(wallet, t.record_id):
-        return
-    if t.receiver == wallet.address:
-        _receive_token(wallet, t.key, t.kind, t.ts)
-    if t.sender == wallet.address:
-        _send_token(wallet, t.key, t.kind, t.ts)
-    WALLET_UPDATES.observe(wallet, t.ts, "transfer")
-
-
-def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
-    if kind != "MINT" and WALLET_UPDATES.comes_back(wallet, key, ts):
-        insert_ts(wallet.wash_cycles, ts, WASH_CAP)
-    held = wallet.holdings.get(key)
-    if held is None or held.acquired_ms > ts:
-        wallet.holdings[key] = Holding(ts, held.price_minor if held else -1)
-    if kind == "MINT":
-        wallet.mints[key] = min(wallet.mints.get(key, ts), ts)
-        cap_dict(wallet.mints, TOKENS_CAP)
-
-
-def _send_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
-    held = wallet.holdings.pop(key, None)
-    if kind == "BURN":
-        return
-    hold_ms = ts - held.acquired_ms if held is not None and held.acquired_ms <= ts else -1
-    mint_ms = wallet.mints.get(key)
-    flip_ms = -1
-    if kind == "SALE" and mint_ms is not None and mint_ms <= ts:
-        flip_ms = ts - mint_ms
-        del wallet.mints[key]  # only the first resale after the mint counts
-    insert_row(wallet.resales, ResaleFact(ts, hold_ms, flip_ms), RESALES_CAP)
-    wallet.sent[key] = max(wallet.sent.get(key, ts), ts)
-    cap_dict(wallet.sent, TOKENS_CAP)
+    """``apply_transfer`` for a transfer already read (``read_transfer``) and admitted. In
+    native code (``processors/native/src/updates.rs``): once per ``record_id``, on the side(s)
+    ``wallet.address`` is on. Received: the token is held (from its earliest time; a wash
+    cycle when it comes back), minted at the earliest MINT. Sent: no longer held and, unless
+    burnt, a resale (hold time, mint to first SALE) and the latest time it was sent."""
+    WALLET_UPDATES.apply_transfer(t, wallet)

@@ -6,8 +6,9 @@ however long the simulated clock runs. Expiry keeps ``SLACK_MS`` beyond each win
 event arriving within the allowed lateness still sees the rows it needs; queries filter by
 timestamp, so expiry only ever frees memory and never changes a feature value. A whole
 wallet idle past its longest window is summarised or deleted by ``processors/expiry.py``.
-The updates (a purchase applied, ``first_time``, ``observe``, ``prune``) run in native code,
-``WALLET_UPDATES`` (``processors/native/src/updates.rs``), with the limits below.
+The updates (a purchase, an auth event or a chain transfer applied, ``first_time``,
+``observe``, ``prune``) run in native code, ``WALLET_UPDATES``
+(``processors/native/src/updates.rs``), with the limits and auth kinds below.
 
 ``WalletState`` is ``array_like`` (encoded as an array, fields in declaration order) and
 tagged; ``processors/statecodec.py`` puts a format version in front. To add a field, append
@@ -22,7 +23,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from processors._native import WalletUpdates
-from processors.records import Order
+from processors.records import Order, Transfer
 from processors.timeutil import DAY_MS, HOUR_MS
 
 SLACK_MS = HOUR_MS
@@ -42,6 +43,12 @@ TOKENS_CAP = 256
 RESALES_CAP = 128
 WASH_CAP = 32
 APPLIED_CAP = 64  # record ids a wallet remembers, to apply a redelivered record once
+LOGIN_WINDOW_MS = HOUR_MS  # the failed logins counted before a successful one
+
+# Auth event kinds a wallet records (besides PASSWORD_CHANGED and EMAIL_CHANGED)
+FAILED_LOGIN_KINDS = frozenset({"LOGIN_FAILED", "ADMIN_LOGIN_FAILED"})
+MFA_FAILED_KINDS = frozenset({"MFA_FAILED", "ADMIN_MFA_FAILED"})
+LOGIN_OK_KINDS = frozenset({"LOGIN_OK", "ADMIN_LOGIN"})
 
 
 class PurchaseFact(NamedTuple):
@@ -152,13 +159,17 @@ class WalletState(msgspec.Struct, array_like=True, gc=False, tag=WALLET_TAG):
             setattr(self, name, getattr(fresh, name))
 
 
-# Applying a purchase, and the state's first_time / observe / prune, in native code
-# (processors/native/src/updates.rs), with the limits above and the rows' classes.
+# Applying a purchase, an auth event or a chain transfer, and the state's first_time /
+# observe / prune, in native code (processors/native/src/updates.rs), with the limits and
+# kinds above, the records' layouts and the rows' classes.
 WALLET_UPDATES = WalletUpdates(
     purchases_cap=PURCHASES_CAP, geo_cap=GEO_CAP, devices_cap=DEVICES_CAP, tokens_cap=TOKENS_CAP,
-    holdings_cap=HOLDINGS_CAP, wash_cap=WASH_CAP, applied_cap=APPLIED_CAP, slack_ms=SLACK_MS,
+    holdings_cap=HOLDINGS_CAP, wash_cap=WASH_CAP, applied_cap=APPLIED_CAP, auth_cap=AUTH_CAP,
+    resales_cap=RESALES_CAP, login_window_ms=LOGIN_WINDOW_MS, slack_ms=SLACK_MS,
     prune_every_ms=PRUNE_EVERY_MS, purchase_retention_ms=PURCHASE_RETENTION_MS,
     geo_retention_ms=GEO_RETENTION_MS, auth_retention_ms=AUTH_RETENTION_MS,
     device_retention_ms=DEVICE_RETENTION_MS, token_retention_ms=TOKEN_RETENTION_MS,
-    order_fields=Order._fields, purchase_fact=PurchaseFact, geo_point=GeoPoint, holding=Holding,
+    failed_login_kinds=FAILED_LOGIN_KINDS, mfa_failed_kinds=MFA_FAILED_KINDS,
+    login_ok_kinds=LOGIN_OK_KINDS, order_fields=Order._fields, transfer_fields=Transfer._fields,
+    purchase_fact=PurchaseFact, geo_point=GeoPoint, holding=Holding, resale_fact=ResaleFact,
 )  # fmt: skip

@@ -5,9 +5,11 @@
 of the state), and ``processors/ring.py``'s ``prune_dict``, as of commit bf64b2f. Do not change
 it: it is what ``tests/unit/test_native_wallet_updates.py`` holds the native updates to.
 
-``apply_auth_at`` and ``apply_read_transfer`` are the auth and chain paths of
-``processors/apply.py`` as they were, calling the reference ``first_time`` and ``observe``, so
-a sequence of mixed events runs through Python alone.
+``apply_auth_at``, ``apply_read_transfer``, ``_receive_token`` and ``_send_token`` are the
+auth and chain paths of ``processors/apply.py`` as they were before they moved to native code
+too (``WalletUpdates.apply_auth`` / ``apply_transfer``, as of commit 008c156), calling the
+reference ``first_time``, ``observe`` and ``_comes_back``, so a sequence of mixed events runs
+through Python alone.
 """
 
 from __future__ import annotations
@@ -15,15 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from processors.apply import (
-    DEFAULT_CONFIG,
-    FAILED_LOGIN_KINDS,
-    LOGIN_OK_KINDS,
-    MFA_FAILED_KINDS,
-    FeatureConfig,
-    Record,
-    _send_token,  # unchanged by the native update: the live one is the reference's too
-)
+from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record
 from processors.records import Order, Transfer
 from processors.ring import (
     cap_dict,
@@ -39,12 +33,16 @@ from processors.state import (
     AUTH_RETENTION_MS,
     DEVICE_RETENTION_MS,
     DEVICES_CAP,
+    FAILED_LOGIN_KINDS,
     GEO_CAP,
     GEO_RETENTION_MS,
     HOLDINGS_CAP,
+    LOGIN_OK_KINDS,
+    MFA_FAILED_KINDS,
     PRUNE_EVERY_MS,
     PURCHASE_RETENTION_MS,
     PURCHASES_CAP,
+    RESALES_CAP,
     SLACK_MS,
     TOKEN_RETENTION_MS,
     TOKENS_CAP,
@@ -52,6 +50,7 @@ from processors.state import (
     GeoPoint,
     Holding,
     PurchaseFact,
+    ResaleFact,
     WalletState,
 )
 from processors.timeutil import HOUR_MS
@@ -209,3 +208,18 @@ def _receive_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
     if kind == "MINT":
         wallet.mints[key] = min(wallet.mints.get(key, ts), ts)
         cap_dict(wallet.mints, TOKENS_CAP)
+
+
+def _send_token(wallet: WalletState, key: str, kind: str, ts: int) -> None:
+    held = wallet.holdings.pop(key, None)
+    if kind == "BURN":
+        return
+    hold_ms = ts - held.acquired_ms if held is not None and held.acquired_ms <= ts else -1
+    mint_ms = wallet.mints.get(key)
+    flip_ms = -1
+    if kind == "SALE" and mint_ms is not None and mint_ms <= ts:
+        flip_ms = ts - mint_ms
+        del wallet.mints[key]  # only the first resale after the mint counts
+    insert_row(wallet.resales, ResaleFact(ts, hold_ms, flip_ms), RESALES_CAP)
+    wallet.sent[key] = max(wallet.sent.get(key, ts), ts)
+    cap_dict(wallet.sent, TOKENS_CAP)

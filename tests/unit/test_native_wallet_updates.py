@@ -1,5 +1,6 @@
-"""The native wallet updates (``WALLET_UPDATES``: ``apply_order``, ``first_time``, ``observe``,
-``prune``) leave the state the Python they replaced left (``tests/support/apply_reference.py``):
+"""The native wallet updates (``WALLET_UPDATES``: ``apply_order``, ``apply_auth``,
+``apply_transfer``, ``first_time``, ``observe``, ``prune``) leave the state the Python they
+replaced left (``tests/support/apply_reference.py``):
 the same rows of the same NamedTuple classes in the same order, the same dicts in the same
 insertion order, the same ints, the same return value. Each test applies the same events to
 two copies of a hand-built state, one natively and one through the reference, and compares
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import pytest
 
@@ -27,15 +30,20 @@ from processors.apply import (
 from processors.records import Order, Transfer
 from processors.state import (
     APPLIED_CAP,
+    AUTH_CAP,
     AUTH_RETENTION_MS,
     DEVICE_RETENTION_MS,
     DEVICES_CAP,
+    FAILED_LOGIN_KINDS,
     GEO_CAP,
     GEO_RETENTION_MS,
     HOLDINGS_CAP,
+    LOGIN_OK_KINDS,
+    MFA_FAILED_KINDS,
     PRUNE_EVERY_MS,
     PURCHASE_RETENTION_MS,
     PURCHASES_CAP,
+    RESALES_CAP,
     SLACK_MS,
     TOKEN_RETENTION_MS,
     TOKENS_CAP,
@@ -359,22 +367,43 @@ def test_a_state_decoded_from_the_table_is_updated_in_place():
     assert statecodec.decode(statecodec.encode(decoded)).to_dict() == decoded.to_dict()
 
 
+LIMITS = dict(purchases_cap=1, geo_cap=1, devices_cap=1, tokens_cap=1, holdings_cap=1,
+              wash_cap=1, applied_cap=1, auth_cap=1, resales_cap=1, login_window_ms=1,
+              slack_ms=1, prune_every_ms=1, purchase_retention_ms=1, geo_retention_ms=1,
+              auth_retention_ms=1, device_retention_ms=1, token_retention_ms=1,
+              failed_login_kinds=FAILED_LOGIN_KINDS, mfa_failed_kinds=MFA_FAILED_KINDS,
+              login_ok_kinds=LOGIN_OK_KINDS, order_fields=Order._fields,
+              transfer_fields=Transfer._fields, purchase_fact=PurchaseFact, geo_point=GeoPoint,
+              holding=Holding, resale_fact=ResaleFact)  # fmt: skip
+
+
 def test_a_layout_the_update_does_not_know_is_refused():
     class Moved(tuple):
         _fields = ("price_minor", "acquired_ms")
 
-    kwargs = dict(purchases_cap=1, geo_cap=1, devices_cap=1, tokens_cap=1, holdings_cap=1,
-                  wash_cap=1, applied_cap=1, slack_ms=1, prune_every_ms=1,
-                  purchase_retention_ms=1, geo_retention_ms=1, auth_retention_ms=1,
-                  device_retention_ms=1, token_retention_ms=1, order_fields=Order._fields,
-                  purchase_fact=PurchaseFact, geo_point=GeoPoint, holding=Holding)  # fmt: skip
-    WalletUpdates(**kwargs)
+    WalletUpdates(**LIMITS)
     with pytest.raises(ValueError, match="Holding fields"):
-        WalletUpdates(**{**kwargs, "holding": Moved})
+        WalletUpdates(**{**LIMITS, "holding": Moved})
+    with pytest.raises(ValueError, match="ResaleFact fields"):
+        WalletUpdates(**{**LIMITS, "resale_fact": Holding})
     with pytest.raises(ValueError, match="Order fields"):
-        WalletUpdates(**{**kwargs, "order_fields": Order._fields[1:]})
+        WalletUpdates(**{**LIMITS, "order_fields": Order._fields[1:]})
+    with pytest.raises(ValueError, match="Transfer fields"):
+        WalletUpdates(**{**LIMITS, "transfer_fields": Transfer._fields[::-1]})
     with pytest.raises(ValueError, match="NamedTuple"):
-        WalletUpdates(**{**kwargs, "geo_point": dict})
+        WalletUpdates(**{**LIMITS, "geo_point": dict})
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds"),
+    [("mfa_failed_kinds", {"MFA_FAILED", "LOGIN_FAILED"}),
+     ("login_ok_kinds", {"LOGIN_OK", "PASSWORD_CHANGED"}),
+     ("failed_login_kinds", {"EMAIL_CHANGED"})],
+)  # fmt: skip
+def test_auth_kinds_in_two_of_the_kinds_are_refused(name, kinds):
+    # Python tests them in turn; the native update looks a kind up once, so they must not overlap
+    with pytest.raises(ValueError, match="in two of the kinds"):
+        WalletUpdates(**{**LIMITS, name: frozenset(kinds)})
 
 
 AUTH_KINDS = ["LOGIN_FAILED", "ADMIN_LOGIN_FAILED", "MFA_FAILED", "LOGIN_OK", "ADMIN_LOGIN",
@@ -384,19 +413,241 @@ ADDRESSES = ["0xa", "0xb", "0xc"]
 ZERO = "0x" + "0" * 40
 
 
-def test_thousands_of_mixed_events_leave_the_reference_states():
-    """Purchases (native against the reference), auths and chain transfers (the Python paths
-    with the native ``first_time`` / ``observe`` against the reference's), interleaved out of
-    order with redeliveries, ties, late events and gaps of days, over three wallets."""
+def auth(
+    wallet: WalletState, event: Mapping[str, object], ts: int = T,
+    raises: type[Exception] | None = None,
+) -> WalletState:  # fmt: skip
+    return same(wallet, lambda w: apply_auth_at(event, ts, w),
+                lambda w: ref.apply_auth_at(event, ts, w), raises)  # fmt: skip
+
+
+def chain(wallet: WalletState, t: Transfer, raises: type[Exception] | None = None) -> WalletState:
+    return same(wallet, lambda w: apply_read_transfer(t, w),
+                 lambda w: ref.apply_read_transfer(t, w), raises)  # fmt: skip
+
+
+def event(kind: str = "LOGIN_FAILED", event_id: str = "e-1", **fields) -> dict[str, object]:
+    return {"event_id": event_id, "kind": kind, "wallet": "0xw", **fields}
+
+
+def xfer(kind: str = "TRANSFER", receiver: str = "0xw", sender: str = "0xs", ts: int = T,
+         record_id: str = "0xt:0:1", key: str = "0xc:1") -> Transfer:  # fmt: skip
+    return Transfer(ts, receiver, sender, record_id, key, kind)
+
+
+def auth_state() -> WalletState:
+    """A wallet with something in every field an auth event touches."""
+    return WalletState(
+        address="0xw", watermark_ms=T, pruned_ms=T - 1, first_seen_ms=T - DAY_MS,
+        failed_logins=[T - HOUR_MS - 1, T - HOUR_MS, T - 5, T, T], mfa_failures=[T - 3, T],
+        login_ok_ms=T - MINUTE_MS, fails_before_login_ok=3, password_changed_ms=T - 7,
+        email_changed_ms=T + 7, geo_points=[GeoPoint(T - 1, 1.0, 2.0, "DE"),
+                                            GeoPoint(T, 3.0, 4.0, "FR")],
+        marks={"auth": T, "purchase": T - HOUR_MS}, applied=["e-0"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", [*AUTH_KINDS, "ADMIN_MFA_FAILED", "", "login_failed"])
+@pytest.mark.parametrize("offset", [-HOUR_MS - 1, -HOUR_MS, -MINUTE_MS - 1, -MINUTE_MS, -7, 0,
+                                    7, 8, HOUR_MS, 2 * HOUR_MS])  # fmt: skip
+@pytest.mark.parametrize("geo", [None, {}, {"lat": -0.0, "lon": 180.0, "country": "XX"}])
+def test_each_auth_kind_at_each_time_records_what_python_recorded(kind, offset, geo):
+    wallet = auth(auth_state(), event(kind, geo=geo), T + offset)
+    assert wallet.applied == ["e-0", "e-1"] and wallet.marks["auth"] == max(T, T + offset)
+    assert len(wallet.geo_points) == 2 + bool(geo)
+
+
+def test_auth_fields_from_scratch_and_their_python_answers():
+    wallet = WalletState(address="0xw")
+    for i, ts in enumerate([T, T - 2, T, T - HOUR_MS, T - HOUR_MS - 1, T + 1]):
+        auth(wallet, event("LOGIN_FAILED", f"f-{i}"), ts)
+    assert wallet.failed_logins == [T - HOUR_MS - 1, T - HOUR_MS, T - 2, T, T, T + 1]
+    auth(wallet, event("ADMIN_LOGIN", "l-1"), T)  # (T - 1 h, T]: 3 failed logins
+    assert wallet.login_ok_ms == T and wallet.fails_before_login_ok == 3
+    auth(wallet, event("LOGIN_OK", "l-2"), T - 1)  # an older login changes nothing
+    assert wallet.login_ok_ms == T and wallet.fails_before_login_ok == 3
+    auth(wallet, event("LOGIN_OK", "l-3"), T + 1)
+    assert wallet.fails_before_login_ok == 4
+    for name, kind in (("password_changed_ms", "PASSWORD_CHANGED"),
+                       ("email_changed_ms", "EMAIL_CHANGED")):  # fmt: skip
+        for i, ts in enumerate([T, T - 1, T + 1, T + 1]):
+            auth(wallet, event(kind, f"{kind}-{i}"), ts)
+        assert getattr(wallet, name) == T + 1
+        setattr(wallet, name, 0)  # 0 is no time (``or ts``): a change at any time replaces it
+        auth(wallet, event(kind, f"{kind}-x"), T - DAY_MS)
+        assert getattr(wallet, name) == T - DAY_MS
+    for i in range(3):
+        auth(wallet, event("ADMIN_MFA_FAILED", f"m-{i}"), T - i)
+    assert wallet.mfa_failures == [T - 2, T - 1, T]
+    assert wallet.marks == {"auth": T + 1} and wallet.first_seen_ms == T - DAY_MS
+
+
+def test_an_auth_event_is_applied_once_and_the_auth_and_geo_caps_keep_the_latest():
+    wallet = WalletState(address="0xw")
+    geo = {"lat": 1.0, "lon": 2.0, "country": "DE"}
+    for i in range(AUTH_CAP + 10):
+        kind = ("LOGIN_FAILED", "MFA_FAILED")[i % 2]
+        auth(wallet, event(kind, f"e-{i}", geo=geo), T + (i % 9) * MINUTE_MS)
+    assert len(wallet.failed_logins) == len(wallet.mfa_failures) == (AUTH_CAP + 10) // 2
+    for i in range(AUTH_CAP + 10):
+        auth(wallet, event("LOGIN_FAILED", f"g-{i}"), T + (i % 5) * MINUTE_MS)
+    assert len(wallet.failed_logins) == AUTH_CAP and len(wallet.geo_points) == GEO_CAP
+    before = fields(wallet)
+    auth(wallet, event("LOGIN_FAILED", f"g-{AUTH_CAP}"), T + DAY_MS)  # a redelivery
+    assert fields(wallet) == before
+
+
+def test_an_auth_event_as_any_mapping_and_kinds_that_are_not_strs():
+    wallet = WalletState(address="0xw")
+    proxy = MappingProxyType(event("MFA_FAILED", geo={"lat": 1.0, "lon": 2.0, "country": "DE"}))
+    auth(wallet, proxy)  # ``event.get("geo")`` of a mapping that is not a dict
+    assert wallet.mfa_failures == [T] and len(wallet.geo_points) == 1
+    auth(wallet, event(None, "e-2"))  # hashable, in no set: nothing but the event
+    auth(wallet, event(7, "e-3", geo={"lat": 1.0, "lon": 2.0, "country": "DE"}))
+    auth(wallet, event(["LOGIN_FAILED"], "e-4"), raises=TypeError)  # unhashable: both raise
+    assert wallet.applied[-1] == "e-4"  # remembered before the kind was read, by both
+    auth(wallet, event("LOGIN_FAILED", "e-5", geo={"lat": 1.0}), raises=KeyError)
+    assert wallet.failed_logins == [T]  # recorded before the geo point failed, by both
+    auth(wallet, {"kind": "LOGIN_FAILED"}, raises=KeyError)  # no event_id
+
+
+@pytest.mark.parametrize("kind", TRANSFER_KINDS)
+@pytest.mark.parametrize("side", ["receiver", "sender", "both", "neither"])
+@pytest.mark.parametrize("held", [None, T - 10, T, T + 10])
+@pytest.mark.parametrize("minted", [None, T - 20, T, T + 20])
+@pytest.mark.parametrize("sent", [None, T - 5, T, T + 5])
+def test_each_transfer_kind_on_each_side_records_what_python_recorded(
+    kind, side, held, minted, sent
+):
+    wallet = WalletState(address="0xw", holdings={"0xc:0": Holding(T, 1)},
+                         mints={"0xc:0": T - 1}, sent={"0xc:0": T - 1},
+                         resales=[ResaleFact(T - 1, 1, 2), ResaleFact(T + 1, 3, -1)],
+                         wash_cycles=[T - 1, T, T + 1])  # fmt: skip
+    if held is not None:
+        wallet.holdings["0xc:1"] = Holding(held, 4_200)
+    if minted is not None:
+        wallet.mints["0xc:1"] = minted
+    if sent is not None:
+        wallet.sent["0xc:1"] = sent
+    wallet.holdings["0xc:2"] = Holding(T - 1, 5)  # after the token: its place is kept or not
+    receiver = "0xw" if side in ("receiver", "both") else "0xr"
+    sender = "0xw" if side in ("sender", "both") else "0xs"
+    chain(wallet, xfer(kind, receiver, sender))
+    assert wallet.marks == {"transfer": T} and wallet.applied == ["0xt:0:1"]
+
+
+def test_a_transfer_is_applied_once_and_received_then_sent_by_a_self_transfer():
+    wallet = chain(WalletState(address="0xw"), xfer("MINT", "0xw", ZERO, T - DAY_MS, "m:0:1"))
+    assert wallet.mints == {"0xc:1": T - DAY_MS} and wallet.holdings == {"0xc:1": (T - DAY_MS, -1)}
+    assert type(wallet.holdings["0xc:1"]) is Holding
+    chain(wallet, xfer("SALE", "0xw", "0xw", T, "s:0:1"))
+    assert wallet.resales == [ResaleFact(T, DAY_MS, DAY_MS)] and wallet.mints == {}
+    assert type(wallet.resales[0]) is ResaleFact and wallet.holdings == {}
+    assert wallet.sent == {"0xc:1": T}
+    before = fields(wallet)
+    chain(wallet, xfer("SALE", "0xw", "0xw", T + 1, "s:0:1"))  # a redelivery
+    assert fields(wallet) == before
+    chain(wallet, xfer("TRANSFER", "0xw", "0xo", T + 2, "t:0:1"))  # it comes back
+    assert wallet.wash_cycles == [T + 2] and wallet.holdings == {"0xc:1": (T + 2, -1)}
+    chain(wallet, xfer("MINT", "0xw", ZERO, T + 3, "t:0:2", "0xc:2"))
+    chain(wallet, xfer("TRANSFER", "0xw", "0xo", T + 4, "t:0:3", "0xc:2"))  # held: no cycle
+    chain(wallet, xfer("BURN", ZERO, "0xw", T + 5, "b:0:1", "0xc:2"))
+    assert wallet.holdings == {"0xc:1": (T + 2, -1)} and len(wallet.resales) == 1
+    assert wallet.wash_cycles == [T + 2] and wallet.mints == {"0xc:2": T + 3}
+
+
+def test_a_token_coming_back_by_transfer_and_by_mint():
+    wallet = WalletState(address="0xw", sent={"0xc:1": T - 10, "0xc:2": T - 10},
+                         holdings={"0xc:2": Holding(T - 20, 9)})  # fmt: skip
+    chain(wallet, xfer("TRANSFER", record_id="a"))
+    chain(wallet, xfer("SALE", record_id="b", key="0xc:2"))
+    assert wallet.wash_cycles == [T, T]
+    assert wallet.holdings == {"0xc:2": Holding(T - 20, 9), "0xc:1": Holding(T, -1)}
+    wallet.sent["0xc:3"] = T - 10
+    chain(wallet, xfer("MINT", record_id="c", key="0xc:3"))  # a mint is no cycle
+    assert wallet.wash_cycles == [T, T]
+    chain(wallet, xfer("TRANSFER", record_id="d", key="0xc:1", ts=T - 30))  # earlier: moved back
+    assert wallet.holdings["0xc:1"] == Holding(T - 30, -1)
+
+
+def test_the_tokens_resales_and_wash_caps_over_chain_transfers():
+    wallet = WalletState(address="0xw")
+    for i in range(TOKENS_CAP + 40):
+        chain(wallet, xfer("MINT", "0xw", ZERO, T + (i % 7), f"m-{i}", f"0xc:{i}"))
+    assert len(wallet.mints) <= TOKENS_CAP
+    for i in range(TOKENS_CAP + 40):
+        kind = ("SALE", "TRANSFER")[i % 2]
+        chain(wallet, xfer(kind, "0xo", "0xw", T + 100 + (i % 11), f"s-{i}", f"0xc:{i}"))
+    assert len(wallet.sent) <= TOKENS_CAP and len(wallet.resales) == RESALES_CAP
+    for i in range(WASH_CAP + 8):
+        chain(wallet, xfer("TRANSFER", "0xw", "0xo", T + 200 + i % 3, f"w-{i}", f"0xc:{i + 40}"))
+    assert len(wallet.wash_cycles) == WASH_CAP
+
+
+def test_a_transfer_that_is_not_a_transfer_or_has_no_int_time_is_refused():
+    wallet = WalletState(address="0xw")
+    with pytest.raises(TypeError):
+        WALLET_UPDATES.apply_transfer({"record_id": "x"}, wallet)
+    assert wallet.applied == []
+    bad = Transfer("T", "0xw", "0xs", "x", "0xc:1", "TRANSFER")
+    with pytest.raises(TypeError):  # Python raised too, in observe (after the holding): the
+        ref.apply_read_transfer(bad, copy.deepcopy(wallet))  # native update assumes int times
+    with pytest.raises(TypeError):
+        apply_read_transfer(bad, wallet)
+    assert wallet.holdings == {}
+
+
+def test_auth_and_transfer_updates_keep_no_memory():
+    geo = {"lat": 1.0, "lon": 2.0, "country": "DE"}
+    events = [event(kind, f"e-{i}", geo=geo if i % 2 else None)
+              for i, kind in enumerate([*AUTH_KINDS, *AUTH_KINDS])]  # fmt: skip
+    transfers = [xfer(kind, "0xw", sender, T + i, f"t-{i}", f"0xc:{i % 3}")
+                 for i, (kind, sender) in enumerate(
+                     [(k, s) for k in TRANSFER_KINDS for s in ("0xw", "0xs", ZERO)])]  # fmt: skip
+
+    def once() -> None:
+        wallet = WalletState(address="0xw", sent={"0xc:1": T - 1}, mints={"0xc:2": T - 9})
+        for i, e in enumerate(events):
+            WALLET_UPDATES.apply_auth(e, T + i, wallet)
+            WALLET_UPDATES.apply_auth(e, T + i, wallet)  # a redelivery
+        for t in transfers:
+            WALLET_UPDATES.apply_transfer(t, wallet)
+            WALLET_UPDATES.apply_transfer(t, wallet)
+
+    for _ in range(200):
+        once()
+    before = sys.getallocatedblocks()
+    for _ in range(2_000):
+        once()
+    assert sys.getallocatedblocks() - before < 200  # a leak would be thousands of blocks
+
+
+# Gaps between events (ms), their weights and how many tokens change hands: over days, where
+# rows expire and wallets are pruned, and within about an hour, where every collection
+# reaches its cap (no row is old enough to expire).
+PACES = {
+    "days": ([0, 1, 1_000, MINUTE_MS, 20 * MINUTE_MS, 3 * HOUR_MS, 2 * DAY_MS, 40 * DAY_MS],
+             [20, 5, 10, 20, 30, 10, 1, 0.2], 300),
+    "minutes": ([0, 1, 100, 1_000], [30, 20, 30, 20], 1_000),
+}  # fmt: skip
+CAPPED = {"failed_logins": AUTH_CAP, "mfa_failures": AUTH_CAP, "resales": RESALES_CAP,
+          "geo_points": GEO_CAP, "purchases": PURCHASES_CAP}  # fmt: skip
+
+
+@pytest.mark.parametrize("pace", PACES)
+def test_thousands_of_mixed_events_leave_the_reference_states(pace):
+    """Purchases, auths and chain transfers (native against the reference), interleaved out
+    of order with redeliveries, ties, late events and gaps of days or of milliseconds, over
+    three wallets that are each other's counterparties (self-transfers too)."""
     rng = random.Random(20261206)
     native: dict[str, WalletState] = {a: WalletState(address=a) for a in ADDRESSES}
     reference = copy.deepcopy(native)
     clock, ids = T, []
     counts = dict.fromkeys(["purchase", "auth", "transfer", "late", "redelivered", "wash",
-                            "devices dropped"], 0)  # fmt: skip
+                            "devices dropped", "tokens dropped", "capped"], 0)  # fmt: skip
+    gaps, weights, tokens = PACES[pace]
     for n in range(6_000):
-        clock += rng.choices([0, 1, 1_000, MINUTE_MS, 20 * MINUTE_MS, 3 * HOUR_MS, 2 * DAY_MS,
-                              40 * DAY_MS], [20, 5, 10, 20, 30, 10, 1, 0.2])[0]  # fmt: skip
+        clock += rng.choices(gaps, weights)[0]
         ts = clock - rng.choice([0, 0, 0, 1, MINUTE_MS, 4 * MINUTE_MS, 29 * MINUTE_MS, 2 * HOUR_MS])
         if ids and rng.random() < 0.05:
             record_id = rng.choice(ids[-80:])  # a redelivery (or one forgotten beyond the cap)
@@ -405,7 +656,7 @@ def test_thousands_of_mixed_events_leave_the_reference_states():
             record_id = f"r-{n}"
             ids.append(record_id)
         kind = rng.choices(["purchase", "auth", "transfer"], [5, 2, 3])[0]
-        token = f"0xc:{rng.randrange(300)}"
+        token = f"0xc:{rng.randrange(tokens)}"
         if kind == "purchase":
             address = rng.choice(ADDRESSES)
             has_geo = rng.random() < 0.7
@@ -422,8 +673,11 @@ def test_thousands_of_mixed_events_leave_the_reference_states():
             lateness = DEFAULT_CONFIG.allowed_lateness_ms
         elif kind == "auth":
             address = rng.choice(ADDRESSES)
-            geo = {"lat": 1.5, "lon": -2.5, "country": "FR"} if rng.random() < 0.3 else None
-            event = {"event_id": record_id, "kind": rng.choice(AUTH_KINDS), "geo": geo}
+            geo = rng.choice([{"lat": rng.uniform(-90, 90), "lon": 2.5, "country": "FR"}, None,
+                              {}, "absent"])  # fmt: skip
+            event = {"event_id": record_id, "kind": rng.choice([*AUTH_KINDS, "ADMIN_MFA_FAILED"])}
+            if geo != "absent":
+                event["geo"] = geo
             steps = [(address, lambda w, e=event, ts=ts: apply_auth_at(e, ts, w),
                       lambda w, e=event, ts=ts: ref.apply_auth_at(e, ts, w))]  # fmt: skip
             lateness = DEFAULT_CONFIG.allowed_lateness_ms
@@ -443,9 +697,16 @@ def test_thousands_of_mixed_events_leave_the_reference_states():
             continue
         counts[kind] += 1
         for address, run_native, run_reference in steps:
-            washes, devices = len(native[address].wash_cycles), len(native[address].devices)
-            assert run_native(native[address]) == run_reference(reference[address])
-            assert fields(native[address]) == fields(reference[address]), (n, kind, address)
-            counts["wash"] += len(native[address].wash_cycles) > washes
-            counts["devices dropped"] += len(native[address].devices) < devices
+            wallet = native[address]
+            washes, devices = len(wallet.wash_cycles), len(wallet.devices)
+            held = len(wallet.mints) + len(wallet.sent)
+            assert run_native(wallet) == run_reference(reference[address])
+            assert fields(wallet) == fields(reference[address]), (n, kind, address)
+            counts["wash"] += len(wallet.wash_cycles) > washes
+            counts["devices dropped"] += len(wallet.devices) < devices
+            counts["tokens dropped"] += len(wallet.mints) + len(wallet.sent) < held - 1
+            counts["capped"] += any(len(getattr(wallet, f)) == c for f, c in CAPPED.items())
+    if pace == "days":  # rows expire before any ring reaches its cap
+        assert counts.pop("capped") == 0
+    assert counts.pop("tokens dropped") > 5  # each time a quarter of TOKENS_CAP goes
     assert min(counts.values()) > 50, counts  # every kind of event and update was exercised

@@ -1,8 +1,10 @@
-//! Applying a purchase to its wallet's state (`processors.state.WalletState`), in place:
-//! `WalletUpdates.apply_order` (`processors.apply.apply_order`), and the state's own
-//! `first_time`, `observe` and `prune`, which the auth and chain paths call too. It changes the
-//! Python struct where it is (its lists of NamedTuples, its dicts, its int fields), so any
-//! `WalletState` will do: the engine's, or one the live worker decoded from its table.
+//! Applying an event to its wallet's state (`processors.state.WalletState`), in place: a
+//! purchase (`WalletUpdates.apply_order`, `processors.apply.apply_order`), an auth event
+//! (`apply_auth`, `processors.apply.apply_auth_at`) and a chain transfer (`apply_transfer`,
+//! `processors.apply.apply_read_transfer`), and the state's own `first_time`, `observe` and
+//! `prune`, which all three call. It changes the Python struct where it is (its lists of
+//! NamedTuples, its dicts, its int fields), so any `WalletState` will do: the engine's, or one
+//! the live worker decoded from its table.
 //!
 //! The result is the one the Python it replaced left (`tests/support/apply_reference.py`
 //! keeps it; `tests/unit/test_native_wallet_updates.py` compares state by state): the same
@@ -14,9 +16,13 @@
 //! (`tuple.__new__(cls, values)`, what a NamedTuple's `__new__` does), holding the order's own
 //! objects; counters summed as Python ints.
 //!
-//! Assumed of the inputs (as their types say): event times (the order's, the rows', the
-//! dicts' values, the marks and watermarks) are ints within i64; record ids and keys strs.
-//! Anything else raises TypeError where Python might have gone on.
+//! Assumed of the inputs (as their types say): event times (the order's, the auth event's,
+//! the transfer's, the rows', the dicts' values, the marks and watermarks) are ints within
+//! i64; record ids and keys strs; an auth event's kind a str (any other hashable value is no
+//! kind, as it is in none of Python's sets; a str subclass is compared by its text). Anything
+//! else raises TypeError where Python might have gone on.
+
+use std::collections::HashSet;
 
 use pyo3::exceptions::{PyAssertionError, PyValueError};
 use pyo3::{ffi, intern};
@@ -24,9 +30,35 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::wallet::{bisect_right, opt_ts, order, row_ts, text, ts_of, GEO_POINT_FIELDS,
-                    ORDER_FIELDS, PURCHASE_FACT_FIELDS};
+                    ORDER_FIELDS, PURCHASE_FACT_FIELDS, RESALE_FACT_FIELDS};
 
 const HOLDING_FIELDS: [&str; 2] = ["acquired_ms", "price_minor"];
+const TRANSFER_FIELDS: [&str; 6] = ["ts", "receiver", "sender", "record_id", "key", "kind"];
+
+/// Positions in `processors.records.Transfer`.
+mod transfer {
+    pub const TS: usize = 0;
+    pub const RECEIVER: usize = 1;
+    pub const SENDER: usize = 2;
+    pub const RECORD_ID: usize = 3;
+    pub const KEY: usize = 4;
+    pub const KIND: usize = 5;
+}
+
+/// What an auth event records, by its kind (`processors/state.py` holds the kinds of the
+/// first three; the last two are spelled in `apply_auth_at` as they were in Python).
+#[derive(Clone, Copy, PartialEq)]
+enum AuthKind {
+    FailedLogin,
+    MfaFailed,
+    LoginOk,
+    PasswordChanged,
+    EmailChanged,
+    Other,
+}
+
+const PASSWORD_CHANGED: &str = "PASSWORD_CHANGED";
+const EMAIL_CHANGED: &str = "EMAIL_CHANGED";
 
 /// Caps and retentions (`processors/state.py` holds their values and reasons).
 #[derive(Clone, Copy)]
@@ -38,6 +70,9 @@ struct UpdateLimits {
     holdings_cap: usize,
     wash_cap: usize,
     applied_cap: usize,
+    auth_cap: usize,
+    resales_cap: usize,
+    login_window_ms: i128, // the failed logins counted before a successful one
     slack_ms: i128,
     prune_every_ms: i128,
     purchase_retention_ms: i128,
@@ -54,6 +89,8 @@ pub struct WalletUpdates {
     purchase_fact: Py<PyType>,
     geo_point: Py<PyType>,
     holding: Py<PyType>,
+    resale_fact: Py<PyType>,
+    auth_kinds: Vec<(String, AuthKind)>, // each kind's text once (checked when built)
     tuple_new: ffi::newfunc, // tuple's tp_new, which `tuple.__new__(cls, values)` calls
 }
 
@@ -61,22 +98,30 @@ pub struct WalletUpdates {
 impl WalletUpdates {
     #[new]
     #[pyo3(signature = (*, purchases_cap, geo_cap, devices_cap, tokens_cap, holdings_cap,
-                        wash_cap, applied_cap, slack_ms, prune_every_ms, purchase_retention_ms,
-                        geo_retention_ms, auth_retention_ms, device_retention_ms,
-                        token_retention_ms, order_fields, purchase_fact, geo_point, holding))]
+                        wash_cap, applied_cap, auth_cap, resales_cap, login_window_ms, slack_ms,
+                        prune_every_ms, purchase_retention_ms, geo_retention_ms,
+                        auth_retention_ms, device_retention_ms, token_retention_ms,
+                        failed_login_kinds, mfa_failed_kinds, login_ok_kinds, order_fields,
+                        transfer_fields, purchase_fact, geo_point, holding, resale_fact))]
     #[allow(clippy::too_many_arguments)]
     fn new(purchases_cap: usize, geo_cap: usize, devices_cap: usize, tokens_cap: usize,
-           holdings_cap: usize, wash_cap: usize, applied_cap: usize, slack_ms: i64,
-           prune_every_ms: i64, purchase_retention_ms: i64, geo_retention_ms: i64,
-           auth_retention_ms: i64, device_retention_ms: i64, token_retention_ms: i64,
-           order_fields: Vec<String>, purchase_fact: Bound<'_, PyType>,
-           geo_point: Bound<'_, PyType>, holding: Bound<'_, PyType>) -> PyResult<Self> {
+           holdings_cap: usize, wash_cap: usize, applied_cap: usize, auth_cap: usize,
+           resales_cap: usize, login_window_ms: i64, slack_ms: i64, prune_every_ms: i64,
+           purchase_retention_ms: i64, geo_retention_ms: i64, auth_retention_ms: i64,
+           device_retention_ms: i64, token_retention_ms: i64,
+           failed_login_kinds: HashSet<String>, mfa_failed_kinds: HashSet<String>,
+           login_ok_kinds: HashSet<String>, order_fields: Vec<String>,
+           transfer_fields: Vec<String>, purchase_fact: Bound<'_, PyType>,
+           geo_point: Bound<'_, PyType>, holding: Bound<'_, PyType>,
+           resale_fact: Bound<'_, PyType>) -> PyResult<Self> {
         let py = purchase_fact.py();
         let tuple = py.get_type::<PyTuple>();
-        let mut layouts = vec![("Order", order_fields, &ORDER_FIELDS[..])];
+        let mut layouts = vec![("Order", order_fields, &ORDER_FIELDS[..]),
+                               ("Transfer", transfer_fields, &TRANSFER_FIELDS[..])];
         for (name, cls, want) in [("PurchaseFact", &purchase_fact, &PURCHASE_FACT_FIELDS[..]),
                                   ("GeoPoint", &geo_point, &GEO_POINT_FIELDS[..]),
-                                  ("Holding", &holding, &HOLDING_FIELDS[..])] {
+                                  ("Holding", &holding, &HOLDING_FIELDS[..]),
+                                  ("ResaleFact", &resale_fact, &RESALE_FACT_FIELDS[..])] {
             if !cls.is_subclass(&tuple)? {
                 return Err(PyValueError::new_err(format!("{name} must be a NamedTuple class")));
             }
@@ -88,11 +133,28 @@ impl WalletUpdates {
                     "{name} fields {got:?}: the native update expects {want:?}")));
             }
         }
+        // Python tests the kinds in turn (failed login, MFA failure, login, password, email):
+        // with no text in two of them, one lookup gives the same answer.
+        let mut auth_kinds: Vec<(String, AuthKind)> = Vec::new();
+        for (kinds, kind) in [(failed_login_kinds, AuthKind::FailedLogin),
+                              (mfa_failed_kinds, AuthKind::MfaFailed),
+                              (login_ok_kinds, AuthKind::LoginOk),
+                              (HashSet::from([PASSWORD_CHANGED.to_owned()]), AuthKind::PasswordChanged),
+                              (HashSet::from([EMAIL_CHANGED.to_owned()]), AuthKind::EmailChanged)] {
+            for text in kinds {
+                if auth_kinds.iter().any(|(known, _)| *known == text) {
+                    return Err(PyValueError::new_err(format!(
+                        "auth kind {text:?} is in two of the kinds the update tells apart")));
+                }
+                auth_kinds.push((text, kind));
+            }
+        }
         let i = i128::from;
         Ok(WalletUpdates {
             lim: UpdateLimits {
                 purchases_cap, geo_cap, devices_cap, tokens_cap, holdings_cap, wash_cap,
-                applied_cap, slack_ms: i(slack_ms), prune_every_ms: i(prune_every_ms),
+                applied_cap, auth_cap, resales_cap, login_window_ms: i(login_window_ms),
+                slack_ms: i(slack_ms), prune_every_ms: i(prune_every_ms),
                 purchase_retention_ms: i(purchase_retention_ms),
                 geo_retention_ms: i(geo_retention_ms), auth_retention_ms: i(auth_retention_ms),
                 device_retention_ms: i(device_retention_ms),
@@ -101,6 +163,8 @@ impl WalletUpdates {
             purchase_fact: purchase_fact.unbind(),
             geo_point: geo_point.unbind(),
             holding: holding.unbind(),
+            resale_fact: resale_fact.unbind(),
+            auth_kinds,
             tuple_new: tuple_new()?,
         })
     }
@@ -163,6 +227,76 @@ impl WalletUpdates {
         };
         self.observe(wallet, &mark, intern!(py, "purchase"))?;
         Ok(true)
+    }
+
+    /// `processors.apply.apply_auth_at`: auth `event` (a mapping with `event_id`, `kind` and
+    /// maybe `geo`) at `ts` (its time in ms, admitted) into `wallet`. A failed login or MFA
+    /// failure is a timestamp more; a login at or after the last one is the last one, with
+    /// the failed logins in the `login_window_ms` before it counted; a password or email
+    /// change keeps the latest time; a geo point is kept whatever the kind. Nothing changes
+    /// for a redelivery.
+    fn apply_auth(&self, event: &Bound<'_, PyAny>, ts: &Bound<'_, PyAny>,
+                  wallet: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = event.py();
+        let lim = &self.lim;
+        if !self.first_time(wallet, &event.get_item(intern!(py, "event_id"))?)? {
+            return Ok(());
+        }
+        let at = ts_of(ts)?;
+        match self.auth_kind(&event.get_item(intern!(py, "kind"))?)? {
+            AuthKind::FailedLogin => {
+                insert_ts(&list(wallet, intern!(py, "failed_logins"))?, ts, at, lim.auth_cap)?;
+            }
+            AuthKind::MfaFailed => {
+                insert_ts(&list(wallet, intern!(py, "mfa_failures"))?, ts, at, lim.auth_cap)?;
+            }
+            AuthKind::LoginOk => {
+                let last = opt_ts(&wallet.getattr(intern!(py, "login_ok_ms"))?)?;
+                if last.is_none_or(|last| at >= last) {
+                    wallet.setattr(intern!(py, "login_ok_ms"), ts)?;
+                    // count_ts_between(failed_logins, ts - window, ts)
+                    let fails = list(wallet, intern!(py, "failed_logins"))?;
+                    let n = fails.len();
+                    let upto = bisect_right(&fails, at, 0, n, ts_of)?;
+                    let before = bisect_right(&fails, at - lim.login_window_ms, 0, n, ts_of)?;
+                    wallet.setattr(intern!(py, "fails_before_login_ok"),
+                                   upto as i64 - before as i64)?;
+                }
+            }
+            AuthKind::PasswordChanged => latest(wallet, intern!(py, "password_changed_ms"), ts, at)?,
+            AuthKind::EmailChanged => latest(wallet, intern!(py, "email_changed_ms"), ts, at)?,
+            AuthKind::Other => {}
+        }
+        if let Some(geo) = get(event, intern!(py, "geo"))? {
+            if geo.is_truthy()? {
+                let point = self.make(py, &self.geo_point, [
+                    ts.clone(), geo.get_item(intern!(py, "lat"))?,
+                    geo.get_item(intern!(py, "lon"))?, geo.get_item(intern!(py, "country"))?])?;
+                insert_row(&list(wallet, intern!(py, "geo_points"))?, point, at, lim.geo_cap)?;
+            }
+        }
+        self.observe(wallet, ts, intern!(py, "auth"))
+    }
+
+    /// `processors.apply.apply_read_transfer`: chain transfer `t` (a `Transfer`, admitted)
+    /// on the side(s) of it that `wallet` is on, by `wallet.address` (a self-transfer is
+    /// received, then sent). Nothing changes for a redelivery.
+    fn apply_transfer(&self, t: &Bound<'_, PyTuple>, wallet: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = t.py();
+        if !self.first_time(wallet, &t.get_item(transfer::RECORD_ID)?)? {
+            return Ok(());
+        }
+        let (ts_obj, key, kind) =
+            (t.get_item(transfer::TS)?, t.get_item(transfer::KEY)?, t.get_item(transfer::KIND)?);
+        let ts = ts_of(&ts_obj)?;
+        let address = intern!(py, "address");
+        if t.get_item(transfer::RECEIVER)?.eq(wallet.getattr(address)?)? {
+            self.receive_token(wallet, &key, &kind, &ts_obj, ts)?;
+        }
+        if t.get_item(transfer::SENDER)?.eq(wallet.getattr(address)?)? {
+            self.send_token(wallet, &key, &kind, &ts_obj, ts)?;
+        }
+        self.observe(wallet, &ts_obj, intern!(py, "transfer"))
     }
 
     /// `_comes_back`: a token the wallet sent away returns to it at `ts` (the chain path
@@ -284,6 +418,96 @@ impl WalletUpdates {
         Ok(())
     }
 
+    /// What an auth event of `kind` records (Python's `kind in FAILED_LOGIN_KINDS` ... `kind
+    /// == "EMAIL_CHANGED"`): a str by its text; anything else hashed, as a set lookup hashes
+    /// it (an unhashable kind raises TypeError), and no kind.
+    fn auth_kind(&self, kind: &Bound<'_, PyAny>) -> PyResult<AuthKind> {
+        let Ok(kind) = kind.downcast::<PyString>() else {
+            kind.hash()?;
+            return Ok(AuthKind::Other);
+        };
+        let kind = text(kind.as_any())?;
+        Ok(self.auth_kinds.iter()
+            .find(|(known, _)| known.as_bytes() == &kind[..])
+            .map_or(AuthKind::Other, |(_, what)| *what))
+    }
+
+    /// `_receive_token`: the token is held from `ts` (an earlier holding kept, a later one
+    /// moved back to `ts` with its price), a wash cycle when it comes back; minted at the
+    /// earliest MINT seen.
+    fn receive_token(&self, wallet: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>,
+                     kind: &Bound<'_, PyAny>, ts_obj: &Bound<'_, PyAny>, ts: i128) -> PyResult<()> {
+        let py = wallet.py();
+        let holdings = dict(wallet, intern!(py, "holdings"))?;
+        let minted = kind.eq(intern!(py, "MINT"))?;
+        if !minted && comes_back(wallet, &holdings, key, ts)? {
+            insert_ts(&list(wallet, intern!(py, "wash_cycles"))?, ts_obj, ts, self.lim.wash_cap)?;
+        }
+        let price = match holdings.get_item(key)? {
+            Some(held) if !held.is_none() => {
+                // held.acquired_ms > ts: moved back, its price kept
+                (row_ts(&held)? > ts).then(|| held.downcast::<PyTuple>()?.get_item(1)).transpose()?
+            }
+            _ => Some(int_obj(py, -1)?), // not held: price unknown
+        };
+        if let Some(price) = price {
+            holdings.set_item(key, self.make(py, &self.holding, [ts_obj.clone(), price])?)?;
+        }
+        if minted {
+            let mints = dict(wallet, intern!(py, "mints"))?;
+            let first = match mints.get_item(key)? {
+                Some(at) if ts_of(&at)? <= ts => at, // min(at, ts) keeps `at` on a tie
+                _ => ts_obj.clone(),
+            };
+            mints.set_item(key, first)?;
+            cap_dict(&mints, self.lim.tokens_cap, ts_of)?;
+        }
+        Ok(())
+    }
+
+    /// `_send_token`: the token is no longer held; unless burnt, a resale (how long it was
+    /// held, and mint to first SALE, -1 when unknown) and the latest time it was sent.
+    fn send_token(&self, wallet: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>,
+                  kind: &Bound<'_, PyAny>, ts_obj: &Bound<'_, PyAny>, ts: i128) -> PyResult<()> {
+        let py = wallet.py();
+        let holdings = dict(wallet, intern!(py, "holdings"))?;
+        let held = holdings.get_item(key)?; // holdings.pop(key, None)
+        if held.is_some() {
+            holdings.del_item(key)?;
+        }
+        if kind.eq(intern!(py, "BURN"))? {
+            return Ok(());
+        }
+        let hold_ms = match held {
+            Some(held) if !held.is_none() => {
+                let acquired = row_ts(&held)?;
+                if acquired <= ts { ts - acquired } else { -1 }
+            }
+            _ => -1,
+        };
+        let mints = dict(wallet, intern!(py, "mints"))?;
+        let mut flip_ms = -1;
+        if kind.eq(intern!(py, "SALE"))? {
+            if let Some(minted) = mints.get_item(key)?.filter(|at| !at.is_none()) {
+                let minted = ts_of(&minted)?;
+                if minted <= ts {
+                    flip_ms = ts - minted;
+                    mints.del_item(key)?; // only the first resale after the mint counts
+                }
+            }
+        }
+        let fact = self.make(py, &self.resale_fact,
+                             [ts_obj.clone(), int_obj(py, hold_ms)?, int_obj(py, flip_ms)?])?;
+        insert_row(&list(wallet, intern!(py, "resales"))?, fact, ts, self.lim.resales_cap)?;
+        let sent = dict(wallet, intern!(py, "sent"))?;
+        let last = match sent.get_item(key)? {
+            Some(at) if ts_of(&at)? >= ts => at, // max(at, ts) keeps `at` on a tie
+            _ => ts_obj.clone(),
+        };
+        sent.set_item(key, last)?;
+        cap_dict(&sent, self.lim.tokens_cap, ts_of)
+    }
+
     /// An instance of NamedTuple class `cls` holding `values` (`tuple.__new__(cls, values)`).
     fn make<'py, const N: usize>(&self, py: Python<'py>, cls: &Py<PyType>,
                                  values: [Bound<'py, PyAny>; N]) -> PyResult<Bound<'py, PyAny>> {
@@ -307,6 +531,36 @@ fn tuple_new() -> PyResult<ffi::newfunc> {
     }
     // SAFETY: the Py_tp_new slot holds a newfunc.
     Ok(unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(slot) })
+}
+
+/// A Python int of `value`.
+fn int_obj(py: Python<'_>, value: i128) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match i64::try_from(value) {
+        Ok(small) => small.into_pyobject(py)?.into_any(),
+        Err(_) => value.into_pyobject(py)?.into_any(),
+    })
+}
+
+/// `mapping.get(key)`, None when absent: a dict's item read directly, any other mapping's
+/// `get` called.
+fn get<'py>(mapping: &Bound<'py, PyAny>, key: &Bound<'py, PyString>)
+            -> PyResult<Option<Bound<'py, PyAny>>> {
+    if let Ok(d) = mapping.downcast_exact::<PyDict>() {
+        return d.get_item(key);
+    }
+    let value = mapping.call_method1(intern!(mapping.py(), "get"), (key,))?;
+    Ok((!value.is_none()).then_some(value))
+}
+
+/// `setattr(wallet, name, max(getattr(wallet, name) or ts, ts))`: the latest time, the one
+/// held kept on a tie.
+fn latest(wallet: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, ts_obj: &Bound<'_, PyAny>,
+          ts: i128) -> PyResult<()> {
+    let held = wallet.getattr(name)?;
+    if !held.is_truthy()? || ts_of(&held)? < ts {
+        wallet.setattr(name, ts_obj)?;
+    }
+    Ok(())
 }
 
 fn list<'py>(wallet: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyList>> {

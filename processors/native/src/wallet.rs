@@ -46,7 +46,7 @@ pub(crate) const PURCHASE_FACT_FIELDS: [&str; 12] = [
     "country", "ip", "device", "channel",
 ];
 pub(crate) const GEO_POINT_FIELDS: [&str; 4] = ["ts_ms", "lat", "lon", "country"];
-const RESALE_FACT_FIELDS: [&str; 3] = ["ts_ms", "hold_ms", "flip_ms"];
+pub(crate) const RESALE_FACT_FIELDS: [&str; 3] = ["ts_ms", "hold_ms", "flip_ms"];
 
 /// Positions in `Order`.
 pub(crate) mod order {
