@@ -299,8 +299,8 @@ impl WalletUpdates {
         self.observe(wallet, &ts_obj, intern!(py, "transfer"))
     }
 
-    /// `_comes_back`: a token the wallet sent away returns to it at `ts` (the chain path
-    /// asks too).
+    /// `_comes_back`: a token the wallet sent away returns to it at `ts` (what a purchase and
+    /// a received transfer ask; exposed for the tests).
     fn comes_back(&self, wallet: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, ts: i64) -> PyResult<bool> {
         comes_back(wallet, &dict(wallet, intern!(wallet.py(), "holdings"))?, key, i128::from(ts))
     }
