@@ -11,9 +11,11 @@ minor units (``processors.money``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from processors.money import order_ref_minor
+from processors._native import OrderReader
+from processors.money import default_rates, order_ref_minor
 from processors.timeutil import to_ms
 
 
@@ -47,28 +49,28 @@ def read_order(p: Mapping[str, Any], ts: int | None = None) -> Order:
     """The fields of purchase ``p`` every reader needs, converted once. Raises what the
     conversions raise (``UnknownCurrencyError``, a naive datetime) before anything changes.
     ``ts``: ``to_ms(p["occurred_at"])`` when the caller has it already (the entity replica
-    holds each record with it), else converted here."""
-    get = p.get
-    if ts is None:
-        ts = to_ms(p["occurred_at"])
-        assert ts is not None
-    unit_price, currency = int(p["unit_price_minor"]), get("currency")
-    quantity = int(p["quantity"])
-    geo = get("geo")
-    # ``Order``'s fields in order, made as ``Order._make`` makes them, without the frame of
-    # ``Order(...)``: this runs once for every purchase a worker or a replay reads
-    return _make_order(Order, (
-        ts, to_ms(get("ingested_at")), p["purchase_id"], p["wallet"], p["show_id"],
-        p["ticket_id"], p["channel"], quantity, *order_ref_minor(unit_price, quantity, currency),
-        p["payment_method"], get("card_fingerprint"), p["ip"], get("device_id"), bool(geo),
-        geo["lat"] if geo else None, geo["lon"] if geo else None,
-        geo["country"] if geo else None,
-        to_ms(get("sale_opens_at")), to_ms(get("account_created_at")),
-        get("mfa_enabled"), get("phone_verified"), get("email_verified"),
-    ))  # fmt: skip
+    holds each record with it), else converted here.
+
+    Native code reads it (``OrderReader``, ``processors/native/src/order.rs``): the fields in
+    this order, each as ``p[name]`` or ``p.get(name)``, ``int`` of the price and quantity,
+    ``to_ms`` of ``occurred_at``, ``ingested_at``, ``sale_opens_at`` and
+    ``account_created_at`` (a UTC datetime converted natively, anything else by ``to_ms``),
+    ``order_ref_minor`` of (unit price, quantity, currency) for the amount and unit, ``bool``
+    of ``geo`` and its lat, lon and country when it is truthy; the other fields as they are."""
+    return _read(p, ts)
 
 
-_make_order = tuple.__new__
+# every purchase a worker or a replay reads goes through here
+_read = OrderReader(
+    order=Order,
+    order_fields=Order._fields,
+    datetime=datetime,
+    utc=UTC,
+    epoch=datetime(1970, 1, 1, tzinfo=UTC),  # to_ms's epoch
+    to_ms=to_ms,
+    default_rates=default_rates,
+    order_ref_minor=order_ref_minor,
+).read
 
 
 class Transfer(NamedTuple):

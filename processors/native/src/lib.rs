@@ -33,6 +33,7 @@ use pyo3::types::PyDict;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod order;
 mod updates;
 mod wallet;
 
@@ -1031,5 +1032,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EntityStore>()?;
     m.add_class::<wallet::WalletFeatures>()?;
     m.add_class::<updates::WalletUpdates>()?;
+    m.add_class::<order::OrderReader>()?;
     Ok(())
 }
