@@ -43,6 +43,7 @@ UNKNOWN = IpInfo(None, None, False, None, False)
 # A dotted quad exactly as ``ipaddress`` accepts one (decimal octets <= 255, no leading zero).
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_OCTETS = {str(n): n for n in range(256)}  # the texts _OCTET admits, and their values
 
 
 @lru_cache(maxsize=1)
@@ -97,10 +98,13 @@ def _non_public() -> IpRanges:
 
 @lru_cache(maxsize=IP_CACHE_SIZE)
 def ip_info(ip: str | None) -> IpInfo:
-    if ip and _IPV4.fullmatch(ip):  # the common case, without ipaddress's slow parser
-        a, b, c, d = map(int, ip.split("."))
+    # the common case, a dotted quad, without ipaddress's slow parser (a str that is not a str
+    # exactly is matched against the pattern first, as it always was)
+    quad = _quad(ip) if type(ip) is str else (ip and _IPV4.fullmatch(ip) and _quad(ip))
+    if quad:
+        a, b, c, d = quad
         version, value = 4, a << 24 | b << 16 | c << 8 | d
-        network, text = f"{a}.{b}.{c}.0/24", ip  # the pattern admits the canonical form only
+        network, text = f"{a}.{b}.{c}.0/24", ip  # the canonical form only
     else:
         try:
             address = ipaddress.ip_address(ip or "")
@@ -111,10 +115,24 @@ def ip_info(ip: str | None) -> IpInfo:
         network = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
         text = str(address)
     if _non_public().holds(version, value):
-        return IpInfo(None, None, False, network, True)
+        return _make_info(IpInfo, (None, None, False, network, True))
     whole = _net24_geo(network) if version == 4 else None
     country, asn = whole if whole is not None else _geo(_geoip().lookup(text))
-    return IpInfo(country, asn, is_hosting_as(asn), network, False)
+    # ``IpInfo(...)`` as ``IpInfo._make`` makes it, without its frame: once for every new IP
+    return _make_info(IpInfo, (country, asn, is_hosting_as(asn), network, False))
+
+
+_make_info = tuple.__new__
+
+
+def _quad(ip: str) -> tuple[int, int, int, int] | None:
+    """The octets of ``ip`` when it is a dotted quad in canonical form (``_IPV4``: four decimal
+    octets of 0-255 without a leading zero, what ``ipaddress`` prints), else None."""
+    parts = ip.split(".")
+    if len(parts) != 4:
+        return None
+    octets = tuple(map(_OCTETS.get, parts))
+    return None if None in octets else octets  # type: ignore[return-value]
 
 
 def _geo(found) -> tuple[str | None, str | None]:
