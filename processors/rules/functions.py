@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from processors._native import ipv4_column
 from processors.rules.batch import object_column
 from processors.rules.lists import IpRanges
 from processors.signals import MISSING
@@ -178,25 +179,35 @@ def _parse_ip(text: Any) -> tuple[bool, int, Any]:
 
 class ParsedIps:
     """A text column parsed as IP addresses once per batch: ``valid``, and per row the IPv4
-    address as an integer (``is_v4``) or the IPv6 address object."""
+    address as an integer (``is_v4``) or the IPv6 address object; ``only_v4``: every row's is
+    an IPv4 address."""
 
-    __slots__ = ("valid", "is_v4", "v4", "v6")
+    __slots__ = ("valid", "is_v4", "v4", "v6", "only_v4")
 
     def __init__(self, values: Any) -> None:
         column = values if isinstance(values, np.ndarray) else object_column([values])
         n = len(column)
-        packed, self.v6 = [], object_column([None] * n)
+        self.v6 = object_column([None] * n)
         self.valid, self.is_v4 = np.ones(n, dtype=bool), np.ones(n, dtype=bool)
-        for i, value in enumerate(column.tolist()):
-            try:
-                packed.append(inet_pton(AF_INET, value))
-                continue
-            except _NOT_V4:
-                pass
-            self.valid[i], v4, self.v6[i] = parse_ip(value)  # IPv6, invalid, or not a text
-            self.is_v4[i] = v4 >= 0
-            packed.append(v4.to_bytes(4, "big") if v4 >= 0 else _NO_V4)
-        self.v4 = np.frombuffer(b"".join(packed), dtype=">u4").astype(np.uint64)
+        texts = column.tolist()
+        # The IPv4 texts natively, by inet_pton's own grammar (~30 against ~500 ns a value:
+        # the shipped rules read a batch's IPs once, for five rules); the others as before.
+        packed, others = ipv4_column(texts)
+        self.only_v4 = not others
+        if others:
+            buffer = bytearray(packed)
+            for i in others:
+                value = texts[i]
+                try:
+                    buffer[4 * i : 4 * i + 4] = inet_pton(AF_INET, value)
+                    continue
+                except _NOT_V4:
+                    pass
+                self.valid[i], v4, self.v6[i] = parse_ip(value)  # IPv6, invalid, or not a text
+                self.is_v4[i] = v4 >= 0
+                buffer[4 * i : 4 * i + 4] = v4.to_bytes(4, "big") if v4 >= 0 else _NO_V4
+            packed = bytes(buffer)
+        self.v4 = np.frombuffer(packed, dtype=">u4").astype(np.uint64)
 
 
 _parse_text_ip = lru_cache(maxsize=4096)(_parse_ip)
@@ -210,6 +221,8 @@ def _canonical_ip(text: Any) -> str | None:
 
 
 def in_cidr(ips: ParsedIps, ranges: IpRanges) -> np.ndarray:
+    if ips.only_v4:  # every row's address is an IPv4 one: what the masks below select
+        return ranges.contains_v4(ips.v4)
     out = np.zeros(len(ips.valid), dtype=bool)
     if ips.is_v4.any():
         out[ips.is_v4] = ranges.contains_v4(ips.v4[ips.is_v4])

@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 mod order;
 mod features_dict;
+mod decide;
 mod updates;
 mod wallet;
 
@@ -1035,5 +1036,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<updates::WalletUpdates>()?;
     m.add_class::<order::OrderReader>()?;
     features_dict::register(m)?;
+    decide::register(m)?;
     Ok(())
 }

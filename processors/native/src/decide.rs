@@ -1,7 +1,7 @@
-//! `feature_dicts`: a batch's Decision `features` dicts (`processors.decide._features`) in one
-//! call.
+//! Pieces of `processors.decide.decide_batch` over a whole batch in one call.
 //!
-//! Each dict is a copy of the template (`FEATURE_NAMES` → 0.0, keys in that order, its table
+//! `feature_dicts`: a batch's Decision `features` dicts (`processors.decide._features`). Each
+//! dict is a copy of the template (`FEATURE_NAMES` → 0.0, keys in that order, its table
 //! sized for them) with every value set from the row, key by key in order: the same C calls
 //! (`PyDict_Copy`, then `PyDict_SetItem` of each existing key) that
 //! `template.copy().update(zip(names, row))` makes, without the zip's tuple and the
@@ -11,7 +11,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 /// One dict per row: `template` copied, then `names[j]` → `row[j]` for every name. Rows
 /// must be tuples or lists exactly `len(names)` long (else ValueError, before any dict is
@@ -71,6 +71,73 @@ pub fn feature_dicts<'py>(
     Ok(out)
 }
 
+/// `ipv4_column`: a column of texts (`processors.rules.functions.ParsedIps`) read as IPv4
+/// addresses by exactly the grammar of `inet_pton(AF_INET, text)` (glibc's `inet_pton4`: four
+/// groups of decimal digits separated by single dots, each at most 255, none with a leading
+/// zero, nothing else). Gives the addresses packed as 4 big-endian bytes each (zeros where a
+/// value is not one) and the indices of the values that are not (not a text, or a text this
+/// grammar refuses), which the caller reads its own way.
+#[pyfunction]
+pub fn ipv4_column<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+) -> PyResult<(Bound<'py, PyBytes>, Vec<usize>)> {
+    let mut packed = vec![0u8; 4 * values.len()];
+    let mut others = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let address = value
+            .downcast_exact::<PyString>()
+            .ok()
+            .and_then(|text| text.to_str().ok().and_then(|t| inet_pton4(t.as_bytes())));
+        match address {
+            Some(octets) => packed[4 * i..4 * i + 4].copy_from_slice(&octets),
+            None => others.push(i),
+        }
+    }
+    Ok((PyBytes::new(py, &packed), others))
+}
+
+/// glibc's `inet_pton4`, step by step: the address, or None where it returns 0.
+fn inet_pton4(src: &[u8]) -> Option<[u8; 4]> {
+    let mut octets_seen = 0;
+    let mut saw_digit = false;
+    let mut tmp = [0u8; 4];
+    let mut at = 0;
+    for &ch in src {
+        if ch.is_ascii_digit() {
+            let new = u32::from(tmp[at]) * 10 + u32::from(ch - b'0');
+            if saw_digit && tmp[at] == 0 {
+                return None; // a leading zero
+            }
+            if new > 255 {
+                return None;
+            }
+            tmp[at] = new as u8;
+            if !saw_digit {
+                octets_seen += 1;
+                if octets_seen > 4 {
+                    return None;
+                }
+                saw_digit = true;
+            }
+        } else if ch == b'.' && saw_digit {
+            if octets_seen == 4 {
+                return None;
+            }
+            at += 1;
+            tmp[at] = 0;
+            saw_digit = false;
+        } else {
+            return None;
+        }
+    }
+    if octets_seen < 4 {
+        return None;
+    }
+    Some(tmp)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(feature_dicts, m)?)
+    m.add_function(wrap_pyfunction!(feature_dicts, m)?)?;
+    m.add_function(wrap_pyfunction!(ipv4_column, m)?)
 }

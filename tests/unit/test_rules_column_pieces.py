@@ -1,0 +1,165 @@
+"""The faster pieces of the column rules engine give what they replaced
+(``tests/support/rules_columns_before.py``): ``ParsedIps`` reading IPv4 texts natively
+(``processors._native.ipv4_column``, inet_pton's own grammar), ``in_cidr`` on a column of
+IPv4 addresses only, and ``Template`` formatting a constant field once."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from socket import AF_INET, inet_pton
+
+import numpy as np
+import pytest
+
+from models.simulator import SimConfig, simulate
+from processors._native import ipv4_column
+from processors.decide import as_matrix
+from processors.features import FeatureEngine, LateEventError
+from processors.rules import load_ruleset
+from processors.rules.batch import RuleBatch, object_column
+from processors.rules.compiler import Node
+from processors.rules.functions import NUM, ParsedIps, in_cidr
+from processors.rules.lists import default_lists
+from processors.rules.nodes import Scope
+from processors.rules.template import Field, Template, _folded
+from tests.support import rules_columns_before as before
+
+pytestmark = pytest.mark.unit
+
+ODD = ["1.2.3.4", "01.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3", "1.2.3.4.",
+       ".1.2.3.4", "1..2.3", "1.2.3.04", "00.1.1.1", "1.2.3.2555", " 1.2.3.4", "1.2.3.4 ",
+       "1.2.3.4\x00", "١.١.١.١", "\ud800", "", None, 16909060, b"1.2.3.4", "2001:db8::1",
+       "::ffff:1.2.3.4", "fe80::1%eth0", "0x1.2.3.4", "10.0.0.1", "185.220.101.3"]  # fmt: skip
+
+
+def _inet_pton(value) -> bytes | None:
+    try:
+        return inet_pton(AF_INET, value)
+    except (OSError, UnicodeError, ValueError, TypeError):
+        return None
+
+
+def _fuzz(seed: int, n: int) -> list:
+    rng = random.Random(seed)
+    texts = ["".join(rng.choice("0123456789..x:f ") for _ in range(rng.randint(0, 16)))
+             for _ in range(n)]  # fmt: skip
+    texts += [".".join(str(rng.randint(0, 300)).zfill(rng.choice((1, 1, 1, 2, 3)))
+                       for _ in range(rng.choice((3, 4, 4, 4, 5)))) for _ in range(n)]  # fmt: skip
+    return texts
+
+
+def test_ipv4_column_reads_exactly_what_inet_pton_reads() -> None:
+    values = ODD + _fuzz(7, 30_000)
+    packed, others = ipv4_column(values)
+    assert len(packed) == 4 * len(values) and others == sorted(set(others))
+    refused = set(others)
+    for i, value in enumerate(values):
+        address = _inet_pton(value)
+        if i in refused:
+            assert address is None, repr(value)
+            assert packed[4 * i : 4 * i + 4] == bytes(4)
+        else:
+            assert packed[4 * i : 4 * i + 4] == address, repr(value)
+    assert ipv4_column([]) == (b"", [])
+
+
+def _same_ips(new: ParsedIps, old: before.ParsedIps) -> None:
+    for name in ("valid", "is_v4", "v4"):
+        a, b = getattr(new, name), getattr(old, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and (a == b).all(), name
+    assert new.v6.dtype == old.v6.dtype and new.v6.tolist() == old.v6.tolist()
+    assert new.only_v4 == bool(new.is_v4.all())
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["10.0.0.1", "185.220.101.3", "8.8.8.8", "192.168.1.20"],  # IPv4 only
+        ODD,
+        ["2001:db8::1", None, "1.2.3.4", "", "::1"],
+        ["not an ip"],
+        [],
+    ],
+)
+def test_parsed_ips_and_in_cidr_as_before(values) -> None:
+    column = object_column(values)
+    new, old = ParsedIps(column), before.ParsedIps(column)
+    _same_ips(new, old)
+    for name, ranges in default_lists().items():
+        if not isinstance(ranges, frozenset):
+            got, want = in_cidr(new, ranges), before.in_cidr(old, ranges)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist(), name
+
+
+def test_parsed_ips_of_one_value_and_of_fuzz() -> None:
+    for value in ("1.2.3.4", "::1", None, "x"):
+        _same_ips(ParsedIps(value), before.ParsedIps(value))
+    column = object_column(ODD + _fuzz(11, 3_000))
+    _same_ips(ParsedIps(column), before.ParsedIps(column))
+    for text in ("1.2.3.4", "2001:db8::1"):
+        parsed = ParsedIps(text)
+        assert parsed.valid[0] and int(parsed.v4[0]) == (
+            int(ipaddress.ip_address(text)) if parsed.is_v4[0] else 0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def batch() -> RuleBatch:
+    events = [e for e in simulate(SimConfig(seed=5, days=1)) if e[0] != "label"]
+    engine, pending = FeatureEngine(), []
+    for kind, record in events:
+        try:
+            features = engine.process_row(kind, record)
+        except LateEventError:
+            continue
+        if features is not None:
+            pending.append((record, features))
+    pending = pending[:400]
+    X, _ = as_matrix([f for _, f in pending])
+    return RuleBatch([p for p, _ in pending], X)
+
+
+def test_every_shipped_reason_renders_as_before(batch) -> None:
+    ruleset = load_ruleset()
+    rules = list(ruleset.active) + [a for org in ruleset.organizers
+                                    for a in ruleset.for_organizer(org).active]  # fmt: skip
+    folded = 0
+    for active in rules:
+        template = active.compiled.reason
+        folded += len(template.rendered) < len(template.parts)
+        with np.errstate(divide="raise", invalid="raise", over="ignore"):
+            fired = np.flatnonzero(active.compiled.when.run(batch))
+            for group in (batch, batch.subset(fired), batch.subset(np.arange(0))):
+                assert template.render(group) == before.render(template, group), active.rule.id
+    assert folded >= 10  # the shipped rules' parameters in their reasons are formatted once
+
+
+SCOPE = Scope({"limit": 5, "ratio": 0.125, "name": "Edge {case}", "on": True, "big": 1e400},
+              default_lists())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{p.limit} / {p.limit:>6.2f} / {p.limit!r:^9} / {p.name!s:<14}|{p.name!r}",
+        "{{{p.name}}} {{literal}} {p.ratio:.1%} {p.on} {p.on:d} {p.big:g} {-p.big:.0f}",
+        "{velocity_1h:g} of {p.limit:g} ({velocity_1h / p.limit:.2f}x) {user_agent!r:.12}",
+        "{p.limit * 60 + 1:,} s, {abs(-p.ratio):e}, {min(p.limit, 3)}, {max(velocity_1h, 3):g}",
+        "{p.limit}",
+        "{p.limit}{p.ratio}{p.name}",
+        "{'fixed ' + 'text'} then {wallet}",
+    ],
+)
+def test_templates_with_constants_render_as_before(batch, text) -> None:
+    template = Template(text, SCOPE)
+    for group in (batch, batch.subset(np.arange(3)), batch.subset(np.arange(0))):
+        assert template.render(group) == before.render(template, group)
+
+
+def test_a_constant_that_does_not_format_is_left_to_render() -> None:
+    odd = Field("p.x", Node(NUM, lambda _batch: object(), const=True), None, "d")
+    two = Field("p.y", Node(NUM, lambda _batch: 2, const=True), "r", ">3")
+    parts: list[str | Field] = ["a", odd, "b", two, "c"]
+    assert _folded(parts) == ["a", odd, "b  2c"]
+    array = Field("p.z", Node(NUM, lambda _batch: np.arange(2.0), const=True), None, "g")
+    assert _folded([array, "x"]) == [array, "x"]
