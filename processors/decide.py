@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from processors._native import feature_dicts
+from processors._native import feature_dicts, reasons_batch
 from processors.breaker import rule_hits, rule_weights, shadow_rules
 from processors.explain import reasons, top_contributions_batch
 from processors.features import FEATURE_NAMES
@@ -281,9 +281,9 @@ def _decisions(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
     decided_ms, decided_at = batch.decided_ms, batch.decided_at
     model_version, rules_version = batch.model_version, batch.rules_version
     out = []
-    for purchase, features, verdict, final, score, rule_score, results in zip(
+    for purchase, features, verdict, final, score, rule_score, ranked in zip(
             purchases, _feature_dicts(rows), batch.verdicts, batch.finals, batch.scores,
-            batch.rule_scores, batch.results, strict=True):
+            batch.rule_scores, _reasons(batch.results), strict=True):
         arrived = purchase.get("ingested_at") or purchase["occurred_at"]
         latency = decided_ms - (to_ms(arrived) or 0)
         purchase_id = purchase["purchase_id"]
@@ -298,7 +298,7 @@ def _decisions(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
             "rule_score": rule_score,
             "model_version": model_version,
             "rules_version": rules_version,
-            "reasons": reasons(results, limit=10) if results else [],
+            "reasons": ranked,
             "contributions": {},
             "features": features,
             "occurred_at": purchase["occurred_at"],
@@ -313,6 +313,21 @@ def _decisions(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
 # by ``dict(zip(...))``, which grows its table four times on the way to 70 keys (measured:
 # 4.0 against 4.8 µs a row). The same dict; ``as_matrix`` checked the rows' length.
 _FEATURES = dict.fromkeys(FEATURE_NAMES, 0.0)
+
+
+_REASONS = 10  # a Decision's reasons at most
+
+
+def _reasons(results: Sequence[Sequence[RuleResult]]) -> list[list[dict[str, object]]]:
+    """Each row's Decision reasons, ``explain.reasons(its results, limit=10)`` (none without
+    results): in one native call (``reasons_batch``: the same order and dicts of the results'
+    own objects; 500 simulated purchases: ~0.1 against ~2 µs a row with results) when every
+    result is as the rules engine makes them (a str rule id, a float score that is not NaN, a
+    bool hard), else row by row."""
+    try:
+        return reasons_batch(results if type(results) is list else list(results), _REASONS)
+    except ValueError:
+        return [reasons(r, limit=_REASONS) if r else [] for r in results]
 
 
 def _features(row: Sequence[float]) -> dict[str, float]:

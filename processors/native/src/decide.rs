@@ -1,5 +1,7 @@
 //! Pieces of `processors.decide.decide_batch` over a whole batch in one call.
 //!
+//! `reasons_batch`: each row's Decision `reasons` (`processors.explain.reasons`).
+//!
 //! `feature_dicts`: a batch's Decision `features` dicts (`processors.decide._features`). Each
 //! dict is a copy of the template (`FEATURE_NAMES` → 0.0, keys in that order, its table
 //! sized for them) with every value set from the row, key by key in order: the same C calls
@@ -10,8 +12,9 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 /// One dict per row: `template` copied, then `names[j]` → `row[j]` for every name. Rows
 /// must be tuples or lists exactly `len(names)` long (else ValueError, before any dict is
@@ -137,7 +140,77 @@ fn inet_pton4(src: &[u8]) -> Option<[u8; 4]> {
     Some(tmp)
 }
 
+/// `processors.explain.reasons(results, limit)` of each row's rule results, `[]` for a row
+/// without any: the results ranked hard first, then by score, highest first, then by rule id
+/// (a stable sort, as the three stable sorts there), the first `limit` as
+/// `{"code", "category", "score", "detail"}` dicts holding the results' own objects. Rows must
+/// be lists of 5-tuples (rule id a str, score a float that is not NaN, hard a bool): else
+/// ValueError, before any row is made.
+#[pyfunction]
+pub fn reasons_batch<'py>(
+    py: Python<'py>,
+    rows: &Bound<'py, PyList>,
+    limit: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let refuse = || PyValueError::new_err("rows must be lists of (str, _, float, _, bool) results");
+    // each row's results with their keys: (hard, score, rule id, the result)
+    type Keyed<'py> = (bool, f64, String, Bound<'py, PyTuple>);
+    let mut ranked: Vec<Vec<Keyed<'py>>> = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        let results = row.downcast_exact::<PyList>().map_err(|_| refuse())?;
+        let mut keyed = Vec::with_capacity(results.len());
+        for result in results.iter() {
+            let result = result.downcast_into::<PyTuple>().map_err(|_| refuse())?;
+            if result.len() != 5 {
+                return Err(refuse());
+            }
+            let (rule_id, score, hard) = (
+                result.get_item(0)?,
+                result.get_item(2)?,
+                result.get_item(4)?,
+            );
+            let rule_id = rule_id.downcast_exact::<PyString>().map_err(|_| refuse())?;
+            let rule_id = rule_id.to_str().map_err(|_| refuse())?.to_owned(); // no lone surrogate
+            let score = score
+                .downcast_exact::<PyFloat>()
+                .map_err(|_| refuse())?
+                .value();
+            let hard = hard
+                .downcast_exact::<PyBool>()
+                .map_err(|_| refuse())?
+                .is_true();
+            if score.is_nan() {
+                return Err(refuse());
+            }
+            keyed.push((hard, score, rule_id, result));
+        }
+        ranked.push(keyed);
+    }
+    let out = PyList::empty(py);
+    for mut keyed in ranked {
+        // hard first, highest score first, then rule id (UTF-8 bytes order as code points);
+        // a stable sort, as Python's three are
+        keyed.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then(b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        let reasons = PyList::empty(py);
+        for (_, _, _, result) in keyed.iter().take(limit) {
+            let reason = PyDict::new(py);
+            reason.set_item(intern!(py, "code"), result.get_item(0)?)?;
+            reason.set_item(intern!(py, "category"), result.get_item(1)?)?;
+            reason.set_item(intern!(py, "score"), result.get_item(2)?)?;
+            reason.set_item(intern!(py, "detail"), result.get_item(3)?)?;
+            reasons.append(reason)?;
+        }
+        out.append(reasons)?;
+    }
+    Ok(out)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(feature_dicts, m)?)?;
+    m.add_function(wrap_pyfunction!(reasons_batch, m)?)?;
     m.add_function(wrap_pyfunction!(ipv4_column, m)?)
 }
