@@ -15,6 +15,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
+use std::cmp::Ordering;
 
 /// One dict per row: `template` copied, then `names[j]` → `row[j]` for every name. Rows
 /// must be tuples or lists exactly `len(names)` long (else ValueError, before any dict is
@@ -153,28 +154,28 @@ pub fn reasons_batch<'py>(
     limit: usize,
 ) -> PyResult<Bound<'py, PyList>> {
     let refuse = || PyValueError::new_err("rows must be lists of (str, _, float, _, bool) results");
-    // each row's results with their keys: (hard, score, rule id, the result)
-    type Keyed<'py> = (bool, f64, String, Bound<'py, PyTuple>);
-    let mut ranked: Vec<Vec<Keyed<'py>>> = Vec::with_capacity(rows.len());
+    let out = PyList::empty(py);
+    // a row's results with their keys (hard, score, rule id), reused row after row
+    let mut keyed: Vec<(bool, f64, Bound<'py, PyString>, Bound<'py, PyTuple>)> = Vec::new();
     for row in rows.iter() {
         let results = row.downcast_exact::<PyList>().map_err(|_| refuse())?;
-        let mut keyed = Vec::with_capacity(results.len());
+        keyed.clear();
         for result in results.iter() {
             let result = result.downcast_into::<PyTuple>().map_err(|_| refuse())?;
             if result.len() != 5 {
                 return Err(refuse());
             }
-            let (rule_id, score, hard) = (
-                result.get_item(0)?,
-                result.get_item(2)?,
-                result.get_item(4)?,
-            );
-            let rule_id = rule_id.downcast_exact::<PyString>().map_err(|_| refuse())?;
-            let rule_id = rule_id.to_str().map_err(|_| refuse())?.to_owned(); // no lone surrogate
+            let rule_id = result
+                .get_item(0)?
+                .downcast_into_exact::<PyString>()
+                .map_err(|_| refuse())?;
+            rule_id.to_str().map_err(|_| refuse())?; // UTF-8 (no lone surrogate): compared below
+            let score = result.get_item(2)?;
             let score = score
                 .downcast_exact::<PyFloat>()
                 .map_err(|_| refuse())?
                 .value();
+            let hard = result.get_item(4)?;
             let hard = hard
                 .downcast_exact::<PyBool>()
                 .map_err(|_| refuse())?
@@ -184,21 +185,20 @@ pub fn reasons_batch<'py>(
             }
             keyed.push((hard, score, rule_id, result));
         }
-        ranked.push(keyed);
-    }
-    let out = PyList::empty(py);
-    for mut keyed in ranked {
-        // hard first, highest score first, then rule id (UTF-8 bytes order as code points);
-        // a stable sort, as Python's three are
+        // hard first, highest score first, then rule id (UTF-8 bytes order: code points'); a
+        // stable sort, as Python's three are
         keyed.sort_by(|a, b| {
             b.0.cmp(&a.0)
-                .then(b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal))
-                .then_with(|| a.2.cmp(&b.2))
+                .then(b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal))
+                .then_with(|| match (a.2.to_str(), b.2.to_str()) {
+                    (Ok(x), Ok(y)) => x.cmp(y),
+                    _ => Ordering::Equal, // not reached: every id was read above
+                })
         });
         let reasons = PyList::empty(py);
-        for (_, _, _, result) in keyed.iter().take(limit) {
+        for (_, _, rule_id, result) in keyed.iter().take(limit) {
             let reason = PyDict::new(py);
-            reason.set_item(intern!(py, "code"), result.get_item(0)?)?;
+            reason.set_item(intern!(py, "code"), rule_id)?;
             reason.set_item(intern!(py, "category"), result.get_item(1)?)?;
             reason.set_item(intern!(py, "score"), result.get_item(2)?)?;
             reason.set_item(intern!(py, "detail"), result.get_item(3)?)?;
