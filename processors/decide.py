@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from processors._native import feature_dicts, reasons_batch
+from processors._native import decision_dicts, feature_dicts, reasons_batch
 from processors.breaker import rule_hits, rule_weights, shadow_rules
 from processors.explain import reasons, top_contributions_batch
 from processors.features import FEATURE_NAMES
@@ -276,8 +276,37 @@ def _explain(outcomes: list[Outcome], codes: list[int], X: np.ndarray, model: Mo
 
 def _decisions(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
                batch: _Batch) -> list[Record]:
-    """The Decision records (``schemas/decision.avsc``) of a batch, in one loop (rows are
-    ``FEATURE_NAMES`` long: ``as_matrix`` checked); contributions are filled in later."""
+    """The Decision records (``schemas/decision.avsc``) of a batch (rows are
+    ``FEATURE_NAMES`` long: ``as_matrix`` checked); contributions are filled in later. Made
+    in one native call (``decision_dicts``: the records ``_decisions_by_row`` makes, each a
+    copy of ``_DECISION`` with the same values set in the same order; 500 simulated
+    purchases: ~0.5 against ~1.5 µs a row besides features and reasons) when the purchases
+    are plain dicts with what a record reads; else, or when a row raises (a missing field, a
+    naive time), row by row, which raises as it always did."""
+    decided_ms = batch.decided_ms
+    try:
+        latencies = [float(max(0, decided_ms - (to_ms(p.get("ingested_at") or p["occurred_at"])
+                                                or 0))) for p in purchases]  # fmt: skip
+        return decision_dicts(
+            _DECISION, purchases if type(purchases) is list else list(purchases),
+            [batch.verdicts, batch.finals, batch.scores, batch.rule_scores,
+             _reasons(batch.results), _feature_dicts(rows), latencies],
+            batch.model_version, batch.rules_version, batch.decided_at)  # fmt: skip
+    except Exception:  # noqa: S110  (made row by row below: the same records, or error)
+        pass
+    return _decisions_by_row(purchases, rows, batch)
+
+
+# A Decision record's keys, in the order _decisions_by_row sets them (``decision_dicts``).
+_DECISION = dict.fromkeys(("decision_id", "purchase_id", "wallet", "organizer_id", "decision",
+                           "score", "model_score", "rule_score", "model_version",
+                           "rules_version", "reasons", "contributions", "features",
+                           "occurred_at", "decided_at", "latency_ms"))  # fmt: skip
+
+
+def _decisions_by_row(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
+                      batch: _Batch) -> list[Record]:
+    """``_decisions`` in one Python loop."""
     decided_ms, decided_at = batch.decided_ms, batch.decided_at
     model_version, rules_version = batch.model_version, batch.rules_version
     out = []

@@ -2,6 +2,8 @@
 //!
 //! `reasons_batch`: each row's Decision `reasons` (`processors.explain.reasons`).
 //!
+//! `decision_dicts`: a batch's Decision records (`processors.decide._decisions`).
+//!
 //! `feature_dicts`: a batch's Decision `features` dicts (`processors.decide._features`). Each
 //! dict is a copy of the template (`FEATURE_NAMES` → 0.0, keys in that order, its table
 //! sized for them) with every value set from the row, key by key in order: the same C calls
@@ -209,7 +211,97 @@ pub fn reasons_batch<'py>(
     Ok(out)
 }
 
+/// The Decision records of a batch, as `decide._decisions` builds them row by row: each a
+/// copy of `template` (the record's keys in order) with its values set, in that order:
+/// `decision_id` "dec_" + the purchase's `purchase_id`, its `purchase_id`, `wallet`,
+/// `organizer_id` (None without one), the row's verdict, final score, model score, rule score,
+/// the two versions, its reasons, a new empty `contributions` dict, its features, the
+/// purchase's `occurred_at`, `decided_at` and the row's latency. ValueError, before any
+/// record is made, unless the purchases are dicts with a str `purchase_id`, a `wallet` and an
+/// `occurred_at`, and every column is as long as the purchases.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn decision_dicts<'py>(
+    py: Python<'py>,
+    template: &Bound<'py, PyDict>,
+    purchases: &Bound<'py, PyList>,
+    columns: Vec<Bound<'py, PyList>>,
+    model_version: &Bound<'py, PyAny>,
+    rules_version: &Bound<'py, PyAny>,
+    decided_at: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let refuse = || PyValueError::new_err("purchases or columns the records cannot be made of");
+    // columns: verdicts, finals, scores, rule scores, reasons, features, latencies
+    let n = purchases.len();
+    if columns.len() != 7 || columns.iter().any(|c| c.len() != n) {
+        return Err(refuse());
+    }
+    let (purchase_id, wallet, organizer_id, occurred_at) = (
+        intern!(py, "purchase_id"),
+        intern!(py, "wallet"),
+        intern!(py, "organizer_id"),
+        intern!(py, "occurred_at"),
+    );
+    let mut read = Vec::with_capacity(n);
+    for purchase in purchases.iter() {
+        let purchase = purchase
+            .downcast_into_exact::<PyDict>()
+            .map_err(|_| refuse())?;
+        let id = purchase.get_item(purchase_id)?.ok_or_else(refuse)?;
+        let id = id.downcast_into_exact::<PyString>().map_err(|_| refuse())?;
+        let wallet = purchase.get_item(wallet)?.ok_or_else(refuse)?;
+        let organizer = purchase
+            .get_item(organizer_id)?
+            .unwrap_or_else(|| py.None().into_bound(py));
+        let occurred = purchase.get_item(occurred_at)?.ok_or_else(refuse)?;
+        read.push((id, wallet, organizer, occurred));
+    }
+    let keys: Vec<Bound<'py, PyAny>> = template.keys().iter().collect();
+    if keys.len() != 16 {
+        return Err(refuse());
+    }
+    let prefix = intern!(py, "dec_");
+    let out = PyList::empty(py);
+    for (i, (id, wallet, organizer, occurred)) in read.into_iter().enumerate() {
+        let column = |c: usize| columns[c].get_item(i);
+        // SAFETY: PyDict_Copy returns a new reference (or NULL with an exception set), which
+        // Bound takes over; PyUnicode_Concat likewise.
+        let record =
+            unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDict_Copy(template.as_ptr()))? };
+        let decision_id = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyUnicode_Concat(prefix.as_ptr(), id.as_ptr()))?
+        };
+        let values: [Bound<'py, PyAny>; 16] = [
+            decision_id,
+            id.into_any(),
+            wallet,
+            organizer,
+            column(0)?,
+            column(1)?,
+            column(2)?,
+            column(3)?,
+            model_version.clone(),
+            rules_version.clone(),
+            column(4)?,
+            PyDict::new(py).into_any(),
+            column(5)?,
+            occurred,
+            decided_at.clone(),
+            column(6)?,
+        ];
+        for (key, value) in keys.iter().zip(values.iter()) {
+            // SAFETY: live objects; PyDict_SetItem takes its own references.
+            if unsafe { ffi::PyDict_SetItem(record.as_ptr(), key.as_ptr(), value.as_ptr()) } < 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        out.append(record)?;
+    }
+    Ok(out)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decision_dicts, m)?)?;
     m.add_function(wrap_pyfunction!(feature_dicts, m)?)?;
     m.add_function(wrap_pyfunction!(reasons_batch, m)?)?;
     m.add_function(wrap_pyfunction!(ipv4_column, m)?)
