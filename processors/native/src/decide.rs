@@ -1,16 +1,18 @@
-//! Pieces of `processors.decide.decide_batch` over a whole batch in one call.
+//! Pieces of `processors.decide.decide_batch` over a whole batch in one call, each the same
+//! objects its Python form makes (the tests compare them: `tests/unit/test_decide_*.py`,
+//! `tests/unit/test_rules_column_pieces.py`), each refusing (ValueError) what it cannot make
+//! so, which the caller then makes the Python way:
 //!
-//! `reasons_batch`: each row's Decision `reasons` (`processors.explain.reasons`).
-//!
-//! `decision_dicts`: a batch's Decision records (`processors.decide._decisions`).
-//!
-//! `feature_dicts`: a batch's Decision `features` dicts (`processors.decide._features`). Each
-//! dict is a copy of the template (`FEATURE_NAMES` → 0.0, keys in that order, its table
-//! sized for them) with every value set from the row, key by key in order: the same C calls
-//! (`PyDict_Copy`, then `PyDict_SetItem` of each existing key) that
-//! `template.copy().update(zip(names, row))` makes, without the zip's tuple and the
-//! interpreter around each row. The same dicts: same keys in the same order, the row's own
-//! value objects.
+//! - `feature_dicts`: a batch's Decision `features` dicts (`processors.decide._features`).
+//!   Each dict is a copy of the template (`FEATURE_NAMES` → 0.0, keys in that order, its
+//!   table sized for them) with every value set from the row, key by key in order: the same C
+//!   calls (`PyDict_Copy`, then `PyDict_SetItem` of each existing key) that
+//!   `template.copy().update(zip(names, row))` makes, without the zip's tuple and the
+//!   interpreter around each row.
+//! - `ipv4_column`: a column of texts read as IPv4 addresses by `inet_pton`'s own grammar
+//!   (`processors.rules.functions.ParsedIps`).
+//! - `reasons_batch`: each row's Decision `reasons` (`processors.explain.reasons`).
+//! - `decision_dicts`: a batch's Decision records (`processors.decide._decisions_by_row`).
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
