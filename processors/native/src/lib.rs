@@ -34,7 +34,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 mod order;
-mod features_dict;
 mod decide;
 mod updates;
 mod wallet;
@@ -1035,7 +1034,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wallet::WalletFeatures>()?;
     m.add_class::<updates::WalletUpdates>()?;
     m.add_class::<order::OrderReader>()?;
-    features_dict::register(m)?;
     decide::register(m)?;
     Ok(())
 }
