@@ -159,11 +159,14 @@ def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCode
     consumer = Consumer(settings.kafka.consumer_conf(f"{settings.stream.app_id}-floor-clock"))
     consumer.subscribe([sink])
 
-    def receive() -> None:
+    def receive() -> None:  # each record stamped as it is received, as DecisionClock does
         while not stop.is_set():
-            for msg in consumer.consume(5000, 0.05):
+            first = consumer.poll(0.05)  # (``consume(n, timeout)`` waits for n or the timeout)
+            if first is None:
+                continue
+            for msg in [first, *consumer.consume(5000, 0)]:
                 if msg.error() is None and (key := msg.key()) is not None:
-                    arrived[int(key)] = time.time()
+                    arrived.setdefault(int(key), time.time())
 
     thread = threading.Thread(target=receive, name="floor-clock", daemon=True)
     thread.start()
