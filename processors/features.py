@@ -25,7 +25,14 @@ from processors.apply import (
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
 from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
 from processors.entity_state import entity_store
-from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, due_ms, sweep
+from processors.expiry import (
+    EXPIRY_MARGIN_MS,
+    SWEEP_EVERY_MS,
+    WALLET_IDLE_MS,
+    ExpiryWheel,
+    due_ms,
+    sweep,
+)
 from processors.marks import MarkJoin
 from processors.records import read_order, read_transfer, token_key
 from processors.signals import MISSING
@@ -123,7 +130,8 @@ class FeatureEngine:
         self.marks.remember(p)
         apply_order(o, wallet, self.config)
         self._filed(wallet)
-        self._advance(o.ts)
+        if o.ts > self.watermark_ms:
+            self._advance(o.ts)
         return row
 
     def _auth(self, event: Record) -> None:
@@ -136,23 +144,44 @@ class FeatureEngine:
         check_lateness("auth", ts, wallet, self.config.allowed_lateness_ms)
         apply_auth_at(event, ts, wallet)
         self._filed(wallet)
-        self._advance(ts)
+        if ts > self.watermark_ms:
+            self._advance(ts)
 
     def _transfer(self, record: Record) -> None:
         t = read_transfer(record)
         receiver, sender = t.receiver, t.sender
-        sides = (receiver,) if receiver == sender else (
-            (receiver, sender) if receiver < sender else (sender, receiver))
-        wallets = [self._wallet(a) for a in sides if a != ZERO_ADDRESS]  # in address order
-        for wallet in wallets:  # all-or-nothing: check every side before applying any
-            check_lateness("transfer", t.ts, wallet, self.config.chain_lateness_ms)
-        for wallet in wallets:
-            apply_read_transfer(t, wallet)
-            self._filed(wallet)
-        self._advance(t.ts)
+        lateness = self.config.chain_lateness_ms
+        if receiver == sender or sender == ZERO_ADDRESS or receiver == ZERO_ADDRESS:
+            # one side (a mint, a burn, a wallet to itself) or none (zero to zero)
+            side = sender if receiver == ZERO_ADDRESS else receiver
+            if side != ZERO_ADDRESS:
+                wallet = self._wallet(side)
+                check_lateness("transfer", t.ts, wallet, lateness)
+                apply_read_transfer(t, wallet)
+                self._filed(wallet)
+        else:  # both sides, in address order; all-or-nothing: check both before applying
+            first, second = (receiver, sender) if receiver < sender else (sender, receiver)
+            one = self._wallet(first)
+            two = self._wallet(second)
+            check_lateness("transfer", t.ts, one, lateness)
+            check_lateness("transfer", t.ts, two, lateness)
+            apply_read_transfer(t, one)
+            self._filed(one)
+            apply_read_transfer(t, two)
+            self._filed(two)
+        if t.ts > self.watermark_ms:
+            self._advance(t.ts)
 
     def _filed(self, wallet: WalletState) -> None:
-        self._wheel.file(wallet.address, due_ms(wallet))
+        """File ``wallet`` in the wheel by its ``due_ms``. A wallet with rows in a ring (nearly
+        every one just updated) is no summary, so ``due_ms`` is its idle time: taken here
+        without the call; the others ask ``due_ms``."""
+        mark = wallet.watermark_ms
+        if mark and (wallet.purchases or wallet.geo_points or wallet.failed_logins
+                     or wallet.mfa_failures):
+            self._wheel.file(wallet.address, mark + WALLET_IDLE_MS)
+        else:
+            self._wheel.file(wallet.address, due_ms(wallet))
 
     def _advance(self, ts: int) -> None:
         if ts > self.watermark_ms:
