@@ -131,8 +131,11 @@ def _quad(ip: str) -> tuple[int, int, int, int] | None:
     parts = ip.split(".")
     if len(parts) != 4:
         return None
-    octets = tuple(map(_OCTETS.get, parts))
-    return None if None in octets else octets  # type: ignore[return-value]
+    a, b, c, d = parts
+    try:  # four subscripts: half the time of tuple(map(_OCTETS.get, parts)) and a None test
+        return _OCTETS[a], _OCTETS[b], _OCTETS[c], _OCTETS[d]
+    except KeyError:  # a part that is no canonical octet (rare)
+        return None
 
 
 def _geo(found) -> tuple[str | None, str | None]:
