@@ -165,10 +165,7 @@ class MarkJoin:
         self._swept_ms = 0
 
     def remember(self, purchase: Record) -> None:
-        get = purchase.get  # the values of _KEPT, in its order, named (no map and its calls)
-        self.purchases[purchase["purchase_id"]] = (
-            get("occurred_at"), get("wallet"), get("card_fingerprint"), get("device_id"),
-            get("user_id"))
+        self.purchases[purchase["purchase_id"]] = tuple(map(purchase.get, _KEPT))
 
     def label(self, label: Record) -> None:
         kept = self.purchases.get(label["purchase_id"])
@@ -183,7 +180,6 @@ class MarkJoin:
 
 
 _KEPT = ("occurred_at", *FIELDS.values())  # what MarkJoin keeps of a purchase, in order
-assert _KEPT == ("occurred_at", "wallet", "card_fingerprint", "device_id", "user_id")  # remember
 
 
 _NONE = (0.0, 0.0, 0.0, 0.0, 0.0, MISSING)  # no mark anywhere (MISSING: no days since)

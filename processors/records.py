@@ -83,18 +83,13 @@ class Transfer(NamedTuple):
 
 
 def read_transfer(t: Mapping[str, Any]) -> Transfer:
-    """The fields of chain transfer ``t`` every reader needs, converted once (every transfer
-    a worker or a replay reads: ``Transfer`` made as ``Transfer._make`` makes it, and the token
-    key as ``token_key`` makes it, without their frames)."""
+    """The fields of chain transfer ``t`` every reader needs, converted once."""
     ts = to_ms(t["block_time"])
     assert ts is not None
     token = t["token_id"]
-    return _make_transfer(Transfer, (
-        ts, t["to_address"].lower(), t["from_address"].lower(),
-        f"{t['tx_hash']}:{t['log_index']}:{token}", f"{t['contract'].lower()}:{token}", t["kind"]))
-
-
-_make_transfer = tuple.__new__
+    return Transfer(ts, t["to_address"].lower(), t["from_address"].lower(),
+                    f"{t['tx_hash']}:{t['log_index']}:{token}", token_key(t["contract"], token),
+                    t["kind"])
 
 
 def token_key(contract: str, token_id: str) -> str:
