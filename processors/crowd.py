@@ -31,7 +31,7 @@ from processors.crowd_state import CrowdStore, Row, crowd_store
 from processors.money import amount_ref, unit_price_ref
 from processors.netinfo import ip_info, ua_family
 from processors.records import Order
-from processors.signals import MISSING
+from processors.signals import MISSING, flag
 from processors.timeutil import to_ms
 
 KINDS = ("tier", "coord", "net", "asn", "bin", "ua")
@@ -77,10 +77,7 @@ def crowd_keys(purchase: Mapping) -> list[str]:
 def crowd_keyed(purchase: Mapping, unit_ref: int | None = None) -> dict[str, str]:
     """``crowd_keys`` by kind (``KINDS``), in the same order (``unit_ref``: see ``price_band``)."""
     show, get = purchase["show_id"], purchase.get
-    # a band seen before straight from ``price_band``'s memo: this runs for every purchase
-    band = _BANDS.get(unit_ref) if unit_ref is not None else None
-    if band is None:
-        band = price_band(purchase, unit_ref)
+    band = price_band(purchase, unit_ref)
     info = ip_info(get("ip"))
     keys = {"tier": f"tier:{show}:{band}",
             "coord": f"coord:{show}:{band}:{int(purchase['quantity'])}"}
@@ -147,4 +144,4 @@ def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
     claimed = (geo or {}).get("country") or purchase.get("card_country")
     if not ip_country or not claimed:
         return MISSING
-    return 1.0 if ip_country != str(claimed).upper() else 0.0
+    return flag(ip_country != str(claimed).upper())

@@ -122,8 +122,7 @@ def _prior(marks: Mapping[str, int] | None, t_ms: int) -> tuple[int, int | None]
 def purchase_cluster(entities: EntityStore, o: Order) -> str:
     """The cluster id of a purchase (read as ``o``): its 1-hop cluster, the wallets seen with
     its IP, device or card in the 24 h before it (``EntityStore``), this wallet included."""
-    wallet, linked = o.wallet, entities.cluster_min(o)
-    return "cluster:" + (linked if linked < wallet else wallet)  # cluster_id, without a set
+    return cluster_id(o.wallet, (entities.cluster_min(o),))
 
 
 def cluster_id(wallet: str, linked_wallets: Iterable[str]) -> str:

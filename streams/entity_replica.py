@@ -206,14 +206,10 @@ class EntityReplica:
         order (at start-up, the history before the scorer's first batch); one already held or
         applied is ignored. Returns how many were taken."""
         taken = 0
-        all_held, next_offset = self.held, self.next_offset
         with self._progress:
             for partition, offset, ts, purchase in records:
-                held = all_held.get(partition)
-                # ``_expected``, inline: this runs for every record the worker scores
-                if held is not None and offset == (held[-1][0] + 1 if held
-                                                   else next_offset[partition]):
-                    held.append((offset, ts, purchase))
+                if partition in self.held and offset == self._expected(partition):
+                    self.held[partition].append((offset, ts, purchase))
                     taken += 1
             # what the batch announced is applied here, whether offered now or fetched first
             # by the replica (a backlog): the batch does not wait for the replica's thread to

@@ -37,12 +37,10 @@ def decode(events) -> list[tuple[object, dict]]:
     """Each event's purchase: the entity replica's copy when it fetched the record first and
     holds it decoded, else decoded here (a record that cannot be is dead-lettered)."""
     held = ctx.replica.decoded([(e.message.partition, e.message.offset) for e in events])
-    decode_one = ctx.codecs.purchase.decode  # looked up once a batch, not once a record
     decoded: list[tuple[object, dict]] = []
-    append = decoded.append
     for event, purchase in zip(events, held, strict=True):
         try:
-            append((event, purchase or decode_one(event.value)))
+            decoded.append((event, purchase or ctx.codecs.purchase.decode(event.value)))
         except DecodeError as exc:
             ctx.outputs.dead_letter(registry.PURCHASES, event, exc)
     return decoded
@@ -56,27 +54,14 @@ async def wait_for_entities(batch: list[tuple[object, dict]],
     keeps rows for, ``EntityReplica.announce``)."""
     if not batch:
         return
-    # one pass: each record, and per partition its last offset and earliest event time
-    records: list[tuple[int, int, int, dict]] = []
-    offsets: dict[int, int] = {}
+    records = [(event.message.partition, event.message.offset,
+                to_ms(purchase["occurred_at"]) or 0, purchase) for event, purchase in batch]
+    until = max(ts for _, _, ts, _ in records)
+    offsets: dict[int, int] = {}  # per partition: the batch's last offset, earliest event time
     earliest: dict[int, int] = {}
-    until = None
-    for event, purchase in batch:
-        message = event.message
-        partition, offset = message.partition, message.offset
-        ts = to_ms(purchase["occurred_at"]) or 0
-        records.append((partition, offset, ts, purchase))
-        if until is None or ts > until:
-            until = ts
-        last = offsets.get(partition)
-        if last is None:
-            offsets[partition], earliest[partition] = offset, ts
-            continue
-        if offset > last:
-            offsets[partition] = offset
-        if ts < earliest[partition]:
-            earliest[partition] = ts
-    assert until is not None
+    for partition, offset, ts, _ in records:
+        offsets[partition] = max(offsets.get(partition, -1), offset)
+        earliest[partition] = min(earliest.get(partition, ts), ts)
     replica = ctx.replica
     replica.announce(offsets, earliest, until, owned)
     replica.offer(records)
