@@ -30,10 +30,13 @@ to the broker (bounded by one fetch wait).
 
 Pruning: the store drops rows no query will read, below its *floor*: the earliest event time
 the scorer may still ask about. Each partition the worker scores and that has records not yet
-scored holds the floor at the earliest event time of its last batch, so a partition that
-lags the others (Faust may deliver one partition days of event time ahead of another in a
-backlog of sparse traffic) still finds its rows; never further than ``MAX_LAG_MS`` (7 d, the
-longest window) behind the newest batch, so a stopped partition cannot hold memory.
+scored holds the floor at the earliest event time of its last batch (one not scored yet: at
+the beginning), so a partition that lags the others still finds its rows: Faust may deliver
+one partition days of event time ahead of another in a backlog of sparse traffic, or seek one
+back to its start while the others run on (``streams/faust_compat.py``, override 4). A
+partition that has not moved for ``STALL_S`` of wall time (scored, or owned since) holds it
+no further than ``MAX_LAG_MS`` (7 d, the longest window) behind the newest batch, so a stopped
+partition cannot hold memory.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ LEAD_MS = 30 * MINUTE_MS  # how far past the scorer's latest batch the replica m
 # a shorter bound (it was 24 h) the partition behind lost crowd rows. A stalled partition holds
 # at most this much entity state.
 MAX_LAG_MS = SHOW_RETENTION_MS
+# How long a pending partition may hold the floor wherever it is without moving (no batch, in
+# wall time) before ``MAX_LAG_MS`` bounds it. Measured: a partition sought back to its start
+# at start-up lagged its peers by ~9.6 d of the bench's sparse event time for a few seconds;
+# with the 7 d bound alone the crowd store dropped rows its first purchases then read
+# (``--workers 3``, feature agreement 0.974-0.986 in 2 of 8 runs).
+STALL_S = 60.0
 # Records held per partition beyond the lead before the partition is paused: decoded
 # purchases, ~2.8 KB each (measured), so 2000 per partition held ~35 MB on a backlog.
 HOLD = 500
@@ -95,6 +104,7 @@ class EntityReplica:
         self.horizon_ms = -1  # records with event time up to this may be applied
         self.scored: dict[int, int] = {}  # partition -> latest offset a batch has announced
         self.scored_ms: dict[int, int] = {}  # partition -> earliest event time of its last batch
+        self.moved_at: dict[int, float] = {}  # owned partition -> when last scored or first owned
         # partition the worker scores -> (offset, read) of records applied, not yet scored
         self.reads: dict[int, deque[tuple[int, Read]]] = {}
         self.applied = 0
@@ -138,9 +148,11 @@ class EntityReplica:
         with self._progress:
             self.horizon_ms = max(self.horizon_ms, latest_ms + LEAD_MS)
             before = {p: self.scored.get(p, -1) for p in offsets}
+            now = time.monotonic()
             for p, offset in offsets.items():
                 self.scored[p] = max(self.scored.get(p, -1), offset)
                 self.scored_ms[p] = earliest[p]
+                self.moved_at[p] = now
             owned = owned if owned is not None else dict.fromkeys(self.scored)
             floor = self._floor(min(earliest.values()), owned)
             self._progress.notify_all()
@@ -179,16 +191,24 @@ class EntityReplica:
         read = kept.popleft()[1]
         return read if read[0].purchase_id == purchase_id else None
 
-    def _floor(self, batch_ms: int, owned: dict[int, int | None]) -> int:
+    def _floor(self, batch_ms: int, owned: dict[int, int | None],
+               now: float | None = None) -> int:
         """The earliest event time a query may still come for: this batch's, or that of the
         last batch of an owned partition with records not yet scored (one never scored:
-        unknown), but for those no more than ``MAX_LAG_MS`` before the newest batch."""
-        pending = [self.scored_ms.get(p, -1) for p, committed in owned.items()
-                   if p in self.held and self._pending(p, committed)]
-        if not pending:
-            return batch_ms
+        unknown, -1); for a partition that has not moved for ``STALL_S``, no more than
+        ``MAX_LAG_MS`` before the newest batch. ``now``: ``time.monotonic()``."""
+        now = time.monotonic() if now is None else now
+        for p in [p for p in self.moved_at if p not in owned]:
+            del self.moved_at[p]  # owned again later: it starts its wait afresh
+        moving, stalled = [batch_ms], []
+        for p, committed in owned.items():
+            if p in self.held and self._pending(p, committed):
+                since = self.moved_at.setdefault(p, now)
+                (moving if now - since < STALL_S else stalled).append(self.scored_ms.get(p, -1))
+        if not stalled:
+            return min(moving)
         newest_ms = self.horizon_ms - LEAD_MS  # the latest event time announced
-        return min(batch_ms, max(min(pending), newest_ms - MAX_LAG_MS))
+        return min(*moving, max(min(stalled), newest_ms - MAX_LAG_MS))
 
     def _pending(self, partition: int, committed: int | None) -> bool:
         """The partition may have records the scorer has not taken yet: fetched (held or
