@@ -200,7 +200,8 @@ class EntityReplica:
         now = time.monotonic() if now is None else now
         for p in [p for p in self.moved_at if p not in owned]:
             del self.moved_at[p]  # owned again later: it starts its wait afresh
-        moving, stalled = [batch_ms], []
+        moving: list[int] = [batch_ms]  # this batch and the pending partitions that move
+        stalled: list[int] = []
         for p, committed in owned.items():
             if p in self.held and self._pending(p, committed):
                 since = self.moved_at.setdefault(p, now)
