@@ -28,6 +28,7 @@ from processors.state import WalletState
 from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
+from streams import entity_replica
 from streams.entity_replica import MAX_LAG_MS, EntityReplica
 from tests.integration.test_worker_restart import simulated_purchases
 from tests.support.kafka import produce
@@ -113,9 +114,11 @@ def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settin
         replica.stop()
 
 
-def test_a_partition_with_records_not_yet_scored_holds_the_floor_at_most_max_lag(settings):
-    """Partitions the worker owns and has not scored to their end hold the floor back, but
-    never more than ``MAX_LAG_MS`` behind the newest batch; a partition whose records are all
+def test_a_partition_with_records_not_yet_scored_holds_the_floor_until_it_stalls(settings,
+                                                                               monkeypatch):
+    """Partitions the worker owns and has not scored to their end hold the floor back, where
+    they are while they move, and once they stalled (``STALL_S`` of wall time, 0 here) never
+    more than ``MAX_LAG_MS`` behind the newest batch; a partition whose records are all
     committed does not hold it."""
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
     purchases = hot_sale(60)
@@ -131,7 +134,13 @@ def test_a_partition_with_records_not_yet_scored_holds_the_floor_at_most_max_lag
         while not all(replica.caught_up.values()):
             assert time.monotonic() < deadline
             replica.step()
-        # Nothing scored, nothing committed: every other partition is pending, behind.
+        # Nothing scored, nothing committed: every other partition is pending, behind, and new
+        # to the worker: it holds the floor where it is (not scored yet: anywhere)
+        replica.announce({partition: offset}, {partition: batch_ms}, batch_ms,
+                         dict.fromkeys(ends))
+        assert replica.store.floor_ms == replica.crowds.floor_ms == -1
+        # ... until it stalls: then no more than MAX_LAG_MS behind the newest batch
+        monkeypatch.setattr(entity_replica, "STALL_S", 0.0)
         replica.announce({partition: offset}, {partition: batch_ms}, batch_ms,
                          dict.fromkeys(ends))
         assert replica.store.floor_ms == replica.crowds.floor_ms == batch_ms - MAX_LAG_MS
