@@ -15,11 +15,10 @@ Conventions (also in README.md):
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 
 from processors._native import WalletFeatures
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
-from processors.crowd import CROWD_FEATURES, CrowdStore, crowd_values
+from processors.crowd import CROWD_FEATURES, CrowdRead, CrowdStore, crowd_values
 from processors.entity_state import EntityStore, entity_store
 from processors.marks import MARK_FEATURES, MarkStore, order_mark_row
 from processors.records import Order, read_order
@@ -130,12 +129,12 @@ def order_features(
     entities: EntityStore | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
     crowd: CrowdStore | None = None,
-    crowd_keyed: Mapping[str, str] | None = None,
+    crowd_read: CrowdRead | None = None,
     marks: MarkStore | None = None,
 ) -> tuple[float, ...]:
     """``purchase_features`` as a row in ``FEATURE_NAMES`` order, for an order already read
     (``read_order``) from ``purchase`` and admitted (``check_lateness``): what the batch paths
-    stack. ``crowd_keyed``: ``processors.crowd.crowd_keyed(purchase)`` if already computed.
+    stack. ``crowd_read``: ``processors.crowd.crowd_read(purchase)`` if already read.
 
     Everything up to ``email_verified`` comes from one native call (``WalletFeatures.row``:
     the wallet's and the order's values, the entity store's in between); the crowd and mark
@@ -144,7 +143,7 @@ def order_features(
     reader = _DEFAULT_READER if config is DEFAULT_CONFIG else _reader(config)
     return (
         reader.row(o, wallet, entities)
-        + crowd_values(purchase, crowd, o.ts, crowd_keyed)
+        + crowd_values(purchase, crowd, o.ts, crowd_read)
         + order_mark_row(purchase, marks, entities, o)
     )
 

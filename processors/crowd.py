@@ -12,12 +12,13 @@ Each aggregate is an entity state (``CrowdState``) under a key derived from the 
 | ``ua:<family>`` | the user-agent family (browser/client and OS) |
 
 States and their store are in ``processors.crowd_state`` (the same AS-OF contract as
-``processors.entity_state``; the store is native code): ``crowd_keys(purchase)`` names the
-keys, ``crowd_row(purchase, ts)`` is what each key keeps of a purchase, ``crowd_store()``
-builds the store that ``FeatureEngine`` applies every purchase to, and ``crowd_features(out,
-purchase, store, ts)`` (``crowd_values``: the same as a tuple) reads the rows strictly before
-the purchase. Distinct-wallet counts include the purchase's own
-wallet and saturate at 64. Rates compare the last 10 minutes with the key's own normal rate
+``processors.entity_state``; the store is native code): ``crowd_read(purchase)`` reads what
+the crowd features need of a purchase, once (its keys, ``CrowdRead.keys``, and the two
+features no store holds, from one ``ip_info``), ``crowd_row(purchase, ts)`` is what each key
+keeps of a purchase, ``crowd_store()`` builds the store that ``FeatureEngine`` applies every
+purchase to (``apply_row(purchase_id, row, read.keys)``), and ``crowd_features(out, purchase,
+store, ts)`` (``crowd_values``: the same as a tuple) reads the rows strictly before the
+purchase. Distinct-wallet counts include the purchase's own wallet and saturate at 64. Rates compare the last 10 minutes with the key's own normal rate
 (its purchases per 10 minutes over the 24 whole hours before the current one), so a show that
 always sells fast is not a crowd, but a tier that suddenly sells to many wallets is.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from processors.crowd_state import CrowdStore, Row, crowd_store
 from processors.money import amount_ref, unit_price_ref
@@ -69,26 +71,36 @@ BANDS_MEMO_CAP = 4096
 _BANDS: dict[int, int] = {}
 
 
-def crowd_keys(purchase: Mapping) -> list[str]:
-    """The aggregate keys this purchase counts in (absent inputs give no key)."""
-    return list(crowd_keyed(purchase).values())
+class CrowdRead(NamedTuple):
+    """What the crowd features read of a purchase (``crowd_read``): its key of each kind, in
+    ``KINDS`` order (None where the purchase gives none: no network or AS for its IP, no
+    card BIN), and the two features that need no store, placed in ``CROWD_FEATURES`` by
+    ``CrowdStore.values``."""
+
+    keys: tuple[str, str, str | None, str | None, str | None, str]
+    asn_hosting: float
+    ip_country_mismatch: float
 
 
-def crowd_keyed(purchase: Mapping, unit_ref: int | None = None) -> dict[str, str]:
-    """``crowd_keys`` by kind (``KINDS``), in the same order (``unit_ref``: see ``price_band``)."""
+def crowd_read(purchase: Mapping, unit_ref: int | None = None) -> CrowdRead:
+    """What the crowd features read of ``purchase`` (``unit_ref``: see ``price_band``), its
+    IP looked up once: read with its order by every path that applies or scores it."""
     show, get = purchase["show_id"], purchase.get
     band = price_band(purchase, unit_ref)
     info = ip_info(get("ip"))
-    keys = {"tier": f"tier:{show}:{band}",
-            "coord": f"coord:{show}:{band}:{int(purchase['quantity'])}"}
-    if network := info.network:
-        keys["net"] = f"net:{network}"
-    if asn := info.asn:
-        keys["asn"] = f"asn:{asn}"
-    if card_bin := get("card_bin"):
-        keys["bin"] = f"bin:{card_bin}"
-    keys["ua"] = f"ua:{ua_family(get('user_agent'))}"
-    return keys
+    network, asn, card_bin = info.network, info.asn, get("card_bin")
+    keys = (f"tier:{show}:{band}",
+            f"coord:{show}:{band}:{int(purchase['quantity'])}",
+            f"net:{network}" if network else None,
+            f"asn:{asn}" if asn else None,
+            f"bin:{card_bin}" if card_bin else None,
+            f"ua:{ua_family(get('user_agent'))}")
+    hosting = (1.0 if info.hosting else 0.0) if asn else MISSING
+    # ``CrowdRead(...)`` as ``CrowdRead._make`` makes it, without its frame (every purchase)
+    return _make_read(CrowdRead, (keys, hosting, _country_mismatch(purchase, info.country)))
+
+
+_make_read = tuple.__new__
 
 
 def crowd_row(purchase: Mapping, ts: int) -> Row:
@@ -107,7 +119,7 @@ def apply_purchase(store: CrowdStore, purchase: Mapping) -> None:
     ``order_crowd_row`` of the order they read already)."""
     ts = to_ms(purchase["occurred_at"])
     assert ts is not None
-    store.apply_row(purchase["purchase_id"], crowd_row(purchase, ts), crowd_keys(purchase))
+    store.apply_row(purchase["purchase_id"], crowd_row(purchase, ts), crowd_read(purchase).keys)
 
 
 def crowd_features(out: dict, purchase: Mapping, store: CrowdStore | None, ts: int) -> None:
@@ -116,24 +128,13 @@ def crowd_features(out: dict, purchase: Mapping, store: CrowdStore | None, ts: i
 
 
 def crowd_values(purchase: Mapping, store: CrowdStore | None, ts: int,
-                 keyed: Mapping[str, str] | None = None) -> tuple[float, ...]:
+                 read: CrowdRead | None = None) -> tuple[float, ...]:
     """``CROWD_FEATURES`` in order. ``store`` None (a caller that keeps no crowd state) reads
     as empty: no crowd seen, the stateless signals (AS, country) still computed.
-    ``keyed``: ``crowd_keyed(purchase)`` when the caller has it already."""
-    keyed = crowd_keyed(purchase) if keyed is None else keyed
-    info = ip_info(purchase.get("ip"))
-    # nine names, not a starred one: unpacking to a list and splicing it cost ~0.5 us a call
-    (tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, bin_wallets, bin_cards,
-     bin_small, ua_rate) = (store if store is not None else _EMPTY).values(
-        keyed["tier"], keyed["coord"], keyed.get("net"), keyed.get("asn"), keyed.get("bin"),
-        keyed["ua"], purchase["wallet"], ts, purchase.get("card_fingerprint"))
-    return (
-        tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate,
-        (1.0 if info.hosting else 0.0) if info.asn else MISSING,
-        _country_mismatch(purchase, info.country),
-        bin_wallets, bin_cards, bin_small,
-        ua_rate,
-    )
+    ``read``: ``crowd_read(purchase)`` when the caller has it already."""
+    read = crowd_read(purchase) if read is None else read
+    return (store if store is not None else _EMPTY).values(
+        read, purchase["wallet"], ts, purchase.get("card_fingerprint"))
 
 
 _EMPTY = crowd_store()  # never applied to: every key reads as unseen

@@ -11,8 +11,8 @@ purchase is applied to six keys on every worker, which in Python was a sixth of 
 CPU. This module holds its limits; ``processors.crowd`` says what the keys and rows are.
 
     store = crowd_store()
-    store.apply_row(purchase_id, (ts, wallet, card or "", small), keys)  # once per id
-    store.values(tier, coord, net, asn, card_bin, ua, wallet, ts, card)  # rows before ts
+    store.apply_row(purchase_id, (ts, wallet, card or "", small), read.keys)  # once per id
+    store.values(read, wallet, ts, card)  # CROWD_FEATURES from the rows before ts
 """
 
 from __future__ import annotations

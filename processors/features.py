@@ -23,7 +23,7 @@ from processors.apply import (
     check_lateness,
 )
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
-from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
+from processors.crowd import crowd_read, crowd_store, order_crowd_row
 from processors.entity_state import entity_store
 from processors.expiry import (
     EXPIRY_MARGIN_MS,
@@ -117,15 +117,14 @@ class FeatureEngine:
 
     def _purchase(self, p: Record) -> tuple[float, ...]:
         o = read_order(p)
-        keyed = crowd_keyed(p, o.unit)
-        keys = list(keyed.values())
+        read = crowd_read(p, o.unit)
         wallet = self._wallet(o.wallet)
         try:
             check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
         finally:
             self.entities.apply_order(o)  # the live replica applies late purchases too
-            self.crowds.apply_row(o.purchase_id, order_crowd_row(o), keys)
-        row = order_features(o, p, wallet, self.entities, self.config, self.crowds, keyed,
+            self.crowds.apply_row(o.purchase_id, order_crowd_row(o), read.keys)
+        row = order_features(o, p, wallet, self.entities, self.config, self.crowds, read,
                              self.marks.store)
         self.marks.remember(p)
         apply_order(o, wallet, self.config)

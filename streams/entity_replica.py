@@ -15,7 +15,7 @@ is applied and the other is skipped. The records of a batch reach the replica fr
 itself (``offer``, already decoded); records the replica fetched first (a backlog: it reads
 ahead) are handed to the scorer decoded (``decoded``). Each record the worker scores is also
 read once: the replica keeps what it read of a record of a partition the worker scores (its
-``Order`` and crowd keys, ``read_order`` and ``crowd_keyed``) until the scorer takes it
+``Order`` and its crowd read, ``read_order`` and ``crowd_read``) until the scorer takes it
 (``take_read``), whichever thread applied it; a record the replica did not apply (not
 decodable, refused, not yet reached) is read by the scorer itself.
 
@@ -51,7 +51,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from infra import topics
 from infra.settings import Settings
-from processors.crowd import crowd_keyed, crowd_store, order_crowd_row
+from processors.crowd import CrowdRead, crowd_read, crowd_store, order_crowd_row
 from processors.entity_state import SHOW_RETENTION_MS, EntityStore, entity_store
 from processors.records import Order, read_order
 from processors.timeutil import MINUTE_MS, to_ms
@@ -83,7 +83,7 @@ PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 6
 # is read again by the scorer.
 READS_KEPT = 1000
 
-Read = tuple[Order, dict[str, str]]  # a purchase read: its order and crowd keys by kind
+Read = tuple[Order, CrowdRead]  # a purchase read: its order and what the crowds read of it
 
 
 class EntityReplica:
@@ -355,14 +355,14 @@ class EntityReplica:
             # read once for both stores, as FeatureEngine does
             order = read_order(purchase, ts if ts > 0 else None)
             self.store.apply_order(order)
-            keyed = crowd_keyed(purchase, order.unit)
-            self.crowds.apply_row(order.purchase_id, order_crowd_row(order), [*keyed.values()])
+            crowd = crowd_read(purchase, order.unit)
+            self.crowds.apply_row(order.purchase_id, order_crowd_row(order), crowd.keys)
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)
             return None
         self.applied += 1
-        return order, keyed
+        return order, crowd
 
     def _pace(self) -> None:
         """Pause partitions holding too much, resume those that have room again."""

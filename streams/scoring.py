@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from infra import topics as registry
 from processors.apply import LateEventError, apply_order, check_lateness
 from processors.compute import order_features
-from processors.crowd import crowd_keyed
+from processors.crowd import crowd_read
 from processors.marks import purchase_cluster
 from processors.records import read_order
 from processors.state import WalletState
@@ -101,12 +101,12 @@ def _features(event, purchase: dict, touched: Touched,
               reads: Reads | None = None) -> tuple[WalletState, tuple | None, str]:
     """(wallet, its feature row or None for a redelivery, the linked-wallet cluster id). The
     purchase is read once: the entity replica's read when it applied the record (the same
-    ``read_order`` and ``crowd_keyed`` of the same record), else here. ``reads``: the batch's
+    ``read_order`` and ``crowd_read`` of the same record), else here. ``reads``: the batch's
     (``score``), else looked up now."""
     reads = Reads() if reads is None else reads
     message = event.message
     read = reads.take_read(message.partition, message.offset, purchase["purchase_id"])
-    order, keyed = read if read is not None else (read_order(purchase), None)
+    order, crowd = read if read is not None else (read_order(purchase), None)
     held = touched.get(order.wallet)
     wallet = (held[0] if held is not None
               else wallet_to_state.get(order.wallet) or WalletState(address=order.wallet))
@@ -123,10 +123,10 @@ def _features(event, purchase: dict, touched: Touched,
     if decided:
         apply_order(order, wallet, reads.config)  # decided before a crash: state catches up only
         return wallet, None, ""
-    if keyed is None:
-        keyed = crowd_keyed(purchase, order.unit)
+    if crowd is None:
+        crowd = crowd_read(purchase, order.unit)
     entities = reads.entities
-    row = order_features(order, purchase, wallet, entities, reads.config, reads.crowds, keyed,
+    row = order_features(order, purchase, wallet, entities, reads.config, reads.crowds, crowd,
                          reads.marks)
     apply_order(order, wallet, reads.config)
     return wallet, row, purchase_cluster(entities, order)

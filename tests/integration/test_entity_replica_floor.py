@@ -21,7 +21,7 @@ from infra.chaos_report import read_all_placed
 from models.replay import replay_rows
 from processors.apply import DEFAULT_CONFIG, apply_order
 from processors.compute import FEATURE_NAMES, order_features
-from processors.crowd import crowd_keyed
+from processors.crowd import crowd_read
 from processors.marks import MarkStore
 from processors.records import read_order
 from processors.state import WalletState
@@ -95,9 +95,9 @@ def test_a_partition_scored_hours_behind_the_others_gets_replays_features(settin
                 for _, _, _, purchase in batch:
                     o = read_order(purchase)
                     wallet = wallets.setdefault(o.wallet, WalletState(address=o.wallet))
-                    keyed = crowd_keyed(purchase, o.unit)
+                    crowd = crowd_read(purchase, o.unit)
                     row = order_features(o, purchase, wallet, replica.store, DEFAULT_CONFIG,
-                                         replica.crowds, keyed, marks)
+                                         replica.crowds, crowd, marks)
                     apply_order(o, wallet, DEFAULT_CONFIG)
                     for name, live, replayed in zip(FEATURE_NAMES, row,
                                                     expected[o.purchase_id], strict=True):

@@ -1,7 +1,9 @@
 """``FeatureEngine``'s per-event glue as it was before its fast paths (frozen, do not edit):
 ``ReferenceEngine`` is ``processors.features.FeatureEngine`` with the former ``_wallet``,
 ``_purchase``, ``_auth``, ``_transfer``, ``_filed`` and ``_advance``, the former
-``read_transfer`` and ``MarkJoin.remember``. ``tests/unit/test_engine_glue.py`` runs both."""
+``read_transfer`` and ``MarkJoin.remember``. ``tests/unit/test_engine_glue.py`` runs both.
+(The crowd calls in ``_purchase`` follow the crowd API they call: ``crowd_read`` replaced
+``crowd_keyed``, its dict of keys, in branch crowdfuse; the glue frozen here is the rest.)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 from processors.apply import apply_auth_at, apply_order, apply_read_transfer, check_lateness
 from processors.compute import order_features
-from processors.crowd import crowd_keyed, order_crowd_row
+from processors.crowd import crowd_read, order_crowd_row
 from processors.expiry import SWEEP_EVERY_MS, due_ms
 from processors.features import ZERO_ADDRESS, FeatureEngine
 from processors.marks import _KEPT, MarkJoin
@@ -48,15 +50,14 @@ class ReferenceEngine(FeatureEngine):
 
     def _purchase(self, p: Record) -> tuple[float, ...]:
         o = read_order(p)
-        keyed = crowd_keyed(p, o.unit)
-        keys = list(keyed.values())
+        read = crowd_read(p, o.unit)
         wallet = self._wallet(o.wallet)
         try:
             check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
         finally:
             self.entities.apply_order(o)  # the live replica applies late purchases too
-            self.crowds.apply_row(o.purchase_id, order_crowd_row(o), keys)
-        row = order_features(o, p, wallet, self.entities, self.config, self.crowds, keyed,
+            self.crowds.apply_row(o.purchase_id, order_crowd_row(o), read.keys)
+        row = order_features(o, p, wallet, self.entities, self.config, self.crowds, read,
                              self.marks.store)
         self.marks.remember(p)
         apply_order(o, wallet, self.config)

@@ -1,5 +1,5 @@
 """The scorer reads each purchase once: the entity replica keeps what it read of a record it
-applied (``read_order`` and ``crowd_keyed``) for the scorer to take (``take_read``). The
+applied (``read_order`` and ``crowd_read``) for the scorer to take (``take_read``). The
 replica runs here on a fake consumer, driven step by step on the test's thread (``step`` is
 what its own thread runs); the scorer's ``_features`` reads from it through ``ctx``."""
 
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from infra.settings import get_settings
-from processors.crowd import crowd_keyed
+from processors.crowd import crowd_read
 from processors.features import FeatureEngine
 from processors.marks import MarkStore
 from processors.records import read_order
@@ -114,7 +114,7 @@ def announce(replica: EntityReplica, batch: list[tuple], owned=None) -> None:
 
 def read(p: dict):
     order = read_order(p)
-    return order, crowd_keyed(p, order.unit)
+    return order, crowd_read(p, order.unit)
 
 
 def test_a_record_offered_and_applied_is_read_once_and_taken_once(replica):
@@ -208,18 +208,18 @@ def test_the_scorers_features_are_those_it_computes_from_its_own_read(replica, m
     """``scoring._features`` over simulated batches: the same rows, clusters and wallet
     states whether it takes the replica's reads or reads every purchase itself (the replica
     keeps nothing), the rows equal to replay's (``FeatureEngine``); with the reads kept,
-    ``read_order`` and ``crowd_keyed`` run once per purchase."""
+    ``read_order`` and ``crowd_read`` run once per purchase."""
     from models.simulator import SimConfig, simulate
 
     items = [r for k, r in simulate(SimConfig(seed=5, days=1)) if k == "purchase"][:600]
     engine = FeatureEngine()
     replayed = [engine.process_row("purchase", p) for p in items]
     shared, calls = run_scorer(replica, items, monkeypatch)
-    assert calls == {"read_order": len(items), "crowd_keyed": len(items)}
+    assert calls == {"read_order": len(items), "crowd_read": len(items)}
     alone_replica = new_replica()
     monkeypatch.setattr(entity_replica, "READS_KEPT", 0)
     alone, calls = run_scorer(alone_replica, items, monkeypatch)
-    assert calls == {"read_order": 2 * len(items), "crowd_keyed": 2 * len(items)}
+    assert calls == {"read_order": 2 * len(items), "crowd_read": 2 * len(items)}
     assert shared == alone
     assert [row for row, _ in shared[0]] == replayed
 
@@ -256,7 +256,7 @@ def run_scorer(
     cluster) per purchase, the wallet states), and how often the reads ran. ``batch_reads``:
     one ``scoring.Reads`` a batch, as ``scoring.score`` passes; ``redelivered``: purchase ids
     the decisions topic holds."""
-    calls = {"read_order": 0, "crowd_keyed": 0}
+    calls = {"read_order": 0, "crowd_read": 0}
 
     def counted(name, f):
         def call(*args):
@@ -267,7 +267,7 @@ def run_scorer(
 
     for module in (scoring, entity_replica):
         monkeypatch.setattr(module, "read_order", counted("read_order", read_order))
-        monkeypatch.setattr(module, "crowd_keyed", counted("crowd_keyed", crowd_keyed))
+        monkeypatch.setattr(module, "crowd_read", counted("crowd_read", crowd_read))
     table: dict[str, object] = {}
     monkeypatch.setattr(scoring, "wallet_to_state", table)
     monkeypatch.setitem(vars(ctx), "replica", replica)

@@ -29,6 +29,7 @@
 //! that state in place and prunes it (`processors.apply.apply_order`, `WalletState.observe`).
 
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyDict;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -335,6 +336,13 @@ impl Seen {
     }
 }
 
+/// `processors.crowd.CrowdRead`: the keys (tier, coord, net, asn, bin, ua; None where the
+/// purchase has none of a kind), asn_hosting and ip_country_mismatch.
+type CrowdRead = ((PyBackedStr, PyBackedStr, Option<PyBackedStr>, Option<PyBackedStr>,
+                   Option<PyBackedStr>, PyBackedStr), f64, f64);
+/// `processors.crowd.CROWD_FEATURES`, in order.
+type CrowdValues = (f64, f64, f64, f64, f64, f64, f64, f64, f64, f64, f64);
+
 /// Every crowd state, in order of last use, and the purchase ids applied.
 #[pyclass(module = "processors._native")]
 pub struct CrowdStore {
@@ -389,9 +397,12 @@ impl CrowdStore {
         }
     }
 
-    /// Apply a purchase (`row`: `processors.crowd.order_crowd_row`) to each of `keys`, once
-    /// per purchase id.
-    fn apply_row(&mut self, purchase_id: &str, row: (i64, String, String, i64), keys: Vec<String>) {
+    /// Apply a purchase (`row`: `processors.crowd.order_crowd_row`) to each of `keys` (None:
+    /// a kind the purchase has no key of, `processors.crowd.CrowdRead.keys`), once per
+    /// purchase id. The texts are borrowed from Python's strings, not copied, until a row or
+    /// a new key keeps one.
+    fn apply_row(&mut self, purchase_id: &str, row: (i64, PyBackedStr, PyBackedStr, i64),
+                 keys: Vec<Option<PyBackedStr>>) {
         let (ts, wallet, card, small) = row;
         if !self.seen.first(purchase_id, ts) {
             return;
@@ -402,8 +413,8 @@ impl CrowdStore {
         let fresh_floor = if floor < ts { floor } else { ts };
         // A new key's first row, kept and pruned as `observe` would do it (the usual case).
         let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
-        let row = Row { ts, wallet: Arc::from(wallet.as_str()), card: Arc::from(card.as_str()), small };
-        for key in &keys {
+        let row = Row { ts, wallet: Arc::from(&*wallet), card: Arc::from(&*card), small };
+        for key in keys.iter().flatten() {
             if let Some(state) = self.states.touch(key) {
                 state.observe(row.clone(), Some(floor), &lim);
                 continue;
@@ -460,19 +471,19 @@ impl CrowdStore {
         self.clock.swept_ms = floor;
     }
 
-    /// The crowd features this store answers for a purchase at `ts` by `me`, from its keys
-    /// (`processors.crowd.crowd_keyed`; None where the purchase has no such key) and its
-    /// card fingerprint: tier_wallets_10m, tier_rate_ratio, coord_wallets_10m,
-    /// net_wallets_1h, asn_rate_ratio, bin_wallets_1h, bin_cards_1h, bin_small_1h,
+    /// `processors.crowd.CROWD_FEATURES` of a purchase at `ts` by `me` with card fingerprint
+    /// `card`, from what was read of it (`processors.crowd.crowd_read`: its keys, None where
+    /// it has no such key, and the two features no store holds, placed as they come):
+    /// tier_wallets_10m, tier_rate_ratio, coord_wallets_10m, net_wallets_1h, asn_rate_ratio,
+    /// asn_hosting, ip_country_mismatch, bin_wallets_1h, bin_cards_1h, bin_small_1h,
     /// ua_rate_ratio (MISSING where the key is absent).
-    #[pyo3(signature = (tier, coord, net, asn, card_bin, ua, me, ts, card))]
-    #[allow(clippy::too_many_arguments)]
-    fn values(&self, tier: &str, coord: &str, net: Option<&str>, asn: Option<&str>,
-              card_bin: Option<&str>, ua: &str, me: &str, ts: i64, card: Option<&str>)
-              -> (f64, f64, f64, f64, f64, f64, f64, f64, f64) {
+    #[pyo3(signature = (read, me, ts, card))]
+    fn values(&self, read: CrowdRead, me: &str, ts: i64, card: Option<&str>) -> CrowdValues {
+        let ((tier, coord, net, asn, card_bin, ua), asn_hosting, ip_country_mismatch) = read;
+        let (net, asn, card_bin) = (net.as_deref(), asn.as_deref(), card_bin.as_deref());
         let lim = &self.lim;
         let recent = ts - lim.recent_ms;
-        let (tier_wallets, tier_rate) = match self.state(Some(tier)) {
+        let (tier_wallets, tier_rate) = match self.state(Some(&tier)) {
             None => (1.0, 1.0),
             Some(s) => {
                 let rows = s.between(recent, ts);
@@ -480,7 +491,7 @@ impl CrowdStore {
                  (rows.len() as f64 + 1.0) / self.pace(s, ts))
             }
         };
-        let coord_wallets = self.wallets(self.state(Some(coord)), me, recent, ts);
+        let coord_wallets = self.wallets(self.state(Some(&coord)), me, recent, ts);
         let net_wallets = match net {
             Some(_) => self.wallets(self.state(net), me, ts - lim.hour_ms, ts),
             None => MISSING,
@@ -502,9 +513,9 @@ impl CrowdStore {
                  rows.iter().map(|r| r.small).sum::<i64>() as f64)
             }
         };
-        let ua_rate = self.rate_ratio(self.state(Some(ua)), ts);
-        (tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, bin_wallets, bin_cards,
-         bin_small, ua_rate)
+        let ua_rate = self.rate_ratio(self.state(Some(&ua)), ts);
+        (tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, asn_hosting,
+         ip_country_mismatch, bin_wallets, bin_cards, bin_small, ua_rate)
     }
 
     /// Rows kept under `key` (None: no such key): for tests.

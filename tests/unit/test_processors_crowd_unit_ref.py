@@ -1,5 +1,5 @@
-"""``crowd_keyed`` given the order's unit price (``Order.unit``) names the keys, in the same
-order, that it names reading the price itself: with ``price_band``'s memo cold, warm, and
+"""``crowd_read`` given the order's unit price (``Order.unit``) names the keys, of the same
+kinds, that it names reading the price itself: with ``price_band``'s memo cold, warm, and
 cleared when full."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from processors import crowd
-from processors.crowd import crowd_keyed, price_band
+from processors.crowd import KINDS, crowd_read, price_band
 from processors.money import unit_price_ref
 from processors.records import read_order
 from tests.unit.test_processors_crowd import T0, purchase
@@ -16,7 +16,8 @@ pytestmark = pytest.mark.unit
 
 
 def reference(p: dict) -> dict[str, str]:
-    """The keys as ``crowd_keyed`` first named them (the band from the purchase's price)."""
+    """The keys by kind as ``crowd_keyed`` (``crowd_read``'s forerunner) first named them
+    (the band from the purchase's price)."""
     from processors.netinfo import ip_info, ua_family
 
     show, band = p["show_id"], price_band(p)
@@ -55,15 +56,17 @@ def test_keys_given_the_unit_price_are_those_read_from_the_purchase(monkeypatch,
     if memo == "full":  # every call past the first clears the memo and fills it again
         monkeypatch.setattr(crowd, "BANDS_MEMO_CAP", 1)
     for p in ps:
-        want = list(reference(p).items())
+        named = reference(p)
+        want = tuple(named.get(kind) for kind in KINDS)
         unit = read_order(p).unit
         assert unit == unit_price_ref(p)
-        assert list(crowd_keyed(p, unit).items()) == want
-        assert list(crowd_keyed(p).items()) == want
+        assert crowd_read(p, unit).keys == want
+        assert crowd_read(p).keys == want
+        assert [k for k in want if k is not None] == list(named.values())  # none lost
 
 
 def test_a_purchase_without_a_show_raises_before_its_price_is_read():
     p = purchase(1, T0, currency="XAF")
     del p["show_id"]
     with pytest.raises(KeyError, match="show_id"):
-        crowd_keyed(p)
+        crowd_read(p)
