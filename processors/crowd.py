@@ -16,7 +16,7 @@ States and their store are in ``processors.crowd_state`` (the same AS-OF contrac
 the crowd features need of a purchase, once (its keys, ``CrowdRead.keys``, and the two
 features no store holds, from one ``ip_info``), ``crowd_row(purchase, ts)`` is what each key
 keeps of a purchase, ``crowd_store()`` builds the store that ``FeatureEngine`` applies every
-purchase to (``apply_row(purchase_id, row, read.keys)``), and ``crowd_features(out, purchase,
+purchase to (``apply_order(order, read.keys)``: that row, of the order read), and ``crowd_features(out, purchase,
 store, ts)`` (``crowd_values``: the same as a tuple) reads the rows strictly before the
 purchase. Distinct-wallet counts include the purchase's own wallet and saturate at 64. Rates compare the last 10 minutes with the key's own normal rate
 (its purchases per 10 minutes over the 24 whole hours before the current one), so a show that
@@ -29,16 +29,14 @@ import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from processors.crowd_state import CrowdStore, Row, crowd_store
+from processors.crowd_state import SMALL_AMOUNT_REF_MINOR, CrowdStore, Row, crowd_store
 from processors.money import amount_ref, unit_price_ref
 from processors.netinfo import ip_info, ua_family
-from processors.records import Order
 from processors.signals import MISSING, flag
 from processors.timeutil import to_ms
 
 KINDS = ("tier", "coord", "net", "asn", "bin", "ua")
 BAND_STEP = math.log(1.3)
-SMALL_AMOUNT_REF_MINOR = 500  # a card-testing probe: 5.00 USD or less (FeatureConfig's value)
 
 CROWD_FEATURES: tuple[str, ...] = (
     "tier_wallets_10m",
@@ -109,14 +107,9 @@ def crowd_row(purchase: Mapping, ts: int) -> Row:
     return (ts, purchase["wallet"], purchase.get("card_fingerprint") or "", small)
 
 
-def order_crowd_row(o: Order) -> Row:
-    """``crowd_row`` of a purchase already read (``processors.records.read_order``)."""
-    return (o.ts, o.wallet, o.card or "", int(o.amount <= SMALL_AMOUNT_REF_MINOR))
-
-
 def apply_purchase(store: CrowdStore, purchase: Mapping) -> None:
-    """Apply a purchase to its keys (once per purchase id; replay and the replica apply
-    ``order_crowd_row`` of the order they read already)."""
+    """Apply a purchase to its keys (once per purchase id; replay and the replica apply the
+    order they read already: ``CrowdStore.apply_order``, the same row made natively)."""
     ts = to_ms(purchase["occurred_at"])
     assert ts is not None
     store.apply_row(purchase["purchase_id"], crowd_row(purchase, ts), crowd_read(purchase).keys)

@@ -11,13 +11,14 @@ purchase is applied to six keys on every worker, which in Python was a sixth of 
 CPU. This module holds its limits; ``processors.crowd`` says what the keys and rows are.
 
     store = crowd_store()
-    store.apply_row(purchase_id, (ts, wallet, card or "", small), read.keys)  # once per id
+    store.apply_order(order, read.keys)  # once per id: the row (ts, wallet, card or "", small)
     store.values(read, wallet, ts, card)  # CROWD_FEATURES from the rows before ts
 """
 
 from __future__ import annotations
 
 from processors._native import CrowdStore
+from processors.records import Order
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS
 
 __all__ = ["CrowdStore", "Row", "crowd_store"]
@@ -31,6 +32,7 @@ IDLE_MS = DAY_MS + 2 * HOUR_MS  # a key idle this long holds nothing a query nee
 RECENT_MS = 10 * MINUTE_MS  # "now" in the rates and the 10-minute wallet counts
 PACE_HOURS = 24  # a key's normal pace: its purchases per 10 min over this many whole hours
 WALLETS_CAP = 64  # distinct-wallet and card counts saturate here
+SMALL_AMOUNT_REF_MINOR = 500  # a card-testing probe: 5.00 USD or less (FeatureConfig's value)
 
 Row = tuple[int, str, str, int]  # (ts, wallet, card or "", 1 if a small amount else 0)
 
@@ -40,4 +42,5 @@ def crowd_store() -> CrowdStore:
     return CrowdStore(rows_retention_ms=ROWS_RETENTION_MS, rows_cap=ROWS_CAP,
                       hours_kept=HOURS_KEPT, prune_every_ms=PRUNE_EVERY_MS,
                       seen_retention_ms=SEEN_RETENTION_MS, idle_ms=IDLE_MS, hour_ms=HOUR_MS,
-                      recent_ms=RECENT_MS, wallets_cap=WALLETS_CAP, pace_hours=PACE_HOURS)
+                      recent_ms=RECENT_MS, wallets_cap=WALLETS_CAP, pace_hours=PACE_HOURS,
+                      small_amount_minor=SMALL_AMOUNT_REF_MINOR, order_fields=Order._fields)

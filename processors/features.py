@@ -23,7 +23,7 @@ from processors.apply import (
     check_lateness,
 )
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
-from processors.crowd import crowd_read, crowd_store, order_crowd_row
+from processors.crowd import crowd_read, crowd_store
 from processors.entity_state import entity_store
 from processors.expiry import (
     EXPIRY_MARGIN_MS,
@@ -123,7 +123,7 @@ class FeatureEngine:
             check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
         finally:
             self.entities.apply_order(o)  # the live replica applies late purchases too
-            self.crowds.apply_row(o.purchase_id, order_crowd_row(o), read.keys)
+            self.crowds.apply_order(o, read.keys)
         row = order_features(o, p, wallet, self.entities, self.config, self.crowds, read,
                              self.marks.store)
         self.marks.remember(p)

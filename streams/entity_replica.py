@@ -51,7 +51,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from infra import topics
 from infra.settings import Settings
-from processors.crowd import CrowdRead, crowd_read, crowd_store, order_crowd_row
+from processors.crowd import CrowdRead, crowd_read, crowd_store
 from processors.entity_state import SHOW_RETENTION_MS, EntityStore, entity_store
 from processors.records import Order, read_order
 from processors.timeutil import MINUTE_MS, to_ms
@@ -356,7 +356,7 @@ class EntityReplica:
             order = read_order(purchase, ts if ts > 0 else None)
             self.store.apply_order(order)
             crowd = crowd_read(purchase, order.unit)
-            self.crowds.apply_row(order.purchase_id, order_crowd_row(order), crowd.keys)
+            self.crowds.apply_order(order, crowd.keys)
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)

@@ -1,16 +1,20 @@
 """``processors.crowd`` as it named a purchase's keys before ``crowd_read`` (frozen, do not
-edit): ``crowd_keyed`` (a dict of keys by kind, the IP looked up for it) and the two crowd
+edit): ``crowd_keyed`` (a dict of keys by kind, the IP looked up for it), the two crowd
 features ``crowd_values`` computed without the store, from a second ``ip_info`` of the same
-IP (``stateless``). ``tests/unit/test_crowd_read.py`` holds ``crowd_read`` to them; the
-store's answers are held to the Python store of ``tests/support/legacy_path``."""
+IP (``stateless``), and ``order_crowd_row``, the row ``CrowdStore.apply_order`` now makes
+natively. ``tests/unit/test_crowd_read.py`` holds ``crowd_read`` and ``apply_order`` to them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from processors.crowd import price_band
+from processors.crowd_state import Row
 from processors.netinfo import ip_info, ua_family
+from processors.records import Order
 from processors.signals import MISSING, flag
+
+SMALL_AMOUNT_REF_MINOR = 500  # a card-testing probe: 5.00 USD or less (FeatureConfig's value)
 
 
 def crowd_keyed(purchase: Mapping, unit_ref: int | None = None) -> dict[str, str]:
@@ -43,3 +47,8 @@ def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
     if not ip_country or not claimed:
         return MISSING
     return flag(ip_country != str(claimed).upper())
+
+
+def order_crowd_row(o: Order) -> Row:
+    """``crowd_row`` of a purchase already read (``processors.records.read_order``)."""
+    return (o.ts, o.wallet, o.card or "", int(o.amount <= SMALL_AMOUNT_REF_MINOR))

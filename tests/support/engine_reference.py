@@ -3,7 +3,8 @@
 ``_purchase``, ``_auth``, ``_transfer``, ``_filed`` and ``_advance``, the former
 ``read_transfer`` and ``MarkJoin.remember``. ``tests/unit/test_engine_glue.py`` runs both.
 (The crowd calls in ``_purchase`` follow the crowd API they call: ``crowd_read`` replaced
-``crowd_keyed``, its dict of keys, in branch crowdfuse; the glue frozen here is the rest.)"""
+``crowd_keyed``, its dict of keys, in branch crowdfuse, and ``order_crowd_row``, which
+``CrowdStore.apply_order`` replaced, is the frozen one; the glue frozen here is the rest.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Any
 
 from processors.apply import apply_auth_at, apply_order, apply_read_transfer, check_lateness
 from processors.compute import order_features
-from processors.crowd import crowd_read, order_crowd_row
+from processors.crowd import crowd_read
 from processors.expiry import SWEEP_EVERY_MS, due_ms
 from processors.features import ZERO_ADDRESS, FeatureEngine
 from processors.marks import _KEPT, MarkJoin
 from processors.records import Transfer, read_order, token_key
 from processors.state import WalletState
 from processors.timeutil import to_ms
+from tests.support.crowd_reference import order_crowd_row
 
 Record = Mapping[str, Any]
 

@@ -1,15 +1,17 @@
 """``crowd_read`` names a purchase's crowd keys (a tuple in ``KINDS`` order, None where a kind
-is absent) and its two stateless crowd features from one ``ip_info``; ``CrowdStore.apply_row``
-takes those keys and ``CrowdStore.values`` the whole read. Held to what came before
-(``tests/support/crowd_reference.py``: ``crowd_keyed``'s dict and the features ``crowd_values``
-computed from a second lookup) on random purchases with and without IP, card BIN, user agent,
+is absent) and its two stateless crowd features from one ``ip_info``; ``CrowdStore.apply_order``
+takes those keys with the order (its row made natively) and ``CrowdStore.values`` the whole
+read. Held to what came before (``tests/support/crowd_reference.py``: ``crowd_keyed``'s dict,
+the features ``crowd_values`` computed from a second lookup, ``order_crowd_row``) on random purchases with and without IP, card BIN, user agent,
 geo and card country, IPv4, IPv6, private and malformed IPs, many shows, prices, currencies
 and quantities:
 
 - the keys and the two stateless features are the former ones, with the order's unit price
   or without it;
-- a store applied the read's keys holds exactly what a store applied the former list of keys
-  holds (the same keys, rows and hourly counts), redeliveries and late rows included;
+- a store applied each order with the read's keys holds exactly what a store applied the
+  former row and list of keys holds, and one applied ``crowd_row`` of the purchase (the same
+  keys, rows and hourly counts), redeliveries, late rows and small amounts included; a store
+  built for another ``Order`` layout is refused;
 - ``crowd_values`` reads, before each purchase is applied, the values the store's rows and
   hours say (recomputed here from ``rows_of`` and ``hourly_before``, as the module documents
   them) with the stateless features in their ``CROWD_FEATURES`` places;
@@ -36,6 +38,7 @@ from processors.crowd import (
 )
 from processors.crowd_state import HOUR_MS, PACE_HOURS, RECENT_MS, WALLETS_CAP
 from processors.money import unit_price_ref
+from processors.records import read_order
 from processors.signals import MISSING
 from processors.timeutil import to_ms
 from tests.support import crowd_reference
@@ -215,7 +218,7 @@ T0_HOUR = int(T0.timestamp() * 1000) // HOUR_MS
 @pytest.mark.parametrize("seed", [3, 4])
 def test_a_store_applied_the_read_holds_and_answers_what_the_former_keys_give(seed):
     stream = random_stream(seed, 2500)
-    new, old, seen = crowd_store(), crowd_store(), set()
+    new, old, by_row, seen = crowd_store(), crowd_store(), crowd_store(), set()
     checked = 0
     for i, p in enumerate(stream):
         ts = to_ms(p["occurred_at"])
@@ -226,13 +229,18 @@ def test_a_store_applied_the_read_holds_and_answers_what_the_former_keys_give(se
         assert got == crowd_values(p, new, ts), i  # reading it again gives the same
         assert len(got) == len(CROWD_FEATURES)
         checked += any(v not in (MISSING, 1.0, 0.0) for v in got[:5] + got[7:])
-        row = crowd_row(p, ts)
-        new.apply_row(p["purchase_id"], row, read.keys)
-        old.apply_row(p["purchase_id"], row, list(crowd_reference.crowd_keyed(p).values()))
+        o = read_order(p)
+        new.apply_order(o, read.keys)
+        old.apply_row(
+            o.purchase_id,
+            crowd_reference.order_crowd_row(o),
+            list(crowd_reference.crowd_keyed(p).values()),
+        )
+        by_row.apply_row(p["purchase_id"], crowd_row(p, ts), read.keys)
         seen.update(k for k in read.keys if k)
         if i % 250 == 0 or i == len(stream) - 1:
             assert len(new) == len(old) and new.sizes() == old.sizes(), i
-            assert contents(new, seen) == contents(old, seen), i
+            assert contents(new, seen) == contents(old, seen) == contents(by_row, seen), i
     assert checked > len(stream) // 3  # crowds were seen, not only empty stores
     assert 0 < len(new) < len(seen)  # the sweep dropped idle keys from both
 
@@ -283,3 +291,29 @@ def test_a_purchase_without_a_show_or_quantity_raises_as_before():
             crowd_reference.crowd_keyed(p)
         with pytest.raises(KeyError, match=field):
             crowd_read(p)
+
+
+def test_a_store_for_another_order_layout_is_refused():
+    from processors import crowd_state
+    from processors.crowd_state import CrowdStore
+    from processors.records import Order
+
+    limits = {
+        name.lower(): getattr(crowd_state, name)
+        for name in (
+            "ROWS_RETENTION_MS",
+            "ROWS_CAP",
+            "HOURS_KEPT",
+            "PRUNE_EVERY_MS",
+            "SEEN_RETENTION_MS",
+            "IDLE_MS",
+            "HOUR_MS",
+            "RECENT_MS",
+            "WALLETS_CAP",
+            "PACE_HOURS",
+        )
+    }
+    CrowdStore(**limits, small_amount_minor=500, order_fields=Order._fields)
+    moved = (Order._fields[1], Order._fields[0], *Order._fields[2:])
+    with pytest.raises(ValueError, match="Order fields"):
+        CrowdStore(**limits, small_amount_minor=500, order_fields=moved)

@@ -30,7 +30,8 @@
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::PyDict;
+use pyo3::exceptions::PyValueError;
+use pyo3::types::{PyDict, PyTuple};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ mod order;
 mod decide;
 mod updates;
 mod wallet;
+
+use wallet::{order as field, ORDER_FIELDS};
 
 const MISSING: f64 = -1.0;
 
@@ -347,12 +350,51 @@ type CrowdValues = (f64, f64, f64, f64, f64, f64, f64, f64, f64, f64, f64);
 #[pyclass(module = "processors._native")]
 pub struct CrowdStore {
     lim: Limits,
+    small_amount_minor: Py<PyAny>,
     states: Lru<CrowdState>,
     seen: Seen,
     clock: Clock,
 }
 
 impl CrowdStore {
+    /// `apply_row`'s work, the row given by its parts.
+    fn apply(&mut self, purchase_id: &str, ts: i64, wallet: &str, card: &str, small: i64,
+             keys: &[Option<PyBackedStr>]) {
+        if !self.seen.first(purchase_id, ts) {
+            return;
+        }
+        self.clock.see(ts);
+        let lim = self.lim;
+        let floor = self.clock.floor();
+        let fresh_floor = if floor < ts { floor } else { ts };
+        // A new key's first row, kept and pruned as `observe` would do it (the usual case).
+        let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
+        let row = Row { ts, wallet: Arc::from(wallet), card: Arc::from(card), small };
+        for key in keys.iter().flatten() {
+            if let Some(state) = self.states.touch(key) {
+                state.observe(row.clone(), Some(floor), &lim);
+                continue;
+            }
+            let state = if fresh {
+                let hour = floor_div(ts, lim.hour_ms);
+                CrowdState {
+                    rows: vec![row.clone()],
+                    hours: vec![(hour, 1)],
+                    watermark_ms: ts,
+                    pruned_ms: fresh_floor,
+                }
+            } else {
+                let mut state = CrowdState::default();
+                state.observe(row.clone(), Some(floor), &lim);
+                state
+            };
+            self.states.insert(key, state);
+        }
+        if floor - self.clock.swept_ms >= lim.hour_ms {
+            self.sweep();
+        }
+    }
+
     fn state(&self, key: Option<&str>) -> Option<&CrowdState> {
         key.and_then(|k| self.states.get(k))
     }
@@ -382,61 +424,53 @@ impl CrowdStore {
 impl CrowdStore {
     #[new]
     #[pyo3(signature = (*, rows_retention_ms, rows_cap, hours_kept, prune_every_ms,
-                        seen_retention_ms, idle_ms, hour_ms, recent_ms, wallets_cap, pace_hours))]
+                        seen_retention_ms, idle_ms, hour_ms, recent_ms, wallets_cap, pace_hours,
+                        small_amount_minor, order_fields))]
     #[allow(clippy::too_many_arguments)]
     fn new(rows_retention_ms: i64, rows_cap: usize, hours_kept: i64, prune_every_ms: i64,
            seen_retention_ms: i64, idle_ms: i64, hour_ms: i64, recent_ms: i64,
-           wallets_cap: usize, pace_hours: i64) -> Self {
-        CrowdStore {
+           wallets_cap: usize, pace_hours: i64, small_amount_minor: Py<PyAny>,
+           order_fields: Vec<String>) -> PyResult<Self> {
+        if order_fields.iter().map(String::as_str).ne(ORDER_FIELDS.iter().copied()) {
+            return Err(PyValueError::new_err(format!(
+                "Order fields {order_fields:?}: the native reader expects {ORDER_FIELDS:?}")));
+        }
+        Ok(CrowdStore {
             lim: Limits { rows_retention_ms, rows_cap, hours_kept, prune_every_ms,
                           seen_retention_ms, idle_ms, hour_ms, recent_ms, wallets_cap,
                           pace_hours },
+            small_amount_minor,
             states: Lru::new(),
             seen: Seen::new(),
             clock: Clock::default(),
-        }
+        })
     }
 
-    /// Apply a purchase (`row`: `processors.crowd.order_crowd_row`) to each of `keys` (None:
-    /// a kind the purchase has no key of, `processors.crowd.CrowdRead.keys`), once per
-    /// purchase id. The texts are borrowed from Python's strings, not copied, until a row or
-    /// a new key keeps one.
+    /// Apply a purchase (`row`: `processors.crowd.crowd_row`) to each of `keys` (None: a
+    /// kind the purchase has no key of, `processors.crowd.CrowdRead.keys`), once per purchase
+    /// id. The texts are borrowed from Python's strings, not copied, until a row or a new key
+    /// keeps one.
     fn apply_row(&mut self, purchase_id: &str, row: (i64, PyBackedStr, PyBackedStr, i64),
                  keys: Vec<Option<PyBackedStr>>) {
         let (ts, wallet, card, small) = row;
-        if !self.seen.first(purchase_id, ts) {
-            return;
-        }
-        self.clock.see(ts);
-        let lim = self.lim;
-        let floor = self.clock.floor();
-        let fresh_floor = if floor < ts { floor } else { ts };
-        // A new key's first row, kept and pruned as `observe` would do it (the usual case).
-        let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
-        let row = Row { ts, wallet: Arc::from(&*wallet), card: Arc::from(&*card), small };
-        for key in keys.iter().flatten() {
-            if let Some(state) = self.states.touch(key) {
-                state.observe(row.clone(), Some(floor), &lim);
-                continue;
-            }
-            let state = if fresh {
-                let hour = floor_div(ts, lim.hour_ms);
-                CrowdState {
-                    rows: vec![row.clone()],
-                    hours: vec![(hour, 1)],
-                    watermark_ms: ts,
-                    pruned_ms: fresh_floor,
-                }
-            } else {
-                let mut state = CrowdState::default();
-                state.observe(row.clone(), Some(floor), &lim);
-                state
-            };
-            self.states.insert(key, state);
-        }
-        if floor - self.clock.swept_ms >= lim.hour_ms {
-            self.sweep();
-        }
+        self.apply(purchase_id, ts, &wallet, &card, small, &keys);
+    }
+
+    /// `apply_row` of a purchase read as `o` (`processors.records.Order`, its fields by
+    /// position as `wallet.rs` reads them), its row made here as `processors.crowd.crowd_row`
+    /// makes it from the purchase: `(o.ts, o.wallet, o.card or "", int(o.amount <=
+    /// small_amount_minor))`.
+    fn apply_order(&mut self, o: &Bound<'_, PyTuple>, keys: Vec<Option<PyBackedStr>>)
+                   -> PyResult<()> {
+        let purchase_id: PyBackedStr = o.get_item(field::PURCHASE_ID)?.extract()?;
+        let ts: i64 = o.get_item(field::TS)?.extract()?;
+        let wallet: PyBackedStr = o.get_item(field::WALLET)?.extract()?;
+        let card = o.get_item(field::CARD)?;
+        let card: Option<PyBackedStr> = if card.is_truthy()? { Some(card.extract()?) } else { None };
+        let small = o.get_item(field::AMOUNT)?.le(self.small_amount_minor.bind(o.py()))?;
+        self.apply(&purchase_id, ts, &wallet, card.as_deref().unwrap_or(""), i64::from(small),
+                   &keys);
+        Ok(())
     }
 
     /// The earliest event time still to be asked about.
