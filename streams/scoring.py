@@ -138,7 +138,8 @@ def score(batch: list[tuple[object, dict]]) -> Touched:
     touched: Touched = {}
     kept, rows, clusters = [], [], []
     ctx.marks.current()  # confirmed fraud that arrived since the last batch
-    with metrics.PHASES["features"].time(), ctx.replica.lock:
+    with (metrics.PHASES["features"].time(), ctx.replica.lock,
+          wallet_to_state.reading(purchase["wallet"] for _, purchase in batch)):
         reads = Reads()
         for event, purchase in batch:
             try:

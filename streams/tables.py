@@ -44,8 +44,11 @@ worker's memory fills with the wallets it writes, however many ever bought.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import cast
 
 import faust
 import orjson
@@ -82,6 +85,7 @@ class StateTable(faust.Table):
         self.value_serializer = "raw"
         self.expiry = TableExpiry()
         self.held: dict = {}  # key -> (bytes, event, state): not yet written (``hold``)
+        self.fetched: dict | None = None  # key -> disk value or None, within ``reading``
 
     @cached_property
     def disk(self) -> DiskStore:
@@ -97,10 +101,29 @@ class StateTable(faust.Table):
         self.on_key_get(key)  # Faust's table sensors, as its own ``__getitem__`` calls them
         value = _memory(self.data).get(key)
         if value is None:
-            value = self.disk.get(key)
+            fetched = self.fetched
+            value = fetched[key] if fetched is not None and key in fetched else self.disk.get(key)
             if value is None:
                 return default
         return statecodec.decode(value) if isinstance(value, bytes) else value
+
+    @contextmanager
+    def reading(self, keys: Iterable) -> Iterator[StateTable]:
+        """Within, ``get`` finds what the disk store holds of ``keys`` (those neither held nor
+        in memory) read by one query per ``GET_MANY_CHUNK`` keys beforehand, not by one query
+        each (~6 against ~15 us a wallet, ~2 against ~9 us a miss, measured): a batch's
+        wallets, read while nothing writes the table (``scoring.score`` runs without
+        awaiting; writes happen in ``write_held`` and sweeps, between batches)."""
+        held, memory = self.held, _memory(self.data)
+        absent = [key for key in dict.fromkeys(keys) if key not in held and key not in memory]
+        fetched = dict.fromkeys(absent)
+        if absent:
+            fetched.update(self.disk.get_many(absent))
+        self.fetched = fetched
+        try:
+            yield self
+        finally:
+            self.fetched = None
 
     def __getitem__(self, key):
         value = self.get(key, _MISSING)
@@ -186,9 +209,9 @@ class TableExpiry:
         return wm - expiry.EXPIRY_MARGIN_MS
 
 
-wallet_to_state = app.tables.add(
+wallet_to_state = cast(StateTable, app.tables.add(
     StateTable(app, name="wallet_to_state", partitions=6, beacon=app.tables.beacon)
-)
+))  # fmt: skip
 
 
 def hold(table: StateTable, touched: dict) -> None:

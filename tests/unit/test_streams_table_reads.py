@@ -110,6 +110,31 @@ def test_get_reads_held_then_memory_then_disk_and_a_miss_raises_nothing(table):
         table["0xnew"]
 
 
+def test_reading_gets_what_get_gets_with_one_disk_query(table, monkeypatch):
+    keys = [f"0x{i:02d}" for i in range(12)]
+    states = {key: buyer(key, T + i) for i, key in enumerate(keys)}
+    for key in keys[:4]:
+        table.data[key] = statecodec.encode(states[key])  # in memory
+    table.disk.put([(key, 0, statecodec.encode(states[key])) for key in keys[2:8]])
+    hold(table, {key: (states[key], event(0)) for key in keys[6:10]})  # some on disk too
+    wanted = keys + ["0xnone", "0x00"]  # keys[10:] and 0xnone: nowhere; a key twice
+    expected = {key: table.get(key) for key in wanted}
+    queries = []
+    get_many, get = table.disk.get_many, table.disk.get
+    monkeypatch.setattr(table.disk, "get_many", lambda ks: queries.append(list(ks)) or get_many(ks))
+    monkeypatch.setattr(table.disk, "get", lambda k: queries.append(k) or get(k))
+    with table.reading(iter(wanted)) as read:
+        assert queries == [keys[4:6] + keys[10:] + ["0xnone"]]  # neither held nor in memory
+        assert {key: read.get(key) for key in wanted} == expected
+        assert len(queries) == 1  # each read from what was fetched
+        assert read.get("0xother") is None and queries[1:] == ["0xother"]  # not fetched: asked
+    assert table.fetched is None
+    assert table.get("0x04") == states["0x04"] and queries[2:] == ["0x04"]  # after: one by one
+    with pytest.raises(RuntimeError), table.reading(["0x04"]):
+        raise RuntimeError
+    assert table.fetched is None
+
+
 def test_read_due_returns_what_one_by_one_reads_return(table):
     keys = [f"0x{i:02d}" for i in range(12)]
     states = {key: buyer(key, T + i) for i, key in enumerate(keys)}
