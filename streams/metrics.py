@@ -57,12 +57,17 @@ REDIS_FALLBACK.set(0)
 
 
 def observe_decisions(decisions: list[dict]) -> None:
+    """A batch's decisions, counted per verdict (and organizer, for reviews) with one
+    ``inc`` per label rather than per decision (each takes a lock), their latencies observed."""
     BATCH.observe(len(decisions))
+    for verdict, n in Tally(d["decision"] for d in decisions).items():
+        DECISIONS.labels(verdict).inc(n)
+    reviews = Tally(d.get("organizer_id") or "unknown" for d in decisions
+                    if d["decision"] == "MANUAL_REVIEW")
+    for organizer, n in reviews.items():
+        REVIEW_DECISIONS.labels(organizer).inc(n)
     for d in decisions:
-        DECISIONS.labels(d["decision"]).inc()
         LATENCY.observe(d["latency_ms"])
-        if d["decision"] == "MANUAL_REVIEW":
-            REVIEW_DECISIONS.labels(d.get("organizer_id") or "unknown").inc()
 
 
 def observe_drift(report: dict[str, dict[str, float]]) -> None:
