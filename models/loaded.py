@@ -1,4 +1,5 @@
-"""A loaded model: a checked XGBoost booster that scores feature batches in one call."""
+"""A loaded model: a checked XGBoost booster that scores feature batches in one call (its trees
+walked natively when ``models/forest.py`` can, else by XGBoost)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 import xgboost as xgb
 from xgboost.core import _LIB, _check_call, c_bst_ulong, make_jcargs
+
+from models.forest import NotNative, forest_of
+from processors._native import Forest
 
 
 class ModelLoadError(RuntimeError):
@@ -45,6 +49,12 @@ class LoadedModel:
         self.booster = booster
         self.metadata = metadata
         self.feature_names: list[str] = list(metadata["feature_names"])
+        self.forest: Forest | None = None
+        self.not_native: str | None = None  # why ``forest`` is None
+        try:
+            self.forest = forest_of(booster)
+        except NotNative as exc:
+            self.not_native = str(exc)
 
     @classmethod
     def from_bytes(
@@ -84,12 +94,20 @@ class LoadedModel:
         return X
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Fraud probabilities, one per row, in one vectorised call (``predict_dense``: what
-        ``inplace_predict`` gives)."""
+        """Fraud probabilities, one per row, in one call: what ``inplace_predict`` gives, to
+        the bit. The trees are walked natively (``self.forest``, ``models/forest.py``):
+        XGBoost's own call costs ~200-400 µs however few the rows, then ~9 µs a row (the
+        champion, 300 trees: 400 µs for 1 row, 590 for 10), and live batches are a few rows.
+        A model the native predictor does not do (``self.not_native`` says why) is scored by
+        XGBoost (``predict_dense``)."""
         X = self._matrix(X)
         if X.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
-        return predict_dense(self.booster, X)
+        if self.forest is None:
+            return predict_dense(self.booster, X)
+        out = np.empty(X.shape[0], dtype=np.float32)
+        self.forest.predict(X, out)
+        return out
 
     def contributions(self, X: np.ndarray, exact: bool = False) -> np.ndarray:
         """Per-feature contributions to the margin: shape (rows, features + 1), the last

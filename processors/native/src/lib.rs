@@ -27,6 +27,9 @@
 //! mint-to-resale values in the same call); `wallet.rs` documents how it keeps Python's
 //! floats to the bit. A fourth, `WalletUpdates` (`updates.rs`), then applies the purchase to
 //! that state in place and prunes it (`processors.apply.apply_order`, `WalletState.observe`).
+//!
+//! Apart from the stores, `Forest` (`trees.rs`) scores feature rows with the champion's trees,
+//! to the bit what XGBoost gives, without XGBoost's fixed cost a call (`models/forest.py`).
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -37,6 +40,7 @@ use std::sync::Arc;
 
 mod order;
 mod decide;
+mod trees;
 mod updates;
 mod wallet;
 
@@ -1080,5 +1084,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<updates::WalletUpdates>()?;
     m.add_class::<order::OrderReader>()?;
     decide::register(m)?;
+    m.add_class::<trees::Forest>()?;
     Ok(())
 }
