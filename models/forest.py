@@ -47,8 +47,6 @@ def forest_of(booster: xgb.Booster) -> Forest:
         raise NotNative("more than one tree a round")
     if any(group != 0 for group in gbm["model"]["tree_info"]):
         raise NotNative("more than one output group")
-    if any(gbm["model"].get("cats", {}).values()):
-        raise NotNative("categorical features")
     base_score = json.loads(param["base_score"], parse_float=str)
     if not (isinstance(base_score, list) and len(base_score) == 1):
         raise NotNative(f"base_score {param['base_score']!r} is not one value")

@@ -95,7 +95,9 @@ fn prob_to_margin(base_score: f32) -> f32 {
 
 /// `common::Sigmoid(float)`.
 fn sigmoid(margin: f32) -> f32 {
-    const EPS: f32 = 1e-16_f64 as f32; // `float constexpr kEps = 1e-16;`: a double, made float
+    // `float constexpr kEps = 1e-16;` (a double, made float): added to a sum >= 1 it never
+    // changes a float32, but it is written as XGBoost writes it
+    const EPS: f32 = 1e-16_f64 as f32;
     let x = if 88.7_f32 < -margin { 88.7 } else { -margin }; // std::min(-x, 88.7f)
     1.0 / (unsafe { expf(x) } + 1.0 + EPS)
 }
@@ -213,7 +215,9 @@ impl Forest {
     }
 
     /// Fills `out` (float32, one per row) with the probabilities of the rows of `x` (a
-    /// C-contiguous float32 matrix `features` wide).
+    /// C-contiguous float32 matrix `features` wide). It keeps the GIL: a live batch takes
+    /// tens of µs, and in the worker a call that lets the GIL go waits several times its own
+    /// time to get it back (README, Known limitations, Latency).
     fn predict(&self, py: Python<'_>, x: PyBuffer<f32>, out: PyBuffer<f32>) -> PyResult<()> {
         let rows = match x.shape() {
             [rows, width] if *width == self.features && x.is_c_contiguous() => *rows,
