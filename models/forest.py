@@ -4,7 +4,8 @@ The native predictor does what XGBoost 3.2's CPU predictor does for one kind of 
 kind we train: ``gbtree``, ``binary:logistic``, one output, numeric splits
 (``processors/native/src/trees.rs`` says how, and why bit for bit). ``forest_of`` reads the
 booster's own JSON model (``save_raw("json")``, never a pickle) and raises ``NotNative`` for
-any other model, which ``LoadedModel`` then scores with XGBoost as before.
+any other model, which ``LoadedModel`` then scores with XGBoost as before. Reading the
+champion (300 trees) costs ~60-90 ms a load, most of it ``json.loads`` of its 1.3 MB.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def forest_of(booster: xgb.Booster) -> Forest:
     # parse_float=str: each number as XGBoost wrote it (its float32, shortest form), for the
     # native side to read straight to float32 (a Python float would round it twice)
     model = json.loads(booster.save_raw("json"), parse_float=str)
+    try:
+        return _forest(model, booster.num_features())
+    except NotNative:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        # a document this reader does not know, or trees the native side cannot walk
+        raise NotNative(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _forest(model: dict, features: int) -> Forest:
     learner = model["learner"]
     param = learner["learner_model_param"]
     gbm = learner["gradient_booster"]
@@ -51,10 +62,7 @@ def forest_of(booster: xgb.Booster) -> Forest:
     if not (isinstance(base_score, list) and len(base_score) == 1):
         raise NotNative(f"base_score {param['base_score']!r} is not one value")
     arrays = [_tree_arrays(i, tree) for i, tree in enumerate(trees)]
-    try:
-        return Forest(str(base_score[0]), booster.num_features(), arrays)
-    except ValueError as exc:
-        raise NotNative(str(exc)) from exc
+    return Forest(str(base_score[0]), features, arrays)
 
 
 def _tree_arrays(i: int, tree: dict) -> tuple[list, list, list, list, list]:

@@ -319,3 +319,34 @@ def test_a_model_from_another_xgboost_is_refused(monkeypatch):
     monkeypatch.setattr(models.forest, "XGBOOST_VERSION", (3, 3))
     with pytest.raises(NotNative, match=r"xgboost version is \(3, 2\), not \(3, 3\)"):
         forest_of(_train({"max_depth": 2}, 3, seed=1))
+
+
+class _Document:
+    """A booster whose JSON model is ``text``."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def save_raw(self, raw_format: str) -> bytes:
+        assert raw_format == "json"
+        return self.text.encode()
+
+    def num_features(self) -> int:
+        return WIDTH
+
+
+def test_a_model_document_it_does_not_know_is_refused():
+    """Keys missing, or of another type, or trees the native side cannot walk: refused, with
+    the reader's error, never raised to the loader."""
+    booster = _train({"max_depth": 2}, 3, seed=1)
+    model = json.loads(booster.save_raw("json"))
+    tree = model["learner"]["gradient_booster"]["model"]["trees"][0]
+    documents = {"KeyError: 'learner'": {"version": [3, 2, 0]}}
+    tree["left_children"][0] = "one"
+    documents["TypeError"] = model
+    for reason, document in documents.items():
+        with pytest.raises(NotNative, match=reason):
+            forest_of(_Document(json.dumps(document)))
+    tree["left_children"][0] = 2
+    with pytest.raises(NotNative, match="ValueError: tree 0, node 0: children 2, 2"):
+        forest_of(_Document(json.dumps(model)))
