@@ -16,8 +16,8 @@ import xgboost as xgb
 
 from processors._native import Forest
 
-# The xgboost whose predictor trees.rs follows: a model written by another is refused until
-# the arithmetic has been checked against its source again.
+# The xgboost whose predictor trees.rs follows. The JSON names the one that wrote it, the one
+# running: under another, models are scored by XGBoost until trees.rs is checked against it.
 XGBOOST_VERSION = (3, 2)
 
 
