@@ -94,11 +94,7 @@ def crowd_read(purchase: Mapping, unit_ref: int | None = None) -> CrowdRead:
             f"bin:{card_bin}" if card_bin else None,
             f"ua:{ua_family(get('user_agent'))}")
     hosting = (1.0 if info.hosting else 0.0) if asn else MISSING
-    # ``CrowdRead(...)`` as ``CrowdRead._make`` makes it, without its frame (every purchase)
-    return _make_read(CrowdRead, (keys, hosting, _country_mismatch(purchase, info.country)))
-
-
-_make_read = tuple.__new__
+    return CrowdRead(keys, hosting, _country_mismatch(purchase, info.country))
 
 
 def crowd_row(purchase: Mapping, ts: int) -> Row:

@@ -5,15 +5,17 @@ Decision record, security event and rule hit, batch size by batch size."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import islice
 
 import numpy as np
 import pytest
 
 from models.registry import load_model
+from models.replay import replay_rows
 from models.rules_bench import sample_blocklists
 from models.simulator import SimConfig, simulate
 from processors.decide import SMALL_BATCH, Blocked, _thresholds, decide_batch
-from processors.features import FEATURE_NAMES, FeatureEngine, LateEventError
+from processors.features import FEATURE_NAMES
 from processors.rules import load_ruleset
 from tests.unit.test_decision_path_equivalence import Challenger
 
@@ -44,17 +46,10 @@ def _purchases() -> tuple[list[dict], list[list[float]]]:
     """600 simulated purchases with their feature rows; one in three inside its show's
     on-sale window, one in five under an organizer with overrides."""
     events = [e for e in simulate(SimConfig(seed=5, days=2)) if e[0] != "label"]
-    engine, purchases, rows = FeatureEngine(), [], []
-    for kind, record in events:
-        try:
-            features = engine.process_row(kind, record)
-        except LateEventError:
-            continue
-        if features is not None:
-            purchases.append(record)
-            rows.append(list(features))
-        if len(rows) == 600:
-            break
+    purchases, rows = [], []
+    for record, features in islice(replay_rows(events), 600):
+        purchases.append(record)
+        rows.append(list(features))
     for i, (purchase, row) in enumerate(zip(purchases, rows, strict=True)):
         if i % 3 == 0:
             row[ON_SALE[0]], row[ON_SALE[1]] = 600.0, 0.0

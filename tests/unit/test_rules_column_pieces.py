@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from itertools import islice
 from socket import AF_INET, inet_pton
 
 import numpy as np
 import pytest
 
+from models.replay import replay_rows
 from models.simulator import SimConfig, simulate
 from processors._native import ipv4_column
 from processors.decide import as_matrix
-from processors.features import FeatureEngine, LateEventError
 from processors.rules import load_ruleset
 from processors.rules.batch import RuleBatch, object_column
 from processors.rules.compiler import Node
@@ -106,15 +107,7 @@ def test_parsed_ips_of_one_value_and_of_fuzz() -> None:
 @pytest.fixture(scope="module")
 def batch() -> RuleBatch:
     events = [e for e in simulate(SimConfig(seed=5, days=1)) if e[0] != "label"]
-    engine, pending = FeatureEngine(), []
-    for kind, record in events:
-        try:
-            features = engine.process_row(kind, record)
-        except LateEventError:
-            continue
-        if features is not None:
-            pending.append((record, features))
-    pending = pending[:400]
+    pending = list(islice(replay_rows(events), 400))
     X, _ = as_matrix([f for _, f in pending])
     return RuleBatch([p for p, _ in pending], X)
 
