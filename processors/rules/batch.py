@@ -5,8 +5,9 @@ order, float64), record fields as text columns (extracted on first use), and the
     batch = RuleBatch.from_dicts(purchases, feature_dicts, ...)
 
 A batch also memoises values that several rules share (``lower(user_agent)``, a parsed IP
-column) for the duration of one evaluation; ``subset(rows)`` is the same batch restricted
-to some rows (an organizer's rows, the rows whose reasons are rendered).
+column, a text column's distinct values) for the duration of one evaluation; ``subset(rows)``
+is the same batch restricted to some rows (an organizer's rows, the rows whose reasons are
+rendered). Text columns are read from plain dicts natively (``processors._native``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from processors._native import distinct_values, text_column
 from processors.compute import FEATURE_NAMES
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -52,12 +54,46 @@ def country_of(record: Mapping[str, Any]) -> Any:
 
 
 def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """Field ``name`` of every record (None where it has none)."""
+    if type(records) is list:  # natively, for plain dicts (~10 against ~40 ns a record)
+        try:
+            if name == "country":
+                return text_column(records, "geo", "country")
+            return text_column(records, name)
+        except ValueError:  # a record (or its geo) that is not a dict: as below
+            pass
+    return python_values(records, name)
+
+
+def python_values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
+    """``_values`` in Python (any mapping)."""
     if name == "country":
         return list(map(country_of, records))
     try:
         return list(map(itemgetter(name), records))  # in C; decoded records have every field
     except KeyError:
         return [r.get(name) for r in records]
+
+
+def _distinct(values: list[Any]) -> tuple[list[Any], np.ndarray] | None:
+    """``RuleBatch.distinct`` of a column's values (natively: what ``python_distinct`` does)."""
+    found = distinct_values(values)
+    if found is None:
+        return None
+    kept, codes = found
+    return kept, np.frombuffer(codes, dtype=np.intp)
+
+
+def python_distinct(values: list[Any]) -> tuple[list[Any], np.ndarray] | None:
+    """``_distinct`` in Python: ``dict.fromkeys`` of the values, and each value's index
+    among its keys."""
+    try:
+        index = dict.fromkeys(values)
+    except TypeError:  # unhashable
+        return None
+    for i, value in enumerate(index):
+        index[value] = i
+    return list(index), np.fromiter(map(index.__getitem__, values), np.intp, len(values))
 
 
 def object_column(values: Iterable[Any], n: int | None = None) -> np.ndarray:
@@ -162,6 +198,12 @@ class RuleBatch:
                 column = self._parent.field(name)[self._rows]
             self._fields[name] = column
         return column
+
+    def distinct(self, name: str) -> tuple[list[Any], np.ndarray] | None:
+        """The text column ``name`` as its distinct values (first seen first; values equal as
+        dict keys count as one) and each row's index among them, once per batch; None when a
+        value cannot be a dict key. A subset has its own (its rows' values only)."""
+        return self.memo("distinct " + name, lambda: _distinct(self.field(name).tolist()))
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per batch for ``key`` (a parameter-free subexpression)."""

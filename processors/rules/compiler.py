@@ -14,7 +14,10 @@ node by node (anything not listed is refused with its position):
 No attribute access but the three namespaces, no subscripts, no other calls, no lambdas or
 comprehensions; nothing is ever passed to ``eval``. Each compiled node is a closure; a
 subexpression free of parameters is memoised per batch, so rules share ``lower(user_agent)``
-or a parsed IP column. Constant subexpressions are folded at compile time.
+or a parsed IP column. Constant subexpressions are folded at compile time. A function of one
+text field and constants (``upper(country)``, ``missing(email_domain)``, ``tld(email_domain)
+in p.tlds``, ``payment_method == 'CRYPTO'``) is computed once per distinct value of the field
+in the batch (``nodes.by_distinct``), the same column as value by value.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from processors.rules import functions as fn
 from processors.rules.batch import BLOCKLISTS, TEXT_FIELDS, RuleBatch
 from processors.rules.functions import BOOL, FUNCTIONS, LIST, NUM, RANGES, TEXT
 from processors.rules.lists import IpRanges
-from processors.rules.nodes import Node, Scope, const_node, flags
+from processors.rules.nodes import Each, Node, Scope, by_distinct, const_node, flags
 from processors.rules.operators import Operators
 from processors.rules.syntax import MAX_DEPTH, ExpressionError, error_at, parse
 
@@ -99,7 +102,7 @@ class Compiler(Operators):
                 assert batch is not None  # not constant: never folded, so run on a batch
                 return batch.memo(key, lambda: run(batch))
 
-            return Node(built.type, memoised)
+            return Node(built.type, memoised, each=built.each)
         return built
 
     def expect(self, node: ast.expr, types: tuple[str, ...], what: str) -> Node:
@@ -125,7 +128,7 @@ class Compiler(Operators):
                 assert batch is not None  # a name is not constant: never folded
                 return batch.field(name)
 
-            return Node(TEXT, text_field)
+            return Node(TEXT, text_field, each=Each(name))
         if name in NAMESPACES:
             raise self.fail(node, f"'{name}' is a namespace: write {name}.<name>")
         if name in FUNCTIONS:
@@ -207,7 +210,30 @@ class Compiler(Operators):
         args = [self._argument(spec, i, a) for i, a in enumerate(node.args)]
         result = spec.result or args[0].type
         impl = spec.impl
-        return Node(result, lambda b: impl(*[a.run(b) for a in args]), *flags(args))
+
+        def run(b: RuleBatch | None) -> Any:
+            return impl(*[a.run(b) for a in args])
+
+        each = self._each(spec, args)
+        if each is not None:
+            return by_distinct(result, each, run, pure=all(a.pure for a in args))
+        return Node(result, run, *flags(args))
+
+    @staticmethod
+    def _each(spec: fn.Function, args: list[Node]) -> Each | None:
+        """A function of a text that is a function of one field, the other arguments
+        constant: itself a function of that field (``Each``), value by value. ``missing``: of
+        a text, what ``functions.missing`` gives for each value of a column."""
+        first, rest = args[0], args[1:]
+        if first.each is None or first.type != TEXT or not all(a.const for a in rest):
+            return None
+        if spec.name == "missing":
+            return first.each.then(fn.missing_text)
+        one = spec.one
+        if one is None or spec.args[0] != (TEXT,):  # not a function of texts (valid_ip: IPs)
+            return None
+        constants = [a.run(None) for a in rest]
+        return first.each.then(lambda value: one(value, *constants))
 
     def _argument(self, spec: fn.Function, index: int, node: ast.expr) -> Node:
         types = spec.args[min(index, len(spec.args) - 1)]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from processors.breaker import Ceiling, parse_ceiling
 from processors.rules.base import CATEGORIES
 from processors.rules.compiler import Node, Scope, compile_expression
@@ -67,6 +69,9 @@ class CompiledRule:
     score: Node
     reason: Template
     row: RowRule  # the same three as functions of one row, for small batches (``rowwise``)
+    # the score every row that fires gets, when ``score`` is a constant (most rules): what
+    # the engine's column of it would hold, clipped to [0, 1] with NaN as 0
+    constant_score: float | None = None
 
 
 def definition(rule_id: str, table: Any, fail: Fail) -> tuple[RuleDef, RuleSetting]:
@@ -140,7 +145,24 @@ def compile_rule(rule: RuleDef, params: Mapping[str, Any], lists: Mapping[str, A
     except ExpressionError as exc:
         raise fail(f"{where}.{field}: {exc}") from None
     row = row_rule(rule.id, rule.when, rule.score, reason.parts, scope)
-    return CompiledRule(when, score, reason, row)
+    return CompiledRule(when, score, reason, row, _constant_score(score))
+
+
+def _constant_score(score: Node) -> float | None:
+    """A constant score as the engine clips a score column (``engine._evaluate``, under its
+    error state); None for a score that reads the batch, or a constant whose column would
+    not be a plain float64 one or would raise there (then the engine computes it as always)."""
+    if not score.const:
+        return None
+    value = score.run(None)
+    if isinstance(value, np.ndarray):
+        return None
+    try:
+        with np.errstate(divide="raise", invalid="raise", over="ignore"):
+            clipped = np.clip(np.full(1, value, dtype=np.float64), 0.0, 1.0)
+            return float(np.where(np.isnan(clipped), 0.0, clipped)[0])
+    except (ArithmeticError, TypeError, ValueError):
+        return None
 
 
 def _declared(value: Any, where: str, fail: Fail) -> Any:

@@ -91,6 +91,22 @@ def isin(value: Any, collection: Any) -> Any:
     return member
 
 
+def missing_text(value: Any) -> bool:
+    """``missing`` of one value of a text column, as ``~present`` of the column has it."""
+    return not (bool(value != None) and bool(value != ""))  # noqa: E711
+
+
+def in_collection(collection: Any) -> Callable[[Any], bool]:
+    """``isin`` of one value of a text column in ``collection`` (a constant one), as ``isin``
+    of the column has it."""
+    if not collection:
+        return lambda _value: False
+    members = collection.members if isinstance(collection, TextList) else collection
+    if None in members or "" in members:
+        return lambda value: value in members and not missing_text(value)
+    return members.__contains__
+
+
 def concat(left: Any, right: Any) -> Any:
     """Text ``left + right``, a missing side counting as ''."""
     if isinstance(left, np.ndarray) or isinstance(right, np.ndarray):

@@ -13,7 +13,7 @@ import numpy as np
 from processors.rules import functions as fn
 from processors.rules.batch import RuleBatch, object_column
 from processors.rules.functions import BOOL, LIST, NUM, RANGES, TEXT
-from processors.rules.nodes import Node, flags
+from processors.rules.nodes import Node, by_distinct, flags
 from processors.rules.syntax import ExpressionError
 
 _ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -87,6 +87,9 @@ class Operators:
             test = self._membership(node, left, right)
             if isinstance(op, ast.NotIn):
                 return Node(BOOL, lambda b: np.logical_not(test(b)), *both)
+            if left.each is not None and left.type == TEXT and right.type == LIST and right.const:
+                return by_distinct(BOOL, left.each.then(fn.in_collection(right.run(None))), test,
+                                   both[1])  # fmt: skip
             return Node(BOOL, test, *both)
         if type(op) in _ORDER and left.type == right.type == NUM:
             compare = _ORDER[type(op)]
@@ -95,7 +98,20 @@ class Operators:
         else:
             raise self.fail(node, f"cannot compare a {left.type} with a {right.type} using "
                                   f"'{_SYMBOL[type(op)]}'")  # fmt: skip
-        return Node(BOOL, lambda b: compare(left.run(b), right.run(b)), *both)
+
+        def run(b: RuleBatch | None) -> Any:
+            return compare(left.run(b), right.run(b))
+
+        if left.type == TEXT and compare in (operator.eq, operator.ne):  # a text and a constant
+            if left.each is not None and right.const:
+                text = right.run(None)
+                return by_distinct(BOOL, left.each.then(lambda v: bool(compare(v, text))), run,
+                                   both[1])  # fmt: skip
+            if right.each is not None and left.const:
+                text = left.run(None)
+                return by_distinct(BOOL, right.each.then(lambda v: bool(compare(text, v))), run,
+                                   both[1])  # fmt: skip
+        return Node(BOOL, run, *both)
 
     def _membership(self, node: ast.Compare, left: Node,
                     right: Node) -> Callable[[RuleBatch | None], Any]:  # fmt: skip

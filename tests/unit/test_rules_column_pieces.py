@@ -9,20 +9,30 @@ import ipaddress
 import random
 from itertools import islice
 from socket import AF_INET, inet_pton
+from typing import Any
 
 import numpy as np
 import pytest
 
 from models.replay import replay_rows
 from models.simulator import SimConfig, simulate
-from processors._native import ipv4_column
+from processors._native import ipv4_column, text_column, text_columns
+from processors.compute import FEATURE_NAMES
 from processors.decide import as_matrix
 from processors.rules import load_ruleset
-from processors.rules.batch import RuleBatch, object_column
-from processors.rules.compiler import Node
+from processors.rules.batch import (
+    RuleBatch,
+    _distinct,
+    _values,
+    object_column,
+    python_distinct,
+    python_values,
+)
+from processors.rules.compiler import Compiler, Node
 from processors.rules.functions import NUM, ParsedIps, in_cidr
 from processors.rules.lists import default_lists
 from processors.rules.nodes import Scope
+from processors.rules.syntax import parse
 from processors.rules.template import Field, Template, _folded
 from tests.support import rules_columns_before as before
 
@@ -156,3 +166,93 @@ def test_a_constant_that_does_not_format_is_left_to_render() -> None:
     assert _folded(parts) == ["a", odd, "b  2c"]
     array = Field("p.z", Node(NUM, lambda _batch: np.arange(2.0), const=True), None, "g")
     assert _folded([array, "x"]) == [array, "x"]
+
+
+# Text columns: read natively, and functions of one field computed per distinct value ---------
+
+ODD_VALUES = ["a", "A", "", None, "a", 1, True, 1.0, 0, False, float("nan"), float("nan"), b"a",
+              "x.example.com", "  Mail.XYZ.", "CRYPTO", "crypto", "\u0130", "ß"]  # fmt: skip
+
+
+def _odd_records() -> list[dict]:
+    records = []
+    for i, value in enumerate(ODD_VALUES):
+        record: dict = {"email_domain": value, "payment_method": ODD_VALUES[-i]}
+        if i % 5:
+            record["wallet"] = f"0x{i % 3}"
+        record["geo"] = [None, {}, {"country": value}, {"lat": 1.0}, {"country": "IT"}][i % 5]
+        records.append(record)
+    return records
+
+
+def test_text_columns_are_read_natively_as_in_python() -> None:
+    records = _odd_records()
+    names = ["email_domain", "wallet", "country", "payment_method", "absent"]
+    fields: list[tuple[str, str | None]] = [
+        ("geo", "country") if n == "country" else (n, None) for n in names
+    ]
+    for name, column in zip(names, text_columns(records, fields), strict=True):
+        want = python_values(records, name)
+        assert len(column) == len(want)
+        assert all(a is b for a, b in zip(column, want, strict=True)), name  # the same objects
+        assert _values(records, name) == column
+    assert text_columns([], fields) == [[] for _ in names]
+    odd: list[Any] = [{"geo": ["not", "a", "dict"]}, ("not", "a", "dict")]
+    for refused in ([*records, odd[0]], [*records, odd[1]]):
+        with pytest.raises(ValueError):
+            text_columns(refused, fields)
+        with pytest.raises(ValueError):
+            text_column(refused, "geo", "country")
+        if isinstance(refused[-1], dict):
+            assert _values(refused, "email_domain") == python_values(refused, "email_domain")
+
+
+def test_distinct_values_tell_values_apart_as_a_dict_does() -> None:
+    fuzz = [random.Random(3).choice(ODD_VALUES) for _ in range(2_000)]
+    for values in (ODD_VALUES, fuzz, [], [None] * 3):
+        got, want = _distinct(values), python_distinct(values)
+        assert got is not None and want is not None
+        assert len(got[0]) == len(want[0])
+        assert all(a is b for a, b in zip(got[0], want[0], strict=True))
+        assert got[1].dtype == np.intp and got[1].tolist() == want[1].tolist()
+    assert _distinct(["a", ["unhashable"]]) is None and python_distinct(["a", ["x"]]) is None
+
+
+EACH = ["lower(user_agent)", "missing(email_domain)", "not missing(domain(email_domain))",
+        "tld(email_domain) in p.tlds", "upper(country) in p.countries",
+        "payment_method == 'CRYPTO'", "'CRYPTO' != payment_method",
+        "domain_in(email_domain, lists.disposable_domains, p.extra)",
+        "domain_match(email_domain, lists.disposable_domains)",
+        "contains_any(lower(user_agent), p.patterns)", "find_any(user_agent, p.patterns)",
+        "email_domain in ('', 'gmail.com')", "canonical_ip(ip)",
+        "upper(card_country) != upper(country)"]  # fmt: skip
+EACH_SCOPE = Scope({"tlds": ("xyz", "com", ""), "countries": ("IT", "", "US"),
+                    "extra": ("example.com",), "patterns": ("bot", "curl", "A")},
+                   default_lists())  # fmt: skip
+
+
+@pytest.mark.parametrize("text", EACH)
+def test_functions_of_one_field_by_distinct_values_as_row_by_row(batch, text, monkeypatch) -> None:
+    """A function of one text field, computed once per distinct value of the field
+    (``nodes.by_distinct``), gives the column its plain form gives (which it falls back to
+    when a value is unhashable): shipped traffic, odd values, and subsets."""
+    node = Compiler(text, EACH_SCOPE).compile(parse(text))
+    # by distinct values itself, or (`not`, a comparison of two fields) its parts are
+    assert (node.each is None) == text.startswith(("not ", "upper(card_country) !="))
+
+    def groups() -> list[RuleBatch]:  # new ones each time: a batch keeps what it computed
+        shipped = RuleBatch(batch.records, np.zeros((batch.n, len(FEATURE_NAMES))))
+        odd = RuleBatch(_odd_records(), np.zeros((len(ODD_VALUES), len(FEATURE_NAMES))))
+        return [shipped, shipped.subset(np.arange(7)), odd, odd.subset(np.array([4, 0, 9]))]
+
+    got = [_outcome(node, group) for group in groups()]
+    monkeypatch.setattr(RuleBatch, "distinct", lambda self, name: None)  # the plain form
+    assert [_outcome(node, group) for group in groups()] == got
+
+
+def _outcome(node: Node, group: RuleBatch) -> tuple:
+    try:
+        value = node.run(group)
+    except Exception as exc:  # the same error, or the same column
+        return ("error", type(exc).__name__, str(exc))
+    return (value.dtype.str, [(type(v).__name__, repr(v)) for v in value.tolist()])

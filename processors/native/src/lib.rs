@@ -38,6 +38,7 @@ use pyo3::types::{PyDict, PyTuple};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod columns;
 mod order;
 mod decide;
 mod trees;
@@ -1084,6 +1085,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<updates::WalletUpdates>()?;
     m.add_class::<order::OrderReader>()?;
     decide::register(m)?;
+    columns::register(m)?;
     m.add_class::<trees::Forest>()?;
     Ok(())
 }

@@ -1,0 +1,135 @@
+//! A rules batch's text columns (`processors.rules.batch.RuleBatch`), each the same objects
+//! its Python form gives (`tests/unit/test_rules_column_pieces.py` compares them), each
+//! refusing (ValueError) what it cannot make so, which the caller then makes the Python way:
+//!
+//! - `text_column`: one field of every record (`batch._values`): `record.get(name)`, or for
+//!   `country` `record.get("geo")`'s `get("country")` (`batch.country_of`);
+//! - `text_columns`: several fields of every record in one pass (`RuleBatch.read`);
+//! - `distinct_values`: a column's distinct values and each row's index among them, as
+//!   `dict.fromkeys` tells values apart (`batch._distinct`).
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use std::collections::HashMap;
+
+/// `[record.get(name) for record in records]`; with `inner`, `[g.get(inner) if g else None
+/// for g in (record.get(name) for record in records)]`. Every record must be a dict (not a
+/// subclass, whose `get` could differ), and with `inner` every truthy `record.get(name)` too:
+/// else ValueError, before anything is made.
+#[pyfunction]
+#[pyo3(signature = (records, name, inner=None))]
+pub fn text_column<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+    name: &Bound<'py, PyString>,
+    inner: Option<&Bound<'py, PyString>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let mut values = Vec::with_capacity(records.len());
+    for record in records.iter() {
+        let record = record.downcast_exact::<PyDict>().map_err(|_| refuse())?;
+        values.push(field(py, record, name, inner)?);
+    }
+    PyList::new(py, values)
+}
+
+fn refuse() -> PyErr {
+    PyValueError::new_err("records must be dicts (and their inner values dicts)")
+}
+
+/// `record.get(name)`, or with `inner` `g.get(inner) if g else None` of it; None for None.
+fn field<'py>(
+    py: Python<'py>,
+    record: &Bound<'py, PyDict>,
+    name: &Bound<'py, PyString>,
+    inner: Option<&Bound<'py, PyString>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let value = match (inner, record.get_item(name)?) {
+        (None, value) => value,
+        (Some(_), None) => None,
+        (Some(key), Some(outer)) => {
+            if !outer.is_truthy()? {
+                None
+            } else {
+                outer.downcast_exact::<PyDict>().map_err(|_| refuse())?.get_item(key)?
+            }
+        }
+    };
+    Ok(value.unwrap_or_else(|| py.None().into_bound(py)))
+}
+
+/// `text_column` of each of `fields` ((name, inner) pairs), in one pass over the records:
+/// each record is read once for all of them (its dict is fetched into the cache once, which
+/// is most of the cost of a pass). Refuses (ValueError) as `text_column` does.
+#[pyfunction]
+pub fn text_columns<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+    fields: Vec<(Bound<'py, PyString>, Option<Bound<'py, PyString>>)>,
+) -> PyResult<Vec<Bound<'py, PyList>>> {
+    let mut columns: Vec<Vec<Bound<'py, PyAny>>> =
+        fields.iter().map(|_| Vec::with_capacity(records.len())).collect();
+    for record in records.iter() {
+        let record = record.downcast_exact::<PyDict>().map_err(|_| refuse())?;
+        for ((name, inner), column) in fields.iter().zip(columns.iter_mut()) {
+            column.push(field(py, record, name, inner.as_ref())?);
+        }
+    }
+    columns.into_iter().map(|values| PyList::new(py, values)).collect()
+}
+
+/// The distinct values of `values` in first-seen order and, packed as native `isize`s, each
+/// value's index among them: what `dict.fromkeys(values)` keeps and finds (a value's hash,
+/// then the same object or an equal one among the kept values of that hash). None when a
+/// value is unhashable (TypeError from its hash, as `dict.fromkeys` raises); any other error
+/// of a hash or a comparison is raised.
+#[pyfunction]
+pub fn distinct_values<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyBytes>)>> {
+    let mut kept: Vec<Bound<'py, PyAny>> = Vec::new();
+    let mut by_hash: HashMap<isize, Vec<usize>> = HashMap::new();
+    let mut codes: Vec<u8> = Vec::with_capacity(values.len() * std::mem::size_of::<isize>());
+    for value in values.iter() {
+        let hash = match value.hash() {
+            Ok(hash) => hash,
+            Err(err) if err.is_instance_of::<PyTypeError>(py) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let slots = by_hash.entry(hash).or_default();
+        let mut found = None;
+        for &slot in slots.iter() {
+            let other = &kept[slot];
+            // SAFETY: both are live objects held here; PyObject_RichCompareBool (which
+            // answers 1 for the same object, as a dict's lookup does) returns -1 with an
+            // exception set on error.
+            let equal =
+                unsafe { ffi::PyObject_RichCompareBool(other.as_ptr(), value.as_ptr(), ffi::Py_EQ) };
+            if equal < 0 {
+                return Err(PyErr::fetch(py));
+            }
+            if equal == 1 {
+                found = Some(slot);
+                break;
+            }
+        }
+        let code = match found {
+            Some(slot) => slot,
+            None => {
+                kept.push(value.clone());
+                slots.push(kept.len() - 1);
+                kept.len() - 1
+            }
+        };
+        codes.extend_from_slice(&(code as isize).to_ne_bytes());
+    }
+    Ok(Some((PyList::new(py, kept)?, PyBytes::new(py, &codes))))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(text_column, m)?)?;
+    m.add_function(wrap_pyfunction!(text_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(distinct_values, m)?)
+}
