@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from processors._native import distinct_values, text_column
+from processors._native import distinct_values, text_column, text_columns
 from processors.compute import FEATURE_NAMES
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -108,8 +108,8 @@ class RuleBatch:
     """Columns of a batch of purchases; see the module docstring. A subset reads its parent's
     columns through its row indices, on first use (nothing is copied that no rule reads)."""
 
-    __slots__ = ("blocked", "n", "_records", "_columns", "_parent", "_rows", "_features",
-                 "_fields", "_memo")  # fmt: skip
+    __slots__ = ("blocked", "n", "_records", "_matrix", "_columns", "_parent", "_rows",
+                 "_features", "_fields", "_memo")  # fmt: skip
 
     def __init__(
         self,
@@ -125,7 +125,9 @@ class RuleBatch:
                 f"FEATURE_NAMES), got {X.shape}"
             )
         self._records: Sequence[Mapping[str, Any]] | None = records
-        # One contiguous row per feature; a subset has none (it reads its parent's).
+        # One row per record (``rows_at``) and one contiguous row per feature; a subset has
+        # neither (it reads its parent's).
+        self._matrix: np.ndarray | None = X
         self._columns: np.ndarray | None = np.ascontiguousarray(X.T)
         self._parent: RuleBatch | None = None
         self._rows = np.arange(len(records))
@@ -169,35 +171,66 @@ class RuleBatch:
     def rows_at(self, rows: Sequence[int]) -> list[list[float]]:
         """The features of the records at ``rows`` as Python floats, ``FEATURE_NAMES`` order
         (what ``rows()`` gives for them, without converting the other rows)."""
-        if self._columns is None:  # a subset: its parent's rows
+        if self._matrix is None:  # a subset: its parent's rows
             assert self._parent is not None
             return self._parent.rows_at(self._rows[list(rows)].tolist())
-        return self._columns[:, rows].T.tolist()
+        # each row converted once per batch (several rules explain the same rows, ``_few``)
+        done = self.memo("rows", dict)
+        wanted = [i for i in rows if i not in done]
+        if wanted:
+            done.update(zip(wanted, self._matrix[wanted].tolist(), strict=True))
+        return [done[i] for i in rows]
 
     def records_at(self, rows: Sequence[int]) -> list[Mapping[str, Any]]:
         records = self.records
         return [records[i] for i in rows]
 
     def feature(self, name: str) -> np.ndarray:
-        columns = self._columns
-        if columns is not None:
-            return columns[FEATURE_INDEX[name]]
         column = self._features.get(name)
         if column is None:
-            assert self._parent is not None  # a batch without columns is a subset
-            column = self._features[name] = self._parent.feature(name)[self._rows]
+            columns = self._columns
+            if columns is not None:
+                column = columns[FEATURE_INDEX[name]]
+            else:
+                assert self._parent is not None  # a batch without columns is a subset
+                column = self._parent.feature(name)[self._rows]
+            self._features[name] = column
         return column
 
     def field(self, name: str) -> np.ndarray:
-        """The text column ``name`` (None where the record has no value)."""
+        """The text column ``name`` (None where the record has no value). A subset takes its
+        parent's column at its rows if the parent has read it, else reads its own records
+        (a reason's field on the few rows that fired: not the whole batch's)."""
         column = self._fields.get(name)
         if column is None:
-            if self._parent is None:
+            parent = self._parent
+            whole = None if parent is None else parent._fields.get(name)
+            if whole is None:
                 column = object_column(_values(self.records, name))
             else:
-                column = self._parent.field(name)[self._rows]
+                column = whole[self._rows]
             self._fields[name] = column
         return column
+
+    def read(self, names: Iterable[str]) -> None:
+        """Read the text columns ``names`` now, in one pass over the records: each record's
+        dict is fetched once for all of them, which is most of the cost of a pass (the
+        shipped rules' 10 columns of 500 records: 110 against 220 µs). Records that are not
+        plain dicts (or any error): left to ``field``, which reads each column on first use
+        as always (and raises there, in the rule that reads it)."""
+        records = self._records
+        wanted = [name for name in dict.fromkeys(names) if name not in self._fields]
+        if self._parent is not None or type(records) is not list or len(wanted) < 2:
+            return
+        fields: list[tuple[str, str | None]] = [
+            ("geo", "country") if name == "country" else (name, None) for name in wanted
+        ]
+        try:
+            columns = text_columns(records, fields)
+        except Exception:  # noqa: BLE001  (read as always, on first use)
+            return
+        for name, values in zip(wanted, columns, strict=True):
+            self._fields[name] = object_column(values, len(values))
 
     def distinct(self, name: str) -> tuple[list[Any], np.ndarray] | None:
         """The text column ``name`` as its distinct values (first seen first; values equal as
@@ -215,7 +248,8 @@ class RuleBatch:
     def subset(self, rows: np.ndarray) -> RuleBatch:
         """This batch restricted to ``rows`` (indices), blocklists shared."""
         sub = RuleBatch.__new__(RuleBatch)
-        sub._records, sub._columns, sub._parent, sub._rows = None, None, self, rows
+        sub._records, sub._matrix, sub._columns = None, None, None
+        sub._parent, sub._rows = self, rows
         sub.blocked, sub.n = self.blocked, len(rows)
         sub._features, sub._fields, sub._memo = {}, {}, {}
         return sub

@@ -73,13 +73,15 @@ class BatchEvaluation:
 @dataclass(slots=True)
 class _Hits:
     """One rule over one group of rows: the rows that fired (ascending, as an index array and
-    as a list), their scores and reasons, and the rows' errors."""
+    as a list), their scores and reasons, and the rows' errors; ``uniform``: every row that
+    fired has the same score and reason (a constant score and a reason without fields)."""
 
     fired: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     rows: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
+    uniform: bool = False  # one score and one reason on every row that fired
 
 
 def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
@@ -98,6 +100,7 @@ def evaluate_columns(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
     # each row's noisy-OR product as Python floats (the same IEEE doubles as float64): a rule
     # multiplies in the rows that fired only, in its loop over them
     survive, hard = [1.0] * batch.n, np.zeros(batch.n, dtype=bool)
+    batch.read(ruleset.fields)  # the text columns the rules test, in one pass over the records
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
         for active, rows, weight in _passes(ruleset, _views(batch, ruleset)):
             _apply(batch, active, rows, weight, out, survive, hard)
@@ -236,14 +239,22 @@ def _apply(batch: RuleBatch, active: ActiveRule, rows: np.ndarray | None,
         out.errors[targets[i]].append(f"{rule.id}: {error}")
     if not hits.rows:
         return
-    made = _results(rule.id, rule.category, hits.scores, hits.reasons, rule.hard)
     results = out.results
-    # an organizer group's per-row weights, else the rule's one weight
-    weights = weight[hits.fired].tolist() if isinstance(weight, np.ndarray) else repeat(weight)
-    for i, result, w, score in zip(hits.rows, made, weights, hits.scores, strict=False):
-        t = targets[i]
-        results[t].append(result)
-        survive[t] *= 1.0 - w * score
+    if hits.uniform:  # one result for every row that fired: made once, shared (a tuple)
+        one = RuleResult(rule.id, rule.category, hits.scores[0], hits.reasons[0], rule.hard)
+        made: Iterator[RuleResult] = repeat(one)
+    else:
+        made = _results(rule.id, rule.category, hits.scores, hits.reasons, rule.hard)
+    if rows is None and not isinstance(weight, np.ndarray):  # the whole batch, one weight
+        for i, result, score in zip(hits.rows, made, hits.scores, strict=False):
+            results[i].append(result)
+            survive[i] *= 1.0 - weight * score
+    else:  # an organizer group's rows, and its per-row weights or its rule's one weight
+        weights = weight[hits.fired].tolist() if isinstance(weight, np.ndarray) else repeat(weight)
+        for i, result, w, score in zip(hits.rows, made, weights, hits.scores, strict=False):
+            t = targets[i]
+            results[t].append(result)
+            survive[t] *= 1.0 - w * score
     if rule.hard:
         hard[hits.fired if rows is None else rows[hits.fired]] = True
 
@@ -283,8 +294,8 @@ def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits | None:
         return None
     rows = fired.tolist()
     score, literal = compiled.constant_score, compiled.reason.literal
-    if score is not None and literal is not None:  # 42 of the 76 shipped rules
-        return _Hits(fired, rows, [score] * len(rows), [literal] * len(rows))
+    if score is not None and literal is not None:  # 7 of the 76 shipped rules
+        return _Hits(fired, rows, [score] * len(rows), [literal] * len(rows), uniform=True)
     if len(rows) <= FEW_FIRED:
         hits = _few(group, compiled, rows)
         if hits is not None:

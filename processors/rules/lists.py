@@ -26,7 +26,7 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class IpRanges:
     """CIDR ranges merged into sorted integer intervals; membership is one bisect (or one
-    ``searchsorted`` for a column of IPv4 addresses)."""
+    ``searchsorted`` for a column of IPv4 addresses, ``contains_v4``)."""
 
     def __init__(self, cidrs: Iterable[str]) -> None:
         spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
@@ -44,8 +44,12 @@ class IpRanges:
                     merged.append([lo, hi])
             self._starts[version] = [lo for lo, _ in merged]
             self._ends[version] = [hi for _, hi in merged]
-        self._starts_v4 = np.asarray(self._starts[4], dtype=np.uint64)
-        self._ends_v4 = np.asarray(self._ends[4], dtype=np.uint64)
+        # the IPv4 intervals' bounds in one sorted array, each interval as its start and the
+        # address after its end (merged intervals neither overlap nor touch, so it is strictly
+        # increasing): an address is in an interval when an odd number of bounds are <= it
+        bounds = [bound for lo, hi in zip(self._starts[4], self._ends[4], strict=True)
+                  for bound in (lo, hi + 1)]  # fmt: skip
+        self._bounds_v4 = np.asarray(bounds, dtype=np.uint64)
 
     def __contains__(self, address: IpAddress) -> bool:
         return self.holds(address.version, int(address))
@@ -57,11 +61,10 @@ class IpRanges:
         return i >= 0 and value <= self._ends[version][i]
 
     def contains_v4(self, addresses: np.ndarray) -> np.ndarray:
-        """Membership of a column of IPv4 addresses given as unsigned integers."""
-        if not len(self._starts_v4):
-            return np.zeros(len(addresses), dtype=bool)
-        i = np.searchsorted(self._starts_v4, addresses, side="right") - 1
-        return (i >= 0) & (addresses <= self._ends_v4[np.maximum(i, 0)])
+        """Membership of a column of IPv4 addresses given as unsigned integers: one
+        ``searchsorted`` over the intervals' bounds."""
+        below = np.searchsorted(self._bounds_v4, addresses, side="right")
+        return (below & 1).astype(bool)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._starts.values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -68,10 +69,10 @@ class Template:
             else:
                 values = [value] * n
             if part.conversion == "r":
-                values = [repr(v) for v in values]
+                values = list(map(repr, values))
             elif part.conversion == "s":
-                values = [str(v) for v in values]
-            columns.append([format(v, part.spec) for v in values])
+                values = list(map(str, values))
+            columns.append(list(map(format, values, repeat(part.spec))))
         return list(map("".join, zip(*columns, strict=True)))
 
 

@@ -30,7 +30,7 @@ from processors.rules.batch import (
 )
 from processors.rules.compiler import Compiler, Node
 from processors.rules.functions import NUM, ParsedIps, in_cidr
-from processors.rules.lists import default_lists
+from processors.rules.lists import IpRanges, default_lists
 from processors.rules.nodes import Scope
 from processors.rules.syntax import parse
 from processors.rules.template import Field, Template, _folded
@@ -171,7 +171,7 @@ def test_a_constant_that_does_not_format_is_left_to_render() -> None:
 # Text columns: read natively, and functions of one field computed per distinct value ---------
 
 ODD_VALUES = ["a", "A", "", None, "a", 1, True, 1.0, 0, False, float("nan"), float("nan"), b"a",
-              "x.example.com", "  Mail.XYZ.", "CRYPTO", "crypto", "\u0130", "ß"]  # fmt: skip
+              -1, -2, "x.example.com", "  Mail.XYZ.", "CRYPTO", "crypto", "\u0130", "ß"]  # fmt: skip
 
 
 def _odd_records() -> list[dict]:
@@ -256,3 +256,22 @@ def _outcome(node: Node, group: RuleBatch) -> tuple:
     except Exception as exc:  # the same error, or the same column
         return ("error", type(exc).__name__, str(exc))
     return (value.dtype.str, [(type(v).__name__, repr(v)) for v in value.tolist()])
+
+
+def test_ip_ranges_of_a_column_as_of_one_address() -> None:
+    """``IpRanges.contains_v4`` (one searchsorted over the intervals' bounds) says what
+    ``holds`` (a bisect per address) says: every interval's edges and their neighbours, the
+    ends of the address space, random addresses; adjacent and overlapping ranges merged."""
+    rng = random.Random(5)
+    lists = [*(r for r in default_lists().values() if isinstance(r, IpRanges)),
+             IpRanges(["10.0.0.0/9", "10.128.0.0/9", "10.64.0.0/10", "0.0.0.0/32",
+                       "255.255.255.255/32", "192.168.1.7/32", "2001:db8::/32"]),
+             IpRanges([]), IpRanges(["::1/128"])]  # fmt: skip
+    for ranges in lists:
+        edges = [0, 1, 2**32 - 2, 2**32 - 1]
+        for lo, hi in zip(ranges._starts[4], ranges._ends[4], strict=True):
+            edges += [max(lo - 1, 0), lo, hi, min(hi + 1, 2**32 - 1)]
+        addresses = edges + [rng.randrange(2**32) for _ in range(5_000)]
+        got = ranges.contains_v4(np.asarray(addresses, dtype=np.uint64))
+        assert got.dtype == np.bool_
+        assert got.tolist() == [ranges.holds(4, a) for a in addresses]

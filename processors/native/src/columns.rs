@@ -13,6 +13,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// `[record.get(name) for record in records]`; with `inner`, `[g.get(inner) if g else None
 /// for g in (record.get(name) for record in records)]`. Every record must be a dict (not a
@@ -52,7 +53,10 @@ fn field<'py>(
             if !outer.is_truthy()? {
                 None
             } else {
-                outer.downcast_exact::<PyDict>().map_err(|_| refuse())?.get_item(key)?
+                outer
+                    .downcast_exact::<PyDict>()
+                    .map_err(|_| refuse())?
+                    .get_item(key)?
             }
         }
     };
@@ -68,15 +72,20 @@ pub fn text_columns<'py>(
     records: &Bound<'py, PyList>,
     fields: Vec<(Bound<'py, PyString>, Option<Bound<'py, PyString>>)>,
 ) -> PyResult<Vec<Bound<'py, PyList>>> {
-    let mut columns: Vec<Vec<Bound<'py, PyAny>>> =
-        fields.iter().map(|_| Vec::with_capacity(records.len())).collect();
+    let mut columns: Vec<Vec<Bound<'py, PyAny>>> = fields
+        .iter()
+        .map(|_| Vec::with_capacity(records.len()))
+        .collect();
     for record in records.iter() {
         let record = record.downcast_exact::<PyDict>().map_err(|_| refuse())?;
         for ((name, inner), column) in fields.iter().zip(columns.iter_mut()) {
             column.push(field(py, record, name, inner.as_ref())?);
         }
     }
-    columns.into_iter().map(|values| PyList::new(py, values)).collect()
+    columns
+        .into_iter()
+        .map(|values| PyList::new(py, values))
+        .collect()
 }
 
 /// The distinct values of `values` in first-seen order and, packed as native `isize`s, each
@@ -90,7 +99,9 @@ pub fn distinct_values<'py>(
     values: &Bound<'py, PyList>,
 ) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyBytes>)>> {
     let mut kept: Vec<Bound<'py, PyAny>> = Vec::new();
-    let mut by_hash: HashMap<isize, Vec<usize>> = HashMap::new();
+    // the first kept value of each hash, and after each kept value the next one of its hash
+    let mut first: HashMap<isize, usize, BuildHasherDefault<PythonHash>> = HashMap::default();
+    let mut next: Vec<usize> = Vec::new();
     let mut codes: Vec<u8> = Vec::with_capacity(values.len() * std::mem::size_of::<isize>());
     for value in values.iter() {
         let hash = match value.hash() {
@@ -98,34 +109,57 @@ pub fn distinct_values<'py>(
             Err(err) if err.is_instance_of::<PyTypeError>(py) => return Ok(None),
             Err(err) => return Err(err),
         };
-        let slots = by_hash.entry(hash).or_default();
-        let mut found = None;
-        for &slot in slots.iter() {
-            let other = &kept[slot];
+        let mut slot = first.get(&hash).copied().unwrap_or(usize::MAX);
+        let mut last = usize::MAX;
+        while slot != usize::MAX {
             // SAFETY: both are live objects held here; PyObject_RichCompareBool (which
             // answers 1 for the same object, as a dict's lookup does) returns -1 with an
             // exception set on error.
-            let equal =
-                unsafe { ffi::PyObject_RichCompareBool(other.as_ptr(), value.as_ptr(), ffi::Py_EQ) };
+            let equal = unsafe {
+                ffi::PyObject_RichCompareBool(kept[slot].as_ptr(), value.as_ptr(), ffi::Py_EQ)
+            };
             if equal < 0 {
                 return Err(PyErr::fetch(py));
             }
             if equal == 1 {
-                found = Some(slot);
                 break;
             }
+            last = slot;
+            slot = next[slot];
         }
-        let code = match found {
-            Some(slot) => slot,
-            None => {
-                kept.push(value.clone());
-                slots.push(kept.len() - 1);
-                kept.len() - 1
+        if slot == usize::MAX {
+            slot = kept.len();
+            kept.push(value.clone());
+            next.push(usize::MAX);
+            if last == usize::MAX {
+                first.insert(hash, slot);
+            } else {
+                next[last] = slot;
             }
-        };
-        codes.extend_from_slice(&(code as isize).to_ne_bytes());
+        }
+        codes.extend_from_slice(&(slot as isize).to_ne_bytes());
     }
     Ok(Some((PyList::new(py, kept)?, PyBytes::new(py, &codes))))
+}
+
+/// A Python hash used as it is (already mixed; `str` hashes are SipHash-based).
+#[derive(Default)]
+struct PythonHash(u64);
+
+impl Hasher for PythonHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_isize(&mut self, value: isize) {
+        self.0 = value as u64;
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
