@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache, reduce
+from itertools import repeat
 from socket import AF_INET, inet_pton
 from typing import Any
 
@@ -109,12 +110,16 @@ def in_collection(collection: Any) -> Callable[[Any], bool]:
 
 def concat(left: Any, right: Any) -> Any:
     """Text ``left + right``, a missing side counting as ''."""
-    if isinstance(left, np.ndarray) or isinstance(right, np.ndarray):
-        n = len(left) if isinstance(left, np.ndarray) else len(right)
-        lefts = left if isinstance(left, np.ndarray) else [left] * n
-        rights = right if isinstance(right, np.ndarray) else [right] * n
-        return object_column([(a or "") + (b or "") for a, b in zip(lefts, rights, strict=True)])
-    return (left or "") + (right or "")
+    if not isinstance(left, np.ndarray):
+        if not isinstance(right, np.ndarray):
+            return (left or "") + (right or "")
+        head = left or ""  # a text and a column
+        return object_column([head + (b or "") for b in right.tolist()])
+    if not isinstance(right, np.ndarray):
+        tail = right or ""
+        return object_column([(a or "") + tail for a in left.tolist()])
+    pairs = zip(left.tolist(), right.tolist(), strict=True)
+    return object_column([(a or "") + (b or "") for a, b in pairs])
 
 
 def _domain(text: Any) -> str:
@@ -257,7 +262,7 @@ def in_ranges(text: Any, ranges: IpRanges) -> bool:
 
 def fmt(value: Any, spec: str) -> Any:
     if isinstance(value, np.ndarray):
-        return object_column([format(v, spec) for v in value.tolist()])
+        return object_column(list(map(format, value.tolist(), repeat(spec))))
     return format(value, spec)
 
 
