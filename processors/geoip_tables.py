@@ -10,13 +10,23 @@ interface). ``lookup`` runs unchanged on the same numbers and answers the same
 (``tests/unit/test_processors_geoip_tables.py`` compares lookups before and after).
 
 Another geoip2fast version is left as it is (``compact`` returns 0): correct, only larger.
+
+``ipv4_lookup`` copies the IPv4 part of the country and AS tables (and the id -> answer lists)
+into ``processors._native.GeoIp4``, which answers an IPv4 address's (country, AS name) as
+``lookup`` does, without the Python around it (``native/src/geo.rs`` says how ``lookup``
+reads its tables; ``tests/unit/test_native_geoip4.py`` compares the two).
 """
 
 from __future__ import annotations
 
 import logging
 from array import array
+from bisect import bisect_left
+from itertools import chain, islice
 from types import ModuleType
+from typing import Any
+
+from processors._native import GeoIp4
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +35,8 @@ TABLES = ("mainListFirstIP", "mainListFirstIPASN", "mainListIDCountryCodes", "ma
           "mainListNetlength", "mainListNetlengthASN", "mainListIDCity")
 _LOW = (1 << 64) - 1
 _CODES = (("B", 1 << 8), ("H", 1 << 16), ("L", 1 << 32), ("Q", 1 << 64))
+_V4_END = 1 << 32
+_RESERVED_IDS = 16  # country ids below it are reserved networks (``_country_lookup``)
 
 
 class Wide:
@@ -69,3 +81,46 @@ def compact(module: ModuleType, version: str) -> int:
             setattr(module, name, [packed(c) for c in chunks])
             moved += sum(map(len, chunks))
     return moved
+
+
+def ipv4_lookup(module: ModuleType, geo: Any, version: str) -> GeoIp4 | None:
+    """The native IPv4 lookup over ``module``'s tables, loaded by ``geo`` (a ``GeoIP2Fast``
+    with country, AS and IPv6 data, as ``processors.netinfo`` loads it); None for another
+    geoip2fast version or data (then ``geo.lookup`` is the only one)."""
+    if version not in KNOWN_VERSIONS or not (geo.country and geo.asn and geo.ipv6) or geo.city:
+        return None
+    count = _v4_count(module.mainListFirstIP)
+    asn_count = _v4_count(module.mainListFirstIPASN)
+    return GeoIp4(
+        starts=_head("I", module.mainListFirstIP, count),
+        prefixes=_head("B", module.mainListNetlength, count),
+        ids=_head("H", module.mainListIDCountryCodes, count),
+        countries=[_country(k, entry, geo.error_code_private_networks)
+                   for k, entry in enumerate(module.mainListNamesCountry)],
+        not_found=_two_letters(geo.error_code_network_not_found),
+        asn_starts=_head("I", module.mainListFirstIPASN, asn_count),
+        asn_ids=_head("I", module.mainListIDASN, asn_count),
+        asn_names=[name or None for name in module.mainListNamesASN],  # ``_geo``'s reading
+    )
+
+
+def _v4_count(chunks: list[Any]) -> int:
+    """How many of a table's networks (sorted starts, in chunks) are IPv4 ones."""
+    return sum(bisect_left(chunk, _V4_END) for chunk in chunks)
+
+
+def _head(code: str, chunks: list[Any], count: int) -> bytes:
+    """The first ``count`` numbers of a table's chunks as packed ``code`` machine ints."""
+    return array(code, islice(chain.from_iterable(chunks), count)).tobytes()
+
+
+def _country(k: int, entry: str, private_code: str) -> str | None:
+    """The country answer of id ``k`` (its ``mainListNamesCountry`` entry "code:name") as
+    ``_country_lookup`` and then ``processors.netinfo._geo`` read it."""
+    code, _name = entry.split(":")  # a name that splits otherwise: not the data known here
+    return _two_letters(private_code if k < _RESERVED_IDS else code)
+
+
+def _two_letters(code: str | None) -> str | None:
+    """``processors.netinfo._geo``'s reading of a country code: kept when two characters."""
+    return code if len(code or "") == 2 else None

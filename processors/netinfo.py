@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from processors.rules.lists import IpRanges
 
 HOSTING_WORDS_PATH = Path(__file__).with_name("hosting_as.txt")
@@ -49,16 +51,36 @@ _OCTETS = {str(n): n for n in range(256)}  # the texts _OCTET admits, and their 
 @lru_cache(maxsize=1)
 def _geoip():
     """The GeoIP data, loaded once, its tables packed into arrays (``geoip_tables``)."""
-    import importlib
-
     import geoip2fast
     from geoip2fast import GeoIP2Fast
 
     from processors import geoip_tables
 
     found = GeoIP2Fast(geoip2fast_data_file=GEOIP_DATA, verbose=False)
-    geoip_tables.compact(importlib.import_module("geoip2fast.geoip2fast"), geoip2fast.__version__)
+    geoip_tables.compact(_geoip_tables(), geoip2fast.__version__)
     return found
+
+
+def _geoip_tables():
+    import importlib
+
+    return importlib.import_module("geoip2fast.geoip2fast")
+
+
+@lru_cache(maxsize=1)
+def _geo4() -> Callable[[int], tuple[str | None, str | None]]:
+    """(country, AS name) of an IPv4 address given as an int: what ``_geo`` reads from
+    ``_geoip().lookup`` of it, answered natively from the same tables
+    (``geoip_tables.ipv4_lookup``), or by that lookup for a geoip2fast it was not written for."""
+    import geoip2fast
+
+    from processors import geoip_tables
+
+    geo = _geoip()
+    native = geoip_tables.ipv4_lookup(_geoip_tables(), geo, geoip2fast.__version__)
+    if native is not None:
+        return native.lookup
+    return lambda value: _geo(geo.lookup(str(ipaddress.IPv4Address(value))))
 
 
 @lru_cache(maxsize=1)
@@ -116,8 +138,7 @@ def ip_info(ip: str | None) -> IpInfo:
         text = str(address)
     if _non_public().holds(version, value):
         return _make_info(IpInfo, (None, None, False, network, True))
-    whole = _net24_geo(network) if version == 4 else None
-    country, asn = whole if whole is not None else _geo(_geoip().lookup(text))
+    country, asn = _geo4()(value) if version == 4 else _geo(_geoip().lookup(text))
     # ``IpInfo(...)`` as ``IpInfo._make`` makes it, without its frame: once for every new IP
     return _make_info(IpInfo, (country, asn, is_hosting_as(asn), network, False))
 
@@ -144,13 +165,12 @@ def _geo(found) -> tuple[str | None, str | None]:
             found.asn_name or None)
 
 
-@lru_cache(maxsize=65_536)
 def _net24_geo(network: str) -> tuple[str | None, str | None] | None:
     """``_geo`` of every address of the IPv4 /24 ``network`` ("a.b.c.0/24") when the GeoIP
     country and AS networks that hold its first address span all of it, else None (then each
-    address is looked up). The data's networks are CIDR blocks that do not overlap, so an
-    address inside a /24 that one block spans finds that block: new IPs of a /24 already seen
-    (one carrier, one data centre) cost no lookup."""
+    address is looked up). ``ip_info`` memoised this per /24 to spare geoip2fast's lookup until
+    ``_geo4`` made every IPv4 lookup native; it is kept (uncached) because the frozen reading
+    ``tests/support/netinfo_reference.py`` still reads through it."""
     found = _geoip().lookup(network[:-3])
     return _geo(found) if _spans_24(found.cidr) and _spans_24(found.asn_cidr) else None
 
@@ -174,7 +194,7 @@ def ua_family(agent: str | None) -> str:
 def warm() -> None:
     """Read the GeoIP data and compile the user-agent patterns now, not in the first batch
     (which would stall for a few hundred ms): an agent no pattern matches tries them all."""
-    _geoip()
+    _geo4()
     _hosting_terms()
     _non_public()
     ua_family.__wrapped__("warm-up")

@@ -184,7 +184,7 @@ def worker_parts() -> dict[str, dict]:
         "replica_reads": {"entries": sum(map(len, ctx.replica.reads.values()))},
         "redelivery_found": {"entries": sum(map(len, ctx.redeliveries.found.values()))},
     }
-    for name in ("ip_info", "_net24_geo", "ua_family", "is_hosting_as"):
+    for name in ("ip_info", "ua_family", "is_hosting_as"):
         parts[f"cache_{name}"] = {"entries": getattr(netinfo, name).cache_info().currsize}
     return parts
 

@@ -49,10 +49,9 @@ def test_ip_country_as_and_hosting_come_from_the_offline_data():
 
 
 def test_each_address_of_a_slash_24_gets_its_own_lookup_answer():
-    """``ip_info`` answers a /24 whose GeoIP networks span it once for all its addresses, and
-    looks up each address of a /24 split into narrower networks (88.107.182.0/25 is one
-    country block, 107.185.69.0/27 one country and AS block): every answer equals the
-    address's own lookup."""
+    """Every address of a /24, one that GeoIP networks span (24.5.6.0/24) or one split into
+    narrower networks (88.107.182.0/25 is one country block, 107.185.69.0/27 one country and
+    AS block), gets its own lookup's answer from ``ip_info``."""
     import random
 
     from processors.netinfo import _geo, _geoip, _net24_geo
@@ -62,7 +61,6 @@ def test_each_address_of_a_slash_24_gets_its_own_lookup_answer():
     prefixes += [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}"
                  for _ in range(200)]
     ip_info.cache_clear()
-    _net24_geo.cache_clear()
     addresses = [f"{p}.{last}" for p in prefixes for last in (0, 1, 127, 128, 200, 255)]
     public = [ip for ip in addresses if not ip_info(ip).private]
     assert [(ip_info(ip).country, ip_info(ip).asn) for ip in public] == [

@@ -29,7 +29,8 @@
 //! that state in place and prunes it (`processors.apply.apply_order`, `WalletState.observe`).
 //!
 //! Apart from the stores, `Forest` (`trees.rs`) scores feature rows with the champion's trees,
-//! to the bit what XGBoost gives, without XGBoost's fixed cost a call (`models/forest.py`).
+//! to the bit what XGBoost gives, without XGBoost's fixed cost a call (`models/forest.py`),
+//! and `GeoIp4` (`geo.rs`) answers an IPv4 address's country and AS as geoip2fast does.
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 mod columns;
 mod order;
 mod decide;
+mod geo;
 mod trees;
 mod updates;
 mod wallet;
@@ -1087,5 +1089,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     decide::register(m)?;
     columns::register(m)?;
     m.add_class::<trees::Forest>()?;
+    m.add_class::<geo::GeoIp4>()?;
     Ok(())
 }
