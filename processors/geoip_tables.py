@@ -34,7 +34,9 @@ KNOWN_VERSIONS = frozenset({"1.2.2"})
 TABLES = ("mainListFirstIP", "mainListFirstIPASN", "mainListIDCountryCodes", "mainListIDASN",
           "mainListNetlength", "mainListNetlengthASN", "mainListIDCity")
 _LOW = (1 << 64) - 1
-_CODES = (("B", 1 << 8), ("H", 1 << 16), ("L", 1 << 32), ("Q", 1 << 64))
+# Each typecode with the bound its machine size gives (here B 1, H 2, I 4, Q 8 bytes: "L" is
+# 8 bytes on 64-bit Linux, so 32-bit numbers go in "I"), smallest first.
+_CODES = tuple((code, 1 << 8 * array(code).itemsize) for code in "BHIQ")
 _V4_END = 1 << 32
 _RESERVED_IDS = 16  # country ids below it are reserved networks (``_country_lookup``)
 

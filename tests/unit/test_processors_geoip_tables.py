@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_each_chunk_gets_the_smallest_container_that_gives_back_the_same_ints():
     assert packed([3, 200]).typecode == "B" and packed([3, 300]).typecode == "H"
-    assert packed([1 << 16]).typecode == "L" and packed([1 << 40, 1]).typecode == "Q"
+    assert packed([1 << 16]).itemsize == 4 and packed([(1 << 32) - 1]).itemsize == 4
+    assert packed([1 << 32]).itemsize == 8 and packed([1 << 40, 1]).typecode == "Q"
     assert packed([]) == [] and packed([-1, 5]) == [-1, 5]
     assert packed([1 << 130]) == [1 << 130]
     wide = [0x2001_0DB8 << 96, (0x2A00 << 112) + 17, (1 << 128) - 1]
