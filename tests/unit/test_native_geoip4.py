@@ -75,9 +75,21 @@ def test_answers_are_strings_held_once_not_made_a_lookup():
     assert all(a is b for a, b in zip(lookup(value), lookup(value), strict=True))
 
 
-def test_another_geoip2fast_version_keeps_geoip2fast_lookup():
+def test_another_geoip2fast_version_keeps_geoip2fast_lookup(monkeypatch):
     assert geoip_tables.ipv4_lookup(_geoip_tables(), _geoip(), "9.9.9") is None
     assert geoip2fast.__version__ in geoip_tables.KNOWN_VERSIONS
+    rng = random.Random(6)
+    values = [rng.getrandbits(32) for _ in range(2_000)]
+    monkeypatch.setattr(geoip2fast, "__version__", "9.9.9")
+    _geo4.cache_clear()
+    try:
+        fallback = _geo4()
+        assert not isinstance(getattr(fallback, "__self__", None), GeoIp4)
+        assert [fallback(v) for v in values] == [geoip2fast_answer(v) for v in values]
+    finally:
+        _geo4.cache_clear()
+    monkeypatch.undo()
+    assert [native()(v) for v in values] == [geoip2fast_answer(v) for v in values]
 
 
 def table(**given):

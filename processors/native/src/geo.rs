@@ -37,7 +37,7 @@ pub struct GeoIp4 {
 
 /// Native-endian u32s packed in `bytes` (`array("I").tobytes()`).
 fn u32s(name: &str, bytes: &[u8]) -> PyResult<Vec<u32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(PyValueError::new_err(format!("{name}: not a whole number of u32s")));
     }
     Ok(bytes.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect())
@@ -99,7 +99,7 @@ impl GeoIp4 {
            not_found: Bound<'_, PyAny>, asn_starts: &[u8], asn_ids: &[u8],
            asn_names: Vec<Bound<'_, PyAny>>) -> PyResult<Self> {
         let starts = u32s("starts", starts)?;
-        if ids.len() % 2 != 0 {
+        if !ids.len().is_multiple_of(2) {
             return Err(PyValueError::new_err("ids: not a whole number of u16s"));
         }
         let ids: Vec<u16> = ids.chunks_exact(2).map(|b| u16::from_ne_bytes([b[0], b[1]])).collect();
