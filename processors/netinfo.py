@@ -4,6 +4,8 @@
   the GeoLite2 Country+ASN data that ``geoip2fast`` ships (IPv4 and IPv6; nothing is
   downloaded, the file is read once per process), whether the AS is a hosting/cloud/VPN
   network (its name matches ``hosting_as.txt``), and the IP's /24 (IPv4) or /64 (IPv6) network.
+  An IPv4 address is looked up natively (``_geo4``: ``processors._native.GeoIp4`` over a copy
+  of geoip2fast's IPv4 tables), with geoip2fast's answers.
   An address that is not publicly routable (``lists.non_public``, the ranges the rule
   ``non_public_ip`` reads: Python 3.11's ``is_global``, tested) has no country or AS.
 - ``ua_family(agent)``: browser or client family and OS family (``ua-parser``'s regexes),
@@ -27,9 +29,9 @@ if TYPE_CHECKING:
 
 HOSTING_WORDS_PATH = Path(__file__).with_name("hosting_as.txt")
 GEOIP_DATA = "geoip2fast-asn-ipv6.dat.gz"
-# Answers kept (~290 bytes each, measured): a miss costs ~4 us when its /24 is cached
-# (``_net24_geo``), ~15 us when not. 200 000 held 58 MB in every worker (1 M purchases
-# carry 349 000 distinct IPs); the replay bench's week of traffic carries 9 000.
+# Answers kept (~290 bytes each, measured): a miss costs ~3.5-4 us for an IPv4 address (its
+# lookup native, ~0.5 us). 200 000 held 58 MB in every worker (1 M purchases carry 349 000
+# distinct IPs); the replay bench's week of traffic carries 9 000.
 IP_CACHE_SIZE = 65_536
 
 
