@@ -1,6 +1,6 @@
 """Types of the native module built from ``processors/native`` (``src/lib.rs`` documents it)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from processors.crowd import CrowdRead
@@ -122,3 +122,9 @@ class GeoIp4:
                  asn_ids: bytes, asn_names: list[str | None]) -> None: ...
     def lookup(self, value: int) -> tuple[str | None, str | None]: ...
     def sizes(self) -> tuple[int, int]: ...
+
+
+class QuadReader:
+    def __init__(self, *, geo: GeoIp4, private_starts: list[int], private_ends: list[int],
+                 hosting_of: Callable[[str | None], bool]) -> None: ...
+    def read(self, ip: object) -> tuple[str | None, str | None, bool, str, bool] | None: ...

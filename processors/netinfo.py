@@ -4,8 +4,9 @@
   the GeoLite2 Country+ASN data that ``geoip2fast`` ships (IPv4 and IPv6; nothing is
   downloaded, the file is read once per process), whether the AS is a hosting/cloud/VPN
   network (its name matches ``hosting_as.txt``), and the IP's /24 (IPv4) or /64 (IPv6) network.
-  An IPv4 address is looked up natively (``_geo4``: ``processors._native.GeoIp4`` over a copy
-  of geoip2fast's IPv4 tables), with geoip2fast's answers.
+  A dotted quad (nearly every IP) is read in one native call (``_read_quad``), its country and
+  AS from ``processors._native.GeoIp4``, a copy of geoip2fast's IPv4 tables with
+  geoip2fast's answers; anything else the Python way below (IPv6 by geoip2fast's lookup).
   An address that is not publicly routable (``lists.non_public``, the ranges the rule
   ``non_public_ip`` reads: Python 3.11's ``is_global``, tested) has no country or AS.
 - ``ua_family(agent)``: browser or client family and OS family (``ua-parser``'s regexes),
@@ -25,13 +26,14 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from processors._native import GeoIp4
     from processors.rules.lists import IpRanges
 
 HOSTING_WORDS_PATH = Path(__file__).with_name("hosting_as.txt")
 GEOIP_DATA = "geoip2fast-asn-ipv6.dat.gz"
-# Answers kept (~290 bytes each, measured): a miss costs ~3.5-4 us for an IPv4 address (its
-# lookup native, ~0.5 us). 200 000 held 58 MB in every worker (1 M purchases carry 349 000
-# distinct IPs); the replay bench's week of traffic carries 9 000.
+# Answers kept (~290 bytes each, measured): a miss costs ~1.5 us for a dotted quad (read
+# natively). 200 000 held 58 MB in every worker (1 M purchases carry 349 000 distinct IPs);
+# the replay bench's week of traffic carries 9 000.
 IP_CACHE_SIZE = 65_536
 
 
@@ -70,19 +72,41 @@ def _geoip_tables():
 
 
 @lru_cache(maxsize=1)
-def _geo4() -> Callable[[int], tuple[str | None, str | None]]:
-    """(country, AS name) of an IPv4 address given as an int: what ``_geo`` reads from
-    ``_geoip().lookup`` of it, answered natively from the same tables
-    (``geoip_tables.ipv4_lookup``), or by that lookup for a geoip2fast it was not written for."""
+def _native_geo() -> GeoIp4 | None:
+    """geoip2fast's IPv4 tables copied into a native lookup (``geoip_tables.ipv4_lookup``),
+    None for a geoip2fast it was not written for."""
     import geoip2fast
 
     from processors import geoip_tables
 
-    geo = _geoip()
-    native = geoip_tables.ipv4_lookup(_geoip_tables(), geo, geoip2fast.__version__)
+    return geoip_tables.ipv4_lookup(_geoip_tables(), _geoip(), geoip2fast.__version__)
+
+
+@lru_cache(maxsize=1)
+def _geo4() -> Callable[[int], tuple[str | None, str | None]]:
+    """(country, AS name) of an IPv4 address given as an int: what ``_geo`` reads from
+    ``_geoip().lookup`` of it, answered natively from the same tables, or by that lookup."""
+    native = _native_geo()
     if native is not None:
         return native.lookup
+    geo = _geoip()
     return lambda value: _geo(geo.lookup(str(ipaddress.IPv4Address(value))))
+
+
+@lru_cache(maxsize=1)
+def _read_quad() -> Callable[[object], tuple | None]:
+    """``ip_info``'s values of a canonical dotted quad (an exact str), read natively in one
+    call (``processors._native.QuadReader``: ``_quad``, ``_non_public``, ``_geo4`` and
+    ``is_hosting_as`` as below, hosting asked once per AS); None for anything else, and for
+    everything when the lookup is not native."""
+    native = _native_geo()
+    if native is None:
+        return lambda ip: None
+    from processors._native import QuadReader
+
+    starts, ends = _non_public().spans(4)
+    return QuadReader(geo=native, private_starts=starts, private_ends=ends,
+                      hosting_of=is_hosting_as.__wrapped__).read
 
 
 @lru_cache(maxsize=1)
@@ -122,6 +146,9 @@ def _non_public() -> IpRanges:
 
 @lru_cache(maxsize=IP_CACHE_SIZE)
 def ip_info(ip: str | None) -> IpInfo:
+    known = _read_quad()(ip)  # a dotted quad (nearly every IP), natively
+    if known is not None:
+        return _make_info(IpInfo, known)
     # the common case, a dotted quad, without ipaddress's slow parser (a str that is not a str
     # exactly is matched against the pattern first, as it always was)
     quad = _quad(ip) if type(ip) is str else (ip and _IPV4.fullmatch(ip) and _quad(ip))
@@ -196,7 +223,7 @@ def ua_family(agent: str | None) -> str:
 def warm() -> None:
     """Read the GeoIP data and compile the user-agent patterns now, not in the first batch
     (which would stall for a few hundred ms): an agent no pattern matches tries them all."""
-    _geo4()
+    _read_quad()
     _hosting_terms()
     _non_public()
     ua_family.__wrapped__("warm-up")

@@ -60,6 +60,10 @@ class IpRanges:
         i = bisect.bisect_right(starts, value) - 1
         return i >= 0 and value <= self._ends[version][i]
 
+    def spans(self, version: int) -> tuple[list[int], list[int]]:
+        """The merged ranges of IP ``version`` as (first addresses, last addresses), sorted."""
+        return list(self._starts[version]), list(self._ends[version])
+
     def contains_v4(self, addresses: np.ndarray) -> np.ndarray:
         """Membership of a column of IPv4 addresses given as unsigned integers: one
         ``searchsorted`` over the intervals' bounds."""

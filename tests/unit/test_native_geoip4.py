@@ -1,8 +1,11 @@
 """The native IPv4 GeoIP lookup (``processors._native.GeoIp4``, built by
-``processors.geoip_tables.ipv4_lookup``, used by ``processors.netinfo.ip_info`` through
-``_geo4``) answers (country, AS name) exactly as geoip2fast's ``lookup`` read by ``_geo`` does:
-on every network start and end of both tables and the addresses either side, and on random
-addresses; and how it reads a table, on small ones made here."""
+``processors.geoip_tables.ipv4_lookup``, used by ``processors.netinfo`` through ``_geo4``)
+answers (country, AS name) exactly as geoip2fast's ``lookup`` read by ``_geo`` does: on every
+network start and end of both tables and the addresses either side, and on random addresses;
+and how it reads a table, on small ones made here. The native reading of a whole dotted quad
+(``QuadReader``, ``netinfo._read_quad``) gives ``ip_info`` the answer of its frozen reference
+(``tests/support/netinfo_reference.py``) on every AS network's first address, every
+non-public range's edges, random addresses and text that is no canonical quad."""
 
 from __future__ import annotations
 
@@ -14,8 +17,19 @@ import geoip2fast
 import pytest
 
 from processors import geoip_tables
-from processors._native import GeoIp4
-from processors.netinfo import _geo, _geo4, _geoip, _geoip_tables
+from processors._native import GeoIp4, QuadReader
+from processors.netinfo import (
+    _geo,
+    _geo4,
+    _geoip,
+    _geoip_tables,
+    _native_geo,
+    _non_public,
+    _quad,
+    _read_quad,
+    ip_info,
+)
+from tests.support import netinfo_reference
 
 pytestmark = pytest.mark.unit
 V4_END = 1 << 32
@@ -81,14 +95,20 @@ def test_another_geoip2fast_version_keeps_geoip2fast_lookup(monkeypatch):
     rng = random.Random(6)
     values = [rng.getrandbits(32) for _ in range(2_000)]
     monkeypatch.setattr(geoip2fast, "__version__", "9.9.9")
-    _geo4.cache_clear()
+    built = (_native_geo, _geo4, _read_quad)
+    for cached in built:
+        cached.cache_clear()
     try:
         fallback = _geo4()
         assert not isinstance(getattr(fallback, "__self__", None), GeoIp4)
         assert [fallback(v) for v in values] == [geoip2fast_answer(v) for v in values]
+        assert _read_quad()("8.8.8.8") is None  # ip_info reads every address in Python
+        ips = [dotted(v) for v in values]
+        assert [outcome(ip) for ip in ips] == [reference(ip) for ip in ips]
     finally:
-        _geo4.cache_clear()
-    monkeypatch.undo()
+        monkeypatch.undo()
+        for cached in built:
+            cached.cache_clear()
     assert [native()(v) for v in values] == [geoip2fast_answer(v) for v in values]
 
 
@@ -137,3 +157,68 @@ def test_an_address_in_no_country_network_is_not_found_and_one_between_as_networ
 def test_a_table_it_cannot_read_as_geoip2fast_does_is_refused(given, message):
     with pytest.raises(ValueError, match=message):
         table(**given)
+
+
+def outcome(ip):
+    """``ip_info``'s answer, uncached, its values and their types."""
+    got = ip_info.__wrapped__(ip)
+    return type(got), tuple(got), tuple(type(v) for v in got)
+
+
+def reference(ip):
+    want = netinfo_reference.ip_info(ip)
+    return type(want), tuple(want), tuple(type(v) for v in want)
+
+
+@pytest.mark.slow
+def test_a_dotted_quad_reads_as_the_reference_on_every_as_network_and_non_public_edge():
+    tables = _geoip_tables()
+    values = {v for v in flat(tables.mainListFirstIPASN) if v < V4_END}
+    starts, ends = _non_public().spans(4)
+    values |= {v + d for v in (*starts, *ends) for d in (-1, 0, 1) if 0 <= v + d < V4_END}
+    rng = random.Random(8)
+    values |= {rng.getrandbits(32) for _ in range(20_000)}
+    assert len(values) > 500_000 and len(starts) > 10
+    read = _read_quad()
+    wrong = []
+    for v in sorted(values):
+        ip = dotted(v)
+        assert read(ip) is not None
+        if outcome(ip) != reference(ip):
+            wrong.append(ip)
+    assert wrong == []
+
+
+TEXTS = [
+    "0.0.0.0", "255.255.255.255", "1.2.3.4", "10.0.0.1", "100.64.0.1", "256.1.1.1",
+    "1.2.3.256", "01.2.3.4", "1.2.3.04", "1.2.3.00", "00.0.0.0", "1.2.3", "1.2.3.4.5", "1..2.3",
+    ".1.2.3", "1.2.3.", "1.2.3.4 ", " 1.2.3.4", "1.2.3.4\n", "\uff11.2.3.4", "1.2.3.\u0664",
+    "-1.2.3.4", "+1.2.3.4", "1_0.2.3.4", "1.2.3.4/24", "a.b.c.d", "", "::1", "2001:db8::1",
+    "::ffff:1.2.3.4", "1000.2.3.4", "1.2.3.4\ud800", "\ud800", None, 0, b"1.2.3.4",
+]  # fmt: skip
+
+
+class Text(str):
+    pass
+
+
+@pytest.mark.parametrize("ip", TEXTS, ids=[repr(t) for t in TEXTS])
+def test_the_native_reading_takes_exactly_the_canonical_quads_and_answers_as_the_reference(ip):
+    read = _read_quad()
+    canonical = type(ip) is str and _quad(ip) is not None
+    assert (read(ip) is not None) == canonical
+    if isinstance(ip, str):
+        assert read(Text(ip)) is None  # not a str exactly: ip_info's own way
+    if canonical:
+        assert outcome(ip) == reference(ip)
+
+
+def test_the_reader_refuses_ranges_that_are_not_sorted_and_disjoint():
+    geo = _native_geo()
+    for starts, ends in (([5, 1], [6, 2]), ([1, 5], [5, 6]), ([3], [2]), ([1], [])):
+        with pytest.raises(ValueError, match="private ranges"):
+            QuadReader(geo=geo, private_starts=starts, private_ends=ends, hosting_of=bool)
+    reader = QuadReader(geo=geo, private_starts=[0], private_ends=[V4_END - 1], hosting_of=bool)
+    assert reader.read("8.8.8.8") == (None, None, False, "8.8.8.0/24", True)
+    hosting = QuadReader(geo=geo, private_starts=[], private_ends=[], hosting_of=bool)
+    assert hosting.read("8.8.8.8") == ("US", "GOOGLE", True, "8.8.8.0/24", False)

@@ -17,10 +17,12 @@
 //!   with IPv6 data loaded (this file) geoip2fast measures every network with the IPv6 sizes
 //!   (2**(128 - prefix)), so an address in a gap between AS networks takes the AS of the one
 //!   before it. `asn_names` holds the name of each AS id (None for an empty one).
+//!
+//! `QuadReader` (below) reads a whole dotted quad for `processors.netinfo.ip_info` around it.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyBool, PyString, PyTuple};
 
 /// geoip2fast's IPv4 country and AS tables, flattened.
 #[pyclass(module = "processors._native", frozen)]
@@ -68,15 +70,24 @@ fn last_at_or_before(starts: &[u32], v: u32) -> usize {
 }
 
 impl GeoIp4 {
-    fn answer(&self, py: Python<'_>, v: u32) -> (PyObject, PyObject) {
+    /// (country id, AS id) of `v`, None when it is in no country network.
+    fn ids_of(&self, v: u32) -> Option<(usize, usize)> {
         let i = last_at_or_before(&self.starts, v);
         let end = u64::from(self.starts[i]) + (1u64 << (32 - u32::from(self.prefixes[i])));
         if u64::from(v) >= end {
-            return (self.not_found.clone_ref(py), py.None());
+            return None;
         }
         let j = last_at_or_before(&self.asn_starts, v);
-        (self.countries[usize::from(self.ids[i])].clone_ref(py),
-         self.asn_names[self.asn_ids[j] as usize].clone_ref(py))
+        Some((usize::from(self.ids[i]), self.asn_ids[j] as usize))
+    }
+
+    /// (country, AS name) of `v` and the AS id they came from (None when not found).
+    fn answer(&self, py: Python<'_>, v: u32) -> (PyObject, PyObject, Option<usize>) {
+        match self.ids_of(v) {
+            None => (self.not_found.clone_ref(py), py.None(), None),
+            Some((country, asn)) => (self.countries[country].clone_ref(py),
+                                     self.asn_names[asn].clone_ref(py), Some(asn)),
+        }
     }
 }
 
@@ -125,12 +136,83 @@ impl GeoIp4 {
 
     /// (country code, AS name) of the IPv4 address `value` (an int below 2**32).
     fn lookup<'py>(&self, py: Python<'py>, value: u32) -> PyResult<Bound<'py, PyTuple>> {
-        let (country, asn) = self.answer(py, value);
+        let (country, asn, _) = self.answer(py, value);
         PyTuple::new(py, [country, asn])
     }
 
     /// Networks held: (country, AS).
     fn sizes(&self) -> (usize, usize) {
         (self.starts.len(), self.asn_starts.len())
+    }
+}
+
+/// `processors.netinfo.ip_info`'s reading of a dotted quad, whole: `read(ip)` gives the
+/// `IpInfo` values `(country, asn, hosting, network, private)` of an exact `str` that is four
+/// canonical decimal octets ("0" to "255", no sign, space or leading zero: `_quad`'s
+/// `_OCTETS`), None for anything else (which `ip_info` reads its own way). Private: inside
+/// `lists.non_public`'s IPv4 ranges (merged, sorted, given here), then no country or AS;
+/// hosting: `hosting_of` (`is_hosting_as`) of the AS name, asked once per AS id here.
+#[pyclass(module = "processors._native", frozen)]
+pub struct QuadReader {
+    geo: Py<GeoIp4>,
+    private_starts: Vec<u32>, // non-public IPv4 ranges' first addresses, sorted, disjoint
+    private_ends: Vec<u32>,   // and their last
+    hosting: Vec<bool>,       // hosting_of(asn_names[id]) of each AS id
+}
+
+/// The octets of a canonical dotted quad (`processors.netinfo._quad`), None otherwise.
+fn quad(text: &[u8]) -> Option<[u8; 4]> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        let canonical = !part.is_empty() && part.len() <= 3 && part.iter().all(u8::is_ascii_digit)
+            && (part[0] != b'0' || part.len() == 1);
+        if !canonical {
+            return None;
+        }
+        let value = part.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(octets)
+}
+
+#[pymethods]
+impl QuadReader {
+    #[new]
+    #[pyo3(signature = (*, geo, private_starts, private_ends, hosting_of))]
+    fn new(geo: Py<GeoIp4>, private_starts: Vec<u32>, private_ends: Vec<u32>,
+           hosting_of: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let bad = |what: &str| Err(PyValueError::new_err(what.to_string()));
+        if private_starts.len() != private_ends.len()
+            || private_starts.iter().zip(&private_ends).any(|(s, e)| s > e)
+            || private_ends.iter().zip(private_starts.iter().skip(1)).any(|(e, s)| e >= s) {
+            return bad("private ranges: sorted, disjoint (first, last) pairs");
+        }
+        let hosting = geo.get().asn_names.iter()
+            .map(|name| hosting_of.call1((name,))?.is_truthy())
+            .collect::<PyResult<Vec<bool>>>()?;
+        Ok(QuadReader { geo, private_starts, private_ends, hosting })
+    }
+
+    /// `(country, asn, hosting, network, private)` of a canonical dotted quad, else None.
+    fn read<'py>(&self, ip: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let py = ip.py();
+        let Ok(text) = ip.downcast_exact::<PyString>() else { return Ok(None) };
+        let Ok(text) = text.to_str() else { return Ok(None) };
+        let Some([a, b, c, d]) = quad(text.as_bytes()) else { return Ok(None) };
+        let v = u32::from_be_bytes([a, b, c, d]);
+        let network = PyString::new(py, &format!("{a}.{b}.{c}.0/24")).into_any().unbind();
+        let at = self.private_starts.partition_point(|&s| s <= v);
+        if at > 0 && v <= self.private_ends[at - 1] {
+            let no = PyBool::new(py, false).to_owned().into_any().unbind();
+            let yes = PyBool::new(py, true).to_owned().into_any().unbind();
+            return Ok(Some(PyTuple::new(py, [py.None(), py.None(), no, network, yes])?));
+        }
+        let (country, asn, asn_id) = self.geo.get().answer(py, v);
+        let hosting = asn_id.is_some_and(|id| self.hosting[id]);
+        let hosting = PyBool::new(py, hosting).to_owned().into_any().unbind();
+        let no = PyBool::new(py, false).to_owned().into_any().unbind();
+        Ok(Some(PyTuple::new(py, [country, asn, hosting, network, no])?))
     }
 }

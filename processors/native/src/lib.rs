@@ -30,7 +30,8 @@
 //!
 //! Apart from the stores, `Forest` (`trees.rs`) scores feature rows with the champion's trees,
 //! to the bit what XGBoost gives, without XGBoost's fixed cost a call (`models/forest.py`),
-//! and `GeoIp4` (`geo.rs`) answers an IPv4 address's country and AS as geoip2fast does.
+//! and `GeoIp4` (`geo.rs`) answers an IPv4 address's country and AS as geoip2fast does
+//! (`QuadReader`: a dotted quad's whole `ip_info`).
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -1090,5 +1091,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     columns::register(m)?;
     m.add_class::<trees::Forest>()?;
     m.add_class::<geo::GeoIp4>()?;
+    m.add_class::<geo::QuadReader>()?;
     Ok(())
 }
