@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import ModuleType
 
     from processors._native import GeoIp4
     from processors.rules.lists import IpRanges
@@ -65,7 +66,8 @@ def _geoip():
     return found
 
 
-def _geoip_tables():
+def _geoip_tables() -> ModuleType:
+    """geoip2fast's module: its globals hold the tables ``lookup`` reads."""
     import importlib
 
     return importlib.import_module("geoip2fast.geoip2fast")
@@ -149,8 +151,8 @@ def ip_info(ip: str | None) -> IpInfo:
     known = _read_quad()(ip)  # a dotted quad (nearly every IP), natively
     if known is not None:
         return _make_info(IpInfo, known)
-    # the common case, a dotted quad, without ipaddress's slow parser (a str that is not a str
-    # exactly is matched against the pattern first, as it always was)
+    # a dotted quad not read above (no native lookup, or a str that is not a str exactly, which
+    # is matched against the pattern first, as it always was) without ipaddress's slow parser
     quad = _quad(ip) if type(ip) is str else (ip and _IPV4.fullmatch(ip) and _quad(ip))
     if quad:
         a, b, c, d = quad
