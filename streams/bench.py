@@ -411,6 +411,12 @@ def split(before: dict, after: dict) -> dict:
             "cpu_busy": cpu_s / max(1e-9, after["at"] - before["at"])}
 
 
+def known_ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, None when either is unknown (a backlog too small for the
+    workers to report a purchase between two readings: ``split``'s ``cpu_us_per_purchase``)."""
+    return numerator / denominator if numerator is not None and denominator else None
+
+
 def phase_split(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict:
     """Between two ``phase_totals``: the batches decided and each phase's mean wall ms per
     batch."""
@@ -469,8 +475,8 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         "broker_ceiling_per_s": broker["broker_ceiling_per_s"],
         "faust_ceiling_per_s": faust["faust_ceiling_per_s"],
         "faust_cpu_us_per_event": faust["faust_cpu_us_per_event"],
-        "cpu_ratio_to_faust": (faust["faust_cpu_us_per_event"]
-                               / backlog_phases["cpu_us_per_purchase"]),
+        "cpu_ratio_to_faust": known_ratio(faust["faust_cpu_us_per_event"],
+                                     backlog_phases["cpu_us_per_purchase"]),
         "batch_phases": backlog_phases,
         "at_rate": rates[0],
         "latency_ms": by_rate[0]["latency_ms"],

@@ -10,7 +10,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streams.bench import PHASES, decided, paced, phase_split, phase_totals, split
+from streams.bench import PHASES, decided, known_ratio, paced, phase_split, phase_totals, split
 
 
 def _page(seconds: dict[str, list[float]], batches: list[int] = ()) -> str:
@@ -68,6 +68,22 @@ def test_the_split_gives_cpu_per_purchase_and_cores_busy() -> None:
     assert abs(result["cpu_us_per_purchase"] - 600.0) < 1e-6
     assert abs(result["cpu_busy"] - 0.5) < 1e-6
     assert split(after, after)["cpu_us_per_purchase"] is None
+
+
+def test_cpu_ratio_is_unknown_when_no_purchase_was_decided_between_reads() -> None:
+    """A backlog too small to be decided between the two readings has no CPU per purchase;
+    the report's ``cpu_ratio_to_faust`` is then None instead of the run failing."""
+    before = {"phases": {}, "purchases": 300, "cpu_s": 1.0, "at": 10.0}
+    after = {"phases": {}, "purchases": 300, "cpu_s": 1.2, "at": 11.0}
+    phases = split({**before, "phases": _totals()}, {**after, "phases": _totals()})
+    assert phases["cpu_us_per_purchase"] is None
+    assert known_ratio(165.0, phases["cpu_us_per_purchase"]) is None
+    assert known_ratio(165.0, 330.0) == 0.5
+    assert known_ratio(None, 330.0) is None
+
+
+def _totals() -> dict[str, list[float]]:
+    return {phase: [0.0, 0] for phase in PHASES}
 
 
 def test_paced_yields_each_index_when_it_is_due():
