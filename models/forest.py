@@ -2,7 +2,8 @@
 
 The native predictor does what XGBoost 3.2's CPU predictor does for one kind of model, the
 kind we train: ``gbtree``, ``binary:logistic``, one output, numeric splits
-(``processors/native/src/trees.rs`` says how, and why bit for bit). ``forest_of`` reads the
+(``processors/native/src/trees.rs`` says how, and why bit for bit): its probabilities, and its
+Saabas contributions (``approx_contribs``). ``forest_of`` reads the
 booster's own JSON model (``save_raw("json")``, never a pickle) and raises ``NotNative`` for
 any other model, which ``LoadedModel`` then scores with XGBoost as before. Reading the
 champion (300 trees) costs ~60-90 ms a load, most of it ``json.loads`` of its 1.3 MB.
@@ -62,7 +63,9 @@ def _forest(model: dict, features: int) -> Forest:
     if not (isinstance(base_score, list) and len(base_score) == 1):
         raise NotNative(f"base_score {param['base_score']!r} is not one value")
     arrays = [_tree_arrays(i, tree) for i, tree in enumerate(trees)]
-    return Forest(str(base_score[0]), features, arrays)
+    # each node's sum of hessians, for the contributions (``Forest.contributions``)
+    hessians = [[str(h) for h in tree["sum_hessian"]] for tree in trees]
+    return Forest(str(base_score[0]), features, arrays, hessians)
 
 
 def _tree_arrays(i: int, tree: dict) -> tuple[list, list, list, list, list]:

@@ -1,5 +1,6 @@
 """The native tree predictor (``models/forest.py``, ``processors/native/src/trees.rs``) gives
-bit for bit what XGBoost's ``inplace_predict`` gives, for the shipped champion and for small
+bit for bit what XGBoost's ``inplace_predict`` gives, and bit for bit its Saabas contributions
+(``pred_contribs=True, approx_contribs=True``), for the shipped champion and for small
 boosters of every shape we train; every other model is refused and scored by XGBoost."""
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ def _same_bits(forest: Forest, booster: xgb.Booster, X: np.ndarray) -> None:
     got = _native(forest, X)
     mismatched = np.flatnonzero(got.view(np.int32) != expected.view(np.int32))
     assert not len(mismatched), (mismatched[:5], got[mismatched[:5]], expected[mismatched[:5]])
+
+
+def _same_contributions(forest: Forest, booster: xgb.Booster, X: np.ndarray) -> None:
+    """Saabas contributions, bit for bit; ±inf (which a DMatrix refuses) made NaN first."""
+    X = np.where(np.isinf(X), np.float32(np.nan), X)
+    expected = booster.predict(xgb.DMatrix(X, nthread=1), pred_contribs=True,
+                               approx_contribs=True, validate_features=False)  # fmt: skip
+    assert expected.dtype == np.float32 and expected.shape == (len(X), X.shape[1] + 1)
+    got = np.empty_like(expected)
+    forest.contributions(X, got)
+    mismatched = np.argwhere(got.view(np.int32) != expected.view(np.int32))
+    assert not len(mismatched), (mismatched[:5], got[tuple(mismatched[:5].T)],
+                                 expected[tuple(mismatched[:5].T)])  # fmt: skip
 
 
 def _split_conditions(booster: xgb.Booster, width: int) -> list[np.ndarray]:
@@ -104,6 +118,20 @@ def test_the_shipped_champion_is_native_and_gives_xgboosts_bits():
     assert model.predict(np.zeros((0, 70))).shape == (0,)
 
 
+def test_the_shipped_champions_contributions_are_xgboosts_bits():
+    """Saabas contributions of the champion, natively (``LoadedModel.contributions``): every
+    value XGBoost's to the bit, over 1 to 2 000 rows with values on and beside every split,
+    NaN, zeros, subnormals and huge values, and all-NaN and all-zero rows."""
+    model = load_model()
+    assert model.forest is not None
+    conditions = _split_conditions(model.booster, len(model.feature_names))
+    rng = np.random.default_rng(21)
+    for rows in (*ROWS, 2000):
+        _same_contributions(model.forest, model.booster, _rows(rng, conditions, rows))
+    for X in (np.full((3, 70), np.nan, np.float32), np.zeros((3, 70), np.float32)):
+        _same_contributions(model.forest, model.booster, X)
+
+
 def _train(params: dict, rounds: int, seed: int, missing: float = 0.1) -> xgb.Booster:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(600, WIDTH)).astype(np.float32)
@@ -147,7 +175,9 @@ def test_small_boosters_give_xgboosts_bits(shape, missing):
     conditions = _split_conditions(booster, WIDTH)
     rng = np.random.default_rng(rounds)
     for rows in ROWS:
-        _same_bits(forest, booster, _rows(rng, conditions, rows))
+        X = _rows(rng, conditions, rows)
+        _same_bits(forest, booster, X)
+        _same_contributions(forest, booster, X)
 
 
 def test_trees_pruned_after_training_give_xgboosts_bits():
@@ -173,7 +203,9 @@ def test_trees_pruned_after_training_give_xgboosts_bits():
     conditions = _split_conditions(pruned, WIDTH)
     rng = np.random.default_rng(13)
     for rows in ROWS:
-        _same_bits(forest, pruned, _rows(rng, conditions, rows))
+        X = _rows(rng, conditions, rows)
+        _same_bits(forest, pruned, X)
+        _same_contributions(forest, pruned, X)
 
 
 def test_a_tree_by_hand_splits_as_xgboost_documents():
@@ -236,6 +268,49 @@ def test_a_base_score_outside_0_1_is_refused(base_score):
     stump = ([1, -1, -1], [2, -1, -1], [0, 0, 0], ["1", "0", "0"], [0, 0, 0])
     with pytest.raises(ValueError, match="base_score"):
         Forest(base_score, 2, [stump])
+
+
+def test_contributions_of_a_tree_by_hand_follow_the_node_means():
+    """One split on feature 0 at 1.0 (missing left), leaves -2 (hessian 1) and 3 (hessian
+    4), base score 0.5 (margin 0): the root's mean (-2 + 12) / 5 = 2 is the bias; a row going
+    left moves feature 0 by -2 - 2, one going right by 3 - 2; feature 1 is never split on."""
+    stump = ([1, -1, -1], [2, -1, -1], [0, 0, 0], ["1E0", "-2E0", "3E0"], [1, 0, 0])
+    forest = Forest("5E-1", 2, [stump], [["5E0", "1E0", "4E0"]])
+    X = np.array([[0.5, 9], [1.0, 9], [np.nan, 9]], dtype=np.float32)
+    out = np.empty((3, 3), np.float32)
+    forest.contributions(X, out)
+    assert out.tolist() == [[-4.0, 0.0, 2.0], [1.0, 0.0, 2.0], [-4.0, 0.0, 2.0]]
+
+
+def test_contributions_refuse_infinities_and_a_forest_without_hessians():
+    """A row holding ±inf is refused (XGBoost refuses such a DMatrix; ``LoadedModel`` then
+    asks XGBoost, which raises as before), and so is a forest made without ``sum_hessians``;
+    ``sum_hessians`` must hold one list a tree, each as long as its node arrays."""
+    booster = _train({"max_depth": 2}, 3, seed=1)
+    forest = forest_of(booster)
+    X = np.zeros((2, WIDTH), dtype=np.float32)
+    out = np.full((2, WIDTH + 1), 7.0, np.float32)
+    for infinity in (np.inf, -np.inf):
+        X[1, 2] = infinity
+        with pytest.raises(ValueError, match="infinity"):
+            forest.contributions(X, out)
+        assert (out == 7.0).all()
+    names = [f"f{j}" for j in range(WIDTH)]
+    with pytest.raises(xgb.core.XGBoostError, match="inf"):
+        LoadedModel("v", booster, {"feature_names": names}).contributions(X)
+    stump = ([1, -1, -1], [2, -1, -1], [0, 0, 0], ["1", "0", "0"], [0, 0, 0])
+    with pytest.raises(ValueError, match="without sum_hessians"):
+        Forest("5E-1", 2, [stump]).contributions(np.zeros((1, 2), np.float32),
+                                                 np.empty((1, 3), np.float32))  # fmt: skip
+    with pytest.raises(ValueError, match="one list a tree"):
+        Forest("5E-1", 2, [stump], [])
+    with pytest.raises(ValueError, match="lengths"):
+        Forest("5E-1", 2, [stump], [["1", "1"]])
+    with pytest.raises(ValueError, match='node 1: sum_hessian "x" is not a number'):
+        Forest("5E-1", 2, [stump], [["1", "x", "1"]])
+    for bad_out in (np.empty((2, WIDTH), np.float32), np.empty(2 * WIDTH + 2, np.float32)):
+        with pytest.raises(ValueError, match="one row of 7 a row"):
+            forest.contributions(np.zeros((2, WIDTH), np.float32), bad_out)
 
 
 def test_predict_checks_its_buffers():

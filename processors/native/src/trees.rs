@@ -17,6 +17,24 @@
 //!
 //! `expf` and `logf` are libm's, the functions libxgboost.so calls (`nm -D`: `expf@GLIBC_2.27`,
 //! `logf@GLIBC_2.27`), so the last bit of each is the same too.
+//!
+//! `Forest::contributions` gives, to the bit, XGBoost 3.2's Saabas contributions
+//! (`Booster.predict(pred_contribs=True, approx_contribs=True)` on a DMatrix, NaN as missing:
+//! `src/predictor/cpu_predictor.cc`, `PredictContribution` and `FillNodeMeanValues`;
+//! `src/predictor/treeshap.cc`, `CalculateContributionsApprox`), without its fixed cost of
+//! ~300 µs a call (it computes every tree's node means on each call; these are computed once,
+//! here, when the forest is made), all in float32 as there:
+//!
+//! - a node's mean is its leaf value, or `(mean(left) * hess(left) + mean(right) *
+//!   hess(right)) / hess(node)`, `hess` its `sum_hessian`;
+//! - each tree, in order, gives a vector of zeros `features + 1` long: its root's mean added
+//!   to the last (the bias), then along the row's walk `mean(next) - mean(node)` added to the
+//!   split's feature, and at the leaf `leaf - mean(leaf)` to the last split's feature; the
+//!   row's contributions (zeros at first) add that vector, column by column;
+//! - last, the base margin (`ProbToMargin(base_score)`) is added to the bias.
+//!
+//! XGBoost refuses a DMatrix holding ±inf (`Input data contains inf`): so does this (a
+//! ValueError), and the caller asks XGBoost, which raises as before.
 
 use pyo3::buffer::{PyBuffer, ReadOnlyCell};
 use pyo3::exceptions::PyValueError;
@@ -39,6 +57,7 @@ struct Node {
     left: u32,
     feature: u32,
     default_left: bool,
+    is_leaf: bool,
 }
 
 impl Node {
@@ -52,6 +71,7 @@ impl Node {
             left: before,
             feature: 0,
             default_left: false,
+            is_leaf: true,
         }
     }
 
@@ -67,10 +87,12 @@ impl Node {
 }
 
 /// A tree's nodes, the root first, and its `depth`: after that many steps every walk is at
-/// a leaf, and stays there.
+/// a leaf, and stays there. `means`: each node's mean value (`mean_values`), or none when the
+/// forest was made without the trees' `sum_hessian`.
 struct Tree {
     nodes: Vec<Node>,
     depth: usize,
+    means: Vec<f32>,
 }
 
 impl Tree {
@@ -86,6 +108,56 @@ impl Tree {
             *margin += self.nodes[at as usize].leaf;
         }
     }
+
+    /// `CalculateContributionsApprox` of one row into `contribs` (this tree's vector: zeros
+    /// when called), each column it adds to pushed to `touched` (some perhaps twice).
+    fn add_contributions(
+        &self,
+        row: &[ReadOnlyCell<f32>],
+        contribs: &mut [f32],
+        touched: &mut Vec<usize>,
+    ) {
+        let bias = contribs.len() - 1;
+        let mut node_value = self.means[0];
+        contribs[bias] += node_value;
+        touched.push(bias);
+        let mut at = 0;
+        let mut split = 0;
+        while !self.nodes[at].is_leaf {
+            split = self.nodes[at].feature as usize;
+            at = self.nodes[at].next(row) as usize;
+            let new_value = self.means[at];
+            contribs[split] += new_value - node_value;
+            touched.push(split);
+            node_value = new_value;
+        }
+        if at != 0 {
+            contribs[split] += self.nodes[at].leaf - node_value;
+        }
+    }
+}
+
+/// `FillNodeMeanValues` of the nodes reachable from the root (`reachable`), the others 0.
+/// Children come after their node (`tree_of` checked), so from the last node back every
+/// child's mean is known before its node's: the same values as XGBoost's recursion, which
+/// computes each node's mean from its children's alone.
+fn means_of(nodes: &[Node], reachable: &[bool], hessians: &[f32]) -> Vec<f32> {
+    let mut means = vec![0.0f32; nodes.len()];
+    for at in (0..nodes.len()).rev() {
+        let node = &nodes[at];
+        if !reachable[at] {
+            continue;
+        }
+        means[at] = if node.is_leaf {
+            node.leaf
+        } else {
+            let (l, r) = (node.left as usize, node.left as usize + 1);
+            let mut result = means[l] * hessians[l];
+            result += means[r] * hessians[r];
+            result / hessians[at]
+        };
+    }
+    means
 }
 
 /// `LogisticRegression::ProbToMargin`.
@@ -115,6 +187,7 @@ fn tree_of(
     split_index: &[u32],
     split_condition: &[String],
     default_left: &[u8],
+    sum_hessian: Option<&[String]>,
 ) -> Result<Tree, String> {
     let n = left.len();
     let lengths = [
@@ -122,6 +195,7 @@ fn tree_of(
         split_index.len(),
         split_condition.len(),
         default_left.len(),
+        sum_hessian.map_or(n, <[String]>::len),
     ];
     if n == 0 || lengths.iter().any(|&len| len != n) {
         return Err(format!(
@@ -166,10 +240,30 @@ fn tree_of(
             left: l as u32,
             feature: split_index[at],
             default_left: default_left[at] != 0,
+            is_leaf: false,
         });
     }
     let depth = depth_of.iter().flatten().copied().max().unwrap_or(0);
-    Ok(Tree { nodes, depth })
+    let means = match sum_hessian {
+        None => Vec::new(),
+        Some(texts) => {
+            let hessians = texts
+                .iter()
+                .enumerate()
+                .map(|(at, text)| {
+                    text.parse::<f32>()
+                        .map_err(|_| format!("node {at}: sum_hessian {text:?} is not a number"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let reachable: Vec<bool> = depth_of.iter().map(Option::is_some).collect();
+            means_of(&nodes, &reachable, &hessians)
+        }
+    };
+    Ok(Tree {
+        nodes,
+        depth,
+        means,
+    })
 }
 
 type TreeArrays = (Vec<i32>, Vec<i32>, Vec<u32>, Vec<String>, Vec<u8>);
@@ -179,16 +273,40 @@ pub struct Forest {
     margin: f32,
     features: usize,
     trees: Vec<Tree>,
+    with_means: bool,
+}
+
+impl Forest {
+    /// `x` as rows `features` wide (a C-contiguous float32 matrix), else ValueError.
+    fn rows<'a>(&self, py: Python<'a>, x: &'a PyBuffer<f32>) -> PyResult<&'a [ReadOnlyCell<f32>]> {
+        let slice = match x.shape() {
+            [_, width] if *width == self.features && x.is_c_contiguous() => x.as_slice(py),
+            _ => None,
+        };
+        slice.ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "x must be a C-contiguous float32 matrix {} wide",
+                self.features
+            ))
+        })
+    }
 }
 
 #[pymethods]
 impl Forest {
     /// `base_score` as XGBoost writes it (a probability), `features` the row width, `trees`
     /// each tree's `left_children`, `right_children`, `split_indices`, `split_conditions` (as
-    /// written: parsed here straight to float32) and `default_left`. ValueError for anything
-    /// it cannot read.
+    /// written: parsed here straight to float32) and `default_left`; `sum_hessians`, each
+    /// tree's `sum_hessian` (as written), for `contributions`. ValueError for anything it
+    /// cannot read.
     #[new]
-    fn new(base_score: &str, features: usize, trees: Vec<TreeArrays>) -> PyResult<Self> {
+    #[pyo3(signature = (base_score, features, trees, sum_hessians=None))]
+    fn new(
+        base_score: &str,
+        features: usize,
+        trees: Vec<TreeArrays>,
+        sum_hessians: Option<Vec<Vec<String>>>,
+    ) -> PyResult<Self> {
         let score = base_score
             .parse::<f32>()
             .ok()
@@ -201,11 +319,20 @@ impl Forest {
         if features == 0 || trees.is_empty() {
             return Err(PyValueError::new_err("no features or no trees"));
         }
+        if sum_hessians
+            .as_ref()
+            .is_some_and(|h| h.len() != trees.len())
+        {
+            return Err(PyValueError::new_err(
+                "sum_hessians must hold one list a tree",
+            ));
+        }
         let trees = trees
             .iter()
             .enumerate()
             .map(|(i, (l, r, f, c, d))| {
-                tree_of(features, l, r, f, c, d)
+                let hessians = sum_hessians.as_ref().map(|h| h[i].as_slice());
+                tree_of(features, l, r, f, c, d, hessians)
                     .map_err(|e| PyValueError::new_err(format!("tree {i}, {e}")))
             })
             .collect::<PyResult<Vec<_>>>()?;
@@ -213,7 +340,59 @@ impl Forest {
             margin: prob_to_margin(score),
             features,
             trees,
+            with_means: sum_hessians.is_some(),
         })
+    }
+
+    /// Fills `out` (float32, C-contiguous, rows x `features + 1`, the last column the bias)
+    /// with the Saabas contributions of the rows of `x` (a C-contiguous float32 matrix
+    /// `features` wide). ValueError, before `out` is written, when the forest was made without
+    /// `sum_hessians` or a row holds ±inf (XGBoost refuses those). It keeps the GIL (as
+    /// `predict`).
+    fn contributions(&self, py: Python<'_>, x: PyBuffer<f32>, out: PyBuffer<f32>) -> PyResult<()> {
+        if !self.with_means {
+            return Err(PyValueError::new_err(
+                "a forest made without sum_hessians gives no contributions",
+            ));
+        }
+        let x = self.rows(py, &x)?;
+        let (width, columns) = (self.features, self.features + 1);
+        let rows = x.len() / width;
+        if out.shape() != [rows, columns] || out.readonly() || !out.is_c_contiguous() {
+            return Err(PyValueError::new_err(format!(
+                "out must be a writable C-contiguous float32 matrix, one row of {columns} a row"
+            )));
+        }
+        if x.iter().any(|v| v.get().is_infinite()) {
+            return Err(PyValueError::new_err(
+                "x holds an infinity, which XGBoost refuses",
+            ));
+        }
+        let Some(out) = out.as_mut_slice(py) else {
+            return Err(PyValueError::new_err("out must be contiguous"));
+        };
+        let mut tree_contribs = vec![0.0f32; columns];
+        let mut touched = Vec::new();
+        let mut contribs = vec![0.0f32; columns];
+        for (row, out) in x.chunks_exact(width).zip(out.chunks_exact(columns)) {
+            contribs.fill(0.0);
+            for tree in &self.trees {
+                tree.add_contributions(row, &mut tree_contribs, &mut touched);
+                // XGBoost adds every column of the tree's vector; the others are +0.0 and a
+                // sum that starts at +0.0 is never -0.0, so adding +0.0 changes none of them.
+                // A column touched twice is added once, then +0.0.
+                for &j in &touched {
+                    contribs[j] += tree_contribs[j];
+                    tree_contribs[j] = 0.0;
+                }
+                touched.clear();
+            }
+            contribs[width] += self.margin;
+            for (cell, &value) in out.iter().zip(&contribs) {
+                cell.set(value);
+            }
+        }
+        Ok(())
     }
 
     /// Fills `out` (float32, one per row) with the probabilities of the rows of `x` (a
