@@ -15,14 +15,20 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
 
-from processors._native import decision_dicts, feature_dicts, reasons_batch
+from processors._native import (
+    arrival_latencies,
+    decision_dicts,
+    feature_dicts,
+    reasons_batch,
+    rows_matrix,
+)
 from processors.breaker import rule_hits, rule_weights, shadow_rules
 from processors.explain import reasons, top_contributions_batch
 from processors.features import FEATURE_NAMES
@@ -122,6 +128,15 @@ def as_matrix(features: Features) -> tuple[np.ndarray, Sequence[Sequence[float]]
         X = feature_matrix(features, np.float64)  # type: ignore[arg-type]
         return X, X.tolist()
     n, width = len(features), len(FEATURE_NAMES)
+    X = np.empty((n, width))
+    try:
+        # Natively (``rows_matrix``: the doubles struct packs below, by the same
+        # PyFloat_AsDouble), when the rows are tuples or lists of that width (500 rows of
+        # FeatureEngine: 193 against 381 µs).
+        rows_matrix(features if type(features) is list else list(features), X)
+        return X, features  # type: ignore[return-value]
+    except ValueError:  # made below: the same doubles, or the same error
+        pass
     if any(len(row) != width for row in features):
         raise ValueError(f"every feature row must hold {width} values")
     try:
@@ -283,12 +298,13 @@ def _decisions(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
     purchases at load ~4: 9.2 against 10.1 µs a row for all of this) when the purchases
     are plain dicts with what a record reads; else, or when a row raises (a missing field, a
     naive time), row by row, which raises as it always did."""
-    decided_ms = batch.decided_ms
     try:
-        latencies = [float(max(0, decided_ms - (to_ms(p.get("ingested_at") or p["occurred_at"])
-                                                or 0))) for p in purchases]  # fmt: skip
+        listed = purchases if type(purchases) is list else list(purchases)
+        # each record's latency_ms as _decisions_by_row computes it, natively
+        # (``arrival_latencies``; 500 simulated purchases: 139 against 477 µs)
+        latencies = arrival_latencies(listed, batch.decided_ms, datetime, UTC, _EPOCH, to_ms)
         return decision_dicts(
-            _DECISION, purchases if type(purchases) is list else list(purchases),
+            _DECISION, listed,
             [batch.verdicts, batch.finals, batch.scores, batch.rule_scores,
              _reasons(batch.results), _feature_dicts(rows), latencies],
             batch.model_version, batch.rules_version, batch.decided_at)  # fmt: skip
@@ -296,6 +312,8 @@ def _decisions(purchases: Sequence[Record], rows: Sequence[Sequence[float]],
         pass
     return _decisions_by_row(purchases, rows, batch)
 
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # to_ms's epoch
 
 # A Decision record's keys, in the order _decisions_by_row sets them (``decision_dicts``).
 _DECISION = dict.fromkeys(("decision_id", "purchase_id", "wallet", "organizer_id", "decision",

@@ -13,13 +13,18 @@
 //!   (`processors.rules.functions.ParsedIps`).
 //! - `reasons_batch`: each row's Decision `reasons` (`processors.explain.reasons`).
 //! - `decision_dicts`: a batch's Decision records (`processors.decide._decisions_by_row`).
+//! - `arrival_latencies`: each record's `latency_ms` (`processors.decide._decisions`).
+//! - `rows_matrix`: feature rows as a float64 matrix (`processors.decide.as_matrix`).
 
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use std::cmp::Ordering;
+
+const DAY_MS: i64 = 86_400_000;
 
 /// One dict per row: `template` copied, then `names[j]` → `row[j]` for every name. Rows
 /// must be tuples or lists exactly `len(names)` long (else ValueError, before any dict is
@@ -302,7 +307,135 @@ pub fn decision_dicts<'py>(
     Ok(out)
 }
 
+/// Each purchase's Decision `latency_ms`: `float(max(0, decided_ms - (to_ms(p.get("ingested_at")
+/// or p["occurred_at"]) or 0)))`, as `processors.decide._decisions` wrote it. A `datetime`
+/// (exactly) in `utc` is converted here as `to_ms` converts it (`value - epoch` split into
+/// days, seconds and microseconds: `order.rs` does the same), anything else by `to_ms`
+/// itself, which converts or raises. ValueError, before anything is made, unless the purchases
+/// are dicts (exactly); KeyError without an `occurred_at` where it is read; OverflowError for
+/// a time beyond 64 bits of ms.
+#[pyfunction]
+pub fn arrival_latencies<'py>(
+    py: Python<'py>,
+    purchases: &Bound<'py, PyList>,
+    decided_ms: i64,
+    datetime: &Bound<'py, PyType>,
+    utc: &Bound<'py, PyAny>,
+    epoch: &Bound<'py, PyAny>,
+    to_ms: &Bound<'py, PyAny>,
+) -> PyResult<Vec<f64>> {
+    let dicts = purchases
+        .iter()
+        .map(|p| p.downcast_into_exact::<PyDict>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| PyValueError::new_err("purchases must be dicts"))?;
+    let (ingested_at, occurred_at) = (intern!(py, "ingested_at"), intern!(py, "occurred_at"));
+    let overflow = || pyo3::exceptions::PyOverflowError::new_err("a latency beyond 64 bits of ms");
+    let mut out = Vec::with_capacity(dicts.len());
+    for purchase in dicts {
+        let arrived = match purchase.get_item(ingested_at)? {
+            Some(value) if value.is_truthy()? => value,
+            _ => purchase
+                .get_item(occurred_at)?
+                .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err("occurred_at"))?,
+        };
+        let ms =
+            if arrived.get_type().is(datetime) && arrived.getattr(intern!(py, "tzinfo"))?.is(utc) {
+                let delta = arrived.sub(epoch)?;
+                let field = |name: &Bound<'py, PyString>| delta.getattr(name)?.extract::<i64>();
+                // days within datetime's range, seconds 0..86_399, microseconds 0..999_999
+                field(intern!(py, "days"))? * DAY_MS
+                    + field(intern!(py, "seconds"))? * 1000
+                    + field(intern!(py, "microseconds"))? / 1000
+            } else {
+                let ms = to_ms.call1((arrived,))?;
+                if ms.is_none() {
+                    0
+                } else {
+                    ms.downcast_into::<PyInt>()
+                        .map_err(|_| PyValueError::new_err("to_ms gave what is not an int"))?
+                        .extract::<i64>()?
+                }
+            };
+        let latency = decided_ms.checked_sub(ms).ok_or_else(overflow)?;
+        out.push(latency.max(0) as f64);
+    }
+    Ok(out)
+}
+
+/// Fills `out` (a writable C-contiguous float64 matrix, one row a row) with the rows' values,
+/// each converted as `struct.pack("d", value)` converts it (`PyFloat_AsDouble`: a float's
+/// own value, else its `__float__` or `__index__`). ValueError, with `out` perhaps written in
+/// part, when a row is not a tuple or a list exactly as wide as `out` or a value does not
+/// convert.
+#[pyfunction]
+pub fn rows_matrix<'py>(
+    py: Python<'py>,
+    rows: &Bound<'py, PyList>,
+    out: PyBuffer<f64>,
+) -> PyResult<()> {
+    let width = match out.shape() {
+        [n, width] if *n == rows.len() && !out.readonly() && out.is_c_contiguous() => *width,
+        _ => {
+            return Err(PyValueError::new_err(
+                "out must be a writable C-contiguous float64 matrix, one row a row",
+            ))
+        }
+    };
+    let Some(cells) = out.as_mut_slice(py) else {
+        return Err(PyValueError::new_err("out must be contiguous"));
+    };
+    let refuse = || PyValueError::new_err("rows must be tuples or lists of floats, as wide as out");
+    for (row, cells) in rows.iter().zip(cells.chunks_exact(width)) {
+        let (row_ptr, is_tuple) = if let Ok(t) = row.downcast_exact::<PyTuple>() {
+            if t.len() != width {
+                return Err(refuse());
+            }
+            (t.as_ptr(), true)
+        } else if let Ok(l) = row.downcast_exact::<PyList>() {
+            if l.len() != width {
+                return Err(refuse());
+            }
+            (l.as_ptr(), false)
+        } else {
+            return Err(refuse());
+        };
+        for (j, cell) in cells.iter().enumerate() {
+            // SAFETY: `row` (a tuple or a list, checked above) is held here; Get_Item checks
+            // the index (NULL and IndexError past the end: a list a `__float__` shrank) and
+            // gives a borrowed reference: a tuple's holds its values; a list's is made our own
+            // at once, so that a `__float__` taking the value out of its list cannot free it
+            // while it converts.
+            let value = unsafe {
+                if is_tuple {
+                    let item = ffi::PyTuple_GetItem(row_ptr, j as ffi::Py_ssize_t);
+                    if item.is_null() {
+                        PyErr::fetch(py);
+                        return Err(refuse());
+                    }
+                    ffi::PyFloat_AsDouble(item)
+                } else {
+                    let item = ffi::PyList_GetItem(row_ptr, j as ffi::Py_ssize_t);
+                    if item.is_null() {
+                        PyErr::fetch(py);
+                        return Err(refuse());
+                    }
+                    ffi::PyFloat_AsDouble(Bound::from_borrowed_ptr(py, item).as_ptr())
+                }
+            };
+            if value == -1.0 && PyErr::occurred(py) {
+                PyErr::fetch(py);
+                return Err(refuse());
+            }
+            cell.set(value);
+        }
+    }
+    Ok(())
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(arrival_latencies, m)?)?;
+    m.add_function(wrap_pyfunction!(rows_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(decision_dicts, m)?)?;
     m.add_function(wrap_pyfunction!(feature_dicts, m)?)?;
     m.add_function(wrap_pyfunction!(reasons_batch, m)?)?;
