@@ -49,6 +49,12 @@ extern "C" {
 /// overlaps them (XGBoost walks blocks of 64 rows for the same reason).
 const BLOCK: usize = 8;
 
+/// A block of fewer rows than this (a live batch of a few) is walked row by row, `TREES`
+/// trees at a time (`Forest::margin_of`): a row's walk down one tree is a chain of dependent
+/// loads, and a few rows are too few chains to overlap.
+const FEW: usize = 3;
+const TREES: usize = 8;
+
 /// A split on `feature` at `condition` (children `left`, `left + 1`; `default_left` says
 /// where a missing value goes); a leaf holds its `leaf` value and steps to itself (below).
 struct Node {
@@ -277,6 +283,27 @@ pub struct Forest {
 }
 
 impl Forest {
+    /// One row's margin, its trees walked `TREES` at a time (their walks are independent, so
+    /// the processor overlaps them, as it overlaps rows' in `add_leaves`), each tree's leaf
+    /// added in the trees' order, as `add_leaves` adds them.
+    fn margin_of(&self, row: &[ReadOnlyCell<f32>]) -> f32 {
+        let mut margin = self.margin;
+        for trees in self.trees.chunks(TREES) {
+            let mut at = [0u32; TREES];
+            let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
+            for _ in 0..depth {
+                // a walk at its leaf stays there (`Node::leaf`)
+                for (at, tree) in at.iter_mut().zip(trees) {
+                    *at = tree.nodes[*at as usize].next(row);
+                }
+            }
+            for (&at, tree) in at.iter().zip(trees) {
+                margin += tree.nodes[at as usize].leaf;
+            }
+        }
+        margin
+    }
+
     /// `x` as rows `features` wide (a C-contiguous float32 matrix), else ValueError.
     fn rows<'a>(&self, py: Python<'a>, x: &'a PyBuffer<f32>) -> PyResult<&'a [ReadOnlyCell<f32>]> {
         let slice = match x.shape() {
@@ -419,6 +446,12 @@ impl Forest {
         };
         let width = self.features;
         for (rows, out) in x.chunks(BLOCK * width).zip(out.chunks(BLOCK)) {
+            if out.len() < FEW {
+                for (row, p) in rows.chunks_exact(width).zip(out) {
+                    p.set(sigmoid(self.margin_of(row)));
+                }
+                continue;
+            }
             let mut margins = [self.margin; BLOCK];
             let margins = &mut margins[..out.len()];
             for tree in &self.trees {
