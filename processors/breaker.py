@@ -253,7 +253,8 @@ def rule_hits(evaluation, blocked: Sequence[bool], scores: Sequence[float], bloc
         raise ValueError(f"{len(blocked)} blocked flags for {len(results)} rows")
     if shadowed:
         results = [[r for r in row if r.rule_id not in shadowed] for row in results]
-    out = [(tuple(map(_RULE_ID, row)), ()) if row else ((), ()) for row in results]
+    out: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+        (tuple(map(_RULE_ID, row)), ()) if row else ((), ()) for row in results]
     for i in [i for i, is_blocked in enumerate(blocked) if is_blocked]:
         out[i] = (out[i][0], blocked_by(results[i], "BLOCKED", float(scores[i]),
                                         lambda rule_id, i=i: weight_of(i, rule_id),
