@@ -15,6 +15,7 @@
 //! - `decision_dicts`: a batch's Decision records (`processors.decide._decisions_by_row`).
 //! - `arrival_latencies`: each record's `latency_ms` (`processors.decide._decisions`).
 //! - `rows_matrix`: feature rows as a float64 matrix (`processors.decide.as_matrix`).
+//! - `policy_columns`: each row's verdict code and final score (`processors.policy.decide_columns`).
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
@@ -433,7 +434,65 @@ pub fn rows_matrix<'py>(
     Ok(())
 }
 
+/// `processors.policy._clamp` (and `_clamp_columns`): over 1 → 1, at least 0 → itself (-0.0
+/// too), negative or NaN → 0.
+fn clamp(x: f64) -> f64 {
+    if x > 1.0 {
+        1.0
+    } else if x >= 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// `processors.policy.decide_columns(scores, rule_scores, hard, thresholds, rule_weight)` with
+/// the thresholds' four columns (block, review, two_fa, two_fa_model) of row i
+/// `distinct[index[i]]`: each row's verdict code (into `VERDICTS`) and final score, by the
+/// same float64 operations in the same order (`model + (1 - model) * rule_weight * rule`,
+/// each clamped as there). ValueError unless the columns are as long as each other and every
+/// index is one of `distinct`'s.
+#[pyfunction]
+pub fn policy_columns(
+    scores: Vec<f64>,
+    rule_scores: Vec<f64>,
+    hard: Vec<bool>,
+    distinct: Vec<(f64, f64, f64, f64)>,
+    index: Vec<usize>,
+    rule_weight: f64,
+) -> PyResult<(Vec<usize>, Vec<f64>)> {
+    let n = scores.len();
+    if rule_scores.len() != n || hard.len() != n || index.len() != n {
+        return Err(PyValueError::new_err("columns of different lengths"));
+    }
+    if index.iter().any(|&k| k >= distinct.len()) {
+        return Err(PyValueError::new_err("an index past the thresholds"));
+    }
+    let mut codes = Vec::with_capacity(n);
+    let mut finals = Vec::with_capacity(n);
+    for i in 0..n {
+        if hard[i] {
+            codes.push(3);
+            finals.push(1.0);
+            continue;
+        }
+        let (block, review, two_fa, two_fa_model) = distinct[index[i]];
+        let (model, rule) = (clamp(scores[i]), clamp(rule_scores[i]));
+        let final_ = clamp(model + (1.0 - model) * rule_weight * rule);
+        let mut code = usize::from(final_ > block)
+            + usize::from(final_ > review)
+            + usize::from(final_ > two_fa);
+        if code == 0 && model > two_fa_model {
+            code = 1;
+        }
+        codes.push(code);
+        finals.push(final_);
+    }
+    Ok((codes, finals))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(policy_columns, m)?)?;
     m.add_function(wrap_pyfunction!(arrival_latencies, m)?)?;
     m.add_function(wrap_pyfunction!(rows_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(decision_dicts, m)?)?;
