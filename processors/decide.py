@@ -2,7 +2,7 @@
 
 One vectorised model call per batch (and one contributions call for the rows that were not
 approved), one rules evaluation over the batch (``rules.evaluate_batch``), the policy with
-each row's organizer thresholds (``policy.decide_columns``, or row by row for a small batch),
+each row's organizer thresholds (``policy.decide_columns``' operations, natively),
 the on-sale step-up of the rows sent to review (``onsale.step_up``); Python work per row is
 only building its
 Decision record (and security events for the rows that raise any). Pure: the model is passed in (anything with ``version``, ``predict(X)`` and
