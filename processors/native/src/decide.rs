@@ -25,7 +25,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use std::cmp::Ordering;
 
-const DAY_MS: i64 = 86_400_000;
+use crate::order::utc_ms;
 
 /// One dict per row: `template` copied, then `names[j]` → `row[j]` for every name. Rows
 /// must be tuples or lists exactly `len(names)` long (else ValueError, before any dict is
@@ -340,15 +340,9 @@ pub fn arrival_latencies<'py>(
                 .get_item(occurred_at)?
                 .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err("occurred_at"))?,
         };
-        let ms =
-            if arrived.get_type().is(datetime) && arrived.getattr(intern!(py, "tzinfo"))?.is(utc) {
-                let delta = arrived.sub(epoch)?;
-                let field = |name: &Bound<'py, PyString>| delta.getattr(name)?.extract::<i64>();
-                // days within datetime's range, seconds 0..86_399, microseconds 0..999_999
-                field(intern!(py, "days"))? * DAY_MS
-                    + field(intern!(py, "seconds"))? * 1000
-                    + field(intern!(py, "microseconds"))? / 1000
-            } else {
+        let ms = match utc_ms(&arrived, datetime, utc, epoch)? {
+            Some(ms) => ms,
+            None => {
                 let ms = to_ms.call1((arrived,))?;
                 if ms.is_none() {
                     0
@@ -357,7 +351,8 @@ pub fn arrival_latencies<'py>(
                         .map_err(|_| PyValueError::new_err("to_ms gave what is not an int"))?
                         .extract::<i64>()?
                 }
-            };
+            }
+        };
         let latency = decided_ms.checked_sub(ms).ok_or_else(overflow)?;
         out.push(latency.max(0) as f64);
     }

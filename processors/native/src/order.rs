@@ -131,6 +131,23 @@ impl OrderReader {
     }
 }
 
+/// `processors.timeutil.to_ms(value)` for a `datetime.datetime` (exactly) whose tzinfo is
+/// `utc`, by `to_ms`'s own steps: `delta = value - epoch` (its `_EPOCH`), then the delta's
+/// days, seconds (0..86_399) and microseconds (0..999_999) in ms. None for any other value,
+/// which the caller gives to `to_ms` itself (it converts or refuses it with its own message).
+pub(crate) fn utc_ms<'py>(value: &Bound<'py, PyAny>, datetime: &Bound<'py, PyType>,
+                          utc: &Bound<'py, PyAny>, epoch: &Bound<'py, PyAny>)
+                          -> PyResult<Option<i64>> {
+    let py = value.py();
+    if !(value.get_type().is(datetime) && value.getattr(intern!(py, "tzinfo"))?.is(utc)) {
+        return Ok(None);
+    }
+    let delta = value.sub(epoch)?;
+    let field = |name: &Bound<'py, PyString>| delta.getattr(name)?.extract::<i64>();
+    Ok(Some(field(intern!(py, "days"))? * DAY_MS + field(intern!(py, "seconds"))? * 1000
+            + field(intern!(py, "microseconds"))? / 1000))
+}
+
 impl OrderReader {
     /// `processors.timeutil.to_ms(value)`: a datetime in UTC and None here, the rest by it.
     fn ms<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -138,18 +155,10 @@ impl OrderReader {
         if value.is_none() {
             return Ok(value.clone());
         }
-        if value.get_type().is(self.datetime.bind(py))
-            && value.getattr(intern!(py, "tzinfo"))?.is(self.utc.bind(py))
-        {
-            // `to_ms`'s own steps: `delta = value - _EPOCH`, then its days, seconds (0..86_399)
-            // and microseconds (0..999_999) in ms
-            let delta = value.sub(self.epoch.bind(py))?;
-            let field = |name: &Bound<'py, PyString>| delta.getattr(name)?.extract::<i64>();
-            let ms = field(intern!(py, "days"))? * DAY_MS + field(intern!(py, "seconds"))? * 1000
-                + field(intern!(py, "microseconds"))? / 1000;
-            return Ok(ms.into_pyobject(py)?.into_any());
+        match utc_ms(value, self.datetime.bind(py), self.utc.bind(py), self.epoch.bind(py))? {
+            Some(ms) => Ok(ms.into_pyobject(py)?.into_any()),
+            None => self.to_ms.bind(py).call1((value,)),
         }
-        self.to_ms.bind(py).call1((value,))
     }
 
     /// `processors.money.order_ref_minor(unit_price, quantity, currency)`: (amount, unit).
