@@ -196,20 +196,6 @@ def _geo(found) -> tuple[str | None, str | None]:
             found.asn_name or None)
 
 
-def _net24_geo(network: str) -> tuple[str | None, str | None] | None:
-    """``_geo`` of every address of the IPv4 /24 ``network`` ("a.b.c.0/24") when the GeoIP
-    country and AS networks that hold its first address span all of it, else None (then each
-    address is looked up). ``ip_info`` memoised this per /24 to spare geoip2fast's lookup until
-    ``_geo4`` made every IPv4 lookup native; it is kept (uncached) because the frozen reading
-    ``tests/support/netinfo_reference.py`` still reads through it."""
-    found = _geoip().lookup(network[:-3])
-    return _geo(found) if _spans_24(found.cidr) and _spans_24(found.asn_cidr) else None
-
-
-def _spans_24(cidr: str) -> bool:
-    return bool(cidr) and int(cidr.rpartition("/")[2]) <= 24
-
-
 @lru_cache(maxsize=20_000)
 def ua_family(agent: str | None) -> str:
     if not agent:

@@ -76,24 +76,13 @@ def python_values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
 
 
 def _distinct(values: list[Any]) -> tuple[list[Any], np.ndarray] | None:
-    """``RuleBatch.distinct`` of a column's values (natively: what ``python_distinct`` does)."""
+    """``RuleBatch.distinct`` of a column's values, natively: what ``dict.fromkeys(values)``
+    keeps, and each value's index among its keys (None when a value is unhashable)."""
     found = distinct_values(values)
     if found is None:
         return None
     kept, codes = found
     return kept, np.frombuffer(codes, dtype=np.intp)
-
-
-def python_distinct(values: list[Any]) -> tuple[list[Any], np.ndarray] | None:
-    """``_distinct`` in Python: ``dict.fromkeys`` of the values, and each value's index
-    among its keys."""
-    try:
-        index = dict.fromkeys(values)
-    except TypeError:  # unhashable
-        return None
-    for i, value in enumerate(index):
-        index[value] = i
-    return list(index), np.fromiter(map(index.__getitem__, values), np.intp, len(values))
 
 
 def object_column(values: Iterable[Any], n: int | None = None) -> np.ndarray:

@@ -1,7 +1,9 @@
 """``processors.netinfo.ip_info`` as written before its dotted-quad test went without the
 regular expression and its answer without ``IpInfo``'s frame: a frozen copy of its body (not
-cached) as of commit 008c156, calling the same GeoIP, /24, non-public and hosting helpers. Do
-not change it: it is what ``tests/unit/test_netinfo_quad.py`` holds ``ip_info`` to.
+cached) as of commit 008c156, calling the same GeoIP, non-public and hosting helpers, and its
+/24 helper ``_net24_geo`` (moved here from ``processors/netinfo.py`` when ``ip_info`` stopped
+using it: the lookups became native). Do not change it: it is what
+``tests/unit/test_netinfo_quad.py`` holds ``ip_info`` to.
 """
 
 from __future__ import annotations
@@ -14,10 +16,21 @@ from processors.netinfo import (
     IpInfo,
     _geo,
     _geoip,
-    _net24_geo,
     _non_public,
     is_hosting_as,
 )
+
+
+def _net24_geo(network: str) -> tuple[str | None, str | None] | None:
+    """``_geo`` of every address of the IPv4 /24 ``network`` ("a.b.c.0/24") when the GeoIP
+    country and AS networks that hold its first address span all of it, else None (then each
+    address is looked up): the data's networks are CIDR blocks that do not overlap."""
+    found = _geoip().lookup(network[:-3])
+    return _geo(found) if _spans_24(found.cidr) and _spans_24(found.asn_cidr) else None
+
+
+def _spans_24(cidr: str) -> bool:
+    return bool(cidr) and int(cidr.rpartition("/")[2]) <= 24
 
 
 def ip_info(ip: str | None) -> IpInfo:

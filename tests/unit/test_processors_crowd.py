@@ -54,7 +54,8 @@ def test_each_address_of_a_slash_24_gets_its_own_lookup_answer():
     AS block), gets its own lookup's answer from ``ip_info``."""
     import random
 
-    from processors.netinfo import _geo, _geoip, _net24_geo
+    from processors.netinfo import _geo, _geoip
+    from tests.support.netinfo_reference import _net24_geo
 
     rng = random.Random(11)
     prefixes = ["88.107.182", "107.185.69", "24.5.6", "52.1.2", "149.56.22"]

@@ -25,7 +25,6 @@ from processors.rules.batch import (
     _distinct,
     _values,
     object_column,
-    python_distinct,
     python_values,
 )
 from processors.rules.compiler import Compiler, Node
@@ -205,6 +204,18 @@ def test_text_columns_are_read_natively_as_in_python() -> None:
             text_column(refused, "geo", "country")
         if isinstance(refused[-1], dict):
             assert _values(refused, "email_domain") == python_values(refused, "email_domain")
+
+
+def python_distinct(values: list) -> tuple[list, np.ndarray] | None:
+    """What ``batch._distinct`` gives, in Python: ``dict.fromkeys`` of the values, and each
+    value's index among its keys."""
+    try:
+        index = dict.fromkeys(values)
+    except TypeError:  # unhashable
+        return None
+    for i, value in enumerate(index):
+        index[value] = i
+    return list(index), np.fromiter(map(index.__getitem__, values), np.intp, len(values))
 
 
 def test_distinct_values_tell_values_apart_as_a_dict_does() -> None:
