@@ -39,7 +39,6 @@ from processors.policy import (
     VERDICTS,
     Thresholds,
     Verdict,
-    decide,
     decide_columns,
 )
 from processors.rules import (
@@ -96,7 +95,7 @@ _APPROVED, _BLOCKED = VERDICTS.index(Verdict.APPROVED), VERDICTS.index(Verdict.B
 _REVIEW = VERDICTS.index(Verdict.MANUAL_REVIEW)
 _CODE = {verdict: code for code, verdict in enumerate(VERDICTS)}
 # Up to this many rows a batch is small: its rules are evaluated row by row
-# (``rules.evaluate_batch``) and so is its policy (``_policy``).
+# (``rules.evaluate_batch``).
 SMALL_BATCH = ROW_BATCH
 _VERDICT_VALUES = tuple(v.value for v in VERDICTS)
 _Thresholds = tuple[float, float, float, float, Thresholds]
@@ -213,20 +212,14 @@ def _policy(scores: list[float], rule_scores: list[float], hard: list[bool],
             thresholds: _RowThresholds) -> tuple[list[int], list[float]]:
     """Each row's verdict code (into ``VERDICTS``) and final score, natively
     (``policy_columns``: ``decide_columns``' float operations row by row, without its numpy
-    calls: 500 simulated purchases, 34 against 167 µs). Else up to ``SMALL_BATCH`` rows with
-    ``policy.decide`` row by row (~1 µs a row, where ``decide_columns`` costs ~40 µs of numpy
-    calls however few the rows), by columns beyond; the three agree exactly (``policy``,
-    ``tests/unit/test_policy_model_threshold.py``, ``test_decide_policy_columns.py``)."""
+    calls, for any number of rows: 500 simulated purchases, 34 against 167 µs); a value it
+    does not read goes to ``decide_columns`` itself. The two agree exactly
+    (``tests/unit/test_decide_policy_columns.py``)."""
     try:
         return policy_columns(scores, rule_scores, hard, [t[:4] for t in thresholds.distinct],
                               thresholds.index, RULE_WEIGHT)  # fmt: skip
     except (TypeError, ValueError, OverflowError):  # a value it does not read: below
         pass
-    if len(scores) <= SMALL_BATCH:
-        verdicts = [decide(score, rule_score, is_hard, t[4])
-                    for score, rule_score, is_hard, t in zip(scores, rule_scores, hard,
-                                                             thresholds.rows, strict=True)]
-        return [_CODE[verdict] for verdict, _ in verdicts], [final for _, final in verdicts]
     codes, finals = decide_columns(np.asarray(scores), np.asarray(rule_scores),
                                    np.asarray(hard), thresholds.columns())
     return codes.tolist(), finals.tolist()

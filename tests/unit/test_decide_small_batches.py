@@ -1,5 +1,5 @@
-"""A small batch (up to ``decide.SMALL_BATCH`` rows: rules and policy row by row) is decided
-exactly as the same purchases within one big batch (rules and policy by columns): every
+"""A small batch (up to ``decide.SMALL_BATCH`` rows: rules row by row) is decided exactly as
+the same purchases within one big batch (rules by columns): every
 Decision record, security event and rule hit, batch size by batch size."""
 
 from __future__ import annotations
