@@ -15,13 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from processors._native import EventAdmission
 from processors.entity_state import EntityStore
-from processors.expiry import WALLET_IDLE_MS, deleted_by
-from processors.records import Order, Transfer, read_order, read_transfer
+from processors.expiry import WALLET_IDLE_MS, deleted_by, due_ms
+from processors.records import TRANSFER_READER, Order, Transfer, read_order
 from processors.state import SLACK_MS, WALLET_UPDATES, WalletState
-from processors.timeutil import HOUR_MS, MINUTE_MS, to_ms
+from processors.timeutil import HOUR_MS, MINUTE_MS
 
 Record = Mapping[str, Any]
+
+ZERO_ADDRESS = "0x" + "0" * 40  # a mint's sender, a burn's receiver
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +67,22 @@ class LateEventError(ValueError):
         )
 
 
-def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int) -> None:
-    """Admit an event at ``ts_ms`` to ``wallet``: raise ``LateEventError`` when it is beyond the
-    allowed lateness. First, a wallet that expiry deletes by ``ts_ms`` (``processors/expiry.py``)
-    is forgotten in place, so every path sees the same wallet whenever its last sweep ran."""
-    idle = wallet.watermark_ms and ts_ms - wallet.watermark_ms >= WALLET_IDLE_MS
-    if idle and deleted_by(wallet, ts_ms):  # only an idle wallet can be deleted
-        wallet.forget()
-    mark = wallet.marks.get(kind, 0)
-    if mark and ts_ms < mark - lateness_ms:
-        raise LateEventError(kind, wallet.address, ts_ms, mark, lateness_ms)
+# Admitting an event to its wallet(s) and applying it, in native code
+# (processors/native/src/events.rs): the live worker's apply_auth / apply_transfer below and
+# FeatureEngine's auth_into / transfer_into (its dict of wallets and expiry wheel) share the
+# reading, the lateness check and the applies.
+EVENTS = EventAdmission(
+    updates=WALLET_UPDATES, reader=TRANSFER_READER, late_error=LateEventError,
+    deleted_by=deleted_by, due_ms=due_ms, wallet_state=WalletState,
+    wallet_idle_ms=WALLET_IDLE_MS, zero_address=ZERO_ADDRESS,
+)  # fmt: skip
+
+# check_lateness(kind, ts_ms, wallet, lateness_ms): admit an event at ``ts_ms`` to ``wallet``,
+# raising ``LateEventError`` when it is beyond the allowed lateness (more than ``lateness_ms``
+# behind the wallet's mark of stream ``kind``). First, a wallet that expiry deletes by ``ts_ms``
+# (``processors/expiry.py``: idle for ``WALLET_IDLE_MS``, then ``deleted_by``) is forgotten in
+# place, so every path sees the same wallet whenever its last sweep ran. Times are ints.
+check_lateness = EVENTS.check_lateness
 
 
 def apply_purchase(
@@ -107,12 +116,10 @@ def apply_order(o: Order, wallet: WalletState, config: FeatureConfig = DEFAULT_C
 
 
 def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
-    """Record an auth event (failed logins, MFA failures, logins, password/email changes)."""
-    ts = to_ms(event["occurred_at"])
-    assert ts is not None
-    wallet.address = wallet.address or (event.get("wallet") or "")
-    check_lateness("auth", ts, wallet, config.allowed_lateness_ms)
-    apply_auth_at(event, ts, wallet)
+    """Record an auth event (failed logins, MFA failures, logins, password/email changes):
+    ``to_ms`` of its ``occurred_at``, the wallet's address (when empty) the event's wallet or
+    "", ``check_lateness`` then ``apply_auth_at``, in one native call (``EVENTS.auth``)."""
+    EVENTS.auth(event, wallet, config.allowed_lateness_ms)
 
 
 def apply_auth_at(event: Record, ts: int, wallet: WalletState) -> None:
@@ -131,11 +138,10 @@ def apply_transfer(
 
     ``wallet.address`` says which side; when it is empty the wallet is taken to be the
     receiver (the topic's key). Callers apply a transfer to both the receiver and the sender.
+    ``read_transfer``, ``check_lateness`` then ``apply_read_transfer``, in one native call
+    (``EVENTS.transfer``).
     """
-    t = read_transfer(transfer)
-    wallet.address = wallet.address or t.receiver
-    check_lateness("transfer", t.ts, wallet, config.chain_lateness_ms)
-    apply_read_transfer(t, wallet)
+    EVENTS.transfer(transfer, wallet, config.chain_lateness_ms)
 
 
 def apply_read_transfer(t: Transfer, wallet: WalletState) -> None:

@@ -27,8 +27,9 @@ are consumed at different speeds; an event that far behind the watermark is rare
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Self, TypeVar
 
+from processors import _native
 from processors.state import PURCHASE_RETENTION_MS, SLACK_MS, TOKEN_RETENTION_MS, WalletState
 from processors.timeutil import HOUR_MS
 
@@ -109,31 +110,18 @@ def due_ms(wallet: WalletState) -> int | None:
     return None if latest is None else max(latest + TOKEN_IDLE_MS, idle)
 
 
-class ExpiryWheel:
+class ExpiryWheel(_native.ExpiryWheel):
     """Keys filed by the hour (event time) from which they may next expire, so a sweep looks
-    at those only. A key may be filed more than once; ``sweep`` re-checks each."""
+    at those only. A key may be filed more than once; ``sweep`` re-checks each.
 
-    def __init__(self, bucket_ms: int = HOUR_MS) -> None:
-        self.bucket_ms = bucket_ms
-        self.buckets: dict[int, set] = {}
+    In native code (``processors/native/src/events.rs``), where the engine files its wallets
+    without a Python call: ``file(key, due)`` puts ``key`` in bucket ``due // bucket_ms``
+    (nothing when ``due`` is None); ``pop_due(now_ms)`` takes the keys of the buckets that lie
+    wholly at or before ``now_ms`` (bucket by bucket in time order, each in its set's order);
+    ``buckets`` is the dict of bucket to set of keys; ``len`` counts the keys filed."""
 
-    def file(self, key, due: int | None) -> None:
-        if due is not None:
-            bucket = self.buckets.get(due // self.bucket_ms)
-            if bucket is None:
-                bucket = self.buckets[due // self.bucket_ms] = set()
-            bucket.add(key)
-
-    def pop_due(self, now_ms: int) -> list:
-        """Keys filed in buckets that lie wholly at or before ``now_ms``."""
-        ready = sorted(b for b in self.buckets if (b + 1) * self.bucket_ms <= now_ms + 1)
-        keys: list = []
-        for b in ready:
-            keys.extend(self.buckets.pop(b))
-        return keys
-
-    def __len__(self) -> int:
-        return sum(map(len, self.buckets.values()))
+    def __new__(cls, bucket_ms: int = HOUR_MS) -> Self:
+        return super().__new__(cls, bucket_ms)
 
 
 def may_change(watermark_ms: int, now_ms: int) -> bool:

@@ -11,38 +11,31 @@ from collections.abc import Mapping
 
 from processors.apply import (
     DEFAULT_CONFIG,
+    EVENTS,
+    ZERO_ADDRESS,
     FeatureConfig,
     LateEventError,
     Record,
     apply_auth,
-    apply_auth_at,
     apply_order,
     apply_purchase,
-    apply_read_transfer,
     apply_transfer,
     check_lateness,
 )
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
 from processors.crowd import crowd_read, crowd_store
 from processors.entity_state import entity_store
-from processors.expiry import (
-    EXPIRY_MARGIN_MS,
-    SWEEP_EVERY_MS,
-    WALLET_IDLE_MS,
-    ExpiryWheel,
-    due_ms,
-    sweep,
-)
+from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, sweep
 from processors.marks import MarkJoin
-from processors.records import read_order, read_transfer, token_key
+from processors.records import read_order, token_key
 from processors.signals import MISSING
 from processors.state import WalletState
-from processors.timeutil import to_ms
 
 __all__ = [
     "DEFAULT_CONFIG",
     "FEATURE_NAMES",
     "MISSING",
+    "ZERO_ADDRESS",
     "FeatureConfig",
     "FeatureEngine",
     "LateEventError",
@@ -55,7 +48,6 @@ __all__ = [
 ]
 
 KINDS = ("purchase", "auth", "transfer", "label")
-ZERO_ADDRESS = "0x" + "0" * 40
 
 
 def feature_vector(features: Mapping[str, float]) -> list[float]:
@@ -134,53 +126,26 @@ class FeatureEngine:
         return row
 
     def _auth(self, event: Record) -> None:
-        address = event.get("wallet")
-        if not address:
-            return  # user-only auth events carry no wallet state
-        wallet = self._wallet(address)
-        ts = to_ms(event["occurred_at"])
-        assert ts is not None
-        check_lateness("auth", ts, wallet, self.config.allowed_lateness_ms)
-        apply_auth_at(event, ts, wallet)
-        self._filed(wallet)
-        if ts > self.watermark_ms:
+        """The event's wallet (none: nothing), admitted, applied and filed (``EVENTS.auth_into``,
+        what the live worker's ``apply_auth`` does to its one wallet)."""
+        ts = EVENTS.auth_into(event, self.wallets, self.config.allowed_lateness_ms, self._wheel)
+        if ts is not None and ts > self.watermark_ms:
             self._advance(ts)
 
     def _transfer(self, record: Record) -> None:
-        t = read_transfer(record)
-        receiver, sender = t.receiver, t.sender
-        lateness = self.config.chain_lateness_ms
-        if receiver == sender or sender == ZERO_ADDRESS or receiver == ZERO_ADDRESS:
-            # one side (a mint, a burn, a wallet to itself) or none (zero to zero)
-            side = sender if receiver == ZERO_ADDRESS else receiver
-            if side != ZERO_ADDRESS:
-                wallet = self._wallet(side)
-                check_lateness("transfer", t.ts, wallet, lateness)
-                apply_read_transfer(t, wallet)
-                self._filed(wallet)
-        else:  # both sides, in address order; all-or-nothing: check both before applying
-            first, second = (receiver, sender) if receiver < sender else (sender, receiver)
-            one = self._wallet(first)
-            two = self._wallet(second)
-            check_lateness("transfer", t.ts, one, lateness)
-            check_lateness("transfer", t.ts, two, lateness)
-            apply_read_transfer(t, one)
-            self._filed(one)
-            apply_read_transfer(t, two)
-            self._filed(two)
-        if t.ts > self.watermark_ms:
-            self._advance(t.ts)
+        """Both sides (one for a mint, a burn or a wallet to itself; none for zero to zero), in
+        address order, all-or-nothing: both admitted before either is applied, then filed
+        (``EVENTS.transfer_into``, what the live worker's ``apply_transfer`` does to its one
+        wallet)."""
+        ts = EVENTS.transfer_into(record, self.wallets, self.config.chain_lateness_ms,
+                                  self._wheel)
+        if ts > self.watermark_ms:
+            self._advance(ts)
 
     def _filed(self, wallet: WalletState) -> None:
-        """File ``wallet`` in the wheel by its ``due_ms``. A wallet with rows in a ring (nearly
-        every one just updated) is no summary, so ``due_ms`` is its idle time: taken here
-        without the call; the others ask ``due_ms``."""
-        mark = wallet.watermark_ms
-        if mark and (wallet.purchases or wallet.geo_points or wallet.failed_logins
-                     or wallet.mfa_failures):
-            self._wheel.file(wallet.address, mark + WALLET_IDLE_MS)
-        else:
-            self._wheel.file(wallet.address, due_ms(wallet))
+        """File ``wallet`` in the wheel by its ``due_ms`` (``EVENTS.file``: a wallet with rows
+        in a ring is no summary, so ``due_ms`` is its idle time, taken without the call)."""
+        EVENTS.file(wallet, self._wheel)
 
     def _advance(self, ts: int) -> None:
         if ts > self.watermark_ms:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from processors._native import OrderReader
+from processors._native import OrderReader, TransferReader
 from processors.money import default_rates, order_ref_minor
 from processors.timeutil import to_ms
 
@@ -60,13 +60,15 @@ def read_order(p: Mapping[str, Any], ts: int | None = None) -> Order:
     return _read(p, ts)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # to_ms's epoch
+
 # every purchase a worker or a replay reads goes through here
 _read = OrderReader(
     order=Order,
     order_fields=Order._fields,
     datetime=datetime,
     utc=UTC,
-    epoch=datetime(1970, 1, 1, tzinfo=UTC),  # to_ms's epoch
+    epoch=_EPOCH,
     to_ms=to_ms,
     default_rates=default_rates,
     order_ref_minor=order_ref_minor,
@@ -83,14 +85,24 @@ class Transfer(NamedTuple):
 
 
 def read_transfer(t: Mapping[str, Any]) -> Transfer:
-    """The fields of chain transfer ``t`` every reader needs, converted once."""
-    ts = to_ms(t["block_time"])
-    assert ts is not None
-    token = t["token_id"]
-    return Transfer(ts, t["to_address"].lower(), t["from_address"].lower(),
-                    f"{t['tx_hash']}:{t['log_index']}:{token}", token_key(t["contract"], token),
-                    t["kind"])
+    """The fields of chain transfer ``t`` every reader needs, converted once: ``to_ms`` of
+    ``block_time`` (asserted not None), ``to_address`` and ``from_address`` lower-cased, the
+    record id ``f"{tx_hash}:{log_index}:{token_id}"``, the token key (``token_key``) and the
+    kind, the fields read in this order. Native code reads it (``TRANSFER_READER``,
+    ``processors/native/src/events.rs``), a UTC datetime converted natively as for an order."""
+    return TRANSFER_READER.read(t)
 
 
 def token_key(contract: str, token_id: str) -> str:
     return f"{contract.lower()}:{token_id}"
+
+
+# every transfer a worker, a replay or the engine reads goes through here
+TRANSFER_READER = TransferReader(
+    transfer=Transfer,
+    transfer_fields=Transfer._fields,
+    datetime=datetime,
+    utc=UTC,
+    epoch=_EPOCH,
+    to_ms=to_ms,
+)

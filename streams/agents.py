@@ -21,7 +21,7 @@ import logging
 import os
 
 from infra import topics as registry
-from processors.features import apply_auth, apply_transfer
+from processors.features import ZERO_ADDRESS, apply_auth, apply_transfer
 from processors.state import WalletState
 from streams import metrics, scoring, tables, topics
 from streams.app import app
@@ -31,7 +31,6 @@ from streams.outputs import OutputError
 from streams.tables import wallet_to_state
 
 log = logging.getLogger(__name__)
-ZERO_ADDRESS = "0x" + "0" * 40
 FAULT_EXIT = 75  # exit status of the injected fault (SENTINEL_FAIL_AFTER_DECIDED_BATCHES)
 
 

@@ -43,6 +43,7 @@ use std::sync::Arc;
 mod columns;
 mod order;
 mod decide;
+mod events;
 mod geo;
 mod trees;
 mod updates;
@@ -1087,6 +1088,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wallet::WalletFeatures>()?;
     m.add_class::<updates::WalletUpdates>()?;
     m.add_class::<order::OrderReader>()?;
+    m.add_class::<events::TransferReader>()?;
+    m.add_class::<events::EventAdmission>()?;
+    m.add_class::<events::ExpiryWheel>()?;
     decide::register(m)?;
     columns::register(m)?;
     m.add_class::<trees::Forest>()?;

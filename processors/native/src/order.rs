@@ -37,10 +37,7 @@ const DAY_MS: i64 = 86_400_000;
 #[pyclass(module = "processors._native", frozen)]
 pub struct OrderReader {
     order: Py<PyType>,           // processors.records.Order
-    datetime: Py<PyType>,        // datetime.datetime: converted here when in `utc`
-    utc: PyObject,               // datetime.timezone.utc
-    epoch: PyObject,             // processors.timeutil._EPOCH: 1970-01-01 in `utc`
-    to_ms: PyObject,             // processors.timeutil.to_ms: every other timestamp
+    clock: Clock,                // the timestamps
     default_rates: PyObject,     // processors.money.default_rates: its table holds the memo
     order_ref_minor: PyObject,   // processors.money.order_ref_minor: what the memo lacks
     tuple_new: ffi::newfunc,     // tuple's tp_new, which `tuple.__new__(cls, values)` calls
@@ -64,7 +61,7 @@ impl OrderReader {
             return Err(PyValueError::new_err(format!(
                 "Order fields {order_fields:?}: the native reader expects {ORDER_FIELDS:?}")));
         }
-        Ok(OrderReader { order: order.unbind(), datetime: datetime.unbind(), utc, epoch, to_ms,
+        Ok(OrderReader { order: order.unbind(), clock: Clock::new(datetime, utc, epoch, to_ms),
                          default_rates, order_ref_minor, tuple_new: tuple_new()? })
     }
 
@@ -77,19 +74,13 @@ impl OrderReader {
         let r = Record::new(p);
         let ts = match ts {
             Some(ts) => ts,
-            None => {
-                let ts = self.ms(&r.item(intern!(py, "occurred_at"))?)?;
-                if ts.is_none() {
-                    return Err(PyAssertionError::new_err(()));  // `assert ts is not None`
-                }
-                ts
-            }
+            None => self.clock.required_ms(&r.item(intern!(py, "occurred_at"))?)?,
         };
         let unit_price = int(&r.item(intern!(py, "unit_price_minor"))?)?;
         let currency = r.get(intern!(py, "currency"))?;
         let quantity = int(&r.item(intern!(py, "quantity"))?)?;
         let geo = r.get(intern!(py, "geo"))?;
-        let ingested = self.ms(&r.get(intern!(py, "ingested_at"))?)?;
+        let ingested = self.clock.ms(&r.get(intern!(py, "ingested_at"))?)?;
         let purchase_id = r.item(intern!(py, "purchase_id"))?;
         let wallet = r.item(intern!(py, "wallet"))?;
         let show_id = r.item(intern!(py, "show_id"))?;
@@ -108,8 +99,8 @@ impl OrderReader {
         } else {
             (none.clone(), none.clone(), none)
         };
-        let sale_opens = self.ms(&r.get(intern!(py, "sale_opens_at"))?)?;
-        let account_created = self.ms(&r.get(intern!(py, "account_created_at"))?)?;
+        let sale_opens = self.clock.ms(&r.get(intern!(py, "sale_opens_at"))?)?;
+        let account_created = self.clock.ms(&r.get(intern!(py, "account_created_at"))?)?;
         let mfa = r.get(intern!(py, "mfa_enabled"))?;
         let phone = r.get(intern!(py, "phone_verified"))?;
         let email = r.get(intern!(py, "email_verified"))?;
@@ -119,15 +110,22 @@ impl OrderReader {
             pyo3::types::PyBool::new(py, has_geo).to_owned().into_any(), lat, lon, country,
             sale_opens, account_created, mfa, phone, email,
         ])?;
-        let args = PyTuple::new(py, [values])?;
-        // SAFETY: tuple's tp_new with a subclass of tuple (checked when built), a tuple of args
-        // and no keywords, as `tuple.__new__(cls, values)` calls it; a new reference or NULL
-        // with an exception set.
-        unsafe {
-            let made = (self.tuple_new)(self.order.as_ptr().cast(), args.as_ptr(),
-                                        std::ptr::null_mut());
-            Bound::from_owned_ptr_or_err(py, made)
-        }
+        new_tuple(self.tuple_new, self.order.bind(py), values)
+    }
+}
+
+/// An instance of `cls`, a subclass of tuple (a NamedTuple class, checked by the caller),
+/// holding `values`: `tuple.__new__(cls, values)`, what a NamedTuple's `_make` does.
+pub(crate) fn new_tuple<'py>(tuple_new: ffi::newfunc, cls: &Bound<'py, PyType>,
+                             values: Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    let args = PyTuple::new(py, [values])?;
+    // SAFETY: tuple's tp_new with a subclass of tuple (checked by the caller), a tuple of args
+    // and no keywords, as `tuple.__new__(cls, values)` calls it; a new reference or NULL with
+    // an exception set.
+    unsafe {
+        let made = tuple_new(cls.as_ptr().cast(), args.as_ptr(), std::ptr::null_mut());
+        Bound::from_owned_ptr_or_err(py, made)
     }
 }
 
@@ -148,9 +146,23 @@ pub(crate) fn utc_ms<'py>(value: &Bound<'py, PyAny>, datetime: &Bound<'py, PyTyp
             + field(intern!(py, "microseconds"))? / 1000))
 }
 
-impl OrderReader {
+/// What `processors.timeutil.to_ms` converts with: a UTC datetime converted here
+/// (`utc_ms`), anything else by `to_ms` itself.
+pub(crate) struct Clock {
+    datetime: Py<PyType>, // datetime.datetime: converted here when in `utc`
+    utc: PyObject,        // datetime.timezone.utc
+    epoch: PyObject,      // processors.timeutil._EPOCH: 1970-01-01 in `utc`
+    to_ms: PyObject,      // processors.timeutil.to_ms: every other timestamp
+}
+
+impl Clock {
+    pub(crate) fn new(datetime: Bound<'_, PyType>, utc: PyObject, epoch: PyObject,
+                      to_ms: PyObject) -> Self {
+        Clock { datetime: datetime.unbind(), utc, epoch, to_ms }
+    }
+
     /// `processors.timeutil.to_ms(value)`: a datetime in UTC and None here, the rest by it.
-    fn ms<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn ms<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = value.py();
         if value.is_none() {
             return Ok(value.clone());
@@ -160,6 +172,18 @@ impl OrderReader {
             None => self.to_ms.bind(py).call1((value,)),
         }
     }
+
+    /// `to_ms(value)` followed by `assert ts is not None`.
+    pub(crate) fn required_ms<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let ts = self.ms(value)?;
+        if ts.is_none() {
+            return Err(PyAssertionError::new_err(()));
+        }
+        Ok(ts)
+    }
+}
+
+impl OrderReader {
 
     /// `processors.money.order_ref_minor(unit_price, quantity, currency)`: (amount, unit).
     fn ref_minor<'py>(&self, unit_price: &Bound<'py, PyAny>, quantity: &Bound<'py, PyAny>,
@@ -178,19 +202,19 @@ impl OrderReader {
 
 /// A record read as `read_order` reads it: `p[name]` and `p.get(name)`, straight from the
 /// dict when it is one (the decoder's), through the mapping's own methods otherwise.
-struct Record<'a, 'py> {
+pub(crate) struct Record<'a, 'py> {
     p: &'a Bound<'py, PyAny>,
     dict: Option<&'a Bound<'py, PyDict>>, // an exact dict: no `__missing__`, no `get` override
 }
 
 impl<'a, 'py> Record<'a, 'py> {
-    fn new(p: &'a Bound<'py, PyAny>) -> Self {
+    pub(crate) fn new(p: &'a Bound<'py, PyAny>) -> Self {
         let dict = if p.is_exact_instance_of::<PyDict>() { p.downcast::<PyDict>().ok() } else { None };
         Record { p, dict }
     }
 
     /// `p[name]`.
-    fn item(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn item(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
         match self.dict {
             Some(d) => d.get_item(name)?.ok_or_else(|| PyKeyError::new_err(name.clone().unbind())),
             None => self.p.get_item(name),
@@ -198,7 +222,7 @@ impl<'a, 'py> Record<'a, 'py> {
     }
 
     /// `p.get(name)`.
-    fn get(&self, name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn get(&self, name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         match self.dict {
             Some(d) => Ok(d.get_item(name)?.unwrap_or_else(|| self.p.py().None().into_bound(self.p.py()))),
             None => self.p.call_method1(intern!(self.p.py(), "get"), (name,)),
@@ -215,7 +239,7 @@ fn int<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
 }
 
 /// tuple's `tp_new` slot.
-fn tuple_new() -> PyResult<ffi::newfunc> {
+pub(crate) fn tuple_new() -> PyResult<ffi::newfunc> {
     // SAFETY: PyType_GetSlot of a static type (allowed from 3.10) gives the slot or NULL.
     let slot = unsafe { ffi::PyType_GetSlot(std::ptr::addr_of_mut!(ffi::PyTuple_Type), ffi::Py_tp_new) };
     if slot.is_null() {

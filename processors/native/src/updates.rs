@@ -33,7 +33,7 @@ use crate::wallet::{bisect_right, opt_ts, order, row_ts, text, ts_of, GEO_POINT_
                     ORDER_FIELDS, PURCHASE_FACT_FIELDS, RESALE_FACT_FIELDS};
 
 const HOLDING_FIELDS: [&str; 2] = ["acquired_ms", "price_minor"];
-const TRANSFER_FIELDS: [&str; 6] = ["ts", "receiver", "sender", "record_id", "key", "kind"];
+pub(crate) const TRANSFER_FIELDS: [&str; 6] = ["ts", "receiver", "sender", "record_id", "key", "kind"];
 
 /// Positions in `processors.records.Transfer`.
 mod transfer {
@@ -235,7 +235,7 @@ impl WalletUpdates {
     /// the failed logins in the `login_window_ms` before it counted; a password or email
     /// change keeps the latest time; a geo point is kept whatever the kind. Nothing changes
     /// for a redelivery.
-    fn apply_auth(&self, event: &Bound<'_, PyAny>, ts: &Bound<'_, PyAny>,
+    pub(crate) fn apply_auth(&self, event: &Bound<'_, PyAny>, ts: &Bound<'_, PyAny>,
                   wallet: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = event.py();
         let lim = &self.lim;
@@ -281,7 +281,7 @@ impl WalletUpdates {
     /// `processors.apply.apply_read_transfer`: chain transfer `t` (a `Transfer`, admitted)
     /// on the side(s) of it that `wallet` is on, by `wallet.address` (a self-transfer is
     /// received, then sent). Nothing changes for a redelivery.
-    fn apply_transfer(&self, t: &Bound<'_, PyTuple>, wallet: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn apply_transfer(&self, t: &Bound<'_, PyTuple>, wallet: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = t.py();
         if !self.first_time(wallet, &t.get_item(transfer::RECORD_ID)?)? {
             return Ok(());

@@ -1,0 +1,73 @@
+"""Admitting and applying auth events and chain transfers as Python did it before it moved to
+native code (``processors/native/src/events.rs``, ``EventAdmission``, ``TransferReader`` and
+``ExpiryWheel``): a frozen copy of ``processors/apply.py``'s ``check_lateness``,
+``apply_auth`` and ``apply_transfer``, and of ``processors/expiry.py``'s ``ExpiryWheel``, as
+of commit 810f2fd. Do not change it: it is what ``tests/unit/test_native_events.py`` holds the
+native code to. The applies themselves are ``processors.apply``'s (``apply_auth_at``,
+``apply_read_transfer``), which ``tests/unit/test_native_wallet_updates.py`` holds to theirs;
+``read_transfer`` is ``tests/support/engine_reference.py``'s.
+"""
+
+from __future__ import annotations
+
+from processors.apply import (
+    DEFAULT_CONFIG,
+    FeatureConfig,
+    LateEventError,
+    Record,
+    apply_auth_at,
+    apply_read_transfer,
+)
+from processors.expiry import WALLET_IDLE_MS, deleted_by
+from processors.state import WalletState
+from processors.timeutil import HOUR_MS, to_ms
+from tests.support.engine_reference import read_transfer
+
+
+def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int) -> None:
+    idle = wallet.watermark_ms and ts_ms - wallet.watermark_ms >= WALLET_IDLE_MS
+    if idle and deleted_by(wallet, ts_ms):  # only an idle wallet can be deleted
+        wallet.forget()
+    mark = wallet.marks.get(kind, 0)
+    if mark and ts_ms < mark - lateness_ms:
+        raise LateEventError(kind, wallet.address, ts_ms, mark, lateness_ms)
+
+
+def apply_auth(event: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
+    ts = to_ms(event["occurred_at"])
+    assert ts is not None
+    wallet.address = wallet.address or (event.get("wallet") or "")
+    check_lateness("auth", ts, wallet, config.allowed_lateness_ms)
+    apply_auth_at(event, ts, wallet)
+
+
+def apply_transfer(
+    transfer: Record, wallet: WalletState, config: FeatureConfig = DEFAULT_CONFIG
+) -> None:
+    t = read_transfer(transfer)
+    wallet.address = wallet.address or t.receiver
+    check_lateness("transfer", t.ts, wallet, config.chain_lateness_ms)
+    apply_read_transfer(t, wallet)
+
+
+class ExpiryWheel:
+    def __init__(self, bucket_ms: int = HOUR_MS) -> None:
+        self.bucket_ms = bucket_ms
+        self.buckets: dict[int, set] = {}
+
+    def file(self, key, due: int | None) -> None:
+        if due is not None:
+            bucket = self.buckets.get(due // self.bucket_ms)
+            if bucket is None:
+                bucket = self.buckets[due // self.bucket_ms] = set()
+            bucket.add(key)
+
+    def pop_due(self, now_ms: int) -> list:
+        ready = sorted(b for b in self.buckets if (b + 1) * self.bucket_ms <= now_ms + 1)
+        keys: list = []
+        for b in ready:
+            keys.extend(self.buckets.pop(b))
+        return keys
+
+    def __len__(self) -> int:
+        return sum(map(len, self.buckets.values()))
