@@ -17,7 +17,7 @@ from typing import Any
 
 from processors._native import EventAdmission
 from processors.entity_state import EntityStore
-from processors.expiry import WALLET_IDLE_MS, deleted_by, due_ms
+from processors.expiry import RULES, deleted_by
 from processors.records import TRANSFER_READER, Order, Transfer, read_order
 from processors.state import SLACK_MS, WALLET_UPDATES, WalletState
 from processors.timeutil import HOUR_MS, MINUTE_MS
@@ -72,9 +72,8 @@ class LateEventError(ValueError):
 # FeatureEngine's auth_into / transfer_into (its dict of wallets and expiry wheel) share the
 # reading, the lateness check and the applies.
 EVENTS = EventAdmission(
-    updates=WALLET_UPDATES, reader=TRANSFER_READER, late_error=LateEventError,
-    deleted_by=deleted_by, due_ms=due_ms, wallet_state=WalletState,
-    wallet_idle_ms=WALLET_IDLE_MS, zero_address=ZERO_ADDRESS,
+    updates=WALLET_UPDATES, reader=TRANSFER_READER, late_error=LateEventError, rules=RULES,
+    deleted_by=deleted_by, wallet_state=WalletState, zero_address=ZERO_ADDRESS,
 )  # fmt: skip
 
 # check_lateness(kind, ts_ms, wallet, lateness_ms): admit an event at ``ts_ms`` to ``wallet``,

@@ -42,10 +42,23 @@ SWEEP_EVERY_MS = HOUR_MS
 SUMMARY_APPLIED_CAP = 8  # record ids a summary keeps, to recognise a redelivery
 
 
-def is_summary(wallet: WalletState) -> bool:
-    """Nothing left that summarising would drop (rings empty, few record ids)."""
-    return not (wallet.purchases or wallet.geo_points or wallet.failed_logins
-                or wallet.mfa_failures or len(wallet.applied) > SUMMARY_APPLIED_CAP)  # fmt: skip
+# The rules every event and sweep ask, in native code (processors/native/src/events.rs), where
+# the engine files a wallet without a Python call:
+# - is_summary(wallet): nothing left that summarising would drop (rings empty, no more than
+#   SUMMARY_APPLIED_CAP record ids);
+# - worth_keeping(summary): it bought, holds, has token history (mints, sent, resales, wash
+#   cycles), devices or a fraud mark;
+# - due_ms(wallet): the event time from which ``expire`` may next change ``wallet`` (None:
+#   never): none without a watermark; its idle time (watermark + WALLET_IDLE_MS) unless it is a
+#   summary worth keeping; then the later of that and its latest resale or wash cycle plus
+#   TOKEN_IDLE_MS (None without either).
+RULES = _native.ExpiryRules(
+    wallet_idle_ms=WALLET_IDLE_MS, token_idle_ms=TOKEN_IDLE_MS,
+    summary_applied_cap=SUMMARY_APPLIED_CAP,
+)  # fmt: skip
+is_summary = RULES.is_summary
+worth_keeping = RULES.worth_keeping
+due_ms = RULES.due_ms
 
 
 def summarise(wallet: WalletState, now_ms: int) -> WalletState | None:
@@ -64,12 +77,6 @@ def summarise(wallet: WalletState, now_ms: int) -> WalletState | None:
         applied=wallet.applied[-SUMMARY_APPLIED_CAP:], fraud_marks=list(wallet.fraud_marks),
     )  # fmt: skip
     return summary if worth_keeping(summary) else None
-
-
-def worth_keeping(summary: WalletState) -> bool:
-    return bool(summary.purchases_total or summary.holdings or summary.fraud_marks
-                or summary.devices or summary.mints or summary.sent or summary.resales
-                or summary.wash_cycles)  # fmt: skip
 
 
 _UNCHANGED = object()
@@ -97,17 +104,6 @@ def expire(items: Iterable[tuple[K, WalletState]], now_ms: int
 def deleted_by(wallet: WalletState, ts_ms: int) -> bool:
     """True when expiry deletes ``wallet`` by event time ``ts_ms`` (swept or not yet)."""
     return _expire_one(wallet, ts_ms) is None
-
-
-def due_ms(wallet: WalletState) -> int | None:
-    """The event time from which ``expire`` may next change ``wallet`` (None: never)."""
-    if not wallet.watermark_ms:
-        return None
-    idle = wallet.watermark_ms + WALLET_IDLE_MS
-    if not is_summary(wallet) or not worth_keeping(wallet):
-        return idle
-    latest = max([r.ts_ms for r in wallet.resales] + wallet.wash_cycles, default=None)
-    return None if latest is None else max(latest + TOKEN_IDLE_MS, idle)
 
 
 class ExpiryWheel(_native.ExpiryWheel):

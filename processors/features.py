@@ -143,8 +143,7 @@ class FeatureEngine:
             self._advance(ts)
 
     def _filed(self, wallet: WalletState) -> None:
-        """File ``wallet`` in the wheel by its ``due_ms`` (``EVENTS.file``: a wallet with rows
-        in a ring is no summary, so ``due_ms`` is its idle time, taken without the call)."""
+        """File ``wallet`` in the wheel by its ``due_ms`` (``EVENTS.file``, natively)."""
         EVENTS.file(wallet, self._wheel)
 
     def _advance(self, ts: int) -> None:

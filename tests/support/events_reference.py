@@ -1,8 +1,8 @@
 """Admitting and applying auth events and chain transfers as Python did it before it moved to
 native code (``processors/native/src/events.rs``, ``EventAdmission``, ``TransferReader`` and
 ``ExpiryWheel``): a frozen copy of ``processors/apply.py``'s ``check_lateness``,
-``apply_auth`` and ``apply_transfer``, and of ``processors/expiry.py``'s ``ExpiryWheel``, as
-of commit 810f2fd. Do not change it: it is what ``tests/unit/test_native_events.py`` holds the
+``apply_auth`` and ``apply_transfer``, and of ``processors/expiry.py``'s ``is_summary``,
+``worth_keeping``, ``due_ms`` and ``ExpiryWheel``, as of commit 810f2fd. Do not change it: it is what ``tests/unit/test_native_events.py`` holds the
 native code to. The applies themselves are ``processors.apply``'s (``apply_auth_at``,
 ``apply_read_transfer``), which ``tests/unit/test_native_wallet_updates.py`` holds to theirs;
 ``read_transfer`` is ``tests/support/engine_reference.py``'s.
@@ -18,7 +18,12 @@ from processors.apply import (
     apply_auth_at,
     apply_read_transfer,
 )
-from processors.expiry import WALLET_IDLE_MS, deleted_by
+from processors.expiry import (
+    SUMMARY_APPLIED_CAP,
+    TOKEN_IDLE_MS,
+    WALLET_IDLE_MS,
+    deleted_by,
+)
 from processors.state import WalletState
 from processors.timeutil import HOUR_MS, to_ms
 from tests.support.engine_reference import read_transfer
@@ -48,6 +53,39 @@ def apply_transfer(
     wallet.address = wallet.address or t.receiver
     check_lateness("transfer", t.ts, wallet, config.chain_lateness_ms)
     apply_read_transfer(t, wallet)
+
+
+def is_summary(wallet: WalletState) -> bool:
+    return not (
+        wallet.purchases
+        or wallet.geo_points
+        or wallet.failed_logins
+        or wallet.mfa_failures
+        or len(wallet.applied) > SUMMARY_APPLIED_CAP
+    )
+
+
+def worth_keeping(summary: WalletState) -> bool:
+    return bool(
+        summary.purchases_total
+        or summary.holdings
+        or summary.fraud_marks
+        or summary.devices
+        or summary.mints
+        or summary.sent
+        or summary.resales
+        or summary.wash_cycles
+    )
+
+
+def due_ms(wallet: WalletState) -> int | None:
+    if not wallet.watermark_ms:
+        return None
+    idle = wallet.watermark_ms + WALLET_IDLE_MS
+    if not is_summary(wallet) or not worth_keeping(wallet):
+        return idle
+    latest = max([r.ts_ms for r in wallet.resales] + wallet.wash_cycles, default=None)
+    return None if latest is None else max(latest + TOKEN_IDLE_MS, idle)
 
 
 class ExpiryWheel:

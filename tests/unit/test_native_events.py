@@ -18,10 +18,17 @@ import pytest
 
 from models.simulator import SimConfig, simulate
 from processors.apply import LateEventError, apply_auth, apply_transfer, check_lateness
-from processors.expiry import WALLET_IDLE_MS, ExpiryWheel
+from processors.expiry import (
+    WALLET_IDLE_MS,
+    ExpiryWheel,
+    due_ms,
+    is_summary,
+    summarise,
+    worth_keeping,
+)
 from processors.features import FeatureEngine
 from processors.records import read_transfer
-from processors.state import WalletState
+from processors.state import ResaleFact, WalletState
 from processors.timeutil import HOUR_MS, MINUTE_MS
 from tests.support import engine_reference, events_reference
 from tests.support.engine_reference import ReferenceEngine
@@ -44,7 +51,8 @@ def _outcome_of(call) -> tuple:
             else None
         )
         return type(exc), str(exc), late
-    return "ok", result, type(result), [type(v) for v in result or ()]
+    fields = list(result) if isinstance(result, tuple) else []
+    return "ok", result, type(result), [type(v) for v in fields]
 
 
 def _same(native, python, *args) -> tuple:
@@ -195,8 +203,9 @@ def test_the_live_applies_leave_the_states_they_left():
 
 
 def _python_events_engine(monkeypatch: pytest.MonkeyPatch) -> FeatureEngine:
-    """The frozen engine glue with the Python check and wheel."""
+    """The frozen engine glue with the Python check, due time and wheel."""
     monkeypatch.setattr(engine_reference, "check_lateness", events_reference.check_lateness)
+    monkeypatch.setattr(engine_reference, "due_ms", events_reference.due_ms)
     engine = ReferenceEngine()
     engine._wheel = events_reference.ExpiryWheel()  # type: ignore[assignment]
     return engine
@@ -225,6 +234,39 @@ def test_the_engine_steps_as_with_the_python_admission(monkeypatch: pytest.Monke
             if events is edge or i % 997 == 0:
                 assert _state(new) == _state(old), i
         assert _state(new) == _state(old)
+
+
+def test_the_expiry_rules_answer_as_before():
+    """``is_summary``, ``worth_keeping`` and ``due_ms`` of every wallet of two simulated weeks,
+    of their summaries at a later time, and of hand-built ones."""
+    engine = FeatureEngine()
+    for kind, record in simulate(SimConfig(seed=6, days=14, n_users=300)):
+        if kind != "label":
+            _outcome_of(lambda k=kind, r=record: engine.process_row(k, r))
+    wallets = list(engine.wallets.values())
+    later = engine.watermark_ms + WALLET_IDLE_MS
+    wallets += [s for w in wallets if (s := summarise(w, later)) is not None]
+    t = int(T0.timestamp() * 1000)
+    wallets += [
+        WalletState(),
+        WalletState(watermark_ms=t),
+        WalletState(watermark_ms=t, applied=["a"] * 9),
+        WalletState(watermark_ms=t, applied=["a"] * 8, wash_cycles=[t - 5, t + 3]),
+        WalletState(watermark_ms=t, resales=[ResaleFact(t + 9, 1, -1), ResaleFact(t - 1, 2, 3)]),
+        WalletState(watermark_ms=t, purchases_total=1),
+        WalletState(watermark_ms=t, sent={"k": 1}),
+        WalletState(watermark_ms=t, failed_logins=[t], wash_cycles=[t]),
+    ]
+    answers = set()
+    for wallet in wallets:
+        for native, python in (
+            (is_summary, events_reference.is_summary),
+            (worth_keeping, events_reference.worth_keeping),
+            (due_ms, events_reference.due_ms),
+        ):
+            answers.add((python.__name__, _same(native, python, wallet)[1]))
+    assert {a for name, a in answers if name != "due_ms"} == {True, False}
+    assert ("due_ms", None) in answers and len(answers) > 100
 
 
 def test_the_wheel_files_and_pops_as_before():

@@ -29,7 +29,83 @@ use pyo3::types::{PyDict, PyInt, PyList, PySet, PyString, PyTuple, PyType};
 
 use crate::order::{new_tuple, tuple_new, Clock, Record};
 use crate::updates::{WalletUpdates, TRANSFER_FIELDS};
-use crate::wallet::ts_of;
+use crate::wallet::{row_ts, ts_of};
+
+/// The rules of whole-wallet expiry every event asks (`processors.expiry`'s `is_summary`,
+/// `worth_keeping` and `due_ms`; its `WALLET_IDLE_MS`, `TOKEN_IDLE_MS` and
+/// `SUMMARY_APPLIED_CAP`). Truth is Python's: each field as `bool` takes it.
+#[pyclass(module = "processors._native", frozen)]
+pub struct ExpiryRules {
+    wallet_idle_ms: i128,
+    token_idle_ms: i128,
+    summary_applied_cap: usize,
+}
+
+#[pymethods]
+impl ExpiryRules {
+    #[new]
+    #[pyo3(signature = (*, wallet_idle_ms, token_idle_ms, summary_applied_cap))]
+    fn new(wallet_idle_ms: i64, token_idle_ms: i64, summary_applied_cap: usize) -> Self {
+        ExpiryRules { wallet_idle_ms: i128::from(wallet_idle_ms),
+                      token_idle_ms: i128::from(token_idle_ms), summary_applied_cap }
+    }
+
+    /// `is_summary`: nothing left that summarising would drop (the rings empty, no more than
+    /// `summary_applied_cap` record ids).
+    fn is_summary(&self, wallet: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = wallet.py();
+        for ring in [intern!(py, "purchases"), intern!(py, "geo_points"),
+                     intern!(py, "failed_logins"), intern!(py, "mfa_failures")] {
+            if wallet.getattr(ring)?.is_truthy()? {
+                return Ok(false);
+            }
+        }
+        Ok(wallet.getattr(intern!(py, "applied"))?.len()? <= self.summary_applied_cap)
+    }
+
+    /// `worth_keeping`: a summary that bought, holds, has token history or a fraud mark.
+    fn worth_keeping(&self, summary: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = summary.py();
+        for name in [intern!(py, "purchases_total"), intern!(py, "holdings"),
+                     intern!(py, "fraud_marks"), intern!(py, "devices"), intern!(py, "mints"),
+                     intern!(py, "sent"), intern!(py, "resales"), intern!(py, "wash_cycles")] {
+            if summary.getattr(name)?.is_truthy()? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `due_ms`: the event time from which `expire` may next change `wallet` (None: never):
+    /// none without a watermark; its idle time (`watermark_ms + wallet_idle_ms`) unless it is a
+    /// summary worth keeping; then the later of that and its latest resale or wash cycle plus
+    /// `token_idle_ms` (None without either).
+    fn due_ms(&self, wallet: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+        self.due(wallet)?.map(i64::try_from).transpose().map_err(Into::into)
+    }
+}
+
+impl ExpiryRules {
+    fn due(&self, wallet: &Bound<'_, PyAny>) -> PyResult<Option<i128>> {
+        let py = wallet.py();
+        let watermark = ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?;
+        if watermark == 0 {
+            return Ok(None);
+        }
+        let idle = watermark + self.wallet_idle_ms;
+        if !self.is_summary(wallet)? || !self.worth_keeping(wallet)? {
+            return Ok(Some(idle));
+        }
+        let mut latest: Option<i128> = None;
+        for resale in wallet.getattr(intern!(py, "resales"))?.try_iter()? {
+            latest = latest.max(Some(row_ts(&resale?)?));
+        }
+        for ts in wallet.getattr(intern!(py, "wash_cycles"))?.try_iter()? {
+            latest = latest.max(Some(ts_of(&ts?)?));
+        }
+        Ok(latest.map(|at| (at + self.token_idle_ms).max(idle)))
+    }
+}
 
 /// Keys filed by the bucket (event time) from which they may next expire
 /// (`processors.expiry.ExpiryWheel`): a dict of bucket number to the set of keys filed in it.
@@ -218,40 +294,37 @@ pub struct EventAdmission {
     updates: Py<WalletUpdates>,     // processors.state.WALLET_UPDATES
     reader: Py<TransferReader>,     // processors.records.read_transfer's
     late_error: Py<PyType>,         // processors.apply.LateEventError
+    rules: Py<ExpiryRules>,         // processors.expiry.RULES
     deleted_by: PyObject,           // processors.expiry.deleted_by
-    due_ms: PyObject,               // processors.expiry.due_ms
     wallet_state: Py<PyType>,       // processors.state.WalletState: a new wallet
-    wallet_idle_ms: i128,           // processors.expiry.WALLET_IDLE_MS
     zero_address: Py<PyString>,     // a mint's sender, a burn's receiver
 }
 
 #[pymethods]
 impl EventAdmission {
     #[new]
-    #[pyo3(signature = (*, updates, reader, late_error, deleted_by, due_ms, wallet_state,
-                        wallet_idle_ms, zero_address))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (*, updates, reader, late_error, rules, deleted_by, wallet_state,
+                        zero_address))]
     fn new(updates: Py<WalletUpdates>, reader: Py<TransferReader>, late_error: Bound<'_, PyType>,
-           deleted_by: PyObject, due_ms: PyObject, wallet_state: Bound<'_, PyType>,
-           wallet_idle_ms: i64, zero_address: Bound<'_, PyString>) -> Self {
+           rules: Py<ExpiryRules>, deleted_by: PyObject, wallet_state: Bound<'_, PyType>,
+           zero_address: Bound<'_, PyString>) -> Self {
         EventAdmission {
-            updates, reader, late_error: late_error.unbind(), deleted_by, due_ms,
-            wallet_state: wallet_state.unbind(), wallet_idle_ms: i128::from(wallet_idle_ms),
-            zero_address: zero_address.unbind(),
+            updates, reader, late_error: late_error.unbind(), rules, deleted_by,
+            wallet_state: wallet_state.unbind(), zero_address: zero_address.unbind(),
         }
     }
 
     /// `processors.apply.check_lateness`: admit an event of stream `kind` at `ts_ms` to
     /// `wallet`, or raise `LateEventError(kind, wallet.address, ts_ms, mark, lateness_ms)` when
     /// it is more than `lateness_ms` behind the stream's mark. First, a wallet idle for
-    /// `wallet_idle_ms` that `deleted_by(wallet, ts_ms)` says expiry deletes is forgotten.
+    /// `WALLET_IDLE_MS` that `deleted_by(wallet, ts_ms)` says expiry deletes is forgotten.
     pub(crate) fn check_lateness(&self, kind: &Bound<'_, PyString>, ts_ms: &Bound<'_, PyAny>,
                                  wallet: &Bound<'_, PyAny>, lateness_ms: &Bound<'_, PyAny>)
                                  -> PyResult<()> {
         let py = wallet.py();
         let ts = ts_of(ts_ms)?;
         let watermark = ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?;
-        if watermark != 0 && ts - watermark >= self.wallet_idle_ms
+        if watermark != 0 && ts - watermark >= self.rules.get().wallet_idle_ms
             && self.deleted_by.bind(py).call1((wallet, ts_ms))?.is_truthy()?
         {
             wallet.call_method0(intern!(py, "forget"))?;
@@ -340,26 +413,13 @@ impl EventAdmission {
         t.get_item(0)
     }
 
-    /// `FeatureEngine._filed`: file `wallet` in `wheel` by its `due_ms`. A wallet with rows
-    /// in a ring (nearly every one just updated) is no summary, so its due time is its idle
-    /// time: taken here without the call; the others ask `due_ms`.
+    /// `FeatureEngine._filed`: file `wallet` in `wheel` by its `due_ms`.
     fn file(&self, wallet: &Bound<'_, PyAny>, wheel: &Bound<'_, ExpiryWheel>) -> PyResult<()> {
         let py = wallet.py();
-        let address = wallet.getattr(intern!(py, "address"))?;
-        let mark = ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?;
-        if mark != 0 {
-            for ring in [intern!(py, "purchases"), intern!(py, "geo_points"),
-                         intern!(py, "failed_logins"), intern!(py, "mfa_failures")] {
-                if !wallet.getattr(ring)?.downcast_into::<PyList>()?.is_empty() {
-                    return wheel.get().file_at(&address, mark + self.wallet_idle_ms);
-                }
-            }
+        match self.rules.get().due(wallet)? {
+            Some(due) => wheel.get().file_at(&wallet.getattr(intern!(py, "address"))?, due),
+            None => Ok(()),
         }
-        let due = self.due_ms.bind(py).call1((wallet,))?;
-        if due.is_none() {
-            return Ok(());
-        }
-        wheel.get().file_at(&address, ts_of(&due)?)
     }
 }
 

@@ -1091,6 +1091,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::TransferReader>()?;
     m.add_class::<events::EventAdmission>()?;
     m.add_class::<events::ExpiryWheel>()?;
+    m.add_class::<events::ExpiryRules>()?;
     decide::register(m)?;
     columns::register(m)?;
     m.add_class::<trees::Forest>()?;
