@@ -102,10 +102,9 @@ class FeatureEngine:
         return None
 
     def _wallet(self, address: str) -> WalletState:
-        wallet = self.wallets.get(address)
-        if wallet is None:
-            wallet = self.wallets[address] = WalletState(address=address)
-        return wallet
+        """The state of ``address``, a new one when it has none (``EVENTS.wallet_in``, as the
+        auth events' and transfers' own steps take theirs)."""
+        return EVENTS.wallet_in(self.wallets, address)
 
     def _purchase(self, p: Record) -> tuple[float, ...]:
         o = read_order(p)

@@ -60,19 +60,16 @@ def read_order(p: Mapping[str, Any], ts: int | None = None) -> Order:
     return _read(p, ts)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # to_ms's epoch
+# what both native readers convert a timestamp with: a datetime in UTC natively, by to_ms's
+# own steps from its epoch; anything else by to_ms
+_CLOCK: dict[str, Any] = {"datetime": datetime, "utc": UTC,
+                          "epoch": datetime(1970, 1, 1, tzinfo=UTC), "to_ms": to_ms}  # fmt: skip
 
 # every purchase a worker or a replay reads goes through here
 _read = OrderReader(
-    order=Order,
-    order_fields=Order._fields,
-    datetime=datetime,
-    utc=UTC,
-    epoch=_EPOCH,
-    to_ms=to_ms,
-    default_rates=default_rates,
-    order_ref_minor=order_ref_minor,
-).read
+    order=Order, order_fields=Order._fields, default_rates=default_rates,
+    order_ref_minor=order_ref_minor, **_CLOCK,
+).read  # fmt: skip
 
 
 class Transfer(NamedTuple):
@@ -94,15 +91,10 @@ def read_transfer(t: Mapping[str, Any]) -> Transfer:
 
 
 def token_key(contract: str, token_id: str) -> str:
-    return f"{contract.lower()}:{token_id}"
+    """A chain token's key, ``f"{contract.lower()}:{token_id}"`` (a purchase's ``ticket_id``
+    when the backend spells it so), made natively as ``read_transfer`` makes it."""
+    return TRANSFER_READER.token_key(contract, token_id)
 
 
 # every transfer a worker, a replay or the engine reads goes through here
-TRANSFER_READER = TransferReader(
-    transfer=Transfer,
-    transfer_fields=Transfer._fields,
-    datetime=datetime,
-    utc=UTC,
-    epoch=_EPOCH,
-    to_ms=to_ms,
-)
+TRANSFER_READER = TransferReader(transfer=Transfer, transfer_fields=Transfer._fields, **_CLOCK)

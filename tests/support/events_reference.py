@@ -1,11 +1,11 @@
 """Admitting and applying auth events and chain transfers as Python did it before it moved to
 native code (``processors/native/src/events.rs``, ``EventAdmission``, ``TransferReader`` and
 ``ExpiryWheel``): a frozen copy of ``processors/apply.py``'s ``check_lateness``,
-``apply_auth`` and ``apply_transfer``, and of ``processors/expiry.py``'s ``is_summary``,
-``worth_keeping``, ``due_ms`` and ``ExpiryWheel``, as of commit 810f2fd. Do not change it: it is what ``tests/unit/test_native_events.py`` holds the
+``apply_auth`` and ``apply_transfer``, of ``processors/records.py``'s ``read_transfer`` and
+``token_key``, and of ``processors/expiry.py``'s ``is_summary``, ``worth_keeping``, ``due_ms``
+and ``ExpiryWheel``, as of commit 810f2fd. Do not change it: it is what ``tests/unit/test_native_events.py`` holds the
 native code to. The applies themselves are ``processors.apply``'s (``apply_auth_at``,
-``apply_read_transfer``), which ``tests/unit/test_native_wallet_updates.py`` holds to theirs;
-``read_transfer`` is ``tests/support/engine_reference.py``'s.
+``apply_read_transfer``), which ``tests/unit/test_native_wallet_updates.py`` holds to theirs.
 """
 
 from __future__ import annotations
@@ -24,9 +24,27 @@ from processors.expiry import (
     WALLET_IDLE_MS,
     deleted_by,
 )
+from processors.records import Transfer
 from processors.state import WalletState
 from processors.timeutil import HOUR_MS, to_ms
-from tests.support.engine_reference import read_transfer
+
+
+def read_transfer(t: Record) -> Transfer:
+    ts = to_ms(t["block_time"])
+    assert ts is not None
+    token = t["token_id"]
+    return Transfer(
+        ts,
+        t["to_address"].lower(),
+        t["from_address"].lower(),
+        f"{t['tx_hash']}:{t['log_index']}:{token}",
+        token_key(t["contract"], token),
+        t["kind"],
+    )
+
+
+def token_key(contract: str, token_id: str) -> str:
+    return f"{contract.lower()}:{token_id}"
 
 
 def check_lateness(kind: str, ts_ms: int, wallet: WalletState, lateness_ms: int) -> None:
@@ -56,26 +74,14 @@ def apply_transfer(
 
 
 def is_summary(wallet: WalletState) -> bool:
-    return not (
-        wallet.purchases
-        or wallet.geo_points
-        or wallet.failed_logins
-        or wallet.mfa_failures
-        or len(wallet.applied) > SUMMARY_APPLIED_CAP
-    )
+    return not (wallet.purchases or wallet.geo_points or wallet.failed_logins
+                or wallet.mfa_failures or len(wallet.applied) > SUMMARY_APPLIED_CAP)  # fmt: skip
 
 
 def worth_keeping(summary: WalletState) -> bool:
-    return bool(
-        summary.purchases_total
-        or summary.holdings
-        or summary.fraud_marks
-        or summary.devices
-        or summary.mints
-        or summary.sent
-        or summary.resales
-        or summary.wash_cycles
-    )
+    return bool(summary.purchases_total or summary.holdings or summary.fraud_marks
+                or summary.devices or summary.mints or summary.sent or summary.resales
+                or summary.wash_cycles)  # fmt: skip
 
 
 def due_ms(wallet: WalletState) -> int | None:

@@ -27,7 +27,7 @@ from processors.expiry import (
     worth_keeping,
 )
 from processors.features import FeatureEngine
-from processors.records import read_transfer
+from processors.records import read_transfer, token_key
 from processors.state import ResaleFact, WalletState
 from processors.timeutil import HOUR_MS, MINUTE_MS
 from tests.support import engine_reference, events_reference
@@ -90,10 +90,12 @@ def test_read_transfer_reads_edge_records_and_raises_as_before():
     ]
     broken += [{k: v for k, v in base.items() if k != name} for name in base]  # KeyError
     outcomes = [
-        _same(read_transfer, engine_reference.read_transfer, r)[0] for r in records + broken
+        _same(read_transfer, events_reference.read_transfer, r)[0] for r in records + broken
     ]
     assert outcomes[: len(records)] == ["ok"] * len(records)
     assert outcomes.count("ok") == len(records) + 6  # the six fields read_transfer skips
+    for contract, token in (("0xAB", "1"), ("0xÉé", 7), ("x", "\ud800"), (None, "1"), ("a", 2.5)):
+        _same(token_key, events_reference.token_key, contract, token)
 
 
 def _wallets() -> list[WalletState]:
@@ -203,9 +205,10 @@ def test_the_live_applies_leave_the_states_they_left():
 
 
 def _python_events_engine(monkeypatch: pytest.MonkeyPatch) -> FeatureEngine:
-    """The frozen engine glue with the Python check, due time and wheel."""
+    """The frozen engine glue with the Python transfer reading, check, due time and wheel."""
     monkeypatch.setattr(engine_reference, "check_lateness", events_reference.check_lateness)
     monkeypatch.setattr(engine_reference, "due_ms", events_reference.due_ms)
+    monkeypatch.setattr(engine_reference, "read_transfer", events_reference.read_transfer)
     engine = ReferenceEngine()
     engine._wheel = events_reference.ExpiryWheel()  # type: ignore[assignment]
     return engine

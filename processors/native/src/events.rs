@@ -1,17 +1,18 @@
 //! Chain transfers and auth events, from the record to the wallet state: reading a transfer
 //! (`TransferReader.read`, `processors.records.read_transfer`), admitting an event to a wallet
 //! (`EventAdmission.check_lateness`, `processors.apply.check_lateness`) and applying it
-//! (`WalletUpdates.apply_transfer` / `apply_auth`, `updates.rs`), and the expiry wheel the
-//! engine files its wallets in (`ExpiryWheel`, `processors.expiry.ExpiryWheel`). One call does
-//! all of an event: `EventAdmission.transfer` / `auth` for the live worker's one wallet
+//! (`WalletUpdates.apply_transfer` / `apply_auth`, `updates.rs`), and filing the wallet in the
+//! expiry wheel by the expiry rules (`ExpiryWheel` and `ExpiryRules`: `processors.expiry`'s
+//! `ExpiryWheel`, `is_summary`, `worth_keeping` and `due_ms`). One call does all of an event:
+//! `EventAdmission.transfer` / `auth` for the live worker's one wallet
 //! (`processors.apply.apply_transfer` / `apply_auth`), `transfer_into` / `auth_into` for
 //! `processors.features.FeatureEngine`'s dict of wallets and wheel; they share the reading, the
 //! check and the applies.
 //!
-//! The results are the ones the Python they replaced gave (`tests/support/engine_reference.py`
-//! and `tests/support/apply_reference.py` keep it; `tests/unit/test_engine_glue.py` and
-//! `tests/unit/test_native_events.py` compare), errors included, raised in the same order:
-//! a record's fields are read in Python's order (`KeyError` for the first missing one, the
+//! The results are the ones the Python they replaced gave (`tests/support/events_reference.py`
+//! keeps it; `tests/unit/test_native_events.py` compares, and `tests/unit/test_engine_glue.py`
+//! runs the engine against its former glue), errors included, raised in the same order: a
+//! record's fields are read in Python's order (`KeyError` for the first missing one, the
 //! timestamp's own error from `to_ms`, `AssertionError` for a None time), a late event raises
 //! `LateEventError` with its message before anything changes (both sides of a transfer are
 //! checked before either is applied), and the rare wallet idle long enough to be deleted by
@@ -224,12 +225,17 @@ impl TransferReader {
         let tx_hash = r.item(intern!(py, "tx_hash"))?;
         let log_index = r.item(intern!(py, "log_index"))?;
         let record_id = self.joined([&tx_hash, &log_index, &token])?;
-        let contract = lower(&r.item(intern!(py, "contract"))?)?;
-        let key = self.joined([&contract, &token])?;
+        let key = self.token_key(&r.item(intern!(py, "contract"))?, &token)?;
         let kind = r.item(intern!(py, "kind"))?;
         let values = PyTuple::new(py, [ts, receiver, sender, record_id, key, kind])?;
         new_tuple(self.tuple_new, self.transfer.bind(py), values)?.downcast_into::<PyTuple>()
             .map_err(Into::into)
+    }
+
+    /// `processors.records.token_key`: `f"{contract.lower()}:{token_id}"`.
+    fn token_key<'py>(&self, contract: &Bound<'py, PyAny>, token_id: &Bound<'py, PyAny>)
+                      -> PyResult<Bound<'py, PyAny>> {
+        self.joined([&lower(contract)?, token_id])
     }
 }
 
@@ -380,7 +386,7 @@ impl EventAdmission {
         if !address.is_truthy()? {
             return Ok(None); // user-only auth events carry no wallet state
         }
-        let wallet = self.wallet(wallets, &address)?;
+        let wallet = self.wallet_in(wallets, &address)?;
         let ts = self.clock().required_ms(&r.item(intern!(py, "occurred_at"))?)?;
         self.admit_auth(event, &ts, &wallet, lateness_ms)?;
         self.file(&wallet, wheel)?;
@@ -405,12 +411,29 @@ impl EventAdmission {
         } else {
             vec![sender, receiver]
         };
-        let sides = sides.iter().map(|side| self.wallet(wallets, side)).collect::<PyResult<Vec<_>>>()?;
+        let sides = sides.iter().map(|side| self.wallet_in(wallets, side)).collect::<PyResult<Vec<_>>>()?;
         self.admit_transfer(&t, &sides, lateness_ms)?;
         for wallet in &sides {
             self.file(wallet, wheel)?;
         }
         t.get_item(0)
+    }
+
+    /// `FeatureEngine._wallet`: the state of `address` in `wallets`, a new one
+    /// (`WalletState(address=address)`) put there when it has none.
+    fn wallet_in<'py>(&self, wallets: &Bound<'py, PyDict>, address: &Bound<'py, PyAny>)
+                      -> PyResult<Bound<'py, PyAny>> {
+        let py = wallets.py();
+        if let Some(wallet) = wallets.get_item(address)? {
+            if !wallet.is_none() {
+                return Ok(wallet);
+            }
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "address"), address)?;
+        let wallet = self.wallet_state.bind(py).call((), Some(&kwargs))?;
+        wallets.set_item(address, &wallet)?;
+        Ok(wallet)
     }
 
     /// `FeatureEngine._filed`: file `wallet` in `wheel` by its `due_ms`.
@@ -426,23 +449,6 @@ impl EventAdmission {
 impl EventAdmission {
     fn clock(&self) -> &Clock {
         &self.reader.get().clock
-    }
-
-    /// `FeatureEngine._wallet`: the state of `address` in `wallets`, a new one put there when
-    /// it has none.
-    fn wallet<'py>(&self, wallets: &Bound<'py, PyDict>, address: &Bound<'py, PyAny>)
-                   -> PyResult<Bound<'py, PyAny>> {
-        let py = wallets.py();
-        if let Some(wallet) = wallets.get_item(address)? {
-            if !wallet.is_none() {
-                return Ok(wallet);
-            }
-        }
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "address"), address)?;
-        let wallet = self.wallet_state.bind(py).call((), Some(&kwargs))?;
-        wallets.set_item(address, &wallet)?;
-        Ok(wallet)
     }
 
     /// An auth event at `ts` admitted to `wallet` and applied.
