@@ -18,7 +18,8 @@ import functools
 
 from processors._native import WalletFeatures
 from processors.apply import DEFAULT_CONFIG, FeatureConfig, Record, check_lateness
-from processors.crowd import CROWD_FEATURES, CrowdRead, CrowdStore, crowd_values
+from processors.crowd import CROWD_FEATURES, NO_CROWDS, CrowdRead, CrowdStore
+from processors.crowd import crowd_read as read_crowd
 from processors.entity_state import EntityStore, entity_store
 from processors.marks import MARK_FEATURES, MarkStore, order_mark_row
 from processors.records import Order, read_order
@@ -136,16 +137,16 @@ def order_features(
     (``read_order``) from ``purchase`` and admitted (``check_lateness``): what the batch paths
     stack. ``crowd_read``: ``processors.crowd.crowd_read(purchase)`` if already read.
 
-    Everything up to ``email_verified`` comes from one native call (``WalletFeatures.row``:
-    the wallet's and the order's values, the entity store's in between); the crowd and mark
-    values follow."""
+    One native call (``WalletFeatures.row``) makes the row: the wallet's and the order's
+    values, the entity store's in between, up to ``email_verified``; then the crowd store's
+    (``CrowdStore.values`` of the read, the order's wallet and card: ``crowd_values``; no
+    store reads as an empty one) and the marks' (``order_mark_row``)."""
     entities = _NO_ENTITIES if entities is None else entities
     reader = _DEFAULT_READER if config is DEFAULT_CONFIG else _reader(config)
-    return (
-        reader.row(o, wallet, entities)
-        + crowd_values(purchase, crowd, o.ts, crowd_read)
-        + order_mark_row(purchase, marks, entities, o)
-    )
+    crowd = NO_CROWDS if crowd is None else crowd
+    read = read_crowd(purchase) if crowd_read is None else crowd_read
+    mark_row = order_mark_row(purchase, marks, entities, o)
+    return reader.row(o, wallet, entities, crowd, read, mark_row)
 
 
 def wallet_features(config: FeatureConfig = DEFAULT_CONFIG) -> WalletFeatures:

@@ -16,7 +16,7 @@ States and their store are in ``processors.crowd_state`` (the same AS-OF contrac
 the crowd features need of a purchase, once (its keys, ``CrowdRead.keys``, and the two
 features no store holds, from one ``ip_info``), ``crowd_row(purchase, ts)`` is what each key
 keeps of a purchase, ``crowd_store()`` builds the store that ``FeatureEngine`` applies every
-purchase to (``apply_order(order, read.keys)``: that row, of the order read), and ``crowd_features(out, purchase,
+purchase to (``apply_order(order, read)``: that row, of the order read), and ``crowd_features(out, purchase,
 store, ts)`` (``crowd_values``: the same as a tuple) reads the rows strictly before the
 purchase. Distinct-wallet counts include the purchase's own wallet and saturate at 64. Rates compare the last 10 minutes with the key's own normal rate
 (its purchases per 10 minutes over the 24 whole hours before the current one), so a show that
@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import NamedTuple
 
+from processors._native import CrowdRead, CrowdReader
 from processors.crowd_state import SMALL_AMOUNT_REF_MINOR, CrowdStore, Row, crowd_store
 from processors.money import amount_ref, unit_price_ref
-from processors.netinfo import ip_info, ua_family
-from processors.signals import MISSING, flag
+from processors.netinfo import IpInfo, ip_info, ua_family
+from processors.signals import MISSING
 from processors.timeutil import to_ms
 
 KINDS = ("tier", "coord", "net", "asn", "bin", "ua")
@@ -69,32 +69,27 @@ BANDS_MEMO_CAP = 4096
 _BANDS: dict[int, int] = {}
 
 
-class CrowdRead(NamedTuple):
-    """What the crowd features read of a purchase (``crowd_read``): its key of each kind, in
-    ``KINDS`` order (None where the purchase gives none: no network or AS for its IP, no
-    card BIN), and the two features that need no store, placed in ``CROWD_FEATURES`` by
-    ``CrowdStore.values``."""
-
-    keys: tuple[str, str, str | None, str | None, str | None, str]
-    asn_hosting: float
-    ip_country_mismatch: float
-
-
-def crowd_read(purchase: Mapping, unit_ref: int | None = None) -> CrowdRead:
-    """What the crowd features read of ``purchase`` (``unit_ref``: see ``price_band``), its
-    IP looked up once: read with its order by every path that applies or scores it."""
-    show, get = purchase["show_id"], purchase.get
-    band = price_band(purchase, unit_ref)
-    info = ip_info(get("ip"))
-    network, asn, card_bin = info.network, info.asn, get("card_bin")
-    keys = (f"tier:{show}:{band}",
-            f"coord:{show}:{band}:{int(purchase['quantity'])}",
-            f"net:{network}" if network else None,
-            f"asn:{asn}" if asn else None,
-            f"bin:{card_bin}" if card_bin else None,
-            f"ua:{ua_family(get('user_agent'))}")
-    hosting = (1.0 if info.hosting else 0.0) if asn else MISSING
-    return CrowdRead(keys, hosting, _country_mismatch(purchase, info.country))
+# What the crowd features read of a purchase: ``CrowdRead`` (native, ``crowd_read.rs``) holds
+# its key of each kind in ``KINDS`` order (``keys``: None where the purchase gives none: no
+# network or AS for its IP, no card BIN) and the two features that need no store
+# (``asn_hosting``, ``ip_country_mismatch``), placed in ``CROWD_FEATURES`` by
+# ``CrowdStore.values``.
+#
+# ``crowd_read(purchase, unit_ref=None)``: what the crowd features read of ``purchase``
+# (``unit_ref``: see ``price_band``), its IP looked up once (``ip_info``), read with its order
+# by every path that applies or scores it: ``show, band = purchase["show_id"],
+# price_band(purchase, unit_ref)``, the keys ``f"tier:{show}:{band}"``,
+# ``f"coord:{show}:{band}:{int(purchase['quantity'])}"``, ``f"net:{network}"``,
+# ``f"asn:{asn}"`` (those two of ``ip_info(purchase.get("ip"))``, when it has them),
+# ``f"bin:{card_bin}"`` (when ``purchase.get("card_bin")``),
+# ``f"ua:{ua_family(purchase.get('user_agent'))}"``; ``asn_hosting`` 1.0 or 0.0 by the IP's
+# AS (MISSING without one); ``ip_country_mismatch`` whether the IP's country differs from
+# the geo point's country or else the card's, upper-cased (MISSING when either is absent).
+# Read natively (``CrowdReader``, ``processors/native/src/crowd_read.rs``), in those steps
+# and that order: the band from ``_BANDS`` (``price_band``'s memo) or ``price_band``.
+crowd_read = CrowdReader(ip_info=ip_info, ip_info_fields=IpInfo._fields, ua_family=ua_family,
+                         price_band=price_band, bands=_BANDS, format=format,
+                         missing=MISSING).read
 
 
 def crowd_row(purchase: Mapping, ts: int) -> Row:
@@ -122,16 +117,8 @@ def crowd_values(purchase: Mapping, store: CrowdStore | None, ts: int,
     as empty: no crowd seen, the stateless signals (AS, country) still computed.
     ``read``: ``crowd_read(purchase)`` when the caller has it already."""
     read = crowd_read(purchase) if read is None else read
-    return (store if store is not None else _EMPTY).values(
+    return (store if store is not None else NO_CROWDS).values(
         read, purchase["wallet"], ts, purchase.get("card_fingerprint"))
 
 
-_EMPTY = crowd_store()  # never applied to: every key reads as unseen
-
-
-def _country_mismatch(purchase: Mapping, ip_country: str | None) -> float:
-    geo = purchase.get("geo")
-    claimed = (geo or {}).get("country") or purchase.get("card_country")
-    if not ip_country or not claimed:
-        return MISSING
-    return flag(ip_country != str(claimed).upper())
+NO_CROWDS = crowd_store()  # never applied to: every key reads as unseen

@@ -11,7 +11,7 @@ purchase is applied to six keys on every worker, which in Python was a sixth of 
 CPU. This module holds its limits; ``processors.crowd`` says what the keys and rows are.
 
     store = crowd_store()
-    store.apply_order(order, read.keys)  # once per id: the row (ts, wallet, card or "", small)
+    store.apply_order(order, read)  # once per id: the row (ts, wallet, card or "", small)
     store.values(read, wallet, ts, card)  # CROWD_FEATURES from the rows before ts
 """
 

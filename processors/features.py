@@ -114,7 +114,7 @@ class FeatureEngine:
             check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
         finally:
             self.entities.apply_order(o)  # the live replica applies late purchases too
-            self.crowds.apply_order(o, read.keys)
+            self.crowds.apply_order(o, read)
         row = order_features(o, p, wallet, self.entities, self.config, self.crowds, read,
                              self.marks.store)
         self.marks.remember(p)

@@ -356,7 +356,7 @@ class EntityReplica:
             order = read_order(purchase, ts if ts > 0 else None)
             self.store.apply_order(order)
             crowd = crowd_read(purchase, order.unit)
-            self.crowds.apply_order(order, crowd.keys)
+            self.crowds.apply_order(order, crowd)
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)

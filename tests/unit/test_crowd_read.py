@@ -230,7 +230,7 @@ def test_a_store_applied_the_read_holds_and_answers_what_the_former_keys_give(se
         assert len(got) == len(CROWD_FEATURES)
         checked += any(v not in (MISSING, 1.0, 0.0) for v in got[:5] + got[7:])
         o = read_order(p)
-        new.apply_order(o, read.keys)
+        new.apply_order(o, read)
         old.apply_row(
             o.purchase_id,
             crowd_reference.order_crowd_row(o),

@@ -14,9 +14,11 @@ import pytest
 from models.simulator import SimConfig, simulate
 from processors.apply import DEFAULT_CONFIG, FeatureConfig
 from processors.compute import FEATURE_NAMES, wallet_features
+from processors.crowd import CROWD_FEATURES, CrowdRead, crowd_read, crowd_store, crowd_values
 from processors.entity_state import entity_store
 from processors.features import FeatureEngine, LateEventError
 from processors.records import Order, read_order
+from processors.signals import MISSING
 from processors.state import GeoPoint, Holding, PurchaseFact, ResaleFact, WalletState
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS
 from tests.support.wallet_reference import reference_row
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.unit
 
 T = 1_780_000_000_000  # the purchase's event time (ms)
 NAMES = FEATURE_NAMES[: FEATURE_NAMES.index("email_verified") + 1]
+NO_MARKS = (0.0, 0.0, 0.0, 0.0, 0.0, MISSING)  # processors.marks: no mark anywhere
 
 
 def order(**fields) -> Order:
@@ -36,6 +39,13 @@ def order(**fields) -> Order:
                 email_verified=0)  # fmt: skip
     base.update(fields)
     return Order(**base)  # type: ignore[arg-type]
+
+
+def wallet_row(reader, o: Order, wallet: WalletState, entities) -> tuple[float, ...]:
+    """``WalletFeatures.row`` up to ``email_verified`` (the values compared here; the crowd
+    and mark values that follow are ``test_the_row_ends_with_the_crowd_and_mark_values``')."""
+    read = CrowdRead(("tier:s:1", "coord:s:1:1", None, None, None, "ua:none"), MISSING, MISSING)
+    return reader.row(o, wallet, entities, crowd_store(), read, NO_MARKS)[: len(NAMES)]
 
 
 def fact(
@@ -62,7 +72,7 @@ def both(
 ) -> dict[str, float]:
     """The native row, after checking it is the reference's bit for bit."""
     entities = entity_store() if entities is None else entities
-    native = wallet_features(config).row(o, wallet, entities)
+    native = wallet_row(wallet_features(config), o, wallet, entities)
     assert bits(native) == bits(reference_row(o, wallet, entities, config))
     return dict(zip(NAMES, native, strict=True))
 
@@ -237,7 +247,7 @@ def test_an_unpaired_surrogate_in_an_id_the_entity_store_reads_is_refused_by_bot
     with pytest.raises(TypeError) as python:
         reference_row(o, WalletState(), entity_store())
     with pytest.raises(TypeError) as native:
-        wallet_features().row(o, WalletState(), entity_store())
+        wallet_row(wallet_features(), o, WalletState(), entity_store())
     assert (
         str(native.value)
         == str(python.value)
@@ -283,7 +293,7 @@ def test_impossible_travel_and_a_zero_travel_floor_under_another_config():
     with pytest.raises(ZeroDivisionError):
         reference_row(order(), same_time, entity_store(), config)
     with pytest.raises(ZeroDivisionError):
-        wallet_features(config).row(order(), same_time, entity_store())
+        wallet_row(wallet_features(config), order(), same_time, entity_store())
 
 
 @pytest.mark.parametrize(
@@ -298,7 +308,7 @@ def test_what_python_refused_is_refused(o, wallet, error):
     with pytest.raises(error):
         reference_row(o, wallet, entity_store())
     with pytest.raises(error):
-        wallet_features().row(o, wallet, entity_store())
+        wallet_row(wallet_features(), o, wallet, entity_store())
 
 
 def test_unsorted_rows_are_bisected_as_python_bisects_them():
@@ -340,7 +350,7 @@ def test_every_purchase_of_a_dense_simulation_matches_the_reference():
         if kind == "purchase":
             o = read_order(record)
             wallet = engine.wallets.get(o.wallet) or WalletState(address=o.wallet)
-            native = reader.row(o, wallet, engine.entities)
+            native = wallet_row(reader, o, wallet, engine.entities)
             assert bits(native) == bits(reference_row(o, wallet, engine.entities)), o.purchase_id
             compared += 1
         try:
@@ -371,4 +381,33 @@ def test_random_trips_amounts_and_times_match_python_to_the_bit():
             amount=rng.randrange(0, 10**9),
             account_created_ms=T - rng.randrange(0, 10**11),
         )
-        assert bits(reader.row(o, wallet, entities)) == bits(reference_row(o, wallet, entities))
+        assert bits(wallet_row(reader, o, wallet, entities)) == bits(
+            reference_row(o, wallet, entities)
+        )
+
+
+def test_the_row_ends_with_the_crowd_and_mark_values():
+    """After ``email_verified``: the crowd store's values of the read, the order's wallet,
+    time and card (``crowd_values`` of the purchase), then the marks as given (the same
+    objects); the marks must be six."""
+    engine, reader, compared = FeatureEngine(), wallet_features(), 0
+    marks = (1.0, 0.0, 2.0, 0.0, 3.0, 0.5)
+    for kind, record in simulate(SimConfig(seed=3, days=1)):
+        if kind == "purchase":
+            o = read_order(record)
+            wallet = engine.wallets.get(o.wallet) or WalletState(address=o.wallet)
+            read = crowd_read(record, o.unit)
+            row = reader.row(o, wallet, engine.entities, engine.crowds, read, marks)
+            assert len(row) == len(FEATURE_NAMES)
+            assert row[: len(NAMES)] == wallet_row(reader, o, wallet, engine.entities)
+            crowd = row[len(NAMES) : len(NAMES) + len(CROWD_FEATURES)]
+            assert bits(crowd) == bits(crowd_values(record, engine.crowds, o.ts, read))
+            assert all(a is b for a, b in zip(row[-len(marks) :], marks, strict=True))
+            compared += 1
+        try:
+            engine.process(kind, record)
+        except LateEventError:
+            pass
+    assert compared > 500
+    with pytest.raises(ValueError, match="6 values expected, 5 given"):
+        reader.row(o, wallet, engine.entities, engine.crowds, read, marks[:5])

@@ -21,11 +21,14 @@
 //! Arithmetic is done as Python does it: integer counts, then one IEEE division each. The
 //! limits are Python's, passed to the constructors.
 //!
+//! The crowd store's keys come from `CrowdReader` (`crowd_read.rs`: `processors.crowd.crowd_read`),
+//! whose `CrowdRead` the store applies and reads without a Python string made for a key.
+//!
 //! A third piece, `WalletFeatures` (`wallet.rs`), computes a purchase's features from its
-//! wallet's state and the order itself (`processors.compute.order_features`: everything up
-//! to `email_verified`, asking the entity store here for the entity, show and
-//! mint-to-resale values in the same call); `wallet.rs` documents how it keeps Python's
-//! floats to the bit. A fourth, `WalletUpdates` (`updates.rs`), then applies the purchase to
+//! wallet's state and the order itself (`processors.compute.order_features`: its whole row,
+//! asking the entity store here for the entity, show and mint-to-resale values and the crowd
+//! store for the crowd values in the same call, the mark values appended as given);
+//! `wallet.rs` documents how it keeps Python's floats to the bit. A fourth, `WalletUpdates` (`updates.rs`), then applies the purchase to
 //! that state in place and prunes it (`processors.apply.apply_order`, `WalletState.observe`).
 //!
 //! Apart from the stores, `Forest` (`trees.rs`) scores feature rows with the champion's trees,
@@ -41,6 +44,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 mod columns;
+mod crowd_read;
 mod order;
 mod decide;
 mod events;
@@ -49,6 +53,7 @@ mod trees;
 mod updates;
 mod wallet;
 
+use crowd_read::CrowdRead;
 use wallet::{order as field, ORDER_FIELDS};
 
 const MISSING: f64 = -1.0;
@@ -348,12 +353,8 @@ impl Seen {
     }
 }
 
-/// `processors.crowd.CrowdRead`: the keys (tier, coord, net, asn, bin, ua; None where the
-/// purchase has none of a kind), asn_hosting and ip_country_mismatch.
-type CrowdRead = ((PyBackedStr, PyBackedStr, Option<PyBackedStr>, Option<PyBackedStr>,
-                   Option<PyBackedStr>, PyBackedStr), f64, f64);
-/// `processors.crowd.CROWD_FEATURES`, in order.
-type CrowdValues = (f64, f64, f64, f64, f64, f64, f64, f64, f64, f64, f64);
+/// Values in `processors.crowd.CROWD_FEATURES`.
+const CROWD_LEN: usize = 11;
 
 /// Every crowd state, in order of last use, and the purchase ids applied.
 #[pyclass(module = "processors._native")]
@@ -367,8 +368,8 @@ pub struct CrowdStore {
 
 impl CrowdStore {
     /// `apply_row`'s work, the row given by its parts.
-    fn apply(&mut self, purchase_id: &str, ts: i64, wallet: &str, card: &str, small: i64,
-             keys: &[Option<PyBackedStr>]) {
+    fn apply<'k>(&mut self, purchase_id: &str, ts: i64, wallet: &str, card: &str, small: i64,
+                 keys: impl IntoIterator<Item = &'k str>) {
         if !self.seen.first(purchase_id, ts) {
             return;
         }
@@ -379,7 +380,7 @@ impl CrowdStore {
         // A new key's first row, kept and pruned as `observe` would do it (the usual case).
         let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
         let row = Row { ts, wallet: Arc::from(wallet), card: Arc::from(card), small };
-        for key in keys.iter().flatten() {
+        for key in keys {
             if let Some(state) = self.states.touch(key) {
                 state.observe(row.clone(), Some(floor), &lim);
                 continue;
@@ -427,6 +428,46 @@ impl CrowdStore {
         let rows = state.map_or(&[][..], |s| s.between(lo, ts));
         distinct_wallets(rows, me, self.lim.wallets_cap)
     }
+
+    /// `values` of a read (`CrowdRead`).
+    fn values_of(&self, read: &CrowdRead, me: &str, ts: i64, card: Option<&str>) -> [f64; CROWD_LEN] {
+        let (net, asn, card_bin) = (read.key(2), read.key(3), read.key(4));
+        let lim = &self.lim;
+        let recent = ts - lim.recent_ms;
+        let (tier_wallets, tier_rate) = match self.state(read.key(0)) {
+            None => (1.0, 1.0),
+            Some(s) => {
+                let rows = s.between(recent, ts);
+                (distinct_wallets(rows, me, lim.wallets_cap),
+                 (rows.len() as f64 + 1.0) / self.pace(s, ts))
+            }
+        };
+        let coord_wallets = self.wallets(self.state(read.key(1)), me, recent, ts);
+        let net_wallets = match net {
+            Some(_) => self.wallets(self.state(net), me, ts - lim.hour_ms, ts),
+            None => MISSING,
+        };
+        let asn_rate = match asn {
+            Some(_) => self.rate_ratio(self.state(asn), ts),
+            None => MISSING,
+        };
+        let (bin_wallets, bin_cards, bin_small) = match card_bin {
+            None => (MISSING, MISSING, MISSING),
+            Some(_) => {
+                let rows = self.state(card_bin).map_or(&[][..], |s| s.between(ts - lim.hour_ms, ts));
+                let mut cards: HashSet<&str> = rows.iter().map(|r| &*r.card).filter(|c| !c.is_empty()).collect();
+                if let Some(c) = card.filter(|c| !c.is_empty()) {
+                    cards.insert(c);
+                }
+                (distinct_wallets(rows, me, lim.wallets_cap),
+                 cards.len().min(lim.wallets_cap) as f64,
+                 rows.iter().map(|r| r.small).sum::<i64>() as f64)
+            }
+        };
+        let ua_rate = self.rate_ratio(self.state(read.key(5)), ts);
+        [tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, read.asn_hosting,
+         read.ip_country_mismatch, bin_wallets, bin_cards, bin_small, ua_rate]
+    }
 }
 
 #[pymethods]
@@ -462,14 +503,14 @@ impl CrowdStore {
     fn apply_row(&mut self, purchase_id: &str, row: (i64, PyBackedStr, PyBackedStr, i64),
                  keys: Vec<Option<PyBackedStr>>) {
         let (ts, wallet, card, small) = row;
-        self.apply(purchase_id, ts, &wallet, &card, small, &keys);
+        self.apply(purchase_id, ts, &wallet, &card, small, keys.iter().flatten().map(|k| &**k));
     }
 
     /// `apply_row` of a purchase read as `o` (`processors.records.Order`, its fields by
-    /// position as `wallet.rs` reads them), its row made here as `processors.crowd.crowd_row`
-    /// makes it from the purchase: `(o.ts, o.wallet, o.card or "", int(o.amount <=
-    /// small_amount_minor))`.
-    fn apply_order(&mut self, o: &Bound<'_, PyTuple>, keys: Vec<Option<PyBackedStr>>)
+    /// position as `wallet.rs` reads them) to the keys of its crowd read (`CrowdRead`), its
+    /// row made here as `processors.crowd.crowd_row` makes it from the purchase: `(o.ts,
+    /// o.wallet, o.card or "", int(o.amount <= small_amount_minor))`.
+    fn apply_order(&mut self, o: &Bound<'_, PyTuple>, read: &Bound<'_, CrowdRead>)
                    -> PyResult<()> {
         let purchase_id: PyBackedStr = o.get_item(field::PURCHASE_ID)?.extract()?;
         let ts: i64 = o.get_item(field::TS)?.extract()?;
@@ -478,7 +519,7 @@ impl CrowdStore {
         let card: Option<PyBackedStr> = if card.is_truthy()? { Some(card.extract()?) } else { None };
         let small = o.get_item(field::AMOUNT)?.le(self.small_amount_minor.bind(o.py()))?;
         self.apply(&purchase_id, ts, &wallet, card.as_deref().unwrap_or(""), i64::from(small),
-                   &keys);
+                   read.get().present());
         Ok(())
     }
 
@@ -521,44 +562,9 @@ impl CrowdStore {
     /// asn_hosting, ip_country_mismatch, bin_wallets_1h, bin_cards_1h, bin_small_1h,
     /// ua_rate_ratio (MISSING where the key is absent).
     #[pyo3(signature = (read, me, ts, card))]
-    fn values(&self, read: CrowdRead, me: &str, ts: i64, card: Option<&str>) -> CrowdValues {
-        let ((tier, coord, net, asn, card_bin, ua), asn_hosting, ip_country_mismatch) = read;
-        let (net, asn, card_bin) = (net.as_deref(), asn.as_deref(), card_bin.as_deref());
-        let lim = &self.lim;
-        let recent = ts - lim.recent_ms;
-        let (tier_wallets, tier_rate) = match self.state(Some(&tier)) {
-            None => (1.0, 1.0),
-            Some(s) => {
-                let rows = s.between(recent, ts);
-                (distinct_wallets(rows, me, lim.wallets_cap),
-                 (rows.len() as f64 + 1.0) / self.pace(s, ts))
-            }
-        };
-        let coord_wallets = self.wallets(self.state(Some(&coord)), me, recent, ts);
-        let net_wallets = match net {
-            Some(_) => self.wallets(self.state(net), me, ts - lim.hour_ms, ts),
-            None => MISSING,
-        };
-        let asn_rate = match asn {
-            Some(_) => self.rate_ratio(self.state(asn), ts),
-            None => MISSING,
-        };
-        let (bin_wallets, bin_cards, bin_small) = match card_bin {
-            None => (MISSING, MISSING, MISSING),
-            Some(_) => {
-                let rows = self.state(card_bin).map_or(&[][..], |s| s.between(ts - lim.hour_ms, ts));
-                let mut cards: HashSet<&str> = rows.iter().map(|r| &*r.card).filter(|c| !c.is_empty()).collect();
-                if let Some(c) = card.filter(|c| !c.is_empty()) {
-                    cards.insert(c);
-                }
-                (distinct_wallets(rows, me, lim.wallets_cap),
-                 cards.len().min(lim.wallets_cap) as f64,
-                 rows.iter().map(|r| r.small).sum::<i64>() as f64)
-            }
-        };
-        let ua_rate = self.rate_ratio(self.state(Some(&ua)), ts);
-        (tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, asn_hosting,
-         ip_country_mismatch, bin_wallets, bin_cards, bin_small, ua_rate)
+    fn values<'py>(&self, read: &Bound<'py, CrowdRead>, me: &str, ts: i64, card: Option<&str>)
+                   -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(read.py(), self.values_of(read.get(), me, ts, card))
     }
 
     /// Rows kept under `key` (None: no such key): for tests.
@@ -1084,6 +1090,8 @@ impl EntityStore {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CrowdStore>()?;
+    m.add_class::<crowd_read::CrowdRead>()?;
+    m.add_class::<crowd_read::CrowdReader>()?;
     m.add_class::<EntityStore>()?;
     m.add_class::<wallet::WalletFeatures>()?;
     m.add_class::<updates::WalletUpdates>()?;

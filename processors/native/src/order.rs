@@ -231,7 +231,7 @@ impl<'a, 'py> Record<'a, 'py> {
 }
 
 /// Python's `int(value)`: an int as it is, anything else through `int`.
-fn int<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn int<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if value.is_exact_instance_of::<PyInt>() {
         return Ok(value.clone());
     }

@@ -1,7 +1,8 @@
 //! The features a purchase reads from its wallet (`processors.state.WalletState`, as it was
 //! BEFORE the purchase) and from the order itself, with the entity store's in between:
 //! `WalletFeatures.row`, every value of `processors.compute.FEATURE_NAMES` up to
-//! `email_verified`. It reads the `processors.records.Order` NamedTuple and the state's
+//! `email_verified`, then the crowd store's values (`CrowdStore::values_of`) and the marks'
+//! (given), so that a purchase's row is one call and one tuple. It reads the `processors.records.Order` NamedTuple and the state's
 //! lists of NamedTuples and dicts where they are, item by item, and converts only what it
 //! compares or sums.
 //!
@@ -28,7 +29,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
-use crate::{EntityStore, OrderIn, MISSING};
+use crate::crowd_read::CrowdRead;
+use crate::{CrowdStore, EntityStore, OrderIn, MISSING};
 
 extern "C" {
     /// The C library's `pow`, which CPython's `float ** 2` calls (`x * x` may round otherwise).
@@ -85,9 +87,10 @@ mod fact {
 /// payment_method, card, ip, device, country.
 const DIVERSITY: [(usize, usize); 6] = [(1, 4), (4, 10), (5, 11), (9, 12), (10, 13), (8, 17)];
 
-/// Values in a row: 11 history, 7 diversity, 2 ages, 3 geo, 4 entity, 7 auth, 7 token, 5 show,
-/// 7 of the order.
-const ROW_LEN: usize = 53;
+/// Values in a row up to `email_verified`: 11 history, 7 diversity, 2 ages, 3 geo, 4 entity,
+/// 7 auth, 7 token, 5 show, 7 of the order; the crowd's 11 and the marks' 6 follow.
+const WALLET_LEN: usize = 53;
+const MARKS_LEN: usize = 6;
 
 /// The windows and knobs (`processors.compute.wallet_features` passes Python's).
 #[derive(Clone, Copy)]
@@ -154,14 +157,23 @@ impl WalletFeatures {
         })
     }
 
-    /// `FEATURE_NAMES` up to `email_verified`, for order `o` (an admitted `Order`) from
-    /// `wallet` (its state before the order) and `entities` (the entity store).
+    /// A purchase's row of `FEATURE_NAMES`, for order `o` (an admitted `Order`) from
+    /// `wallet` (its state before the order) and `entities` (the entity store) up to
+    /// `email_verified`, then `crowds.values(read, o.wallet, o.ts, o.card)` (the crowd store
+    /// and the purchase's `CrowdRead`: `processors.crowd.CROWD_FEATURES`), then `marks`
+    /// (`processors.marks.MARK_FEATURES`' six values, as given).
     fn row<'py>(&self, o: &Bound<'py, PyTuple>, wallet: &Bound<'py, PyAny>,
-                entities: PyRef<'py, EntityStore>) -> PyResult<Bound<'py, PyTuple>> {
+                entities: PyRef<'py, EntityStore>, crowds: PyRef<'py, CrowdStore>,
+                read: &Bound<'py, CrowdRead>, marks: &Bound<'py, PyTuple>)
+                -> PyResult<Bound<'py, PyTuple>> {
+        if marks.len() != MARKS_LEN {
+            return Err(PyValueError::new_err(format!(
+                "marks: {MARKS_LEN} values expected, {} given", marks.len())));
+        }
         let py = o.py();
         let r = Reader { py, lim: &self.lim, o, w: wallet, ts: ts_of(&o.get_item(order::TS)?)? };
         let entity_order = entity_order(o)?;
-        let mut row: Vec<f64> = Vec::with_capacity(ROW_LEN);
+        let mut row: Vec<f64> = Vec::with_capacity(WALLET_LEN + crate::CROWD_LEN);
         r.history(&mut row)?;
         row.push(match opt_ts(&r.attr(intern!(py, "first_seen_ms"))?)? {
             None => 0.0,
@@ -182,8 +194,13 @@ impl WalletFeatures {
             entities.show_values_of(&entity_order);
         row.extend([deviation, markup, popularity, since_open, before_open]);
         r.order_values(&mut row)?;
-        debug_assert_eq!(row.len(), ROW_LEN);
-        PyTuple::new(py, row.into_iter().map(|v| self.float(py, v)))
+        debug_assert_eq!(row.len(), WALLET_LEN);
+        row.extend(crowds.values_of(read.get(), &entity_order.wallet, entity_order.ts,
+                                    entity_order.card.as_deref()));
+        let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(row.len() + MARKS_LEN);
+        values.extend(row.into_iter().map(|v| self.float(py, v).into_any()));
+        values.extend(marks.iter());
+        PyTuple::new(py, values)
     }
 }
 
