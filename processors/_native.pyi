@@ -79,6 +79,9 @@ class EntityStore:
     def __len__(self) -> int: ...
 
 
+def apply_stores(entities: EntityStore, crowds: CrowdStore, o: Order, read: CrowdRead) -> None: ...
+
+
 class WalletFeatures:
     def __init__(self, *, second_ms: int, minute_ms: int, hour_ms: int, day_ms: int,
                  purchase_retention_ms: int, duplicate_window_ms: int, device_memory_ms: int,

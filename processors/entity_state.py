@@ -10,7 +10,11 @@ order (``processors.features.FeatureEngine``) and ask the same questions: the sa
 
 The store is native code (``processors/native/src/lib.rs``, ``EntityStore``): every worker
 applies every purchase to it, and its queries give the purchase's entity and show features in
-one call each. This module holds its limits and builds it (``entity_store()``).
+one call each. This module holds its limits and builds it (``entity_store()``); every path
+that applies a purchase applies it to this store and the crowd store (``processors.crowd``)
+in one call, ``apply_stores(entities, crowds, order, crowd_read)``: the order to this store
+as ``entities.apply_order(order)``, then to the crowd store as ``crowds.apply_order(order,
+crowd_read)``.
 
 Bounded: rows expire by event time (window + ``SLACK_MS``) and are capped; states idle past
 their longest window are dropped by ``EntityStore.sweep``. Expiry is measured from the
@@ -25,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from processors._native import EntityStore
+from processors._native import EntityStore, apply_stores
 from processors.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
-__all__ = ["EntityStore", "entity_keys", "entity_store"]
+__all__ = ["EntityStore", "apply_stores", "entity_keys", "entity_store"]
 
 SLACK_MS = HOUR_MS
 ENTITY_RETENTION_MS = DAY_MS

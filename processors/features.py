@@ -24,7 +24,7 @@ from processors.apply import (
 )
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
 from processors.crowd import crowd_read, crowd_store
-from processors.entity_state import entity_store
+from processors.entity_state import apply_stores, entity_store
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, sweep
 from processors.marks import MarkJoin
 from processors.records import read_order, token_key
@@ -112,9 +112,8 @@ class FeatureEngine:
         wallet = self._wallet(o.wallet)
         try:
             check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
-        finally:
-            self.entities.apply_order(o)  # the live replica applies late purchases too
-            self.crowds.apply_order(o, read)
+        finally:  # the live replica applies late purchases too
+            apply_stores(self.entities, self.crowds, o, read)
         row = order_features(o, p, wallet, self.entities, self.config, self.crowds, read,
                              self.marks.store)
         self.marks.remember(p)

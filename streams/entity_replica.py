@@ -52,7 +52,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from infra import topics
 from infra.settings import Settings
 from processors.crowd import CrowdRead, crowd_read, crowd_store
-from processors.entity_state import SHOW_RETENTION_MS, EntityStore, entity_store
+from processors.entity_state import SHOW_RETENTION_MS, EntityStore, apply_stores, entity_store
 from processors.records import Order, read_order
 from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
@@ -352,11 +352,10 @@ class EntityReplica:
         scorer holds ``to_ms(...) or 0``, the replica's fetch ``or -1``), else converted
         again by ``read_order`` (which then raises what the conversion raises)."""
         try:
-            # read once for both stores, as FeatureEngine does
+            # read once for both stores and applied to both in one call, as FeatureEngine does
             order = read_order(purchase, ts if ts > 0 else None)
-            self.store.apply_order(order)
             crowd = crowd_read(purchase, order.unit)
-            self.crowds.apply_order(order, crowd)
+            apply_stores(self.store, self.crowds, order, crowd)
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)

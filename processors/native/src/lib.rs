@@ -405,6 +405,19 @@ impl CrowdStore {
         }
     }
 
+    /// `apply_order`'s work.
+    fn apply_order_of(&mut self, o: &Bound<'_, PyTuple>, read: &CrowdRead) -> PyResult<()> {
+        let purchase_id: PyBackedStr = o.get_item(field::PURCHASE_ID)?.extract()?;
+        let ts: i64 = o.get_item(field::TS)?.extract()?;
+        let wallet: PyBackedStr = o.get_item(field::WALLET)?.extract()?;
+        let card = o.get_item(field::CARD)?;
+        let card: Option<PyBackedStr> = if card.is_truthy()? { Some(card.extract()?) } else { None };
+        let small = o.get_item(field::AMOUNT)?.le(self.small_amount_minor.bind(o.py()))?;
+        self.apply(&purchase_id, ts, &wallet, card.as_deref().unwrap_or(""), i64::from(small),
+                   read.present());
+        Ok(())
+    }
+
     fn state(&self, key: Option<&str>) -> Option<&CrowdState> {
         key.and_then(|k| self.states.get(k))
     }
@@ -512,15 +525,7 @@ impl CrowdStore {
     /// o.wallet, o.card or "", int(o.amount <= small_amount_minor))`.
     fn apply_order(&mut self, o: &Bound<'_, PyTuple>, read: &Bound<'_, CrowdRead>)
                    -> PyResult<()> {
-        let purchase_id: PyBackedStr = o.get_item(field::PURCHASE_ID)?.extract()?;
-        let ts: i64 = o.get_item(field::TS)?.extract()?;
-        let wallet: PyBackedStr = o.get_item(field::WALLET)?.extract()?;
-        let card = o.get_item(field::CARD)?;
-        let card: Option<PyBackedStr> = if card.is_truthy()? { Some(card.extract()?) } else { None };
-        let small = o.get_item(field::AMOUNT)?.le(self.small_amount_minor.bind(o.py()))?;
-        self.apply(&purchase_id, ts, &wallet, card.as_deref().unwrap_or(""), i64::from(small),
-                   read.get().present());
-        Ok(())
+        self.apply_order_of(o, read.get())
     }
 
     /// The earliest event time still to be asked about.
@@ -636,19 +641,20 @@ struct EntityLimits {
     day_ms: i64,
 }
 
-/// The fields of a `processors.records.Order` the entity store reads.
+/// The fields of a `processors.records.Order` the entity store reads (its texts borrowed from
+/// the order's strs, not copied).
 #[derive(FromPyObject)]
 struct OrderIn {
     ts: i64,
-    purchase_id: String,
-    wallet: String,
-    show_id: String,
-    ticket_id: String,
-    channel: String,
+    purchase_id: PyBackedStr,
+    wallet: PyBackedStr,
+    show_id: PyBackedStr,
+    ticket_id: PyBackedStr,
+    channel: PyBackedStr,
     unit: i64,
-    card: Option<String>,
-    ip: String,
-    device: Option<String>,
+    card: Option<PyBackedStr>,
+    ip: PyBackedStr,
+    device: Option<PyBackedStr>,
     sale_opens_ms: Option<i64>,
 }
 
@@ -699,15 +705,15 @@ struct ShowState {
 
 impl ShowState {
     fn observe(&mut self, o: &OrderIn, floor_ms: Option<i64>, lim: &EntityLimits) {
-        let (ts, price, primary) = (o.ts, o.unit, o.channel == "PRIMARY");
+        let (ts, price, primary) = (o.ts, o.unit, &*o.channel == "PRIMARY");
         let prices = if primary { &mut self.primary_prices } else { &mut self.resale_prices };
         insert_sorted(prices, (ts, price), |r| r.0, lim.show_price_rows_cap);
         insert_sorted(&mut self.sales, ts, |t| *t, lim.show_sales_cap);
         if o.sale_opens_ms.is_some() {
             self.sale_open_ms = o.sale_opens_ms;
         }
-        if primary && self.tickets.get(&o.ticket_id).is_none_or(|sale| sale.0 > ts) {
-            self.tickets.insert(o.ticket_id.clone(), (ts, price));
+        if primary && self.tickets.get(&*o.ticket_id).is_none_or(|sale| sale.0 > ts) {
+            self.tickets.insert(o.ticket_id.to_string(), (ts, price));
             cap_tickets(&mut self.tickets, lim.show_tickets_cap);
         }
         if ts > self.watermark_ms {
@@ -795,7 +801,7 @@ impl EntityStore {
 
     /// The wallets sharing the order's IP, device or card in the 24 h before it, and its own.
     fn linked<'a>(&'a self, o: &'a OrderIn) -> HashSet<&'a str> {
-        let mut linked: HashSet<&str> = HashSet::from([o.wallet.as_str()]);
+        let mut linked: HashSet<&str> = HashSet::from([&*o.wallet]);
         for state in self.states_of(o).into_iter().flatten() {
             linked.extend(state.wallets_between(o.ts - self.lim.day_ms, o.ts).iter().map(|r| &*r.1));
         }
@@ -807,7 +813,7 @@ impl EntityStore {
     /// order, its own included, capped; MISSING for an absent device or card.
     fn entity_values_of(&self, o: &OrderIn) -> (f64, f64, f64, f64) {
         let cap = self.lim.entity_wallets_cap;
-        let (lo, me) = (o.ts - self.lim.day_ms, o.wallet.as_str());
+        let (lo, me) = (o.ts - self.lim.day_ms, &*o.wallet);
         let present = [true, o.device.is_some(), o.card.is_some()];
         let mut linked: HashSet<&str> = HashSet::from([me]);
         let mut out = [MISSING; 3];
@@ -837,7 +843,7 @@ impl EntityStore {
         let mut opens = o.sale_opens_ms;
         if let Some(show) = self.shows.get(&o.show_id) {
             let lo = ts - lim.show_retention_ms;
-            if let Some(median) = show.median_price(o.channel == "PRIMARY", lo, ts, lim) {
+            if let Some(median) = show.median_price(&*o.channel == "PRIMARY", lo, ts, lim) {
                 if median != 0.0 {
                     deviation = o.unit as f64 / median;
                 }
@@ -849,7 +855,7 @@ impl EntityStore {
             if opens.is_none() {
                 opens = show.sale_open_ms;
             }
-            if o.channel == "RESALE" {
+            if &*o.channel == "RESALE" {
                 let base = match show.first_sale(&o.ticket_id, ts, lim) {
                     Some(sale) => Some(sale.1 as f64),
                     None => show.median_price(true, lo, ts, lim),
@@ -867,10 +873,50 @@ impl EntityStore {
         }
     }
 
+    /// `apply_order`'s work.
+    fn apply(&mut self, o: &OrderIn) {
+        let ts = o.ts;
+        if !self.seen.first(&o.purchase_id, ts) {
+            return;
+        }
+        self.clock.see(ts);
+        let lim = self.lim;
+        let floor = self.clock.floor();
+        let wallet: Arc<str> = Arc::from(&*o.wallet);
+        // A new IP, device or card gets its first sighting as `observe` would leave it.
+        let first = if floor < ts { floor } else { ts };
+        let fresh = ts > first - lim.entity_retention_ms - lim.slack_ms && first >= lim.prune_every_ms;
+        let values = [Some(&*o.ip), o.device.as_deref(), o.card.as_deref()];
+        for (states, value) in [&mut self.ips, &mut self.devices, &mut self.cards].into_iter().zip(values) {
+            let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
+            if let Some(state) = states.touch(value) {
+                state.observe(&wallet, ts, Some(floor), &lim);
+            } else if fresh {
+                states.insert(value, EntityState { rows: vec![(ts, wallet.clone())], watermark_ms: ts, pruned_ms: first });
+            } else {
+                let mut state = EntityState::default();
+                state.observe(&wallet, ts, Some(floor), &lim);
+                states.insert(value, state);
+            }
+        }
+        if !o.show_id.is_empty() {
+            if let Some(show) = self.shows.touch(&o.show_id) {
+                show.observe(o, Some(floor), &lim);
+            } else {
+                let mut show = ShowState::default();
+                show.observe(o, Some(floor), &lim);
+                self.shows.insert(&o.show_id, show);
+            }
+        }
+        if floor - self.clock.swept_ms >= lim.sweep_every_ms {
+            self.sweep();
+        }
+    }
+
     /// mint_to_resale_min (`FEATURE_NAMES`): minutes from the ticket's
     /// first primary sale to this resale; MISSING when not a resale or not known.
     fn mint_to_resale_of(&self, o: &OrderIn) -> f64 {
-        if o.channel != "RESALE" {
+        if &*o.channel != "RESALE" {
             return MISSING;
         }
         match self.shows.get(&o.show_id).and_then(|s| s.first_sale(&o.ticket_id, o.ts, &self.lim)) {
@@ -914,42 +960,7 @@ impl EntityStore {
     /// Apply a purchase (`processors.records.Order`) to its IP, device, card and show, once
     /// per purchase id.
     fn apply_order(&mut self, o: OrderIn) {
-        let ts = o.ts;
-        if !self.seen.first(&o.purchase_id, ts) {
-            return;
-        }
-        self.clock.see(ts);
-        let lim = self.lim;
-        let floor = self.clock.floor();
-        let wallet: Arc<str> = Arc::from(o.wallet.as_str());
-        // A new IP, device or card gets its first sighting as `observe` would leave it.
-        let first = if floor < ts { floor } else { ts };
-        let fresh = ts > first - lim.entity_retention_ms - lim.slack_ms && first >= lim.prune_every_ms;
-        let values = [Some(o.ip.as_str()), o.device.as_deref(), o.card.as_deref()];
-        for (states, value) in [&mut self.ips, &mut self.devices, &mut self.cards].into_iter().zip(values) {
-            let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
-            if let Some(state) = states.touch(value) {
-                state.observe(&wallet, ts, Some(floor), &lim);
-            } else if fresh {
-                states.insert(value, EntityState { rows: vec![(ts, wallet.clone())], watermark_ms: ts, pruned_ms: first });
-            } else {
-                let mut state = EntityState::default();
-                state.observe(&wallet, ts, Some(floor), &lim);
-                states.insert(value, state);
-            }
-        }
-        if !o.show_id.is_empty() {
-            if let Some(show) = self.shows.touch(&o.show_id) {
-                show.observe(&o, Some(floor), &lim);
-            } else {
-                let mut show = ShowState::default();
-                show.observe(&o, Some(floor), &lim);
-                self.shows.insert(&o.show_id, show);
-            }
-        }
-        if floor - self.clock.swept_ms >= lim.sweep_every_ms {
-            self.sweep();
-        }
+        self.apply(&o);
     }
 
     /// The earliest event time still to be asked about.
@@ -1087,11 +1098,22 @@ impl EntityStore {
     }
 }
 
+/// A purchase read as `o` (`processors.records.Order`) with its crowd read (`CrowdRead`)
+/// applied to both stores, as `entities.apply_order(o)` then `crowds.apply_order(o, read)`
+/// (once per purchase id in each), in one call: what every path that applies a purchase calls.
+#[pyfunction]
+fn apply_stores(mut entities: PyRefMut<'_, EntityStore>, mut crowds: PyRefMut<'_, CrowdStore>,
+                  o: &Bound<'_, PyTuple>, read: &Bound<'_, CrowdRead>) -> PyResult<()> {
+    entities.apply(&wallet::entity_order(o)?);
+    crowds.apply_order_of(o, read.get())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CrowdStore>()?;
     m.add_class::<crowd_read::CrowdRead>()?;
     m.add_class::<crowd_read::CrowdReader>()?;
+    m.add_function(wrap_pyfunction!(apply_stores, m)?)?;
     m.add_class::<EntityStore>()?;
     m.add_class::<wallet::WalletFeatures>()?;
     m.add_class::<updates::WalletUpdates>()?;

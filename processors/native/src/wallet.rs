@@ -218,7 +218,7 @@ impl WalletFeatures {
 
 /// The order's fields the entity store reads (`OrderIn`), by position; a field that does not
 /// convert raises what `EntityStore.entity_values(o)` raised for it.
-fn entity_order(o: &Bound<'_, PyTuple>) -> PyResult<OrderIn> {
+pub(crate) fn entity_order(o: &Bound<'_, PyTuple>) -> PyResult<OrderIn> {
     fn field<'py, T: FromPyObject<'py>>(o: &Bound<'py, PyTuple>, at: usize, name: &str) -> PyResult<T> {
         o.get_item(at)?.extract().map_err(|cause| {
             let err = PyTypeError::new_err(format!("argument 'o': failed to extract field OrderIn.{name}"));
