@@ -143,16 +143,21 @@ impl CrowdReader {
         let info = info.downcast::<PyTuple>()?;
         let (network, asn) = (info.get_item(NETWORK)?, info.get_item(ASN)?);
         let card_bin = r.get(intern!(py, "card_bin"))?;
-        let (show, band) = (self.text(&show)?, self.text(&band)?);
-        let tier = format!("tier:{show}:{band}");
-        let quantity = self.text(&int(&r.item(intern!(py, "quantity"))?)?)?;
-        let coord = format!("coord:{show}:{band}:{quantity}");
-        let net = self.key_if("net", &network)?;
+        let mut tier = String::from("tier:");
+        self.push_text(&mut tier, &show)?;
+        tier.push(':');
+        self.push_text(&mut tier, &band)?;
+        let mut coord = String::with_capacity(tier.len() + 4);
+        coord.push_str("coord");
+        coord.push_str(&tier[4..]);
+        coord.push(':');
+        self.push_text(&mut coord, &int(&r.item(intern!(py, "quantity"))?)?)?;
+        let net = self.key_if("net:", &network)?;
         let has_asn = asn.is_truthy()?;
-        let asn_key = if has_asn { Some(format!("asn:{}", self.text(&asn)?)) } else { None };
-        let bin = self.key_if("bin", &card_bin)?;
+        let asn_key = if has_asn { Some(self.key("asn:", &asn)?) } else { None };
+        let bin = self.key_if("bin:", &card_bin)?;
         let family = self.ua_family.call1(py, (r.get(intern!(py, "user_agent"))?,))?;
-        let ua = format!("ua:{}", self.text(family.bind(py))?);
+        let ua = self.key("ua:", family.bind(py))?;
         let asn_hosting = match has_asn {
             true => if info.get_item(HOSTING)?.is_truthy()? { 1.0 } else { 0.0 },
             false => self.missing,
@@ -165,23 +170,35 @@ impl CrowdReader {
 }
 
 impl CrowdReader {
-    /// `f"{value}"`: a str as it is, an int in decimal, anything else by `format(value)`.
-    fn text(&self, value: &Bound<'_, PyAny>) -> PyResult<String> {
+    /// `f"{value}"` pushed onto `out`: a str as it is, an int in decimal, anything else by
+    /// `format(value)`.
+    fn push_text(&self, out: &mut String, value: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(s) = value.downcast_exact::<PyString>() {
-            return Ok(s.to_str()?.to_owned());
+            out.push_str(s.to_str()?);
+            return Ok(());
         }
         if value.is_exact_instance_of::<PyInt>() {
             if let Ok(n) = value.extract::<i64>() {
-                return Ok(n.to_string());
+                out.push_str(itoa(n, &mut [0; 20]));
+                return Ok(());
             }
         }
         let made = self.format.bind(value.py()).call1((value,))?;
-        Ok(made.downcast_into::<PyString>()?.to_str()?.to_owned())
+        out.push_str(made.downcast_into::<PyString>()?.to_str()?);
+        Ok(())
     }
 
-    /// `f"{kind}:{value}" if value else None`.
-    fn key_if(&self, kind: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-        Ok(if value.is_truthy()? { Some(format!("{kind}:{}", self.text(value)?)) } else { None })
+    /// `f"{prefix}{value}"` (the prefix with its colon).
+    fn key(&self, prefix: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
+        let mut key = String::with_capacity(prefix.len() + 24);
+        key.push_str(prefix);
+        self.push_text(&mut key, value)?;
+        Ok(key)
+    }
+
+    /// `key(prefix, value) if value else None`.
+    fn key_if(&self, prefix: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        Ok(if value.is_truthy()? { Some(self.key(prefix, value)?) } else { None })
     }
 
     /// ip_country_mismatch: `claimed = (p.get("geo") or {}).get("country") or
@@ -213,4 +230,23 @@ impl CrowdReader {
         };
         Ok(if differ { 1.0 } else { 0.0 })
     }
+}
+
+/// `n` in decimal, as Python's `str(int)` writes it, in `buf`.
+fn itoa(n: i64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
 }
