@@ -210,12 +210,53 @@ impl CrowdState {
 
 /// Distinct wallets among `rows` and `me`, capped.
 fn distinct_wallets(rows: &[Row], me: &str, cap: usize) -> f64 {
-    let mut seen: HashSet<&str> = HashSet::with_capacity(rows.len() + 1);
+    let mut seen = Distinct::new();
     seen.insert(me);
     for r in rows {
         seen.insert(&r.wallet);
     }
     seen.len().min(cap) as f64
+}
+
+/// Distinct texts, as a set counts them: compared one by one while there are at most
+/// `Distinct::FEW` (most windows hold a handful of rows, and a comparison costs less than a
+/// hash), in a hash set (SipHash, as before) beyond.
+struct Distinct<'a> {
+    few: [&'a str; Distinct::FEW],
+    n: usize, // texts in `few`, while `many` is empty
+    many: HashSet<&'a str>,
+}
+
+impl<'a> Distinct<'a> {
+    const FEW: usize = 8;
+
+    fn new() -> Self {
+        Distinct { few: [""; Self::FEW], n: 0, many: HashSet::new() }
+    }
+
+    fn insert(&mut self, text: &'a str) {
+        if !self.many.is_empty() {
+            self.many.insert(text);
+        } else if !self.few[..self.n].contains(&text) {
+            if self.n < Self::FEW {
+                self.few[self.n] = text;
+                self.n += 1;
+            } else {
+                self.many.reserve(2 * Self::FEW);
+                self.many.extend(self.few);
+                self.many.insert(text);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        if self.many.is_empty() { self.n } else { self.many.len() }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        let few = if self.many.is_empty() { &self.few[..self.n] } else { &[] };
+        few.iter().copied().chain(self.many.iter().copied())
+    }
 }
 
 /// States by key in order of last use: `touch` moves a key to the back, as the Python stores
@@ -468,7 +509,10 @@ impl CrowdStore {
             None => (MISSING, MISSING, MISSING),
             Some(_) => {
                 let rows = self.state(card_bin).map_or(&[][..], |s| s.between(ts - lim.hour_ms, ts));
-                let mut cards: HashSet<&str> = rows.iter().map(|r| &*r.card).filter(|c| !c.is_empty()).collect();
+                let mut cards = Distinct::new();
+                for r in rows.iter().filter(|r| !r.card.is_empty()) {
+                    cards.insert(&r.card);
+                }
                 if let Some(c) = card.filter(|c| !c.is_empty()) {
                     cards.insert(c);
                 }
@@ -815,7 +859,8 @@ impl EntityStore {
         let cap = self.lim.entity_wallets_cap;
         let (lo, me) = (o.ts - self.lim.day_ms, &*o.wallet);
         let present = [true, o.device.is_some(), o.card.is_some()];
-        let mut linked: HashSet<&str> = HashSet::from([me]);
+        let mut linked = Distinct::new();
+        linked.insert(me);
         let mut out = [MISSING; 3];
         for ((slot, state), present) in out.iter_mut().zip(self.states_of(o)).zip(present) {
             if !present {
@@ -824,9 +869,14 @@ impl EntityStore {
             *slot = match state {
                 None => 1.0,
                 Some(state) => {
-                    let mut wallets: HashSet<&str> = HashSet::from([me]);
-                    wallets.extend(state.wallets_between(lo, o.ts).iter().map(|r| &*r.1));
-                    linked.extend(wallets.iter().copied());
+                    let mut wallets = Distinct::new();
+                    wallets.insert(me);
+                    for r in state.wallets_between(lo, o.ts) {
+                        wallets.insert(&r.1);
+                    }
+                    for wallet in wallets.iter() {
+                        linked.insert(wallet);
+                    }
                     wallets.len().min(cap) as f64
                 }
             };
