@@ -40,9 +40,12 @@ pub(crate) const KINDS: usize = 6;
 /// What the crowd features read of a purchase: its key of each kind in `KINDS` order (tier,
 /// coord, net, asn, bin, ua; None where the purchase has none: no network or AS for its IP,
 /// no card BIN), and the two features no store holds.
+///
+/// The keys share one buffer (`text`, each key a span of it): one allocation a read.
 #[pyclass(module = "processors._native", frozen)]
 pub struct CrowdRead {
-    pub(crate) keys: [Option<Box<str>>; KINDS],
+    text: String,
+    spans: [Option<(u32, u32)>; KINDS],
     pub(crate) asn_hosting: f64,
     pub(crate) ip_country_mismatch: f64,
 }
@@ -50,11 +53,53 @@ pub struct CrowdRead {
 impl CrowdRead {
     /// The keys the purchase has, in `KINDS` order.
     pub(crate) fn present(&self) -> impl Iterator<Item = &str> {
-        self.keys.iter().flatten().map(|k| &**k)
+        (0..KINDS).filter_map(|kind| self.key(kind))
     }
 
     pub(crate) fn key(&self, kind: usize) -> Option<&str> {
-        self.keys[kind].as_deref()
+        self.spans[kind].map(|(start, end)| &self.text[start as usize..end as usize])
+    }
+}
+
+/// A read's keys, written one after another into one buffer.
+struct Keys {
+    text: String,
+    spans: [Option<(u32, u32)>; KINDS],
+    kind: usize,     // the next key's kind
+    start: usize,    // where the key being written starts
+}
+
+impl Keys {
+    fn new() -> Self {
+        Keys { text: String::with_capacity(192), spans: [None; KINDS], kind: 0, start: 0 }
+    }
+
+    /// Start the next kind's key with `prefix`.
+    fn open(&mut self, prefix: &str) -> &mut String {
+        self.start = self.text.len();
+        self.text.push_str(prefix);
+        &mut self.text
+    }
+
+    /// End the key being written.
+    fn close(&mut self) -> PyResult<()> {
+        let span = (u32::try_from(self.start), u32::try_from(self.text.len()));
+        let (Ok(start), Ok(end)) = span else {
+            return Err(PyValueError::new_err("crowd keys longer than 4 GiB"));
+        };
+        self.spans[self.kind] = Some((start, end));
+        self.kind += 1;
+        Ok(())
+    }
+
+    /// The next kind has no key.
+    fn none(&mut self) {
+        self.kind += 1;
+    }
+
+    fn read(self, asn_hosting: f64, ip_country_mismatch: f64) -> CrowdRead {
+        debug_assert_eq!(self.kind, KINDS);
+        CrowdRead { text: self.text, spans: self.spans, asn_hosting, ip_country_mismatch }
     }
 }
 
@@ -63,17 +108,25 @@ impl CrowdRead {
     /// A read made of its parts (tests, and readers of another kind of record).
     #[new]
     fn new(keys: (String, String, Option<String>, Option<String>, Option<String>, String),
-           asn_hosting: f64, ip_country_mismatch: f64) -> Self {
+           asn_hosting: f64, ip_country_mismatch: f64) -> PyResult<Self> {
         let (tier, coord, net, asn, card_bin, ua) = keys;
-        let keys = [Some(tier), Some(coord), net, asn, card_bin, Some(ua)]
-            .map(|k| k.map(String::into_boxed_str));
-        CrowdRead { keys, asn_hosting, ip_country_mismatch }
+        let mut keys = Keys::new();
+        for key in [Some(tier), Some(coord), net, asn, card_bin, Some(ua)] {
+            match key {
+                Some(key) => {
+                    keys.open(&key);
+                    keys.close()?;
+                }
+                None => keys.none(),
+            }
+        }
+        Ok(keys.read(asn_hosting, ip_country_mismatch))
     }
 
     /// The keys as Python strs (None where absent), in `KINDS` order.
     #[getter]
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.keys.iter().map(|k| k.as_deref()))
+        PyTuple::new(py, (0..KINDS).map(|kind| self.key(kind)))
     }
 
     #[getter]
@@ -89,14 +142,15 @@ impl CrowdRead {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other.downcast::<CrowdRead>().is_ok_and(|o| {
             let o = o.get();
-            o.keys == self.keys && o.asn_hosting.to_bits() == self.asn_hosting.to_bits()
+            (0..KINDS).all(|kind| o.key(kind) == self.key(kind)) && o.asn_hosting.to_bits() == self.asn_hosting.to_bits()
                 && o.ip_country_mismatch.to_bits() == self.ip_country_mismatch.to_bits()
         })
     }
 
     fn __repr__(&self) -> String {
         format!("CrowdRead(keys={:?}, asn_hosting={:?}, ip_country_mismatch={:?})",
-                self.keys, self.asn_hosting, self.ip_country_mismatch)
+                (0..KINDS).map(|kind| self.key(kind)).collect::<Vec<_>>(), self.asn_hosting,
+                self.ip_country_mismatch)
     }
 }
 
@@ -143,29 +197,35 @@ impl CrowdReader {
         let info = info.downcast::<PyTuple>()?;
         let (network, asn) = (info.get_item(NETWORK)?, info.get_item(ASN)?);
         let card_bin = r.get(intern!(py, "card_bin"))?;
-        let mut tier = String::from("tier:");
-        self.push_text(&mut tier, &show)?;
-        tier.push(':');
-        self.push_text(&mut tier, &band)?;
-        let mut coord = String::with_capacity(tier.len() + 4);
-        coord.push_str("coord");
-        coord.push_str(&tier[4..]);
-        coord.push(':');
-        self.push_text(&mut coord, &int(&r.item(intern!(py, "quantity"))?)?)?;
-        let net = self.key_if("net:", &network)?;
+        let mut keys = Keys::new();
+        let text = keys.open("tier:");
+        let shape = text.len() - 1; // ":{show}:{band}", the part of the tier key coord repeats
+        self.push_text(text, &show)?;
+        text.push(':');
+        self.push_text(text, &band)?;
+        let shape = shape..text.len();
+        keys.close()?;
+        let text = keys.open("coord");
+        text.extend_from_within(shape);
+        text.push(':');
+        self.push_text(text, &int(&r.item(intern!(py, "quantity"))?)?)?;
+        keys.close()?;
+        self.key_if(&mut keys, "net:", &network)?;
         let has_asn = asn.is_truthy()?;
-        let asn_key = if has_asn { Some(self.key("asn:", &asn)?) } else { None };
-        let bin = self.key_if("bin:", &card_bin)?;
+        if has_asn {
+            self.key(&mut keys, "asn:", &asn)?;
+        } else {
+            keys.none();
+        }
+        self.key_if(&mut keys, "bin:", &card_bin)?;
         let family = self.ua_family.call1(py, (r.get(intern!(py, "user_agent"))?,))?;
-        let ua = self.key("ua:", family.bind(py))?;
+        self.key(&mut keys, "ua:", family.bind(py))?;
         let asn_hosting = match has_asn {
             true => if info.get_item(HOSTING)?.is_truthy()? { 1.0 } else { 0.0 },
             false => self.missing,
         };
         let ip_country_mismatch = self.country_mismatch(&r, &info.get_item(COUNTRY)?)?;
-        let keys = [Some(tier), Some(coord), net, asn_key, bin, Some(ua)]
-            .map(|k| k.map(String::into_boxed_str));
-        Ok(CrowdRead { keys, asn_hosting, ip_country_mismatch })
+        Ok(keys.read(asn_hosting, ip_country_mismatch))
     }
 }
 
@@ -188,17 +248,20 @@ impl CrowdReader {
         Ok(())
     }
 
-    /// `f"{prefix}{value}"` (the prefix with its colon).
-    fn key(&self, prefix: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
-        let mut key = String::with_capacity(prefix.len() + 24);
-        key.push_str(prefix);
-        self.push_text(&mut key, value)?;
-        Ok(key)
+    /// The next kind's key, `f"{prefix}{value}"` (the prefix with its colon).
+    fn key(&self, keys: &mut Keys, prefix: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.push_text(keys.open(prefix), value)?;
+        keys.close()
     }
 
-    /// `key(prefix, value) if value else None`.
-    fn key_if(&self, prefix: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-        Ok(if value.is_truthy()? { Some(self.key(prefix, value)?) } else { None })
+    /// `key(keys, prefix, value) if value else None`.
+    fn key_if(&self, keys: &mut Keys, prefix: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if value.is_truthy()? {
+            self.key(keys, prefix, value)
+        } else {
+            keys.none();
+            Ok(())
+        }
     }
 
     /// ip_country_mismatch: `claimed = (p.get("geo") or {}).get("country") or
@@ -220,12 +283,12 @@ impl CrowdReader {
         if !ip_country.is_truthy()? || !claimed.is_truthy()? {
             return Ok(self.missing);
         }
-        let ascii = |v: &Bound<'_, PyAny>| {
-            v.downcast_exact::<PyString>().ok().and_then(|s| s.to_str().ok().map(str::to_owned))
-                .filter(|s| s.is_ascii())
-        };
-        let differ = match (ascii(ip_country), ascii(&claimed)) {
-            (Some(ip), Some(claimed)) => ip != claimed.to_ascii_uppercase(),
+        let differ = match (ascii_text(ip_country), ascii_text(&claimed)) {
+            // `ip_country != str(claimed).upper()`, in ASCII
+            (Some(ip), Some(claimed)) => {
+                ip.len() != claimed.len()
+                    || ip.bytes().zip(claimed.bytes()).any(|(a, b)| a != b.to_ascii_uppercase())
+            }
             _ => ip_country.ne(claimed.str()?.call_method0(intern!(py, "upper"))?)?,
         };
         Ok(if differ { 1.0 } else { 0.0 })
@@ -249,4 +312,10 @@ fn itoa(n: i64, buf: &mut [u8; 20]) -> &str {
         buf[at] = b'-';
     }
     std::str::from_utf8(&buf[at..]).expect("ASCII digits")
+}
+
+/// The text of an exact str in ASCII, else None.
+fn ascii_text<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+    let text = value.downcast_exact::<PyString>().ok()?.to_str().ok()?;
+    text.is_ascii().then_some(text)
 }
