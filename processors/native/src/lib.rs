@@ -783,12 +783,14 @@ impl ShowState {
             return None;
         }
         let mut prices: Vec<i64> = ring[i.max(j.saturating_sub(lim.show_prices_cap))..j].iter().map(|r| r.1).collect();
-        prices.sort_unstable();
-        let mid = prices.len() / 2;
-        Some(if prices.len() % 2 == 1 {
-            prices[mid] as f64
+        // the middle one or two of the sorted prices, found without sorting them all
+        let (n, mid) = (prices.len(), prices.len() / 2);
+        let (below, &mut upper, _) = prices.select_nth_unstable(mid);
+        Some(if n % 2 == 1 {
+            upper as f64
         } else {
-            (prices[mid - 1] + prices[mid]) as f64 / 2.0
+            let lower = *below.iter().max().expect("an even count has a lower middle");
+            (lower + upper) as f64 / 2.0
         })
     }
 
