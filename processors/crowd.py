@@ -28,10 +28,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from processors._native import CrowdRead, CrowdReader
+from processors._native import CrowdRead, CrowdReader, PurchaseReader
 from processors.crowd_state import SMALL_AMOUNT_REF_MINOR, CrowdStore, Row, crowd_store
 from processors.money import amount_ref, unit_price_ref
 from processors.netinfo import IpInfo, ip_info, ua_family
+from processors.records import ORDER_READER
 from processors.signals import MISSING
 from processors.timeutil import to_ms
 
@@ -87,9 +88,14 @@ _BANDS: dict[int, int] = {}
 # the geo point's country or else the card's, upper-cased (MISSING when either is absent).
 # Read natively (``CrowdReader``, ``processors/native/src/crowd_read.rs``), in those steps
 # and that order: the band from ``_BANDS`` (``price_band``'s memo) or ``price_band``.
-crowd_read = CrowdReader(ip_info=ip_info, ip_info_fields=IpInfo._fields, ua_family=ua_family,
-                         price_band=price_band, bands=_BANDS, format=format,
-                         missing=MISSING).read
+CROWD_READER = CrowdReader(ip_info=ip_info, ip_info_fields=IpInfo._fields, ua_family=ua_family,
+                           price_band=price_band, bands=_BANDS, format=format, missing=MISSING)
+crowd_read = CROWD_READER.read
+# ``read_purchase(purchase, ts=None)``: a purchase read once for every reader, ``(order,
+# crowd)``: ``order = read_order(purchase, ts)`` (``processors.records``) and ``crowd =
+# crowd_read(purchase, order.unit)``, in one native call (``PurchaseReader``): what
+# ``FeatureEngine`` and the live entity replica read each purchase with.
+read_purchase = PurchaseReader(orders=ORDER_READER, crowds=CROWD_READER).read
 
 
 def crowd_row(purchase: Mapping, ts: int) -> Row:

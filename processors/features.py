@@ -23,11 +23,11 @@ from processors.apply import (
     check_lateness,
 )
 from processors.compute import FEATURE_NAMES, order_features, purchase_features
-from processors.crowd import crowd_read, crowd_store
+from processors.crowd import crowd_store, read_purchase
 from processors.entity_state import apply_stores, entity_store
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, sweep
 from processors.marks import MarkJoin
-from processors.records import read_order, token_key
+from processors.records import token_key
 from processors.signals import MISSING
 from processors.state import WalletState
 
@@ -107,8 +107,7 @@ class FeatureEngine:
         return EVENTS.wallet_in(self.wallets, address)
 
     def _purchase(self, p: Record) -> tuple[float, ...]:
-        o = read_order(p)
-        read = crowd_read(p, o.unit)
+        o, read = read_purchase(p)
         wallet = self._wallet(o.wallet)
         try:
             check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)

@@ -65,11 +65,13 @@ def read_order(p: Mapping[str, Any], ts: int | None = None) -> Order:
 _CLOCK: dict[str, Any] = {"datetime": datetime, "utc": UTC,
                           "epoch": datetime(1970, 1, 1, tzinfo=UTC), "to_ms": to_ms}  # fmt: skip
 
-# every purchase a worker or a replay reads goes through here
-_read = OrderReader(
+# every purchase a worker or a replay reads goes through here (or through
+# ``processors.crowd.read_purchase``, which reads its order with this reader)
+ORDER_READER = OrderReader(
     order=Order, order_fields=Order._fields, default_rates=default_rates,
     order_ref_minor=order_ref_minor, **_CLOCK,
-).read  # fmt: skip
+)  # fmt: skip
+_read = ORDER_READER.read
 
 
 class Transfer(NamedTuple):

@@ -15,7 +15,7 @@ is applied and the other is skipped. The records of a batch reach the replica fr
 itself (``offer``, already decoded); records the replica fetched first (a backlog: it reads
 ahead) are handed to the scorer decoded (``decoded``). Each record the worker scores is also
 read once: the replica keeps what it read of a record of a partition the worker scores (its
-``Order`` and its crowd read, ``read_order`` and ``crowd_read``) until the scorer takes it
+``Order`` and its crowd read, ``read_purchase``) until the scorer takes it
 (``take_read``), whichever thread applied it; a record the replica did not apply (not
 decodable, refused, not yet reached) is read by the scorer itself.
 
@@ -51,9 +51,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from infra import topics
 from infra.settings import Settings
-from processors.crowd import CrowdRead, crowd_read, crowd_store
+from processors.crowd import CrowdRead, crowd_store, read_purchase
 from processors.entity_state import SHOW_RETENTION_MS, EntityStore, apply_stores, entity_store
-from processors.records import Order, read_order
+from processors.records import Order
 from processors.timeutil import MINUTE_MS, to_ms
 from schemas.codec import AvroCodec, DecodeError
 
@@ -350,18 +350,17 @@ class EntityReplica:
         """Apply ``purchase`` to both stores; what was read of it (None: refused). ``ts``: the
         event time it was held with: ``to_ms`` of its ``occurred_at`` when positive (the
         scorer holds ``to_ms(...) or 0``, the replica's fetch ``or -1``), else converted
-        again by ``read_order`` (which then raises what the conversion raises)."""
+        again by ``read_purchase`` (which then raises what the conversion raises)."""
         try:
             # read once for both stores and applied to both in one call, as FeatureEngine does
-            order = read_order(purchase, ts if ts > 0 else None)
-            crowd = crowd_read(purchase, order.unit)
-            apply_stores(self.store, self.crowds, order, crowd)
+            read = read_purchase(purchase, ts if ts > 0 else None)
+            apply_stores(self.store, self.crowds, *read)
         except Exception as exc:  # the scorer dead-letters this record with the reason
             self.rejected += 1
             log.debug("replica skipped %s: %s", purchase.get("purchase_id"), exc)
             return None
         self.applied += 1
-        return order, crowd
+        return read
 
     def _pace(self) -> None:
         """Pause partitions holding too much, resume those that have room again."""

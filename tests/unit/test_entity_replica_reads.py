@@ -1,5 +1,5 @@
 """The scorer reads each purchase once: the entity replica keeps what it read of a record it
-applied (``read_order`` and ``crowd_read``) for the scorer to take (``take_read``). The
+applied (``read_purchase``: its order and crowd read) for the scorer to take (``take_read``). The
 replica runs here on a fake consumer, driven step by step on the test's thread (``step`` is
 what its own thread runs); the scorer's ``_features`` reads from it through ``ctx``."""
 
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from infra.settings import get_settings
-from processors.crowd import crowd_read
+from processors.crowd import crowd_read, read_purchase
 from processors.features import FeatureEngine
 from processors.marks import MarkStore
 from processors.records import read_order
@@ -208,18 +208,19 @@ def test_the_scorers_features_are_those_it_computes_from_its_own_read(replica, m
     """``scoring._features`` over simulated batches: the same rows, clusters and wallet
     states whether it takes the replica's reads or reads every purchase itself (the replica
     keeps nothing), the rows equal to replay's (``FeatureEngine``); with the reads kept,
-    ``read_order`` and ``crowd_read`` run once per purchase."""
+    each purchase is read once (the replica's ``read_purchase``)."""
     from models.simulator import SimConfig, simulate
 
     items = [r for k, r in simulate(SimConfig(seed=5, days=1)) if k == "purchase"][:600]
     engine = FeatureEngine()
     replayed = [engine.process_row("purchase", p) for p in items]
+    n = len(items)
     shared, calls = run_scorer(replica, items, monkeypatch)
-    assert calls == {"read_order": len(items), "crowd_read": len(items)}
+    assert calls == {"read_purchase": n, "read_order": 0, "crowd_read": 0}
     alone_replica = new_replica()
     monkeypatch.setattr(entity_replica, "READS_KEPT", 0)
     alone, calls = run_scorer(alone_replica, items, monkeypatch)
-    assert calls == {"read_order": 2 * len(items), "crowd_read": 2 * len(items)}
+    assert calls == {"read_purchase": n, "read_order": n, "crowd_read": n}
     assert shared == alone
     assert [row for row, _ in shared[0]] == replayed
 
@@ -256,7 +257,7 @@ def run_scorer(
     cluster) per purchase, the wallet states), and how often the reads ran. ``batch_reads``:
     one ``scoring.Reads`` a batch, as ``scoring.score`` passes; ``redelivered``: purchase ids
     the decisions topic holds."""
-    calls = {"read_order": 0, "crowd_read": 0}
+    calls = {"read_purchase": 0, "read_order": 0, "crowd_read": 0}
 
     def counted(name, f):
         def call(*args):
@@ -265,9 +266,11 @@ def run_scorer(
 
         return call
 
-    for module in (scoring, entity_replica):
-        monkeypatch.setattr(module, "read_order", counted("read_order", read_order))
-        monkeypatch.setattr(module, "crowd_read", counted("crowd_read", crowd_read))
+    # the replica reads a purchase with read_purchase, the scorer one it was not given with
+    # read_order and (when it scores it) crowd_read
+    monkeypatch.setattr(entity_replica, "read_purchase", counted("read_purchase", read_purchase))
+    monkeypatch.setattr(scoring, "read_order", counted("read_order", read_order))
+    monkeypatch.setattr(scoring, "crowd_read", counted("crowd_read", crowd_read))
     table: dict[str, object] = {}
     monkeypatch.setattr(scoring, "wallet_to_state", table)
     monkeypatch.setitem(vars(ctx), "replica", replica)

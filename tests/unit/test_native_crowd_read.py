@@ -138,3 +138,28 @@ def test_an_ip_info_of_another_layout_is_refused():
     moved = (IpInfo._fields[1], IpInfo._fields[0], *IpInfo._fields[2:])
     with pytest.raises(ValueError, match="IpInfo fields"):
         CrowdReader(ip_info_fields=moved, **fields)
+
+
+def test_read_purchase_is_read_order_then_crowd_read_of_its_unit_price():
+    from processors.crowd import read_purchase
+    from processors.records import read_order
+    from processors.timeutil import to_ms
+    from tests.unit.test_crowd_read import random_stream
+
+    for p in random_stream(11, 400):
+        o, read = read_purchase(p)
+        assert type(o) is type(read_order(p)) and o == read_order(p)
+        assert read == crowd_read(p, o.unit)
+        assert read_purchase(p, to_ms(p["occurred_at"]))[0] == read_order(p)
+    for field in ("show_id", "quantity", "unit_price_minor"):  # read_order's error, first
+        p = purchase(1, T0)
+        del p[field]
+        with pytest.raises(KeyError, match=field):
+            read_purchase(p)
+
+    class Point:  # subscripted by read_order, without the get the crowd read calls
+        def __getitem__(self, name: str) -> object:
+            return {"lat": 1.0, "lon": 2.0, "country": "US"}[name]
+
+    with pytest.raises(AttributeError, match="get"):  # the order read, then the crowd read's
+        read_purchase(purchase(1, T0, geo=Point()))

@@ -25,7 +25,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
-use crate::order::{int, Record};
+use crate::order::{int, OrderReader, Record};
+use crate::wallet::order as field;
 
 /// `processors.netinfo.IpInfo`'s fields, read by position.
 const IP_INFO_FIELDS: [&str; 5] = ["country", "asn", "hosting", "network", "private"];
@@ -182,7 +183,8 @@ impl CrowdReader {
 
     /// `processors.crowd.crowd_read(p, unit_ref)`.
     #[pyo3(signature = (p, unit_ref=None))]
-    fn read(&self, p: &Bound<'_, PyAny>, unit_ref: Option<&Bound<'_, PyAny>>) -> PyResult<CrowdRead> {
+    pub(crate) fn read(&self, p: &Bound<'_, PyAny>, unit_ref: Option<&Bound<'_, PyAny>>)
+                       -> PyResult<CrowdRead> {
         let py = p.py();
         let r = Record::new(p);
         let show = r.item(intern!(py, "show_id"))?;
@@ -226,6 +228,34 @@ impl CrowdReader {
         };
         let ip_country_mismatch = self.country_mismatch(&r, &info.get_item(COUNTRY)?)?;
         Ok(keys.read(asn_hosting, ip_country_mismatch))
+    }
+}
+
+/// A purchase read once for every reader: `read(p, ts=None)` is `(o, crowd)` with `o =
+/// OrderReader.read(p, ts)` (`processors.records.read_order`) and `crowd =
+/// CrowdReader.read(p, o.unit)` (`processors.crowd.crowd_read`), in one call
+/// (`processors.crowd.read_purchase`).
+#[pyclass(module = "processors._native", frozen)]
+pub struct PurchaseReader {
+    orders: Py<OrderReader>,
+    crowds: Py<CrowdReader>,
+}
+
+#[pymethods]
+impl PurchaseReader {
+    #[new]
+    #[pyo3(signature = (*, orders, crowds))]
+    fn new(orders: Py<OrderReader>, crowds: Py<CrowdReader>) -> Self {
+        PurchaseReader { orders, crowds }
+    }
+
+    #[pyo3(signature = (p, ts=None))]
+    fn read<'py>(&self, p: &Bound<'py, PyAny>, ts: Option<Bound<'py, PyAny>>)
+                 -> PyResult<(Bound<'py, PyAny>, CrowdRead)> {
+        let o = self.orders.get().read(p, ts)?;
+        let unit = o.downcast::<PyTuple>()?.get_item(field::UNIT)?;
+        let crowd = self.crowds.get().read(p, Some(&unit))?;
+        Ok((o, crowd))
     }
 }
 

@@ -1165,6 +1165,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CrowdStore>()?;
     m.add_class::<crowd_read::CrowdRead>()?;
     m.add_class::<crowd_read::CrowdReader>()?;
+    m.add_class::<crowd_read::PurchaseReader>()?;
     m.add_function(wrap_pyfunction!(apply_stores, m)?)?;
     m.add_class::<EntityStore>()?;
     m.add_class::<wallet::WalletFeatures>()?;

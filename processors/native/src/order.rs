@@ -68,7 +68,7 @@ impl OrderReader {
     /// `processors.records.read_order(p, ts)`: ``ts`` is the caller's `to_ms(p["occurred_at"])`
     /// when it has it (taken as given), else None (converted here).
     #[pyo3(signature = (p, ts=None))]
-    fn read<'py>(&self, p: &Bound<'py, PyAny>, ts: Option<Bound<'py, PyAny>>)
+    pub(crate) fn read<'py>(&self, p: &Bound<'py, PyAny>, ts: Option<Bound<'py, PyAny>>)
                  -> PyResult<Bound<'py, PyAny>> {
         let py = p.py();
         let r = Record::new(p);
