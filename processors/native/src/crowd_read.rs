@@ -35,8 +35,18 @@ const ASN: usize = 1;
 const HOSTING: usize = 2;
 const NETWORK: usize = 3;
 
-/// `processors.crowd.KINDS`, the order of the keys.
-pub(crate) const KINDS: usize = 6;
+/// How many kinds of key a read has (`processors.crowd.KINDS`).
+const KINDS: usize = 6;
+
+/// Each kind's place in a read, in `processors.crowd.KINDS` order.
+pub(crate) mod kind {
+    pub const TIER: usize = 0;
+    pub const COORD: usize = 1;
+    pub const NET: usize = 2;
+    pub const ASN: usize = 3;
+    pub const BIN: usize = 4;
+    pub const UA: usize = 5;
+}
 
 /// What the crowd features read of a purchase: its key of each kind in `KINDS` order (tier,
 /// coord, net, asn, bin, ua; None where the purchase has none: no network or AS for its IP,

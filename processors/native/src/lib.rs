@@ -53,7 +53,7 @@ mod trees;
 mod updates;
 mod wallet;
 
-use crowd_read::CrowdRead;
+use crowd_read::{kind, CrowdRead};
 use wallet::{order as field, ORDER_FIELDS};
 
 const MISSING: f64 = -1.0;
@@ -485,10 +485,10 @@ impl CrowdStore {
 
     /// `values` of a read (`CrowdRead`).
     fn values_of(&self, read: &CrowdRead, me: &str, ts: i64, card: Option<&str>) -> [f64; CROWD_LEN] {
-        let (net, asn, card_bin) = (read.key(2), read.key(3), read.key(4));
+        let (net, asn, card_bin) = (read.key(kind::NET), read.key(kind::ASN), read.key(kind::BIN));
         let lim = &self.lim;
         let recent = ts - lim.recent_ms;
-        let (tier_wallets, tier_rate) = match self.state(read.key(0)) {
+        let (tier_wallets, tier_rate) = match self.state(read.key(kind::TIER)) {
             None => (1.0, 1.0),
             Some(s) => {
                 let rows = s.between(recent, ts);
@@ -496,7 +496,7 @@ impl CrowdStore {
                  (rows.len() as f64 + 1.0) / self.pace(s, ts))
             }
         };
-        let coord_wallets = self.wallets(self.state(read.key(1)), me, recent, ts);
+        let coord_wallets = self.wallets(self.state(read.key(kind::COORD)), me, recent, ts);
         let net_wallets = match net {
             Some(_) => self.wallets(self.state(net), me, ts - lim.hour_ms, ts),
             None => MISSING,
@@ -521,7 +521,7 @@ impl CrowdStore {
                  rows.iter().map(|r| r.small).sum::<i64>() as f64)
             }
         };
-        let ua_rate = self.rate_ratio(self.state(read.key(5)), ts);
+        let ua_rate = self.rate_ratio(self.state(read.key(kind::UA)), ts);
         [tier_wallets, tier_rate, coord_wallets, net_wallets, asn_rate, read.asn_hosting,
          read.ip_country_mismatch, bin_wallets, bin_cards, bin_small, ua_rate]
     }
