@@ -35,7 +35,7 @@ def order(k: int, ts: int, wallet: str, card: str | None, ip: str, device: str) 
 def test_counts_are_set_counts_at_every_size(seed):
     rng = random.Random(seed)
     entities, crowds = entity_store(), crowd_store()
-    read = CrowdRead(KEYS, 0.0, 0.0)  # type: ignore[arg-type]
+    read = CrowdRead(KEYS, 0.0, 0.0)
     wallets = [f"0x{n:040x}" for n in range(rng.choice([3, 9, 12, 40, 90]))]
     cards = [f"card{n}" for n in range(rng.choice([2, 9, 15, 80]))] + [None]
     ts, checked = T, 0
