@@ -42,7 +42,6 @@ from processors.policy import (
     decide_columns,
 )
 from processors.rules import (
-    ROW_BATCH,
     BatchEvaluation,
     RuleBatch,
     RuleResult,
@@ -94,9 +93,6 @@ class Blocked:
 _APPROVED, _BLOCKED = VERDICTS.index(Verdict.APPROVED), VERDICTS.index(Verdict.BLOCKED)
 _REVIEW = VERDICTS.index(Verdict.MANUAL_REVIEW)
 _CODE = {verdict: code for code, verdict in enumerate(VERDICTS)}
-# Up to this many rows a batch is small: its rules are evaluated row by row
-# (``rules.evaluate_batch``).
-SMALL_BATCH = ROW_BATCH
 _VERDICT_VALUES = tuple(v.value for v in VERDICTS)
 _Thresholds = tuple[float, float, float, float, Thresholds]
 

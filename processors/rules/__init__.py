@@ -19,7 +19,7 @@ from processors.rules.base import (
 )
 from processors.rules.batch import TEXT_FIELDS, RuleBatch
 from processors.rules.definitions import RuleDef, RuleSetting, RulesFileError
-from processors.rules.engine import ROW_BATCH, BatchEvaluation, Evaluation, evaluate_batch
+from processors.rules.engine import BatchEvaluation, Evaluation, evaluate_batch
 from processors.rules.functions import FUNCTIONS
 from processors.rules.lists import ReferenceLists, default_lists
 from processors.rules.ruleset import (
@@ -39,7 +39,6 @@ __all__ = [
     "FUNCTIONS",
     "IDENTITY",
     "NETWORK",
-    "ROW_BATCH",
     "TEXT_FIELDS",
     "TICKETING",
     "TRANSACTION",

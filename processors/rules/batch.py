@@ -150,6 +150,13 @@ class RuleBatch:
             self._records = [self._parent.records[i] for i in self._rows.tolist()]
         return self._records
 
+    def columns(self) -> np.ndarray:
+        """The features, one contiguous row a feature (``FEATURE_NAMES`` order), one column a
+        record (``program``); a subset's are gathered from its parent's."""
+        if self._columns is None:
+            return np.stack([self.feature(name) for name in FEATURE_NAMES])
+        return self._columns
+
     def rows(self) -> list[list[float]]:
         """Each record's features as Python floats, ``FEATURE_NAMES`` order (``rowwise``)."""
         columns = self._columns

@@ -37,18 +37,25 @@ from processors.rules.nodes import Each, Node, Scope, by_distinct, const_node, f
 from processors.rules.operators import Operators
 from processors.rules.syntax import MAX_DEPTH, ExpressionError, error_at, parse
 
-__all__ = ["Compiler", "Node", "Scope", "compile_expression", "param_value"]
+__all__ = ["Compiler", "Node", "Scope", "compile_checked", "compile_expression", "param_value"]
 
 NAMESPACES = ("p", "lists", "blocked")
 
 
 def compile_expression(text: str, scope: Scope, want: str) -> Node:
     """``text`` compiled against ``scope``; its result must be of type ``want``."""
+    return compile_checked(text, scope, want)[0]
+
+
+def compile_checked(text: str, scope: Scope, want: str) -> tuple[Node, ast.expr, Compiler]:
+    """``compile_expression``, with the checked tree and its compiler (``built``: each tree
+    node's compiled node, which ``program`` translates)."""
     tree = parse(text)
-    node = Compiler(text, scope).compile(tree)
+    compiler = Compiler(text, scope)
+    node = compiler.compile(tree)
     if node.type != want:
         raise error_at(tree, text, f"the expression gives a {node.type}, a {want} is needed")
-    return node
+    return node, tree, compiler
 
 
 def param_value(value: Any) -> tuple[str, Any]:
@@ -67,7 +74,7 @@ def param_value(value: Any) -> tuple[str, Any]:
 class Compiler(Operators):
     def __init__(self, text: str, scope: Scope) -> None:
         self.text, self.scope, self.depth = text, scope, 0
-        self.built: dict[ast.AST, Node] = {}  # each compiled tree node's Node (``rowwise``)
+        self.built: dict[ast.AST, Node] = {}  # each compiled tree node's Node (``program``)
 
     def fail(self, node: ast.AST, message: str, token: str | None = None) -> ExpressionError:
         return error_at(node, self.text, message, token)

@@ -24,9 +24,10 @@ import numpy as np
 
 from processors.breaker import Ceiling, parse_ceiling
 from processors.rules.base import CATEGORIES
-from processors.rules.compiler import Node, Scope, compile_expression
+from processors.rules.compiler import Node, Scope, compile_checked
 from processors.rules.functions import BOOL, NUM
-from processors.rules.rowwise import RowRule, row_rule
+from processors.rules.program import RuleCode, rule_code
+from processors.rules.rowwise import RowReason, row_reason
 from processors.rules.syntax import ExpressionError
 from processors.rules.template import Template
 
@@ -68,7 +69,8 @@ class CompiledRule:
     when: Node
     score: Node
     reason: Template
-    row: RowRule  # the same three as functions of one row, for small batches (``rowwise``)
+    row: RowReason  # the reason as a function of one row, for a few rows (``rowwise``)
+    code: RuleCode  # ``when`` and ``score`` as native program code (``program``)
     # the score every row that fires gets, when ``score`` is a constant (most rules): what
     # the engine's column of it would hold, clipped to [0, 1] with NaN as 0
     constant_score: float | None = None
@@ -137,15 +139,17 @@ def compile_rule(rule: RuleDef, params: Mapping[str, Any], lists: Mapping[str, A
     scope = Scope(params, lists)
     field = "when"
     try:
-        when = compile_expression(rule.when, scope, BOOL)
+        when, *when_checked = compile_checked(rule.when, scope, BOOL)
         field = "score"
-        score = compile_expression(rule.score, scope, NUM)
+        score, *score_checked = compile_checked(rule.score, scope, NUM)
         field = "reason"
         reason = Template(rule.reason, scope)
     except ExpressionError as exc:
         raise fail(f"{where}.{field}: {exc}") from None
-    row = row_rule(rule.id, rule.when, rule.score, reason.parts, scope)
-    return CompiledRule(when, score, reason, row, _constant_score(score))
+    constant = _constant_score(score)
+    code = rule_code(when_checked, score_checked, constant, reason, scope)
+    return CompiledRule(when, score, reason, row_reason(rule.id, reason.parts, scope), code,
+                        constant)  # fmt: skip
 
 
 def _constant_score(score: Node) -> float | None:

@@ -1,24 +1,25 @@
-"""Evaluating a ruleset over a batch of purchases: by columns, each rule one vectorised pass,
-or for a small batch row by row with the rules' row functions (``rowwise``), same answers.
+"""Evaluating a ruleset over a batch of purchases, of any size: every active rule's ``when``
+and ``score`` over every row in one native call (``program``), reasons rendered only for the
+(row, rule) pairs that fired.
 
     evaluation = evaluate_batch(RuleBatch(purchases, X, wallets, ips), ruleset)
     evaluation.rule_score[i], evaluation.hard_block[i], evaluation.results[i]
     evaluation.row(i) -> Evaluation(results, rule_score, hard_block, errors)
 
 Rows are grouped by their organizer's view of the ruleset (``for_organizer``), so overrides
-apply per row. The rule score is a weighted noisy-OR, ``1 - prod(1 - weight_i * score_i)``
-over the rules that fired, clamped to [0, 1]; scores are clamped to [0, 1] too. Reasons are
-rendered only for the rows where a rule fired. A rule that raises on the batch is evaluated
-again row by row: the rows where it raises get an error (logged, in ``errors``), the other
-rows and the other rules are unaffected.
+apply per row: each view's program runs over its rows. The rule score is a weighted noisy-OR,
+``1 - prod(1 - weight_i * score_i)`` over the rules that fired, clamped to [0, 1]; scores are
+clamped to [0, 1] too. A (row, rule) the program defers (where numpy could raise or differ) is
+evaluated by columns on that row alone (the rule's compiled column nodes), which gives its
+result, or its error (logged, in ``errors``); a rule whose reasons raise is evaluated again
+row by row the same way. The other rows and rules are unaffected.
 """
-
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -26,15 +27,10 @@ import numpy as np
 from processors.rules.base import RuleResult
 from processors.rules.batch import RuleBatch
 from processors.rules.definitions import CompiledRule
-from processors.rules.rowwise import clip_score
+from processors.rules.functions import BOOL
 from processors.rules.ruleset import ActiveRule, RuleSet
 
 log = logging.getLogger(__name__)
-
-# Up to this many rows a batch is evaluated row by row (``rowwise``): below it the numpy calls'
-# fixed cost per rule outweighs their speed per row (measured, ``tests/unit/test_rules_rowwise``
-# docstring).
-ROW_BATCH = 48
 
 
 @dataclass(slots=True)
@@ -72,11 +68,10 @@ class BatchEvaluation:
 
 @dataclass(slots=True)
 class _Hits:
-    """One rule over one group of rows: the rows that fired (ascending, as an index array and
-    as a list), their scores and reasons, and the rows' errors; ``uniform``: every row that
-    fired has the same score and reason (a constant score and a reason without fields)."""
+    """One rule over some rows: the rows that fired (ascending), their scores and reasons,
+    and the rows' errors; ``uniform``: every row that fired has the same score and reason (a
+    constant score and a reason without fields)."""
 
-    fired: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     rows: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
@@ -85,78 +80,140 @@ class _Hits:
 
 
 def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
-    """The ruleset (each row seen through its organizer's overrides) over ``batch``: row by
-    row up to ``ROW_BATCH`` rows (``evaluate_rows``), else by columns (``evaluate_columns``).
-    The two give the same answers."""
-    if batch.n <= ROW_BATCH:
-        return evaluate_rows(batch, ruleset)
-    return evaluate_columns(batch, ruleset)
-
-
-def evaluate_columns(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
-    """Each rule over the whole batch, once per compiled form in use (organizers that
-    override a rule's parameters get their own pass over their rows; the rest share one)."""
+    """The ruleset (each row seen through its organizer's overrides) over ``batch``."""
     out = BatchEvaluation.empty(batch.n)
     # each row's noisy-OR product as Python floats (the same IEEE doubles as float64): a rule
-    # multiplies in the rows that fired only, in its loop over them
+    # multiplies in the rows that fired only, in file order
     survive, hard = [1.0] * batch.n, np.zeros(batch.n, dtype=bool)
     # the text columns the rules test (and the organizers, for their views), in one pass
     batch.read((*ruleset.fields, "organizer_id") if ruleset.organizers else ruleset.fields)
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
-        for active, rows, weight in _passes(ruleset, _views(batch, ruleset)):
-            _apply(batch, active, rows, weight, out, survive, hard)
+        views = _views(batch, ruleset)
+        for view, rows in [(views, None)] if isinstance(views, RuleSet) else views:
+            _apply_view(batch, view, None if rows is None else rows.tolist(), out, survive, hard)
     out.rule_score, out.hard_block = np.clip(1.0 - np.array(survive), 0.0, 1.0), hard
     return out
 
 
-def evaluate_rows(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
-    """Each row through its organizer's active rules in file order, with the rules' row
-    functions (``rowwise``): the same results, noisy-OR and hard blocks as by columns. A rule
-    that defers or raises on a row is evaluated on that row by columns (``_run_rule``), which
-    gives its result or its error exactly as ``evaluate_columns`` would."""
-    out = BatchEvaluation.empty(batch.n)
-    survive, hard = np.ones(batch.n), np.zeros(batch.n, dtype=bool)
-    rows, records = batch.rows(), batch.records
-    with np.errstate(divide="raise", invalid="raise", over="ignore"):
-        for i, (f, record) in enumerate(zip(rows, records, strict=True)):
-            view = ruleset.for_organizer(record.get("organizer_id")) if ruleset.organizers \
-                else ruleset  # fmt: skip
-            keep, results = 1.0, out.results[i]
-            for active, score, reason in _row_hits(batch, i, view, f, record, out.errors[i]):
-                rule = active.rule
-                results.append(RuleResult(rule.id, rule.category, score, reason, rule.hard))
-                keep *= 1.0 - active.setting.weight * score
-                hard[i] |= rule.hard
-            survive[i] = keep
-    out.rule_score, out.hard_block = np.clip(1.0 - survive, 0.0, 1.0), hard
-    return out
+def _apply_view(batch: RuleBatch, view: RuleSet, rows: list[int] | None, out: BatchEvaluation,
+                survive: list[float], hard: np.ndarray) -> None:  # fmt: skip
+    """``view``'s program over ``rows`` (None: all), then each rule's hits in file order:
+    results, errors, the noisy-OR and hard blocks. A row where a rule does not fire is left
+    as it is: its factor would be ``1.0 - weight * 0.0``, exactly 1.0."""
+    hit_rows, scores, starts, values, unexplained, deferred = view.program.run(batch, rows)
+    offset = 0
+    for k, active in enumerate(view.active):
+        start, end = starts[k], starts[k + 1]
+        if start == end:
+            continue
+        width = len(active.compiled.code.fields or ())
+        shown = values[offset : offset + (end - start) * width]
+        offset += (end - start) * width
+        rows_k, scores_k = hit_rows[start:end], scores[start:end]
+        if k in deferred:
+            hits = _deferred(batch, active, rows_k, scores_k, out.errors)
+        else:
+            hits = _fired(batch, active, rows_k, scores_k, None if k in unexplained else shown,
+                          out.errors)  # fmt: skip
+        rule, weight, results = active.rule, active.setting.weight, out.results
+        if hits.uniform:  # one result for every row that fired: made once, shared (a tuple)
+            one = RuleResult(rule.id, rule.category, hits.scores[0], hits.reasons[0], rule.hard)
+            made: Iterator[RuleResult] = repeat(one)
+        else:
+            made = _results(rule.id, rule.category, hits.scores, hits.reasons, rule.hard)
+        for i, result, score in zip(hits.rows, made, hits.scores, strict=False):
+            results[i].append(result)
+            survive[i] *= 1.0 - weight * score
+        if rule.hard and hits.rows:
+            hard[hits.rows] = True
 
 
-Hit = tuple[ActiveRule, float, str]
+def _deferred(batch: RuleBatch, active: ActiveRule, rows: list[int], scores: list[float],
+              errors: list[list[str]]) -> _Hits:  # fmt: skip
+    """A rule's hits where the program deferred some rows (score NaN): those evaluated by
+    columns one by one, reasons rendered for the others."""
+    kept = [(i, s) for i, s in zip(rows, scores, strict=True) if s == s]
+    hits = _fired(batch, active, [i for i, _ in kept], [s for _, s in kept], None, errors)
+    done = dict(zip(hits.rows, zip(hits.scores, hits.reasons, strict=True), strict=True))
+    for i, score in zip(rows, scores, strict=True):
+        if score != score:
+            one = _one_row(batch, i, active, errors[i])
+            if one is not None:
+                done[i] = one
+    ordered = sorted(done)
+    return _Hits(ordered, [done[i][0] for i in ordered], [done[i][1] for i in ordered])
 
 
-def _row_hits(batch: RuleBatch, i: int, view: RuleSet, f: list[float],
-              record: Mapping[str, Any], errors: list[str]) -> Iterator[Hit]:  # fmt: skip
-    """(rule, score, reason) of the rules of ``view`` that fire on row ``i``, file order."""
-    blocked = batch.blocked
-    try:
-        fired: Iterable[ActiveRule] = compress(view.active, view.whens(f, record, blocked))
-    except Exception:  # a rule defers or raises: each rule on its own, below
-        fired = view.active
-        each = True
-    else:
-        each = False
-    for active in fired:
-        row = active.compiled.row
+def _fired(batch: RuleBatch, active: ActiveRule, rows: list[int], scores: list[float],
+           shown: list[float] | None, errors: list[list[str]]) -> _Hits:  # fmt: skip
+    """A rule's hits on ``rows`` (where it fired) with their ``scores``; ``shown``: the
+    program's values of its reason's fields there, if it has them."""
+    compiled = active.compiled
+    if not rows:
+        return _Hits()
+    literal = compiled.reason.literal
+    if literal is not None and compiled.constant_score is not None:
+        return _Hits(rows, scores, [literal] * len(rows), uniform=True)
+    reasons = _reasons(batch, compiled, rows, shown)
+    if reasons is None:  # the reason raises on some row: each row by columns
+        hits = _run_rule(batch.subset(np.array(rows, dtype=np.intp)), active) or _Hits()
+        for j, error in hits.errors.items():
+            errors[rows[j]].append(f"{active.rule.id}: {error}")
+        return _Hits([rows[j] for j in hits.rows], hits.scores, hits.reasons)
+    return _Hits(rows, scores, reasons)
+
+
+# Up to this many rows that fired, a reason with a text field is rendered row by row with its
+# row functions (``rowwise``, same texts) instead of by numpy calls on the fired rows'
+# subset, which cost ~20-35 µs however few the rows.
+FEW_FIRED = 6
+
+
+def _reasons(batch: RuleBatch, compiled: CompiledRule, rows: list[int],
+             shown: list[float] | None) -> list[str] | None:  # fmt: skip
+    """The rule's reason on each of ``rows`` (rows where it fired): from the program's values
+    of its fields (``shown``), else row by row or by columns; None when it raises."""
+    literal = compiled.reason.literal
+    if literal is not None:
+        return [literal] * len(rows)
+    if shown is not None and compiled.code.fields is not None:
         try:
-            if each and not row.when.run(f, record, blocked):
-                continue
-            yield active, clip_score(row.score.run(f, record, blocked)), row.reason(f, record,
-                                                                                   blocked)
-        except Exception:  # Defer, or the rule raises on this row: as by columns
-            hit = _one_row(batch, i, active, errors)
-            if hit is not None:
-                yield active, *hit
+            return _shown(compiled.reason.rendered, shown, len(compiled.code.fields))
+        except Exception:  # noqa: S110  (by columns, below, which raise it as always)
+            pass
+    if len(rows) <= FEW_FIRED:
+        try:
+            reason, blocked = compiled.row.reason, batch.blocked
+            return [reason(f, record, blocked) for f, record in
+                    zip(batch.rows_at(rows), batch.records_at(rows), strict=True)]  # fmt: skip
+        except Exception:  # noqa: S110  (Defer, or it raises on a row: by columns, below)
+            pass
+    target = batch if len(rows) == batch.n else batch.subset(np.array(rows, dtype=np.intp))
+    try:
+        return compiled.reason.render(target)
+    except Exception:  # noqa: BLE001  (each row by columns: its own error)
+        return None
+
+
+def _shown(parts: list[Any], values: list[float], width: int) -> list[str]:
+    """A reason's texts from its fields' values (``width`` a row, row after row), each
+    formatted as ``Template.render`` formats a column's (booleans as bools)."""
+    columns: list[Iterable[str]] = []
+    j = 0
+    for part in parts:
+        if isinstance(part, str):
+            columns.append(repeat(part))
+            continue
+        field: Iterable[Any] = values[j::width]
+        j += 1
+        if part.node.type == BOOL:
+            field = map(bool, field)
+        if part.conversion == "r":
+            field = map(repr, field)
+        elif part.conversion == "s":
+            field = map(str, field)
+        columns.append(map(format, field, repeat(part.spec)))
+    return list(map("".join, zip(*columns, strict=False)))  # the repeats are endless
 
 
 def _one_row(batch: RuleBatch, i: int, active: ActiveRule,
@@ -191,75 +248,6 @@ def _views(batch: RuleBatch, ruleset: RuleSet) -> Views:
     return [(ruleset.for_organizer(k), np.asarray(r, dtype=np.intp)) for k, r in groups.items()]
 
 
-Variant = tuple[ActiveRule, "np.ndarray | None", "float | np.ndarray"]
-
-
-def _passes(ruleset: RuleSet, views: Views) -> Iterator[Variant]:
-    """Every rule's passes in file order (each row's noisy-OR multiplies in that order)."""
-    if isinstance(views, RuleSet):  # one view for every row: its active rules
-        for active in views.active:
-            yield active, None, active.setting.weight
-        return
-    for rule_id in ruleset.rules:
-        yield from _variants(rule_id, views)
-
-
-def _variants(rule_id: str, views: list[tuple[RuleSet, np.ndarray]]) -> list[Variant]:
-    """(active rule, its rows, weight or per-row weights) per compiled form of ``rule_id``
-    among the views; views where it is not active are left out."""
-    forms: dict[int, list[tuple[ActiveRule, np.ndarray]]] = {}
-    for view, rows in views:
-        active = view.active_by_id.get(rule_id)
-        if active is not None:
-            forms.setdefault(id(active.compiled), []).append((active, rows))
-    out: list[Variant] = []
-    for parts in forms.values():
-        if len(parts) == 1:
-            active, rows = parts[0]
-            out.append((active, rows, active.setting.weight))
-        else:
-            rows = np.concatenate([r for _, r in parts])
-            weights = np.concatenate([np.full(len(r), a.setting.weight) for a, r in parts])
-            out.append((parts[0][0], rows, weights))
-    return out
-
-
-def _apply(batch: RuleBatch, active: ActiveRule, rows: np.ndarray | None,
-           weight: float | np.ndarray, out: BatchEvaluation, survive: list[float],
-           hard: np.ndarray) -> None:  # fmt: skip
-    """One rule over ``rows`` of the batch: results, errors, the noisy-OR and hard blocks.
-    A row where the rule does not fire is left as it is: its factor would be
-    ``1.0 - weight * 0.0``, exactly 1.0."""
-    group = batch if rows is None else batch.subset(rows)
-    hits = _run_rule(group, active)
-    if hits is None:
-        return
-    targets: Sequence[int] = range(batch.n) if rows is None else rows.tolist()
-    rule = active.rule
-    for i, error in hits.errors.items():
-        out.errors[targets[i]].append(f"{rule.id}: {error}")
-    if not hits.rows:
-        return
-    results = out.results
-    if hits.uniform:  # one result for every row that fired: made once, shared (a tuple)
-        one = RuleResult(rule.id, rule.category, hits.scores[0], hits.reasons[0], rule.hard)
-        made: Iterator[RuleResult] = repeat(one)
-    else:
-        made = _results(rule.id, rule.category, hits.scores, hits.reasons, rule.hard)
-    if rows is None and not isinstance(weight, np.ndarray):  # the whole batch, one weight
-        for i, result, score in zip(hits.rows, made, hits.scores, strict=False):
-            results[i].append(result)
-            survive[i] *= 1.0 - weight * score
-    else:  # an organizer group's rows, and its per-row weights or its rule's one weight
-        weights = weight[hits.fired].tolist() if isinstance(weight, np.ndarray) else repeat(weight)
-        for i, result, w, score in zip(hits.rows, made, weights, hits.scores, strict=False):
-            t = targets[i]
-            results[t].append(result)
-            survive[t] *= 1.0 - w * score
-    if rule.hard:
-        hard[hits.fired if rows is None else rows[hits.fired]] = True
-
-
 def _results(rule_id: str, category: str, scores: list[float], reasons: list[str],
              hard: bool) -> Iterator[RuleResult]:  # fmt: skip
     """One rule's results on the rows that fired: ``RuleResult(rule_id, category, score,
@@ -288,52 +276,22 @@ def _column(value: Any, n: int, dtype: type) -> np.ndarray:
 
 
 def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits | None:
-    """``when`` over the group; ``score`` and ``reason`` over the rows that fired only (row
-    by row when they are few and the score is computed, ``_few``; not at all when they are
-    constants)."""
+    """``when`` over the group by columns; ``score`` and ``reason`` over the rows that fired
+    only (not at all when they are constants)."""
     fired = _column(compiled.when.run(group), group.n, np.bool_).nonzero()[0]
     if not len(fired):
         return None
     rows = fired.tolist()
     score, literal = compiled.constant_score, compiled.reason.literal
-    if score is not None and literal is not None:  # 7 of the 76 shipped rules
-        return _Hits(fired, rows, [score] * len(rows), [literal] * len(rows), uniform=True)
-    if score is None and len(rows) <= FEW_FIRED:
-        hits = _few(group, compiled, rows)
-        if hits is not None:
-            return hits
+    if score is not None and literal is not None:
+        return _Hits(rows, [score] * len(rows), [literal] * len(rows), uniform=True)
     target = group if len(rows) == group.n else group.subset(fired)
     if score is None:
         raw = np.clip(_column(compiled.score.run(target), target.n, np.float64), 0.0, 1.0)
         scores = np.where(np.isnan(raw), 0.0, raw).tolist()
     else:
         scores = [score] * len(rows)
-    return _Hits(fired, rows, scores, compiled.reason.render(target))
-
-
-# Up to this many rows that fired, a rule's computed score and its reason are computed row by
-# row with its row functions (``rowwise``, the small batches' path, same answers) instead of
-# by numpy calls on the fired rows' subset, which cost ~35 µs however few the rows. Measured
-# on 500 simulated purchases: high_amount (3 rows fired) 28.5 against 53.0 µs,
-# fresh_unverified_identity (6) 45.1 against 49.9, first_purchase_high_value (9) 46.8 against
-# 42.8. A rule with a constant score (54 of the 76 shipped rules) has no score to compute, and
-# its reasons are cheaper by columns however few the rows (no feature row to convert): the
-# decide path's batches of 500, 6.13 against 5.89 µs a purchase for the shipped rules.
-FEW_FIRED = 6
-
-
-def _few(group: RuleBatch, compiled: CompiledRule, fired: list[int]) -> _Hits | None:
-    """``score`` and ``reason`` of the rows that fired, row by row; None when the rule defers
-    or raises on one of them (then by columns, which give its result or error as always)."""
-    row, blocked = compiled.row, group.blocked
-    scores, reasons = [], []
-    try:
-        for f, record in zip(group.rows_at(fired), group.records_at(fired), strict=True):
-            scores.append(clip_score(row.score.run(f, record, blocked)))
-            reasons.append(row.reason(f, record, blocked))
-    except Exception:  # Defer, or the rule raises on a row: by columns
-        return None
-    return _Hits(np.array(fired, dtype=np.intp), fired, scores, reasons)
+    return _Hits(rows, scores, compiled.reason.render(target))
 
 
 def _row_by_row(group: RuleBatch, compiled: CompiledRule) -> _Hits:
@@ -349,5 +307,4 @@ def _row_by_row(group: RuleBatch, compiled: CompiledRule) -> _Hits:
             hits.rows.append(i)
             hits.scores.append(one.scores[0])
             hits.reasons.append(one.reasons[0])
-    hits.fired = np.asarray(hits.rows, dtype=np.intp)
     return hits

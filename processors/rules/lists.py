@@ -64,6 +64,11 @@ class IpRanges:
         """The merged ranges of IP ``version`` as (first addresses, last addresses), sorted."""
         return list(self._starts[version]), list(self._ends[version])
 
+    def bounds_v4(self) -> np.ndarray:
+        """The IPv4 intervals' bounds (``contains_v4``): each one's start and the address
+        after its end, sorted; an address is in an interval when an odd number are <= it."""
+        return self._bounds_v4
+
     def contains_v4(self, addresses: np.ndarray) -> np.ndarray:
         """Membership of a column of IPv4 addresses given as unsigned integers: one
         ``searchsorted`` over the intervals' bounds."""

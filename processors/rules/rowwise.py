@@ -1,12 +1,13 @@
-"""Rules over a few rows: each expression compiled a second time, into a Python function of
-one purchase.
+"""Rules' reasons over a few rows: each reason field compiled a second time, into a Python
+function of one purchase.
 
-Why: the vectorised evaluation (``compiler``) costs ~13 µs of numpy calls per rule however
-few the rows, so the 74 rules took ~1 ms of a five-purchase batch, the most of its decision.
-For batches of up to ``engine.ROW_BATCH`` rows, ``engine.evaluate_batch`` runs these
-functions row by row instead (~30 µs a row for the 74 shipped rules), with the same answers:
-``tests/unit/test_rules_rowwise.py`` compares the two paths over simulated traffic and over
-special values (NaN, infinities, -0.0, missing texts, bad IPs, failing expressions).
+Why: a reason rendered by columns (``template.Template.render``) costs ~20-35 µs of numpy
+calls per rule however few the rows that fired. For a rule that fired on up to
+``engine.FEW_FIRED`` rows, ``engine`` renders its reason row by row with these functions
+instead, with the same texts: ``tests/unit/test_rules_rowwise.py`` compares the two over
+simulated traffic and over special values (NaN, infinities, -0.0, missing texts, bad IPs,
+failing expressions). Whether a rule fires and its score are the native program's
+(``program``).
 
 How: ``Compiler`` checks and types the expression as usual; its tree is then translated node
 by node into a Python expression of three arguments, ``f`` (the purchase's feature row,
@@ -16,11 +17,10 @@ function with no builtins. The generated code names only those arguments, the fo
 nothing of the rule's text reaches it but through the checked tree.
 
 Same answers: the scalar operations are IEEE doubles like numpy's; ``and`` / ``or`` stop
-early, as the vectorised path does for a row alone (a batch that raises is evaluated again row
-by row); ``a if c else b`` computes both sides, as the vectorised one does. Where numpy would
-raise or could differ (a division by zero, a non-finite operand of arithmetic, ``ramp``,
-``min``, ``max``) a helper raises ``Defer`` and the engine evaluates that rule on that row the
-vectorised way, so errors read as they always did.
+early, as the vectorised path does for a row alone; ``a if c else b`` computes both sides, as
+the vectorised one does. Where numpy would raise or could differ (a division by zero, a
+non-finite operand of arithmetic, ``ramp``, ``min``, ``max``) a helper raises ``Defer`` and
+the engine renders that rule's reasons by columns, so errors read as they always did.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import ast
 import itertools
 import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 from types import CodeType, FunctionType
@@ -120,7 +120,7 @@ class _Translator:
         self.constants: dict[str, Any] = {}
 
     def constant(self, value: Any) -> ast.expr:
-        name = f"_k{next(_NAMES)}"  # unique in the process: expressions are joined (``whens``)
+        name = f"_k{next(_NAMES)}"  # unique in the process
         self.constants[name] = value
         return ast.Name(name, ast.Load())
 
@@ -226,15 +226,6 @@ def row_function(text: str, scope: Scope, name: str = "expression") -> RowExpres
                          translator.constants)  # fmt: skip
 
 
-def whens(rules: Sequence[RowRule], name: str = "whens") -> RowFunction:
-    """One function giving every rule's ``when`` on a row, as a tuple: one call per row
-    instead of one per rule (``evaluate_rows``). It raises if any of them does."""
-    constants: dict[str, Any] = {}
-    for rule in rules:
-        constants.update(rule.when.constants)
-    return _function(ast.Tuple([rule.when.body for rule in rules], ast.Load()), constants, name)
-
-
 def _function(body: ast.expr, constants: Mapping[str, Any], name: str) -> RowFunction:
     arguments = ast.arguments(posonlyargs=[], args=[ast.arg("f"), ast.arg("r"), ast.arg("b")],
                               kwonlyargs=[], kw_defaults=[], defaults=[])  # fmt: skip
@@ -246,14 +237,6 @@ def _function(body: ast.expr, constants: Mapping[str, Any], name: str) -> RowFun
     return FunctionType(function_code, namespace, name)
 
 
-def clip_score(value: Any) -> float:
-    """A score as the vectorised path keeps it: ``np.clip`` to [0, 1] (which keeps -0.0),
-    NaN as 0."""
-    if value != value or value < 0.0:
-        return 0.0
-    return 1.0 if value > 1.0 else float(value)
-
-
 @dataclass(frozen=True, slots=True)
 class RowField:
     value: RowExpression
@@ -263,11 +246,9 @@ class RowField:
 
 
 @dataclass(frozen=True, slots=True)
-class RowRule:
-    """A rule's ``when``, ``score`` and reason fields as functions of one row."""
+class RowReason:
+    """A rule's reason template, its fields as functions of one row."""
 
-    when: RowExpression
-    score: RowExpression
     parts: tuple[str | RowField, ...]
 
     def reason(self, f: list[float], r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
@@ -287,8 +268,7 @@ class RowRule:
         return "".join(out)
 
 
-def row_rule(rule_id: str, when: str, score: str, reason_fields: list[Any],
-             scope: Scope) -> RowRule:  # fmt: skip
+def row_reason(rule_id: str, reason_fields: list[Any], scope: Scope) -> RowReason:
     """``reason_fields``: the template's parts (``Template.parts``), literals and fields."""
     parts: list[str | RowField] = []
     for part in reason_fields:
@@ -297,9 +277,8 @@ def row_rule(rule_id: str, when: str, score: str, reason_fields: list[Any],
         else:
             parts.append(RowField(row_function(part.expression, scope, f"{rule_id}.reason"),
                                   part.node.const, part.conversion, part.spec))  # fmt: skip
-    return RowRule(row_function(when, scope, f"{rule_id}.when"),
-                   row_function(score, scope, f"{rule_id}.score"), tuple(parts))
+    return RowReason(tuple(parts))
 
 
-__all__ = ["HELPERS", "Defer", "RowExpression", "RowField", "RowRule", "clip_score",
-           "row_function", "row_rule", "whens"]
+__all__ = ["HELPERS", "Defer", "RowExpression", "RowField", "RowReason", "row_function",
+           "row_reason"]

@@ -43,7 +43,7 @@ from processors.rules.definitions import (
     override,
 )
 from processors.rules.lists import ReferenceLists, default_lists
-from processors.rules.rowwise import whens
+from processors.rules.program import Program
 from processors.rules.syntax import parse
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")
@@ -85,8 +85,8 @@ class RuleSet:
             if s.enabled and s.weight > 0
         )
         self.active_by_id = MappingProxyType({a.rule.id: a for a in self.active})
-        # every active rule's ``when`` on one row, in one call (``evaluate_rows``)
-        self.whens = whens([a.compiled.row for a in self.active], f"whens {version}")
+        # every active rule's ``when`` and ``score`` as one native program (``engine``)
+        self.program = Program([a.compiled.code for a in self.active])
         # the text fields the active rules' ``when`` name (read in one pass, by columns)
         self.fields = _fields_named(a.rule.when for a in self.active)
 

@@ -319,3 +319,47 @@ def perturbed(rows: list[tuple[dict, dict]], seed: int) -> list[tuple[dict, dict
             p["seller_wallet"] = p["wallet"] if rng.random() < 0.5 else purchase.get("seller_wallet")
         out.append((p, f))
     return out
+
+
+# Special values: where numpy and Python arithmetic part ways, or expressions raise.
+SPECIAL = (math.nan, math.inf, -math.inf, -0.0, 0.0, -1.0, 1e308, 5.0)
+TEXTS = (None, "", "X", "x.mailinator.com", "not-an-ip", "2001:db8::1", "185.220.101.4",
+         "10.0.0.1", "HeadlessChrome")  # fmt: skip
+RULES = {  # expressions where numpy and Python arithmetic part ways, or that raise
+    "divide": ("velocity_1h / amount_vs_avg > 1", "min(1.0, velocity_1h / 10)",
+               "{velocity_1h / amount_vs_avg:.3g}"),
+    "subtract": ("velocity_1h - amount_vs_avg >= 0", "ramp(velocity_1h, amount_vs_avg)",
+                 "{velocity_1h - amount_vs_avg!r} {abs(velocity_1h)!r}"),
+    "multiply": ("velocity_1h * amount_vs_avg != 1", "velocity_1h * amount_vs_avg",
+                 "{max(velocity_1h, amount_vs_avg, -1)}"),
+    "choose": ("(1 / velocity_1h if velocity_1h > 0 else 2) > 0.1",
+               "-velocity_1h if missing(velocity_1h) else 0.5", "{fmt(velocity_1h, '.2f')}"),
+    "short_circuit": ("velocity_1h > 0 and 10 / velocity_1h > 1 or missing(amount_vs_avg)",
+                      "1", "{missing(velocity_1h)!r} {velocity_1h!s}"),
+    "chain": ("0 <= velocity_1h < amount_vs_avg <= 1e300", "0.0 - velocity_1h", "{velocity_1h}"),
+    "texts": ("lower(user_agent) + upper(email_domain) != 'X' and not missing(card_country)",
+              "1.0", "{lower(user_agent)!r} {tld(email_domain)} {domain(card_country)!r}"),
+    "lists": ("ip in lists.tor_exit or ip not in lists.non_public and valid_ip(ip) "
+              "or card_country in ('X', '') or wallet in blocked.wallets", "0.7",
+              "{canonical_ip(ip)!r}"),
+    "ranges": ("in_cidr(ip, lists.non_public) or domain_in(email_domain, lists.disposable_domains)",
+               "0.9", "{find_any(user_agent, ('Headless',))!r}"),
+    "bad_text": ("lower(ip) == 'x' or contains_any(email_domain, ('x',))", "0.3", "ok"),
+}  # fmt: skip
+
+
+def special_ruleset():
+    rules = {name: {"category": "behavioral", "weight": 0.5, "when": when, "score": score,
+                    "reason": reason} for name, (when, score, reason) in RULES.items()}  # fmt: skip
+    return ruleset_from_dict({"version": "special", "rules": rules})
+
+
+def special_rows() -> list[tuple[dict, dict]]:
+    rows = []
+    for i, (a, b) in enumerate((a, b) for a in SPECIAL for b in SPECIAL):
+        text = TEXTS[i % len(TEXTS)]
+        purchase = {**CLEAN_PURCHASE, "ip": text, "user_agent": TEXTS[(i + 3) % len(TEXTS)],
+                    "email_domain": TEXTS[(i + 5) % len(TEXTS)], "card_country": text}  # fmt: skip
+        rows.append((purchase, {**CLEAN_FEATURES, "velocity_1h": a, "amount_vs_avg": b}))
+    rows.append(({**CLEAN_PURCHASE, "ip": 12345}, CLEAN_FEATURES))  # not a text: lower() raises
+    return rows

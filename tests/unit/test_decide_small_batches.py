@@ -1,6 +1,7 @@
-"""A small batch (up to ``decide.SMALL_BATCH`` rows: rules row by row) is decided exactly as
-the same purchases within one big batch (rules by columns): every
-Decision record, security event and rule hit, batch size by batch size."""
+"""A small batch (as the live worker decides them, ~8 purchases) is decided exactly as the
+same purchases within one big batch: every Decision record, security event and rule hit,
+batch size by batch size (the rules' program and its column fallbacks see other rows, other
+leaves and other organizer groups at each size)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from models.registry import load_model
 from models.replay import replay_rows
 from models.rules_bench import sample_blocklists
 from models.simulator import SimConfig, simulate
-from processors.decide import SMALL_BATCH, Blocked, _thresholds, decide_batch
+from processors.decide import Blocked, _thresholds, decide_batch
 from processors.features import FEATURE_NAMES
 from processors.rules import load_ruleset
 from tests.unit.test_decision_path_equivalence import Challenger
@@ -84,7 +85,7 @@ def test_small_batches_are_decided_as_one_big_batch(unsure):
                   and o.decision["score"] > 0.65]  # fmt: skip
     assert stepped_up or not unsure
     assert any(o.security_events for o in big) and any(o.blocked_by for o in big)
-    for size in (1, 4, 10, SMALL_BATCH, SMALL_BATCH + 1):
+    for size in (1, 4, 10, 48, 49):
         small = _decide(purchases, rows, size, model, ruleset, blocked, shadowed)
         for i, (a, b) in enumerate(zip(big, small, strict=True)):
             assert a.decision == b.decision, f"batches of {size}, purchase {i}"

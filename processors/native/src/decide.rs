@@ -112,7 +112,7 @@ pub fn ipv4_column<'py>(
 }
 
 /// glibc's `inet_pton4`, step by step: the address, or None where it returns 0.
-fn inet_pton4(src: &[u8]) -> Option<[u8; 4]> {
+pub(crate) fn inet_pton4(src: &[u8]) -> Option<[u8; 4]> {
     let mut octets_seen = 0;
     let mut saw_digit = false;
     let mut tmp = [0u8; 4];

@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 mod columns;
 mod crowd_read;
+mod rules;
 mod order;
 mod decide;
 mod events;
@@ -1177,6 +1178,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::ExpiryRules>()?;
     decide::register(m)?;
     columns::register(m)?;
+    rules::register(m)?;
     m.add_class::<trees::Forest>()?;
     m.add_class::<geo::GeoIp4>()?;
     m.add_class::<geo::QuadReader>()?;

@@ -1,0 +1,654 @@
+//! A ruleset view's `when` and `score` expressions as one native program
+//! (`processors.rules.program`), evaluated over a batch's feature columns in one call.
+//!
+//! Each rule is a short stack program over whole columns: features, constants, and "leaves"
+//! (boolean columns the caller computed: the parts of an expression that read texts, lists or
+//! IP ranges). Every value carries, per row, whether evaluating it on that row alone would
+//! need numpy's own answer ("deferred"): arithmetic on a value that is not finite, a division
+//! by zero, `min`/`max`/`ramp` of a value that is not finite, a leaf the caller could not
+//! compute. `and` / `or` pass a deferral on only from the parts a row alone would evaluate
+//! (they stop early), `a if c else b` from all three (both sides are computed). The caller
+//! evaluates a deferred (row, rule) the vectorised way, which gives its result or its error
+//! as always. Otherwise the arithmetic is IEEE doubles, as numpy's on finite values.
+
+use pyo3::buffer::{PyBuffer, ReadOnlyCell};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::decide::inet_pton4;
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Feature(usize),
+    Const(f64),
+    Leaf(usize),
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Neg,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    Not,
+    And,
+    Or,
+    Select,
+    Min(usize),
+    Max(usize),
+    Abs,
+    Ramp,
+    Missing(f64),
+}
+
+/// A column on the stack: each row's value (booleans as 0.0 / 1.0) and deferral.
+#[derive(Clone, Default)]
+struct Column {
+    value: Vec<f64>,
+    defer: Vec<bool>,
+}
+
+struct Code {
+    ops: Vec<Op>,
+    depth: usize,
+}
+
+/// A rule's score: computed by its code, a constant (already clipped), or none the program
+/// can compute (every row that fires is deferred).
+enum Score {
+    Code(Code),
+    Constant(f64),
+    Deferred,
+}
+
+/// A rule: when it fires, its score, and the numbers and booleans its reason shows.
+struct Rule {
+    when: Code,
+    score: Score,
+    fields: Vec<Code>,
+}
+
+#[pyclass(module = "processors._native", frozen)]
+pub struct RuleProgram {
+    features: usize,
+    leaves: usize,
+    rules: Vec<Rule>,
+}
+
+fn parse_code(ops: &Bound<'_, PyList>, features: usize, leaves: usize) -> PyResult<Code> {
+    let bad = |what: String| PyValueError::new_err(format!("bad rule program: {what}"));
+    let mut out = Vec::with_capacity(ops.len());
+    let (mut height, mut depth) = (0usize, 0usize);
+    for item in ops.iter() {
+        let item = item.downcast::<PyTuple>()?;
+        let name: String = item.get_item(0)?.extract()?;
+        let index = |limit: usize| -> PyResult<usize> {
+            let i: usize = item.get_item(1)?.extract()?;
+            if i < limit {
+                Ok(i)
+            } else {
+                Err(bad(format!("{name} {i} out of range")))
+            }
+        };
+        let (op, pops, pushes) = match name.as_str() {
+            "feature" => (Op::Feature(index(features)?), 0, 1),
+            "const" => (Op::Const(item.get_item(1)?.extract()?), 0, 1),
+            "leaf" => (Op::Leaf(index(leaves)?), 0, 1),
+            "add" => (Op::Add, 2, 1),
+            "sub" => (Op::Sub, 2, 1),
+            "mul" => (Op::Mul, 2, 1),
+            "div" => (Op::Div, 2, 1),
+            "neg" => (Op::Neg, 1, 1),
+            "lt" => (Op::Lt, 2, 1),
+            "le" => (Op::Le, 2, 1),
+            "gt" => (Op::Gt, 2, 1),
+            "ge" => (Op::Ge, 2, 1),
+            "eq" => (Op::Eq, 2, 1),
+            "ne" => (Op::Ne, 2, 1),
+            "not" => (Op::Not, 1, 1),
+            "and" => (Op::And, 2, 1),
+            "or" => (Op::Or, 2, 1),
+            "select" => (Op::Select, 3, 1),
+            "min" | "max" => {
+                let n: usize = item.get_item(1)?.extract()?;
+                if n < 1 {
+                    return Err(bad(format!("{name} of no values")));
+                }
+                (if name == "min" { Op::Min(n) } else { Op::Max(n) }, n, 1)
+            }
+            "abs" => (Op::Abs, 1, 1),
+            "ramp" => (Op::Ramp, 2, 1),
+            "missing" => (Op::Missing(item.get_item(1)?.extract()?), 1, 1),
+            _ => return Err(bad(format!("unknown operation {name:?}"))),
+        };
+        if height < pops {
+            return Err(bad(format!("{name} needs {pops} values, has {height}")));
+        }
+        height = height - pops + pushes;
+        depth = depth.max(height);
+        out.push(op);
+    }
+    if height != 1 {
+        return Err(bad(format!("a program leaves {height} values, not 1")));
+    }
+    Ok(Code { ops: out, depth })
+}
+
+fn finite(a: f64) -> bool {
+    a.is_finite()
+}
+
+/// What numpy's `minimum` / `maximum` give for two finite values (the second when equal:
+/// `minimum(0.0, -0.0)` is -0.0).
+fn minimum(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+fn maximum(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `functions.ramp` of finite values, as numpy computes it.
+fn ramp(value: f64, limit: f64) -> f64 {
+    let rising = minimum(1.0, 0.5 + 0.5 * (value - limit) / if limit > 0.0 { limit } else { 1.0 });
+    if limit > 0.0 {
+        rising
+    } else {
+        1.0
+    }
+}
+
+fn truth(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The inputs of one evaluation: the batch's feature columns and leaves, and the rows.
+struct Inputs<'a> {
+    columns: &'a [ReadOnlyCell<f64>],
+    leaves: &'a [ReadOnlyCell<u8>],
+    width: usize,
+    rows: &'a [usize],
+}
+
+impl Code {
+    /// The code over `inputs.rows`, into `stack` (at least `depth` columns); the result is
+    /// `stack[0]`.
+    fn run(&self, inputs: &Inputs<'_>, stack: &mut [Column]) {
+        let n = inputs.rows.len();
+        let mut sp = 0usize;
+        for op in &self.ops {
+            match *op {
+                Op::Feature(j) => {
+                    let column = &inputs.columns[j * inputs.width..(j + 1) * inputs.width];
+                    let top = &mut stack[sp];
+                    top.value.clear();
+                    top.value.extend(inputs.rows.iter().map(|&i| column[i].get()));
+                    top.defer.clear();
+                    top.defer.resize(n, false);
+                    sp += 1;
+                }
+                Op::Const(c) => {
+                    let top = &mut stack[sp];
+                    top.value.clear();
+                    top.value.resize(n, c);
+                    top.defer.clear();
+                    top.defer.resize(n, false);
+                    sp += 1;
+                }
+                Op::Leaf(k) => {
+                    let leaf = &inputs.leaves[k * inputs.width..(k + 1) * inputs.width];
+                    let top = &mut stack[sp];
+                    top.value.clear();
+                    top.value.extend(inputs.rows.iter().map(|&i| truth(leaf[i].get() == 1)));
+                    top.defer.clear();
+                    top.defer.extend(inputs.rows.iter().map(|&i| leaf[i].get() > 1));
+                    sp += 1;
+                }
+                Op::Neg => unary(&mut stack[sp - 1], |a| (-1.0 * a, false)),
+                Op::Not => unary(&mut stack[sp - 1], |a| (truth(a == 0.0), false)),
+                Op::Abs => unary(&mut stack[sp - 1], |a| (a.abs(), false)),
+                Op::Missing(m) => unary(&mut stack[sp - 1], |a| (truth(a == m || a.is_nan()), false)),
+                Op::Min(k) | Op::Max(k) => {
+                    let take = if matches!(op, Op::Min(_)) { minimum } else { maximum };
+                    let (base, rest) = stack[sp - k..sp].split_at_mut(1);
+                    let acc = &mut base[0];
+                    for row in 0..n {
+                        let mut ok = finite(acc.value[row]);
+                        for other in rest.iter() {
+                            ok &= finite(other.value[row]);
+                            acc.defer[row] |= other.defer[row];
+                        }
+                        if !ok {
+                            acc.defer[row] = true;
+                            continue;
+                        }
+                        for other in rest.iter() {
+                            acc.value[row] = take(acc.value[row], other.value[row]);
+                        }
+                    }
+                    sp -= k - 1;
+                }
+                Op::Select => {
+                    let (head, tail) = stack[sp - 3..sp].split_at_mut(1);
+                    let (cond, (yes, no)) = (&mut head[0], tail.split_at(1));
+                    let (yes, no) = (&yes[0], &no[0]);
+                    for row in 0..n {
+                        cond.defer[row] |= yes.defer[row] || no.defer[row];
+                        cond.value[row] = if cond.value[row] != 0.0 { yes.value[row] } else { no.value[row] };
+                    }
+                    sp -= 2;
+                }
+                Op::And | Op::Or => {
+                    let and = matches!(op, Op::And);
+                    let (head, tail) = stack[sp - 2..sp].split_at_mut(1);
+                    let (a, b) = (&mut head[0], &tail[0]);
+                    for row in 0..n {
+                        if a.defer[row] {
+                            continue;
+                        }
+                        // the right side is evaluated (on the row alone) only when the left
+                        // one does not decide
+                        if (a.value[row] != 0.0) == and {
+                            a.value[row] = truth(b.value[row] != 0.0);
+                            a.defer[row] = b.defer[row];
+                        } else {
+                            a.value[row] = truth(!and);
+                        }
+                    }
+                    sp -= 1;
+                }
+                _ => {
+                    let (head, tail) = stack[sp - 2..sp].split_at_mut(1);
+                    binary(*op, &mut head[0], &tail[0]);
+                    sp -= 1;
+                }
+            }
+        }
+        debug_assert_eq!(sp, 1);
+    }
+}
+
+fn unary(top: &mut Column, f: impl Fn(f64) -> (f64, bool)) {
+    for (value, defer) in top.value.iter_mut().zip(top.defer.iter_mut()) {
+        let (v, d) = f(*value);
+        *value = v;
+        *defer |= d;
+    }
+}
+
+fn binary(op: Op, a: &mut Column, b: &Column) {
+    let rows = a.value.iter_mut().zip(a.defer.iter_mut()).zip(b.value.iter().zip(&b.defer));
+    for ((x, dx), (&y, &dy)) in rows {
+        let both = finite(*x) && finite(y);
+        let (value, defer) = match op {
+            Op::Add => (*x + y, !both),
+            Op::Sub => (*x - y, !both),
+            Op::Mul => (*x * y, !both),
+            Op::Div => (if y != 0.0 { *x / y } else { f64::NAN }, !both || y == 0.0),
+            Op::Ramp => (if both { ramp(*x, y) } else { f64::NAN }, !both),
+            Op::Lt => (truth(*x < y), false),
+            Op::Le => (truth(*x <= y), false),
+            Op::Gt => (truth(*x > y), false),
+            Op::Ge => (truth(*x >= y), false),
+            Op::Eq => (truth(*x == y), false),
+            Op::Ne => (truth(*x != y), false),
+            _ => unreachable!("not a binary operation"),
+        };
+        *x = value;
+        *dx = *dx || dy || defer;
+    }
+}
+
+/// `RuleProgram.run`'s answer: rows, scores, starts, values, unexplained and deferred rules.
+type Outcome = (Vec<usize>, Vec<f64>, Vec<usize>, Vec<f64>, Vec<usize>, Vec<usize>);
+
+/// `stack` with at least `depth` columns.
+fn grown(stack: &mut Vec<Column>, depth: usize) -> &mut [Column] {
+    if stack.len() < depth {
+        stack.resize(depth, Column::default());
+    }
+    stack
+}
+
+impl Rule {
+    /// The rows where `fired` (this rule's `when`) is true or deferred, into `out`, with
+    /// their scores and fields (computed over the rows on `stack`).
+    fn hits(&self, inputs: &Inputs<'_>, fired: &Column, stack: &mut Vec<Column>, out: &mut Outcome) {
+        let n = inputs.rows.len();
+        let score: Option<Column> = match &self.score {
+            Score::Code(code) => {
+                code.run(inputs, grown(stack, code.depth));
+                Some(stack[0].clone())
+            }
+            _ => None,
+        };
+        let mut fields = Vec::with_capacity(self.fields.len());
+        for code in &self.fields {
+            code.run(inputs, grown(stack, code.depth));
+            fields.push(stack[0].clone());
+        }
+        let (mut unexplained, mut deferred) = (false, false);
+        for (r, &row) in inputs.rows.iter().enumerate().take(n) {
+            if !fired.defer[r] && fired.value[r] == 0.0 {
+                continue;
+            }
+            let value = match (&self.score, &score) {
+                _ if fired.defer[r] => f64::NAN,
+                (Score::Constant(c), _) => *c,
+                (_, Some(s)) if !s.defer[r] => clip(s.value[r]),
+                _ => f64::NAN,
+            };
+            deferred |= value.is_nan();
+            out.0.push(row);
+            out.1.push(value);
+            for field in &fields {
+                out.3.push(field.value[r]);
+                unexplained |= field.defer[r] && !value.is_nan();
+            }
+        }
+        let rule = out.2.len() - 1;
+        if unexplained {
+            out.4.push(rule);
+        }
+        if deferred {
+            out.5.push(rule);
+        }
+    }
+}
+
+/// A score as the engine keeps it: clipped to [0, 1] (-0.0 kept), NaN as 0.
+fn clip(score: f64) -> f64 {
+    if score.is_nan() || score < 0.0 {
+        0.0
+    } else if score > 1.0 {
+        1.0
+    } else {
+        score
+    }
+}
+
+#[pymethods]
+impl RuleProgram {
+    /// `rules`: per rule `(when, score, fields)`, `when` a list of operations (tuples such as
+    /// `("feature", 3)`, `("const", 1.0)`, `("leaf", 0)`, `("ge",)`), `score` a list of
+    /// operations, a float (a constant score, clipped) or None (deferred wherever the rule
+    /// fires), `fields` lists of operations (the values its reason shows). ValueError for a
+    /// program that is not well formed.
+    #[new]
+    fn new(features: usize, leaves: usize, rules: &Bound<'_, PyList>) -> PyResult<Self> {
+        let mut out = Vec::with_capacity(rules.len());
+        for rule in rules.iter() {
+            let (when, score, fields): (Bound<'_, PyList>, Bound<'_, PyAny>, Vec<Bound<'_, PyList>>) =
+                rule.extract()?;
+            let when = parse_code(&when, features, leaves)?;
+            let score = if score.is_none() {
+                Score::Deferred
+            } else if let Ok(ops) = score.downcast::<PyList>() {
+                Score::Code(parse_code(ops, features, leaves)?)
+            } else {
+                Score::Constant(score.extract()?)
+            };
+            let fields = fields.iter().map(|f| parse_code(f, features, leaves)).collect::<PyResult<_>>()?;
+            out.push(Rule { when, score, fields });
+        }
+        Ok(RuleProgram { features, leaves, rules: out })
+    }
+
+    /// Every rule over `rows` of the batch (indices; None: every row): `columns`, the
+    /// features as a C-contiguous float64 matrix, one row a feature, one column a purchase;
+    /// `leaves`, a C-contiguous uint8 matrix, one row a leaf (0 false, 1 true, 2 deferred).
+    /// Gives `(rows, scores, starts, values, unexplained, deferred)`: rule `k`'s rows that
+    /// fired or were deferred are `rows[starts[k]:starts[k + 1]]` (in the order of `rows`),
+    /// with their clipped scores, NaN for a deferred one; `values`, for each of those rows in
+    /// turn, its rule's fields (booleans as 0.0 / 1.0); `unexplained`, the rules with a field
+    /// deferred on a row that fired; `deferred`, the rules with a row deferred.
+    #[pyo3(signature = (columns, leaves, rows=None))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        columns: PyBuffer<f64>,
+        leaves: PyBuffer<u8>,
+        rows: Option<Vec<usize>>,
+    ) -> PyResult<Outcome> {
+        let width = match columns.shape() {
+            [f, n] if *f == self.features && columns.is_c_contiguous() => *n,
+            _ => return Err(PyValueError::new_err("columns must be a C-contiguous float64 matrix, one row a feature")),
+        };
+        match leaves.shape() {
+            [l, n] if *l == self.leaves && *n == width && leaves.is_c_contiguous() => {}
+            _ => return Err(PyValueError::new_err("leaves must be a C-contiguous uint8 matrix, one row a leaf, as wide as columns")),
+        }
+        let rows = rows.unwrap_or_else(|| (0..width).collect());
+        if rows.iter().any(|&i| i >= width) {
+            return Err(PyValueError::new_err("a row index is out of range"));
+        }
+        let (Some(columns), Some(leaves)) = (columns.as_slice(py), leaves.as_slice(py)) else {
+            return Err(PyValueError::new_err("columns and leaves must be contiguous"));
+        };
+        let inputs = Inputs { columns, leaves, width, rows: &rows };
+        let mut out = Outcome::default();
+        out.2.push(0);
+        let (mut stack, mut other) = (Vec::new(), Vec::new());
+        for rule in &self.rules {
+            rule.when.run(&inputs, grown(&mut stack, rule.when.depth));
+            let fired = &stack[0];
+            if (0..rows.len()).any(|r| fired.defer[r] || fired.value[r] != 0.0) {
+                rule.hits(&inputs, fired, &mut other, &mut out);
+            }
+            out.2.push(out.0.len());
+        }
+        Ok(out)
+    }
+
+    /// The number of rules.
+    fn __len__(&self) -> usize {
+        self.rules.len()
+    }
+}
+
+/// Leaves that are a function of one text field's value (`program.EachLeaf`,
+/// `program.PairLeaf`), computed into rows of `out` (`fill`: a writable C-contiguous uint8
+/// matrix, one row a leaf, one column a record; 0 false, 1 true, 2 deferred: the caller
+/// evaluates that row by columns) from `columns` (lists of the records' values):
+///
+/// - `groups`: per `(column, cache, leaves)`, each record's value of `columns[column]` given
+///   to each `(row, fn)` of `leaves`, its truth into `out[row]`, 2 where `fn` raises; the
+///   answers of a value remembered in `cache` (a dict, emptied when it holds `cap` values);
+/// - `addresses`: per `(row, column, bounds, fn)`, for a text that is an IPv4 address as
+///   `inet_pton` reads it, whether it is in the ranges whose sorted bounds (each range's
+///   first address and the one after its last) are `bounds` (an odd number of them at or
+///   below it), or with no bounds 1 (a valid address); for another value, the truth of `fn`;
+/// - `pairs`: per `(row, left, right, different)`, whether two texts are equal (with
+///   `different`, unequal) as Python compares them, each text `(column, fn, cache)`: the
+///   value itself (no `fn`), or `fn` of it, remembered in `cache`;
+/// - `members` (`fill`'s, the batch's blocklists): per `(row, column, collection, present)`,
+///   whether each value is in `collection` (and with `present`, neither None nor '').
+///
+/// A value that is neither None nor a `str` is 2 (but one compared as it is).
+#[pyclass(module = "processors._native", frozen)]
+pub struct TextLeaves {
+    rows: usize,
+    columns: usize,
+    cap: usize,
+    groups: Vec<(usize, Py<PyDict>, Vec<(usize, PyObject)>)>,
+    addresses: Vec<(usize, usize, Option<Vec<u64>>, PyObject)>,
+    pairs: Vec<(usize, Text, Text, bool)>,
+}
+
+/// A text of a pair: `(column, fn, cache)`.
+type Text = (usize, Option<PyObject>, Py<PyDict>);
+
+#[pymethods]
+impl TextLeaves {
+    /// ValueError when a leaf's row is not below `rows` or its column below `columns`.
+    #[new]
+    fn new(
+        rows: usize,
+        columns: usize,
+        groups: Vec<(usize, Py<PyDict>, Vec<(usize, PyObject)>)>,
+        addresses: Vec<(usize, usize, Option<Vec<u64>>, PyObject)>,
+        pairs: Vec<(usize, Text, Text, bool)>,
+        cap: usize,
+    ) -> PyResult<Self> {
+        let fits = |row: usize, column: usize| row < rows && column < columns;
+        let ok = groups.iter().all(|(c, _, leaves)| leaves.iter().all(|(r, _)| fits(*r, *c)))
+            && addresses.iter().all(|(r, c, _, _)| fits(*r, *c))
+            && pairs.iter().all(|(r, a, b, _)| fits(*r, a.0) && fits(*r, b.0));
+        if !ok {
+            return Err(PyValueError::new_err("a leaf's row or column is out of range"));
+        }
+        Ok(TextLeaves { rows, columns, cap, groups, addresses, pairs })
+    }
+
+    fn fill(
+        &self,
+        py: Python<'_>,
+        out: PyBuffer<u8>,
+        columns: Vec<Bound<'_, PyList>>,
+        members: Vec<(usize, usize, Bound<'_, PyAny>, bool)>,
+    ) -> PyResult<()> {
+        let width = match out.shape() {
+            [l, n] if *l == self.rows && !out.readonly() && out.is_c_contiguous() => *n,
+            _ => return Err(PyValueError::new_err("out must be a writable C-contiguous uint8 matrix, one row a leaf")),
+        };
+        if columns.len() != self.columns || columns.iter().any(|c| c.len() != width) {
+            return Err(PyValueError::new_err("columns must be as many as declared, each as long as out is wide"));
+        }
+        if members.iter().any(|(r, c, _, _)| *r >= self.rows || *c >= self.columns) {
+            return Err(PyValueError::new_err("a leaf's row or column is out of range"));
+        }
+        let Some(cells) = out.as_mut_slice(py) else {
+            return Err(PyValueError::new_err("out must be contiguous"));
+        };
+        let cell = |row: usize, i: usize| &cells[row * width + i];
+        let cap = self.cap;
+        for (column, cache, leaves) in &self.groups {
+            let cache = cache.bind(py);
+            let leaves: Vec<(usize, Bound<'_, PyAny>)> =
+                leaves.iter().map(|(r, f)| (*r, f.bind(py).clone())).collect();
+            for (i, value) in columns[*column].iter().enumerate() {
+                group_answers(py, &value, cache, &leaves, cap, |k, answer| cell(leaves[k].0, i).set(answer))?;
+            }
+        }
+        for (row, column, collection, present) in &members {
+            for (i, value) in columns[*column].iter().enumerate() {
+                let answer = if !text_or_none(&value) {
+                    2
+                } else if *present && !value.is_truthy()? {
+                    0 // None or '': missing, in nothing
+                } else {
+                    collection.contains(&value).map_or(2, u8::from)
+                };
+                cell(*row, i).set(answer);
+            }
+        }
+        for (row, column, bounds, fallback) in &self.addresses {
+            let fallback = fallback.bind(py);
+            for (i, value) in columns[*column].iter().enumerate() {
+                let quad = match value.downcast_exact::<PyString>() {
+                    Ok(text) => text.to_str().ok().and_then(|t| inet_pton4(t.as_bytes())),
+                    Err(_) => None,
+                };
+                let answer = match (quad, bounds) {
+                    (Some(quad), Some(bounds)) => {
+                        let address = u64::from(u32::from_be_bytes(quad));
+                        (bounds.partition_point(|&b| b <= address) % 2) as u8
+                    }
+                    (Some(_), None) => 1,
+                    (None, _) if !text_or_none(&value) => 2,
+                    (None, _) => fallback.call1((&value,)).and_then(|r| r.is_truthy()).map_or(2, u8::from),
+                };
+                cell(*row, i).set(answer);
+            }
+        }
+        for (row, left, right, different) in &self.pairs {
+            let (a, b) = (&columns[left.0], &columns[right.0]);
+            for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                let answer = match (text_of(py, &x, left, cap), text_of(py, &y, right, cap)) {
+                    (Some(x), Some(y)) => {
+                        let same = if *different { x.ne(&y) } else { x.eq(&y) };
+                        same.map_or(2, u8::from)
+                    }
+                    _ => 2,
+                };
+                cell(*row, i).set(answer);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `value` itself, or `fn` of it (remembered): None where it is deferred.
+fn text_of<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, text: &Text, cap: usize) -> Option<Bound<'py, PyAny>> {
+    let (_, function, cache) = text;
+    let Some(function) = function else { return Some(value.clone()) };
+    if !text_or_none(value) {
+        return None;
+    }
+    let cache = cache.bind(py);
+    if let Ok(Some(known)) = cache.get_item(value) {
+        return Some(known);
+    }
+    let made = function.bind(py).call1((value,)).ok()?;
+    if cache.len() >= cap {
+        cache.clear();
+    }
+    cache.set_item(value, &made).ok()?;
+    Some(made)
+}
+
+fn text_or_none(value: &Bound<'_, PyAny>) -> bool {
+    value.is_none() || value.is_exact_instance_of::<PyString>()
+}
+
+/// Each leaf's answer for `value` (`put(k, answer)` for the `k`-th): remembered in `cache`
+/// (as bytes), else computed.
+fn group_answers(
+    py: Python<'_>,
+    value: &Bound<'_, PyAny>,
+    cache: &Bound<'_, PyDict>,
+    leaves: &[(usize, Bound<'_, PyAny>)],
+    cap: usize,
+    mut put: impl FnMut(usize, u8),
+) -> PyResult<()> {
+    if !text_or_none(value) {
+        (0..leaves.len()).for_each(|k| put(k, 2));
+        return Ok(());
+    }
+    if let Some(known) = cache.get_item(value)? {
+        let known = known.downcast::<PyBytes>()?.as_bytes();
+        known.iter().enumerate().for_each(|(k, &answer)| put(k, answer));
+        return Ok(());
+    }
+    let answers: Vec<u8> = leaves
+        .iter()
+        .map(|(_, f)| f.call1((value,)).and_then(|r| r.is_truthy()).map_or(2, u8::from))
+        .collect();
+    if cache.len() >= cap {
+        cache.clear();
+    }
+    cache.set_item(value, PyBytes::new(py, &answers))?;
+    answers.iter().enumerate().for_each(|(k, &answer)| put(k, answer));
+    Ok(())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TextLeaves>()?;
+    m.add_class::<RuleProgram>()
+}
