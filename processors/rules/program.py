@@ -318,33 +318,10 @@ class Program:
             fields = [_renumbered(ops, number) for ops in code.fields or ()]
             rules.append((_renumbered(code.when, number), _renumbered(code.score, number), fields))
         self.native = RuleProgram(len(FEATURE_NAMES), len(self.leaves), rules)
-        # how the leaves are computed: by their column nodes; per text field, the functions
-        # of its value (answers remembered per value); the blocklist memberships
+        # how the leaves are computed: by their column nodes, or natively (``TextLeaves``)
         self._columns = [(k, leaf.node) for k, leaf in enumerate(self.leaves)
                          if isinstance(leaf, Leaf)]  # fmt: skip
-        self._fields: dict[str, int] = {}
-        functions: dict[str, list[tuple[int, Any]]] = {}
-        self._members: list[tuple[int, int, str]] = []
-        addresses: list[tuple[int, int, list[int] | None, Any]] = []
-        pairs: list[tuple[int, Any, Any, bool]] = []
-        for k, leaf in enumerate(self.leaves):
-            if isinstance(leaf, PairLeaf):
-                sides = [(self._fields.setdefault(e.field, len(self._fields)), e.fn, {})
-                         for e in (leaf.left, leaf.right)]  # fmt: skip
-                pairs.append((k, *sides, leaf.different))
-            if not isinstance(leaf, EachLeaf):
-                continue
-            column = self._fields.setdefault(leaf.each.field, len(self._fields))
-            if leaf.blocklist is not None:
-                self._members.append((k, column, leaf.blocklist))
-            elif leaf.address:
-                bounds = None if leaf.ranges is None else leaf.ranges.bounds_v4().tolist()
-                addresses.append((k, column, bounds, leaf.each.fn))
-            else:
-                functions.setdefault(leaf.each.field, []).append((k, leaf.each.fn))
-        groups = [(self._fields[name], {}, leaves) for name, leaves in functions.items()]
-        self._texts = TextLeaves(len(self.leaves), len(self._fields), groups, addresses, pairs,
-                                 EACH_CACHE)  # fmt: skip
+        self._fields, self._members, self._texts = _text_leaves(self.leaves)
 
     def run(self, batch: RuleBatch, rows: list[int] | None) -> Outcome:
         """``RuleProgram.run`` over ``rows`` of ``batch`` (None: all), in the caller's error
@@ -371,6 +348,39 @@ class Program:
             columns = [batch.field(name).tolist() for name in self._fields]
             self._texts.fill(out, columns, members)
         return out
+
+
+def _text_leaves(leaves: list[AnyLeaf]) -> tuple[dict[str, int], list[tuple[int, int, str]],
+                                                 TextLeaves]:  # fmt: skip
+    """The text fields the leaves read (each one's column), the blocklist leaves (leaf,
+    column, blocklist) and the ``TextLeaves`` of the others: per field, the functions of its
+    value (answers remembered per value), the addresses, the pairs of texts."""
+    fields: dict[str, int] = {}
+    functions: dict[str, list[tuple[int, Any]]] = {}
+    members: list[tuple[int, int, str]] = []
+    addresses: list[tuple[int, int, list[int] | None, Any]] = []
+    pairs: list[tuple[int, Any, Any, bool]] = []
+    for k, leaf in enumerate(leaves):
+        if isinstance(leaf, PairLeaf):
+            sides: list[tuple[int, Any, dict[Any, Any]]] = [
+                (fields.setdefault(e.field, len(fields)), e.fn, {}) for e in (leaf.left, leaf.right)
+            ]
+            pairs.append((k, sides[0], sides[1], leaf.different))
+        if not isinstance(leaf, EachLeaf):
+            continue
+        column = fields.setdefault(leaf.each.field, len(fields))
+        if leaf.blocklist is not None:
+            members.append((k, column, leaf.blocklist))
+        elif leaf.address:
+            bounds = None if leaf.ranges is None else leaf.ranges.bounds_v4().tolist()
+            addresses.append((k, column, bounds, leaf.each.fn))
+        else:
+            functions.setdefault(leaf.each.field, []).append((k, leaf.each.fn))
+    groups: list[tuple[int, dict[Any, bytes], list[tuple[int, Any]]]] = [
+        (fields[name], {}, each) for name, each in functions.items()
+    ]
+    texts = TextLeaves(len(leaves), len(fields), groups, addresses, pairs, EACH_CACHE)
+    return fields, members, texts
 
 
 def _renumbered(ops: Any, number: list[int]) -> Any:
