@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from processors._native import distinct_values, text_column, text_columns
+from processors._native import distinct_values, text_column
 from processors.compute import FEATURE_NAMES
 
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -53,13 +53,17 @@ def country_of(record: Mapping[str, Any]) -> Any:
     return geo.get("country") if geo else None
 
 
+def field_path(name: str) -> tuple[str, str | None]:
+    """Where a record holds the field ``name``: (key, key within it or None), as the native
+    readers take it (``text_columns``)."""
+    return ("geo", "country") if name == "country" else (name, None)
+
+
 def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     """Field ``name`` of every record (None where it has none)."""
     if type(records) is list:  # natively, for plain dicts (~10 against ~40 ns a record)
         try:
-            if name == "country":
-                return text_column(records, "geo", "country")
-            return text_column(records, name)
+            return text_column(records, *field_path(name))
         except ValueError:  # a record (or its geo) that is not a dict: as below
             pass
     return python_values(records, name)
@@ -207,26 +211,6 @@ class RuleBatch:
                 column = whole[self._rows]
             self._fields[name] = column
         return column
-
-    def read(self, names: Iterable[str]) -> None:
-        """Read the text columns ``names`` now, in one pass over the records: each record's
-        dict is fetched once for all of them, which is most of the cost of a pass (the
-        shipped rules' 10 columns of 500 records: 110 against 220 µs). Records that are not
-        plain dicts (or any error): left to ``field``, which reads each column on first use
-        as always (and raises there, in the rule that reads it)."""
-        records = self._records
-        wanted = [name for name in dict.fromkeys(names) if name not in self._fields]
-        if self._parent is not None or type(records) is not list or len(wanted) < 2:
-            return
-        fields: list[tuple[str, str | None]] = [
-            ("geo", "country") if name == "country" else (name, None) for name in wanted
-        ]
-        try:
-            columns = text_columns(records, fields)
-        except Exception:  # noqa: BLE001  (read as always, on first use)
-            return
-        for name, values in zip(wanted, columns, strict=True):
-            self._fields[name] = object_column(values, len(values))
 
     def distinct(self, name: str) -> tuple[list[Any], np.ndarray] | None:
         """The text column ``name`` as its distinct values (first seen first; values equal as

@@ -85,8 +85,6 @@ def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
     # each row's noisy-OR product as Python floats (the same IEEE doubles as float64): a rule
     # multiplies in the rows that fired only, in file order
     survive, hard = [1.0] * batch.n, np.zeros(batch.n, dtype=bool)
-    # the text columns the rules test (and the organizers, for their views), in one pass
-    batch.read((*ruleset.fields, "organizer_id") if ruleset.organizers else ruleset.fields)
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
         views = _views(batch, ruleset)
         for view, rows in [(views, None)] if isinstance(views, RuleSet) else views:

@@ -30,7 +30,7 @@ import numpy as np
 from processors._native import RuleProgram, TextLeaves
 from processors.compute import FEATURE_NAMES
 from processors.rules import functions as fn
-from processors.rules.batch import FEATURE_INDEX, RuleBatch
+from processors.rules.batch import FEATURE_INDEX, RuleBatch, field_path
 from processors.rules.compiler import Compiler, Scope
 from processors.rules.functions import BOOL, NUM, RANGES, TEXT
 from processors.rules.lists import IpRanges
@@ -322,6 +322,7 @@ class Program:
         self._columns = [(k, leaf.node) for k, leaf in enumerate(self.leaves)
                          if isinstance(leaf, Leaf)]  # fmt: skip
         self._fields, self._members, self._texts = _text_leaves(self.leaves)
+        self._paths = [field_path(name) for name in self._fields]
 
     def run(self, batch: RuleBatch, rows: list[int] | None) -> Outcome:
         """``RuleProgram.run`` over ``rows`` of ``batch`` (None: all), in the caller's error
@@ -345,6 +346,13 @@ class Program:
                 collection = batch.blocked[name]
                 held = collection.members if isinstance(collection, fn.TextList) else collection
                 members.append((k, column, held, None in held or "" in held))
+            records = batch.records
+            if type(records) is list:  # plain dicts: read natively, no column made
+                try:
+                    self._texts.fill_records(out, records, self._paths, members)
+                    return out
+                except ValueError:  # a record that is not a dict: by the columns, below
+                    pass
             columns = [batch.field(name).tolist() for name in self._fields]
             self._texts.fill(out, columns, members)
         return out

@@ -21,16 +21,14 @@ naming the rule (and for an expression the line, column and token).
 
 from __future__ import annotations
 
-import ast
 import difflib
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from processors.policy import DEFAULT_THRESHOLDS, Thresholds
-from processors.rules.batch import TEXT_FIELDS
 from processors.rules.definitions import (
     CompiledRule,
     RuleDef,
@@ -44,7 +42,6 @@ from processors.rules.definitions import (
 )
 from processors.rules.lists import ReferenceLists, default_lists
 from processors.rules.program import Program
-from processors.rules.syntax import parse
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.toml")
 TOP_KEYS = {"version", "description", "policy", "rules", "organizers"}
@@ -87,8 +84,6 @@ class RuleSet:
         self.active_by_id = MappingProxyType({a.rule.id: a for a in self.active})
         # every active rule's ``when`` and ``score`` as one native program (``engine``)
         self.program = Program([a.compiled.code for a in self.active])
-        # the text fields the active rules' ``when`` name (read in one pass, by columns)
-        self.fields = _fields_named(a.rule.when for a in self.active)
 
     def for_organizer(self, organizer_id: str | None) -> RuleSet:
         """The view with ``organizer_id``'s overrides, or this ruleset if it has none."""
@@ -107,12 +102,6 @@ class RuleSet:
     def __repr__(self) -> str:
         org = f", organizer={self.organizer_id!r}" if self.organizer_id else ""
         return f"RuleSet(version={self.version!r}, active={len(self.active)}{org})"
-
-
-def _fields_named(expressions: Iterable[str]) -> tuple[str, ...]:
-    named = {node.id for text in expressions for node in ast.walk(parse(text))
-             if isinstance(node, ast.Name) and node.id in TEXT_FIELDS}  # fmt: skip
-    return tuple(sorted(named))
 
 
 def load_ruleset(path: str | Path = DEFAULT_RULES_PATH,

@@ -76,8 +76,8 @@ def evaluate_columns(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
     # each row's noisy-OR product as Python floats (the same IEEE doubles as float64): a rule
     # multiplies in the rows that fired only, in its loop over them
     survive, hard = [1.0] * batch.n, np.zeros(batch.n, dtype=bool)
-    # the text columns the rules test (and the organizers, for their views), in one pass
-    batch.read((*ruleset.fields, "organizer_id") if ruleset.organizers else ruleset.fields)
+    # (it read the rules' text columns in one pass here first, ``batch.read``: no answer
+    # depends on it, each column is read on first use as well)
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
         for active, rows, weight in _passes(ruleset, _views(batch, ruleset)):
             _apply(batch, active, rows, weight, out, survive, hard)

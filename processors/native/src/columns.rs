@@ -72,6 +72,18 @@ pub fn text_columns<'py>(
     records: &Bound<'py, PyList>,
     fields: Vec<(Bound<'py, PyString>, Option<Bound<'py, PyString>>)>,
 ) -> PyResult<Vec<Bound<'py, PyList>>> {
+    read_columns(py, records, &fields)?
+        .into_iter()
+        .map(|values| PyList::new(py, values))
+        .collect()
+}
+
+/// `text_columns`' values, as vectors.
+pub(crate) fn read_columns<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+    fields: &[(Bound<'py, PyString>, Option<Bound<'py, PyString>>)],
+) -> PyResult<Vec<Vec<Bound<'py, PyAny>>>> {
     let mut columns: Vec<Vec<Bound<'py, PyAny>>> = fields
         .iter()
         .map(|_| Vec::with_capacity(records.len()))
@@ -82,10 +94,7 @@ pub fn text_columns<'py>(
             column.push(field(py, record, name, inner.as_ref())?);
         }
     }
-    columns
-        .into_iter()
-        .map(|values| PyList::new(py, values))
-        .collect()
+    Ok(columns)
 }
 
 /// The distinct values of `values` in first-seen order and, packed as native `isize`s, each

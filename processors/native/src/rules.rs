@@ -16,6 +16,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::columns::read_columns;
 use crate::decide::inet_pton4;
 
 #[derive(Clone, Copy, Debug)]
@@ -516,12 +517,41 @@ impl TextLeaves {
         Ok(TextLeaves { rows, columns, cap, groups, addresses, pairs })
     }
 
+    /// The leaves into `out` from `columns`, the records' values of the fields (lists, in
+    /// the declared order); `members`, the batch's blocklist leaves.
     fn fill(
         &self,
         py: Python<'_>,
         out: PyBuffer<u8>,
         columns: Vec<Bound<'_, PyList>>,
         members: Vec<(usize, usize, Bound<'_, PyAny>, bool)>,
+    ) -> PyResult<()> {
+        let columns: Vec<Vec<Bound<'_, PyAny>>> = columns.iter().map(|c| c.iter().collect()).collect();
+        self.fill_columns(py, out, &columns, &members)
+    }
+
+    /// `fill` from the records themselves (plain dicts), each field `(name, inner)` read as
+    /// `text_columns` reads it; ValueError, before anything is written, as it refuses.
+    fn fill_records(
+        &self,
+        py: Python<'_>,
+        out: PyBuffer<u8>,
+        records: &Bound<'_, PyList>,
+        fields: Vec<(Bound<'_, PyString>, Option<Bound<'_, PyString>>)>,
+        members: Vec<(usize, usize, Bound<'_, PyAny>, bool)>,
+    ) -> PyResult<()> {
+        let columns = read_columns(py, records, &fields)?;
+        self.fill_columns(py, out, &columns, &members)
+    }
+}
+
+impl TextLeaves {
+    fn fill_columns(
+        &self,
+        py: Python<'_>,
+        out: PyBuffer<u8>,
+        columns: &[Vec<Bound<'_, PyAny>>],
+        members: &[(usize, usize, Bound<'_, PyAny>, bool)],
     ) -> PyResult<()> {
         let width = match out.shape() {
             [l, n] if *l == self.rows && !out.readonly() && out.is_c_contiguous() => *n,
@@ -543,17 +573,17 @@ impl TextLeaves {
             let leaves: Vec<(usize, Bound<'_, PyAny>)> =
                 leaves.iter().map(|(r, f)| (*r, f.bind(py).clone())).collect();
             for (i, value) in columns[*column].iter().enumerate() {
-                group_answers(py, &value, cache, &leaves, cap, |k, answer| cell(leaves[k].0, i).set(answer))?;
+                group_answers(py, value, cache, &leaves, cap, |k, answer| cell(leaves[k].0, i).set(answer))?;
             }
         }
-        for (row, column, collection, present) in &members {
+        for (row, column, collection, present) in members {
             for (i, value) in columns[*column].iter().enumerate() {
-                let answer = if !text_or_none(&value) {
+                let answer = if !text_or_none(value) {
                     2
                 } else if *present && !value.is_truthy()? {
                     0 // None or '': missing, in nothing
                 } else {
-                    collection.contains(&value).map_or(2, u8::from)
+                    collection.contains(value).map_or(2, u8::from)
                 };
                 cell(*row, i).set(answer);
             }
@@ -571,8 +601,8 @@ impl TextLeaves {
                         (bounds.partition_point(|&b| b <= address) % 2) as u8
                     }
                     (Some(_), None) => 1,
-                    (None, _) if !text_or_none(&value) => 2,
-                    (None, _) => fallback.call1((&value,)).and_then(|r| r.is_truthy()).map_or(2, u8::from),
+                    (None, _) if !text_or_none(value) => 2,
+                    (None, _) => fallback.call1((value,)).and_then(|r| r.is_truthy()).map_or(2, u8::from),
                 };
                 cell(*row, i).set(answer);
             }
@@ -580,7 +610,7 @@ impl TextLeaves {
         for (row, left, right, different) in &self.pairs {
             let (a, b) = (&columns[left.0], &columns[right.0]);
             for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                let answer = match (text_of(py, &x, left, cap), text_of(py, &y, right, cap)) {
+                let answer = match (text_of(py, x, left, cap), text_of(py, y, right, cap)) {
                     (Some(x), Some(y)) => {
                         let same = if *different { x.ne(&y) } else { x.eq(&y) };
                         same.map_or(2, u8::from)
