@@ -101,8 +101,8 @@ class RuleBatch:
     """Columns of a batch of purchases; see the module docstring. A subset reads its parent's
     columns through its row indices, on first use (nothing is copied that no rule reads)."""
 
-    __slots__ = ("blocked", "n", "_records", "_matrix", "_columns", "_parent", "_rows",
-                 "_features", "_fields", "_memo")  # fmt: skip
+    __slots__ = ("blocked", "n", "_records", "_columns", "_parent", "_rows", "_features",
+                 "_fields", "_memo")  # fmt: skip
 
     def __init__(
         self,
@@ -118,9 +118,7 @@ class RuleBatch:
                 f"FEATURE_NAMES), got {X.shape}"
             )
         self._records: Sequence[Mapping[str, Any]] | None = records
-        # One row per record (``rows_at``) and one contiguous row per feature; a subset has
-        # neither (it reads its parent's).
-        self._matrix: np.ndarray | None = X
+        # one contiguous row per feature; a subset has none (it reads its parent's)
         self._columns: np.ndarray | None = np.ascontiguousarray(X.T)
         self._parent: RuleBatch | None = None
         self._rows = np.arange(len(records))
@@ -160,30 +158,6 @@ class RuleBatch:
         if self._columns is None:
             return np.stack([self.feature(name) for name in FEATURE_NAMES])
         return self._columns
-
-    def rows(self) -> list[list[float]]:
-        """Each record's features as Python floats, ``FEATURE_NAMES`` order (``rowwise``)."""
-        columns = self._columns
-        if columns is None:  # a subset: its parent's columns at its rows
-            columns = np.stack([self.feature(name) for name in FEATURE_NAMES])
-        return columns.T.tolist()
-
-    def rows_at(self, rows: Sequence[int]) -> list[list[float]]:
-        """The features of the records at ``rows`` as Python floats, ``FEATURE_NAMES`` order
-        (what ``rows()`` gives for them, without converting the other rows)."""
-        if self._matrix is None:  # a subset: its parent's rows
-            assert self._parent is not None
-            return self._parent.rows_at(self._rows[list(rows)].tolist())
-        # each row converted once per batch (several rules explain the same rows, ``_few``)
-        done = self.memo("rows", dict)
-        wanted = [i for i in rows if i not in done]
-        if wanted:
-            done.update(zip(wanted, self._matrix[wanted].tolist(), strict=True))
-        return [done[i] for i in rows]
-
-    def records_at(self, rows: Sequence[int]) -> list[Mapping[str, Any]]:
-        records = self.records
-        return [records[i] for i in rows]
 
     def feature(self, name: str) -> np.ndarray:
         column = self._features.get(name)
@@ -228,7 +202,7 @@ class RuleBatch:
     def subset(self, rows: np.ndarray) -> RuleBatch:
         """This batch restricted to ``rows`` (indices), blocklists shared."""
         sub = RuleBatch.__new__(RuleBatch)
-        sub._records, sub._matrix, sub._columns = None, None, None
+        sub._records, sub._columns = None, None
         sub._parent, sub._rows = self, rows
         sub.blocked, sub.n = self.blocked, len(rows)
         sub._features, sub._fields, sub._memo = {}, {}, {}

@@ -104,7 +104,7 @@ def _apply_view(batch: RuleBatch, view: RuleSet, rows: list[int] | None, out: Ba
         start, end = starts[k], starts[k + 1]
         if start == end:
             continue
-        width = len(active.compiled.code.fields or ())
+        width = len(active.compiled.code.fields)
         shown = values[offset : offset + (end - start) * width]
         offset += (end - start) * width
         rows_k, scores_k = hit_rows[start:end], scores[start:end]
@@ -162,28 +162,25 @@ def _fired(batch: RuleBatch, active: ActiveRule, rows: list[int], scores: list[f
 
 
 # Up to this many rows that fired, a reason with a text field is rendered row by row with its
-# row functions (``rowwise``, same texts) instead of by numpy calls on the fired rows'
-# subset, which cost ~20-35 µs however few the rows.
+# row functions (``rowwise``, same texts; the features they read from the program) instead of
+# by numpy calls on the fired rows' subset, which cost ~20-35 µs however few the rows.
 FEW_FIRED = 6
 
 
 def _reasons(batch: RuleBatch, compiled: CompiledRule, rows: list[int],
              shown: list[float] | None) -> list[str] | None:  # fmt: skip
     """The rule's reason on each of ``rows`` (rows where it fired): from the program's values
-    of its fields (``shown``), else row by row or by columns; None when it raises."""
+    (``shown``: its fields, or the features its row functions read), else by columns; None
+    when it raises."""
     literal = compiled.reason.literal
     if literal is not None:
         return [literal] * len(rows)
-    if shown is not None and compiled.code.fields is not None:
+    code = compiled.code
+    if shown is not None and (code.features is None or len(rows) <= FEW_FIRED):
         try:
-            return _shown(compiled.reason.rendered, shown, len(compiled.code.fields))
-        except Exception:  # noqa: S110  (by columns, below, which raise it as always)
-            pass
-    if len(rows) <= FEW_FIRED:
-        try:
-            reason, blocked = compiled.row.reason, batch.blocked
-            return [reason(f, record, blocked) for f, record in
-                    zip(batch.rows_at(rows), batch.records_at(rows), strict=True)]  # fmt: skip
+            if code.features is None:
+                return _shown(compiled.reason.rendered, shown, len(code.fields))
+            return _row_reasons(batch, compiled, rows, shown, code.features)
         except Exception:  # noqa: S110  (Defer, or it raises on a row: by columns, below)
             pass
     target = batch if len(rows) == batch.n else batch.subset(np.array(rows, dtype=np.intp))
@@ -191,6 +188,16 @@ def _reasons(batch: RuleBatch, compiled: CompiledRule, rows: list[int],
         return compiled.reason.render(target)
     except Exception:  # noqa: BLE001  (each row by columns: its own error)
         return None
+
+
+def _row_reasons(batch: RuleBatch, compiled: CompiledRule, rows: list[int],
+                 shown: list[float], features: tuple[int, ...]) -> list[str]:  # fmt: skip
+    """The reason on each row by its row functions, given the features they read (``shown``,
+    ``len(features)`` a row) as the row (a mapping from feature index to value)."""
+    reason, blocked, records, width = compiled.row.reason, batch.blocked, batch.records, len(
+        features)
+    return [reason(dict(zip(features, shown[j * width : (j + 1) * width], strict=True)),
+                   records[i], blocked) for j, i in enumerate(rows)]  # fmt: skip
 
 
 def _shown(parts: list[Any], values: list[float], width: int) -> list[str]:

@@ -103,13 +103,14 @@ class RuleCode:
     """A rule's ``when`` and ``score`` as operations (``RuleProgram``), leaves numbered in
     ``leaves``; ``score`` a constant (clipped) or None when the program cannot compute it;
     ``fields``, the operations of each field its reason renders (``Template.rendered``), when
-    every one is a number or a boolean the program computes (else none: rendered by columns).
-    """
+    every one is a number or a boolean the program computes; else (``features`` set) of each
+    feature its reason's row functions read (``rowwise``)."""
 
     when: list[Op]
     score: list[Op] | float | None
     leaves: tuple[AnyLeaf, ...]
-    fields: tuple[list[Op], ...] | None = None
+    fields: tuple[list[Op], ...] = ()
+    features: tuple[int, ...] | None = None
 
 
 def rule_code(when: Sequence[Any], score: Sequence[Any], constant_score: float | None,
@@ -124,30 +125,36 @@ def rule_code(when: Sequence[Any], score: Sequence[Any], constant_score: float |
             score_ops = _Translator(score[1], leaves).number(score[0])
         except Unsupported:
             score_ops = None
-    fields = _fields(reason, scope, leaves)
+    fields, features = _fields(reason, scope, leaves)
     ordered = sorted(leaves.values(), key=lambda pair: pair[0])
-    return RuleCode(when_ops, score_ops, tuple(leaf for _, leaf in ordered), fields)
+    return RuleCode(when_ops, score_ops, tuple(leaf for _, leaf in ordered), fields, features)
 
 
-def _fields(reason: Template, scope: Scope,
-            leaves: dict[str, tuple[int, AnyLeaf]]) -> tuple[list[Op], ...] | None:  # fmt: skip
-    """The code of each field of ``reason`` (numbers and booleans), or None."""
+def _fields(reason: Template, scope: Scope, leaves: dict[str, tuple[int, AnyLeaf]]
+            ) -> tuple[tuple[list[Op], ...], tuple[int, ...] | None]:  # fmt: skip
+    """The code of each field of ``reason`` (numbers and booleans; None for the features);
+    else, for its row functions (``rowwise``), the code of each feature its fields read and
+    those features."""
     out = []
     for part in reason.rendered:
         if isinstance(part, str):
             continue
-        if part.node.type not in (NUM, BOOL):
-            return None
         tree = parse(part.expression)
         compiler = Compiler(part.expression, scope)
         compiler.compile(tree)
         translator = _Translator(compiler, leaves)
         try:
+            if part.node.type not in (NUM, BOOL):
+                raise Unsupported
             out.append(translator.number(tree) if part.node.type == NUM
                        else translator.boolean(tree))  # fmt: skip
         except Unsupported:
-            return None
-    return tuple(out)
+            read = {FEATURE_INDEX[node.id] for field in reason.parts if not isinstance(field, str)
+                    for node in ast.walk(parse(field.expression))
+                    if isinstance(node, ast.Name) and node.id in FEATURE_INDEX}  # fmt: skip
+            features = tuple(sorted(read))
+            return tuple([("feature", j)] for j in features), features
+    return tuple(out), None
 
 
 class _Translator:
@@ -315,7 +322,7 @@ class Program:
                     keys[leaf.key] = len(self.leaves)
                     self.leaves.append(leaf)
                 number.append(keys[leaf.key])
-            fields = [_renumbered(ops, number) for ops in code.fields or ()]
+            fields = [_renumbered(ops, number) for ops in code.fields]
             rules.append((_renumbered(code.when, number), _renumbered(code.score, number), fields))
         self.native = RuleProgram(len(FEATURE_NAMES), len(self.leaves), rules)
         # how the leaves are computed: by their column nodes, or natively (``TextLeaves``)

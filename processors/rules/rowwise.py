@@ -10,8 +10,8 @@ failing expressions). Whether a rule fires and its score are the native program'
 (``program``).
 
 How: ``Compiler`` checks and types the expression as usual; its tree is then translated node
-by node into a Python expression of three arguments, ``f`` (the purchase's feature row,
-``FEATURE_NAMES`` order), ``r`` (its record) and ``b`` (the blocklists), and compiled into a
+by node into a Python expression of three arguments, ``f`` (the purchase's features it reads,
+by their ``FEATURE_NAMES`` index, as the native program gives them), ``r`` (its record) and ``b`` (the blocklists), and compiled into a
 function with no builtins. The generated code names only those arguments, the folded constants
 (parameters, reference lists, constant subexpressions, bound by value) and the helpers below;
 nothing of the rule's text reaches it but through the checked tree.
@@ -44,7 +44,7 @@ from processors.rules.functions import LIST, NUM, RANGES, TEXT
 from processors.rules.nodes import Node, Scope
 from processors.rules.syntax import parse
 
-RowFunction = Callable[[list[float], Mapping[str, Any], Mapping[str, Any]], Any]
+RowFunction = Callable[[Mapping[int, float], Mapping[str, Any], Mapping[str, Any]], Any]
 
 
 class Defer(Exception):  # noqa: N818  (not an error: a hand-over to the vectorised path)
@@ -251,7 +251,7 @@ class RowReason:
 
     parts: tuple[str | RowField, ...]
 
-    def reason(self, f: list[float], r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    def reason(self, f: Mapping[int, float], r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
         out = []
         for part in self.parts:
             if isinstance(part, str):

@@ -8,7 +8,6 @@ nothing but its arguments, its constants and the helpers.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from models.rules_bench import purchases_with_features, sample_blocklists
@@ -50,23 +49,6 @@ def test_generated_code_names_only_its_arguments_constants_and_helpers(ruleset):
         assert set(code.co_varnames) <= {"f", "r", "b"}
         for name in code.co_names:
             assert name in HELPERS or name.startswith("_k") or name == "get", name
-
-
-def test_a_subsets_rows_are_its_parents_rows_at_its_indices(days):
-    rows = days[:10]
-    batch = RuleBatch.from_dicts([p for p, _ in rows], [f for _, f in rows])
-    picked = np.array([7, 2, 5])
-    assert batch.subset(picked).rows() == [batch.rows()[i] for i in picked.tolist()]
-    assert batch.subset(picked).subset(np.array([2])).rows() == [batch.rows()[5]]
-
-
-def test_a_subsets_rows_at_indices_are_its_rows_there(days):
-    rows = days[:10]
-    batch = RuleBatch.from_dicts([p for p, _ in rows], [f for _, f in rows])
-    sub = batch.subset(np.array([7, 2, 5]))
-    assert batch.rows_at([3, 0]) == [batch.rows()[3], batch.rows()[0]]
-    assert sub.rows_at([2, 0]) == [sub.rows()[2], sub.rows()[0]]
-    assert sub.records_at([1]) == [rows[2][0]]
 
 
 def test_a_rules_few_fired_rows_are_explained_as_by_columns(days, ruleset, monkeypatch):

@@ -44,6 +44,53 @@ enum Op {
     Abs,
     Ramp,
     Missing(f64),
+    /// `Feature(j)`, `Const(c)` and a comparison (`Lt` to `Ne`) in one: no defer.
+    Compared(usize, f64, Cmp),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+/// The comparison of `op` (`a op b`), and the one with its operands swapped (`b op' a`).
+fn comparison(op: Op) -> Option<(Cmp, Cmp)> {
+    Some(match op {
+        Op::Lt => (Cmp::Lt, Cmp::Gt),
+        Op::Le => (Cmp::Le, Cmp::Ge),
+        Op::Gt => (Cmp::Gt, Cmp::Lt),
+        Op::Ge => (Cmp::Ge, Cmp::Le),
+        Op::Eq => (Cmp::Eq, Cmp::Eq),
+        Op::Ne => (Cmp::Ne, Cmp::Ne),
+        _ => return None,
+    })
+}
+
+/// `ops` with each feature compared with a constant as one `Compared` (the same answers:
+/// `c <= x` is `x >= c` for every double, NaN too).
+fn fused(ops: Vec<Op>) -> Vec<Op> {
+    let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let tail = out.len().checked_sub(2).map(|i| (out[i], out[i + 1]));
+        let compared = match (tail, comparison(op)) {
+            (Some((Op::Feature(j), Op::Const(c))), Some((cmp, _))) => Some(Op::Compared(j, c, cmp)),
+            (Some((Op::Const(c), Op::Feature(j))), Some((_, swapped))) => Some(Op::Compared(j, c, swapped)),
+            _ => None,
+        };
+        match compared {
+            Some(fused) => {
+                out.truncate(out.len() - 2);
+                out.push(fused);
+            }
+            None => out.push(op),
+        }
+    }
+    out
 }
 
 /// A column on the stack: each row's value (booleans as 0.0 / 1.0) and deferral.
@@ -136,7 +183,7 @@ fn parse_code(ops: &Bound<'_, PyList>, features: usize, leaves: usize) -> PyResu
     if height != 1 {
         return Err(bad(format!("a program leaves {height} values, not 1")));
     }
-    Ok(Code { ops: out, depth })
+    Ok(Code { ops: fused(out), depth })
 }
 
 fn finite(a: f64) -> bool {
@@ -185,6 +232,7 @@ struct Inputs<'a> {
     leaves: &'a [ReadOnlyCell<u8>],
     width: usize,
     rows: &'a [usize],
+    all: bool, // `rows` are every row, in order
 }
 
 impl Code {
@@ -199,7 +247,27 @@ impl Code {
                     let column = &inputs.columns[j * inputs.width..(j + 1) * inputs.width];
                     let top = &mut stack[sp];
                     top.value.clear();
-                    top.value.extend(inputs.rows.iter().map(|&i| column[i].get()));
+                    if inputs.all {
+                        top.value.extend(column.iter().map(|c| c.get()));
+                    } else {
+                        top.value.extend(inputs.rows.iter().map(|&i| column[i].get()));
+                    }
+                    top.defer.clear();
+                    top.defer.resize(n, false);
+                    sp += 1;
+                }
+                Op::Compared(j, c, cmp) => {
+                    let column = &inputs.columns[j * inputs.width..(j + 1) * inputs.width];
+                    let top = &mut stack[sp];
+                    top.value.clear();
+                    match cmp {
+                        Cmp::Lt => gathered(&mut top.value, column, inputs, |x| x < c),
+                        Cmp::Le => gathered(&mut top.value, column, inputs, |x| x <= c),
+                        Cmp::Gt => gathered(&mut top.value, column, inputs, |x| x > c),
+                        Cmp::Ge => gathered(&mut top.value, column, inputs, |x| x >= c),
+                        Cmp::Eq => gathered(&mut top.value, column, inputs, |x| x == c),
+                        Cmp::Ne => gathered(&mut top.value, column, inputs, |x| x != c),
+                    }
                     top.defer.clear();
                     top.defer.resize(n, false);
                     sp += 1;
@@ -259,18 +327,14 @@ impl Code {
                     let and = matches!(op, Op::And);
                     let (head, tail) = stack[sp - 2..sp].split_at_mut(1);
                     let (a, b) = (&mut head[0], &tail[0]);
-                    for row in 0..n {
-                        if a.defer[row] {
-                            continue;
-                        }
+                    let (values, defers) = (&mut a.value[..n], &mut a.defer[..n]);
+                    let (others, deferred) = (&b.value[..n], &b.defer[..n]);
+                    for r in 0..n {
                         // the right side is evaluated (on the row alone) only when the left
-                        // one does not decide
-                        if (a.value[row] != 0.0) == and {
-                            a.value[row] = truth(b.value[row] != 0.0);
-                            a.defer[row] = b.defer[row];
-                        } else {
-                            a.value[row] = truth(!and);
-                        }
+                        // one does not decide; a deferred left side stays deferred
+                        let right = (values[r] != 0.0) == and;
+                        values[r] = truth(if right { others[r] != 0.0 } else { !and });
+                        defers[r] |= right & deferred[r];
                     }
                     sp -= 1;
                 }
@@ -285,6 +349,16 @@ impl Code {
     }
 }
 
+/// The truth of `test` of the feature `column` at the rows, into `out`.
+#[inline(always)]
+fn gathered(out: &mut Vec<f64>, column: &[ReadOnlyCell<f64>], inputs: &Inputs<'_>, test: impl Fn(f64) -> bool) {
+    if inputs.all {
+        out.extend(column.iter().map(|x| truth(test(x.get()))));
+    } else {
+        out.extend(inputs.rows.iter().map(|&i| truth(test(column[i].get()))));
+    }
+}
+
 fn unary(top: &mut Column, f: impl Fn(f64) -> (f64, bool)) {
     for (value, defer) in top.value.iter_mut().zip(top.defer.iter_mut()) {
         let (v, d) = f(*value);
@@ -294,25 +368,34 @@ fn unary(top: &mut Column, f: impl Fn(f64) -> (f64, bool)) {
 }
 
 fn binary(op: Op, a: &mut Column, b: &Column) {
-    let rows = a.value.iter_mut().zip(a.defer.iter_mut()).zip(b.value.iter().zip(&b.defer));
-    for ((x, dx), (&y, &dy)) in rows {
-        let both = finite(*x) && finite(y);
-        let (value, defer) = match op {
-            Op::Add => (*x + y, !both),
-            Op::Sub => (*x - y, !both),
-            Op::Mul => (*x * y, !both),
-            Op::Div => (if y != 0.0 { *x / y } else { f64::NAN }, !both || y == 0.0),
-            Op::Ramp => (if both { ramp(*x, y) } else { f64::NAN }, !both),
-            Op::Lt => (truth(*x < y), false),
-            Op::Le => (truth(*x <= y), false),
-            Op::Gt => (truth(*x > y), false),
-            Op::Ge => (truth(*x >= y), false),
-            Op::Eq => (truth(*x == y), false),
-            Op::Ne => (truth(*x != y), false),
-            _ => unreachable!("not a binary operation"),
-        };
-        *x = value;
-        *dx = *dx || dy || defer;
+    let both = |x: f64, y: f64| x.is_finite() & y.is_finite();
+    match op {
+        Op::Add => each(a, b, |x, y| (x + y, !both(x, y))),
+        Op::Sub => each(a, b, |x, y| (x - y, !both(x, y))),
+        Op::Mul => each(a, b, |x, y| (x * y, !both(x, y))),
+        Op::Div => each(a, b, |x, y| (x / y, !both(x, y) | (y == 0.0))),
+        Op::Ramp => each(a, b, |x, y| (ramp(x, y), !both(x, y))),
+        Op::Lt => each(a, b, |x, y| (truth(x < y), false)),
+        Op::Le => each(a, b, |x, y| (truth(x <= y), false)),
+        Op::Gt => each(a, b, |x, y| (truth(x > y), false)),
+        Op::Ge => each(a, b, |x, y| (truth(x >= y), false)),
+        Op::Eq => each(a, b, |x, y| (truth(x == y), false)),
+        Op::Ne => each(a, b, |x, y| (truth(x != y), false)),
+        _ => unreachable!("not a binary operation"),
+    }
+}
+
+/// `f` of each row's two values into `a` (a value deferred where `f` says so, or where
+/// either operand was); one loop per operation, so that it is a plain loop over slices.
+#[inline(always)]
+fn each(a: &mut Column, b: &Column, f: impl Fn(f64, f64) -> (f64, bool)) {
+    let n = a.value.len();
+    let (values, defers) = (&mut a.value[..n], &mut a.defer[..n]);
+    let (others, deferred) = (&b.value[..n], &b.defer[..n]);
+    for i in 0..n {
+        let (value, defer) = f(values[i], others[i]);
+        values[i] = value;
+        defers[i] = defers[i] | deferred[i] | defer;
     }
 }
 
@@ -435,6 +518,7 @@ impl RuleProgram {
             [l, n] if *l == self.leaves && *n == width && leaves.is_c_contiguous() => {}
             _ => return Err(PyValueError::new_err("leaves must be a C-contiguous uint8 matrix, one row a leaf, as wide as columns")),
         }
+        let all = rows.is_none();
         let rows = rows.unwrap_or_else(|| (0..width).collect());
         if rows.iter().any(|&i| i >= width) {
             return Err(PyValueError::new_err("a row index is out of range"));
@@ -442,7 +526,7 @@ impl RuleProgram {
         let (Some(columns), Some(leaves)) = (columns.as_slice(py), leaves.as_slice(py)) else {
             return Err(PyValueError::new_err("columns and leaves must be contiguous"));
         };
-        let inputs = Inputs { columns, leaves, width, rows: &rows };
+        let inputs = Inputs { columns, leaves, width, rows: &rows, all };
         let mut out = Outcome::default();
         out.2.push(0);
         let (mut stack, mut other) = (Vec::new(), Vec::new());
