@@ -171,6 +171,14 @@ class RuleBatch:
             self._features[name] = column
         return column
 
+    def values(self, name: str) -> list[Any]:
+        """The text column ``name`` as a list (``field``'s values, without making the column
+        when it has not been made)."""
+        column = self._fields.get(name)
+        if column is not None or self._parent is not None:
+            return self.field(name).tolist()
+        return _values(self.records, name)
+
     def field(self, name: str) -> np.ndarray:
         """The text column ``name`` (None where the record has no value). A subset takes its
         parent's column at its rows if the parent has read it, else reads its own records

@@ -29,6 +29,7 @@ from processors.rules.batch import RuleBatch
 from processors.rules.definitions import CompiledRule
 from processors.rules.functions import BOOL
 from processors.rules.ruleset import ActiveRule, RuleSet
+from processors.rules.template import Template
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ def evaluate_batch(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
     with np.errstate(divide="raise", invalid="raise", over="ignore"):
         views = _views(batch, ruleset)
         for view, rows in [(views, None)] if isinstance(views, RuleSet) else views:
-            _apply_view(batch, view, None if rows is None else rows.tolist(), out, survive, hard)
-    out.rule_score, out.hard_block = np.clip(1.0 - np.array(survive), 0.0, 1.0), hard
+            _apply_view(batch, view, rows, out, survive, hard)
+    out.rule_score, out.hard_block = (1.0 - np.array(survive)).clip(0.0, 1.0), hard
     return out
 
 
@@ -98,15 +99,11 @@ def _apply_view(batch: RuleBatch, view: RuleSet, rows: list[int] | None, out: Ba
     """``view``'s program over ``rows`` (None: all), then each rule's hits in file order:
     results, errors, the noisy-OR and hard blocks. A row where a rule does not fire is left
     as it is: its factor would be ``1.0 - weight * 0.0``, exactly 1.0."""
-    hit_rows, scores, starts, values, unexplained, deferred = view.program.run(batch, rows)
-    offset = 0
-    for k, active in enumerate(view.active):
-        start, end = starts[k], starts[k + 1]
-        if start == end:
-            continue
-        width = len(active.compiled.code.fields)
-        shown = values[offset : offset + (end - start) * width]
-        offset += (end - start) * width
+    hit_rows, scores, spans, values, unexplained, deferred = view.program.run(batch, rows)
+    actives = view.active
+    for k, start, end, offset in spans:
+        active = actives[k]
+        shown = values[offset : offset + (end - start) * len(active.compiled.code.fields)]
         rows_k, scores_k = hit_rows[start:end], scores[start:end]
         if k in deferred:
             hits = _deferred(batch, active, rows_k, scores_k, out.errors)
@@ -179,7 +176,7 @@ def _reasons(batch: RuleBatch, compiled: CompiledRule, rows: list[int],
     if shown is not None and (code.features is None or len(rows) <= FEW_FIRED):
         try:
             if code.features is None:
-                return _shown(compiled.reason.rendered, shown, len(code.fields))
+                return _shown(compiled.reason, shown, len(code.fields))
             return _row_reasons(batch, compiled, rows, shown, code.features)
         except Exception:  # noqa: S110  (Defer, or it raises on a row: by columns, below)
             pass
@@ -200,25 +197,28 @@ def _row_reasons(batch: RuleBatch, compiled: CompiledRule, rows: list[int],
                    records[i], blocked) for j, i in enumerate(rows)]  # fmt: skip
 
 
-def _shown(parts: list[Any], values: list[float], width: int) -> list[str]:
+def _shown(reason: Template, values: list[float], width: int) -> list[str]:
     """A reason's texts from its fields' values (``width`` a row, row after row), each
     formatted as ``Template.render`` formats a column's (booleans as bools)."""
-    columns: list[Iterable[str]] = []
-    j = 0
-    for part in parts:
-        if isinstance(part, str):
-            columns.append(repeat(part))
-            continue
-        field: Iterable[Any] = values[j::width]
-        j += 1
+    fields = [part for part in reason.rendered if not isinstance(part, str)]
+    columns: list[Iterable[Any]] = [values[k::width] for k in range(width)]
+    for k, part in enumerate(fields):
         if part.node.type == BOOL:
-            field = map(bool, field)
+            columns[k] = map(bool, columns[k])
+    if reason.pattern is not None:  # each row in one call
+        return list(map(reason.pattern.format, *columns))
+    texts: list[Iterable[str]] = []
+    for part in reason.rendered:
+        if isinstance(part, str):
+            texts.append(repeat(part))
+            continue
+        field = columns[fields.index(part)]
         if part.conversion == "r":
             field = map(repr, field)
         elif part.conversion == "s":
             field = map(str, field)
-        columns.append(map(format, field, repeat(part.spec)))
-    return list(map("".join, zip(*columns, strict=False)))  # the repeats are endless
+        texts.append(map(format, field, repeat(part.spec)))
+    return list(map("".join, zip(*texts, strict=False)))  # the repeats are endless
 
 
 def _one_row(batch: RuleBatch, i: int, active: ActiveRule,
@@ -234,14 +234,14 @@ def _one_row(batch: RuleBatch, i: int, active: ActiveRule,
     return hits.scores[0], hits.reasons[0]
 
 
-Views = RuleSet | list[tuple[RuleSet, np.ndarray]]
+Views = RuleSet | list[tuple[RuleSet, list[int]]]
 
 
 def _views(batch: RuleBatch, ruleset: RuleSet) -> Views:
     """The one view every row has, or (view, row indices) per organizer view present."""
     if not ruleset.organizers:
         return ruleset
-    organizers = batch.field("organizer_id").tolist()
+    organizers = batch.values("organizer_id")
     if ruleset.organizers.keys().isdisjoint(organizers):  # no row has overrides: one set test
         return ruleset  # instead of a view looked up per row (~0.4 µs a row of 500)
     keys = [ruleset.for_organizer(org).organizer_id for org in organizers]
@@ -250,7 +250,7 @@ def _views(batch: RuleBatch, ruleset: RuleSet) -> Views:
         groups.setdefault(key, []).append(i)
     if len(groups) == 1:
         return ruleset.for_organizer(keys[0]) if keys else ruleset
-    return [(ruleset.for_organizer(k), np.asarray(r, dtype=np.intp)) for k, r in groups.items()]
+    return [(ruleset.for_organizer(k), rows) for k, rows in groups.items()]
 
 
 def _results(rule_id: str, category: str, scores: list[float], reasons: list[str],

@@ -93,9 +93,10 @@ class PairLeaf:
 
 
 AnyLeaf = Leaf | EachLeaf | PairLeaf
-# ``RuleProgram.run``'s answer: rows, scores, starts, field values, unexplained and deferred
+# ``RuleProgram.run``'s answer: rows, scores, spans, field values, unexplained and deferred
 # rules
-Outcome = tuple[list[int], list[float], list[int], list[float], list[int], list[int]]
+Outcome = tuple[list[int], list[float], list[tuple[int, int, int, int]], list[float], list[int],
+                list[int]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,9 @@ class Template:
         self.rendered = _folded(self.parts)
         literals = [part for part in self.rendered if isinstance(part, str)]
         self.literal = "".join(literals) if len(literals) == len(self.rendered) else None
+        # ``rendered`` as one ``str.format`` pattern of its fields' values, in order: what
+        # ``render`` makes of each row, in one call (None when a spec holds a brace)
+        self.pattern = _pattern(self.rendered)
 
     def render(self, batch: RuleBatch) -> list[str]:
         n = batch.n
@@ -94,6 +97,20 @@ def _folded(parts: list[str | Field]) -> list[str | Field]:
         else:
             out.append(part)
     return out
+
+
+def _pattern(parts: list[str | Field]) -> str | None:
+    out, index = [], 0
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part.replace("{", "{{").replace("}", "}}"))
+            continue
+        if "{" in part.spec or "}" in part.spec:
+            return None
+        conversion = "" if part.conversion is None else f"!{part.conversion}"
+        out.append(f"{{{index}{conversion}:{part.spec}}}")
+        index += 1
+    return "".join(out)
 
 
 def _formatted(value: Any, field: Field) -> str:

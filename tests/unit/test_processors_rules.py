@@ -277,7 +277,7 @@ def test_a_batch_with_no_row_under_an_overriding_organizer_is_seen_through_the_r
     assert _views(batch(["org1", None, "org2"]), ruleset) is ruleset
     views = _views(batch(["org1", "tour", None, "tour"]), ruleset)
     assert isinstance(views, list)
-    assert [(view.organizer_id, rows.tolist()) for view, rows in views] == [
+    assert [(view.organizer_id, rows) for view, rows in views] == [
         (None, [0, 2]), ("tour", [1, 3])]  # fmt: skip
 
 

@@ -400,7 +400,10 @@ fn each(a: &mut Column, b: &Column, f: impl Fn(f64, f64) -> (f64, bool)) {
 }
 
 /// `RuleProgram.run`'s answer: rows, scores, starts, values, unexplained and deferred rules.
-type Outcome = (Vec<usize>, Vec<f64>, Vec<usize>, Vec<f64>, Vec<usize>, Vec<usize>);
+type Outcome = (Vec<usize>, Vec<f64>, Vec<Span>, Vec<f64>, Vec<usize>, Vec<usize>);
+
+/// A rule with hits: (its index, its first and past-last hit, its first field value).
+type Span = (usize, usize, usize, usize);
 
 /// `stack` with at least `depth` columns.
 fn grown(stack: &mut Vec<Column>, depth: usize) -> &mut [Column] {
@@ -413,8 +416,10 @@ fn grown(stack: &mut Vec<Column>, depth: usize) -> &mut [Column] {
 impl Rule {
     /// The rows where `fired` (this rule's `when`) is true or deferred, into `out`, with
     /// their scores and fields (computed over the rows on `stack`).
-    fn hits(&self, inputs: &Inputs<'_>, fired: &Column, stack: &mut Vec<Column>, out: &mut Outcome) {
+    fn hits(&self, k: usize, inputs: &Inputs<'_>, fired: &Column, stack: &mut Vec<Column>,
+            out: &mut Outcome) {
         let n = inputs.rows.len();
+        let (start, offset) = (out.0.len(), out.3.len());
         let score: Option<Column> = match &self.score {
             Score::Code(code) => {
                 code.run(inputs, grown(stack, code.depth));
@@ -446,12 +451,12 @@ impl Rule {
                 unexplained |= field.defer[r] && !value.is_nan();
             }
         }
-        let rule = out.2.len() - 1;
+        out.2.push((k, start, out.0.len(), offset));
         if unexplained {
-            out.4.push(rule);
+            out.4.push(k);
         }
         if deferred {
-            out.5.push(rule);
+            out.5.push(k);
         }
     }
 }
@@ -497,11 +502,12 @@ impl RuleProgram {
     /// Every rule over `rows` of the batch (indices; None: every row): `columns`, the
     /// features as a C-contiguous float64 matrix, one row a feature, one column a purchase;
     /// `leaves`, a C-contiguous uint8 matrix, one row a leaf (0 false, 1 true, 2 deferred).
-    /// Gives `(rows, scores, starts, values, unexplained, deferred)`: rule `k`'s rows that
-    /// fired or were deferred are `rows[starts[k]:starts[k + 1]]` (in the order of `rows`),
-    /// with their clipped scores, NaN for a deferred one; `values`, for each of those rows in
-    /// turn, its rule's fields (booleans as 0.0 / 1.0); `unexplained`, the rules with a field
-    /// deferred on a row that fired; `deferred`, the rules with a row deferred.
+    /// Gives `(rows, scores, spans, values, unexplained, deferred)`: for each rule `k` that
+    /// fired or was deferred on some row, in order, a span `(k, start, end, offset)`: its rows
+    /// are `rows[start:end]` (in the order of `rows`), with their clipped scores, NaN for a
+    /// deferred one, and from `values[offset]` on, for each of those rows in turn, its
+    /// fields (booleans as 0.0 / 1.0); `unexplained`, the rules with a field deferred on a
+    /// row that fired; `deferred`, the rules with a row deferred.
     #[pyo3(signature = (columns, leaves, rows=None))]
     fn run(
         &self,
@@ -528,15 +534,13 @@ impl RuleProgram {
         };
         let inputs = Inputs { columns, leaves, width, rows: &rows, all };
         let mut out = Outcome::default();
-        out.2.push(0);
         let (mut stack, mut other) = (Vec::new(), Vec::new());
-        for rule in &self.rules {
+        for (k, rule) in self.rules.iter().enumerate() {
             rule.when.run(&inputs, grown(&mut stack, rule.when.depth));
             let fired = &stack[0];
             if (0..rows.len()).any(|r| fired.defer[r] || fired.value[r] != 0.0) {
-                rule.hits(&inputs, fired, &mut other, &mut out);
+                rule.hits(k, &inputs, fired, &mut other, &mut out);
             }
-            out.2.push(out.0.len());
         }
         Ok(out)
     }
