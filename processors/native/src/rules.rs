@@ -562,7 +562,8 @@ impl RuleProgram {
 /// - `addresses`: per `(row, column, bounds, fn)`, for a text that is an IPv4 address as
 ///   `inet_pton` reads it, whether it is in the ranges whose sorted bounds (each range's
 ///   first address and the one after its last) are `bounds` (an odd number of them at or
-///   below it), or with no bounds 1 (a valid address); for another value, the truth of `fn`;
+///   below it), or with no bounds 1 (a valid address); for another text, the truth of `fn`
+///   (remembered);
 /// - `pairs`: per `(row, left, right, different)`, whether two texts are equal (with
 ///   `different`, unequal) as Python compares them, each text `(column, fn, cache)`: the
 ///   value itself (no `fn`), or `fn` of it, remembered in `cache`;
@@ -576,7 +577,7 @@ pub struct TextLeaves {
     columns: usize,
     cap: usize,
     groups: Vec<(usize, Py<PyDict>, Vec<(usize, PyObject)>)>,
-    addresses: Vec<(usize, usize, Option<Vec<u64>>, PyObject)>,
+    addresses: Vec<(usize, usize, Option<Vec<u64>>, PyObject, Py<PyDict>)>,
     pairs: Vec<(usize, Text, Text, bool)>,
 }
 
@@ -588,6 +589,7 @@ impl TextLeaves {
     /// ValueError when a leaf's row is not below `rows` or its column below `columns`.
     #[new]
     fn new(
+        py: Python<'_>,
         rows: usize,
         columns: usize,
         groups: Vec<(usize, Py<PyDict>, Vec<(usize, PyObject)>)>,
@@ -602,6 +604,10 @@ impl TextLeaves {
         if !ok {
             return Err(PyValueError::new_err("a leaf's row or column is out of range"));
         }
+        let addresses = addresses
+            .into_iter()
+            .map(|(r, c, bounds, f)| (r, c, bounds, f, PyDict::new(py).unbind()))
+            .collect();
         Ok(TextLeaves { rows, columns, cap, groups, addresses, pairs })
     }
 
@@ -676,8 +682,8 @@ impl TextLeaves {
                 cell(*row, i).set(answer);
             }
         }
-        for (row, column, bounds, fallback) in &self.addresses {
-            let fallback = fallback.bind(py);
+        for (row, column, bounds, fallback, known) in &self.addresses {
+            let (fallback, known) = (fallback.bind(py), known.bind(py));
             for (i, value) in columns[*column].iter().enumerate() {
                 let quad = match value.downcast_exact::<PyString>() {
                     Ok(text) => text.to_str().ok().and_then(|t| inet_pton4(t.as_bytes())),
@@ -690,7 +696,9 @@ impl TextLeaves {
                     }
                     (Some(_), None) => 1,
                     (None, _) if !text_or_none(value) => 2,
-                    (None, _) => fallback.call1((value,)).and_then(|r| r.is_truthy()).map_or(2, u8::from),
+                    (None, _) => remembered(value, known, cap, || {
+                        fallback.call1((value,)).and_then(|r| r.is_truthy()).map_or(2, u8::from)
+                    })?,
                 };
                 cell(*row, i).set(answer);
             }
@@ -729,6 +737,20 @@ fn text_of<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, text: &Text, cap: us
     }
     cache.set_item(value, &made).ok()?;
     Some(made)
+}
+
+/// `compute()` for `value`, remembered in `cache` (emptied when it holds `cap` values).
+fn remembered(value: &Bound<'_, PyAny>, cache: &Bound<'_, PyDict>, cap: usize,
+              compute: impl FnOnce() -> u8) -> PyResult<u8> {
+    if let Some(known) = cache.get_item(value)? {
+        return known.extract();
+    }
+    let answer = compute();
+    if cache.len() >= cap {
+        cache.clear();
+    }
+    cache.set_item(value, answer)?;
+    Ok(answer)
 }
 
 fn text_or_none(value: &Bound<'_, PyAny>) -> bool {
