@@ -14,6 +14,7 @@ evaluated by columns on that row alone (the rule's compiled column nodes), which
 result, or its error (logged, in ``errors``); a rule whose reasons raise is evaluated again
 row by row the same way. The other rows and rules are unaffected.
 """
+
 from __future__ import annotations
 
 import logging

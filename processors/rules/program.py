@@ -95,8 +95,9 @@ class PairLeaf:
 AnyLeaf = Leaf | EachLeaf | PairLeaf
 # ``RuleProgram.run``'s answer: rows, scores, spans, field values, unexplained and deferred
 # rules
-Outcome = tuple[list[int], list[float], list[tuple[int, int, int, int]], list[float], list[int],
-                list[int]]
+Outcome = tuple[
+    list[int], list[float], list[tuple[int, int, int, int]], list[float], list[int], list[int]
+]
 
 
 @dataclass(frozen=True, slots=True)

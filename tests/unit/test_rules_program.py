@@ -232,7 +232,8 @@ def test_missing_values_fire_the_missing_rules_only_where_missing():
     for (purchase, features), results in zip(rows, got.results, strict=True):
         age = features["account_age_days"]
         want = ["no_age"] * (age == -1.0 or age != age) + ["no_domain"] * (
-            not purchase["email_domain"])
+            not purchase["email_domain"]
+        )
         assert [r.rule_id for r in results] == want
     assert assert_same(rows, (set(), set()), ruleset, 5) > 5
 

@@ -34,7 +34,10 @@
 //! Apart from the stores, `Forest` (`trees.rs`) scores feature rows with the champion's trees,
 //! to the bit what XGBoost gives, without XGBoost's fixed cost a call (`models/forest.py`),
 //! and `GeoIp4` (`geo.rs`) answers an IPv4 address's country and AS as geoip2fast does
-//! (`QuadReader`: a dotted quad's whole `ip_info`).
+//! (`QuadReader`: a dotted quad's whole `ip_info`). `RuleProgram` (`rules.rs`) evaluates a
+//! ruleset view's rules over a batch's feature columns in one call, with the booleans of
+//! their text fields from `TextLeaves` (`leaves.rs`), as the rules' column engine does to the
+//! bit (`processors/rules/program.py`).
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -45,6 +48,7 @@ use std::sync::Arc;
 
 mod columns;
 mod crowd_read;
+mod leaves;
 mod rules;
 mod order;
 mod decide;
