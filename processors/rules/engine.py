@@ -28,7 +28,6 @@ import numpy as np
 from processors.rules.base import RuleResult
 from processors.rules.batch import RuleBatch
 from processors.rules.definitions import CompiledRule
-from processors.rules.functions import BOOL
 from processors.rules.ruleset import ActiveRule, RuleSet
 from processors.rules.template import Template
 
@@ -101,22 +100,29 @@ def _apply_view(batch: RuleBatch, view: RuleSet, rows: list[int] | None, out: Ba
     results, errors, the noisy-OR and hard blocks. A row where a rule does not fire is left
     as it is: its factor would be ``1.0 - weight * 0.0``, exactly 1.0."""
     hit_rows, scores, spans, values, unexplained, deferred = view.program.run(batch, rows)
-    actives = view.active
+    actives, results = view.active, out.results
     for k, start, end, offset in spans:
         active = actives[k]
-        shown = values[offset : offset + (end - start) * len(active.compiled.code.fields)]
+        rule, weight, compiled = active.rule, active.setting.weight, active.compiled
         rows_k, scores_k = hit_rows[start:end], scores[start:end]
         if k in deferred:
             hits = _deferred(batch, active, rows_k, scores_k, out.errors)
+        elif compiled.reason.literal is not None and compiled.constant_score is not None:
+            # one result for every row that fired: made once, shared (a tuple)
+            one = RuleResult(rule.id, rule.category, scores_k[0], compiled.reason.literal,
+                             rule.hard)  # fmt: skip
+            factor = 1.0 - weight * scores_k[0]
+            for i in rows_k:
+                results[i].append(one)
+                survive[i] *= factor
+            if rule.hard:
+                hard[rows_k] = True
+            continue
         else:
-            hits = _fired(batch, active, rows_k, scores_k, None if k in unexplained else shown,
-                          out.errors)  # fmt: skip
-        rule, weight, results = active.rule, active.setting.weight, out.results
-        if hits.uniform:  # one result for every row that fired: made once, shared (a tuple)
-            one = RuleResult(rule.id, rule.category, hits.scores[0], hits.reasons[0], rule.hard)
-            made: Iterator[RuleResult] = repeat(one)
-        else:
-            made = _results(rule.id, rule.category, hits.scores, hits.reasons, rule.hard)
+            width = len(compiled.code.fields)
+            shown = None if k in unexplained else values[offset : offset + (end - start) * width]
+            hits = _fired(batch, active, rows_k, scores_k, shown, out.errors)
+        made = _results(rule.id, rule.category, hits.scores, hits.reasons, rule.hard)
         for i, result, score in zip(hits.rows, made, hits.scores, strict=False):
             results[i].append(result)
             survive[i] *= 1.0 - weight * score
@@ -201,19 +207,19 @@ def _row_reasons(batch: RuleBatch, compiled: CompiledRule, rows: list[int],
 def _shown(reason: Template, values: list[float], width: int) -> list[str]:
     """A reason's texts from its fields' values (``width`` a row, row after row), each
     formatted as ``Template.render`` formats a column's (booleans as bools)."""
-    fields = [part for part in reason.rendered if not isinstance(part, str)]
-    columns: list[Iterable[Any]] = [values[k::width] for k in range(width)]
-    for k, part in enumerate(fields):
-        if part.node.type == BOOL:
-            columns[k] = map(bool, columns[k])
+    columns: list[Iterable[Any]] = [values[k::width] for k in range(width)] if width > 1 else [
+        values]
+    for k in reason.booleans:
+        columns[k] = map(bool, columns[k])
     if reason.pattern is not None:  # each row in one call
         return list(map(reason.pattern.format, *columns))
     texts: list[Iterable[str]] = []
+    fields = iter(columns)
     for part in reason.rendered:
         if isinstance(part, str):
             texts.append(repeat(part))
             continue
-        field = columns[fields.index(part)]
+        field = next(fields)
         if part.conversion == "r":
             field = map(repr, field)
         elif part.conversion == "s":

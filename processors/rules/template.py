@@ -56,6 +56,9 @@ class Template:
         # ``rendered`` as one ``str.format`` pattern of its fields' values, in order: what
         # ``render`` makes of each row, in one call (None when a spec holds a brace)
         self.pattern = _pattern(self.rendered)
+        # the fields' positions among the fields that show a boolean
+        fields = [part for part in self.rendered if not isinstance(part, str)]
+        self.booleans = [k for k, part in enumerate(fields) if part.node.type == BOOL]
 
     def render(self, batch: RuleBatch) -> list[str]:
         n = batch.n
