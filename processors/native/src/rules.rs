@@ -95,6 +95,24 @@ fn fused(ops: Vec<Op>) -> Vec<Op> {
 struct Column {
     value: Vec<f64>,
     defer: Vec<bool>,
+    clean: bool, // no row deferred (`defer` is then not kept)
+}
+
+impl Column {
+    /// Whether row `r` is deferred.
+    fn deferred(&self, r: usize) -> bool {
+        !self.clean && self.defer[r]
+    }
+
+    /// Each row's deferral, kept from now on.
+    fn defers(&mut self) -> &mut [bool] {
+        if self.clean {
+            self.defer.clear();
+            self.defer.resize(self.value.len(), false);
+            self.clean = false;
+        }
+        &mut self.defer
+    }
 }
 
 struct Code {
@@ -249,8 +267,7 @@ impl Code {
                     } else {
                         top.value.extend(inputs.rows.iter().map(|&i| column[i].get()));
                     }
-                    top.defer.clear();
-                    top.defer.resize(n, false);
+                    top.clean = true;
                     sp += 1;
                 }
                 Op::Compared(j, c, cmp) => {
@@ -265,16 +282,14 @@ impl Code {
                         Cmp::Eq => gathered(&mut top.value, column, inputs, |x| x == c),
                         Cmp::Ne => gathered(&mut top.value, column, inputs, |x| x != c),
                     }
-                    top.defer.clear();
-                    top.defer.resize(n, false);
+                    top.clean = true;
                     sp += 1;
                 }
                 Op::Const(c) => {
                     let top = &mut stack[sp];
                     top.value.clear();
                     top.value.resize(n, c);
-                    top.defer.clear();
-                    top.defer.resize(n, false);
+                    top.clean = true;
                     sp += 1;
                 }
                 Op::Leaf(k) => {
@@ -284,21 +299,23 @@ impl Code {
                     top.value.extend(inputs.rows.iter().map(|&i| truth(leaf[i].get() == 1)));
                     top.defer.clear();
                     top.defer.extend(inputs.rows.iter().map(|&i| leaf[i].get() > 1));
+                    top.clean = !top.defer.contains(&true);
                     sp += 1;
                 }
-                Op::Neg => unary(&mut stack[sp - 1], |a| (-1.0 * a, false)),
-                Op::Not => unary(&mut stack[sp - 1], |a| (truth(a == 0.0), false)),
-                Op::Abs => unary(&mut stack[sp - 1], |a| (a.abs(), false)),
-                Op::Missing(m) => unary(&mut stack[sp - 1], |a| (truth(a == m || a.is_nan()), false)),
+                Op::Neg => unary(&mut stack[sp - 1], |a| -1.0 * a),
+                Op::Not => unary(&mut stack[sp - 1], |a| truth(a == 0.0)),
+                Op::Abs => unary(&mut stack[sp - 1], f64::abs),
+                Op::Missing(m) => unary(&mut stack[sp - 1], |a| truth(a == m || a.is_nan())),
                 Op::Min(k) | Op::Max(k) => {
                     let take = if matches!(op, Op::Min(_)) { minimum } else { maximum };
                     let (base, rest) = stack[sp - k..sp].split_at_mut(1);
                     let acc = &mut base[0];
+                    acc.defers();
                     for row in 0..n {
                         let mut ok = finite(acc.value[row]);
                         for other in rest.iter() {
                             ok &= finite(other.value[row]);
-                            acc.defer[row] |= other.defer[row];
+                            acc.defer[row] |= other.deferred(row);
                         }
                         if !ok {
                             acc.defer[row] = true;
@@ -314,8 +331,9 @@ impl Code {
                     let (head, tail) = stack[sp - 3..sp].split_at_mut(1);
                     let (cond, (yes, no)) = (&mut head[0], tail.split_at(1));
                     let (yes, no) = (&yes[0], &no[0]);
+                    cond.defers();
                     for row in 0..n {
-                        cond.defer[row] |= yes.defer[row] || no.defer[row];
+                        cond.defer[row] |= yes.deferred(row) || no.deferred(row);
                         cond.value[row] = if cond.value[row] != 0.0 { yes.value[row] } else { no.value[row] };
                     }
                     sp -= 2;
@@ -324,14 +342,19 @@ impl Code {
                     let and = matches!(op, Op::And);
                     let (head, tail) = stack[sp - 2..sp].split_at_mut(1);
                     let (a, b) = (&mut head[0], &tail[0]);
-                    let (values, defers) = (&mut a.value[..n], &mut a.defer[..n]);
-                    let (others, deferred) = (&b.value[..n], &b.defer[..n]);
-                    for r in 0..n {
-                        // the right side is evaluated (on the row alone) only when the left
-                        // one does not decide; a deferred left side stays deferred
-                        let right = (values[r] != 0.0) == and;
-                        values[r] = truth(if right { others[r] != 0.0 } else { !and });
-                        defers[r] |= right & deferred[r];
+                    // the right side is evaluated (on the row alone) only when the left one
+                    // does not decide; a deferred left side stays deferred
+                    let decide = |x: f64, y: f64| truth(if (x != 0.0) == and { y != 0.0 } else { !and });
+                    if b.clean {
+                        values_only(a, b, decide);
+                    } else {
+                        a.defers();
+                        let (values, defers) = (&mut a.value[..n], &mut a.defer[..n]);
+                        let (others, deferred) = (&b.value[..n], &b.defer[..n]);
+                        for r in 0..n {
+                            defers[r] |= ((values[r] != 0.0) == and) & deferred[r];
+                            values[r] = decide(values[r], others[r]);
+                        }
                     }
                     sp -= 1;
                 }
@@ -356,11 +379,9 @@ fn gathered(out: &mut Vec<f64>, column: &[ReadOnlyCell<f64>], inputs: &Inputs<'_
     }
 }
 
-fn unary(top: &mut Column, f: impl Fn(f64) -> (f64, bool)) {
-    for (value, defer) in top.value.iter_mut().zip(top.defer.iter_mut()) {
-        let (v, d) = f(*value);
-        *value = v;
-        *defer |= d;
+fn unary(top: &mut Column, f: impl Fn(f64) -> f64) {
+    for value in top.value.iter_mut() {
+        *value = f(*value);
     }
 }
 
@@ -372,12 +393,12 @@ fn binary(op: Op, a: &mut Column, b: &Column) {
         Op::Mul => each(a, b, |x, y| (x * y, !both(x, y))),
         Op::Div => each(a, b, |x, y| (x / y, !both(x, y) | (y == 0.0))),
         Op::Ramp => each(a, b, |x, y| (ramp(x, y), !both(x, y))),
-        Op::Lt => each(a, b, |x, y| (truth(x < y), false)),
-        Op::Le => each(a, b, |x, y| (truth(x <= y), false)),
-        Op::Gt => each(a, b, |x, y| (truth(x > y), false)),
-        Op::Ge => each(a, b, |x, y| (truth(x >= y), false)),
-        Op::Eq => each(a, b, |x, y| (truth(x == y), false)),
-        Op::Ne => each(a, b, |x, y| (truth(x != y), false)),
+        Op::Lt => compared(a, b, |x, y| x < y),
+        Op::Le => compared(a, b, |x, y| x <= y),
+        Op::Gt => compared(a, b, |x, y| x > y),
+        Op::Ge => compared(a, b, |x, y| x >= y),
+        Op::Eq => compared(a, b, |x, y| x == y),
+        Op::Ne => compared(a, b, |x, y| x != y),
         _ => unreachable!("not a binary operation"),
     }
 }
@@ -387,12 +408,33 @@ fn binary(op: Op, a: &mut Column, b: &Column) {
 #[inline(always)]
 fn each(a: &mut Column, b: &Column, f: impl Fn(f64, f64) -> (f64, bool)) {
     let n = a.value.len();
+    a.defers();
     let (values, defers) = (&mut a.value[..n], &mut a.defer[..n]);
-    let (others, deferred) = (&b.value[..n], &b.defer[..n]);
+    let others = &b.value[..n];
     for i in 0..n {
         let (value, defer) = f(values[i], others[i]);
         values[i] = value;
-        defers[i] = defers[i] | deferred[i] | defer;
+        defers[i] = defers[i] | b.deferred(i) | defer;
+    }
+}
+
+/// A comparison of each row's two values into `a` (never deferred itself).
+#[inline(always)]
+fn compared(a: &mut Column, b: &Column, f: impl Fn(f64, f64) -> bool) {
+    if b.clean {
+        values_only(a, b, |x, y| truth(f(x, y)));
+    } else {
+        each(a, b, |x, y| (truth(f(x, y)), false));
+    }
+}
+
+/// `f` of each row's two values into `a`, its deferrals as they are (`b` has none).
+#[inline(always)]
+fn values_only(a: &mut Column, b: &Column, f: impl Fn(f64, f64) -> f64) {
+    let n = a.value.len();
+    let (values, others) = (&mut a.value[..n], &b.value[..n]);
+    for i in 0..n {
+        values[i] = f(values[i], others[i]);
     }
 }
 
@@ -431,13 +473,13 @@ impl Rule {
         }
         let (mut unexplained, mut deferred) = (false, false);
         for (r, &row) in inputs.rows.iter().enumerate().take(n) {
-            if !fired.defer[r] && fired.value[r] == 0.0 {
+            if !fired.deferred(r) && fired.value[r] == 0.0 {
                 continue;
             }
             let value = match (&self.score, &score) {
-                _ if fired.defer[r] => f64::NAN,
+                _ if fired.deferred(r) => f64::NAN,
                 (Score::Constant(c), _) => *c,
-                (_, Some(s)) if !s.defer[r] => clip(s.value[r]),
+                (_, Some(s)) if !s.deferred(r) => clip(s.value[r]),
                 _ => f64::NAN,
             };
             deferred |= value.is_nan();
@@ -445,7 +487,7 @@ impl Rule {
             out.1.push(value);
             for field in &fields {
                 out.3.push(field.value[r]);
-                unexplained |= field.defer[r] && !value.is_nan();
+                unexplained |= field.deferred(r) && !value.is_nan();
             }
         }
         out.2.push((k, start, out.0.len(), offset));
@@ -535,7 +577,7 @@ impl RuleProgram {
         for (k, rule) in self.rules.iter().enumerate() {
             rule.when.run(&inputs, grown(&mut stack, rule.when.depth));
             let fired = &stack[0];
-            if (0..rows.len()).any(|r| fired.defer[r] || fired.value[r] != 0.0) {
+            if (0..rows.len()).any(|r| fired.deferred(r) || fired.value[r] != 0.0) {
                 rule.hits(k, &inputs, fired, &mut other, &mut out);
             }
         }
