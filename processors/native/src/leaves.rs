@@ -145,14 +145,13 @@ impl TextLeaves {
                 cell(*row, i).set(answer);
             }
         }
+        // each column's IPv4 addresses, read once for all its address leaves
+        let mut read: Vec<Option<Vec<Option<[u8; 4]>>>> = vec![None; columns.len()];
         for (row, column, bounds, fallback, known) in &self.addresses {
             let (fallback, known) = (fallback.bind(py), known.bind(py));
-            for (i, value) in columns[*column].iter().enumerate() {
-                let quad = match value.downcast_exact::<PyString>() {
-                    Ok(text) => text.to_str().ok().and_then(|t| inet_pton4(t.as_bytes())),
-                    Err(_) => None,
-                };
-                let answer = match (quad, bounds) {
+            let quads = read[*column].get_or_insert_with(|| columns[*column].iter().map(ipv4).collect());
+            for (i, (value, quad)) in columns[*column].iter().zip(quads.iter()).enumerate() {
+                let answer = match (*quad, bounds) {
                     (Some(quad), Some(bounds)) => {
                         let address = u64::from(u32::from_be_bytes(quad));
                         (bounds.partition_point(|&b| b <= address) % 2) as u8
@@ -214,6 +213,12 @@ fn remembered(value: &Bound<'_, PyAny>, cache: &Bound<'_, PyDict>, cap: usize,
     }
     cache.set_item(value, answer)?;
     Ok(answer)
+}
+
+/// A text's IPv4 address, as `inet_pton` reads it.
+fn ipv4(value: &Bound<'_, PyAny>) -> Option<[u8; 4]> {
+    let text = value.downcast_exact::<PyString>().ok()?;
+    text.to_str().ok().and_then(|t| inet_pton4(t.as_bytes()))
 }
 
 fn text_or_none(value: &Bound<'_, PyAny>) -> bool {
