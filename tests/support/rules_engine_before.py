@@ -1,72 +1,26 @@
 """The rules engine's column path as it was before the native program (main at 810f2fd),
-frozen ONLY as the reference ``tests/unit/test_rules_program.py`` compares the engine with:
+kept ONLY as the reference ``tests/unit/test_rules_program.py`` compares the engine with:
 each rule one vectorised pass over the batch (its compiled column nodes), organizers' rows
 grouped by view, reasons rendered by columns, a rule that raises evaluated again row by row.
 (Its row-by-row path for small batches was tested equal to this one, and its ``_few`` equal
-to rendering by columns.) Do not use outside tests.
+to rendering by columns.) What a rule does on a group of rows (``_run_rule``: when, score and
+reason by columns, row by row where it raises) is the engine's own, which it still uses for
+the (row, rule) pairs its program defers; this module is the driver that ran it over a whole
+batch. Do not use outside tests.
 """
+
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
 
 import numpy as np
 
+from processors.rules import engine
 from processors.rules.base import RuleResult
 from processors.rules.batch import RuleBatch
-from processors.rules.definitions import CompiledRule
+from processors.rules.engine import BatchEvaluation, _results, _run_rule
 from processors.rules.ruleset import ActiveRule, RuleSet
-
-log = logging.getLogger(__name__)
-
-@dataclass(slots=True)
-class Evaluation:
-    """One purchase's rule outcome."""
-
-    results: list[RuleResult] = field(default_factory=list)
-    rule_score: float = 0.0
-    hard_block: bool = False
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class BatchEvaluation:
-    """Per row: ``rule_score`` (float64), ``hard_block`` (bool), the fired rules' ``results``
-    in file order, and ``errors`` ("rule_id: ErrorType: message")."""
-
-    rule_score: np.ndarray
-    hard_block: np.ndarray
-    results: list[list[RuleResult]]
-    errors: list[list[str]]
-
-    @classmethod
-    def empty(cls, n: int) -> BatchEvaluation:
-        return cls(np.zeros(n), np.zeros(n, dtype=bool), [[] for _ in range(n)],
-                   [[] for _ in range(n)])  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def row(self, i: int) -> Evaluation:
-        return Evaluation(self.results[i], float(self.rule_score[i]), bool(self.hard_block[i]),
-                          self.errors[i])  # fmt: skip
-
-
-@dataclass(slots=True)
-class _Hits:
-    """One rule over one group of rows: the rows that fired (ascending, as an index array and
-    as a list), their scores and reasons, and the rows' errors; ``uniform``: every row that
-    fired has the same score and reason (a constant score and a reason without fields)."""
-
-    fired: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    rows: list[int] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    errors: dict[int, str] = field(default_factory=dict)
-    uniform: bool = False  # one score and one reason on every row that fired
 
 
 def evaluate_columns(batch: RuleBatch, ruleset: RuleSet) -> BatchEvaluation:
@@ -89,19 +43,11 @@ Views = RuleSet | list[tuple[RuleSet, np.ndarray]]
 
 
 def _views(batch: RuleBatch, ruleset: RuleSet) -> Views:
-    """The one view every row has, or (view, row indices) per organizer view present."""
-    if not ruleset.organizers:
-        return ruleset
-    organizers = batch.field("organizer_id").tolist()
-    if ruleset.organizers.keys().isdisjoint(organizers):  # no row has overrides: one set test
-        return ruleset  # instead of a view looked up per row (~0.4 µs a row of 500)
-    keys = [ruleset.for_organizer(org).organizer_id for org in organizers]
-    groups: dict[str | None, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    if len(groups) == 1:
-        return ruleset.for_organizer(keys[0]) if keys else ruleset
-    return [(ruleset.for_organizer(k), np.asarray(r, dtype=np.intp)) for k, r in groups.items()]
+    """The engine's views (``engine._views``), each group's rows as an index array."""
+    views = engine._views(batch, ruleset)
+    if isinstance(views, RuleSet):
+        return views
+    return [(view, np.asarray(rows, dtype=np.intp)) for view, rows in views]
 
 
 Variant = tuple[ActiveRule, "np.ndarray | None", "float | np.ndarray"]
@@ -159,79 +105,16 @@ def _apply(batch: RuleBatch, active: ActiveRule, rows: np.ndarray | None,
         made: Iterator[RuleResult] = repeat(one)
     else:
         made = _results(rule.id, rule.category, hits.scores, hits.reasons, rule.hard)
+    fired = np.asarray(hits.rows, dtype=np.intp)
     if rows is None and not isinstance(weight, np.ndarray):  # the whole batch, one weight
         for i, result, score in zip(hits.rows, made, hits.scores, strict=False):
             results[i].append(result)
             survive[i] *= 1.0 - weight * score
     else:  # an organizer group's rows, and its per-row weights or its rule's one weight
-        weights = weight[hits.fired].tolist() if isinstance(weight, np.ndarray) else repeat(weight)
+        weights = weight[fired].tolist() if isinstance(weight, np.ndarray) else repeat(weight)
         for i, result, w, score in zip(hits.rows, made, weights, hits.scores, strict=False):
             t = targets[i]
             results[t].append(result)
             survive[t] *= 1.0 - w * score
     if rule.hard:
-        hard[hits.fired if rows is None else rows[hits.fired]] = True
-
-
-def _results(rule_id: str, category: str, scores: list[float], reasons: list[str],
-             hard: bool) -> Iterator[RuleResult]:  # fmt: skip
-    """One rule's results on the rows that fired: ``RuleResult(rule_id, category, score,
-    reason, hard)`` each, made by ``tuple.__new__`` called from C (``map``), not by the named
-    tuple's Python ``__new__`` (177 results: 40 against 87 µs)."""
-    fields = zip(repeat(rule_id), repeat(category), scores, reasons, repeat(hard), strict=False)
-    return map(tuple.__new__, repeat(RuleResult), fields)
-
-
-def _run_rule(group: RuleBatch, active: ActiveRule) -> _Hits | None:
-    """``when`` and ``score`` over the group, reasons for the rows that fired; None when no
-    row fired and none raised."""
-    try:
-        return _evaluate(group, active.compiled)
-    except Exception as exc:  # a faulty rule must not stop the others, nor the other rows
-        log.warning("rule %s failed on a batch of %d, evaluating it row by row: %s: %s",
-                    active.rule.id, group.n, type(exc).__name__, exc)  # fmt: skip
-        return _row_by_row(group, active.compiled)
-
-
-def _column(value: Any, n: int, dtype: type) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value if value.shape == (n,) and value.dtype == dtype else np.broadcast_to(
-            np.asarray(value, dtype=dtype), (n,))  # fmt: skip
-    return np.full(n, value, dtype=dtype)
-
-
-def _evaluate(group: RuleBatch, compiled: CompiledRule) -> _Hits | None:
-    """``when`` over the group; ``score`` and ``reason`` over the rows that fired only (row
-    by row when they are few and the score is computed, ``_few``; not at all when they are
-    constants)."""
-    fired = _column(compiled.when.run(group), group.n, np.bool_).nonzero()[0]
-    if not len(fired):
-        return None
-    rows = fired.tolist()
-    score, literal = compiled.constant_score, compiled.reason.literal
-    if score is not None and literal is not None:  # 7 of the 76 shipped rules
-        return _Hits(fired, rows, [score] * len(rows), [literal] * len(rows), uniform=True)
-    target = group if len(rows) == group.n else group.subset(fired)
-    if score is None:
-        raw = np.clip(_column(compiled.score.run(target), target.n, np.float64), 0.0, 1.0)
-        scores = np.where(np.isnan(raw), 0.0, raw).tolist()
-    else:
-        scores = [score] * len(rows)
-    return _Hits(fired, rows, scores, compiled.reason.render(target))
-
-
-def _row_by_row(group: RuleBatch, compiled: CompiledRule) -> _Hits:
-    """The rule on each row alone: a row that raises gets an error and does not fire."""
-    hits = _Hits()
-    for i in range(group.n):
-        try:
-            one = _evaluate(group.subset(np.array([i])), compiled)
-        except Exception as exc:
-            hits.errors[i] = f"{type(exc).__name__}: {exc}"
-            continue
-        if one is not None:
-            hits.rows.append(i)
-            hits.scores.append(one.scores[0])
-            hits.reasons.append(one.reasons[0])
-    hits.fired = np.asarray(hits.rows, dtype=np.intp)
-    return hits
+        hard[fired if rows is None else rows[fired]] = True

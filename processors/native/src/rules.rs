@@ -26,12 +26,7 @@ enum Op {
     Mul,
     Div,
     Neg,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
+    Compare(Cmp),
     Not,
     And,
     Or,
@@ -41,7 +36,7 @@ enum Op {
     Abs,
     Ramp,
     Missing(f64),
-    /// `Feature(j)`, `Const(c)` and a comparison (`Lt` to `Ne`) in one: no defer.
+    /// `Feature(j)`, `Const(c)` and `Compare(cmp)` in one: no defer.
     Compared(usize, f64, Cmp),
 }
 
@@ -55,17 +50,18 @@ enum Cmp {
     Ne,
 }
 
-/// The comparison of `op` (`a op b`), and the one with its operands swapped (`b op' a`).
-fn comparison(op: Op) -> Option<(Cmp, Cmp)> {
-    Some(match op {
-        Op::Lt => (Cmp::Lt, Cmp::Gt),
-        Op::Le => (Cmp::Le, Cmp::Ge),
-        Op::Gt => (Cmp::Gt, Cmp::Lt),
-        Op::Ge => (Cmp::Ge, Cmp::Le),
-        Op::Eq => (Cmp::Eq, Cmp::Eq),
-        Op::Ne => (Cmp::Ne, Cmp::Ne),
-        _ => return None,
-    })
+impl Cmp {
+    /// The comparison with its operands swapped: `a op b` is `b op.swapped() a`.
+    fn swapped(self) -> Cmp {
+        match self {
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+            same => same,
+        }
+    }
+
 }
 
 /// `ops` with each feature compared with a constant as one `Compared` (the same answers:
@@ -74,9 +70,9 @@ fn fused(ops: Vec<Op>) -> Vec<Op> {
     let mut out: Vec<Op> = Vec::with_capacity(ops.len());
     for op in ops {
         let tail = out.len().checked_sub(2).map(|i| (out[i], out[i + 1]));
-        let compared = match (tail, comparison(op)) {
-            (Some((Op::Feature(j), Op::Const(c))), Some((cmp, _))) => Some(Op::Compared(j, c, cmp)),
-            (Some((Op::Const(c), Op::Feature(j))), Some((_, swapped))) => Some(Op::Compared(j, c, swapped)),
+        let compared = match (tail, op) {
+            (Some((Op::Feature(j), Op::Const(c))), Op::Compare(cmp)) => Some(Op::Compared(j, c, cmp)),
+            (Some((Op::Const(c), Op::Feature(j))), Op::Compare(cmp)) => Some(Op::Compared(j, c, cmp.swapped())),
             _ => None,
         };
         match compared {
@@ -166,12 +162,12 @@ fn parse_code(ops: &Bound<'_, PyList>, features: usize, leaves: usize) -> PyResu
             "mul" => (Op::Mul, 2, 1),
             "div" => (Op::Div, 2, 1),
             "neg" => (Op::Neg, 1, 1),
-            "lt" => (Op::Lt, 2, 1),
-            "le" => (Op::Le, 2, 1),
-            "gt" => (Op::Gt, 2, 1),
-            "ge" => (Op::Ge, 2, 1),
-            "eq" => (Op::Eq, 2, 1),
-            "ne" => (Op::Ne, 2, 1),
+            "lt" => (Op::Compare(Cmp::Lt), 2, 1),
+            "le" => (Op::Compare(Cmp::Le), 2, 1),
+            "gt" => (Op::Compare(Cmp::Gt), 2, 1),
+            "ge" => (Op::Compare(Cmp::Ge), 2, 1),
+            "eq" => (Op::Compare(Cmp::Eq), 2, 1),
+            "ne" => (Op::Compare(Cmp::Ne), 2, 1),
             "not" => (Op::Not, 1, 1),
             "and" => (Op::And, 2, 1),
             "or" => (Op::Or, 2, 1),
@@ -393,12 +389,12 @@ fn binary(op: Op, a: &mut Column, b: &Column) {
         Op::Mul => each(a, b, |x, y| (x * y, !both(x, y))),
         Op::Div => each(a, b, |x, y| (x / y, !both(x, y) | (y == 0.0))),
         Op::Ramp => each(a, b, |x, y| (ramp(x, y), !both(x, y))),
-        Op::Lt => compared(a, b, |x, y| x < y),
-        Op::Le => compared(a, b, |x, y| x <= y),
-        Op::Gt => compared(a, b, |x, y| x > y),
-        Op::Ge => compared(a, b, |x, y| x >= y),
-        Op::Eq => compared(a, b, |x, y| x == y),
-        Op::Ne => compared(a, b, |x, y| x != y),
+        Op::Compare(Cmp::Lt) => compared(a, b, |x, y| x < y),
+        Op::Compare(Cmp::Le) => compared(a, b, |x, y| x <= y),
+        Op::Compare(Cmp::Gt) => compared(a, b, |x, y| x > y),
+        Op::Compare(Cmp::Ge) => compared(a, b, |x, y| x >= y),
+        Op::Compare(Cmp::Eq) => compared(a, b, |x, y| x == y),
+        Op::Compare(Cmp::Ne) => compared(a, b, |x, y| x != y),
         _ => unreachable!("not a binary operation"),
     }
 }
