@@ -144,6 +144,29 @@ def settle_soon() -> None:
     task.add_done_callback(_settles.discard)
 
 
+def acknowledged_states() -> dict | None:
+    """The held states (a copy), when everything produced so far is acknowledged already (a
+    look at the producer that does not wait) and no settle is under way; else None."""
+    if _settling.locked() or not wallet_to_state.held or not ctx.outputs.delivered():
+        return None
+    return dict(wallet_to_state.held)
+
+
+def settle_after(acknowledged: dict | None) -> None:
+    """After a batch: write the states of ``acknowledged`` (``acknowledged_states`` when the
+    batch began) that are still held as they were, at once, with no thread hop and no task
+    (at 1 000 purchases/s the previous batch's decisions are nearly always acknowledged by
+    then); this batch's states wait for the next batch, a commit or a rebalance. Without
+    them, or while a settle is under way, ``settle_soon``. An entry held again since, or
+    written by a settle meanwhile, is left out: no key's write goes behind a newer one."""
+    if acknowledged is None or _settling.locked():
+        settle_soon()
+        return
+    held = wallet_to_state.held
+    current = {key: entry for key, entry in acknowledged.items() if held.get(key) is entry}
+    tables.write_held(wallet_to_state, current, ctx.outputs.send_raw)
+
+
 @app.on_partitions_revoked.connect
 async def settle_revoked(app, revoked, **kwargs) -> None:
     """Held states are written before a rebalance completes, so the next owner of a
@@ -163,7 +186,8 @@ async def flush_outputs() -> None:
     one failed for good, stop the worker at once: Faust would restart the crashed agent and
     acknowledge the batch whose outputs are lost; a new process gets the batch again."""
     try:
-        await asyncio.to_thread(ctx.outputs.flush)
+        if not ctx.outputs.delivered():  # else no thread hop
+            await asyncio.to_thread(ctx.outputs.flush)
     except OutputError:
         log.critical("outputs of a batch lost: exiting so that the batch is redelivered",
                      exc_info=True)  # fmt: skip
@@ -180,6 +204,7 @@ async def score_purchases(stream):
     assignment, ``streams/redelivery.py``) and not decided again."""
     decided_batches, fault_after = 0, ctx.settings.stream.fail_after_decided_batches
     async for events in batches(stream):
+        acknowledged = acknowledged_states()  # the previous batches' states, if delivered
         await ctx.redeliveries.load(events, app.consumer_generation_id)
         with metrics.PHASES["decode"].time():
             batch = scoring.decode(events)
@@ -193,7 +218,7 @@ async def score_purchases(stream):
             await flush_outputs()  # the decisions are on the topic; their states are not
             log.critical("fault injected: exiting after %d decided batches", decided_batches)
             os._exit(FAULT_EXIT)
-        settle_soon()
+        settle_after(acknowledged)
         ctx.redeliveries.passed(events)
 
 

@@ -76,6 +76,14 @@ class Outputs:
             codec = self._dead_letter_codecs[dlq.name] = AvroCodec.for_topic(self.registry, dlq)
         self.send(dlq, msg.key, codec.encode(record))
 
+    def delivered(self) -> bool:
+        """Whether every record produced so far is acknowledged, without waiting: serves the
+        delivery reports due (``poll(0)``), then the producer holds none (``len``: records
+        queued, in flight or with a report not served). A failed record counts as not
+        delivered: ``flush`` raises it."""
+        self.producer.poll(0)
+        return not len(self.producer) and not self.deliveries.failed
+
     def flush(self, timeout: float = 30.0) -> None:
         """Return once every record is acknowledged. While the broker is away the records stay
         queued (librdkafka retries them): keep waiting, so the batch is not acknowledged
