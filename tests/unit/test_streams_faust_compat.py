@@ -598,3 +598,86 @@ def test_a_transaction_marker_at_the_end_of_a_partition_is_no_record_waiting():
     assert [guard.stalled(chain, highwater=6) for _ in range(3)] == [None, None, None]
     assert [guard.stalled(purchases, highwater=6) for _ in range(2)] == [None, 5]
     assert [guard.stalled(chain, highwater=7) for _ in range(2)] == [None, 5]
+
+
+def drain_consumer() -> Consumer:
+    """A ``Consumer`` with only what ``wait_first`` uses (mode's events and loop)."""
+    from mode.utils.locks import Event
+
+    consumer = Consumer.__new__(Consumer)
+    consumer._stopped, consumer._crashed, consumer._loop = Event(), Event(), None
+    return consumer
+
+
+def test_a_record_whose_delivery_completes_at_once_makes_no_task(monkeypatch) -> None:
+    consumer, suspend, ran = drain_consumer(), asyncio.Event(), []
+
+    async def callback() -> str:
+        ran.append(asyncio.current_task())
+        return "queued"
+
+    async def drain():
+        def no_task(*args, **kwargs):
+            raise AssertionError("a task was made")
+
+        monkeypatch.setattr(asyncio, "ensure_future", no_task)
+        waited = suspend.wait()
+        results = await consumer.wait_first(callback(), waited)
+        assert waited.cr_frame is None  # closed, never awaited: no warning
+        return results, asyncio.current_task()
+
+    (winners, results, stopped), task = asyncio.run(drain())
+    assert results == ["queued"] and len(winners) == 1 and not stopped
+    assert ran == [task]  # its one step, run in the drain's task
+
+
+def test_a_delivery_that_waits_completes_through_modes_wait_first() -> None:
+    consumer, suspend, room = drain_consumer(), asyncio.Event(), asyncio.Event()
+    steps = []
+
+    async def callback() -> str:
+        steps.append("first")
+        await room.wait()  # the queue is full
+        steps.append("rest")
+        return "queued"
+
+    async def drain():
+        asyncio.get_running_loop().call_later(0.01, room.set)
+        return await consumer.wait_first(callback(), suspend.wait())
+
+    _, results, stopped = asyncio.run(drain())
+    assert results == ["queued"] and not stopped and steps == ["first", "rest"]
+
+
+def test_a_waiting_delivery_is_cancelled_when_the_flow_is_suspended_first() -> None:
+    consumer, suspend, room = drain_consumer(), asyncio.Event(), asyncio.Event()
+    outcome = []
+
+    async def callback() -> None:
+        try:
+            await room.wait()
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    async def drain():
+        asyncio.get_running_loop().call_later(0.01, suspend.set)
+        results = await consumer.wait_first(callback(), suspend.wait())
+        await asyncio.sleep(0)  # the cancellation is delivered
+        return results
+
+    winners, results, _ = asyncio.run(drain())
+    assert results == [True] and outcome == ["cancelled"]
+
+
+def test_a_delivery_that_raises_at_once_raises_from_wait_first() -> None:
+    consumer, suspend = drain_consumer(), asyncio.Event()
+
+    async def callback() -> None:
+        raise ValueError("bad record")
+
+    async def drain() -> None:
+        await consumer.wait_first(callback(), suspend.wait())
+
+    with pytest.raises(ValueError, match="bad record"):
+        asyncio.run(drain())
