@@ -23,7 +23,8 @@ class Deliveries:
         self.backoff_s = backoff_s
         self.failed: list[str] = []
 
-    def _on_delivery(self, err, msg) -> None:
+    def on_delivery(self, err, msg) -> None:
+        """The default report: a failed record is remembered (``failed``)."""
         if err is not None:
             self.failed.append(f"{msg.topic()}: {err}")
 
@@ -33,7 +34,7 @@ class Deliveries:
                 block: bool = True) -> None:
         """Produce; while the local queue is full, serve delivery reports and retry (or,
         with ``block=False``, let ``BufferError`` through to the caller)."""
-        report = on_delivery or self._on_delivery
+        report = on_delivery or self.on_delivery
         while True:
             try:
                 self.producer.produce(topic, value, key, partition=partition, headers=headers,

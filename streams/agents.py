@@ -144,27 +144,29 @@ def settle_soon() -> None:
     task.add_done_callback(_settles.discard)
 
 
-def acknowledged_states() -> dict | None:
-    """The held states (a copy), when everything produced so far is acknowledged already (a
-    look at the producer that does not wait) and no settle is under way; else None."""
-    if _settling.locked() or not wallet_to_state.held or not ctx.outputs.delivered():
-        return None
-    return dict(wallet_to_state.held)
+_unsettled: tuple[int, dict] | None = None  # the last batch's mark and held states, not settled
 
 
-def settle_after(acknowledged: dict | None) -> None:
-    """After a batch: write the states of ``acknowledged`` (``acknowledged_states`` when the
-    batch began) that are still held as they were, at once, with no thread hop and no task
-    (at 1 000 purchases/s the previous batch's decisions are nearly always acknowledged by
-    then); this batch's states wait for the next batch, a commit or a rebalance. Without
-    them, or while a settle is under way, ``settle_soon``. An entry held again since, or
-    written by a settle meanwhile, is left out: no key's write goes behind a newer one."""
-    if acknowledged is None or _settling.locked():
+def settle_after_batch() -> None:
+    """After a batch's decisions are sent: when the previous batch's outputs are all
+    acknowledged (a look at the producer that does not wait: ``Outputs.delivered`` with the
+    mark taken after them), write its states still held as they were, at once, with no task
+    and no thread hop; this batch's wait for the next batch, a commit or a rebalance (at
+    1 000 purchases/s a batch's decisions are acknowledged by the time the next is decided).
+    Otherwise, or while a settle is under way, ``settle_soon``. An entry held again or
+    written by a settle meanwhile is left out: no key's write goes behind a newer one."""
+    global _unsettled
+    previous, _unsettled = _unsettled, None
+    outputs, held = ctx.outputs, wallet_to_state.held
+    if _settling.locked() or (previous is not None and not outputs.delivered(previous[0])):
         settle_soon()
         return
-    held = wallet_to_state.held
-    current = {key: entry for key, entry in acknowledged.items() if held.get(key) is entry}
-    tables.write_held(wallet_to_state, current, ctx.outputs.send_raw)
+    mark = outputs.mark()  # after this batch's decisions, before the changelog records
+    if previous is not None:
+        current = {key: entry for key, entry in previous[1].items() if held.get(key) is entry}
+        tables.write_held(wallet_to_state, current, outputs.send_raw)
+    if held:
+        _unsettled = (mark, dict(held))
 
 
 @app.on_partitions_revoked.connect
@@ -204,7 +206,6 @@ async def score_purchases(stream):
     assignment, ``streams/redelivery.py``) and not decided again."""
     decided_batches, fault_after = 0, ctx.settings.stream.fail_after_decided_batches
     async for events in batches(stream):
-        acknowledged = acknowledged_states()  # the previous batches' states, if delivered
         await ctx.redeliveries.load(events, app.consumer_generation_id)
         with metrics.PHASES["decode"].time():
             batch = scoring.decode(events)
@@ -218,7 +219,7 @@ async def score_purchases(stream):
             await flush_outputs()  # the decisions are on the topic; their states are not
             log.critical("fault injected: exiting after %d decided batches", decided_batches)
             os._exit(FAULT_EXIT)
-        settle_after(acknowledged)
+        settle_after_batch()
         ctx.redeliveries.passed(events)
 
 

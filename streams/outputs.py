@@ -9,6 +9,9 @@ never lose them. Producing and flushing go through ``infra.producing.Deliveries`
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -39,16 +42,57 @@ class Outputs:
         self._dead_letter_codecs: dict[str, AvroCodec] = {}
         self.producer = Producer(settings.kafka.producer_conf(**{"linger.ms": OUTPUTS_LINGER_MS}))
         self.deliveries = Deliveries(self.producer)
+        self._marks()
+
+    def _marks(self) -> None:
+        # records not reported yet, by the mark they were produced after (reports are served
+        # by whichever thread polls or flushes: the lock keeps the counts)
+        self._lock = threading.Lock()
+        self._unreported: dict[int, int] = {}
+        self._mark = 0
+        self._report = self._reporter(0)
+
+    def _reporter(self, mark: int) -> Callable[[Any, Any], None]:
+        on_delivery, unreported, lock = self.deliveries.on_delivery, self._unreported, self._lock
+
+        def report(err, msg) -> None:
+            on_delivery(err, msg)
+            with lock:
+                if unreported[mark] > 1:
+                    unreported[mark] -= 1
+                else:
+                    del unreported[mark]
+
+        return report
+
+    def _produce(self, topic: str, value: bytes | None, key: str | bytes | None, partition: int,
+                 headers: list | None = None) -> None:
+        mark, report, unreported = self._mark, self._report, self._unreported
+        with self._lock:
+            unreported[mark] = unreported.get(mark, 0) + 1
+        try:
+            self.deliveries.produce(topic, value, key, partition=partition, headers=headers,
+                                    on_delivery=report)
+        except BaseException:
+            report(None, None)  # not produced: nothing to wait for
+            raise
 
     def send(self, spec: topics.TopicSpec, key: str | bytes | None, value: bytes,
              partition: int = -1, headers: list | None = None) -> None:
         """Produce (partition -1: the partitioner's choice by key)."""
-        self.deliveries.produce(topics.full_name(spec, self.prefix), value, key,
-                                partition=partition, headers=headers)
+        self._produce(topics.full_name(spec, self.prefix), value, key, partition, headers)
 
     def send_raw(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         """A record to a topic by its broker-side name (table changelogs)."""
-        self.deliveries.produce(topic, value, key, partition=partition)
+        self._produce(topic, value, key, partition)
+
+    def mark(self) -> int:
+        """A mark after every record produced so far: ``delivered(mark)`` says whether they
+        are all acknowledged."""
+        mark = self._mark
+        self._mark = mark + 1
+        self._report = self._reporter(mark + 1)
+        return mark
 
     def decision(self, record: dict, source) -> None:
         """A decision, on the partition numbered like its purchase's (``source``: the
@@ -76,13 +120,19 @@ class Outputs:
             codec = self._dead_letter_codecs[dlq.name] = AvroCodec.for_topic(self.registry, dlq)
         self.send(dlq, msg.key, codec.encode(record))
 
-    def delivered(self) -> bool:
-        """Whether every record produced so far is acknowledged, without waiting: serves the
-        delivery reports due (``poll(0)``), then the producer holds none (``len``: records
-        queued, in flight or with a report not served). A failed record counts as not
-        delivered: ``flush`` raises it."""
+    def delivered(self, mark: int | None = None) -> bool:
+        """Whether every record produced so far (or before ``mark``, ``mark()``) is
+        acknowledged, without waiting: serves the delivery reports due (``poll(0)``), then
+        the producer holds none (``len``: records queued, in flight or with a report not
+        served), or none produced before the mark is unreported. A failed record counts as
+        not delivered: ``flush`` raises it."""
         self.producer.poll(0)
-        return not len(self.producer) and not self.deliveries.failed
+        if self.deliveries.failed:
+            return False
+        if mark is None:
+            return not len(self.producer)
+        with self._lock:
+            return not self._unreported or min(self._unreported) > mark
 
     def flush(self, timeout: float = 30.0) -> None:
         """Return once every record is acknowledged. While the broker is away the records stay

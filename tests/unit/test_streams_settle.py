@@ -1,6 +1,7 @@
 """Settling held wallet states (streams/agents.py): a batch's states are written once every
-output produced before them is acknowledged; when the producer has nothing outstanding when
-the next batch begins, that batch writes them itself, with no thread hop and no task."""
+output produced before them is acknowledged. When the previous batch's outputs are all
+acknowledged by the end of the next batch (``Outputs.delivered`` with the mark taken after
+them), that batch writes them itself, with no thread hop and no task."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from infra.producing import Deliveries
 from processors import statecodec
 from processors.state import WalletState
 from streams import agents
@@ -20,31 +22,44 @@ pytestmark = pytest.mark.unit
 
 
 class Producer:
-    """A confluent-kafka producer's ``poll``, ``len`` and ``flush``: ``outstanding`` records
-    are acknowledged once served by a poll with ``served`` set, or by a flush."""
+    """A confluent-kafka producer: ``produce`` keeps each record's report, ``ack`` lets the
+    broker acknowledge the first ``n`` records (or one record, by topic) and ``poll`` or
+    ``flush`` serves the reports of acknowledged ones (``flush``: all of them)."""
 
-    def __init__(self, outstanding: int = 0, served: bool = True) -> None:
-        self.outstanding, self.served, self.polls, self.flushes = outstanding, served, 0, 0
+    def __init__(self) -> None:
+        self.records: list = []  # [topic, key, report, acknowledged]
+        self.flushes = 0
+
+    def produce(self, topic, value, key, partition=-1, headers=None, on_delivery=None) -> None:
+        self.records.append([topic, key, on_delivery, False])
+
+    def ack(self, topic: str | None = None) -> None:
+        for record in self.records:
+            if topic is None or record[0] == topic:
+                record[3] = True
 
     def poll(self, timeout: float) -> int:
-        self.polls += 1
-        if self.served:
-            self.outstanding = 0
-        return 0
+        served = [r for r in self.records if r[3]]
+        self.records = [r for r in self.records if not r[3]]
+        for topic, _, report, _ in served:
+            report(None, SimpleNamespace(topic=lambda topic=topic: topic))
+        return len(served)
 
     def __len__(self) -> int:
-        return self.outstanding
+        return len(self.records)
 
     def flush(self, timeout: float) -> int:
         self.flushes += 1
-        self.outstanding = 0
+        self.ack()
+        self.poll(0)
         return 0
 
 
-def outputs(producer: Producer, sent: list | None = None) -> Outputs:
+def outputs(producer: Producer) -> Outputs:
     out = Outputs.__new__(Outputs)  # no registry, no broker: only what settling uses
-    out.producer, out.deliveries = producer, SimpleNamespace(failed=[])  # type: ignore[assignment]
-    out.send_raw = lambda *record: (sent if sent is not None else []).append(record)  # type: ignore[method-assign]
+    out.producer = producer  # type: ignore[assignment]
+    out.deliveries = Deliveries(producer)  # type: ignore[arg-type]
+    out._marks()
     return out
 
 
@@ -63,72 +78,93 @@ def table(monkeypatch):
     changelog = SimpleNamespace(get_topic_name=lambda: "changelog")
     t = SimpleNamespace(held={}, data={}, expiry=TableExpiry(), changelog_topic=changelog)
     monkeypatch.setattr(agents, "wallet_to_state", t)
+    monkeypatch.setattr(agents, "_unsettled", None)
     return t
 
 
-def use(monkeypatch, producer: Producer) -> list:
-    """``ctx.outputs`` on ``producer``; the changelog records it is given."""
-    sent: list = []
-    monkeypatch.setitem(vars(ctx), "outputs", outputs(producer, sent))
-    return sent
+@pytest.fixture
+def producer(monkeypatch) -> Producer:
+    producer = Producer()
+    monkeypatch.setitem(vars(ctx), "outputs", outputs(producer))
+    return producer
 
 
-def test_delivered_serves_the_reports_due_and_counts_what_is_outstanding() -> None:
-    assert outputs(Producer(3)).delivered()  # acknowledged, reports served by the poll
-    assert not outputs(Producer(3, served=False)).delivered()
-    failed = outputs(Producer())
-    failed.deliveries.failed = ["decisions: broker down"]
-    assert not failed.delivered()  # flush raises it
+def batch(t, states: dict, decisions: int = 1) -> None:
+    """A batch: its decisions produced, its states held, then ``settle_after_batch``."""
+    for _ in range(decisions):
+        ctx.outputs.send_raw("decisions", b"k", b"v", 0)
+    hold(t, states)
+    agents.settle_after_batch()
 
 
-def test_acknowledged_states_are_written_by_the_next_batch_itself(table, monkeypatch) -> None:
-    producer = Producer(2)
-    sent = use(monkeypatch, producer)
-    hold(table, {"0xa": (state("0xa", 1), event(2)), "0xb": (state("0xb", 1), event(4))})
-    acknowledged = agents.acknowledged_states()  # the next batch begins: all delivered
-    assert acknowledged == table.held
-    hold(table, {"0xb": (state("0xb", 2), event(4))})  # the batch holds 0xb again
+def changelog_keys(producer: Producer) -> list:
+    return [key for topic, key, _, _ in producer.records if topic == "changelog"]
+
+
+def test_delivered_to_a_mark_counts_only_the_records_produced_before_it(producer) -> None:
+    out = ctx.outputs
+    out.send_raw("decisions", b"a", b"v", 0)
+    mark = out.mark()
+    out.send_raw("changelog", b"b", b"v", 0)
+    assert not out.delivered(mark) and not out.delivered()
+    producer.ack("decisions")
+    assert out.delivered(mark) and not out.delivered()  # the changelog record is after it
+    producer.ack()
+    assert out.delivered()
+
+
+def test_a_failed_record_is_not_delivered(producer) -> None:
+    out = ctx.outputs
+    out.send_raw("decisions", b"a", b"v", 0)
+    mark = out.mark()
+    producer.records[0][2](RuntimeError("broker down"), SimpleNamespace(topic=lambda: "d"))
+    producer.records.clear()
+    assert not out.delivered(mark)  # flush raises it
+
+
+def test_the_previous_batch_s_states_are_written_by_the_next_batch_itself(
+        table, producer, monkeypatch) -> None:  # fmt: skip
     monkeypatch.setattr(agents, "settle_soon", lambda: pytest.fail("no task needed"))
-    agents.settle_after(acknowledged)
+    batch(table, {"0xa": (state("0xa", 1), event(2)), "0xb": (state("0xb", 1), event(4))})
+    assert not table.data and len(table.held) == 2  # kept for the next batch
+    producer.ack()  # the broker acknowledges the first batch's decisions
+    batch(table, {"0xb": (state("0xb", 2), event(4))})  # holds 0xb again
     assert statecodec.decode(table.data["0xa"]).applied == ["pur_0"]
-    assert [key for _, key, _, _ in sent] == [b'"0xa"']  # 0xb's older state: not written
-    assert list(table.held) == ["0xb"]
+    assert changelog_keys(producer) == [b'"0xa"']  # 0xb's older state: not written
     assert statecodec.decode(table.held["0xb"][0]).applied == ["pur_0", "pur_1"]
-    assert producer.flushes == 0
+    producer.ack("decisions")  # the changelog record need not be: it came after the mark
+    batch(table, {})
+    assert statecodec.decode(table.data["0xb"]).applied == ["pur_0", "pur_1"]
+    assert table.held == {} and producer.flushes == 0
 
 
-def test_states_not_yet_acknowledged_are_settled_in_the_background(table, monkeypatch) -> None:
-    producer = Producer(2, served=False)
-    use(monkeypatch, producer)
-    hold(table, {"0xa": (state("0xa", 1), event(2))})
-
-    async def batch() -> None:
-        acknowledged = agents.acknowledged_states()
-        assert acknowledged is None
-        agents.settle_after(acknowledged)
-        assert table.held and not table.data  # written only once flushed
+def test_states_whose_decisions_are_not_acknowledged_are_settled_in_the_background(
+        table, producer) -> None:  # fmt: skip
+    async def batches() -> None:
+        batch(table, {"0xa": (state("0xa", 1), event(2))})
+        batch(table, {"0xb": (state("0xb", 1), event(4))})  # the first not acknowledged
+        assert len(table.held) == 2 and not table.data  # written once flushed
         await asyncio.gather(*agents._settles)
 
-    asyncio.run(batch())
-    assert producer.flushes == 1 and table.held == {}
-    assert statecodec.decode(table.data["0xa"]).applied == ["pur_0"]
+    asyncio.run(batches())
+    assert producer.flushes == 1 and table.held == {} and set(table.data) == {"0xa", "0xb"}
+    assert agents._unsettled is None
 
 
-def test_no_state_is_taken_while_a_settle_is_under_way(table, monkeypatch) -> None:
-    use(monkeypatch, Producer())
-    hold(table, {"0xa": (state("0xa", 1), event(2))})
-
-    async def batch() -> None:
+def test_nothing_is_written_at_once_while_a_settle_is_under_way(table, producer) -> None:
+    async def batches() -> None:
+        batch(table, {"0xa": (state("0xa", 1), event(2))})
+        producer.ack()
         async with agents._settling:
-            assert agents.acknowledged_states() is None
+            batch(table, {"0xb": (state("0xb", 1), event(4))})
+            assert not table.data  # a settle is queued behind the lock instead
+        await asyncio.gather(*agents._settles)
 
-    asyncio.run(batch())
-    assert agents.acknowledged_states() is not None
+    asyncio.run(batches())
+    assert set(table.data) == {"0xa", "0xb"} and table.held == {}
 
 
-def test_a_settle_with_everything_acknowledged_needs_no_flush(table, monkeypatch) -> None:
-    producer = Producer(1)
-    use(monkeypatch, producer)
+def test_a_settle_with_everything_acknowledged_needs_no_flush(table, producer) -> None:
     hold(table, {"0xa": (state("0xa", 1), event(2))})
     asyncio.run(agents.settle())
     assert producer.flushes == 0 and table.held == {} and "0xa" in table.data
