@@ -145,6 +145,10 @@ def settle_soon() -> None:
 
 
 _unsettled: tuple[int, dict] | None = None  # the last batch's mark and held states, not settled
+# The last batch's states are settled in the background when no batch came to write them
+# within this: an idle worker, or one about to stop (Faust's commit at shutdown does not
+# always come), leaves no state unwritten for longer.
+IDLE_SETTLE_S = 0.02
 
 
 def settle_after_batch() -> None:
@@ -153,8 +157,9 @@ def settle_after_batch() -> None:
     mark taken after them), write its states still held as they were, at once, with no task
     and no thread hop; this batch's wait for the next batch, a commit or a rebalance (at
     1 000 purchases/s a batch's decisions are acknowledged by the time the next is decided).
-    Otherwise, or while a settle is under way, ``settle_soon``. An entry held again or
-    written by a settle meanwhile is left out: no key's write goes behind a newer one."""
+    Otherwise, or while a settle is under way, ``settle_soon``; and ``settle_soon`` too when
+    no batch came within ``IDLE_SETTLE_S``. An entry held again or written by a settle
+    meanwhile is left out: no key's write goes behind a newer one."""
     global _unsettled
     previous, _unsettled = _unsettled, None
     outputs, held = ctx.outputs, wallet_to_state.held
@@ -167,6 +172,15 @@ def settle_after_batch() -> None:
         tables.write_held(wallet_to_state, current, outputs.send_raw)
     if held:
         _unsettled = (mark, dict(held))
+        asyncio.get_running_loop().call_later(IDLE_SETTLE_S, _settle_idle, _unsettled)
+
+
+def _settle_idle(unsettled: tuple[int, dict]) -> None:
+    """No batch came to write ``unsettled``: settle in the background."""
+    global _unsettled
+    if _unsettled is unsettled:
+        _unsettled = None
+        settle_soon()
 
 
 @app.on_partitions_revoked.connect

@@ -125,17 +125,34 @@ def test_a_failed_record_is_not_delivered(producer) -> None:
 def test_the_previous_batch_s_states_are_written_by_the_next_batch_itself(
         table, producer, monkeypatch) -> None:  # fmt: skip
     monkeypatch.setattr(agents, "settle_soon", lambda: pytest.fail("no task needed"))
-    batch(table, {"0xa": (state("0xa", 1), event(2)), "0xb": (state("0xb", 1), event(4))})
-    assert not table.data and len(table.held) == 2  # kept for the next batch
-    producer.ack()  # the broker acknowledges the first batch's decisions
-    batch(table, {"0xb": (state("0xb", 2), event(4))})  # holds 0xb again
-    assert statecodec.decode(table.data["0xa"]).applied == ["pur_0"]
-    assert changelog_keys(producer) == [b'"0xa"']  # 0xb's older state: not written
-    assert statecodec.decode(table.held["0xb"][0]).applied == ["pur_0", "pur_1"]
-    producer.ack("decisions")  # the changelog record need not be: it came after the mark
-    batch(table, {})
-    assert statecodec.decode(table.data["0xb"]).applied == ["pur_0", "pur_1"]
-    assert table.held == {} and producer.flushes == 0
+
+    async def batches() -> None:
+        batch(table, {"0xa": (state("0xa", 1), event(2)), "0xb": (state("0xb", 1), event(4))})
+        assert not table.data and len(table.held) == 2  # kept for the next batch
+        producer.ack()  # the broker acknowledges the first batch's decisions
+        batch(table, {"0xb": (state("0xb", 2), event(4))})  # holds 0xb again
+        assert statecodec.decode(table.data["0xa"]).applied == ["pur_0"]
+        assert changelog_keys(producer) == [b'"0xa"']  # 0xb's older state: not written
+        assert statecodec.decode(table.held["0xb"][0]).applied == ["pur_0", "pur_1"]
+        producer.ack("decisions")  # the changelog record need not be: it came after the mark
+        batch(table, {})
+        assert statecodec.decode(table.data["0xb"]).applied == ["pur_0", "pur_1"]
+        assert table.held == {}
+
+    asyncio.run(batches())  # within IDLE_SETTLE_S of one another: no idle settle
+    assert producer.flushes == 0
+
+
+def test_the_last_batch_s_states_are_settled_when_no_batch_follows(table, producer) -> None:
+    async def batches() -> None:
+        batch(table, {"0xa": (state("0xa", 1), event(2))})
+        assert not table.data
+        await asyncio.sleep(agents.IDLE_SETTLE_S * 2)
+        await asyncio.gather(*agents._settles)
+
+    asyncio.run(batches())
+    assert producer.flushes == 1 and table.held == {} and "0xa" in table.data
+    assert agents._unsettled is None
 
 
 def test_states_whose_decisions_are_not_acknowledged_are_settled_in_the_background(
