@@ -213,9 +213,10 @@ async def flush_outputs() -> None:
 @app.agent(topics.purchases)
 async def score_purchases(stream):
     """Features, rules, model and policy for each batch of purchases → decisions. A batch's
-    wallet states are held (every agent reads them at once) and written as soon as its
-    decisions are acknowledged, in the background: the broker's acknowledgement overlaps the
-    wait for the next batch instead of adding to it. A purchase redelivered before its state
+    wallet states are held (every agent reads them at once) and written once its decisions
+    are acknowledged, without waiting for them: by the next batch when they are by then
+    (``settle_after_batch``), else in the background; the broker's acknowledgement overlaps
+    the next batch instead of adding to it. A purchase redelivered before its state
     was written or its offset committed is found on the decisions topic (read back at each
     assignment, ``streams/redelivery.py``) and not decided again."""
     decided_batches, fault_after = 0, ctx.settings.stream.fail_after_decided_batches

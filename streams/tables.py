@@ -24,7 +24,8 @@ exact-size object (the version byte is concatenated in front).
 Held states: an agent does not write a batch's states itself. ``hold`` keeps them (encoded)
 in ``StateTable.held``, which every read sees at once, so agents sharing a wallet (purchases,
 auth events, transfers) never overwrite each other's newer state; ``write_held`` writes them
-once the outputs produced with them are acknowledged (``streams/agents.settle``), and every
+once the outputs produced with them are acknowledged (``streams/agents.settle``, or the next
+batch's ``settle_after_batch``), and every
 offset commit and every rebalance settles first.
 
 Expiry: each table partition has a watermark (the largest event time of the wallets written
