@@ -74,8 +74,11 @@ MAX_LAG_MS = SHOW_RETENTION_MS
 # (``--workers 3``, feature agreement 0.974-0.986 in 2 of 8 runs).
 STALL_S = 60.0
 # Records held per partition beyond the lead before the partition is paused: decoded
-# purchases, ~2.8 KB each (measured), so 2000 per partition held ~35 MB on a backlog.
-HOLD = 500
+# purchases, ~2.8 KB each (measured), so 2000 per partition hold ~35 MB on a backlog. It was
+# 500 (for memory) until Faust's delivery got cheaper (faust_compat override 12): the scorer
+# then outran the replica, and a backlog's batch waited 53-59 ms for it (``entity_wait``,
+# partitions paused and fetched again) against 9 ms with 2000 (sentinel bench pipeline).
+HOLD = 2000
 PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 64 MiB)
 # Reads kept per partition the worker scores for the scorer to take (``take_read``): ~1.1 KB
 # each (tracemalloc, simulated purchases), so at most ~1.1 MB a partition. The replica applies
