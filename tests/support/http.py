@@ -42,11 +42,18 @@ def wait_for(url: str, accept, deadline_s: float, check=None) -> httpx.Response:
     raise TimeoutError(f"{url}: no accepted answer in {deadline_s}s; last {shown}")
 
 
+async def until(condition, what: str, timeout_s: float = 5.0) -> None:
+    """Until ``condition()`` is true, looked at every 5 ms; AssertionError with ``what``
+    after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.005)
+
+
 async def until_waiting(waiter, count: int = 1, timeout_s: float = 5.0) -> None:
     """Until ``count`` requests wait on ``waiter`` (a ``DecisionWaiter``: a request registers
     after its first read of the key), so what the test stores next wakes them."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while waiter.waiting() < count:
-        assert loop.time() < deadline, f"{count} request(s) never started waiting"
-        await asyncio.sleep(0.005)
+    await until(lambda: waiter.waiting() >= count, f"{count} request(s) never started waiting",
+                timeout_s)

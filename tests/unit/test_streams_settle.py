@@ -17,6 +17,7 @@ from streams import agents
 from streams.context import ctx
 from streams.outputs import Outputs
 from streams.tables import TableExpiry, hold
+from tests.support.http import until
 
 pytestmark = pytest.mark.unit
 
@@ -147,7 +148,7 @@ def test_the_last_batch_s_states_are_settled_when_no_batch_follows(table, produc
     async def batches() -> None:
         batch(table, {"0xa": (state("0xa", 1), event(2))})
         assert not table.data
-        await asyncio.sleep(agents.IDLE_SETTLE_S * 2)
+        await until(lambda: agents._unsettled is None, "no idle settle began", timeout_s=2.0)
         await asyncio.gather(*agents._settles)
 
     asyncio.run(batches())
