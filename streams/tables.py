@@ -274,10 +274,8 @@ def expire_partition(table: StateTable, partition: int, now_ms: int, send) -> No
         value = store.pop(key, None)
         if value is not None:
             rows.append((key, partition, value))
-    if deleted:  # (an empty transaction is still ~4 us, and most sweeps delete nothing)
-        table.disk.delete(deleted)
-    if rows:
-        table.disk.put(rows)
+    table.disk.delete(deleted)
+    table.disk.put(rows)
 
 
 def read_due(table: StateTable, keys: list, now_ms: int) -> list:
