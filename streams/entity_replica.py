@@ -13,11 +13,12 @@ path reads entities in memory, with no repartition hop and no table. A record th
 scores is decoded once: whichever copy comes first, the scorer's or the replica's own fetch,
 is applied and the other is skipped. The records of a batch reach the replica from the scorer
 itself (``offer``, already decoded); records the replica fetched first (a backlog: it reads
-ahead) are handed to the scorer decoded (``decoded``). Each record the worker scores is also
+ahead; live traffic: its fetch is usually quicker than Faust's) are handed to the scorer
+decoded (``decoded``), whether still held or applied already. Each record the worker scores is also
 read once: the replica keeps what it read of a record of a partition the worker scores (its
-``Order`` and its crowd read, ``read_purchase``) until the scorer takes it
-(``take_read``), whichever thread applied it; a record the replica did not apply (not
-decodable, refused, not yet reached) is read by the scorer itself.
+``Order`` and its crowd read, ``read_purchase``), with the decoded purchase, until the scorer
+takes it (``take_read``), whichever thread applied it; a record the replica did not apply (not
+decodable, refused, not yet reached) is decoded and read by the scorer itself.
 
 Consistency: the store answers queries as of a purchase's event time ``t`` (rows strictly
 before ``t``), so it may run ahead, but not too far: the scorer announces each batch
@@ -80,10 +81,11 @@ STALL_S = 60.0
 # partitions paused and fetched again) against 9 ms with 2000 (sentinel bench pipeline).
 HOLD = 2000
 PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 64 MiB)
-# Reads kept per partition the worker scores for the scorer to take (``take_read``): ~1.1 KB
-# each (tracemalloc, simulated purchases), so at most ~1.1 MB a partition. The replica applies
-# about a batch ahead of the scorer live, up to its lead in a backlog; what is not kept there
-# is read again by the scorer.
+# Reads kept per partition the worker scores for the scorer to take (``take_read``), each with
+# its decoded purchase (``decoded``): ~1.1 KB a read (tracemalloc, simulated purchases) and the
+# purchase ~2.8 KB, which the held record had already, so at most ~4 MB a partition. The
+# replica applies about a batch ahead of the scorer live, up to its lead in a backlog; what is
+# not kept there is decoded and read again by the scorer.
 READS_KEPT = 1000
 
 Read = tuple[Order, CrowdRead]  # a purchase read: its order and what the crowds read of it
@@ -108,8 +110,9 @@ class EntityReplica:
         self.scored: dict[int, int] = {}  # partition -> latest offset a batch has announced
         self.scored_ms: dict[int, int] = {}  # partition -> earliest event time of its last batch
         self.moved_at: dict[int, float] = {}  # owned partition -> when last scored or first owned
-        # partition the worker scores -> (offset, read) of records applied, not yet scored
-        self.reads: dict[int, deque[tuple[int, Read]]] = {}
+        # partition the worker scores -> (offset, read, purchase) of records applied, not yet
+        # scored
+        self.reads: dict[int, deque[tuple[int, Read, dict]]] = {}
         self.applied = 0
         self.rejected = 0  # records the store refused (the scorer dead-letters them)
         self._progress = threading.Condition()
@@ -243,17 +246,20 @@ class EntityReplica:
         return taken
 
     def decoded(self, positions: list[tuple[int, int]]) -> list[dict | None]:
-        """For each (partition, offset), the purchase this replica fetched and holds decoded,
-        not yet applied (None: not held, or not decodable). The scorer reads them instead of
-        decoding its own copies: the same bytes of the same topic. Nothing here changes a
-        purchase once decoded, so the scorer and the replica share it."""
+        """For each (partition, offset), the purchase this replica fetched and decoded: held,
+        not yet applied, or applied with its read kept for the scorer (None: neither, or not
+        decodable). The scorer reads them instead of decoding its own copies: the same bytes
+        of the same topic. Nothing here changes a purchase once decoded, so the scorer and
+        the replica share it. Called on the scorer's thread, the only one that drops reads
+        (``announce``, ``take_read``); the replica's thread appends to them under
+        ``_progress``, held here."""
         out: list[dict | None] = []
         with self._progress:
             for partition, offset in positions:
-                held, hit = self.held.get(partition), None
-                if held and 0 <= (i := offset - held[0][0]) < len(held):
-                    hit = held[i]
-                out.append(hit[2] if hit is not None and hit[0] == offset else None)
+                hit = _at(self.held.get(partition), offset)
+                if hit is None:
+                    hit = _at(self.reads.get(partition), offset)
+                out.append(None if hit is None else hit[-1])
         return out
 
     def _expected(self, partition: int) -> int:
@@ -342,7 +348,7 @@ class EntityReplica:
                     if purchase is not None:
                         read = apply_one(purchase, ts)
                         if read is not None and reads is not None and len(reads) < READS_KEPT:
-                            reads.append((offset, read))
+                            reads.append((offset, read, purchase))
                     if ts > latest:
                         latest = ts
                 if offset >= 0:  # something applied: the partition's progress, once
@@ -374,3 +380,13 @@ class EntityReplica:
         if room:
             self.consumer.resume([TopicPartition(self.topic, p) for p in room])
         self.paused = (self.paused | full) - room
+
+
+def _at(entries: deque | None, offset: int) -> tuple | None:
+    """The entry of ``offset`` in ``entries`` (held records or kept reads of one partition:
+    tuples that start with their offset, in offset order, consecutive unless a record was
+    skipped), found by its distance from the first; None when it is not there."""
+    if not entries or not 0 <= (i := offset - entries[0][0]) < len(entries):
+        return None
+    entry = entries[i]
+    return entry if entry[0] == offset else None

@@ -34,8 +34,9 @@ Touched = dict[str, tuple[WalletState, object]]
 
 
 def decode(events) -> list[tuple[object, dict]]:
-    """Each event's purchase: the entity replica's copy when it fetched the record first and
-    holds it decoded, else decoded here (a record that cannot be is dead-lettered)."""
+    """Each event's purchase: the entity replica's copy when it fetched the record first
+    (held, or applied with its read kept: ``EntityReplica.decoded``), else decoded here (a
+    record that cannot be is dead-lettered)."""
     held = ctx.replica.decoded([(e.message.partition, e.message.offset) for e in events])
     decoded: list[tuple[object, dict]] = []
     for event, purchase in zip(events, held, strict=True):

@@ -93,12 +93,19 @@ def test_records_the_replica_fetched_first_reach_the_scorer_decoded(settings):
             else:
                 assert purchase == codec.decode(value)
         assert held[-1] is None  # never fetched
-        # Once applied, a record is no longer held: the scorer decodes its own copy again.
+        # Once applied, a record's purchase comes with its read, kept for the scorer (live
+        # traffic: the replica applies first); once the read is taken, the scorer decodes its
+        # own copy.
         ends = {p: o for p, o, _ in placed}
         replica.announce(ends, dict.fromkeys(ends, 0), 2**62)
         replica.step()
         assert replica.applied == len(purchases)
-        assert replica.decoded(positions[:3]) == [None, None, None]
+        assert replica.decoded(positions) == held
+        with replica.lock:
+            for (partition, offset), purchase in zip(positions, held[:-1], strict=False):
+                if purchase is not None:
+                    replica.take_read(partition, offset, purchase["purchase_id"])
+        assert replica.decoded(positions) == [None] * len(positions)
     finally:
         replica.stop()
 

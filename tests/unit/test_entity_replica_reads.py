@@ -143,6 +143,28 @@ def test_a_record_the_replica_applied_on_its_own_fetch_is_taken_by_the_scorer(re
             assert replica.take_read(1, offset, p["purchase_id"]) == read(p)
 
 
+def test_a_record_the_replica_applied_first_reaches_the_scorer_decoded_until_taken(replica):
+    """Live traffic: the replica's fetch is quicker than Faust's, so it has decoded and applied
+    the records before the scorer's batch. The scorer gets the replica's purchase (``decoded``,
+    the same object: not decoded twice) as long as the read is kept, then decodes its own."""
+    items = purchases(4)
+    announce(replica, records(0, items[:1]), {0: None})
+    replica.consumer.fetched = [Message(0, o, p) for o, p in enumerate(items)]
+    replica.step()
+    assert replica.applied == 4 and not replica.held[0]
+    positions = [(0, o) for o in range(4)] + [(0, 4), (1, 0)]
+    handed = replica.decoded(positions)
+    assert handed[:4] == items and handed[4:] == [None, None]  # never fetched
+    assert all(mine is kept for mine, (_, _, kept) in zip(handed, replica.reads[0], strict=False))
+    with replica.lock:
+        assert replica.take_read(0, 1, items[1]["purchase_id"]) == read(items[1])
+    assert replica.decoded(positions[:4]) == [None, None, items[2], items[3]]  # 0 passed, 1 taken
+    # a batch up to offset 3 scored, the next one announced: the reads passed are dropped
+    announce(replica, records(0, items[3:], first=3), {0: None})
+    announce(replica, records(0, purchases(1, start=4), first=4), {0: None})
+    assert replica.decoded(positions[:4]) == [None] * 4
+
+
 def test_records_not_applied_are_read_by_the_scorer(replica):
     """Nothing is kept for a record the replica could not decode, one the store refused (an
     unknown currency), one not applied yet (after a gap) or one not the scorer's (a
@@ -181,7 +203,7 @@ def test_reads_are_kept_for_the_partitions_the_worker_scores_only(replica):
     replica.offer(mine)
     assert replica.applied == 6
     assert set(replica.reads) == {0}
-    assert [offset for offset, _ in replica.reads[0]] == [0, 1, 2]
+    assert [offset for offset, *_ in replica.reads[0]] == [0, 1, 2]
     announce(replica, records(2, purchases(1, start=6), first=3), {2: None})  # a rebalance
     assert set(replica.reads) == {2}
     assert not replica.reads[2]
