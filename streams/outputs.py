@@ -29,7 +29,14 @@ __all__ = ["OutputError", "Outputs"]
 log = logging.getLogger(__name__)
 
 
-OUTPUTS_LINGER_MS = 2  # how long librdkafka gathers records for a request
+# How long librdkafka gathers records for a request. A batch produces its decisions at once,
+# at its end, so they need no linger to travel together: with 2 ms (until 2026-12-06) every
+# decision waited those 2 ms before its request left (at 1 000 /s a batch holds ~10
+# purchases). With 0 the first record leaves at once and the rest of the batch follows in the
+# requests after it (up to 5 in flight). Measured with 10-record bursts, 300 each, three
+# alternated pairs under load 7-9: acknowledged p50 3.1-7.1 ms against 7.5-8.1 with 2 ms;
+# 500-record bursts (a backlog's batch) cost the same CPU a record within the noise.
+OUTPUTS_LINGER_MS = 0
 
 
 class Outputs:
