@@ -103,3 +103,20 @@ def test_each_rows_thresholds_are_its_organizers_and_so_are_their_columns():
         assert row == (t.block, t.review, t.two_fa, t.two_fa_model, t)
     columns, want = thresholds.columns(), np.asarray([t[:4] for t in thresholds.rows])
     assert columns.dtype == want.dtype and columns.tobytes() == want.tobytes()
+
+
+def test_thresholds_are_found_once_an_organizer_whatever_holds_the_purchases():
+    """Rows without an organizer share the base view's thresholds with those of None; a
+    tuple of purchases (read in Python) gives what a list (read natively) gives; an
+    organizer id that cannot be a dict key raises TypeError, as a dict keyed by it does."""
+    ruleset = load_ruleset()
+    purchases = [{"organizer_id": "org_stadium_tour"}, {}, {"organizer_id": None},
+                 {"organizer_id": "org_stadium_tour"}]  # fmt: skip
+    for given in (purchases, tuple(purchases)):
+        thresholds = _thresholds(given, ruleset)
+        assert thresholds.index == [0, 1, 1, 0] and len(thresholds.distinct) == 2
+        assert [row[4] for row in thresholds.rows] == [
+            ruleset.for_organizer(p.get("organizer_id")).thresholds for p in purchases]
+        assert thresholds.blocks() == [row[0] for row in thresholds.rows]
+    with pytest.raises(TypeError, match="unhashable"):
+        _thresholds([{"organizer_id": ["org_stadium_tour"]}], ruleset)

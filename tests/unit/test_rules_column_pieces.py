@@ -22,10 +22,10 @@ from processors.decide import as_matrix
 from processors.rules import load_ruleset
 from processors.rules.batch import (
     RuleBatch,
-    _distinct,
-    _values,
+    distinct_of,
     object_column,
     python_values,
+    record_values,
 )
 from processors.rules.compiler import Compiler, Node
 from processors.rules.functions import NUM, ParsedIps, in_cidr
@@ -194,7 +194,7 @@ def test_text_columns_are_read_natively_as_in_python() -> None:
         want = python_values(records, name)
         assert len(column) == len(want)
         assert all(a is b for a, b in zip(column, want, strict=True)), name  # the same objects
-        assert _values(records, name) == column
+        assert record_values(records, name) == column
     assert text_columns([], fields) == [[] for _ in names]
     odd: list[Any] = [{"geo": ["not", "a", "dict"]}, ("not", "a", "dict")]
     for refused in ([*records, odd[0]], [*records, odd[1]]):
@@ -203,11 +203,11 @@ def test_text_columns_are_read_natively_as_in_python() -> None:
         with pytest.raises(ValueError):
             text_column(refused, "geo", "country")
         if isinstance(refused[-1], dict):
-            assert _values(refused, "email_domain") == python_values(refused, "email_domain")
+            assert record_values(refused, "email_domain") == python_values(refused, "email_domain")
 
 
 def python_distinct(values: list) -> tuple[list, np.ndarray] | None:
-    """What ``batch._distinct`` gives, in Python: ``dict.fromkeys`` of the values, and each
+    """What ``batch.distinct_of`` gives, in Python: ``dict.fromkeys`` of the values, and each
     value's index among its keys."""
     try:
         index = dict.fromkeys(values)
@@ -221,12 +221,12 @@ def python_distinct(values: list) -> tuple[list, np.ndarray] | None:
 def test_distinct_values_tell_values_apart_as_a_dict_does() -> None:
     fuzz = [random.Random(3).choice(ODD_VALUES) for _ in range(2_000)]
     for values in (ODD_VALUES, fuzz, [], [None] * 3):
-        got, want = _distinct(values), python_distinct(values)
+        got, want = distinct_of(values), python_distinct(values)
         assert got is not None and want is not None
         assert len(got[0]) == len(want[0])
         assert all(a is b for a, b in zip(got[0], want[0], strict=True))
         assert got[1].dtype == np.intp and got[1].tolist() == want[1].tolist()
-    assert _distinct(["a", ["unhashable"]]) is None and python_distinct(["a", ["x"]]) is None
+    assert distinct_of(["a", ["unhashable"]]) is None and python_distinct(["a", ["x"]]) is None
 
 
 EACH = ["lower(user_agent)", "missing(email_domain)", "not missing(domain(email_domain))",

@@ -2,13 +2,13 @@
 //! its Python form gives (`tests/unit/test_rules_column_pieces.py` compares them), each
 //! refusing (ValueError) what it cannot make so, which the caller then makes the Python way:
 //!
-//! - `text_column`: one field of every record (`batch._values`): `record.get(name)`, or for
+//! - `text_column`: one field of every record (`batch.record_values`): `record.get(name)`, or for
 //!   `country` `record.get("geo")`'s `get("country")` (`batch.country_of`);
 //! - `text_columns`: several fields of every record in one pass: `read_columns`, which the
 //!   rules' `TextLeaves.fill_records` reads with (`leaves.rs`); exported so that
 //!   `test_rules_column_pieces` holds that reading to the Python one;
 //! - `distinct_values`: a column's distinct values and each row's index among them, as
-//!   `dict.fromkeys` tells values apart (`batch._distinct`).
+//!   `dict.fromkeys` tells values apart (`batch.distinct_of`).
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
