@@ -46,6 +46,14 @@ use pyo3::types::{PyDict, PyTuple};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+/// The stores' maps and sets: aHash, keyed at random per process as std's SipHash is (their
+/// keys are texts a purchase supplies, so a key an attacker could aim at a bucket is no
+/// better known than before) and several times cheaper a lookup. Nothing the stores answer
+/// depends on the maps' order: the order of use is kept apart (`Lru`), ticket caps sort
+/// (`cap_tickets`), and counts and sums read the maps whole.
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+type Set<K> = HashSet<K, ahash::RandomState>;
+
 mod columns;
 mod crowd_read;
 mod leaves;
@@ -110,7 +118,7 @@ fn drop_until<T>(rows: &mut Vec<T>, cutoff: i64, ts_of: impl Fn(&T) -> i64) {
 struct Row {
     ts: i64,
     wallet: Arc<str>,
-    card: Arc<str>, // "" when the purchase named no card
+    card: Option<Arc<str>>, // None when the purchase named no card (or ""): no text kept
     small: i64,
 }
 
@@ -225,18 +233,18 @@ fn distinct_wallets(rows: &[Row], me: &str, cap: usize) -> f64 {
 
 /// Distinct texts, as a set counts them: compared one by one while there are at most
 /// `Distinct::FEW` (most windows hold a handful of rows, and a comparison costs less than a
-/// hash), in a hash set (SipHash, as before) beyond.
+/// hash), in a hash set beyond.
 struct Distinct<'a> {
     few: [&'a str; Distinct::FEW],
     n: usize, // texts in `few`, while `many` is empty
-    many: HashSet<&'a str>,
+    many: Set<&'a str>,
 }
 
 impl<'a> Distinct<'a> {
     const FEW: usize = 8;
 
     fn new() -> Self {
-        Distinct { few: [""; Self::FEW], n: 0, many: HashSet::new() }
+        Distinct { few: [""; Self::FEW], n: 0, many: Set::default() }
     }
 
     fn insert(&mut self, text: &'a str) {
@@ -272,15 +280,17 @@ impl<'a> Distinct<'a> {
 /// they outnumber the keys. A move is then one hash lookup and a push, with no allocation
 /// (the key's `Arc` moves from its old place to the new one), where a time-keyed BTreeMap
 /// cost two tree updates and two copies of the key per use; the map and the order share one
-/// copy of each key.
+/// copy of each key. `head`: every place before it is a hole (the keys a sweep dropped from
+/// the front), so the next sweep starts there instead of walking them again.
 struct Lru<S> {
-    states: HashMap<Arc<str>, (usize, S)>, // key -> (its place in `order`, state)
-    order: Vec<Option<Arc<str>>>,          // keys, least recently used first; None: a hole
+    states: Map<Arc<str>, (usize, S)>, // key -> (its place in `order`, state)
+    order: Vec<Option<Arc<str>>>,      // keys, least recently used first; None: a hole
+    head: usize,                       // order[..head] are all holes
 }
 
 impl<S> Lru<S> {
     fn new() -> Self {
-        Lru { states: HashMap::new(), order: Vec::new() }
+        Lru { states: Map::default(), order: Vec::new(), head: 0 }
     }
 
     fn get(&self, key: &str) -> Option<&S> {
@@ -316,6 +326,22 @@ impl<S> Lru<S> {
         }
     }
 
+    /// Drop states from the front (least recently used) up to the first for which `stop`
+    /// holds: one lookup a state dropped (the one that stops is put back where it was).
+    fn drop_front_until(&mut self, stop: impl Fn(&S) -> bool) {
+        while self.head < self.order.len() {
+            if let Some(key) = &self.order[self.head] {
+                let (key, (place, state)) = self.states.remove_entry(key).expect("a held key");
+                if stop(&state) {
+                    self.states.insert(key, (place, state));
+                    return;
+                }
+                self.order[self.head] = None;
+            }
+            self.head += 1;
+        }
+    }
+
     /// Squeeze the holes out of `order` once they outnumber the keys, so that it stays within
     /// about twice the keys held and every move costs O(1) in the long run.
     fn squeeze_if_holey(&mut self) {
@@ -329,6 +355,7 @@ impl<S> Lru<S> {
             kept += usize::from(slot.is_some());
         }
         self.order.retain(Option::is_some);
+        self.head = 0;
         for (place, _) in self.states.values_mut() {
             *place = new_place[*place];
         }
@@ -336,7 +363,7 @@ impl<S> Lru<S> {
 
     /// The keys in order of last use, least recent first.
     fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.order.iter().flatten()
+        self.order[self.head..].iter().flatten()
     }
 
     /// The keys from the front (least recently used) up to the first for which `stop` holds.
@@ -363,23 +390,21 @@ impl<S> Lru<S> {
 /// Purchase ids applied, in order of arrival with their event time (a redelivery is one seen);
 /// the set and the queue share one copy of each id.
 struct Seen {
-    ids: HashSet<Arc<str>>,
+    ids: Set<Arc<str>>,
     arrivals: VecDeque<(Arc<str>, i64)>,
 }
 
 impl Seen {
     fn new() -> Self {
-        Seen { ids: HashSet::new(), arrivals: VecDeque::new() }
+        Seen { ids: Set::default(), arrivals: VecDeque::new() }
     }
 
-    /// Remember `id`; false when it was seen already.
-    fn first(&mut self, id: &str, ts: i64) -> bool {
-        if self.ids.contains(id) {
+    /// Remember `id` (one lookup: nearly every id is new); false when it was seen already.
+    fn first(&mut self, id: &Arc<str>, ts: i64) -> bool {
+        if !self.ids.insert(id.clone()) {
             return false;
         }
-        let id: Arc<str> = Arc::from(id);
-        self.ids.insert(id.clone());
-        self.arrivals.push_back((id, ts));
+        self.arrivals.push_back((id.clone(), ts));
         true
     }
 
@@ -399,6 +424,19 @@ impl Seen {
     }
 }
 
+/// A purchase's id and wallet as the stores keep them (`Seen`, rows): made once a purchase
+/// and shared by both stores when it is applied to both (`apply_stores`).
+struct Kept {
+    purchase_id: Arc<str>,
+    wallet: Arc<str>,
+}
+
+impl Kept {
+    fn of(purchase_id: &str, wallet: &str) -> Self {
+        Kept { purchase_id: Arc::from(purchase_id), wallet: Arc::from(wallet) }
+    }
+}
+
 /// Values in `processors.crowd.CROWD_FEATURES`.
 const CROWD_LEN: usize = 11;
 
@@ -414,9 +452,9 @@ pub struct CrowdStore {
 
 impl CrowdStore {
     /// `apply_row`'s work, the row given by its parts.
-    fn apply<'k>(&mut self, purchase_id: &str, ts: i64, wallet: &str, card: &str, small: i64,
+    fn apply<'k>(&mut self, kept: &Kept, ts: i64, card: &str, small: i64,
                  keys: impl IntoIterator<Item = &'k str>) {
-        if !self.seen.first(purchase_id, ts) {
+        if !self.seen.first(&kept.purchase_id, ts) {
             return;
         }
         self.clock.see(ts);
@@ -425,7 +463,8 @@ impl CrowdStore {
         let fresh_floor = if floor < ts { floor } else { ts };
         // A new key's first row, kept and pruned as `observe` would do it (the usual case).
         let fresh = ts > fresh_floor - lim.rows_retention_ms && fresh_floor >= lim.prune_every_ms;
-        let row = Row { ts, wallet: Arc::from(wallet), card: Arc::from(card), small };
+        let card = (!card.is_empty()).then(|| Arc::from(card));
+        let row = Row { ts, wallet: kept.wallet.clone(), card, small };
         for key in keys {
             if let Some(state) = self.states.touch(key) {
                 state.observe(row.clone(), Some(floor), &lim);
@@ -458,10 +497,15 @@ impl CrowdStore {
         let wallet: PyBackedStr = o.get_item(field::WALLET)?.extract()?;
         let card = o.get_item(field::CARD)?;
         let card: Option<PyBackedStr> = if card.is_truthy()? { Some(card.extract()?) } else { None };
-        let small = o.get_item(field::AMOUNT)?.le(self.small_amount_minor.bind(o.py()))?;
-        self.apply(&purchase_id, ts, &wallet, card.as_deref().unwrap_or(""), i64::from(small),
+        let small = self.small(o)?;
+        self.apply(&Kept::of(&purchase_id, &wallet), ts, card.as_deref().unwrap_or(""), small,
                    read.present());
         Ok(())
+    }
+
+    /// `int(o.amount <= small_amount_minor)`.
+    fn small(&self, o: &Bound<'_, PyTuple>) -> PyResult<i64> {
+        Ok(i64::from(o.get_item(field::AMOUNT)?.le(self.small_amount_minor.bind(o.py()))?))
     }
 
     fn state(&self, key: Option<&str>) -> Option<&CrowdState> {
@@ -515,8 +559,8 @@ impl CrowdStore {
             Some(_) => {
                 let rows = self.state(card_bin).map_or(&[][..], |s| s.between(ts - lim.hour_ms, ts));
                 let mut cards = Distinct::new();
-                for r in rows.iter().filter(|r| !r.card.is_empty()) {
-                    cards.insert(&r.card);
+                for card in rows.iter().filter_map(|r| r.card.as_deref()) {
+                    cards.insert(card);
                 }
                 if let Some(c) = card.filter(|c| !c.is_empty()) {
                     cards.insert(c);
@@ -565,7 +609,8 @@ impl CrowdStore {
     fn apply_row(&mut self, purchase_id: &str, row: (i64, PyBackedStr, PyBackedStr, i64),
                  keys: Vec<Option<PyBackedStr>>) {
         let (ts, wallet, card, small) = row;
-        self.apply(purchase_id, ts, &wallet, &card, small, keys.iter().flatten().map(|k| &**k));
+        self.apply(&Kept::of(purchase_id, &wallet), ts, &card, small,
+                   keys.iter().flatten().map(|k| &**k));
     }
 
     /// `apply_row` of a purchase read as `o` (`processors.records.Order`, its fields by
@@ -602,9 +647,7 @@ impl CrowdStore {
     fn sweep(&mut self) {
         let floor = self.clock.floor();
         let idle_before = floor - self.lim.idle_ms;
-        for key in self.states.front_until(|s| s.watermark_ms > idle_before) {
-            self.states.remove(&key);
-        }
+        self.states.drop_front_until(|s| s.watermark_ms > idle_before);
         self.seen.drop_until(floor - self.lim.seen_retention_ms);
         self.clock.swept_ms = floor;
     }
@@ -624,7 +667,9 @@ impl CrowdStore {
     /// Rows kept under `key` (None: no such key): for tests.
     fn rows_of(&self, key: &str) -> Option<Vec<(i64, String, String, i64)>> {
         self.state(Some(key)).map(|s| {
-            s.rows.iter().map(|r| (r.ts, r.wallet.to_string(), r.card.to_string(), r.small)).collect()
+            s.rows.iter()
+                .map(|r| (r.ts, r.wallet.to_string(), r.card.as_deref().unwrap_or("").to_owned(), r.small))
+                .collect()
         })
     }
 
@@ -747,7 +792,7 @@ struct ShowState {
     resale_prices: Vec<(i64, i64)>,
     sales: Vec<i64>,
     sale_open_ms: Option<i64>,
-    tickets: HashMap<String, (i64, i64)>,
+    tickets: Map<String, (i64, i64)>,
     watermark_ms: i64,
     pruned_ms: i64,
 }
@@ -809,7 +854,7 @@ impl ShowState {
 
 /// `processors.ring.cap_dict` keyed by the first sale's time: over `cap`, drop the oldest
 /// (by time, then ticket) down to three quarters of `cap`.
-fn cap_tickets(tickets: &mut HashMap<String, (i64, i64)>, cap: usize) {
+fn cap_tickets(tickets: &mut Map<String, (i64, i64)>, cap: usize) {
     if tickets.len() <= cap {
         return;
     }
@@ -851,8 +896,8 @@ impl EntityStore {
     }
 
     /// The wallets sharing the order's IP, device or card in the 24 h before it, and its own.
-    fn linked<'a>(&'a self, o: &'a OrderIn) -> HashSet<&'a str> {
-        let mut linked: HashSet<&str> = HashSet::from([&*o.wallet]);
+    fn linked<'a>(&'a self, o: &'a OrderIn) -> Set<&'a str> {
+        let mut linked: Set<&str> = Set::from_iter([&*o.wallet]);
         for state in self.states_of(o).into_iter().flatten() {
             linked.extend(state.wallets_between(o.ts - self.lim.day_ms, o.ts).iter().map(|r| &*r.1));
         }
@@ -930,16 +975,16 @@ impl EntityStore {
         }
     }
 
-    /// `apply_order`'s work.
-    fn apply(&mut self, o: &OrderIn) {
+    /// `apply_order`'s work, the order's id and wallet as `kept`.
+    fn apply(&mut self, o: &OrderIn, kept: &Kept) {
         let ts = o.ts;
-        if !self.seen.first(&o.purchase_id, ts) {
+        if !self.seen.first(&kept.purchase_id, ts) {
             return;
         }
         self.clock.see(ts);
         let lim = self.lim;
         let floor = self.clock.floor();
-        let wallet: Arc<str> = Arc::from(&*o.wallet);
+        let wallet = &kept.wallet;
         // A new IP, device or card gets its first sighting as `observe` would leave it.
         let first = if floor < ts { floor } else { ts };
         let fresh = ts > first - lim.entity_retention_ms - lim.slack_ms && first >= lim.prune_every_ms;
@@ -947,12 +992,12 @@ impl EntityStore {
         for (states, value) in [&mut self.ips, &mut self.devices, &mut self.cards].into_iter().zip(values) {
             let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
             if let Some(state) = states.touch(value) {
-                state.observe(&wallet, ts, Some(floor), &lim);
+                state.observe(wallet, ts, Some(floor), &lim);
             } else if fresh {
                 states.insert(value, EntityState { rows: vec![(ts, wallet.clone())], watermark_ms: ts, pruned_ms: first });
             } else {
                 let mut state = EntityState::default();
-                state.observe(&wallet, ts, Some(floor), &lim);
+                state.observe(wallet, ts, Some(floor), &lim);
                 states.insert(value, state);
             }
         }
@@ -1017,7 +1062,7 @@ impl EntityStore {
     /// Apply a purchase (`processors.records.Order`) to its IP, device, card and show, once
     /// per purchase id.
     fn apply_order(&mut self, o: OrderIn) {
-        self.apply(&o);
+        self.apply(&o, &Kept::of(&o.purchase_id, &o.wallet));
     }
 
     /// The earliest event time still to be asked about.
@@ -1048,9 +1093,7 @@ impl EntityStore {
         let floor = self.clock.floor();
         let cutoff = floor - lim.entity_retention_ms - lim.slack_ms;
         for states in [&mut self.ips, &mut self.devices, &mut self.cards] {
-            for key in states.front_until(|s| s.watermark_ms > cutoff) {
-                states.remove(&key);
-            }
+            states.drop_front_until(|s| s.watermark_ms > cutoff);
         }
         let idle = floor - lim.show_retention_ms - lim.slack_ms;
         let kept_after = floor - lim.ticket_retention_ms - lim.slack_ms;
@@ -1161,8 +1204,13 @@ impl EntityStore {
 #[pyfunction]
 fn apply_stores(mut entities: PyRefMut<'_, EntityStore>, mut crowds: PyRefMut<'_, CrowdStore>,
                   o: &Bound<'_, PyTuple>, read: &Bound<'_, CrowdRead>) -> PyResult<()> {
-    entities.apply(&wallet::entity_order(o)?);
-    crowds.apply_order_of(o, read.get())
+    let order = wallet::entity_order(o)?;
+    let kept = Kept::of(&order.purchase_id, &order.wallet);
+    entities.apply(&order, &kept);
+    let small = crowds.small(o)?;
+    crowds.apply(&kept, order.ts, order.card.as_deref().unwrap_or(""), small,
+                 read.get().present());
+    Ok(())
 }
 
 #[pymodule]
