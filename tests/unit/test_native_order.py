@@ -140,6 +140,33 @@ def test_every_utc_millisecond_of_a_day_boundary_converts_as_to_ms():
         assert read_order(purchase(1, at)).ts == records_reference.to_ms(at)
 
 
+def test_datetimes_read_in_place_convert_as_to_ms_in_every_time_field():
+    """A UTC datetime's ms are read from its fields in place (``RawDateTime``): the same as
+    ``to_ms`` on random times over datetime's whole range, around every leap-year rule's
+    February and each month's end, in each of the four time fields; a datetime in another
+    UTC-like zone (not ``datetime.UTC`` itself) still goes to ``to_ms``."""
+    import random
+
+    rng = random.Random(8)
+    span_us = (datetime.max.replace(tzinfo=UTC) - datetime.min.replace(tzinfo=UTC)) // timedelta(
+        microseconds=1)
+    times = [datetime.min.replace(tzinfo=UTC) + timedelta(microseconds=rng.randrange(span_us))
+             for _ in range(3_000)]
+    for year in (1, 4, 100, 400, 1600, 1700, 1900, 1969, 1970, 2000, 2024, 2100, 2400, 9999):
+        for month in range(1, 13):
+            first = datetime(year, month, 1, tzinfo=UTC)
+            times += [first, first + timedelta(microseconds=999)]
+            if (year, month) != (1, 1):
+                times.append(first - timedelta(microseconds=1))
+    times += [datetime(2026, 1, 2, 3, 4, 5, 6_007, tzinfo=timezone(timedelta(0))),
+              datetime(2026, 1, 2, 3, 4, 5, 6_007, tzinfo=timezone(timedelta(hours=-5)))]
+    for at in times:
+        expected = records_reference.to_ms(at)
+        o = read_order(purchase(1, T0, occurred_at=at, ingested_at=at, sale_opens_at=at,
+                                account_created_at=at))
+        assert (o.ts, o.ingested_ms, o.sale_opens_ms, o.account_created_ms) == (expected,) * 4, at
+
+
 def test_missing_fields_raise_the_first_key_error_python_raised():
     full = purchase(1, T0)
     for name in full:

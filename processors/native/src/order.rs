@@ -27,6 +27,7 @@
 use pyo3::exceptions::{PyAssertionError, PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple, PyType};
+use pyo3::sync::GILOnceCell;
 use pyo3::{ffi, intern};
 
 use crate::wallet::ORDER_FIELDS;
@@ -133,17 +134,99 @@ pub(crate) fn new_tuple<'py>(tuple_new: ffi::newfunc, cls: &Bound<'py, PyType>,
 /// `utc`, by `to_ms`'s own steps: `delta = value - epoch` (its `_EPOCH`), then the delta's
 /// days, seconds (0..86_399) and microseconds (0..999_999) in ms. None for any other value,
 /// which the caller gives to `to_ms` itself (it converts or refuses it with its own message).
+///
+/// Both datetimes in `utc` (the same tzinfo: the subtraction is of their fields, as
+/// CPython's), the difference is read from their fields in place (`RawDateTime`) when this
+/// interpreter lays them out as `datetime.h` says (checked once, `raw_layout_holds`): the
+/// same milliseconds, `floor((value - epoch) / 1 ms)`, without the timedelta and its three
+/// attributes made in Python.
 pub(crate) fn utc_ms<'py>(value: &Bound<'py, PyAny>, datetime: &Bound<'py, PyType>,
                           utc: &Bound<'py, PyAny>, epoch: &Bound<'py, PyAny>)
                           -> PyResult<Option<i64>> {
     let py = value.py();
-    if !(value.get_type().is(datetime) && value.getattr(intern!(py, "tzinfo"))?.is(utc)) {
+    if !value.get_type().is(datetime) {
+        return Ok(None);
+    }
+    if raw_layout_holds(datetime, utc) && epoch.get_type().is(datetime) {
+        // SAFETY: both are exact `datetime.datetime`s, whose layout `raw_layout_holds` checked.
+        let (at, since) = unsafe { (RawDateTime::of(value), RawDateTime::of(epoch)) };
+        if !at.tzinfo_is(utc) {
+            return Ok(None);
+        }
+        if since.tzinfo_is(utc) {
+            return Ok(Some((at.micros() - since.micros()).div_euclid(1_000)));
+        }
+    } else if !value.getattr(intern!(py, "tzinfo"))?.is(utc) {
         return Ok(None);
     }
     let delta = value.sub(epoch)?;
     let field = |name: &Bound<'py, PyString>| delta.getattr(name)?.extract::<i64>();
     Ok(Some(field(intern!(py, "days"))? * DAY_MS + field(intern!(py, "seconds"))? * 1000
             + field(intern!(py, "microseconds"))? / 1000))
+}
+
+/// A `datetime.datetime` as CPython lays it out (`datetime.h`: `PyDateTime_DateTime`, whose
+/// first fields the naive form shares; `tzinfo` is there only when `hastzinfo`).
+#[repr(C)]
+struct RawDateTime {
+    head: ffi::PyObject,
+    hashcode: ffi::Py_hash_t,
+    hastzinfo: std::os::raw::c_char,
+    // year (2 bytes), month, day, hour, minute, second, microsecond (3 bytes), big-endian
+    data: [u8; 10],
+    fold: u8,
+    tzinfo: *mut ffi::PyObject,
+}
+
+impl RawDateTime {
+    /// # Safety
+    /// `value` is an exact `datetime.datetime` and `raw_layout_holds` was true.
+    unsafe fn of<'a>(value: &'a Bound<'_, PyAny>) -> &'a RawDateTime {
+        &*value.as_ptr().cast::<RawDateTime>()
+    }
+
+    fn tzinfo_is(&self, tz: &Bound<'_, PyAny>) -> bool {
+        self.hastzinfo != 0 && std::ptr::eq(self.tzinfo, tz.as_ptr())
+    }
+
+    /// Microseconds from 0001-01-01 (proleptic Gregorian, as datetime counts) to this one's
+    /// fields, its zone aside.
+    fn micros(&self) -> i64 {
+        let d = &self.data;
+        let (year, month, day) = (i64::from(d[0]) << 8 | i64::from(d[1]), i64::from(d[2]), i64::from(d[3]));
+        let seconds = i64::from(d[4]) * 3_600 + i64::from(d[5]) * 60 + i64::from(d[6]);
+        let micros = i64::from(d[7]) << 16 | i64::from(d[8]) << 8 | i64::from(d[9]);
+        (days_before(year, month) + day - 1) * 86_400_000_000 + seconds * 1_000_000 + micros
+    }
+}
+
+/// Days from 0001-01-01 to the first of `month` in `year` (1..=9999, months 1..=12).
+fn days_before(year: i64, month: i64) -> i64 {
+    const BEFORE_MONTH: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let y = year - 1;
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    y * 365 + y / 4 - y / 100 + y / 400 + BEFORE_MONTH[(month - 1) as usize] + i64::from(leap && month > 2)
+}
+
+/// Whether this interpreter's datetimes are laid out as `RawDateTime` reads them: its size is
+/// `datetime.__basicsize__`, and an aware datetime made here reads back its fields and zone.
+/// Checked once a process (a failed check keeps the Python-level steps).
+fn raw_layout_holds(datetime: &Bound<'_, PyType>, utc: &Bound<'_, PyAny>) -> bool {
+    static HOLDS: GILOnceCell<bool> = GILOnceCell::new();
+    *HOLDS.get_or_init(datetime.py(), || {
+        let check = || -> PyResult<bool> {
+            let size: usize = datetime.getattr(intern!(datetime.py(), "__basicsize__"))?.extract()?;
+            if size != std::mem::size_of::<RawDateTime>() {
+                return Ok(false);
+            }
+            let made = datetime.call1((2001, 2, 3, 4, 5, 6, 789_012, utc))?;
+            // SAFETY: an exact datetime whose size is RawDateTime's: its bytes can be read as one.
+            let raw = unsafe { RawDateTime::of(&made) };
+            let fields = (raw.data, raw.tzinfo_is(utc));
+            Ok(fields == ([0x07, 0xD1, 2, 3, 4, 5, 6, 0x0C, 0x0A, 0x14], true))
+        };
+        check().unwrap_or(false)
+    })
 }
 
 /// What `processors.timeutil.to_ms` converts with: a UTC datetime converted here
