@@ -62,3 +62,15 @@ def test_an_order_the_entity_store_refuses_changes_neither_store():
     assert isinstance(native.value.__cause__, UnicodeEncodeError)
     assert len(entities) == len(crowds) == 0
     assert not entities.has_seen(o.purchase_id) and not crowds.has_seen(o.purchase_id)
+
+
+def test_a_shows_first_sales_are_listed_in_ticket_order():
+    """``EntityStore.show`` lists a show's first primary sales by ticket, whatever order its
+    map holds them in (the map is keyed at random per process)."""
+    entities, crowds = entity_store(), crowd_store()
+    for p in random_stream(7, 800):
+        o = read_order({**p, "ip": p.get("ip") or "nope"})
+        apply_stores(entities, crowds, o, crowd_read(p, o.unit))
+    listed = [list(entities.show(show)["tickets"]) for show in entities.keys("show")]
+    assert any(len(tickets) > 1 for tickets in listed)
+    assert all(tickets == sorted(tickets) for tickets in listed)

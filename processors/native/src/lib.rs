@@ -42,7 +42,7 @@
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::exceptions::PyValueError;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{IntoPyDict, PyDict, PyTuple};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -1153,7 +1153,8 @@ impl EntityStore {
         Ok(self.kind(kind)?.keys().map(|k| k.to_string()).collect())
     }
 
-    /// A show's state as plain values (None when not held): for tests and inspection.
+    /// A show's state as plain values (None when not held): for tests and inspection; its
+    /// tickets in ticket order.
     fn show<'py>(&self, py: Python<'py>, show_id: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(s) = self.shows.get(show_id) else { return Ok(None) };
         let out = PyDict::new(py);
@@ -1161,7 +1162,9 @@ impl EntityStore {
         out.set_item("resale_prices", s.resale_prices.clone())?;
         out.set_item("sales", s.sales.clone())?;
         out.set_item("sale_open_ms", s.sale_open_ms)?;
-        out.set_item("tickets", s.tickets.clone())?;
+        let mut tickets: Vec<_> = s.tickets.iter().collect();
+        tickets.sort_unstable(); // by ticket: the same order whatever the map's
+        out.set_item("tickets", tickets.into_py_dict(py)?)?;
         out.set_item("watermark_ms", s.watermark_ms)?;
         Ok(Some(out))
     }
