@@ -142,7 +142,7 @@ def order_features(
     (``CrowdStore.values`` of the read, the order's wallet and card: ``crowd_values``; no
     store reads as an empty one) and the marks' (``order_mark_row``)."""
     entities = _NO_ENTITIES if entities is None else entities
-    reader = _DEFAULT_READER if config is DEFAULT_CONFIG else _reader(config)
+    reader = row_reader(config)
     crowd = NO_CROWDS if crowd is None else crowd
     read = read_crowd(purchase) if crowd_read is None else crowd_read
     mark_row = order_mark_row(purchase, marks, entities, o)
@@ -162,6 +162,11 @@ def wallet_features(config: FeatureConfig = DEFAULT_CONFIG) -> WalletFeatures:
         purchase_fact_fields=PurchaseFact._fields, geo_point_fields=GeoPoint._fields,
         resale_fact_fields=ResaleFact._fields,
     )  # fmt: skip
+
+
+def row_reader(config: FeatureConfig) -> WalletFeatures:
+    """The native reader of rows under ``config``, made once per config."""
+    return _DEFAULT_READER if config is DEFAULT_CONFIG else _reader(config)
 
 
 _NO_ENTITIES = entity_store()  # never applied to: every IP, device, card and show unseen

@@ -94,8 +94,10 @@ crowd_read = CROWD_READER.read
 # ``read_purchase(purchase, ts=None)``: a purchase read once for every reader, ``(order,
 # crowd)``: ``order = read_order(purchase, ts)`` (``processors.records``) and ``crowd =
 # crowd_read(purchase, order.unit)``, in one native call (``PurchaseReader``): what
-# ``FeatureEngine`` and the live entity replica read each purchase with.
-read_purchase = PurchaseReader(orders=ORDER_READER, crowds=CROWD_READER).read
+# ``FeatureEngine`` (natively, ``processors.features.PURCHASES``) and the live entity replica
+# read each purchase with.
+PURCHASE_READER = PurchaseReader(orders=ORDER_READER, crowds=CROWD_READER)
+read_purchase = PURCHASE_READER.read
 
 
 def crowd_row(purchase: Mapping, ts: int) -> Row:

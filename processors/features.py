@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from processors._native import PurchaseStep
 from processors.apply import (
     DEFAULT_CONFIG,
     EVENTS,
@@ -17,19 +18,17 @@ from processors.apply import (
     LateEventError,
     Record,
     apply_auth,
-    apply_order,
     apply_purchase,
     apply_transfer,
-    check_lateness,
 )
-from processors.compute import FEATURE_NAMES, order_features, purchase_features
-from processors.crowd import crowd_store, read_purchase
-from processors.entity_state import apply_stores, entity_store
+from processors.compute import FEATURE_NAMES, purchase_features, row_reader
+from processors.crowd import PURCHASE_READER, crowd_store
+from processors.entity_state import entity_store
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, sweep
-from processors.marks import MarkJoin
+from processors.marks import _KEPT, _NONE, MarkJoin, order_mark_row
 from processors.records import token_key
 from processors.signals import MISSING
-from processors.state import WalletState
+from processors.state import WALLET_UPDATES, WalletState
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -48,6 +47,15 @@ __all__ = [
 ]
 
 KINDS = ("purchase", "auth", "transfer", "label")
+
+
+# A purchase's whole step in FeatureEngine, in one native call
+# (processors/native/src/purchase.rs): read (``read_purchase``), its wallet (``EVENTS.wallet_in``),
+# admitted (``check_lateness``), applied to the stores late or not (``apply_stores``), its row
+# (``order_features``: ``order_mark_row`` asked only when a fraud mark exists), kept for labels
+# (``MarkJoin.remember``, by the same reads), applied (``apply_order``) and filed (``EVENTS.file``).
+PURCHASES = PurchaseStep(reader=PURCHASE_READER, events=EVENTS, updates=WALLET_UPDATES,
+                         mark_row=order_mark_row, no_marks=_NONE, kept=_KEPT)
 
 
 def feature_vector(features: Mapping[str, float]) -> list[float]:
@@ -74,6 +82,7 @@ class FeatureEngine:
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config or DEFAULT_CONFIG
+        self._rows = row_reader(self.config)  # the native reader of its rows
         self.wallets: dict[str, WalletState] = {}
         self.entities = entity_store()
         self.crowds = crowd_store()  # aggregates across wallets (processors.crowd)
@@ -101,25 +110,14 @@ class FeatureEngine:
             raise ValueError(f"unknown record kind {kind!r} (expected one of {KINDS})")
         return None
 
-    def _wallet(self, address: str) -> WalletState:
-        """The state of ``address``, a new one when it has none (``EVENTS.wallet_in``, as the
-        auth events' and transfers' own steps take theirs)."""
-        return EVENTS.wallet_in(self.wallets, address)
-
     def _purchase(self, p: Record) -> tuple[float, ...]:
-        o, read = read_purchase(p)
-        wallet = self._wallet(o.wallet)
-        try:
-            check_lateness("purchase", o.ts, wallet, self.config.allowed_lateness_ms)
-        finally:  # the live replica applies late purchases too
-            apply_stores(self.entities, self.crowds, o, read)
-        row = order_features(o, p, wallet, self.entities, self.config, self.crowds, read,
-                             self.marks.store)
-        self.marks.remember(p)
-        apply_order(o, wallet, self.config)
-        self._filed(wallet)
-        if o.ts > self.watermark_ms:
-            self._advance(o.ts)
+        """Read, admitted (a late purchase still applied to the IP, device, card, show and
+        crowd stores, as live, then refused), its row made from the states before it, kept
+        for labels, applied to its wallet and filed (``PURCHASES.into``, natively)."""
+        row, ts = PURCHASES.into(p, self.wallets, self.entities, self.crowds, self.marks,
+                                 self.config, self._rows, self._wheel)
+        if ts > self.watermark_ms:
+            self._advance(ts)
         return row
 
     def _auth(self, event: Record) -> None:
@@ -138,10 +136,6 @@ class FeatureEngine:
                                   self._wheel)
         if ts > self.watermark_ms:
             self._advance(ts)
-
-    def _filed(self, wallet: WalletState) -> None:
-        """File ``wallet`` in the wheel by its ``due_ms`` (``EVENTS.file``, natively)."""
-        EVENTS.file(wallet, self._wheel)
 
     def _advance(self, ts: int) -> None:
         if ts > self.watermark_ms:

@@ -188,13 +188,9 @@ class Engine(FeatureEngine):
         super().__init__()
         self.touched: set = set()
 
-    def _wallet(self, address: str) -> WalletState:  # a purchase's wallet
-        self.touched.add(address)
-        return super()._wallet(address)
-
     def process_row(self, kind: str, record) -> tuple[float, ...] | None:
-        if kind == "auth" and record.get("wallet"):  # an auth event's or a transfer's wallets,
-            self.touched.add(record["wallet"])  # taken natively (EVENTS.auth_into, ...)
+        if kind == "purchase" or (kind == "auth" and record.get("wallet")):  # every event's
+            self.touched.add(record["wallet"])  # wallets, taken natively (PURCHASES.into, ...)
         elif kind == "transfer":
             self.touched.update((record["to_address"].lower(), record["from_address"].lower()))
         return super().process_row(kind, record)

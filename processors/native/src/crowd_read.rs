@@ -260,7 +260,7 @@ impl PurchaseReader {
     }
 
     #[pyo3(signature = (p, ts=None))]
-    fn read<'py>(&self, p: &Bound<'py, PyAny>, ts: Option<Bound<'py, PyAny>>)
+    pub(crate) fn read<'py>(&self, p: &Bound<'py, PyAny>, ts: Option<Bound<'py, PyAny>>)
                  -> PyResult<(Bound<'py, PyAny>, CrowdRead)> {
         let o = self.orders.get().read(p, ts)?;
         let unit = o.downcast::<PyTuple>()?.get_item(field::UNIT)?;

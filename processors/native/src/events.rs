@@ -421,7 +421,7 @@ impl EventAdmission {
 
     /// `FeatureEngine._wallet`: the state of `address` in `wallets`, a new one
     /// (`WalletState(address=address)`) put there when it has none.
-    fn wallet_in<'py>(&self, wallets: &Bound<'py, PyDict>, address: &Bound<'py, PyAny>)
+    pub(crate) fn wallet_in<'py>(&self, wallets: &Bound<'py, PyDict>, address: &Bound<'py, PyAny>)
                       -> PyResult<Bound<'py, PyAny>> {
         let py = wallets.py();
         if let Some(wallet) = wallets.get_item(address)? {
@@ -437,7 +437,7 @@ impl EventAdmission {
     }
 
     /// `FeatureEngine._filed`: file `wallet` in `wheel` by its `due_ms`.
-    fn file(&self, wallet: &Bound<'_, PyAny>, wheel: &Bound<'_, ExpiryWheel>) -> PyResult<()> {
+    pub(crate) fn file(&self, wallet: &Bound<'_, PyAny>, wheel: &Bound<'_, ExpiryWheel>) -> PyResult<()> {
         let py = wallet.py();
         match self.rules.get().due(wallet)? {
             Some(due) => wheel.get().file_at(&wallet.getattr(intern!(py, "address"))?, due),

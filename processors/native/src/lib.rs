@@ -59,6 +59,7 @@ mod crowd_read;
 mod leaves;
 mod rules;
 mod order;
+mod purchase;
 mod decide;
 mod events;
 mod geo;
@@ -1207,12 +1208,17 @@ impl EntityStore {
 #[pyfunction]
 fn apply_stores(mut entities: PyRefMut<'_, EntityStore>, mut crowds: PyRefMut<'_, CrowdStore>,
                   o: &Bound<'_, PyTuple>, read: &Bound<'_, CrowdRead>) -> PyResult<()> {
+    apply_to_stores(&mut entities, &mut crowds, o, read.get())
+}
+
+/// `apply_stores` of a crowd read held natively (`purchase.rs`'s step).
+pub(crate) fn apply_to_stores(entities: &mut EntityStore, crowds: &mut CrowdStore,
+                              o: &Bound<'_, PyTuple>, read: &CrowdRead) -> PyResult<()> {
     let order = wallet::entity_order(o)?;
     let kept = Kept::of(&order.purchase_id, &order.wallet);
     entities.apply(&order, &kept);
     let small = crowds.small(o)?;
-    crowds.apply(&kept, order.ts, order.card.as_deref().unwrap_or(""), small,
-                 read.get().present());
+    crowds.apply(&kept, order.ts, order.card.as_deref().unwrap_or(""), small, read.present());
     Ok(())
 }
 
@@ -1229,6 +1235,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<order::OrderReader>()?;
     m.add_class::<events::TransferReader>()?;
     m.add_class::<events::EventAdmission>()?;
+    m.add_class::<purchase::PurchaseStep>()?;
     m.add_class::<events::ExpiryWheel>()?;
     m.add_class::<events::ExpiryRules>()?;
     decide::register(m)?;

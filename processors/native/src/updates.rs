@@ -172,7 +172,7 @@ impl WalletUpdates {
     /// `processors.apply.apply_order`: order `o` (an admitted `Order`) into `wallet`, its
     /// purchase-stream mark advanced at most to `ingested_ms + max_future_skew_ms`; False for
     /// a redelivery (nothing changed).
-    fn apply_order(&self, o: &Bound<'_, PyTuple>, wallet: &Bound<'_, PyAny>,
+    pub(crate) fn apply_order(&self, o: &Bound<'_, PyTuple>, wallet: &Bound<'_, PyAny>,
                    max_future_skew_ms: i64) -> PyResult<bool> {
         let py = o.py();
         let lim = &self.lim;

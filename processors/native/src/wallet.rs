@@ -166,6 +166,15 @@ impl WalletFeatures {
                 entities: PyRef<'py, EntityStore>, crowds: PyRef<'py, CrowdStore>,
                 read: &Bound<'py, CrowdRead>, marks: &Bound<'py, PyTuple>)
                 -> PyResult<Bound<'py, PyTuple>> {
+        self.row_of(o, wallet, &entities, &crowds, read.get(), marks)
+    }
+}
+
+impl WalletFeatures {
+    /// `row`, for the stores and the crowd read borrowed already (`purchase.rs`'s step).
+    pub(crate) fn row_of<'py>(&self, o: &Bound<'py, PyTuple>, wallet: &Bound<'py, PyAny>,
+                              entities: &EntityStore, crowds: &CrowdStore, read: &CrowdRead,
+                              marks: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyTuple>> {
         if marks.len() != MARKS_LEN {
             return Err(PyValueError::new_err(format!(
                 "marks: {MARKS_LEN} values expected, {} given", marks.len())));
@@ -195,16 +204,14 @@ impl WalletFeatures {
         row.extend([deviation, markup, popularity, since_open, before_open]);
         r.order_values(&mut row)?;
         debug_assert_eq!(row.len(), WALLET_LEN);
-        row.extend(crowds.values_of(read.get(), &entity_order.wallet, entity_order.ts,
+        row.extend(crowds.values_of(read, &entity_order.wallet, entity_order.ts,
                                     entity_order.card.as_deref()));
         let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(row.len() + MARKS_LEN);
         values.extend(row.into_iter().map(|v| self.float(py, v).into_any()));
         values.extend(marks.iter());
         PyTuple::new(py, values)
     }
-}
 
-impl WalletFeatures {
     /// `v` as a Python float: a shared one when it is one of the common values (bit for bit:
     /// -0.0 is not 0.0).
     fn float<'py>(&self, py: Python<'py>, v: f64) -> Bound<'py, PyFloat> {
