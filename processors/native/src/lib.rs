@@ -30,6 +30,8 @@
 //! store for the crowd values in the same call, the mark values appended as given);
 //! `wallet.rs` documents how it keeps Python's floats to the bit. A fourth, `WalletUpdates` (`updates.rs`), then applies the purchase to
 //! that state in place and prunes it (`processors.apply.apply_order`, `WalletState.observe`).
+//! `PurchaseStep` (`purchase.rs`) runs the four, with the wallet's admission and expiry filing
+//! (`events.rs`), as one call per purchase for `processors.features.FeatureEngine`.
 //!
 //! Apart from the stores, `Forest` (`trees.rs`) scores feature rows with the champion's trees,
 //! to the bit what XGBoost gives, without XGBoost's fixed cost a call (`models/forest.py`),
@@ -1208,17 +1210,19 @@ impl EntityStore {
 #[pyfunction]
 fn apply_stores(mut entities: PyRefMut<'_, EntityStore>, mut crowds: PyRefMut<'_, CrowdStore>,
                   o: &Bound<'_, PyTuple>, read: &Bound<'_, CrowdRead>) -> PyResult<()> {
-    apply_to_stores(&mut entities, &mut crowds, o, read.get())
+    apply_to_stores(&mut entities, &mut crowds, o, &wallet::entity_order(o)?, read.get())
 }
 
-/// `apply_stores` of a crowd read held natively (`purchase.rs`'s step).
+/// `apply_stores` of an order whose fields the entity store reads are read already
+/// (`order_in`, `wallet::entity_order(o)`) and a crowd read held natively (`purchase.rs`).
 pub(crate) fn apply_to_stores(entities: &mut EntityStore, crowds: &mut CrowdStore,
-                              o: &Bound<'_, PyTuple>, read: &CrowdRead) -> PyResult<()> {
-    let order = wallet::entity_order(o)?;
-    let kept = Kept::of(&order.purchase_id, &order.wallet);
-    entities.apply(&order, &kept);
+                              o: &Bound<'_, PyTuple>, order_in: &OrderIn, read: &CrowdRead)
+                              -> PyResult<()> {
+    let kept = Kept::of(&order_in.purchase_id, &order_in.wallet);
+    entities.apply(order_in, &kept);
     let small = crowds.small(o)?;
-    crowds.apply(&kept, order.ts, order.card.as_deref().unwrap_or(""), small, read.present());
+    crowds.apply(&kept, order_in.ts, order_in.card.as_deref().unwrap_or(""), small,
+                 read.present());
     Ok(())
 }
 

@@ -67,17 +67,20 @@ impl PurchaseStep {
         let ts = o.get_item(wallet::order::TS)?;
         let lateness = config.getattr(intern!(py, "allowed_lateness_ms"))?;
         let late = events.check_lateness(intern!(py, "purchase"), &ts, &wallet, &lateness);
-        let applied = crate::apply_to_stores(&mut entities.borrow_mut(), &mut crowds.borrow_mut(),
-                                             &o, &read);
-        admitted(py, late, applied)?;
+        let applied = wallet::entity_order(&o).and_then(|order_in| {
+            crate::apply_to_stores(&mut entities.borrow_mut(), &mut crowds.borrow_mut(), &o,
+                                   &order_in, &read)?;
+            Ok(order_in)
+        });
+        let order_in = admitted(py, late, applied)?;
         let store = marks.getattr(intern!(py, "store"))?;
         let mark_row = if store.getattr(intern!(py, "by_key"))?.is_truthy()? {
             self.mark_row.bind(py).call1((p, &store, entities, &o))?.downcast_into::<PyTuple>()?
         } else {
             self.no_marks.bind(py).clone()
         };
-        let row = features.get().row_of(&o, &wallet, &entities.borrow(), &crowds.borrow(), &read,
-                                        &mark_row)?;
+        let row = features.get().row_of(&o, &order_in, &wallet, &entities.borrow(),
+                                        &crowds.borrow(), &read, &mark_row)?;
         self.remember(p, marks)?;
         let skew = config.getattr(intern!(py, "max_future_skew_ms"))?.extract::<i64>()?;
         self.updates.get().apply_order(&o, &wallet, skew)?;
@@ -100,8 +103,9 @@ impl PurchaseStep {
 }
 
 /// The outcome of `try: check_lateness(...) finally: apply_stores(...)`: the stores' error if
-/// they raised one (the late error, if any, its `__context__`), else the lateness check's.
-fn admitted(py: Python<'_>, late: PyResult<()>, applied: PyResult<()>) -> PyResult<()> {
+/// they raised one (the late error, if any, its `__context__`), else the lateness check's, else
+/// what applying gave.
+fn admitted<T>(py: Python<'_>, late: PyResult<()>, applied: PyResult<T>) -> PyResult<T> {
     match (late, applied) {
         (Err(late), Err(error)) => {
             // SAFETY: both are exception instances; SetContext steals the context's reference.
@@ -110,7 +114,7 @@ fn admitted(py: Python<'_>, late: PyResult<()>, applied: PyResult<()>) -> PyResu
             }
             Err(error)
         }
-        (late, Ok(())) => late,
-        (Ok(()), error) => error,
+        (Err(late), Ok(_)) => Err(late),
+        (Ok(()), applied) => applied,
     }
 }

@@ -166,22 +166,29 @@ impl WalletFeatures {
                 entities: PyRef<'py, EntityStore>, crowds: PyRef<'py, CrowdStore>,
                 read: &Bound<'py, CrowdRead>, marks: &Bound<'py, PyTuple>)
                 -> PyResult<Bound<'py, PyTuple>> {
-        self.row_of(o, wallet, &entities, &crowds, read.get(), marks)
+        if marks.len() != MARKS_LEN {
+            return Err(PyValueError::new_err(format!(
+                "marks: {MARKS_LEN} values expected, {} given", marks.len())));
+        }
+        ts_of(&o.get_item(order::TS)?)?; // the errors in their former order: marks, time, fields
+        self.row_of(o, &entity_order(o)?, wallet, &entities, &crowds, read.get(), marks)
     }
 }
 
 impl WalletFeatures {
-    /// `row`, for the stores and the crowd read borrowed already (`purchase.rs`'s step).
-    pub(crate) fn row_of<'py>(&self, o: &Bound<'py, PyTuple>, wallet: &Bound<'py, PyAny>,
-                              entities: &EntityStore, crowds: &CrowdStore, read: &CrowdRead,
-                              marks: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyTuple>> {
+    /// `row`, for an order whose fields the entity store reads are read already
+    /// (`entity_order`), the stores and the crowd read borrowed (`purchase.rs`'s step).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn row_of<'py>(&self, o: &Bound<'py, PyTuple>, entity_order: &OrderIn,
+                              wallet: &Bound<'py, PyAny>, entities: &EntityStore,
+                              crowds: &CrowdStore, read: &CrowdRead, marks: &Bound<'py, PyTuple>)
+                              -> PyResult<Bound<'py, PyTuple>> {
         if marks.len() != MARKS_LEN {
             return Err(PyValueError::new_err(format!(
                 "marks: {MARKS_LEN} values expected, {} given", marks.len())));
         }
         let py = o.py();
         let r = Reader { py, lim: &self.lim, o, w: wallet, ts: ts_of(&o.get_item(order::TS)?)? };
-        let entity_order = entity_order(o)?;
         let mut row: Vec<f64> = Vec::with_capacity(WALLET_LEN + crate::CROWD_LEN);
         r.history(&mut row)?;
         row.push(match opt_ts(&r.attr(intern!(py, "first_seen_ms"))?)? {
@@ -193,14 +200,14 @@ impl WalletFeatures {
             Some(then) => max0(true_div(py, r.ts - then, r.lim.day_ms)?),
         });
         row.extend(r.geo()?);
-        let (ip, device, card, linked) = entities.entity_values_of(&entity_order);
+        let (ip, device, card, linked) = entities.entity_values_of(entity_order);
         row.extend([ip, device, card, linked]);
         row.extend(r.auth()?);
         let [avg_hold, min_flip, resales, wash, held, holdings] = r.tokens()?;
-        row.extend([avg_hold, entities.mint_to_resale_of(&entity_order), min_flip, resales, wash,
+        row.extend([avg_hold, entities.mint_to_resale_of(entity_order), min_flip, resales, wash,
                     held, holdings]);
         let (deviation, markup, popularity, since_open, before_open) =
-            entities.show_values_of(&entity_order);
+            entities.show_values_of(entity_order);
         row.extend([deviation, markup, popularity, since_open, before_open]);
         r.order_values(&mut row)?;
         debug_assert_eq!(row.len(), WALLET_LEN);
