@@ -160,7 +160,7 @@ def wallet_features(config: FeatureConfig = DEFAULT_CONFIG) -> WalletFeatures:
         impossible_km=config.impossible_km, impossible_within_ms=config.impossible_within_ms,
         min_travel_ms=config.min_travel_ms, order_fields=Order._fields,
         purchase_fact_fields=PurchaseFact._fields, geo_point_fields=GeoPoint._fields,
-        resale_fact_fields=ResaleFact._fields,
+        resale_fact_fields=ResaleFact._fields, wallet_state=WalletState,
     )  # fmt: skip
 
 

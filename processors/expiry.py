@@ -54,7 +54,7 @@ SUMMARY_APPLIED_CAP = 8  # record ids a summary keeps, to recognise a redelivery
 #   TOKEN_IDLE_MS (None without either).
 RULES = _native.ExpiryRules(
     wallet_idle_ms=WALLET_IDLE_MS, token_idle_ms=TOKEN_IDLE_MS,
-    summary_applied_cap=SUMMARY_APPLIED_CAP,
+    summary_applied_cap=SUMMARY_APPLIED_CAP, wallet_state=WalletState,
 )  # fmt: skip
 is_summary = RULES.is_summary
 worth_keeping = RULES.worth_keeping

@@ -172,4 +172,5 @@ WALLET_UPDATES = WalletUpdates(
     failed_login_kinds=FAILED_LOGIN_KINDS, mfa_failed_kinds=MFA_FAILED_KINDS,
     login_ok_kinds=LOGIN_OK_KINDS, order_fields=Order._fields, transfer_fields=Transfer._fields,
     purchase_fact=PurchaseFact, geo_point=GeoPoint, holding=Holding, resale_fact=ResaleFact,
+    wallet_state=WalletState,
 )  # fmt: skip

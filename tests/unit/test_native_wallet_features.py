@@ -327,7 +327,8 @@ def test_a_layout_the_reader_does_not_know_is_refused():
                   earth_radius_km=1.0, small_amount_minor=1, impossible_km=1.0,
                   impossible_within_ms=1, min_travel_ms=1, order_fields=Order._fields,
                   purchase_fact_fields=PurchaseFact._fields, geo_point_fields=GeoPoint._fields,
-                  resale_fact_fields=("ts_ms", "flip_ms", "hold_ms"))  # fmt: skip
+                  resale_fact_fields=("ts_ms", "flip_ms", "hold_ms"),
+                  wallet_state=WalletState)  # fmt: skip
     with pytest.raises(ValueError, match="ResaleFact"):
         type(wallet_features())(**fields)
 

@@ -375,7 +375,7 @@ LIMITS = dict(purchases_cap=1, geo_cap=1, devices_cap=1, tokens_cap=1, holdings_
               failed_login_kinds=FAILED_LOGIN_KINDS, mfa_failed_kinds=MFA_FAILED_KINDS,
               login_ok_kinds=LOGIN_OK_KINDS, order_fields=Order._fields,
               transfer_fields=Transfer._fields, purchase_fact=PurchaseFact, geo_point=GeoPoint,
-              holding=Holding, resale_fact=ResaleFact)  # fmt: skip
+              holding=Holding, resale_fact=ResaleFact, wallet_state=WalletState)  # fmt: skip
 
 
 def test_a_layout_the_update_does_not_know_is_refused():

@@ -29,6 +29,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PySet, PyString, PyTuple, PyType};
 
 use crate::order::{new_tuple, tuple_new, Clock, Record};
+use crate::slots::{field, Slots};
 use crate::updates::{WalletUpdates, TRANSFER_FIELDS};
 use crate::wallet::{row_ts, ts_of};
 
@@ -40,37 +41,37 @@ pub struct ExpiryRules {
     wallet_idle_ms: i128,
     token_idle_ms: i128,
     summary_applied_cap: usize,
+    slots: Slots, // processors.state.WalletState's fields
 }
 
 #[pymethods]
 impl ExpiryRules {
     #[new]
-    #[pyo3(signature = (*, wallet_idle_ms, token_idle_ms, summary_applied_cap))]
-    fn new(wallet_idle_ms: i64, token_idle_ms: i64, summary_applied_cap: usize) -> Self {
-        ExpiryRules { wallet_idle_ms: i128::from(wallet_idle_ms),
-                      token_idle_ms: i128::from(token_idle_ms), summary_applied_cap }
+    #[pyo3(signature = (*, wallet_idle_ms, token_idle_ms, summary_applied_cap, wallet_state))]
+    fn new(wallet_idle_ms: i64, token_idle_ms: i64, summary_applied_cap: usize,
+           wallet_state: &Bound<'_, PyType>) -> PyResult<Self> {
+        Ok(ExpiryRules { wallet_idle_ms: i128::from(wallet_idle_ms),
+                         token_idle_ms: i128::from(token_idle_ms), summary_applied_cap,
+                         slots: Slots::new(wallet_state)? })
     }
 
     /// `is_summary`: nothing left that summarising would drop (the rings empty, no more than
     /// `summary_applied_cap` record ids).
     fn is_summary(&self, wallet: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = wallet.py();
-        for ring in [intern!(py, "purchases"), intern!(py, "geo_points"),
-                     intern!(py, "failed_logins"), intern!(py, "mfa_failures")] {
-            if wallet.getattr(ring)?.is_truthy()? {
+        for ring in [field::PURCHASES, field::GEO_POINTS, field::FAILED_LOGINS,
+                     field::MFA_FAILURES] {
+            if self.slots.get(wallet, ring)?.is_truthy()? {
                 return Ok(false);
             }
         }
-        Ok(wallet.getattr(intern!(py, "applied"))?.len()? <= self.summary_applied_cap)
+        Ok(self.slots.get(wallet, field::APPLIED)?.len()? <= self.summary_applied_cap)
     }
 
     /// `worth_keeping`: a summary that bought, holds, has token history or a fraud mark.
     fn worth_keeping(&self, summary: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = summary.py();
-        for name in [intern!(py, "purchases_total"), intern!(py, "holdings"),
-                     intern!(py, "fraud_marks"), intern!(py, "devices"), intern!(py, "mints"),
-                     intern!(py, "sent"), intern!(py, "resales"), intern!(py, "wash_cycles")] {
-            if summary.getattr(name)?.is_truthy()? {
+        for name in [field::PURCHASES_TOTAL, field::HOLDINGS, field::FRAUD_MARKS, field::DEVICES,
+                     field::MINTS, field::SENT, field::RESALES, field::WASH_CYCLES] {
+            if self.slots.get(summary, name)?.is_truthy()? {
                 return Ok(true);
             }
         }
@@ -88,8 +89,7 @@ impl ExpiryRules {
 
 impl ExpiryRules {
     fn due(&self, wallet: &Bound<'_, PyAny>) -> PyResult<Option<i128>> {
-        let py = wallet.py();
-        let watermark = ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?;
+        let watermark = ts_of(&self.slots.get(wallet, field::WATERMARK_MS)?)?;
         if watermark == 0 {
             return Ok(None);
         }
@@ -98,10 +98,10 @@ impl ExpiryRules {
             return Ok(Some(idle));
         }
         let mut latest: Option<i128> = None;
-        for resale in wallet.getattr(intern!(py, "resales"))?.try_iter()? {
+        for resale in self.slots.get(wallet, field::RESALES)?.try_iter()? {
             latest = latest.max(Some(row_ts(&resale?)?));
         }
-        for ts in wallet.getattr(intern!(py, "wash_cycles"))?.try_iter()? {
+        for ts in self.slots.get(wallet, field::WASH_CYCLES)?.try_iter()? {
             latest = latest.max(Some(ts_of(&ts?)?));
         }
         Ok(latest.map(|at| (at + self.token_idle_ms).max(idle)))
@@ -329,17 +329,17 @@ impl EventAdmission {
                                  -> PyResult<()> {
         let py = wallet.py();
         let ts = ts_of(ts_ms)?;
-        let watermark = ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?;
+        let watermark = ts_of(&self.slots().get(wallet, field::WATERMARK_MS)?)?;
         if watermark != 0 && ts - watermark >= self.rules.get().wallet_idle_ms
             && self.deleted_by.bind(py).call1((wallet, ts_ms))?.is_truthy()?
         {
             wallet.call_method0(intern!(py, "forget"))?;
         }
-        let marks = wallet.getattr(intern!(py, "marks"))?.downcast_into::<PyDict>()?;
+        let marks = self.slots().dict(wallet, field::MARKS)?;
         let Some(mark) = marks.get_item(kind)? else { return Ok(()) };
         let at = ts_of(&mark)?;
         if at != 0 && ts < at - ts_of(lateness_ms)? {
-            let address = wallet.getattr(intern!(py, "address"))?;
+            let address = self.slots().get(wallet, field::ADDRESS)?;
             let late = self.late_error.bind(py).call1((kind, address, ts_ms, mark, lateness_ms))?;
             return Err(PyErr::from_value(late));
         }
@@ -353,10 +353,10 @@ impl EventAdmission {
         let py = event.py();
         let r = Record::new(event);
         let ts = self.clock().required_ms(&r.item(intern!(py, "occurred_at"))?)?;
-        let address = intern!(py, "address");
-        if !wallet.getattr(address)?.is_truthy()? {
+        if !self.slots().get(wallet, field::ADDRESS)?.is_truthy()? {
             let own = r.get(intern!(py, "wallet"))?;
-            wallet.setattr(address, if own.is_truthy()? { own } else { intern!(py, "").clone().into_any() })?;
+            let own = if own.is_truthy()? { own } else { intern!(py, "").clone().into_any() };
+            self.slots().set(wallet, field::ADDRESS, own)?;
         }
         self.admit_auth(event, &ts, wallet, lateness_ms)
     }
@@ -365,11 +365,9 @@ impl EventAdmission {
     /// (its address, when empty, the receiver) and applied on the side(s) it is on.
     fn transfer(&self, transfer: &Bound<'_, PyAny>, wallet: &Bound<'_, PyAny>,
                 lateness_ms: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = transfer.py();
         let t = self.reader.get().read(transfer)?;
-        let address = intern!(py, "address");
-        if !wallet.getattr(address)?.is_truthy()? {
-            wallet.setattr(address, t.get_item(1)?)?;
+        if !self.slots().get(wallet, field::ADDRESS)?.is_truthy()? {
+            self.slots().set(wallet, field::ADDRESS, t.get_item(1)?)?;
         }
         self.admit_transfer(&t, std::slice::from_ref(wallet), lateness_ms)
     }
@@ -438,15 +436,19 @@ impl EventAdmission {
 
     /// `FeatureEngine._filed`: file `wallet` in `wheel` by its `due_ms`.
     pub(crate) fn file(&self, wallet: &Bound<'_, PyAny>, wheel: &Bound<'_, ExpiryWheel>) -> PyResult<()> {
-        let py = wallet.py();
         match self.rules.get().due(wallet)? {
-            Some(due) => wheel.get().file_at(&wallet.getattr(intern!(py, "address"))?, due),
+            Some(due) => wheel.get().file_at(&self.slots().get(wallet, field::ADDRESS)?, due),
             None => Ok(()),
         }
     }
 }
 
 impl EventAdmission {
+    /// WalletState's fields (`WALLET_UPDATES`' accessor).
+    fn slots(&self) -> &Slots {
+        &self.updates.get().slots
+    }
+
     fn clock(&self) -> &Clock {
         &self.reader.get().clock
     }

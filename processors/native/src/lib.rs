@@ -31,7 +31,8 @@
 //! `wallet.rs` documents how it keeps Python's floats to the bit. A fourth, `WalletUpdates` (`updates.rs`), then applies the purchase to
 //! that state in place and prunes it (`processors.apply.apply_order`, `WalletState.observe`).
 //! `PurchaseStep` (`purchase.rs`) runs the four, with the wallet's admission and expiry filing
-//! (`events.rs`), as one call per purchase for `processors.features.FeatureEngine`.
+//! (`events.rs`), as one call per purchase for `processors.features.FeatureEngine`. They read
+//! and store the `WalletState`'s fields by slot (`slots.rs`), not by getattr / setattr.
 //!
 //! Apart from the stores, `Forest` (`trees.rs`) scores feature rows with the champion's trees,
 //! to the bit what XGBoost gives, without XGBoost's fixed cost a call (`models/forest.py`),
@@ -67,6 +68,7 @@ mod events;
 mod geo;
 mod trees;
 mod updates;
+mod slots;
 mod wallet;
 
 use crowd_read::{kind, CrowdRead};
@@ -1235,6 +1237,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(apply_stores, m)?)?;
     m.add_class::<EntityStore>()?;
     m.add_class::<wallet::WalletFeatures>()?;
+    m.add_class::<slots::WalletSlots>()?;
     m.add_class::<updates::WalletUpdates>()?;
     m.add_class::<order::OrderReader>()?;
     m.add_class::<events::TransferReader>()?;

@@ -29,6 +29,7 @@ use pyo3::{ffi, intern};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
+use crate::slots::{field, Slots};
 use crate::wallet::{bisect_right, opt_ts, order, row_ts, text, ts_of, GEO_POINT_FIELDS,
                     ORDER_FIELDS, PURCHASE_FACT_FIELDS, RESALE_FACT_FIELDS};
 
@@ -92,6 +93,7 @@ pub struct WalletUpdates {
     resale_fact: Py<PyType>,
     auth_kinds: Vec<(String, AuthKind)>, // each kind's text once (checked when built)
     tuple_new: ffi::newfunc, // tuple's tp_new, which `tuple.__new__(cls, values)` calls
+    pub(crate) slots: Slots, // processors.state.WalletState's fields
 }
 
 #[pymethods]
@@ -102,7 +104,8 @@ impl WalletUpdates {
                         prune_every_ms, purchase_retention_ms, geo_retention_ms,
                         auth_retention_ms, device_retention_ms, token_retention_ms,
                         failed_login_kinds, mfa_failed_kinds, login_ok_kinds, order_fields,
-                        transfer_fields, purchase_fact, geo_point, holding, resale_fact))]
+                        transfer_fields, purchase_fact, geo_point, holding, resale_fact,
+                        wallet_state))]
     #[allow(clippy::too_many_arguments)]
     fn new(purchases_cap: usize, geo_cap: usize, devices_cap: usize, tokens_cap: usize,
            holdings_cap: usize, wash_cap: usize, applied_cap: usize, auth_cap: usize,
@@ -113,7 +116,8 @@ impl WalletUpdates {
            login_ok_kinds: HashSet<String>, order_fields: Vec<String>,
            transfer_fields: Vec<String>, purchase_fact: Bound<'_, PyType>,
            geo_point: Bound<'_, PyType>, holding: Bound<'_, PyType>,
-           resale_fact: Bound<'_, PyType>) -> PyResult<Self> {
+           resale_fact: Bound<'_, PyType>, wallet_state: Bound<'_, PyType>)
+           -> PyResult<Self> {
         let py = purchase_fact.py();
         let tuple = py.get_type::<PyTuple>();
         let mut layouts = vec![("Order", order_fields, &ORDER_FIELDS[..]),
@@ -166,6 +170,7 @@ impl WalletUpdates {
             resale_fact: resale_fact.unbind(),
             auth_kinds,
             tuple_new: tuple_new()?,
+            slots: Slots::new(&wallet_state)?,
         })
     }
 
@@ -179,8 +184,8 @@ impl WalletUpdates {
         let item = |at: usize| o.get_item(at);
         let ts_obj = item(order::TS)?;
         let ts = ts_of(&ts_obj)?;
-        if !wallet.getattr(intern!(py, "address"))?.is_truthy()? {
-            wallet.setattr(intern!(py, "address"), item(order::WALLET)?)?;
+        if !self.slots.get(wallet, field::ADDRESS)?.is_truthy()? {
+            self.slots.set(wallet, field::ADDRESS, item(order::WALLET)?)?;
         }
         if !self.first_time(wallet, &item(order::PURCHASE_ID)?)? {
             return Ok(false);
@@ -191,14 +196,14 @@ impl WalletUpdates {
             ts_obj.clone(), item(order::SHOW_ID)?, item(order::AMOUNT)?, item(order::QUANTITY)?,
             item(order::PAYMENT_METHOD)?, item(order::CARD)?, lat.clone(), lon.clone(),
             country.clone(), item(order::IP)?, device.clone(), item(order::CHANNEL)?])?;
-        insert_row(&list(wallet, intern!(py, "purchases"))?, fact, ts, lim.purchases_cap)?;
-        let total = wallet.getattr(intern!(py, "purchases_total"))?;
-        wallet.setattr(intern!(py, "purchases_total"), total.add(1)?)?;
-        let amount = wallet.getattr(intern!(py, "amount_total_minor"))?;
-        wallet.setattr(intern!(py, "amount_total_minor"), amount.add(item(order::AMOUNT)?)?)?;
-        let last = wallet.getattr(intern!(py, "last_purchase_ms"))?;
+        insert_row(&self.slots.list(wallet, field::PURCHASES)?, fact, ts, lim.purchases_cap)?;
+        let total = self.slots.get(wallet, field::PURCHASES_TOTAL)?;
+        self.slots.set(wallet, field::PURCHASES_TOTAL, total.add(1)?)?;
+        let amount = self.slots.get(wallet, field::AMOUNT_TOTAL_MINOR)?;
+        self.slots.set(wallet, field::AMOUNT_TOTAL_MINOR, amount.add(item(order::AMOUNT)?)?)?;
+        let last = self.slots.get(wallet, field::LAST_PURCHASE_MS)?;
         if !last.is_truthy()? || ts_of(&last)? < ts {
-            wallet.setattr(intern!(py, "last_purchase_ms"), &ts_obj)?;
+            self.slots.set(wallet, field::LAST_PURCHASE_MS, &ts_obj)?;
         }
         if !lat.is_none() && !lon.is_none() {
             if country.is_none() {
@@ -206,10 +211,10 @@ impl WalletUpdates {
                 return Err(PyAssertionError::new_err("an order with lat and lon has a country"));
             }
             let point = self.make(py, &self.geo_point, [ts_obj.clone(), lat, lon, country])?;
-            insert_row(&list(wallet, intern!(py, "geo_points"))?, point, ts, lim.geo_cap)?;
+            insert_row(&self.slots.list(wallet, field::GEO_POINTS)?, point, ts, lim.geo_cap)?;
         }
         if device.is_truthy()? {
-            let devices = dict(wallet, intern!(py, "devices"))?;
+            let devices = self.slots.dict(wallet, field::DEVICES)?;
             let seen = match devices.get_item(&device)? {
                 Some(seen) if ts_of(&seen)? >= ts => seen, // max(seen, ts) keeps seen on a tie
                 _ => ts_obj.clone(),
@@ -245,26 +250,26 @@ impl WalletUpdates {
         let at = ts_of(ts)?;
         match self.auth_kind(&event.get_item(intern!(py, "kind"))?)? {
             AuthKind::FailedLogin => {
-                insert_ts(&list(wallet, intern!(py, "failed_logins"))?, ts, at, lim.auth_cap)?;
+                insert_ts(&self.slots.list(wallet, field::FAILED_LOGINS)?, ts, at, lim.auth_cap)?;
             }
             AuthKind::MfaFailed => {
-                insert_ts(&list(wallet, intern!(py, "mfa_failures"))?, ts, at, lim.auth_cap)?;
+                insert_ts(&self.slots.list(wallet, field::MFA_FAILURES)?, ts, at, lim.auth_cap)?;
             }
             AuthKind::LoginOk => {
-                let last = opt_ts(&wallet.getattr(intern!(py, "login_ok_ms"))?)?;
+                let last = opt_ts(&self.slots.get(wallet, field::LOGIN_OK_MS)?)?;
                 if last.is_none_or(|last| at >= last) {
-                    wallet.setattr(intern!(py, "login_ok_ms"), ts)?;
+                    self.slots.set(wallet, field::LOGIN_OK_MS, ts)?;
                     // count_ts_between(failed_logins, ts - window, ts)
-                    let fails = list(wallet, intern!(py, "failed_logins"))?;
+                    let fails = self.slots.list(wallet, field::FAILED_LOGINS)?;
                     let n = fails.len();
                     let upto = bisect_right(&fails, at, 0, n, ts_of)?;
                     let before = bisect_right(&fails, at - lim.login_window_ms, 0, n, ts_of)?;
-                    wallet.setattr(intern!(py, "fails_before_login_ok"),
+                    self.slots.set(wallet, field::FAILS_BEFORE_LOGIN_OK,
                                    upto as i64 - before as i64)?;
                 }
             }
-            AuthKind::PasswordChanged => latest(wallet, intern!(py, "password_changed_ms"), ts, at)?,
-            AuthKind::EmailChanged => latest(wallet, intern!(py, "email_changed_ms"), ts, at)?,
+            AuthKind::PasswordChanged => latest(&self.slots, wallet, field::PASSWORD_CHANGED_MS, ts, at)?,
+            AuthKind::EmailChanged => latest(&self.slots, wallet, field::EMAIL_CHANGED_MS, ts, at)?,
             AuthKind::Other => {}
         }
         if let Some(geo) = get(event, intern!(py, "geo"))? {
@@ -272,7 +277,7 @@ impl WalletUpdates {
                 let point = self.make(py, &self.geo_point, [
                     ts.clone(), geo.get_item(intern!(py, "lat"))?,
                     geo.get_item(intern!(py, "lon"))?, geo.get_item(intern!(py, "country"))?])?;
-                insert_row(&list(wallet, intern!(py, "geo_points"))?, point, at, lim.geo_cap)?;
+                insert_row(&self.slots.list(wallet, field::GEO_POINTS)?, point, at, lim.geo_cap)?;
             }
         }
         self.observe(wallet, ts, intern!(py, "auth"))
@@ -289,11 +294,10 @@ impl WalletUpdates {
         let (ts_obj, key, kind) =
             (t.get_item(transfer::TS)?, t.get_item(transfer::KEY)?, t.get_item(transfer::KIND)?);
         let ts = ts_of(&ts_obj)?;
-        let address = intern!(py, "address");
-        if t.get_item(transfer::RECEIVER)?.eq(wallet.getattr(address)?)? {
+        if t.get_item(transfer::RECEIVER)?.eq(self.slots.get(wallet, field::ADDRESS)?)? {
             self.receive_token(wallet, &key, &kind, &ts_obj, ts)?;
         }
-        if t.get_item(transfer::SENDER)?.eq(wallet.getattr(address)?)? {
+        if t.get_item(transfer::SENDER)?.eq(self.slots.get(wallet, field::ADDRESS)?)? {
             self.send_token(wallet, &key, &kind, &ts_obj, ts)?;
         }
         self.observe(wallet, &ts_obj, intern!(py, "transfer"))
@@ -302,12 +306,12 @@ impl WalletUpdates {
     /// `_comes_back`: a token the wallet sent away returns to it at `ts` (what a purchase and
     /// a received transfer ask; exposed for the tests).
     fn comes_back(&self, wallet: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, ts: i64) -> PyResult<bool> {
-        comes_back(wallet, &dict(wallet, intern!(wallet.py(), "holdings"))?, key, i128::from(ts))
+        comes_back(&self.slots, wallet, &self.slots.dict(wallet, field::HOLDINGS)?, key, i128::from(ts))
     }
 
     /// `WalletState.first_time`: remember `record_id`; False when it was applied already.
     fn first_time(&self, wallet: &Bound<'_, PyAny>, record_id: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let applied = list(wallet, intern!(wallet.py(), "applied"))?;
+        let applied = self.slots.list(wallet, field::APPLIED)?;
         if applied.contains(record_id)? {
             return Ok(false);
         }
@@ -322,14 +326,13 @@ impl WalletUpdates {
     /// to `ts_ms`; prune when the watermark moved `prune_every_ms` past the last prune.
     fn observe(&self, wallet: &Bound<'_, PyAny>, ts_ms: &Bound<'_, PyAny>,
                stream: &Bound<'_, PyString>) -> PyResult<()> {
-        let py = wallet.py();
         let ts = ts_of(ts_ms)?;
-        let mut watermark = ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?;
+        let mut watermark = ts_of(&self.slots.get(wallet, field::WATERMARK_MS)?)?;
         if ts > watermark {
-            wallet.setattr(intern!(py, "watermark_ms"), ts_ms)?;
+            self.slots.set(wallet, field::WATERMARK_MS, ts_ms)?;
             watermark = ts;
         }
-        let marks = dict(wallet, intern!(py, "marks"))?;
+        let marks = self.slots.dict(wallet, field::MARKS)?;
         let mark = match marks.get_item(stream)? {
             Some(mark) => ts_of(&mark)?,
             None => 0,
@@ -337,11 +340,11 @@ impl WalletUpdates {
         if ts > mark {
             marks.set_item(stream, ts_ms)?;
         }
-        let first_seen = opt_ts(&wallet.getattr(intern!(py, "first_seen_ms"))?)?;
+        let first_seen = opt_ts(&self.slots.get(wallet, field::FIRST_SEEN_MS)?)?;
         if first_seen.is_none_or(|first| ts < first) {
-            wallet.setattr(intern!(py, "first_seen_ms"), ts_ms)?;
+            self.slots.set(wallet, field::FIRST_SEEN_MS, ts_ms)?;
         }
-        let pruned = ts_of(&wallet.getattr(intern!(py, "pruned_ms"))?)?;
+        let pruned = ts_of(&self.slots.get(wallet, field::PRUNED_MS)?)?;
         if watermark - pruned >= self.lim.prune_every_ms {
             self.prune(wallet)?;
         }
@@ -351,11 +354,10 @@ impl WalletUpdates {
     /// `WalletState.prune`: expire rows by the slowest stream's mark (the watermark when there
     /// is none); holdings only by their cap.
     fn prune(&self, wallet: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = wallet.py();
         let lim = &self.lim;
-        let marks = dict(wallet, intern!(py, "marks"))?;
+        let marks = self.slots.dict(wallet, field::MARKS)?;
         let wm = if marks.is_empty() {
-            ts_of(&wallet.getattr(intern!(py, "watermark_ms"))?)?
+            ts_of(&self.slots.get(wallet, field::WATERMARK_MS)?)?
         } else {
             let mut low: Option<i128> = None;
             for mark in marks.values() {
@@ -367,32 +369,32 @@ impl WalletUpdates {
             low.expect("marks is not empty")
         };
         let cutoff = |retention: i128| wm - retention - lim.slack_ms;
-        for (name, retention) in [(intern!(py, "purchases"), lim.purchase_retention_ms),
-                                  (intern!(py, "geo_points"), lim.geo_retention_ms)] {
-            drop_until(&list(wallet, name)?, cutoff(retention), row_ts, true)?;
+        for (name, retention) in [(field::PURCHASES, lim.purchase_retention_ms),
+                                  (field::GEO_POINTS, lim.geo_retention_ms)] {
+            drop_until(&self.slots.list(wallet, name)?, cutoff(retention), row_ts, true)?;
         }
-        for name in [intern!(py, "failed_logins"), intern!(py, "mfa_failures")] {
-            drop_until(&list(wallet, name)?, cutoff(lim.auth_retention_ms), ts_of, false)?;
+        for name in [field::FAILED_LOGINS, field::MFA_FAILURES] {
+            drop_until(&self.slots.list(wallet, name)?, cutoff(lim.auth_retention_ms), ts_of, false)?;
         }
-        drop_until(&list(wallet, intern!(py, "resales"))?, cutoff(lim.token_retention_ms),
+        drop_until(&self.slots.list(wallet, field::RESALES)?, cutoff(lim.token_retention_ms),
                    row_ts, true)?;
-        drop_until(&list(wallet, intern!(py, "wash_cycles"))?, cutoff(lim.token_retention_ms),
+        drop_until(&self.slots.list(wallet, field::WASH_CYCLES)?, cutoff(lim.token_retention_ms),
                    ts_of, false)?;
         for (name, retention, cap) in [
-            (intern!(py, "devices"), lim.device_retention_ms, lim.devices_cap),
-            (intern!(py, "mints"), lim.token_retention_ms, lim.tokens_cap),
-            (intern!(py, "sent"), lim.token_retention_ms, lim.tokens_cap),
+            (field::DEVICES, lim.device_retention_ms, lim.devices_cap),
+            (field::MINTS, lim.token_retention_ms, lim.tokens_cap),
+            (field::SENT, lim.token_retention_ms, lim.tokens_cap),
         ] {
-            let d = dict(wallet, name)?;
+            let d = self.slots.dict(wallet, name)?;
             if !d.is_empty() {
                 prune_dict(&d, cutoff(retention), cap)?;
             }
         }
-        let holdings = dict(wallet, intern!(py, "holdings"))?;
+        let holdings = self.slots.dict(wallet, field::HOLDINGS)?;
         if holdings.len() > lim.holdings_cap {
             cap_dict(&holdings, lim.holdings_cap, row_ts)?; // by acquired_ms, a Holding's first
         }
-        wallet.setattr(intern!(py, "pruned_ms"), i64::try_from(wm)?)?; // a mark: within i64
+        self.slots.set(wallet, field::PRUNED_MS, i64::try_from(wm)?)?; // a mark: within i64
         Ok(())
     }
 }
@@ -404,14 +406,14 @@ impl WalletUpdates {
                       ts_obj: &Bound<'_, PyAny>, ts: i128) -> PyResult<()> {
         let py = o.py();
         let key = o.get_item(order::TICKET_ID)?;
-        let holdings = dict(wallet, intern!(py, "holdings"))?;
-        if comes_back(wallet, &holdings, &key, ts)? {
-            insert_ts(&list(wallet, intern!(py, "wash_cycles"))?, ts_obj, ts, self.lim.wash_cap)?;
+        let holdings = self.slots.dict(wallet, field::HOLDINGS)?;
+        if comes_back(&self.slots, wallet, &holdings, &key, ts)? {
+            insert_ts(&self.slots.list(wallet, field::WASH_CYCLES)?, ts_obj, ts, self.lim.wash_cap)?;
         }
         let holding = self.make(py, &self.holding, [ts_obj.clone(), o.get_item(order::UNIT)?])?;
         holdings.set_item(&key, holding)?;
         if o.get_item(order::CHANNEL)?.eq(intern!(py, "PRIMARY"))? {
-            let mints = dict(wallet, intern!(py, "mints"))?;
+            let mints = self.slots.dict(wallet, field::MINTS)?;
             mints.set_item(&key, ts_obj)?;
             cap_dict(&mints, self.lim.tokens_cap, ts_of)?;
         }
@@ -438,10 +440,10 @@ impl WalletUpdates {
     fn receive_token(&self, wallet: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>,
                      kind: &Bound<'_, PyAny>, ts_obj: &Bound<'_, PyAny>, ts: i128) -> PyResult<()> {
         let py = wallet.py();
-        let holdings = dict(wallet, intern!(py, "holdings"))?;
+        let holdings = self.slots.dict(wallet, field::HOLDINGS)?;
         let minted = kind.eq(intern!(py, "MINT"))?;
-        if !minted && comes_back(wallet, &holdings, key, ts)? {
-            insert_ts(&list(wallet, intern!(py, "wash_cycles"))?, ts_obj, ts, self.lim.wash_cap)?;
+        if !minted && comes_back(&self.slots, wallet, &holdings, key, ts)? {
+            insert_ts(&self.slots.list(wallet, field::WASH_CYCLES)?, ts_obj, ts, self.lim.wash_cap)?;
         }
         let price = match holdings.get_item(key)? {
             Some(held) if !held.is_none() => {
@@ -454,7 +456,7 @@ impl WalletUpdates {
             holdings.set_item(key, self.make(py, &self.holding, [ts_obj.clone(), price])?)?;
         }
         if minted {
-            let mints = dict(wallet, intern!(py, "mints"))?;
+            let mints = self.slots.dict(wallet, field::MINTS)?;
             let first = match mints.get_item(key)? {
                 Some(at) if ts_of(&at)? <= ts => at, // min(at, ts) keeps `at` on a tie
                 _ => ts_obj.clone(),
@@ -470,7 +472,7 @@ impl WalletUpdates {
     fn send_token(&self, wallet: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>,
                   kind: &Bound<'_, PyAny>, ts_obj: &Bound<'_, PyAny>, ts: i128) -> PyResult<()> {
         let py = wallet.py();
-        let holdings = dict(wallet, intern!(py, "holdings"))?;
+        let holdings = self.slots.dict(wallet, field::HOLDINGS)?;
         let held = holdings.get_item(key)?; // holdings.pop(key, None)
         if held.is_some() {
             holdings.del_item(key)?;
@@ -485,7 +487,7 @@ impl WalletUpdates {
             }
             _ => -1,
         };
-        let mints = dict(wallet, intern!(py, "mints"))?;
+        let mints = self.slots.dict(wallet, field::MINTS)?;
         let mut flip_ms = -1;
         if kind.eq(intern!(py, "SALE"))? {
             if let Some(minted) = mints.get_item(key)?.filter(|at| !at.is_none()) {
@@ -498,8 +500,8 @@ impl WalletUpdates {
         }
         let fact = self.make(py, &self.resale_fact,
                              [ts_obj.clone(), int_obj(py, hold_ms)?, int_obj(py, flip_ms)?])?;
-        insert_row(&list(wallet, intern!(py, "resales"))?, fact, ts, self.lim.resales_cap)?;
-        let sent = dict(wallet, intern!(py, "sent"))?;
+        insert_row(&self.slots.list(wallet, field::RESALES)?, fact, ts, self.lim.resales_cap)?;
+        let sent = self.slots.dict(wallet, field::SENT)?;
         let last = match sent.get_item(key)? {
             Some(at) if ts_of(&at)? >= ts => at, // max(at, ts) keeps `at` on a tie
             _ => ts_obj.clone(),
@@ -554,29 +556,21 @@ fn get<'py>(mapping: &Bound<'py, PyAny>, key: &Bound<'py, PyString>)
 
 /// `setattr(wallet, name, max(getattr(wallet, name) or ts, ts))`: the latest time, the one
 /// held kept on a tie.
-fn latest(wallet: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, ts_obj: &Bound<'_, PyAny>,
+fn latest(slots: &Slots, wallet: &Bound<'_, PyAny>, name: usize, ts_obj: &Bound<'_, PyAny>,
           ts: i128) -> PyResult<()> {
-    let held = wallet.getattr(name)?;
+    let held = slots.get(wallet, name)?;
     if !held.is_truthy()? || ts_of(&held)? < ts {
-        wallet.setattr(name, ts_obj)?;
+        slots.set(wallet, name, ts_obj)?;
     }
     Ok(())
-}
-
-fn list<'py>(wallet: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyList>> {
-    Ok(wallet.getattr(name)?.downcast_into::<PyList>()?)
-}
-
-fn dict<'py>(wallet: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyDict>> {
-    Ok(wallet.getattr(name)?.downcast_into::<PyDict>()?)
 }
 
 /// `_comes_back`: a token the wallet sent away returns to it (a wash-trading cycle such as
 /// A→B→C→A): sent at or before `ts`, after the wallet last acquired it. Counted once: the
 /// purchase and its chain transfer both record the holding.
-fn comes_back(wallet: &Bound<'_, PyAny>, holdings: &Bound<'_, PyDict>, key: &Bound<'_, PyAny>,
+fn comes_back(slots: &Slots, wallet: &Bound<'_, PyAny>, holdings: &Bound<'_, PyDict>, key: &Bound<'_, PyAny>,
               ts: i128) -> PyResult<bool> {
-    let sent = dict(wallet, intern!(wallet.py(), "sent"))?;
+    let sent = slots.dict(wallet, field::SENT)?;
     let sent_ms = match sent.get_item(key)? {
         Some(at) if !at.is_none() => ts_of(&at)?,
         _ => return Ok(false),

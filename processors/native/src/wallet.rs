@@ -27,9 +27,10 @@ use std::hint::black_box;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError, PyZeroDivisionError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use crate::crowd_read::CrowdRead;
+use crate::slots::{field, Slots};
 use crate::{CrowdStore, EntityStore, OrderIn, MISSING};
 
 extern "C" {
@@ -116,6 +117,7 @@ pub struct WalletFeatures {
     lim: WalletLimits,
     // 0.0, 1.0 and MISSING, most of a row's values: shared rather than made for every row
     common: [(u64, Py<PyFloat>); 3],
+    slots: Slots, // processors.state.WalletState's fields
 }
 
 #[pymethods]
@@ -125,14 +127,15 @@ impl WalletFeatures {
                         duplicate_window_ms, device_memory_ms, token_window_ms, earth_radius_km,
                         small_amount_minor, impossible_km, impossible_within_ms, min_travel_ms,
                         order_fields, purchase_fact_fields, geo_point_fields,
-                        resale_fact_fields))]
+                        resale_fact_fields, wallet_state))]
     #[allow(clippy::too_many_arguments)]
     fn new(second_ms: i64, minute_ms: i64, hour_ms: i64, day_ms: i64, purchase_retention_ms: i64,
            duplicate_window_ms: i64, device_memory_ms: i64, token_window_ms: i64,
            earth_radius_km: f64, small_amount_minor: i64, impossible_km: f64,
            impossible_within_ms: i64, min_travel_ms: i64, order_fields: Vec<String>,
            purchase_fact_fields: Vec<String>, geo_point_fields: Vec<String>,
-           resale_fact_fields: Vec<String>, py: Python<'_>) -> PyResult<Self> {
+           resale_fact_fields: Vec<String>, wallet_state: &Bound<'_, PyType>,
+           py: Python<'_>) -> PyResult<Self> {
         for (name, got, want) in [("Order", &order_fields, &ORDER_FIELDS[..]),
                                   ("PurchaseFact", &purchase_fact_fields, &PURCHASE_FACT_FIELDS[..]),
                                   ("GeoPoint", &geo_point_fields, &GEO_POINT_FIELDS[..]),
@@ -146,6 +149,7 @@ impl WalletFeatures {
         let common = [0.0, 1.0, MISSING].map(|v| (f64::to_bits(v), PyFloat::new(py, v).unbind()));
         Ok(WalletFeatures {
             common,
+            slots: Slots::new(wallet_state)?,
             lim: WalletLimits {
                 second_ms: i(second_ms), minute_ms: i(minute_ms), hour_ms: i(hour_ms),
                 day_ms: i(day_ms), purchase_retention_ms: i(purchase_retention_ms),
@@ -188,10 +192,10 @@ impl WalletFeatures {
                 "marks: {MARKS_LEN} values expected, {} given", marks.len())));
         }
         let py = o.py();
-        let r = Reader { py, lim: &self.lim, o, w: wallet, ts: ts_of(&o.get_item(order::TS)?)? };
+        let r = Reader { py, lim: &self.lim, slots: &self.slots, o, w: wallet, ts: ts_of(&o.get_item(order::TS)?)? };
         let mut row: Vec<f64> = Vec::with_capacity(WALLET_LEN + crate::CROWD_LEN);
         r.history(&mut row)?;
-        row.push(match opt_ts(&r.attr(intern!(py, "first_seen_ms"))?)? {
+        row.push(match opt_ts(&r.attr(field::FIRST_SEEN_MS)?)? {
             None => 0.0,
             Some(then) => max0(true_div(py, r.ts - then, r.lim.day_ms)?),
         });
@@ -259,18 +263,19 @@ pub(crate) fn entity_order(o: &Bound<'_, PyTuple>) -> PyResult<OrderIn> {
 struct Reader<'a, 'py> {
     py: Python<'py>,
     lim: &'a WalletLimits,
+    slots: &'a Slots,
     o: &'a Bound<'py, PyTuple>,
     w: &'a Bound<'py, PyAny>,
     ts: i128,
 }
 
 impl<'py> Reader<'_, 'py> {
-    fn attr(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
-        self.w.getattr(name)
+    fn attr(&self, field: usize) -> PyResult<Bound<'py, PyAny>> {
+        self.slots.get(self.w, field)
     }
 
-    fn list(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyList>> {
-        Ok(self.attr(name)?.downcast_into::<PyList>()?)
+    fn list(&self, field: usize) -> PyResult<Bound<'py, PyList>> {
+        self.slots.list(self.w, field)
     }
 
     fn item(&self, i: usize) -> PyResult<Bound<'py, PyAny>> {
@@ -281,17 +286,17 @@ impl<'py> Reader<'_, 'py> {
     /// lifetime totals), then distinct_shows_24h … new_country.
     fn history(&self, row: &mut Vec<f64>) -> PyResult<()> {
         let (py, lim, ts) = (self.py, self.lim, self.ts);
-        let ring = self.list(intern!(py, "purchases"))?;
+        let ring = self.list(field::PURCHASES)?;
         let (i, j) = if ring.is_empty() {
             (0, 0)
         } else {
             rows_between(&ring, ts - lim.purchase_retention_ms, ts)?
         };
-        let total = int(&self.attr(intern!(py, "purchases_total"))?)?;
+        let total = int(&self.attr(field::PURCHASES_TOTAL)?)?;
         let amount = self.item(order::AMOUNT)?.extract::<f64>()?; // float(o.amount)
         let amount_vs_avg = self.amount_vs_avg(total, amount)?;
         if i == j {
-            let last = opt_ts(&self.attr(intern!(py, "last_purchase_ms"))?)?;
+            let last = opt_ts(&self.attr(field::LAST_PURCHASE_MS)?)?;
             row.extend([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, age(py, ts, last, lim.second_ms)?,
                         total as f64, amount_vs_avg, 0.0, 0.0]);
             for (_, at) in DIVERSITY {
@@ -339,7 +344,7 @@ impl<'py> Reader<'_, 'py> {
 
     /// float(o.amount) / (amount_total_minor / purchases_total), MISSING with no history.
     fn amount_vs_avg(&self, total: i128, amount: f64) -> PyResult<f64> {
-        let amount_total = int(&self.attr(intern!(self.py, "amount_total_minor"))?)?;
+        let amount_total = int(&self.attr(field::AMOUNT_TOTAL_MINOR)?)?;
         if total == 0 || amount_total <= 0 {
             return Ok(MISSING);
         }
@@ -371,7 +376,7 @@ impl<'py> Reader<'_, 'py> {
     /// before the order, if within 24 h and the order has a point.
     fn geo(&self) -> PyResult<[f64; 3]> {
         let (py, lim, ts) = (self.py, self.lim, self.ts);
-        let ring = self.list(intern!(py, "geo_points"))?;
+        let ring = self.list(field::GEO_POINTS)?;
         let j = if self.item(order::GEO)?.is_truthy()? && !ring.is_empty() {
             bisect_right(&ring, ts, 0, ring.len(), row_ts)?
         } else {
@@ -397,30 +402,30 @@ impl<'py> Reader<'_, 'py> {
     /// secs_since_password_change, secs_since_email_change, new_device.
     fn auth(&self) -> PyResult<[f64; 7]> {
         let (py, lim, ts) = (self.py, self.lim, self.ts);
-        let login = opt_ts(&self.attr(intern!(py, "login_ok_ms"))?)?;
+        let login = opt_ts(&self.attr(field::LOGIN_OK_MS)?)?;
         let recent_login = login.is_some_and(|at| ts - lim.hour_ms < at && at <= ts);
         let device = self.item(order::DEVICE)?;
         let new_device = if device.is_none() {
             MISSING
         } else {
-            let devices = self.attr(intern!(py, "devices"))?.downcast_into::<PyDict>()?;
+            let devices = self.slots.dict(self.w, field::DEVICES)?;
             match devices.get_item(&device)? {
                 Some(seen) if !seen.is_none() => flag(int(&seen)? <= ts - lim.device_memory_ms),
                 _ => 1.0,
             }
         };
         let fails = if recent_login {
-            self.attr(intern!(py, "fails_before_login_ok"))?.extract::<f64>()?
+            self.attr(field::FAILS_BEFORE_LOGIN_OK)?.extract::<f64>()?
         } else {
             0.0
         };
         Ok([
-            count_between(&self.list(intern!(py, "failed_logins"))?, ts - lim.hour_ms, ts)?,
-            count_between(&self.list(intern!(py, "mfa_failures"))?, ts - lim.hour_ms, ts)?,
+            count_between(&self.list(field::FAILED_LOGINS)?, ts - lim.hour_ms, ts)?,
+            count_between(&self.list(field::MFA_FAILURES)?, ts - lim.hour_ms, ts)?,
             fails,
             age(py, ts, login, lim.second_ms)?,
-            age(py, ts, opt_ts(&self.attr(intern!(py, "password_changed_ms"))?)?, lim.second_ms)?,
-            age(py, ts, opt_ts(&self.attr(intern!(py, "email_changed_ms"))?)?, lim.second_ms)?,
+            age(py, ts, opt_ts(&self.attr(field::PASSWORD_CHANGED_MS)?)?, lim.second_ms)?,
+            age(py, ts, opt_ts(&self.attr(field::EMAIL_CHANGED_MS)?)?, lim.second_ms)?,
             new_device,
         ])
     }
@@ -429,7 +434,7 @@ impl<'py> Reader<'_, 'py> {
     /// ticket_previously_held, holdings_count (mint_to_resale_min is the entity store's).
     fn tokens(&self) -> PyResult<[f64; 6]> {
         let (py, lim, ts) = (self.py, self.lim, self.ts);
-        let ring = self.list(intern!(py, "resales"))?;
+        let ring = self.list(field::RESALES)?;
         let (i, j) = if ring.is_empty() {
             (0, 0)
         } else {
@@ -457,7 +462,7 @@ impl<'py> Reader<'_, 'py> {
                 min_flip = true_div(py, f, lim.minute_ms)?;
             }
         }
-        let sent = self.attr(intern!(py, "sent"))?.downcast_into::<PyDict>()?;
+        let sent = self.slots.dict(self.w, field::SENT)?;
         let held_before = match sent.get_item(self.item(order::TICKET_ID)?)? {
             Some(at) if !at.is_none() => int(&at)? <= ts,
             _ => false,
@@ -466,9 +471,9 @@ impl<'py> Reader<'_, 'py> {
             avg_hold,
             min_flip,
             (j.max(i) - i) as f64,
-            count_between(&self.list(intern!(py, "wash_cycles"))?, ts - lim.token_window_ms, ts)?,
+            count_between(&self.list(field::WASH_CYCLES)?, ts - lim.token_window_ms, ts)?,
             flag(held_before),
-            self.attr(intern!(py, "holdings"))?.len()? as f64,
+            self.attr(field::HOLDINGS)?.len()? as f64,
         ])
     }
 
