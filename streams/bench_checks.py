@@ -29,7 +29,10 @@ from streams.worker import GC_THRESHOLDS
 BATCH = 500
 
 
-def decide_path(days: int = 7, seed: int = 11) -> dict:
+def decide_path(days: int = 7, seed: int = 11, runs: int = 1) -> dict:
+    """The figures above; ``runs`` times over the same events (each with a new
+    ``FeatureEngine``), CPU time averaged: what an instruction count subtracts runs from
+    (``python -m streams.bench_checks``)."""
     from models.simulator import SimConfig, simulate
 
     events = [e for e in simulate(SimConfig(seed=seed, days=days)) if e[0] != "label"]
@@ -41,8 +44,9 @@ def decide_path(days: int = 7, seed: int = 11) -> dict:
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         started = time.process_time()
-        purchases = _run(events, model, ruleset)
-        cpu_s = time.process_time() - started
+        for _ in range(runs):
+            purchases = _run(events, model, ruleset)
+        cpu_s = (time.process_time() - started) / runs
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
@@ -89,3 +93,17 @@ def agreement(purchases: list[dict], live: dict[str, dict]) -> dict:
     return {"feature_agreement": same_features / n, "verdict_agreement": same_verdict / n,
             "agreement_purchases": len(common),
             "features_differing": dict(sorted(differing.items(), key=lambda kv: -kv[1])[:10])}
+
+
+if __name__ == "__main__":
+    # The decide path alone, e.g. under callgrind, whose instruction counts do not move with the
+    # machine's load: the count of ``--runs 3`` minus that of ``--runs 1``, over 2 x purchases,
+    # is the instructions a purchase (the simulation and start-up cancel out).
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="the pure decision path, no Kafka")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(decide_path(days=args.days, runs=args.runs)))
