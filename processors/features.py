@@ -25,7 +25,7 @@ from processors.compute import FEATURE_NAMES, purchase_features, row_reader
 from processors.crowd import PURCHASE_READER, crowd_store
 from processors.entity_state import entity_store
 from processors.expiry import EXPIRY_MARGIN_MS, SWEEP_EVERY_MS, ExpiryWheel, sweep
-from processors.marks import _KEPT, _NONE, MarkJoin, order_mark_row
+from processors.marks import KEPT_FIELDS, NO_MARK_ROW, MarkJoin, order_mark_row
 from processors.records import token_key
 from processors.signals import MISSING
 from processors.state import WALLET_UPDATES, WalletState
@@ -55,7 +55,7 @@ KINDS = ("purchase", "auth", "transfer", "label")
 # (``order_features``: ``order_mark_row`` asked only when a fraud mark exists), kept for labels
 # (``MarkJoin.remember``, by the same reads), applied (``apply_order``) and filed (``EVENTS.file``).
 PURCHASES = PurchaseStep(reader=PURCHASE_READER, events=EVENTS, updates=WALLET_UPDATES,
-                         mark_row=order_mark_row, no_marks=_NONE, kept=_KEPT)
+                         mark_row=order_mark_row, no_marks=NO_MARK_ROW, kept=KEPT_FIELDS)
 
 
 def feature_vector(features: Mapping[str, float]) -> list[float]:

@@ -137,7 +137,7 @@ def mark_row(purchase: Record, marks: MarkStore | None, linked: Callable[[], Ite
     ``linked()`` gives the purchase's linked cluster (``EntityStore.linked_wallets``), asked
     only when there are marks."""
     if not marks:
-        return _NONE
+        return NO_MARK_ROW
     got = marks.features(purchase, linked(), ts)
     return tuple(got[name] for name in MARK_FEATURES)
 
@@ -147,7 +147,7 @@ def order_mark_row(purchase: Record, marks: MarkStore | None, entities: EntitySt
     """``mark_row`` of a purchase read as ``o``, its cluster from ``entities``; no mark at all
     (the common case) returns at once, without building the ``linked`` callable."""
     if marks is None or not marks.by_key:
-        return _NONE
+        return NO_MARK_ROW
     return mark_row(purchase, marks, lambda: entities.linked_wallets(o), o.ts)
 
 
@@ -158,14 +158,14 @@ class MarkJoin:
 
     def __init__(self) -> None:
         self.store = MarkStore()
-        # purchase id -> the values of _KEPT (a tuple per purchase: one is kept for every
+        # purchase id -> the values of KEPT_FIELDS (a tuple per purchase: one is kept for every
         # purchase, a label comes for few; the dict is made when one does)
         self.purchases: dict[str, tuple] = {}
         self._swept_ms = 0
 
     def remember(self, purchase: Record) -> None:
-        """Keep the values of ``_KEPT`` (``purchase.get`` of each, in order: five calls cost
-        half of ``tuple(map(purchase.get, _KEPT))``'s iterator, and this runs every purchase)."""
+        """Keep the values of ``KEPT_FIELDS`` (``purchase.get`` of each, in order: five calls cost
+        half of ``tuple(map(purchase.get, KEPT_FIELDS))``'s iterator, and this runs every purchase)."""
         get = purchase.get
         self.purchases[purchase["purchase_id"]] = (
             get("occurred_at"), get("wallet"), get("card_fingerprint"), get("device_id"),
@@ -175,7 +175,7 @@ class MarkJoin:
     def label(self, label: Record) -> None:
         kept = self.purchases.get(label["purchase_id"])
         if kept is not None:
-            self.store.apply(mark_record(label, dict(zip(_KEPT, kept, strict=True))))
+            self.store.apply(mark_record(label, dict(zip(KEPT_FIELDS, kept, strict=True))))
         now = to_ms(label["occurred_at"]) or 0
         if now - self._swept_ms > DAY_MS:
             cutoff = now - JOIN_HORIZON_MS
@@ -184,9 +184,9 @@ class MarkJoin:
             self._swept_ms = now
 
 
-_KEPT = ("occurred_at", *FIELDS.values())  # what MarkJoin keeps of a purchase, in order
+KEPT_FIELDS = ("occurred_at", *FIELDS.values())  # what MarkJoin keeps of a purchase, in order
 # ``MarkJoin.remember`` reads them by name
-assert _KEPT == ("occurred_at", "wallet", "card_fingerprint", "device_id", "user_id")
+assert KEPT_FIELDS == ("occurred_at", "wallet", "card_fingerprint", "device_id", "user_id")
 
 
-_NONE = (0.0, 0.0, 0.0, 0.0, 0.0, MISSING)  # no mark anywhere (MISSING: no days since)
+NO_MARK_ROW = (0.0, 0.0, 0.0, 0.0, 0.0, MISSING)  # no mark anywhere (MISSING: no days since)
