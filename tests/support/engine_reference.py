@@ -16,7 +16,7 @@ from processors.compute import order_features
 from processors.crowd import crowd_read
 from processors.expiry import SWEEP_EVERY_MS, due_ms
 from processors.features import ZERO_ADDRESS, FeatureEngine
-from processors.marks import _KEPT, MarkJoin
+from processors.marks import KEPT_FIELDS, MarkJoin
 from processors.records import Transfer, read_order, token_key
 from processors.state import WalletState
 from processors.timeutil import to_ms
@@ -36,7 +36,7 @@ def read_transfer(t: Mapping[str, Any]) -> Transfer:
 
 class ReferenceMarkJoin(MarkJoin):
     def remember(self, purchase: Record) -> None:
-        self.purchases[purchase["purchase_id"]] = tuple(map(purchase.get, _KEPT))
+        self.purchases[purchase["purchase_id"]] = tuple(map(purchase.get, KEPT_FIELDS))
 
 
 class ReferenceEngine(FeatureEngine):
