@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
 from infra import topics as registry
 from processors.features import ZERO_ADDRESS, apply_auth, apply_transfer
@@ -221,6 +222,7 @@ async def score_purchases(stream):
     assignment, ``streams/redelivery.py``) and not decided again."""
     decided_batches, fault_after = 0, ctx.settings.stream.fail_after_decided_batches
     async for events in batches(stream):
+        metrics.observe_batch_age([e.message.timestamp for e in events], time.time())
         await ctx.redeliveries.load(events, app.consumer_generation_id)
         with metrics.PHASES["decode"].time():
             batch = scoring.decode(events)

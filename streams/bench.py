@@ -16,9 +16,11 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
 - ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
 - ``batch_phases`` (the backlog) and each rate's ``batch_phases``: batches decided and the
   mean wall time per batch of each scoring phase (``sentinel_scoring_phase_seconds``, read
-  from the workers' /metrics before and after), the purchases decided, and the workers' CPU
-  time (all their threads, ``/proc/<pid>/stat``) per purchase and per wall second (``cpu_busy``:
-  1.0 is one core kept busy);
+  from the workers' /metrics before and after), ``batch_age_ms``: the mean age of a batch's
+  oldest record when the batch started (``sentinel_batch_age_seconds``: what it waited
+  before its phases), the purchases decided, and the workers' CPU time (all their threads,
+  ``/proc/<pid>/stat``) per purchase and per wall second (``cpu_busy``: 1.0 is one core kept
+  busy);
 - ``faust_cpu_us_per_event`` (the bare agent's CPU per record) and ``cpu_ratio_to_faust``
   (that over the backlog's ``cpu_us_per_purchase``): the throughput ratio's cause, in CPU
   time, which other load on the machine moves less than it moves wall-clock rates;
@@ -378,19 +380,24 @@ class Workers:
 
 
 PHASES = ("decode", "entity_wait", "features", "decide", "send")
+BATCH_AGE = "batch_age"  # the age of a batch's oldest record when it starts (not a phase)
+# The histograms totalled: the phases (by their label), the batch age (under BATCH_AGE)
+_TOTALLED = {"sentinel_scoring_phase_seconds": None, "sentinel_batch_age_seconds": BATCH_AGE}
 
 
 def phase_totals(pages: list[str]) -> dict[str, list[float]]:
-    """Per scoring phase, [seconds, batches] summed over the workers' /metrics pages."""
-    totals = {phase: [0.0, 0.0] for phase in PHASES}
+    """Per scoring phase, [seconds, batches] summed over the workers' /metrics pages; and
+    the same of ``sentinel_batch_age_seconds`` under ``BATCH_AGE``."""
+    totals = {phase: [0.0, 0.0] for phase in (*PHASES, BATCH_AGE)}
     for page in pages:
         for family in text_string_to_metric_families(page):
-            if family.name != "sentinel_scoring_phase_seconds":
+            if family.name not in _TOTALLED:
                 continue
             for sample in family.samples:
                 column = {"_sum": 0, "_count": 1}.get(sample.name.removeprefix(family.name))
-                if column is not None and sample.labels.get("phase") in totals:
-                    totals[sample.labels["phase"]][column] += sample.value
+                key = _TOTALLED[family.name] or sample.labels.get("phase")
+                if column is not None and key in totals:
+                    totals[key][column] += sample.value
     return totals
 
 
@@ -418,12 +425,16 @@ def known_ratio(numerator: float | None, denominator: float | None) -> float | N
 
 
 def phase_split(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict:
-    """Between two ``phase_totals``: the batches decided and each phase's mean wall ms per
-    batch."""
+    """Between two ``phase_totals``: the batches decided, each phase's mean wall ms per
+    batch, and ``batch_age_ms``: the mean age of a batch's oldest record when it started
+    (what it waited before its phases; None without a batch)."""
     batches = after["decide"][1] - before["decide"][1]
+    aged = after[BATCH_AGE][1] - before[BATCH_AGE][1]
     return {"batches": batches,
             "mean_ms": {phase: 1000 * (after[phase][0] - before[phase][0]) / batches
-                        if batches else None for phase in PHASES}}  # fmt: skip
+                        if batches else None for phase in PHASES},
+            "batch_age_ms": 1000 * (after[BATCH_AGE][0] - before[BATCH_AGE][0]) / aged
+            if aged else None}  # fmt: skip
 
 
 def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir: Path,

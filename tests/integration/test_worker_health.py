@@ -75,4 +75,7 @@ def test_worker_is_not_ready_while_behind_and_ready_once_caught_up(settings, env
     assert batches["decide"] >= sample(text, "sentinel_batch_size_count")  # every decided one
     assert all(sample(text, "sentinel_scoring_phase_seconds_sum", phase=phase) > 0
                for phase in ("decode", "features", "decide", "send"))  # fmt: skip
+    # each batch with records: the age of its oldest when it started (Kafka timestamps)
+    assert 1 <= sample(text, "sentinel_batch_age_seconds_count") <= batches["decide"]
+    assert sample(text, "sentinel_batch_age_seconds_sum") > 0
 

@@ -10,18 +10,31 @@ import time
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streams.bench import PHASES, decided, known_ratio, paced, phase_split, phase_totals, split
+from streams.bench import (
+    BATCH_AGE,
+    PHASES,
+    decided,
+    known_ratio,
+    paced,
+    phase_split,
+    phase_totals,
+    split,
+)
 
 
-def _page(seconds: dict[str, list[float]], batches: list[int] = ()) -> str:
-    """A worker's /metrics page whose phase histogram observed ``seconds`` per phase, and
-    whose batch-size histogram observed ``batches``."""
+def _page(seconds: dict[str, list[float]], batches: list[int] = (),
+          ages: list[float] = ()) -> str:
+    """A worker's /metrics page whose phase histogram observed ``seconds`` per phase, whose
+    batch-size histogram observed ``batches``, and its batch-age histogram ``ages``."""
     registry = CollectorRegistry()
     histogram = Histogram("sentinel_scoring_phase_seconds", "phases", ["phase"],
                           registry=registry)  # fmt: skip
     for phase, values in seconds.items():
         for value in values:
             histogram.labels(phase).observe(value)
+    age = Histogram("sentinel_batch_age_seconds", "batch age", registry=registry)
+    for value in ages:
+        age.observe(value)
     sizes = Histogram("sentinel_batch_size", "Purchases per scoring batch", registry=registry)
     for size in batches:
         sizes.observe(size)
@@ -32,7 +45,7 @@ def test_totals_sum_each_phase_over_the_workers_pages() -> None:
     one = _page({"decide": [0.004, 0.006], "features": [0.002, 0.001]})
     two = _page({"decide": [0.010], "send": [0.0005]})
     totals = phase_totals([one, two])
-    assert set(totals) == set(PHASES)
+    assert set(totals) == {*PHASES, BATCH_AGE}
     assert totals["decide"][0] == 0.004 + 0.006 + 0.010 and totals["decide"][1] == 3
     assert totals["features"] == [0.002 + 0.001, 2.0]
     assert totals["send"] == [0.0005, 1.0] and totals["entity_wait"] == [0.0, 0.0]
@@ -50,7 +63,22 @@ def test_the_split_is_the_mean_ms_per_batch_between_two_reads() -> None:
 
 def test_no_batch_between_two_reads_gives_no_means() -> None:
     same = phase_totals([_page({"decide": [0.1]})])
-    assert phase_split(same, same) == {"batches": 0, "mean_ms": dict.fromkeys(PHASES)}
+    assert phase_split(same, same) == {"batches": 0, "mean_ms": dict.fromkeys(PHASES),
+                                       "batch_age_ms": None}
+
+
+def test_the_batch_age_is_totalled_from_its_own_histogram() -> None:
+    """``sentinel_batch_age_seconds`` summed over the pages under ``BATCH_AGE``, apart from
+    the phases (whose histogram has a label of the same values)."""
+    totals = phase_totals([_page({"decide": [0.5]}, ages=[0.02, 0.04]), _page({}, ages=[0.03])])
+    assert totals[BATCH_AGE] == [0.02 + 0.04 + 0.03, 3.0]
+    assert totals["decide"] == [0.5, 1.0]
+
+
+def test_the_split_gives_the_mean_age_of_a_batch_at_its_start() -> None:
+    before = phase_totals([_page({"decide": [0.1]}, ages=[0.5])])
+    after = phase_totals([_page({"decide": [0.1, 0.004, 0.006]}, ages=[0.5, 0.02, 0.04])])
+    assert abs(phase_split(before, after)["batch_age_ms"] - 30.0) < 1e-9
 
 
 def test_purchases_decided_are_the_batch_sizes_summed_over_the_pages() -> None:
@@ -83,7 +111,7 @@ def test_cpu_ratio_is_unknown_when_no_purchase_was_decided_between_reads() -> No
 
 
 def _totals() -> dict[str, list[float]]:
-    return {phase: [0.0, 0] for phase in PHASES}
+    return {phase: [0.0, 0] for phase in (*PHASES, BATCH_AGE)}
 
 
 def test_paced_yields_each_index_when_it_is_due():

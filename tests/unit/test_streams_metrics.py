@@ -61,3 +61,17 @@ def test_observe_decisions_counts_as_one_update_per_decision(monkeypatch):
 
 def by_labels(metric) -> dict:
     return {(name, tuple(sorted(labels.items()))): value for name, labels, value in samples(metric)}
+
+
+def test_batch_age_is_its_oldest_timestamp_to_now(monkeypatch):
+    """A batch's age: ``now`` minus its oldest Kafka timestamp; records without one (None, 0)
+    ignored; a batch without any not observed; a timestamp ahead of ``now`` counts as 0."""
+    registry = CollectorRegistry()
+    age = Histogram("a", "t", buckets=(0.01, 0.1, 1.0), registry=registry)
+    monkeypatch.setattr(metrics, "BATCH_AGE", age)
+    metrics.observe_batch_age([100.25, None, 100.0, 0, 100.4], now=100.5)
+    metrics.observe_batch_age([None, 0], now=100.5)
+    metrics.observe_batch_age([101.0], now=100.5)
+    got = {name: value for name, labels, value in samples(age)
+           if name in ("a_count", "a_sum") or labels.get("le") == "0.01"}
+    assert got == {"a_count": 2.0, "a_sum": 0.5, "a_bucket": 1.0}
