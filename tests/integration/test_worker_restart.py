@@ -77,22 +77,29 @@ def test_killed_worker_recovers_every_decision_and_its_state(settings, env, tmp_
     assert len(purchases) == 1500
     registry = registry_from_settings(settings)
     codec = AvroCodec.for_topic(registry, topics.PURCHASES)
-    produce(settings, topics.PURCHASES, [(p["wallet"], codec.encode(p)) for p in purchases])
+    records = [(p["wallet"], codec.encode(p)) for p in purchases]
+    produce(settings, topics.PURCHASES, records[:750])
 
     ids = [p["purchase_id"] for p in purchases]
     first = Worker(env, tmp_path / "first.log")
     try:
         decided_ids(settings, set(ids[: len(ids) // 4]), 90, first.assert_alive)
+        # the rest while it runs: the kill below lands with records not yet decided (a worker
+        # as fast as this one decided a whole pre-loaded topic before the kill landed)
+        produce(settings, topics.PURCHASES, records[750:])
     finally:
         first.kill()  # SIGKILL mid-stream: no clean shutdown, no final commit
     lag_at_kill = group_lag(settings, env["SENTINEL_APP_ID"])
+    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
+    committed = sum(r["committed"] for r in lag_at_kill if r["topic"] == name)
+    assert committed < len(purchases), f"killed after everything was committed: {lag_at_kill}"
     second = Worker(env, tmp_path / "second.log")
     try:
         counts = decided_ids(settings, set(ids), 120, second.assert_alive)
-        # A worker as fast as this one may decide every purchase before the kill lands, the
-        # states of its last batches still held: neither in the changelog nor their offsets
-        # committed. The second worker takes those records again; their states are in the
-        # changelog once it has committed the purchases to their end.
+        # The first worker's last batches may have been decided with their states still
+        # held: neither in the changelog nor their offsets committed. The second worker
+        # takes those records again; their states are in the changelog once it has
+        # committed the purchases to their end.
         committed_to_end(settings, env["SENTINEL_APP_ID"], len(purchases), 60,
                          second.assert_alive)
     except TimeoutError as exc:
