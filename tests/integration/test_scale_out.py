@@ -13,7 +13,7 @@ from models.replay import replay
 from processors.rules import load_ruleset
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
-from tests.integration.test_worker_restart import simulated_purchases
+from tests.integration.test_worker_restart import purchases_committed, simulated_purchases
 from tests.support.kafka import Worker, decided_ids, produce, read_decisions
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,25 @@ def test_one_worker_decides_a_burst_as_replay(settings, env, tmp_path):
 
 
 def test_three_workers_joining_and_killed_decide_a_burst_as_replay(settings, env, tmp_path):
-    purchases = publish_burst(settings, 1500)
+    purchases = simulated_purchases(1500)
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    records = [(p["wallet"], codec.encode(p)) for p in purchases]
+    produce(settings, topics.PURCHASES, records[:500])
     ids = [p["purchase_id"] for p in purchases]
     first = Worker(env, tmp_path / "first.log")
     second = Worker(env, tmp_path / "second.log")
     third = None
     try:
-        decided_ids(settings, set(ids[: len(ids) // 4]), 120, first.assert_alive)
+        # each step publishes more of the burst first, so that the join and the kill land
+        # while records wait (fast workers decided a whole pre-loaded burst before either)
+        decided_ids(settings, set(ids[:250]), 120, first.assert_alive)
+        produce(settings, topics.PURCHASES, records[500:1000])
         third = Worker(env, tmp_path / "third.log")  # joins mid-stream: a rebalance
-        decided_ids(settings, set(ids[: len(ids) // 2]), 120, third.assert_alive)
+        decided_ids(settings, set(ids[:750]), 120, third.assert_alive)
+        produce(settings, topics.PURCHASES, records[1000:])
         second.kill()  # SIGKILL mid-stream: its partitions move after the session times out
+        committed, rows = purchases_committed(settings, env["SENTINEL_APP_ID"])
+        assert committed < len(purchases), f"killed after everything was committed: {rows}"
         live = read_decisions(settings, set(ids), 180, first.assert_alive)
     finally:
         for worker in (first, second, third):

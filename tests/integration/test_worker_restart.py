@@ -56,16 +56,23 @@ def latest_changelog_values(settings, topic: str) -> dict:
         consumer.close()
 
 
+def purchases_committed(settings, group: str) -> tuple[int, list[dict]]:
+    """The purchases ``group`` has committed (its offsets summed over the partitions), and
+    the ``group_lag`` rows of the purchases topic."""
+    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
+    rows = [r for r in group_lag(settings, group) if r["topic"] == name]
+    return sum(r["committed"] for r in rows), rows
+
+
 def committed_to_end(settings, group: str, total: int, timeout: float, check) -> None:
     """Until ``group`` has committed all ``total`` records of the purchases topic (its states
     written before: a batch's offsets are committed after its held states), checking the
     worker with ``check``; TimeoutError with the lag after ``timeout``. Each look asks the
     broker for the group's offsets (a round trip), which paces the loop."""
-    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
     deadline = time.monotonic() + timeout
     while True:
-        rows = [r for r in group_lag(settings, group) if r["topic"] == name]
-        if sum(r["committed"] for r in rows) == total:
+        committed, rows = purchases_committed(settings, group)
+        if committed == total:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"purchases not committed to their end: {rows}")
@@ -89,9 +96,7 @@ def test_killed_worker_recovers_every_decision_and_its_state(settings, env, tmp_
         produce(settings, topics.PURCHASES, records[750:])
     finally:
         first.kill()  # SIGKILL mid-stream: no clean shutdown, no final commit
-    lag_at_kill = group_lag(settings, env["SENTINEL_APP_ID"])
-    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
-    committed = sum(r["committed"] for r in lag_at_kill if r["topic"] == name)
+    committed, lag_at_kill = purchases_committed(settings, env["SENTINEL_APP_ID"])
     assert committed < len(purchases), f"killed after everything was committed: {lag_at_kill}"
     second = Worker(env, tmp_path / "second.log")
     try:
