@@ -142,9 +142,7 @@ impl Slots {
         }
         Ok(())
     }
-}
 
-impl Slots {
     /// A field that holds a list.
     pub(crate) fn list<'py>(&self, wallet: &Bound<'py, PyAny>, field: usize)
                             -> PyResult<Bound<'py, PyList>> {

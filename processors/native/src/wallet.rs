@@ -278,6 +278,10 @@ impl<'py> Reader<'_, 'py> {
         self.slots.list(self.w, field)
     }
 
+    fn dict(&self, field: usize) -> PyResult<Bound<'py, PyDict>> {
+        self.slots.dict(self.w, field)
+    }
+
     fn item(&self, i: usize) -> PyResult<Bound<'py, PyAny>> {
         self.o.get_item(i)
     }
@@ -408,7 +412,7 @@ impl<'py> Reader<'_, 'py> {
         let new_device = if device.is_none() {
             MISSING
         } else {
-            let devices = self.slots.dict(self.w, field::DEVICES)?;
+            let devices = self.dict(field::DEVICES)?;
             match devices.get_item(&device)? {
                 Some(seen) if !seen.is_none() => flag(int(&seen)? <= ts - lim.device_memory_ms),
                 _ => 1.0,
@@ -462,7 +466,7 @@ impl<'py> Reader<'_, 'py> {
                 min_flip = true_div(py, f, lim.minute_ms)?;
             }
         }
-        let sent = self.slots.dict(self.w, field::SENT)?;
+        let sent = self.dict(field::SENT)?;
         let held_before = match sent.get_item(self.item(order::TICKET_ID)?)? {
             Some(at) if !at.is_none() => int(&at)? <= ts,
             _ => false,
