@@ -108,9 +108,10 @@ def _storm(config: ChaosConfig, settings: Settings, fleet: Fleet, rng: random.Ra
                                       time.sleep)  # fmt: skip
     alerts = _wait_alerts(settings, config.attackers, fleet)
     lost = sorted(accepted - found)
+    sink_log = fleet.children["sink-postgres"].log
     report = {
         "accepted": len(accepted), "decided": len(found), "lost": len(lost),
-        "lost_ids": lost[:20], "lost_where": chaos_report.lost_where(settings, lost),
+        "lost_ids": lost[:20], "lost_where": chaos_report.lost_where(settings, lost, sink_log),
         **chaos_report.duplicated(settings),
         **alerts, "alerts_expected_at_least": config.attackers,
         "dead_letters": chaos_report.dead_letters(settings),

@@ -20,12 +20,13 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from infra import topics
+from infra import admin, topics
 from infra.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
@@ -85,18 +86,26 @@ def decided(settings: Settings, ids: Iterable[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-def lost_where(settings: Settings, lost: Iterable[str]) -> dict[str, Any]:
+def lost_where(settings: Settings, lost: Iterable[str],
+               sink_log: Path | None = None) -> dict[str, Any]:
     """Where the ``lost`` purchases stopped: how many never reached the purchases topic
-    (answered 202 by the gateway, not written), how many have a decision on the topic
-    (decided, not written by the PostgreSQL sink), and for the others, per purchases
-    partition, how many, their first offset, the workers' committed offset and the
-    partition's end."""
+    (answered 202 by the gateway, not written); how many have a decision on the topic
+    (decided, not written by the PostgreSQL sink), with, per decisions partition, how many,
+    the sink's committed offset and the partition's end, and the sink log's last warnings;
+    and for the others, per purchases partition, how many, their first offset, the workers'
+    committed offset and the partition's end."""
     lost = set(lost)
     if not lost:
         return {}
     registry = registry_from_settings(settings)
     codec = AvroCodec.for_topic(registry, topics.DECISIONS)
-    on_topic = {d["purchase_id"] for d in map(codec.decode, read_all(settings, topics.DECISIONS))}
+    unstored: dict[int, list[int]] = defaultdict(list)
+    on_topic: set[str] = set()
+    for partition, offset, value in read_all_placed(settings, topics.DECISIONS):
+        pid = codec.decode(value)["purchase_id"]
+        on_topic.add(pid)
+        if pid in lost:
+            unstored[partition].append(offset)
     codec = AvroCodec.for_topic(registry, topics.PURCHASES)
     undecided: dict[int, list[int]] = defaultdict(list)
     published: set[str] = set()
@@ -105,21 +114,59 @@ def lost_where(settings: Settings, lost: Iterable[str]) -> dict[str, Any]:
         published.add(pid)
         if pid in lost and pid not in on_topic:
             undecided[partition].append(offset)
-    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
-    consumer = Consumer(settings.kafka.consumer_conf(settings.stream.app_id))
+    prefix = settings.kafka.topic_prefix
+    return {"not_published": len(lost - published), "decided_not_stored": len(lost & on_topic),
+            "not_stored_by_partition": _partitions(settings, topics.DECISIONS, unstored,
+                                                   f"{prefix}sentinel-sink-postgres"),
+            "sink_group": _group(settings, f"{prefix}sentinel-sink-postgres") if unstored else {},
+            "sink_warnings": _warnings(sink_log) if unstored and sink_log else [],
+            "never_decided": _partitions(settings, topics.PURCHASES, undecided,
+                                         settings.stream.app_id)}  # fmt: skip
+
+
+def _partitions(settings: Settings, spec: topics.TopicSpec, lost: dict[int, list[int]],
+                group: str) -> dict[str, dict[str, int]]:
+    """Per partition of ``spec`` holding lost records: how many, the first one's offset,
+    ``group``'s committed offset and the partition's end."""
+    if not lost:
+        return {}
+    name = topics.full_name(spec, settings.kafka.topic_prefix)
+    consumer = Consumer(settings.kafka.consumer_conf(group))
     try:
-        asked = [TopicPartition(name, p) for p in undecided]
-        committed = consumer.committed(asked, timeout=30) if asked else []
-        partitions = {
-            str(tp.partition): {"lost": len(undecided[tp.partition]),
-                                "first_lost_offset": min(undecided[tp.partition]),
-                                "committed": tp.offset,
-                                "end": _end(consumer, name, tp.partition, 30)}
-            for tp in committed}  # fmt: skip
+        committed = consumer.committed([TopicPartition(name, p) for p in lost], timeout=30)
+        return {str(tp.partition): {"lost": len(lost[tp.partition]),
+                                    "first_lost_offset": min(lost[tp.partition]),
+                                    "committed": tp.offset,
+                                    "end": _end(consumer, name, tp.partition, 30)}
+                for tp in committed}  # fmt: skip
     finally:
         consumer.close()
-    return {"not_published": len(lost - published), "decided_not_stored": len(lost & on_topic),
-            "never_decided": partitions}  # fmt: skip
+
+
+def _group(settings: Settings, group: str) -> dict[str, Any]:
+    """The group's state and, per member, the decisions partitions it owns (a member that owns
+    partitions and does not read them would hold them)."""
+    name = topics.full_name(topics.DECISIONS, settings.kafka.topic_prefix)
+    client = admin.admin_client(settings)  # held until answered: a temporary one drops it
+    try:
+        described = client.describe_consumer_groups([group])[group].result(timeout=10)
+    except (KafkaException, TimeoutError) as exc:
+        return {"error": str(exc)}
+    return {"state": described.state.name,
+            "members": {m.client_id + " " + m.host: sorted(
+                tp.partition for tp in m.assignment.topic_partitions if tp.topic == name)
+                for m in described.members}}  # fmt: skip
+
+
+def _warnings(log: Path, keep: int = 6) -> list[str]:
+    """The last ``keep`` warnings and errors the sink logged (librdkafka's connection noise
+    left out), shortened: what it met while it did not store."""
+    if not log.exists():
+        return []
+    lines = [line for line in log.read_text(errors="replace").splitlines()
+             if (" WARNING " in line or " ERROR " in line or "|SESSTMOUT|" in line
+                 or "|MAXPOLL|" in line)]  # fmt: skip
+    return [line[:240] for line in lines[-keep:]]
 
 
 def duplicated(settings: Settings) -> dict[str, Any]:

@@ -18,6 +18,9 @@ class SinkSettings(BaseSettings):
     poll_timeout_s: float = 0.05
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
+    # An owned partition with records waiting that has not moved for this long outside a
+    # backoff is restarted (sinks/stalls.py); librdkafka's statistics every third of it.
+    stall_s: float = 30.0
     decision_ttl_s: int = 7 * DAY_S
     kpi_ttl_s: int = 2 * DAY_S
 

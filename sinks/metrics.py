@@ -19,6 +19,11 @@ ERRORS = Counter(
     "fatal (the loop stopped)",
     ["sink", "kind"],
 )
+STALLS = Counter(
+    "sentinel_sink_stalled_partitions_total",
+    "Owned partitions found not moving with records waiting, outside a backoff, and restarted",
+    ["sink"],
+)  # fmt: skip
 FAILING = Gauge(
     "sentinel_sink_failing", "1 while a sink backs off after a failed write or setup, else 0",
     ["sink"],

@@ -9,21 +9,25 @@ after it was written; the sinks are idempotent, so redelivery gives no duplicate
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
+    IsolationLevel,
     KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from infra import topics
 from infra.logsafe import scrub
@@ -34,6 +38,7 @@ from sinks import metrics
 from sinks.base import RETRYABLE, BatchSink, Record, SinkBackpressureError, SinkRecordError
 from sinks.config import SinkSettings
 from sinks.deadletter import DeadLetters
+from sinks.stalls import Key, StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class LoopStats:
     dead_letters: int = 0
     retries: int = 0
     commit_failures: int = 0
+    stalls: int = 0
 
 
 class SinkLoop:
@@ -77,6 +83,9 @@ class SinkLoop:
         self.stats = LoopStats()
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        self._stalls = StallWatch(self.conf.stall_s)
+        self._ends: tuple[dict[Key, int], dict[TopicPartition, Future]] | None = None
+        self._admin: AdminClient | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -124,7 +133,8 @@ class SinkLoop:
             self._setup()
         except Stopped:
             return
-        conf = {**self.settings.kafka.consumer_conf(self.group_id), "on_commit": self._committed}
+        conf = {**self.settings.kafka.consumer_conf(self.group_id), "on_commit": self._committed,
+                "statistics.interval.ms": int(self.conf.stall_s * 1000 / 3), "stats_cb": self._stats}
         self.consumer = Consumer(conf)
         self.producer = Producer(self.settings.kafka.producer_conf())
         self.dead_letters.producer = self.producer
@@ -138,6 +148,7 @@ class SinkLoop:
                 messages = self.consumer.consume(self.conf.batch_size, self.conf.poll_timeout_s)
                 if messages:
                     self._round(messages)
+                self._check_stalls()
         except Stopped:
             log.info("sink %s stopped with a batch unwritten (not committed)", self.sink.name)
         finally:
@@ -270,6 +281,56 @@ class SinkLoop:
             start.append(TopicPartition(done.topic, done.partition, offset))
         log.info("sink %s: rewound to %s", self.sink.name, [(p.partition, p.offset) for p in start])
         consumer.assign(start)
+
+    # -- partitions that stopped moving ------------------------------------------------------
+
+    def _stats(self, report: str) -> None:
+        """librdkafka's statistics (during a poll, on this thread): where each partition is."""
+        now = time.monotonic()
+        if self.failing:
+            self._stalls.quiet(now)  # paused on purpose while backing off
+        else:
+            self._stalls.observe(json.loads(report), now)
+
+    def _check_stalls(self) -> None:
+        """Ask the broker where the candidates end (without waiting for the answer); restart
+        those still stalled once it has answered."""
+        if self.failing:
+            self._ends = None  # backing off: asked again once it is over
+            return
+        if self._ends is None:
+            if asked := self._stalls.candidates():
+                self._admin = self._admin or AdminClient(self.settings.kafka.as_confluent())
+                spec = {TopicPartition(t, p): OffsetSpec.latest() for t, p in asked}
+                self._ends = asked, self._admin.list_offsets(
+                    spec, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10)
+            return
+        asked, futures = self._ends
+        if not all(f.done() for f in futures.values()):
+            return
+        self._ends = None
+        ends = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()
+                if f.exception() is None}  # fmt: skip
+        if stalled := self._stalls.stalled(asked, ends):
+            self._restart_stalled(stalled, ends)
+
+    def _restart_stalled(self, stalled: dict[Key, int], ends: dict[Key, int]) -> None:
+        """Resume and seek each stalled partition where it was: its fetching restarts from
+        whatever state it was stuck in (``sinks/stalls.py``)."""
+        assert self.consumer is not None
+        for (topic, partition), offset in stalled.items():
+            log.warning("sink %s: %s[%d] has not moved from %d for %.0f s with records up to %d;"
+                        " restarting it", self.sink.name, topic, partition, offset,
+                        self.conf.stall_s, ends[(topic, partition)])  # fmt: skip
+            self.stats.stalls += 1
+            metrics.STALLS.labels(self.sink.name).inc()
+            position = TopicPartition(topic, partition, offset)
+            try:
+                self.consumer.resume([position])
+                self.consumer.seek(position)
+            except KafkaException as exc:  # e.g. revoked meanwhile: nothing to restart
+                log.warning("sink %s: restarting %s[%d] failed: %s", self.sink.name, topic,
+                            partition, exc)  # fmt: skip
 
     # -- dead letters and commits ----------------------------------------------------------
 

@@ -5,6 +5,7 @@ committed offset and the partition's end."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -22,7 +23,7 @@ from tests.support.kafka import produce
 pytestmark = pytest.mark.integration
 
 
-def test_lost_purchases_are_placed_where_they_stopped(settings) -> None:
+def test_lost_purchases_are_placed_where_they_stopped(settings, tmp_path) -> None:
     settings = settings.model_copy(update={"stream": settings.stream.model_copy(
         update={"app_id": app_id(settings)})})  # fmt: skip
     registry = registry_from_settings(settings)
@@ -46,10 +47,33 @@ def test_lost_purchases_are_placed_where_they_stopped(settings) -> None:
     finally:
         group.close()
 
-    where = lost_where(settings, [*placed, "pur_never_published"])
+    log = tmp_path / "sink-postgres.log"
+    log.write_text("2026-12-07 01:25:00,093 INFO sinks.runner sink postgres consuming\n"
+                   "%3|1796606717.505|FAIL|rdkafka#consumer-1| Connection refused\n"
+                   "%4|1796606722.019|SESSTMOUT|rdkafka#consumer-1| session timed out\n"
+                   "2026-12-07 01:25:22,352 WARNING sinks.runner sink postgres: commit failed\n")
+    sink = Consumer(settings.kafka.consumer_conf(
+        f"{settings.kafka.topic_prefix}sentinel-sink-postgres", **{"client.id": "the-sink"}))
+    try:  # a member of the sink's group that owns the decisions partitions and reads nothing
+        sink.subscribe([topics.full_name(topics.DECISIONS, settings.kafka.topic_prefix)])
+        deadline = time.monotonic() + 60
+        while not sink.assignment():
+            assert time.monotonic() < deadline, "the sink's group never assigned"
+            sink.poll(0.1)
+        sink.pause(sink.assignment())
+        where = lost_where(settings, [*placed, "pur_never_published"], log)
+    finally:
+        sink.close()
 
     assert where["not_published"] == 1
     assert where["decided_not_stored"] == 1
+    [(d_partition, d_offset, _)] = read_all_placed(settings, topics.DECISIONS)
+    assert where["not_stored_by_partition"] == {str(d_partition): {
+        "lost": 1, "first_lost_offset": d_offset, "committed": -1001, "end": d_offset + 1}}
+    [(member, owned)] = where["sink_group"]["members"].items()
+    assert member.startswith("the-sink ") and owned == list(range(topics.DECISIONS.partitions))
+    assert [line.split("|")[2] if line.startswith("%") else line.split()[2]
+            for line in where["sink_warnings"]] == ["SESSTMOUT", "WARNING"]
     never = where["never_decided"]
     assert {int(p): v["lost"] for p, v in never.items()} == dict(per_partition)
     for partition, found in never.items():
