@@ -5,6 +5,8 @@ two different decisions."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from infra import topics
@@ -38,8 +40,31 @@ def assert_decided_as_replay(purchases: list[dict], live: dict[str, list[dict]])
     assert live.keys() == expected.keys()
     differing = {pid: [essence(d) for d in copies] for pid, copies in live.items()
                  if any(essence(d) != expected[pid] for d in copies)}
-    shown = {pid: (expected[pid], differing[pid]) for pid in list(differing)[:2]}
-    assert not differing, f"{len(differing)} purchases decided unlike replay, e.g. {shown}"
+    assert not differing, difference(purchases, expected, differing)
+
+
+def difference(purchases: list[dict], expected: dict[str, dict],
+               differing: dict[str, list[dict]]) -> str:
+    """How the live decisions differ from replay's, short enough for CI's tail: per feature
+    the purchases it differs on, the copies per purchase, the event times spanned, and for a
+    few purchases the differing values (replay's, then each live copy's)."""
+    when = {p["purchase_id"]: p["occurred_at"].isoformat() for p in purchases}
+    features: Counter[str] = Counter()
+    examples = {}
+    for pid, copies in differing.items():
+        want = expected[pid]
+        changed = {k for c in copies for k, v in c["features"].items() if v != want["features"][k]}
+        features.update(changed)
+        if len(examples) < 3:
+            examples[pid] = {"at": when[pid],
+                             **{k: (want["features"][k], [c["features"][k] for c in copies])
+                                for k in sorted(changed)},
+                             "decision": (want["decision"], [c["decision"] for c in copies])}
+    times = sorted(when[pid] for pid in differing)
+    copies = Counter(len(c) for c in differing.values())
+    return (f"{len(differing)} of {len(expected)} purchases decided unlike replay; features "
+            f"differing (purchases): {dict(features.most_common())}; copies per purchase: "
+            f"{dict(copies)}; event times {times[0]} .. {times[-1]}; e.g. {examples}")
 
 
 def test_one_worker_decides_a_burst_as_replay(settings, env, tmp_path):
