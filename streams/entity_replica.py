@@ -24,10 +24,11 @@ Consistency: the store answers queries as of a purchase's event time ``t`` (rows
 before ``t``), so it may run ahead, but not too far: the scorer announces each batch
 (``announce``) and the replica applies records up to ``LEAD_MS`` past the batch's latest
 one, holding the rest (partitions paused beyond ``HOLD``: memory stays bounded on a
-backlog). ``wait_covers(t, offsets)`` holds a batch until the replica has applied, on every
-partition, a record at or after ``t`` or everything the broker had when last asked, and the
-batch's own records: features then equal what replay computes, up to records still in flight
-to the broker (bounded by one fetch wait).
+backlog). ``wait_covers(t, offsets, fence)`` holds a batch until the replica has applied, on every
+partition, a record at or after ``t`` or everything the broker had when last asked, in a round
+of fetching begun after the batch was announced (the fence: an end seen before may predate
+records written together with the batch's), and the batch's own records: features then equal
+what replay computes, up to records still in flight to the broker (bounded by one fetch wait).
 
 Pruning: the store drops rows no query will read, below its *floor*: the earliest event time
 the scorer may still ask about. Each partition the worker scores and that has records not yet
@@ -114,6 +115,7 @@ class EntityReplica:
         # scored
         self.reads: dict[int, deque[tuple[int, Read, dict]]] = {}
         self.applied = 0
+        self.steps = 0  # fetch-and-apply rounds done (``announce``'s fence counts them)
         self.rejected = 0  # records the store refused (the scorer dead-letters them)
         self._progress = threading.Condition()
         self._stop = threading.Event()
@@ -145,13 +147,15 @@ class EntityReplica:
         self.consumer.close()
 
     def announce(self, offsets: dict[int, int], earliest: dict[int, int], latest_ms: int,
-                 owned: dict[int, int | None] | None = None) -> None:
+                 owned: dict[int, int | None] | None = None) -> int:
         """A batch is about to be decided: per partition, its last offset (``offsets``) and
         earliest event time (``earliest``); ``latest_ms`` its latest event time. Apply up to
         those offsets and ``LEAD_MS`` past ``latest_ms``, and raise the floor (module doc).
         ``owned``: the partitions this worker scores, with the group's committed offset
-        (None: unknown); default: every partition announced so far."""
+        (None: unknown); default: every partition announced so far. Returns the batch's
+        fence for ``covers``: the round whose fetch began after this announce."""
         with self._progress:
+            fence = self.steps + 2  # a round under way fetched before it; the next did not
             self.horizon_ms = max(self.horizon_ms, latest_ms + LEAD_MS)
             before = {p: self.scored.get(p, -1) for p in offsets}
             now = time.monotonic()
@@ -166,6 +170,7 @@ class EntityReplica:
             self.store.advance_floor(floor)
             self.crowds.advance_floor(floor)
             self._keep_reads(owned, before)
+        return fence
 
     def _keep_reads(self, owned: dict[int, int | None], scored: dict[int, int]) -> None:
         """Reads are kept for the partitions the worker scores (``owned``) only, and not for
@@ -268,25 +273,33 @@ class EntityReplica:
         held = self.held[partition]
         return held[-1][0] + 1 if held else self.next_offset[partition]
 
-    def covers(self, ts_ms: int, offsets: dict[int, int] | None = None) -> bool:
+    def covers(self, ts_ms: int, offsets: dict[int, int] | None = None,
+               fence: int | None = None) -> bool:
         """Every partition has nothing left before ``ts_ms`` that it knows of, and each
-        partition in ``offsets`` has applied its record at that offset."""
+        partition in ``offsets`` has applied its record at that offset. ``fence``
+        (``announce``'s): a partition at its end counts as having nothing left only once a
+        round of this replica's fetching has begun after the batch was announced. Its end was
+        seen when last fetched, perhaps before records written together with the batch's
+        own: the scorer's consumer can bring the batch before this replica's thread has taken
+        in what its consumer fetched meanwhile on the other partitions (a burst written at
+        once, mid-stream, on a busy host: those purchases read counts without them)."""
+        fresh = fence is None or self.steps >= fence
         if offsets and any(self.next_offset.get(p, 0) <= o for p, o in offsets.items()):
             return False
         for p, latest in self.latest_ms.items():
             held = self.held[p]
             if latest >= ts_ms or (held and held[0][1] >= ts_ms):
                 continue
-            if not (self.caught_up[p] and not held):
+            if not (self.caught_up[p] and not held and fresh):
                 return False
         return True
 
     def wait_covers(self, ts_ms: int, offsets: dict[int, int] | None = None,
-                    timeout: float = 5.0) -> bool:
-        """Block until ``covers(ts_ms, offsets)`` (True) or the timeout (False)."""
+                    timeout: float = 5.0, fence: int | None = None) -> bool:
+        """Block until ``covers(ts_ms, offsets, fence)`` (True) or the timeout (False)."""
         deadline = time.monotonic() + timeout
         with self._progress:
-            while not self.covers(ts_ms, offsets):
+            while not self.covers(ts_ms, offsets, fence):
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
                     return False
@@ -312,6 +325,7 @@ class EntityReplica:
             self._hold(messages)
             self._apply_held()
             self._pace()
+            self.steps += 1
             self._progress.notify_all()
         return len(messages)
 

@@ -64,12 +64,12 @@ async def wait_for_entities(batch: list[tuple[object, dict]],
         offsets[partition] = max(offsets.get(partition, -1), offset)
         earliest[partition] = min(earliest.get(partition, ts), ts)
     replica = ctx.replica
-    replica.announce(offsets, earliest, until, owned)
+    fence = replica.announce(offsets, earliest, until, owned)
     replica.offer(records)
-    if replica.covers(until, offsets):
+    if replica.covers(until, offsets, fence):
         return
     wait_s = ctx.settings.stream.entity_wait_s
-    if not await asyncio.to_thread(replica.wait_covers, until, offsets, wait_s):
+    if not await asyncio.to_thread(replica.wait_covers, until, offsets, wait_s, fence):
         metrics.ENTITY_WAIT_TIMEOUTS.inc()
         log.warning("entity replica did not cover the batch within %.1f s: deciding with "
                     "the entity state it has", wait_s)

@@ -332,16 +332,17 @@ class RecordingReplica:
     def __init__(self):
         self.calls: list[tuple] = []
 
-    def announce(self, offsets, earliest, latest_ms, owned) -> None:
+    def announce(self, offsets, earliest, latest_ms, owned) -> int:
         self.calls.append(("announce", list(offsets.items()), list(earliest.items()),
                            latest_ms, owned))  # fmt: skip
+        return 42  # the batch's fence, handed back to ``covers``
 
     def offer(self, batch) -> int:
         self.calls.append(("offer", list(batch)))
         return len(batch)
 
-    def covers(self, ts_ms, offsets) -> bool:
-        self.calls.append(("covers", ts_ms, list(offsets.items())))
+    def covers(self, ts_ms, offsets, fence) -> bool:
+        self.calls.append(("covers", ts_ms, list(offsets.items()), fence))
         return True
 
 
@@ -377,7 +378,7 @@ def test_wait_for_entities_announces_and_offers_what_its_batch_holds(monkeypatch
     assert recorded.calls == [
         ("announce", list(offsets.items()), list(earliest.items()), until, owned),
         ("offer", expected),
-        ("covers", until, list(offsets.items())),
+        ("covers", until, list(offsets.items()), 42),
     ]
 
 
