@@ -55,8 +55,9 @@ unit: install  ## unit tests only (no servers)
 integration: install  ## integration tests (start the embedded servers)
 	$(BIN)/pytest -m integration -q
 
-test: lint  ## lint, then the whole suite (starts what it needs)
-	$(BIN)/pytest -q -p no:cacheprovider
+test: lint  ## lint, then the whole suite (starts what it needs): unit tests on every core, then the rest
+	$(BIN)/pytest -q -p no:cacheprovider -m unit -n auto
+	$(BIN)/pytest -q -p no:cacheprovider -m "not unit"
 
 bench: install  ## benchmarks, JSON reports under out/ (embedded servers, no services)
 	$(BIN)/sentinel infra up
