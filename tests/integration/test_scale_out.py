@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from infra import topics
 from models.registry import load_model
@@ -46,9 +47,11 @@ def assert_decided_as_replay(purchases: list[dict], live: dict[str, list[dict]])
 def difference(purchases: list[dict], expected: dict[str, dict],
                differing: dict[str, list[dict]]) -> str:
     """How the live decisions differ from replay's, short enough for CI's tail: per feature
-    the purchases it differs on, the copies per purchase, the event times spanned, and for a
-    few purchases the differing values (replay's, then each live copy's)."""
+    the purchases it differs on, the copies per purchase, the purchases partitions (by wallet,
+    as the producer placed them) and event times spanned, and for a few purchases the
+    differing values (replay's, then each live copy's)."""
     when = {p["purchase_id"]: p["occurred_at"].isoformat() for p in purchases}
+    wallet = {p["purchase_id"]: p["wallet"] for p in purchases}
     features: Counter[str] = Counter()
     examples = {}
     for pid, copies in differing.items():
@@ -62,9 +65,17 @@ def difference(purchases: list[dict], expected: dict[str, dict],
                              "decision": (want["decision"], [c["decision"] for c in copies])}
     times = sorted(when[pid] for pid in differing)
     copies = Counter(len(c) for c in differing.values())
+    placed = Counter(partition_of(wallet[pid]) for pid in differing)
     return (f"{len(differing)} of {len(expected)} purchases decided unlike replay; features "
             f"differing (purchases): {dict(features.most_common())}; copies per purchase: "
-            f"{dict(copies)}; event times {times[0]} .. {times[-1]}; e.g. {examples}")
+            f"{dict(copies)}; partitions: {dict(sorted(placed.items()))}; event times "
+            f"{times[0]} .. {times[-1]}; e.g. {examples}")
+
+
+def partition_of(wallet: str, partitions: int = topics.PURCHASES.partitions) -> int:
+    """The purchases partition of ``wallet``'s records: Kafka's murmur2 of the key, as the
+    producers place them (``murmur2_random``)."""
+    return (murmur2(wallet.encode()) & 0x7FFFFFFF) % partitions
 
 
 def test_one_worker_decides_a_burst_as_replay(settings, env, tmp_path):
