@@ -8,12 +8,14 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from infra import topics
 from infra.chaos_report import read_all_placed
 from processors.timeutil import to_ms
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
+from sinks.testing import wait_until
 from streams.entity_replica import EntityReplica
 from tests.integration.test_worker_restart import simulated_purchases
 from tests.support.kafka import produce
@@ -171,7 +173,11 @@ def test_a_partition_at_its_end_counts_only_after_a_fetch_begun_after_the_batch(
         offset, latest = batch[-1][1], max(ts for _, _, ts, _ in batch)
         others = {p: o for p, o, _, _ in later if p != partition}
         assert others, "every new record landed on one partition"
-        time.sleep(1.0)  # the replica's consumer fetches the others meanwhile; no step takes them
+        # the replica's consumer fetches the others meanwhile (its cached ends show them),
+        # and no step takes them in
+        wait_until(lambda: all(replica.consumer.get_watermark_offsets(
+            TopicPartition(replica.topic, p), cached=True)[1] > o for p, o in others.items()),
+            30, "the other partitions' new records fetched")  # fmt: skip
         assert all(replica.caught_up[p] for p in others)  # their ends, as seen before
         fence = replica.announce({partition: offset}, {partition: batch[0][2]}, latest)
         assert replica.offer(batch) == len(batch)

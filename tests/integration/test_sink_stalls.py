@@ -7,7 +7,6 @@ the same from the loop: records on the partition, none delivered)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 
@@ -71,7 +70,9 @@ def test_partitions_paused_while_backing_off_are_not_taken_for_stalled(settings)
         sink.down.set()  # every write fails: the loop backs off, its partitions paused
         _produce(settings, codec, range(60, 120))
         wait_until(lambda: sink.refused >= 2, 30, "writes refused while down")
-        time.sleep(3 * WATCHED.stall_s)  # paused, records waiting, for well over stall_s
+        # paused, records waiting, for well over stall_s: a refused write every <= 0.2 s
+        backoffs = int(3 * WATCHED.stall_s / WATCHED.backoff_max_s)
+        wait_until(lambda: sink.refused >= backoffs, 60, f"{backoffs} writes refused")
         sink.down.clear()
         wait_until(lambda: len(sink.stored) == 120, 60, "every decision stored once back")
         assert loop.stats.stalls == 0
