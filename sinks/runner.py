@@ -29,7 +29,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from infra import topics
+from infra import admin, topics
 from infra.logsafe import scrub
 from infra.settings import Settings
 from schemas.codec import AvroCodec, DecodeError
@@ -300,7 +300,7 @@ class SinkLoop:
             return
         if self._ends is None:
             if asked := self._stalls.candidates():
-                self._admin = self._admin or AdminClient(self.settings.kafka.as_confluent())
+                self._admin = self._admin or admin.admin_client(self.settings)
                 spec = {TopicPartition(t, p): OffsetSpec.latest() for t, p in asked}
                 self._ends = asked, self._admin.list_offsets(
                     spec, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10)
