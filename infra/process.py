@@ -1,7 +1,8 @@
 """Stopping a child process group: SIGTERM, a grace period, then SIGKILL (a Faust worker may
 ignore SIGTERM while it shuts down; DESIGN.md "Known facts"), and being stopped: a run that
 cleans up after itself turns SIGTERM into an interrupt (``interrupt_on_term``). Also what
-``/proc/<pid>/stat`` says of a process (``proc_stat``, ``cpu_seconds``)."""
+``/proc/<pid>/stat`` says of a process and of its threads (``proc_stat``, ``cpu_seconds``,
+``thread_cpu_seconds``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,26 @@ def cpu_seconds(pid: int | str = "self") -> float:
     it is gone."""
     fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
+def thread_cpu_seconds(pid: int | str = "self") -> dict[int, tuple[str, float]]:
+    """Each thread of a process: its id → (its kernel name, ``comm``: what the thread set,
+    else the process's; its user plus system CPU seconds); {} when the process is gone."""
+    out: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        fields = proc_stat(f"{pid}/task/{task.name}")
+        try:
+            comm = (task / "comm").read_text().strip()
+        except OSError:
+            continue  # the thread ended meanwhile
+        if fields:
+            out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 def stop_group(proc: subprocess.Popen, grace_s: float = 15.0, kill_wait_s: float = 10.0) -> bool:

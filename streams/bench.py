@@ -20,7 +20,9 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   oldest record when the batch started (``sentinel_batch_age_seconds``: what it waited
   before its phases), the purchases decided, and the workers' CPU time (all their threads,
   ``/proc/<pid>/stat``) per purchase and per wall second (``cpu_busy``: 1.0 is one core kept
-  busy);
+  busy), and per purchase by thread (``cpu_us_per_purchase_by_thread``: the workers'
+  ``sentinel_thread_cpu_seconds_total``: the main thread, ``faust-consumer``, the entity
+  replica, ``librdkafka``, ...; the Python threads share one GIL);
 - ``faust_cpu_us_per_event`` (the bare agent's CPU per record) and ``cpu_ratio_to_faust``
   (that over the backlog's ``cpu_us_per_purchase``): the throughput ratio's cause, in CPU
   time, which other load on the machine moves less than it moves wall-clock rates;
@@ -372,6 +374,7 @@ class Workers:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
                 pages.append(r.read().decode())
         return {"phases": phase_totals(pages), "purchases": decided(pages),
+                "threads": thread_totals(pages),
                 "cpu_s": sum(cpu_seconds(p.pid) for p in self.procs), "at": time.monotonic()}
 
     def stop(self) -> None:
@@ -408,13 +411,33 @@ def decided(pages: list[str]) -> float:
                for sample in family.samples if sample.name == "sentinel_batch_size_sum")
 
 
+def thread_totals(pages: list[str]) -> dict[str, float]:
+    """CPU seconds per thread name (``sentinel_thread_cpu_seconds_total``, ``metrics.ThreadCpu``)
+    summed over the workers' /metrics pages."""
+    totals: dict[str, float] = {}
+    for page in pages:
+        for family in text_string_to_metric_families(page):
+            if family.name == "sentinel_thread_cpu_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        name = sample.labels["thread"]
+                        totals[name] = totals.get(name, 0.0) + sample.value
+    return totals
+
+
 def split(before: dict, after: dict) -> dict:
     """Between two ``Workers.reading``: ``phase_split``, the purchases decided, the workers'
-    CPU microseconds per purchase and CPU seconds per wall second."""
+    CPU microseconds per purchase, in all and by thread (threads that used some; a thread
+    started between the readings counts from 0), and CPU seconds per wall second."""
     purchases = after["purchases"] - before["purchases"]
     cpu_s = after["cpu_s"] - before["cpu_s"]
+    was = before.get("threads", {})
+    by_thread = {name: 1e6 * (seconds - was.get(name, 0.0)) / purchases
+                 for name, seconds in after.get("threads", {}).items()
+                 if purchases and seconds > was.get(name, 0.0)}
     return {**phase_split(before["phases"], after["phases"]), "purchases": purchases,
             "cpu_us_per_purchase": 1e6 * cpu_s / purchases if purchases else None,
+            "cpu_us_per_purchase_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1])),
             "cpu_busy": cpu_s / max(1e-9, after["at"] - before["at"])}
 
 

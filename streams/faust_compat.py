@@ -130,6 +130,11 @@ to start until these are re-read against its source):
     awaits something, the rest of it (``Resumed``) goes to mode's ``wait_first`` with the
     others, which cancels it as before when the flow is suspended first.
 
+13. **The consumer thread named.** mode's ``ServiceThread`` runs aiokafka (fetch rounds,
+    heartbeats, commits) in a thread named ``Thread-N``; ``ConsumerThread`` names it
+    ``faust-consumer`` once started, so its CPU is told apart by name
+    (``sentinel_thread_cpu_seconds_total``, ``streams/metrics.ThreadCpu``).
+
 Selected by the broker URL scheme ``sentinel://``; ``App`` is the app class (``streams/app.py``).
 """
 
@@ -139,6 +144,7 @@ import asyncio
 import bisect
 import importlib.metadata
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -633,7 +639,16 @@ async def seek_uncommitted(consumer, committed: dict, reset: str) -> None:
         await (consumer.seek_to_end if reset == "latest" else consumer.seek_to_beginning)(*unset)
 
 
+CONSUMER_THREAD = "faust-consumer"
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def on_thread_started(self) -> None:
+        """The thread named for what it runs (mode leaves ``Thread-N``): aiokafka's fetch
+        rounds, heartbeats and commits, a share of the GIL of its own (``metrics.ThreadCpu``)."""
+        threading.current_thread().name = CONSUMER_THREAD
+        await super().on_thread_started()
+
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = get_settings().kafka.fetch_wait_max_ms

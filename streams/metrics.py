@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from collections import Counter as Tally
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from infra.process import thread_cpu_seconds
 
 DECISIONS = Counter("sentinel_decisions_total", "Decisions emitted", ["decision"])
 # The review queue's inflow (issue 13): MANUAL_REVIEW decisions, per organizer.
@@ -63,6 +69,41 @@ REDIS_FALLBACK = Gauge(
     "sentinel_scoring_redis_fallback", "1 while scoring runs without Redis (fallback), else 0"
 )
 REDIS_FALLBACK.set(0)
+
+
+def thread_group(python_name: str | None, comm: str) -> str:
+    """The name a thread's CPU is reported under: its Python name (the asyncio executor's
+    ``asyncio_N`` together; a thread Python named ``Thread-N (target)`` by its target, e.g.
+    the /metrics server's ``process_request_thread``), else, for a thread Python did not
+    start, its kernel name (librdkafka's ``rdk:*`` together)."""
+    if python_name is not None:
+        if re.fullmatch(r"asyncio_\d+", python_name):
+            return "asyncio-to-thread"
+        unnamed = re.fullmatch(r"Thread-\d+ \((.+)\)", python_name)
+        return unnamed.group(1) if unnamed else python_name
+    return "librdkafka" if comm.startswith("rdk:") else comm
+
+
+class ThreadCpu(Collector):
+    """``sentinel_thread_cpu_seconds_total{thread}``: the worker's CPU time per thread, read
+    from ``/proc/self/task`` at each scrape (``thread_group`` names them; a thread that ended
+    takes its seconds with it). The GIL is one: at a steady rate the Python threads' sum is
+    how busy the interpreter is, whatever the cores (``sentinel bench pipeline``'s
+    ``cpu_us_per_purchase_by_thread``; README, Known limitations, Latency)."""
+
+    def collect(self):
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        totals: Tally[str] = Tally()
+        for tid, (comm, seconds) in thread_cpu_seconds().items():
+            totals[thread_group(names.get(tid), comm)] += seconds
+        family = CounterMetricFamily("sentinel_thread_cpu_seconds",
+                                     "CPU time of the worker's threads, by thread", labels=["thread"])
+        for name, seconds in sorted(totals.items()):
+            family.add_metric([name], seconds)
+        yield family
+
+
+REGISTRY.register(ThreadCpu())
 
 
 def observe_batch_age(timestamps: list[float | None], now: float) -> None:

@@ -78,4 +78,10 @@ def test_worker_is_not_ready_while_behind_and_ready_once_caught_up(settings, env
     # each batch with records: the age of its oldest when it started (Kafka timestamps)
     assert 1 <= sample(text, "sentinel_batch_age_seconds_count") <= batches["decide"]
     assert sample(text, "sentinel_batch_age_seconds_sum") > 0
+    # CPU by thread: the agents' loop, Faust's consumer thread by its name, the replica
+    threads = {line.split('thread="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines()
+               if line.startswith("sentinel_thread_cpu_seconds_total{")}  # fmt: skip
+    assert threads["MainThread"] > 0 and threads["faust-consumer"] > 0, threads
+    assert "entity-replica" in threads and not any(n.startswith("Thread-") for n in threads), sorted(threads)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from streams.bench import (
     BATCH_AGE,
@@ -19,6 +19,7 @@ from streams.bench import (
     phase_split,
     phase_totals,
     split,
+    thread_totals,
 )
 
 
@@ -119,3 +120,34 @@ def test_paced_yields_each_index_when_it_is_due():
     seen = [(i, time.perf_counter() - started) for i in paced(5, 100.0)]
     assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
     assert all(at >= i / 100.0 for i, at in seen)  # never before its time
+
+
+def _threads_page(seconds: dict[str, float]) -> str:
+    """A worker's /metrics page whose thread CPU counter says ``seconds`` per thread."""
+    registry = CollectorRegistry()
+    counter = Counter("sentinel_thread_cpu_seconds", "by thread", ["thread"], registry=registry)
+    for name, value in seconds.items():
+        counter.labels(name).inc(value)
+    return generate_latest(registry).decode()
+
+
+def test_thread_cpu_is_summed_by_name_over_the_workers_pages() -> None:
+    pages = [_threads_page({"MainThread": 2.0, "faust-consumer": 0.5}),
+             _threads_page({"MainThread": 1.0, "librdkafka": 0.25})]
+    assert thread_totals(pages) == {"MainThread": 3.0, "faust-consumer": 0.5, "librdkafka": 0.25}
+
+
+def test_the_split_gives_each_threads_cpu_per_purchase_largest_first() -> None:
+    """A thread that used no CPU between the readings is left out; one that started between
+    them counts from 0."""
+    base = {"phases": _totals(), "cpu_s": 0.0, "at": 0.0}
+    before = {**base, "purchases": 100.0,
+              "threads": {"MainThread": 1.0, "faust-consumer": 0.2, "lag-monitor": 0.01}}
+    after = {**base, "purchases": 1100.0,
+             "threads": {"MainThread": 1.5, "faust-consumer": 0.3, "lag-monitor": 0.01,
+                         "asyncio-to-thread": 0.05}}
+    by_thread = split(before, after)["cpu_us_per_purchase_by_thread"]
+    assert list(by_thread) == ["MainThread", "faust-consumer", "asyncio-to-thread"]
+    assert abs(by_thread["MainThread"] - 500.0) < 1e-6
+    assert abs(by_thread["faust-consumer"] - 100.0) < 1e-6
+    assert abs(by_thread["asyncio-to-thread"] - 50.0) < 1e-6

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from infra.process import cpu_seconds, proc_stat, stop_group
+from infra.process import cpu_seconds, proc_stat, stop_group, thread_cpu_seconds
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +79,27 @@ def test_cpu_seconds_grow_while_a_process_works_not_while_it_waits():
         proc.stdin.close()
         proc.wait(10)
     assert cpu_seconds(proc.pid) == 0.0 and proc_stat(proc.pid) == []  # gone
+
+
+def test_thread_cpu_seconds_name_each_thread_of_a_process_and_its_cpu():
+    script = ("import ctypes, threading, time, sys\n"
+              "def burn():\n"
+              "    ctypes.CDLL(None).prctl(15, b'burner', 0, 0, 0)\n"  # PR_SET_NAME
+              "    end = time.thread_time() + 0.3\n"
+              "    while time.thread_time() < end: pass\n"
+              "    print('worked', flush=True)\n"
+              "    sys.stdin.read()\n"
+              "threading.Thread(target=burn).start()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "worked\n"
+        threads = thread_cpu_seconds(proc.pid)
+        by_name = {name: seconds for name, seconds in threads.values()}
+        assert by_name["burner"] >= 0.25
+        assert proc.pid in threads  # the main thread's id is the process's
+        assert sum(s for _, s in threads.values()) <= cpu_seconds(proc.pid) + 0.02
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    assert thread_cpu_seconds(proc.pid) == {}  # gone

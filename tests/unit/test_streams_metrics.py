@@ -75,3 +75,48 @@ def test_batch_age_is_its_oldest_timestamp_to_now(monkeypatch):
     got = {name: value for name, labels, value in samples(age)
            if name in ("a_count", "a_sum") or labels.get("le") == "0.01"}
     assert got == {"a_count": 2.0, "a_sum": 0.5, "a_bucket": 1.0}
+
+
+def test_thread_cpu_is_reported_per_python_thread_name_with_what_it_burnt():
+    """``ThreadCpu``: a thread that burns 0.2 s of CPU shows under its own name with about
+    that much; one that only waits shows under its name with next to none."""
+    import threading
+    import time
+
+    done, idle_done = threading.Event(), threading.Event()
+
+    def burn():
+        end = time.thread_time() + 0.2
+        while time.thread_time() < end:
+            pass
+        done.set()
+        idle_done.wait(10)  # stays alive until it is read
+
+    burner = threading.Thread(target=burn, name="burner")
+    sleeper = threading.Thread(target=idle_done.wait, args=(10,), name="sleeper")
+    burner.start()
+    sleeper.start()
+    try:
+        assert done.wait(10)
+        seconds = {s.labels["thread"]: s.value for family in metrics.ThreadCpu().collect()
+                   for s in family.samples if s.name == "sentinel_thread_cpu_seconds_total"}
+    finally:
+        idle_done.set()
+        burner.join(10)
+        sleeper.join(10)
+    assert 0.15 <= seconds["burner"] <= 1.0
+    assert seconds["sleeper"] < 0.05
+    assert "MainThread" in seconds
+
+
+def test_threads_are_grouped_by_python_name_else_kernel_name():
+    assert metrics.thread_group("MainThread", "python") == "MainThread"
+    assert metrics.thread_group("entity-replica", "python") == "entity-replica"
+    assert metrics.thread_group("asyncio_0", "python") == "asyncio-to-thread"
+    assert metrics.thread_group("asyncio_12", "python") == "asyncio-to-thread"
+    assert metrics.thread_group("Thread-31 (process_request_thread)", "python") == \
+        "process_request_thread"
+    assert metrics.thread_group("Thread-4", "python") == "Thread-4"
+    assert metrics.thread_group(None, "rdk:broker1") == "librdkafka"
+    assert metrics.thread_group(None, "rdk:main") == "librdkafka"
+    assert metrics.thread_group(None, "jemalloc_bg") == "jemalloc_bg"
