@@ -12,7 +12,9 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   others asked): decision received by a consumer minus the purchase's ``ingested_at``;
   beside it, each rate's ``faust_floor_ms``: the same, at the same rate, for a Faust agent
   that only forwards each purchase to a topic (``faust_latency_floor``): the hops without
-  the work, the ceiling a latency is compared with;
+  the work, the ceiling a latency is compared with, and that agent's CPU a record by thread
+  (``cpu_us_per_record_by_thread``: what Faust and its consumer cost at that rate with no
+  work, beside the worker's ``cpu_us_per_purchase_by_thread``);
 - ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
 - ``batch_phases`` (the backlog) and each rate's ``batch_phases``: batches decided and the
   mean wall time per batch of each scoring phase (``sentinel_scoring_phase_seconds``, read
@@ -54,12 +56,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra import admin, local, scratch, topics
 from infra.observe import free_port, ports_off
-from infra.process import cpu_seconds
+from infra.process import cpu_seconds, thread_cpu_seconds
 from infra.process import stop_group as stop_worker
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
 from schemas.registry import registry_from_settings
 from streams.memory_report import status_mb
+from streams.metrics import thread_group
 
 
 def bench_settings(base: Settings, token: str) -> Settings:
@@ -187,15 +190,19 @@ def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCode
         out, start = [], 0
         for rate in rates:
             count = int(rate * seconds)
+            cpu_before = thread_cpu_seconds(proc.pid)
             sent = _send_keyed_by_index(producer, source, value, rate, start, count)
             deadline = time.monotonic() + 120
             while any(i not in arrived for i in sent) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            cpu_after = thread_cpu_seconds(proc.pid)
             missing = [i for i in sent if i not in arrived]
             if missing:
                 raise RuntimeError(f"forwarding worker lost {len(missing)} records")
             out.append({"rate": rate, "records": count, "latency_ms": percentiles(
-                [(arrived[i] - at) * 1000 for i, at in sent.items()])})
+                [(arrived[i] - at) * 1000 for i, at in sent.items()]),
+                "cpu_us_per_record_by_thread": cpu_by_thread(cpu_before, cpu_after, proc.pid,
+                                                             count)})
             start += count
         return out
     finally:
@@ -203,6 +210,20 @@ def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCode
         thread.join(5)
         consumer.close()
         stop_worker(proc)
+
+
+def cpu_by_thread(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                  pid: int, records: int) -> dict[str, float]:
+    """CPU microseconds a record per thread between two ``thread_cpu_seconds`` of process
+    ``pid`` (read from outside: its main thread as ``MainThread``, the others by their kernel
+    names, librdkafka's ``rdk:*`` together), largest first, threads that used none left out."""
+    used: dict[str, float] = {}
+    for tid, (comm, seconds) in after.items():
+        name = "MainThread" if tid == pid else thread_group(None, comm)
+        spent = seconds - before.get(tid, (comm, 0.0))[1]
+        if spent > 0:
+            used[name] = used.get(name, 0.0) + 1e6 * spent / max(1, records)
+    return dict(sorted(used.items(), key=lambda kv: -kv[1]))
 
 
 def _send_keyed_by_index(producer: Producer, topic: str, value: bytes, rate: float,
@@ -492,6 +513,8 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
             by_rate.append(latency_at(settings, codec, clock, worker,
                                       fresh[start:start + count], rate))
             by_rate[-1]["faust_floor_ms"] = floor[len(by_rate) - 1]["latency_ms"]
+            by_rate[-1]["faust_floor_cpu_us_per_record_by_thread"] = \
+                floor[len(by_rate) - 1]["cpu_us_per_record_by_thread"]
             after = worker.reading()
             by_rate[-1]["batch_phases"], reading = split(reading, after), after
             start += count

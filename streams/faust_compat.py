@@ -132,8 +132,9 @@ to start until these are re-read against its source):
 
 13. **The consumer thread named.** mode's ``ServiceThread`` runs aiokafka (fetch rounds,
     heartbeats, commits) in a thread named ``Thread-N``; ``ConsumerThread`` names it
-    ``faust-consumer`` once started, so its CPU is told apart by name
-    (``sentinel_thread_cpu_seconds_total``, ``streams/metrics.ThreadCpu``).
+    ``faust-consumer`` once started (in Python and in the kernel), so its CPU is told apart
+    by name (``sentinel_thread_cpu_seconds_total``, ``streams/metrics.ThreadCpu``; the
+    bench's floor agent, read from outside).
 
 Selected by the broker URL scheme ``sentinel://``; ``App`` is the app class (``streams/app.py``).
 """
@@ -144,7 +145,6 @@ import asyncio
 import bisect
 import importlib.metadata
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -162,6 +162,7 @@ from mode.utils.futures import notify
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from infra.process import name_this_thread
 from infra.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -646,7 +647,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_thread_started(self) -> None:
         """The thread named for what it runs (mode leaves ``Thread-N``): aiokafka's fetch
         rounds, heartbeats and commits, a share of the GIL of its own (``metrics.ThreadCpu``)."""
-        threading.current_thread().name = CONSUMER_THREAD
+        name_this_thread(CONSUMER_THREAD)
         await super().on_thread_started()
 
     def _create_worker_consumer(self, transport):

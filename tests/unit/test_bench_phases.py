@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from streams.bench import (
     BATCH_AGE,
     PHASES,
+    cpu_by_thread,
     decided,
     known_ratio,
     paced,
@@ -151,3 +152,19 @@ def test_the_split_gives_each_threads_cpu_per_purchase_largest_first() -> None:
     assert abs(by_thread["MainThread"] - 500.0) < 1e-6
     assert abs(by_thread["faust-consumer"] - 100.0) < 1e-6
     assert abs(by_thread["asyncio-to-thread"] - 50.0) < 1e-6
+
+
+def test_the_floors_cpu_a_record_is_split_by_thread_read_from_outside() -> None:
+    """``cpu_by_thread``: the process's main thread (its id is the pid) as MainThread, the
+    others by kernel name, librdkafka's together, per record; unused and new threads as in
+    ``split``."""
+    before = {40: ("python", 1.0), 41: ("faust-consumer", 0.5), 42: ("rdk:broker1", 0.1),
+              43: ("rdk:main", 0.0), 44: ("lag", 0.2)}
+    after = {40: ("python", 1.3), 41: ("faust-consumer", 0.6), 42: ("rdk:broker1", 0.12),
+             43: ("rdk:main", 0.01), 44: ("lag", 0.2), 45: ("python", 0.02)}
+    used = cpu_by_thread(before, after, pid=40, records=1000)
+    assert list(used) == ["MainThread", "faust-consumer", "librdkafka", "python"]
+    assert abs(used["MainThread"] - 300.0) < 1e-6
+    assert abs(used["faust-consumer"] - 100.0) < 1e-6
+    assert abs(used["librdkafka"] - 30.0) < 1e-6
+    assert abs(used["python"] - 20.0) < 1e-6

@@ -11,7 +11,13 @@ import time
 
 import pytest
 
-from infra.process import cpu_seconds, proc_stat, stop_group, thread_cpu_seconds
+from infra.process import (
+    cpu_seconds,
+    name_this_thread,
+    proc_stat,
+    stop_group,
+    thread_cpu_seconds,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -103,3 +109,21 @@ def test_thread_cpu_seconds_name_each_thread_of_a_process_and_its_cpu():
         proc.stdin.close()
         proc.wait(10)
     assert thread_cpu_seconds(proc.pid) == {}  # gone
+
+
+def test_a_named_thread_is_named_in_python_and_in_the_kernel():
+    import threading
+    from pathlib import Path
+
+    seen = {}
+
+    def run():
+        name_this_thread("a-rather-long-thread-name")
+        me = threading.current_thread()
+        seen["python"] = me.name
+        seen["kernel"] = Path(f"/proc/self/task/{me.native_id}/comm").read_text().strip()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert seen == {"python": "a-rather-long-thread-name", "kernel": "a-rather-long-t"}
