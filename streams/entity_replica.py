@@ -25,10 +25,13 @@ before ``t``), so it may run ahead, but not too far: the scorer announces each b
 (``announce``) and the replica applies records up to ``LEAD_MS`` past the batch's latest
 one, holding the rest (partitions paused beyond ``HOLD``: memory stays bounded on a
 backlog). ``wait_covers(t, offsets, fence)`` holds a batch until the replica has applied, on every
-partition, a record at or after ``t`` or everything the broker had when last asked, in a round
-of fetching begun after the batch was announced (the fence: an end seen before may predate
-records written together with the batch's), and the batch's own records: features then equal
-what replay computes, up to records still in flight to the broker (bounded by one fetch wait).
+partition, a record at or after ``t`` or everything up to where the broker said the partition
+ended when asked after the batch was announced (the fence: each announce asks the broker for
+every partition's end, ``_ask_ends``), and the batch's own records: features then equal what
+replay computes, up to records still in flight to the broker. Not this consumer's own view of
+the ends: an end of partition it reported, or rounds of ``consume`` (which return what
+librdkafka has queued, its fetch of the other partitions perhaps still to come), may predate
+records written together with the batch's, which the scorer's consumer brought first.
 
 Pruning: the store drops rows no query will read, below its *floor*: the earliest event time
 the scorer may still ask about. Each partition the worker scores and that has records not yet
@@ -49,7 +52,14 @@ import time
 import uuid
 from collections import deque
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from infra import topics
 from infra.settings import Settings
@@ -88,6 +98,8 @@ PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 6
 # replica applies about a batch ahead of the scorer live, up to its lead in a backlog; what is
 # not kept there is decoded and read again by the scorer.
 READS_KEPT = 1000
+ENDS_TIMEOUT_S = 5.0  # for the broker's answer to where the partitions end (``_ask_ends``)
+ENDS_WARN_EVERY_S = 30.0  # failing asks are logged at most this often
 
 Read = tuple[Order, CrowdRead]  # a purchase read: its order and what the crowds read of it
 
@@ -115,7 +127,13 @@ class EntityReplica:
         # scored
         self.reads: dict[int, deque[tuple[int, Read, dict]]] = {}
         self.applied = 0
-        self.steps = 0  # fetch-and-apply rounds done (``announce``'s fence counts them)
+        # the fence: each batch announced asks the broker where every partition ends; ``ends``
+        # answers the asks up to ``ends_for``, asked after them (``covers``)
+        self.asked = 0
+        self.ends_for = 0
+        self.ends: dict[int, int] = {}  # partition -> its end offset, as last asked
+        self.eof_at: dict[int, int] = {}  # partition -> where this consumer last reached its end
+        self._ends_warned = -ENDS_WARN_EVERY_S
         self.rejected = 0  # records the store refused (the scorer dead-letters them)
         self._progress = threading.Condition()
         self._stop = threading.Event()
@@ -136,6 +154,7 @@ class EntityReplica:
         self.latest_ms = {p: -1 for p in partitions}
         self.caught_up = {p: False for p in partitions}
         self.next_offset = {p: 0 for p in partitions}
+        self.eof_at = {p: 0 for p in partitions}
         self.held = {p: deque() for p in partitions}
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
         return self
@@ -153,9 +172,11 @@ class EntityReplica:
         those offsets and ``LEAD_MS`` past ``latest_ms``, and raise the floor (module doc).
         ``owned``: the partitions this worker scores, with the group's committed offset
         (None: unknown); default: every partition announced so far. Returns the batch's
-        fence for ``covers``: the round whose fetch began after this announce."""
+        fence for ``covers``: the ask for every partition's end made for it (``step`` asks the
+        broker after this announce)."""
         with self._progress:
-            fence = self.steps + 2  # a round under way fetched before it; the next did not
+            self.asked += 1
+            fence = self.asked
             self.horizon_ms = max(self.horizon_ms, latest_ms + LEAD_MS)
             before = {p: self.scored.get(p, -1) for p in offsets}
             now = time.monotonic()
@@ -275,24 +296,38 @@ class EntityReplica:
 
     def covers(self, ts_ms: int, offsets: dict[int, int] | None = None,
                fence: int | None = None) -> bool:
-        """Every partition has nothing left before ``ts_ms`` that it knows of, and each
-        partition in ``offsets`` has applied its record at that offset. ``fence``
-        (``announce``'s): a partition at its end counts as having nothing left only once a
-        round of this replica's fetching has begun after the batch was announced. Its end was
-        seen when last fetched, perhaps before records written together with the batch's
-        own: the scorer's consumer can bring the batch before this replica's thread has taken
-        in what its consumer fetched meanwhile on the other partitions (a burst written at
-        once, mid-stream, on a busy host: those purchases read counts without them)."""
-        fresh = fence is None or self.steps >= fence
+        """Every partition has nothing left before ``ts_ms``, and each partition in
+        ``offsets`` has applied its record at that offset. A partition with no record at or
+        after ``ts_ms`` applied or held has nothing left once it has applied everything up
+        to its end: with ``fence`` (``announce``'s), the end the broker gave when asked after
+        the batch was announced; without, the end this consumer last reached (tests).
+        Not this consumer's end with a batch: it was seen when last fetched, perhaps before
+        records written together with the batch's own, and rounds of ``consume`` go by
+        before librdkafka's next fetch brings them (a burst written at once, mid-stream: the
+        scorer's consumer brought one partition's share, the replica's still reported the
+        others' ends from before the burst two rounds later, and the purchases decided then
+        read counts without them; ``test_scale_out``)."""
         if offsets and any(self.next_offset.get(p, 0) <= o for p, o in offsets.items()):
             return False
+        asked = fence is not None and self.ends_for >= fence  # the ends, asked after the batch
         for p, latest in self.latest_ms.items():
             held = self.held[p]
             if latest >= ts_ms or (held and held[0][1] >= ts_ms):
                 continue
-            if not (self.caught_up[p] and not held and fresh):
+            if held:
+                return False
+            if fence is None:
+                if not self.caught_up[p]:
+                    return False
+            elif not asked or p not in self.ends or self._reached(p) < self.ends[p]:
                 return False
         return True
+
+    def _reached(self, partition: int) -> int:
+        """The offset up to which a partition with nothing held has applied every record:
+        after its last applied one, or where this consumer last reached its end (records
+        before it were delivered first, held, and so applied)."""
+        return max(self.next_offset[partition], self.eof_at[partition])
 
     def wait_covers(self, ts_ms: int, offsets: dict[int, int] | None = None,
                     timeout: float = 5.0, fence: int | None = None) -> bool:
@@ -316,18 +351,43 @@ class EntityReplica:
             log.exception("entity replica stopped")
 
     def step(self) -> int:
-        """Fetch, hold and apply once; the number of messages fetched."""
+        """Ask where the partitions end if a batch was announced since last asked, fetch, hold
+        and apply once; the number of messages fetched."""
+        asked = self.asked
+        ends = self._ask_ends() if asked > self.ends_for else None
         # what the client has fetched already, else the next record as soon as it comes (a
         # batch consume would wait out its whole timeout for a full batch)
         messages = (self.consumer.consume(CONSUME_BATCH, timeout=0)
                     or self.consumer.consume(1, timeout=0.02))
         with self._progress:
+            if ends is not None:
+                self.ends, self.ends_for = ends, asked
             self._hold(messages)
             self._apply_held()
             self._pace()
-            self.steps += 1
             self._progress.notify_all()
         return len(messages)
+
+    def _ask_ends(self) -> dict[int, int] | None:
+        """Every partition's end offset, asked of the broker now (one ListOffsets request:
+        ``offsets_for_times`` with ``OFFSET_END``, -1, Kafka's "latest"); None when it did not
+        answer for each of them (asked again at the next step)."""
+        try:
+            answer = self.consumer.offsets_for_times(
+                [TopicPartition(self.topic, p, OFFSET_END) for p in self.held],
+                timeout=ENDS_TIMEOUT_S)
+            if not any(tp.error is not None or tp.offset < 0 for tp in answer):
+                return {tp.partition: tp.offset for tp in answer}
+            failed: object = [(tp.partition, tp.error) for tp in answer
+                              if tp.error is not None or tp.offset < 0]
+        except KafkaException as exc:
+            failed = exc
+        now = time.monotonic()
+        if now - self._ends_warned >= ENDS_WARN_EVERY_S:
+            self._ends_warned = now
+            log.warning("entity replica: the broker did not say where %s ends: %s (asked "
+                        "again; batches wait)", self.topic, failed)
+        return None
 
     def _hold(self, messages) -> None:
         for msg in messages:  # in order: an end-of-partition event, then perhaps new records
@@ -335,6 +395,7 @@ class EntityReplica:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     self.caught_up[partition] = True
+                    self.eof_at[partition] = max(self.eof_at[partition], msg.offset())
                 continue
             self.caught_up[partition] = False
             offset = msg.offset()

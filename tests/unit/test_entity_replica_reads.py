@@ -10,6 +10,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from infra.settings import get_settings
 from processors.crowd import crowd_read, read_purchase
@@ -51,6 +52,7 @@ class FakeConsumer:
 
     def __init__(self, conf: dict):
         self.fetched: list[Message] = []
+        self.ends: dict[int, int] = {}  # partition -> past every record handed out or waiting
 
     def list_topics(self, topic: str, timeout: float):
         meta = SimpleNamespace(error=None, partitions=dict.fromkeys(PARTITIONS))
@@ -60,8 +62,19 @@ class FakeConsumer:
         pass
 
     def consume(self, n: int, timeout: float) -> list[Message]:
+        self._written()
         out, self.fetched = self.fetched[:n], self.fetched[n:]
         return out
+
+    def offsets_for_times(self, partitions, timeout: float) -> list[TopicPartition]:
+        """Where each partition ends (the replica asks with ``OFFSET_END``)."""
+        self._written()
+        return [TopicPartition(tp.topic, tp.partition, self.ends.get(tp.partition, 0))
+                for tp in partitions]
+
+    def _written(self) -> None:
+        for m in self.fetched:
+            self.ends[m.partition()] = max(self.ends.get(m.partition(), 0), m.offset() + 1)
 
     def pause(self, partitions) -> None:
         pass
