@@ -136,6 +136,15 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def pause(self) -> None:
+        """Stop the worker where it is (SIGSTOP to its group) until ``resume``."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
 
 def read_decisions(settings: Settings, ids: set[str], timeout: float, check=None,
                    settle_s: float = 2.0) -> dict[str, list[dict]]:
