@@ -30,6 +30,31 @@ def step_to_the_ends(replica: EntityReplica, timeout: float = 30.0) -> None:
         assert time.monotonic() < deadline, replica.caught_up
         replica.step()
 
+def burst_batch(settings, codec, replica):
+    """The records written after the replica's ends, as a batch the scorer would take: the
+    partition of the newest one, its new records (partition, offset, event time, purchase),
+    the last offset and latest event time, and the other partitions' last new offsets."""
+    later = sorted((p, o, to_ms((d := codec.decode(v))["occurred_at"]), d) for p, o, v in
+                   read_all_placed(settings, topics.PURCHASES, 30)
+                   if o >= replica._expected(p))  # fmt: skip
+    partition = max(later, key=lambda r: r[2])[0]  # the batch: its partition's new records
+    batch = [r for r in later if r[0] == partition]
+    others = {p: o for p, o, _, _ in later if p != partition}
+    assert others, "every new record landed on one partition"
+    return partition, batch, batch[-1][1], max(ts for _, _, ts, _ in batch), others
+
+
+def step_until_covered(replica, latest: int, offsets: dict, fence: int, others: dict) -> None:
+    """Step the replica until the fenced batch is covered (30 s at most); by then the other
+    partitions' new records are applied."""
+    deadline = time.monotonic() + 30
+    while not replica.covers(latest, offsets, fence):
+        assert time.monotonic() < deadline
+        replica.step()
+    assert all(replica.next_offset[p] > o for p, o in others.items()), (
+        replica.next_offset, others)
+
+
 
 def test_offered_records_are_applied_once_in_order_whoever_brings_them_first(settings):
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
@@ -166,14 +191,7 @@ def test_a_partition_at_its_end_counts_only_after_a_fetch_begun_after_the_batch(
     try:
         step_to_the_ends(replica)
         produce(settings, topics.PURCHASES, encoded[80:])  # written together, after the ends
-        later = sorted((p, o, to_ms((d := codec.decode(v))["occurred_at"]), d) for p, o, v in
-                       read_all_placed(settings, topics.PURCHASES, 30)
-                       if o >= replica._expected(p))  # fmt: skip
-        partition = max(later, key=lambda r: r[2])[0]  # the batch: its partition's new records
-        batch = [r for r in later if r[0] == partition]
-        offset, latest = batch[-1][1], max(ts for _, _, ts, _ in batch)
-        others = {p: o for p, o, _, _ in later if p != partition}
-        assert others, "every new record landed on one partition"
+        partition, batch, offset, latest, others = burst_batch(settings, codec, replica)
         # the replica's consumer fetches the others meanwhile (its cached ends show them),
         # and no step takes them in
         wait_until(lambda: all(replica.consumer.get_watermark_offsets(
@@ -184,12 +202,7 @@ def test_a_partition_at_its_end_counts_only_after_a_fetch_begun_after_the_batch(
         assert replica.offer(batch) == len(batch)
         assert replica.covers(latest, {partition: offset})  # what the ends alone would say
         assert not replica.covers(latest, {partition: offset}, fence)
-        deadline = time.monotonic() + 30
-        while not replica.covers(latest, {partition: offset}, fence):
-            assert time.monotonic() < deadline
-            replica.step()
-        assert all(replica.next_offset[p] > o for p, o in others.items()), (
-            replica.next_offset, others)
+        step_until_covered(replica, latest, {partition: offset}, fence, others)
     finally:
         replica.stop()
 
@@ -213,14 +226,7 @@ def test_a_partition_counts_as_done_only_up_to_the_end_the_broker_gives_after_th
         every = [TopicPartition(replica.topic, p) for p in replica.held]
         replica.consumer.pause(every)  # its fetch of what comes next lags
         produce(settings, topics.PURCHASES, encoded[80:])  # written together, after the ends
-        later = sorted((p, o, to_ms((d := codec.decode(v))["occurred_at"]), d) for p, o, v in
-                       read_all_placed(settings, topics.PURCHASES, 30)
-                       if o >= replica._expected(p))  # fmt: skip
-        partition = max(later, key=lambda r: r[2])[0]  # the batch: its partition's new records
-        batch = [r for r in later if r[0] == partition]
-        offset, latest = batch[-1][1], max(ts for _, _, ts, _ in batch)
-        others = {p: o for p, o, _, _ in later if p != partition}
-        assert others, "every new record landed on one partition"
+        partition, batch, offset, latest, others = burst_batch(settings, codec, replica)
         fence = replica.announce({partition: offset}, {partition: batch[0][2]}, latest)
         assert replica.offer(batch) == len(batch)  # the scorer's copies, applied at once
         for _ in range(5):  # rounds of fetching after the batch, which bring nothing
@@ -229,11 +235,6 @@ def test_a_partition_counts_as_done_only_up_to_the_end_the_broker_gives_after_th
         assert not replica.covers(latest, {partition: offset}, fence)
         assert replica.ends_for >= fence  # ... though the broker was asked after the batch
         replica.consumer.resume(every)
-        deadline = time.monotonic() + 30
-        while not replica.covers(latest, {partition: offset}, fence):
-            assert time.monotonic() < deadline
-            replica.step()
-        assert all(replica.next_offset[p] > o for p, o in others.items()), (
-            replica.next_offset, others)
+        step_until_covered(replica, latest, {partition: offset}, fence, others)
     finally:
         replica.stop()
