@@ -28,7 +28,11 @@ def proc_stat(pid: int | str) -> list[str]:
 def cpu_seconds(pid: int | str = "self") -> float:
     """User plus system CPU time of a process, all its threads (fields 14 and 15); 0.0 when
     it is gone."""
-    fields = proc_stat(pid)
+    return _cpu_s(proc_stat(pid))
+
+
+def _cpu_s(fields: list[str]) -> float:
+    """User plus system CPU seconds from ``proc_stat``'s fields (0.0 for none)."""
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
@@ -36,7 +40,6 @@ def thread_cpu_seconds(pid: int | str = "self") -> dict[int, tuple[str, float]]:
     """Each thread of a process: its id → (its kernel name, ``comm``: what the thread set,
     else the process's; its user plus system CPU seconds); {} when the process is gone."""
     out: dict[int, tuple[str, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
@@ -48,7 +51,7 @@ def thread_cpu_seconds(pid: int | str = "self") -> dict[int, tuple[str, float]]:
         except OSError:
             continue  # the thread ended meanwhile
         if fields:
-            out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / tick)
+            out[int(task.name)] = (comm, _cpu_s(fields))
     return out
 
 

@@ -217,12 +217,17 @@ def cpu_by_thread(before: dict[int, tuple[str, float]], after: dict[int, tuple[s
     """CPU microseconds a record per thread between two ``thread_cpu_seconds`` of process
     ``pid`` (read from outside: its main thread as ``MainThread``, the others by their kernel
     names, librdkafka's ``rdk:*`` together), largest first, threads that used none left out."""
-    used: dict[str, float] = {}
+    spent: dict[str, float] = {}
     for tid, (comm, seconds) in after.items():
         name = "MainThread" if tid == pid else thread_group(None, comm)
-        spent = seconds - before.get(tid, (comm, 0.0))[1]
-        if spent > 0:
-            used[name] = used.get(name, 0.0) + 1e6 * spent / max(1, records)
+        spent[name] = spent.get(name, 0.0) + seconds - before.get(tid, (comm, 0.0))[1]
+    return us_per_unit(spent, max(1, records))
+
+
+def us_per_unit(spent: dict[str, float], units: float) -> dict[str, float]:
+    """CPU seconds spent per thread name → microseconds per unit (record, purchase), largest
+    first, the threads that spent none left out."""
+    used = {name: 1e6 * seconds / units for name, seconds in spent.items() if seconds > 0}
     return dict(sorted(used.items(), key=lambda kv: -kv[1]))
 
 
@@ -453,12 +458,11 @@ def split(before: dict, after: dict) -> dict:
     purchases = after["purchases"] - before["purchases"]
     cpu_s = after["cpu_s"] - before["cpu_s"]
     was = before.get("threads", {})
-    by_thread = {name: 1e6 * (seconds - was.get(name, 0.0)) / purchases
-                 for name, seconds in after.get("threads", {}).items()
-                 if purchases and seconds > was.get(name, 0.0)}
+    spent = {name: seconds - was.get(name, 0.0)
+             for name, seconds in after.get("threads", {}).items()}
     return {**phase_split(before["phases"], after["phases"]), "purchases": purchases,
             "cpu_us_per_purchase": 1e6 * cpu_s / purchases if purchases else None,
-            "cpu_us_per_purchase_by_thread": dict(sorted(by_thread.items(), key=lambda kv: -kv[1])),
+            "cpu_us_per_purchase_by_thread": us_per_unit(spent, purchases) if purchases else {},
             "cpu_busy": cpu_s / max(1e-9, after["at"] - before["at"])}
 
 

@@ -6,6 +6,7 @@ record after a gap waits for the consumer."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -21,6 +22,21 @@ from tests.integration.test_worker_restart import simulated_purchases
 from tests.support.kafka import produce
 
 pytestmark = pytest.mark.integration
+
+@contextmanager
+def replica_at_the_ends(settings):
+    """A replica, driven step by step on this thread, at the ends of 80 simulated purchases;
+    yields (codec, replica, the 40 next purchases encoded, to be written by the test)."""
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    encoded = [(p["wallet"], codec.encode(p)) for p in simulated_purchases(120)]
+    produce(settings, topics.PURCHASES, encoded[:80])
+    replica = EntityReplica(settings, codec).open()
+    try:
+        step_to_the_ends(replica)
+        yield codec, replica, encoded[80:]
+    finally:
+        replica.stop()
+
 
 
 def step_to_the_ends(replica: EntityReplica, timeout: float = 30.0) -> None:
@@ -183,14 +199,8 @@ def test_a_partition_at_its_end_counts_only_after_a_fetch_begun_after_the_batch(
     when asked after the batch was announced (``announce``'s fence), and by then the other
     partition's records are applied (a scale-out run read counts without them:
     ``test_scale_out``)."""
-    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
-    purchases = simulated_purchases(120)
-    encoded = [(p["wallet"], codec.encode(p)) for p in purchases]
-    produce(settings, topics.PURCHASES, encoded[:80])
-    replica = EntityReplica(settings, codec).open()  # driven step by step on this thread
-    try:
-        step_to_the_ends(replica)
-        produce(settings, topics.PURCHASES, encoded[80:])  # written together, after the ends
+    with replica_at_the_ends(settings) as (codec, replica, burst):
+        produce(settings, topics.PURCHASES, burst)  # written together, after the ends
         partition, batch, offset, latest, others = burst_batch(settings, codec, replica)
         # the replica's consumer fetches the others meanwhile (its cached ends show them),
         # and no step takes them in
@@ -203,8 +213,6 @@ def test_a_partition_at_its_end_counts_only_after_a_fetch_begun_after_the_batch(
         assert replica.covers(latest, {partition: offset})  # what the ends alone would say
         assert not replica.covers(latest, {partition: offset}, fence)
         step_until_covered(replica, latest, {partition: offset}, fence, others)
-    finally:
-        replica.stop()
 
 
 def test_a_partition_counts_as_done_only_up_to_the_end_the_broker_gives_after_the_batch(
@@ -216,16 +224,10 @@ def test_a_partition_counts_as_done_only_up_to_the_end_the_broker_gives_after_th
     bring nothing. A batch is covered only once each partition has applied everything up to
     the end the broker gives when asked after the batch was announced (``test_scale_out``:
     purchases decided with a third of the crowd counts missing)."""
-    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
-    purchases = simulated_purchases(120)
-    encoded = [(p["wallet"], codec.encode(p)) for p in purchases]
-    produce(settings, topics.PURCHASES, encoded[:80])
-    replica = EntityReplica(settings, codec).open()  # driven step by step on this thread
-    try:
-        step_to_the_ends(replica)
+    with replica_at_the_ends(settings) as (codec, replica, burst):
         every = [TopicPartition(replica.topic, p) for p in replica.held]
         replica.consumer.pause(every)  # its fetch of what comes next lags
-        produce(settings, topics.PURCHASES, encoded[80:])  # written together, after the ends
+        produce(settings, topics.PURCHASES, burst)  # written together, after the ends
         partition, batch, offset, latest, others = burst_batch(settings, codec, replica)
         fence = replica.announce({partition: offset}, {partition: batch[0][2]}, latest)
         assert replica.offer(batch) == len(batch)  # the scorer's copies, applied at once
@@ -236,5 +238,3 @@ def test_a_partition_counts_as_done_only_up_to_the_end_the_broker_gives_after_th
         assert replica.ends_for >= fence  # ... though the broker was asked after the batch
         replica.consumer.resume(every)
         step_until_covered(replica, latest, {partition: offset}, fence, others)
-    finally:
-        replica.stop()
