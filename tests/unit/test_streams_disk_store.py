@@ -1,12 +1,13 @@
 """Idle wallets leave memory for a private SQLite file (streams/disk_store.py), unchanged or as
 summaries, and the wallet table reads through to it: after a sweep, after a recovery, after a
-rebalance."""
+rebalance. A changelog record never replaces a newer state this worker wrote itself."""
 
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 
+import msgspec
 import orjson
 import pytest
 from faust.types import TP
@@ -32,6 +33,14 @@ def buyer(address: str, ts: int) -> WalletState:
                        amount_total_minor=5000, last_purchase_ms=ts, devices={"d1": ts},
                        holdings={"t1": Holding(ts, 5000)}, marks={"purchase": ts},
                        applied=["p-" + address[-4:]])  # fmt: skip
+
+
+def again(wallet: WalletState, ts: int) -> WalletState:
+    """``wallet`` after one more purchase, at ``ts``."""
+    return msgspec.structs.replace(
+        wallet, watermark_ms=ts, purchases=[*wallet.purchases, FACT._replace(ts_ms=ts)],
+        purchases_total=wallet.purchases_total + 1, last_purchase_ms=ts,
+        applied=[*wallet.applied, f"p-{ts}"])
 
 
 @pytest.fixture
@@ -121,3 +130,67 @@ def test_partitions_no_longer_assigned_are_forgotten_after_recovery(table):
     changelog = table.changelog_topic.get_topic_name()
     asyncio.run(table.on_recovery_completed({TP(changelog, 0)}, {TP(changelog, 2)}))
     assert table.get(A) is not None and table.get(B) is None and table.get(C) is None
+
+
+def rebalanced(t: StateTable, active: set[int], generation: int, monkeypatch) -> None:
+    """An assignment (of ``generation``) whose active partitions here are ``active``: the
+    assignor's actives name their source and changelog partitions."""
+    changelog = t.changelog_topic.get_topic_name()
+    actives = {TP(changelog, p) for p in active} | {TP("purchases", p) for p in active}
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: actives)
+    asyncio.run(t.on_rebalance(actives, set(), actives, generation))
+
+
+ONE = buyer(A, T)
+TWO = again(ONE, T + HOUR_MS // 2)
+
+
+def test_a_changelog_record_after_recovery_leaves_the_newer_state_written_since(
+        table, monkeypatch) -> None:  # fmt: skip
+    """test_scale_out's three workers, 1 run in 35: after a rebalance a wallet's purchase was
+    decided and its state (two purchases) written, and its next purchase was decided with the
+    state from before (one purchase). The previous owner's last record of the wallet, fetched
+    past the highwater recovery read to, waited in Faust's recovery buffer; applied when the
+    buffer filled, it took the newer state out of memory and left its own on disk."""
+    rebalanced(table, {3}, generation=7, monkeypatch=monkeypatch)
+    table.apply_changelog_batch([event(3, A, statecodec.encode(ONE))])  # recovery
+    write(table, {A: TWO}, partition=3)  # the next purchase decided here
+    table.apply_changelog_batch([event(3, A, statecodec.encode(ONE))])  # the late record
+    assert table.get(A) == TWO
+
+
+def test_the_next_recovery_of_a_partition_kept_leaves_the_newer_state(table, monkeypatch):
+    rebalanced(table, {3}, generation=7, monkeypatch=monkeypatch)
+    write(table, {A: TWO}, partition=3)
+    rebalanced(table, {3, 4}, generation=8, monkeypatch=monkeypatch)  # 3 stays here
+    # recovery reads to a highwater taken before this worker's last record came
+    table.apply_changelog_batch([event(3, A, statecodec.encode(ONE))])
+    assert table.get(A) == TWO
+
+
+def test_a_partition_not_written_here_yet_takes_the_changelog_s_record(table, monkeypatch):
+    rebalanced(table, {3}, generation=7, monkeypatch=monkeypatch)
+    table.data[A] = statecodec.encode(ONE)  # written before the partition was revoked
+    table.apply_changelog_batch([event(3, A, statecodec.encode(TWO))])  # its next owner's
+    assert A not in table.data and table.get(A) == TWO
+
+
+def test_a_partition_that_went_elsewhere_takes_the_changelog_s_records_again(
+        table, monkeypatch) -> None:  # fmt: skip
+    rebalanced(table, {3}, generation=7, monkeypatch=monkeypatch)
+    write(table, {A: ONE}, partition=3)
+    rebalanced(table, {4}, generation=8, monkeypatch=monkeypatch)  # 3: a standby here
+    table.apply_changelog_batch([event(3, A, statecodec.encode(TWO))])  # its new owner's
+    assert table.get(A) == TWO
+    rebalanced(table, {3, 4}, generation=9, monkeypatch=monkeypatch)  # and back
+    table.apply_changelog_batch([event(3, A, None)])  # deleted meanwhile
+    assert table.get(A) is None
+
+
+def test_after_a_generation_missed_the_changelog_s_records_are_applied(table, monkeypatch):
+    rebalanced(table, {3}, generation=7, monkeypatch=monkeypatch)
+    write(table, {A: ONE}, partition=3)
+    # out of the group for generation 8 (another worker may have had 3), back in 9
+    rebalanced(table, {3}, generation=9, monkeypatch=monkeypatch)
+    table.apply_changelog_batch([event(3, A, statecodec.encode(TWO))])
+    assert table.get(A) == TWO

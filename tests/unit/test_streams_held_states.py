@@ -10,14 +10,14 @@ from faust.types import TP
 
 from processors import statecodec
 from processors.state import WalletState
-from streams.tables import TableExpiry, hold, write_held
+from streams.tables import Ownership, TableExpiry, hold, write_held
 
 pytestmark = pytest.mark.unit
 
 
 def table():
     """The parts of a ``StateTable`` these functions use (its store is a dict)."""
-    return SimpleNamespace(held={}, data={}, expiry=TableExpiry(),
+    return SimpleNamespace(held={}, data={}, expiry=TableExpiry(), owned=Ownership(),
                            changelog_topic=SimpleNamespace(get_topic_name=lambda: "changelog"))
 
 

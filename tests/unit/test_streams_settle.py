@@ -16,7 +16,7 @@ from processors.state import WalletState
 from streams import agents
 from streams.context import ctx
 from streams.outputs import Outputs
-from streams.tables import TableExpiry, hold
+from streams.tables import Ownership, TableExpiry, hold
 from tests.support.http import until
 
 pytestmark = pytest.mark.unit
@@ -77,7 +77,8 @@ def state(address: str, count: int) -> WalletState:
 @pytest.fixture
 def table(monkeypatch):
     changelog = SimpleNamespace(get_topic_name=lambda: "changelog")
-    t = SimpleNamespace(held={}, data={}, expiry=TableExpiry(), changelog_topic=changelog)
+    t = SimpleNamespace(held={}, data={}, expiry=TableExpiry(), owned=Ownership(),
+                        changelog_topic=changelog)
     monkeypatch.setattr(agents, "wallet_to_state", t)
     monkeypatch.setattr(agents, "_unsettled", None)
     return t
