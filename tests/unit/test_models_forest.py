@@ -118,6 +118,25 @@ def test_the_shipped_champion_is_native_and_gives_xgboosts_bits():
     assert model.predict(np.zeros((0, 70))).shape == (0,)
 
 
+def test_rows_without_a_missing_value_give_xgboosts_bits():
+    """Blocks of rows holding no NaN take the walk's dense step (``Node::next``): the same
+    bits, for the champion's predictions and contributions, alone and in batches where blocks
+    with and without a NaN alternate (whole blocks of 8, a short last one, a few rows)."""
+    model = load_model()
+    assert model.forest is not None
+    conditions = _split_conditions(model.booster, len(model.feature_names))
+    rng = np.random.default_rng(22)
+    for rows in (*ROWS, 2000):
+        X = _rows(rng, conditions, rows)
+        dense = np.where(np.isnan(X), np.float32(-1.0), X)
+        _same_bits(model.forest, model.booster, dense)
+        mixed = dense.copy()
+        mixed[::16, 5] = np.nan  # every other block of 8 holds one
+        _same_bits(model.forest, model.booster, mixed)
+        finite = np.where(np.isinf(dense), np.float32(3.0), dense)
+        _same_contributions(model.forest, model.booster, finite)
+
+
 def test_the_shipped_champions_contributions_are_xgboosts_bits():
     """Saabas contributions of the champion, natively (``LoadedModel.contributions``): every
     value XGBoost's to the bit, over 1 to 2 000 rows with values on and beside every split,

@@ -87,16 +87,23 @@ impl Node {
     /// goes the default way, any other `value < condition` left, else right. `|` and `&`,
     /// not `||` and `&&`: that branch goes either way half the time, and its mispredictions
     /// cost more than the walk (500 rows of the decide path: 3.8 ms with it, 1.9 without).
+    /// `DENSE`: the caller checked that the row holds no NaN (the decide path's never do:
+    /// a missing feature is -1.0), so `value < condition` alone decides, in about half the
+    /// instructions a step (the same node: with no NaN the default side is never taken).
     ///
     /// `row` must be at least `feature + 1` long: `tree_of` checked every split's feature
     /// against the forest's width, and `Forest::rows` every row's width, so the value is
     /// read without a bounds check (one less compare and branch a step).
     #[inline(always)]
-    fn next(&self, row: &[ReadOnlyCell<f32>]) -> u32 {
+    fn next<const DENSE: bool>(&self, row: &[ReadOnlyCell<f32>]) -> u32 {
         debug_assert!((self.feature as usize) < row.len());
         // SAFETY: in bounds, as said above
         let x = unsafe { row.get_unchecked(self.feature as usize) }.get();
-        let go_left = (x < self.condition) | (x.is_nan() & self.default_left);
+        let go_left = if DENSE {
+            x < self.condition
+        } else {
+            (x < self.condition) | (x.is_nan() & self.default_left)
+        };
         self.left.wrapping_add(u32::from(!go_left))
     }
 }
@@ -119,18 +126,34 @@ impl Tree {
     /// nodes (`tree_of` checked a split's children, a leaf steps to itself), so a walk from
     /// the root never leaves `nodes` and the node is read without a bounds check.
     #[inline(always)]
-    fn step(&self, at: u32, row: &[ReadOnlyCell<f32>]) -> u32 {
+    fn step<const DENSE: bool>(&self, at: u32, row: &[ReadOnlyCell<f32>]) -> u32 {
         debug_assert!((at as usize) < self.nodes.len());
         // SAFETY: in bounds, as said above
-        unsafe { self.nodes.get_unchecked(at as usize) }.next(row)
+        unsafe { self.nodes.get_unchecked(at as usize) }.next::<DENSE>(row)
     }
 
     /// Adds to each row's margin its leaf's value (`predictor::PredValueByOneTree`).
-    fn add_leaves(&self, rows: &[ReadOnlyCell<f32>], width: usize, margins: &mut [f32]) {
+    fn add_leaves<const DENSE: bool>(&self, rows: &[ReadOnlyCell<f32>], width: usize,
+                                     margins: &mut [f32]) {
         let mut at = [0u32; BLOCK];
         for _ in 0..self.depth {
             for (at, row) in at.iter_mut().zip(rows.chunks_exact(width)) {
-                *at = self.step(*at, row);
+                *at = self.step::<DENSE>(*at, row);
+            }
+        }
+        for (margin, &at) in margins.iter_mut().zip(&at) {
+            *margin += self.leaves[at as usize];
+        }
+    }
+
+    /// `add_leaves` of a whole block (exactly `BLOCK` rows): the same walks, without a
+    /// test of the block's length at every step.
+    fn add_block_leaves<const DENSE: bool>(&self, rows: &[&[ReadOnlyCell<f32>]; BLOCK],
+                                           margins: &mut [f32; BLOCK]) {
+        let mut at = [0u32; BLOCK];
+        for _ in 0..self.depth {
+            for (at, row) in at.iter_mut().zip(rows) {
+                *at = self.step::<DENSE>(*at, row);
             }
         }
         for (margin, &at) in margins.iter_mut().zip(&at) {
@@ -349,26 +372,32 @@ pub struct Forest {
 }
 
 /// The leaf each of (up to `TREES`) trees takes `row` to, their walks made together.
-fn leaves_of(trees: &[Tree], row: &[ReadOnlyCell<f32>]) -> [u32; TREES] {
+fn leaves_of<const DENSE: bool>(trees: &[Tree], row: &[ReadOnlyCell<f32>]) -> [u32; TREES] {
     let mut at = [0u32; TREES];
     let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
     for _ in 0..depth {
         // a walk at its leaf stays there (`Node::leaf`)
         for (at, tree) in at.iter_mut().zip(trees) {
-            *at = tree.step(*at, row);
+            *at = tree.step::<DENSE>(*at, row);
         }
     }
     at
+}
+
+/// Whether `values` hold no NaN (a missing value), so that the walks may take
+/// `Node::next`'s dense step.
+fn dense(values: &[ReadOnlyCell<f32>]) -> bool {
+    !values.iter().any(|v| v.get().is_nan())
 }
 
 impl Forest {
     /// One row's margin, its trees walked `TREES` at a time (their walks are independent, so
     /// the processor overlaps them, as it overlaps rows' in `add_leaves`), each tree's leaf
     /// added in the trees' order, as `add_leaves` adds them.
-    fn margin_of(&self, row: &[ReadOnlyCell<f32>]) -> f32 {
+    fn margin_of<const DENSE: bool>(&self, row: &[ReadOnlyCell<f32>]) -> f32 {
         let mut margin = self.margin;
         for trees in self.trees.chunks(TREES) {
-            for (&at, tree) in leaves_of(trees, row).iter().zip(trees) {
+            for (&at, tree) in leaves_of::<DENSE>(trees, row).iter().zip(trees) {
                 margin += tree.leaves[at as usize];
             }
         }
@@ -471,8 +500,13 @@ impl Forest {
         };
         for (row, out) in x.chunks_exact(width).zip(out.chunks_exact(columns)) {
             let mut contribs = vec![0.0f32; columns];
+            let dense = dense(row);
             for trees in self.trees.chunks(TREES) {
-                let leaves = leaves_of(trees, row);
+                let leaves = if dense {
+                    leaves_of::<true>(trees, row)
+                } else {
+                    leaves_of::<false>(trees, row)
+                };
                 // XGBoost adds every column of a tree's vector; the others are +0.0, and a sum
                 // that starts at +0.0 is never -0.0, so adding +0.0 changes none of them: only
                 // the columns the vector has are added
@@ -515,16 +549,39 @@ impl Forest {
         };
         let width = self.features;
         for (rows, out) in x.chunks(BLOCK * width).zip(out.chunks(BLOCK)) {
+            let dense = dense(rows);
             if out.len() < FEW {
                 for (row, p) in rows.chunks_exact(width).zip(out) {
-                    p.set(sigmoid(self.margin_of(row)));
+                    p.set(sigmoid(if dense {
+                        self.margin_of::<true>(row)
+                    } else {
+                        self.margin_of::<false>(row)
+                    }));
                 }
                 continue;
             }
             let mut margins = [self.margin; BLOCK];
-            let margins = &mut margins[..out.len()];
-            for tree in &self.trees {
-                tree.add_leaves(rows, width, margins);
+            if out.len() == BLOCK {
+                let mut block: [&[ReadOnlyCell<f32>]; BLOCK] = [&[]; BLOCK];
+                for (slot, row) in block.iter_mut().zip(rows.chunks_exact(width)) {
+                    *slot = row;
+                }
+                for tree in &self.trees {
+                    if dense {
+                        tree.add_block_leaves::<true>(&block, &mut margins);
+                    } else {
+                        tree.add_block_leaves::<false>(&block, &mut margins);
+                    }
+                }
+            } else {
+                let margins = &mut margins[..out.len()];
+                for tree in &self.trees {
+                    if dense {
+                        tree.add_leaves::<true>(rows, width, margins);
+                    } else {
+                        tree.add_leaves::<false>(rows, width, margins);
+                    }
+                }
             }
             for (p, &margin) in out.iter().zip(margins.iter()) {
                 p.set(sigmoid(margin));
