@@ -71,3 +71,34 @@ def test_native_refuses_other_rows_and_lengths() -> None:
         feature_dicts(_FEATURES, FEATURE_NAMES, [(0.0,) * (WIDTH - 1)])
     with pytest.raises(ValueError):
         feature_dicts(_FEATURES, FEATURE_NAMES, [(0.0,) * WIDTH, [0.0] * (WIDTH + 1)])
+
+
+def test_values_stored_in_place_are_found_by_key_and_other_values_as_before() -> None:
+    """Floats go straight into the copy's entries (``CopiedEntries``): each key still finds
+    its value, the dict grows and compares as any other; ints, None and containers go through
+    ``PyDict_SetItem`` (a list makes the dict tracked by the cycle collector, as there)."""
+    import gc
+
+    rows = _rows(3)
+    odd = list(rows[2])
+    odd[:4] = [1, None, [1.0], "x"]
+    rows[2] = tuple(odd)
+    got, want = _feature_dicts(rows), [_features(r) for r in rows]
+    _same(got, want)
+    for d, row in zip(got, rows, strict=True):
+        assert all(d[name] is value for name, value in zip(FEATURE_NAMES, row, strict=True))
+    assert [gc.is_tracked(d) for d in got] == [gc.is_tracked(d) for d in want] == [
+        False, False, True]
+    got[0]["extra"] = 1.0
+    del got[0][FEATURE_NAMES[0]]
+    assert list(got[0]) == [*FEATURE_NAMES[1:], "extra"] and got[0] != want[0]
+    assert got[1] == want[1] and hash(frozenset(got[1].items())) == hash(frozenset(want[1].items()))
+
+
+def test_a_template_with_a_deleted_key_still_gives_the_same_dicts() -> None:
+    """A template whose table holds a deleted entry (its entries no longer the keys in order)
+    is filled key by key as before."""
+    template = dict.fromkeys(("gone", *FEATURE_NAMES), 0.0)
+    del template["gone"]
+    rows = _rows(2)
+    _same(feature_dicts(template, FEATURE_NAMES, rows), [_features(r) for r in rows])
