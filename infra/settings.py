@@ -204,6 +204,9 @@ class StreamSettings(BaseSettings):
     blocklist_refresh_s: float = 1.0
     redis_timeout_s: float = 0.5
     log_level: str = "INFO"
+    # Who fetches the worker's records under Faust: aiokafka (Python, Faust's own driver) or
+    # librdkafka (its C threads; ``streams/rd_fetch.py``, faust_compat override 14).
+    fetcher: Literal["aiokafka", "librdkafka"] = "aiokafka"
     # Debugging: answer memory breakdown requests into this file (``streams/memory_report``).
     memory_report: Path | None = None
     # Key of the pseudonyms logs use for user ids and group keys (infra.logsafe); unset: a

@@ -29,7 +29,10 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   (that over the backlog's ``cpu_us_per_purchase``): the throughput ratio's cause, in CPU
   time, which other load on the machine moves less than it moves wall-clock rates;
 - ``ratio_to_faust``: ``events_per_s / faust_ceiling_per_s`` (the figure that travels between
-  machines), ``workers`` (``--workers N`` worker processes), ``decide_path_per_s``,
+  machines; the bare agent on Faust's own aiokafka fetching, whatever the worker's
+  ``SENTINEL_FETCHER``), ``fetcher`` (the worker's, and the latency floor's) with
+  ``faust_ceiling_same_fetcher_per_s`` and ``ratio_to_faust_same_fetcher`` (the bare agent
+  on the worker's fetcher: with librdkafka it is ~2x Faust's own), ``workers`` (``--workers N`` worker processes), ``decide_path_per_s``,
   ``feature_agreement`` and ``verdict_agreement`` (``streams/bench_checks.py``), and the
   machine's load average before and after.
 
@@ -121,19 +124,24 @@ def broker_ceiling(settings: Settings, value: bytes, n: int) -> dict:
             "broker_ceiling_per_s": min(n / produced, n / consumed), "topic": name}
 
 
-def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path) -> dict:
-    report = workdir / "iterate.json"
-    env = env_for(settings, SENTINEL_APP_ID=f"{settings.stream.app_id}-iterate",
+def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path,
+                  fetcher: str = "aiokafka") -> dict:
+    """A bare Faust agent iterating ``n`` records of ``topic``: its rate and CPU a record.
+    ``fetcher``: who fetches under it (``aiokafka``: Faust's own driver, the ceiling that
+    ``ratio_to_faust`` is taken against; ``librdkafka``: faust_compat override 14)."""
+    report = workdir / f"iterate-{fetcher}.json"
+    log_file = workdir / f"iterate-{fetcher}.log"
+    env = env_for(settings, SENTINEL_APP_ID=f"{settings.stream.app_id}-iterate-{fetcher}",
                   SENTINEL_BENCH_TOPIC=topic, SENTINEL_BENCH_COUNT=str(n),
-                  SENTINEL_BENCH_REPORT=str(report))
+                  SENTINEL_BENCH_REPORT=str(report), SENTINEL_FETCHER=fetcher)
     proc = subprocess.Popen([sys.executable, "-m", "streams.bench_iterate"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(workdir / "iterate.log", "wb"),
+                            stdout=subprocess.DEVNULL, stderr=open(log_file, "wb"),
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while not report.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"iterate-only worker failed; see {workdir / 'iterate.log'}")
+                raise RuntimeError(f"iterate-only worker failed; see {log_file}")
             time.sleep(0.2)
         time.sleep(0.1)
         data = json.loads(report.read_text())
@@ -157,7 +165,8 @@ def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCode
         future.result(30)
     env = env_for(settings, SENTINEL_APP_ID=f"{settings.stream.app_id}-floor",
                   SENTINEL_BENCH_TOPIC=source, SENTINEL_BENCH_FORWARD_TO=sink,
-                  SENTINEL_BENCH_COUNT=str(2**62), SENTINEL_BENCH_REPORT=str(workdir / "floor"))
+                  SENTINEL_BENCH_COUNT=str(2**62), SENTINEL_BENCH_REPORT=str(workdir / "floor"),
+                  SENTINEL_FETCHER=settings.stream.fetcher)  # the hops as the worker's
     proc = subprocess.Popen([sys.executable, "-m", "streams.bench_iterate"], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(workdir / "floor.log", "wb"),
                             start_new_session=True)
@@ -491,6 +500,9 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
     load = purchases(n, seed=11)
     broker = broker_ceiling(settings, codec.encode(load[0]), max(n * 4, 100_000))
     faust = faust_ceiling(settings, broker["topic"], broker["records"], workdir)
+    fetcher = settings.stream.fetcher
+    same = faust if fetcher == "aiokafka" else faust_ceiling(
+        settings, broker["topic"], broker["records"], workdir, fetcher)
     floor = faust_latency_floor(settings, load, codec, rates, seconds, workdir)
     produce_all(settings, codec, load)
     clock = DecisionClock(settings)
@@ -530,6 +542,9 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         "events_per_s": sustained,
         "ratio_to_faust": sustained / faust["faust_ceiling_per_s"],
         "workers": workers,
+        "fetcher": fetcher,
+        "faust_ceiling_same_fetcher_per_s": same["faust_ceiling_per_s"],
+        "ratio_to_faust_same_fetcher": sustained / same["faust_ceiling_per_s"],
         "group_stable_after_s": stable - started,
         "decided_before_stable": len(times) - len(window),
         **_checks().agreement(load, burst),
@@ -639,7 +654,8 @@ def bench_pipeline(args) -> int:
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in (
         "decide_path_per_s", "events_per_s", "ratio_to_faust", "cpu_ratio_to_faust", "workers",
-        "faust_ceiling_per_s", "faust_cpu_us_per_event", "broker_ceiling_per_s",
+        "faust_ceiling_per_s", "faust_cpu_us_per_event", "fetcher",
+        "faust_ceiling_same_fetcher_per_s", "ratio_to_faust_same_fetcher", "broker_ceiling_per_s",
         "feature_agreement", "verdict_agreement", "latency_ms",
         "machine")}, indent=2))
     return 0

@@ -136,6 +136,18 @@ to start until these are re-read against its source):
     by name (``sentinel_thread_cpu_seconds_total``, ``streams/metrics.ThreadCpu``; the
     bench's floor agent, read from outside).
 
+14. **Records fetched by librdkafka** (``SENTINEL_FETCHER=librdkafka``; ``streams/rd_fetch.py``).
+    aiokafka fetches in Python, on a thread that shares the interpreter lock with the agents
+    (measured: as much of that lock's time a record as a bare agent's own loop). With the
+    setting, ``Fetcher`` sends no fetch request and tells a ``PartitionReader`` (a librdkafka
+    consumer without a group) every position aiokafka is given: every seek, every reset
+    (dropped until aiokafka has the new position), every assignment (``ConsumerThread``
+    syncs the reader before each ``getmany``). ``ConsumerThread.getmany`` takes the records
+    from the reader on the event loop, without a hop to the consumer thread; aiokafka's
+    positions, highwaters and fetch times are kept as its own fetcher keeps them, so Faust's
+    recovery, lag and livelock checks read them as before. Group membership, offsets read and
+    committed, and every guard above stay as they are: only where the records come from moves.
+
 Selected by the broker URL scheme ``sentinel://``; ``App`` is the app class (``streams/app.py``).
 """
 
@@ -152,11 +164,13 @@ import aiokafka
 import faust
 from aiokafka import errors as kafka_errors
 from aiokafka.consumer import consumer as aiokafka_consumer
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.consumer import group_coordinator
 from aiokafka.protocol.commit import OffsetFetchRequest
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 from mode.services import WaitResults
 from mode.utils.futures import notify
 from mode.utils.objects import cached_property
@@ -164,6 +178,7 @@ from mode.utils.queues import FlowControlEvent
 
 from infra.process import name_this_thread
 from infra.settings import get_settings
+from streams.rd_fetch import PartitionReader
 
 log = logging.getLogger(__name__)
 
@@ -640,7 +655,32 @@ async def seek_uncommitted(consumer, committed: dict, reset: str) -> None:
         await (consumer.seek_to_end if reset == "latest" else consumer.seek_to_beginning)(*unset)
 
 
+class Fetcher(aiokafka_fetcher.Fetcher):
+    """aiokafka's fetcher; with a ``reader`` (override 14) it sends no fetch request (offset
+    resets still go) and tells the reader every position it is given."""
+
+    reader: PartitionReader | None = None
+
+    def _get_actions_per_node(self, assignment):
+        requests, resets, timeout, invalid_metadata, resume = super()._get_actions_per_node(
+            assignment)
+        if self.reader is not None:
+            requests = []
+        return requests, resets, timeout, invalid_metadata, resume
+
+    def seek_to(self, tp, offset):
+        super().seek_to(tp, offset)
+        if self.reader is not None:
+            self.reader.place(tp, offset)
+
+    def request_offset_reset(self, tps, strategy):
+        if self.reader is not None:
+            self.reader.drop(tps)  # placed again once aiokafka has the position
+        return super().request_offset_reset(tps, strategy)
+
+
 CONSUMER_THREAD = "faust-consumer"
+READER_SYNC_S = 0.1  # the longest ``getmany`` waits on the reader before looking at the assignment
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -650,10 +690,90 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         name_this_thread(CONSUMER_THREAD)
         await super().on_thread_started()
 
+    reader: PartitionReader | None = None
+    _reader_assignment = None
+    _reader_marks_at = 0.0
+
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = get_settings().kafka.fetch_wait_max_ms
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if get_settings().stream.fetcher == "librdkafka" and not self.app.client_only:
+            consumer = self._ensure_consumer()
+            conf = get_settings().kafka.consumer_conf(
+                f"{self.app.conf.id}-reader",  # never joined: the reader only assigns
+                **{"isolation.level": "read_committed"
+                   if consumer._fetcher._isolation_level == aiokafka_fetcher.READ_COMMITTED
+                   else "read_uncommitted",  # as aiokafka reads: markers are no records
+                   "enable.auto.offset.store": False,
+                   "queued.max.messages.kbytes": 16384})
+            self.reader = PartitionReader(conf, self.consumer.loop)
+            consumer._fetcher.reader = self.reader
+            self.reader.start()
+
+    async def on_thread_stop(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+        await super().on_thread_stop()
+
+    async def getmany(self, active_partitions, timeout):
+        """The reader's records when there is one (override 14), on the event loop."""
+        reader = self.reader
+        if reader is None:
+            return await super().getmany(active_partitions, timeout)
+        consumer = self._ensure_consumer()
+        if not self.consumer.flow_active:
+            return {}
+        assignment = self._sync_reader(reader, consumer)
+        await reader.wait(active_partitions, min(timeout, READER_SYNC_S))
+        records = reader.take(active_partitions, consumer._max_poll_records or 500)
+        if records and assignment is not None:
+            for tp, messages in records.items():
+                state = assignment.state_value(tp)
+                if state is not None and state.has_valid_position:
+                    state._position = messages[-1].offset() + 1  # as aiokafka's consumed_to
+        return records
+
+    def _sync_reader(self, reader: PartitionReader, consumer):
+        """The reader reads what aiokafka has assigned, from aiokafka's positions: a new
+        assignment starts it afresh, a partition whose position is being reset waits for it.
+        aiokafka's highwaters and fetch times are set from the reader's."""
+        subscription = consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        placed = reader.placed()
+        if assignment is None or not assignment.active:
+            if placed:
+                reader.drop(placed)
+            self._reader_assignment = None
+            return None
+        if assignment is not self._reader_assignment:
+            self._reader_assignment = assignment
+            if placed:
+                reader.drop(placed)
+                placed = {}
+        for tp in assignment.tps:
+            if tp not in placed:
+                state = assignment.state_value(tp)
+                if state.has_valid_position:
+                    reader.place(tp, state.position)
+        gone = [tp for tp in placed if tp not in assignment.tps]
+        if gone:
+            reader.drop(gone)
+        now = time.monotonic()
+        if now - self._reader_marks_at >= READER_SYNC_S:
+            self._reader_marks_at = now
+            for tp in assignment.tps:
+                state = assignment.state_value(tp)
+                high = reader.highwaters.get(tp)
+                if high is not None:
+                    state.highwater = high
+                at = reader.fetched_at.get(tp)
+                if at is not None:
+                    state.timestamp = int(at * 1000)
+        return assignment
 
     async def seek_to_committed(self):
         return await self.call_thread(self._seek_to_committed)
@@ -727,6 +847,20 @@ class Consumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _to_message(self, tp, record) -> ConsumerMessage:
+        """A librdkafka record as Faust's message (override 14); aiokafka's as Faust makes it."""
+        if self._thread.reader is None:
+            return super()._to_message(tp, record)
+        kind, stamp = record.timestamp()
+        key, value = record.key(), record.value()
+        return ConsumerMessage(
+            record.topic(), record.partition(), record.offset(),
+            stamp / 1000.0 if kind else None,  # type: ignore[arg-type]
+            kind - 1 if kind else None,  # type: ignore[arg-type]  (aiokafka: 0 create, 1 append)
+            record.headers() or [], key, value, None,
+            len(key) if key is not None else 0, len(value) if value is not None else 0,
+            tp, generation_id=self.app.consumer_generation_id)
 
     async def _handle_attached(self, commit_offsets) -> None:
         """Every offset commit (periodic or at a rebalance) first waits for ``before_commit``:
@@ -895,3 +1029,4 @@ def register() -> None:
     drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
     # aiokafka's consumer builds its coordinator from this name when it starts (override 7)
     aiokafka_consumer.GroupCoordinator = GroupCoordinator
+    aiokafka_consumer.Fetcher = Fetcher  # override 14

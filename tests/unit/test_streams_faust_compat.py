@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -16,6 +17,8 @@ from streams.faust_compat import (
     BACKLOG_FILL_S,
     PATIENT_GAP_S,
     Consumer,
+    ConsumerThread,
+    Fetcher,
     FlowControl,
     OffsetGuard,
     _fill,
@@ -682,3 +685,94 @@ def test_a_delivery_that_raises_at_once_raises_from_wait_first() -> None:
 
     with pytest.raises(ValueError, match="bad record"):
         asyncio.run(drain())
+
+
+class _Reader:
+    """What ``ConsumerThread`` and ``Fetcher`` call of a ``PartitionReader`` (override 14)."""
+
+    def __init__(self) -> None:
+        self.at: dict = {}
+        self.highwaters: dict = {}
+        self.fetched_at: dict = {}
+
+    def placed(self) -> dict:
+        return dict(self.at)
+
+    def place(self, tp, offset: int) -> None:
+        self.at[TP(tp.topic, tp.partition)] = offset
+
+    def drop(self, tps) -> None:
+        for tp in list(tps):
+            self.at.pop(TP(tp.topic, tp.partition), None)
+
+
+def test_the_reader_follows_aiokafkas_assignment_and_positions() -> None:
+    from aiokafka.consumer.subscription_state import Assignment
+    from aiokafka.structs import TopicPartition
+
+    async def scenario() -> None:
+        p0, p1 = TopicPartition("purchases", 0), TopicPartition("purchases", 1)
+        first = Assignment({p0, p1})
+        first.state_value(p0).seek(5)  # p1: no position yet (a reset under way)
+        subscription = SimpleNamespace(assignment=first)
+        consumer = SimpleNamespace(_subscription=SimpleNamespace(subscription=subscription))
+        thread, reader = ConsumerThread.__new__(ConsumerThread), _Reader()
+
+        thread._sync_reader(reader, consumer)
+        assert reader.at == {TP("purchases", 0): 5}  # p1 waits for its position
+
+        first.state_value(p1).seek(7)
+        reader.at[TP("purchases", 0)] = 9  # read on since: a later look leaves it be
+        reader.highwaters[TP("purchases", 1)] = 12
+        thread._reader_marks_at = 0.0
+        thread._sync_reader(reader, consumer)
+        assert reader.at == {TP("purchases", 0): 9, TP("purchases", 1): 7}
+        assert first.state_value(p1).highwater == 12  # aiokafka's highwater, as its fetcher sets
+
+        second = Assignment({p1})  # a rebalance: afresh from the new positions
+        second.state_value(p1).seek(3)
+        subscription.assignment = second
+        thread._sync_reader(reader, consumer)
+        assert reader.at == {TP("purchases", 1): 3}
+
+        subscription.assignment = None  # revoked: nothing read
+        thread._sync_reader(reader, consumer)
+        assert reader.at == {}
+
+    asyncio.run(scenario())
+
+
+def test_the_fetcher_sends_no_fetch_and_tells_the_reader_each_seek_and_reset() -> None:
+    from aiokafka.structs import TopicPartition
+
+    tp = TopicPartition("purchases", 2)
+    sought: list = []
+    fetcher = Fetcher.__new__(Fetcher)
+    fetcher._subscriptions = SimpleNamespace(seek=lambda tp, offset: sought.append((tp, offset)))
+    fetcher._records, fetcher._wait_consume_future = {}, None
+    fetcher._notify = lambda future: None
+    fetcher.reader = reader = _Reader()
+
+    fetcher.seek_to(tp, 40)
+    assert sought == [(tp, 40)] and reader.at == {TP("purchases", 2): 40}
+
+    async def reset() -> None:
+        from aiokafka.consumer.subscription_state import Assignment
+
+        fetcher._subscriptions.subscription = SimpleNamespace(assignment=Assignment({tp}))
+        waiting = fetcher.request_offset_reset([tp], "earliest")  # placed again once aiokafka
+        assert reader.at == {}  # has the position (``ConsumerThread._sync_reader``)
+        waiting.cancel()
+
+    asyncio.run(reset())
+
+    requests = [(1, "fetch request")]
+    base = aiokafka_fetcher.Fetcher._get_actions_per_node
+    try:
+        aiokafka_fetcher.Fetcher._get_actions_per_node = (
+            lambda self, assignment: (requests, {1: [tp]}, 0.2, False, []))
+        assert fetcher._get_actions_per_node(None) == ([], {1: [tp]}, 0.2, False, [])
+        fetcher.reader = None  # without a reader: aiokafka's own fetch requests
+        assert fetcher._get_actions_per_node(None)[0] == requests
+    finally:
+        aiokafka_fetcher.Fetcher._get_actions_per_node = base
