@@ -136,7 +136,8 @@ to start until these are re-read against its source):
     by name (``sentinel_thread_cpu_seconds_total``, ``streams/metrics.ThreadCpu``; the
     bench's floor agent, read from outside).
 
-14. **Records fetched by librdkafka** (``SENTINEL_FETCHER=librdkafka``; ``streams/rd_fetch.py``).
+14. **Records fetched by librdkafka** (``SENTINEL_FETCHER``, by default ``librdkafka``;
+    ``aiokafka`` leaves Faust's fetching as it is; ``streams/rd_fetch.py``).
     aiokafka fetches in Python, on a thread that shares the interpreter lock with the agents
     (measured: as much of that lock's time a record as a bare agent's own loop). With the
     setting, ``Fetcher`` sends no fetch request and tells a ``PartitionReader`` (a librdkafka
