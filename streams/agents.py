@@ -186,9 +186,13 @@ def _settle_idle(unsettled: tuple[int, dict]) -> None:
 
 @app.on_partitions_revoked.connect
 async def settle_revoked(app, revoked, **kwargs) -> None:
-    """Held states are written before a rebalance completes, so the next owner of a
-    partition recovers them from the changelog (as it would have before they were held)."""
+    """Held states are written, and acknowledged, before a rebalance completes, so the next
+    owner of a partition recovers them from the changelog (as it would have before they were
+    held): a changelog record still in flight when it reads that far would come to it later,
+    into its recovery buffer, older than what it decides meanwhile (``streams/tables.py``,
+    ``Ownership``)."""
     await settle()
+    await flush_outputs()
 
 
 async def before_commit() -> None:

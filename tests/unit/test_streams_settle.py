@@ -187,3 +187,10 @@ def test_a_settle_with_everything_acknowledged_needs_no_flush(table, producer) -
     hold(table, {"0xa": (state("0xa", 1), event(2))})
     asyncio.run(agents.settle())
     assert producer.flushes == 0 and table.held == {} and "0xa" in table.data
+
+
+def test_at_a_revocation_the_held_states_are_written_and_acknowledged(table, producer) -> None:
+    hold(table, {"0xa": (state("0xa", 1), event(2))})
+    asyncio.run(agents.settle_revoked(None, set()))
+    assert table.held == {} and "0xa" in table.data
+    assert len(producer) == 0  # the changelog record too: the next owner recovers it
