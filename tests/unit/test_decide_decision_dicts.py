@@ -6,6 +6,7 @@ purchases it refuses (not plain dicts, a field missing, a non-text id) and rows 
 
 from __future__ import annotations
 
+import gc
 from collections import UserDict
 from datetime import UTC, datetime
 
@@ -50,6 +51,8 @@ def _same(got: list, want: list) -> None:
     assert repr(got) == repr(want)  # values and key order
     for a, b in zip(got, want, strict=True):
         assert list(a) == list(b) == list(_DECISION)
+        assert all(a[key] is a_value for key, a_value in a.items())  # each found by its key
+        assert gc.is_tracked(a) and gc.is_tracked(b)  # (they hold dicts and lists)
         for key in ("purchase_id", "wallet", "organizer_id", "occurred_at", "decided_at"):
             assert a[key] is b[key], key
         assert a["contributions"] == {} and a["contributions"] is not b["contributions"]

@@ -74,9 +74,9 @@ def test_native_refuses_other_rows_and_lengths() -> None:
 
 
 def test_values_stored_in_place_are_found_by_key_and_other_values_as_before() -> None:
-    """Floats go straight into the copy's entries (``CopiedEntries``): each key still finds
-    its value, the dict grows and compares as any other; ints, None and containers go through
-    ``PyDict_SetItem`` (a list makes the dict tracked by the cycle collector, as there)."""
+    """Values go straight into the copy's entries (``CopiedEntries``): each key still finds
+    its value, the dict grows and compares as any other; ints, None and containers too (a
+    list makes the dict tracked by the cycle collector, as ``PyDict_SetItem`` does)."""
     import gc
 
     rows = _rows(3)

@@ -8,12 +8,13 @@
 //!   table sized for them) with every value set from the row, key by key in order: the same C
 //!   calls (`PyDict_Copy`, then `PyDict_SetItem` of each existing key) that
 //!   `template.copy().update(zip(names, row))` makes, without the zip's tuple and the
-//!   interpreter around each row; under CPython 3.11, each float stored straight into its
+//!   interpreter around each row; under CPython 3.11, each value stored straight into its
 //!   key's entry (`CopiedEntries`), as `PyDict_SetItem` stores it once it has found the key.
 //! - `ipv4_column`: a column of texts read as IPv4 addresses by `inet_pton`'s own grammar
 //!   (`processors.rules.functions.ParsedIps`).
 //! - `reasons_batch`: each row's Decision `reasons` (`processors.explain.reasons`).
-//! - `decision_dicts`: a batch's Decision records (`processors.decide._decisions_by_row`).
+//! - `decision_dicts`: a batch's Decision records (`processors.decide._decisions_by_row`),
+//!   their values stored as `feature_dicts` stores them.
 //! - `arrival_latencies`: each record's `latency_ms` (`processors.decide._decisions`).
 //! - `rows_matrix`: feature rows as a float64 matrix (`processors.decide.as_matrix`).
 //! - `policy_columns`: each row's verdict code and final score (`processors.policy.decide_columns`).
@@ -71,7 +72,8 @@ pub fn feature_dicts<'py>(
             // (or `CopiedEntries::set`) takes its own reference to before anything else runs.
             let set = unsafe {
                 let value = if is_tuple {
-                    ffi::PyTuple_GetItem(row_ptr, j as ffi::Py_ssize_t)
+                    // (j is below its length: every row's was checked above)
+                    ffi::PyTuple_GET_ITEM(row_ptr, j as ffi::Py_ssize_t)
                 } else {
                     ffi::PyList_GetItem(row_ptr, j as ffi::Py_ssize_t)
                 };
@@ -79,11 +81,11 @@ pub fn feature_dicts<'py>(
                     return Err(PyErr::fetch(py));
                 }
                 match &entries {
-                    Some(entries) if ffi::PyFloat_CheckExact(value) != 0 => {
+                    Some(entries) => {
                         entries.set(j, value);
                         0
                     }
-                    _ => ffi::PyDict_SetItem(dict.as_ptr(), key, value),
+                    None => ffi::PyDict_SetItem(dict.as_ptr(), key, value),
                 }
             };
             if set < 0 {
@@ -95,22 +97,24 @@ pub fn feature_dicts<'py>(
     Ok(out)
 }
 
-/// The entries of a copy of `feature_dicts`' template, where `PyDict_SetItem(dict, key,
-/// value)` of one of its keys stores the value once the key is found: so a float goes there
-/// directly, without the key's hash lookup (~200 instructions a key; 70 a Decision).
+/// The entries of a copy of a template dict (`feature_dicts`', `decision_dicts`'), where
+/// `PyDict_SetItem(dict, key, value)` of one of its keys stores the value once the key is
+/// found: so the value goes there directly, without the key's hash lookup (~200 instructions
+/// a key; 70 a Decision's features, 16 its record).
 ///
 /// What it relies on, CPython 3.11's dict (`Include/internal/pycore_dict.h`,
 /// `Objects/dictobject.c`), checked for each dict before any store: a combined table
 /// (`ma_values` NULL) of str keys only (`DICT_KEYS_UNICODE`: entries of (key, value)), its
 /// entries exactly the keys in order, none deleted (`dk_nentries` and `ma_used` the number of
 /// keys, each entry's key the very object). `insertdict` on an existing key of such a table
-/// takes a reference to the value, stores it in the entry, then releases the old value:
-/// `set` does that. Not done, and not needed by a dict nobody has seen yet: its
-/// `ma_version_tag` is not renewed (a dict's version guards caches of globals and builtins
-/// dicts), and a float never makes the cycle collector track it (`MAINTAIN_TRACKING`), which is
-/// why any other value goes through `PyDict_SetItem`. Under another CPython, `known` is false
-/// and every value goes through `PyDict_SetItem`.
+/// has the cycle collector track the dict when the value may hold a reference cycle
+/// (`MAINTAIN_TRACKING`; str keys never do), takes a reference to the value, stores it in the
+/// entry, then releases the old value: `set` does that. Not done, and not needed by a dict
+/// nobody has seen yet: its `ma_version_tag` is not renewed (a dict's version guards caches of
+/// globals and builtins dicts). Under another CPython, `known` is false and every value goes
+/// through `PyDict_SetItem`.
 struct CopiedEntries {
+    dict: *mut ffi::PyObject,
     entries: *mut UnicodeEntry,
 }
 
@@ -164,13 +168,20 @@ impl CopiedEntries {
                 return None;
             }
         }
-        Some(CopiedEntries { entries })
+        Some(CopiedEntries { dict, entries })
     }
 
-    /// The value of the `j`-th key set to `value` (a borrowed reference, a float).
+    /// The value of the `j`-th key set to `value` (a borrowed reference).
     ///
     /// SAFETY: `j` below the number of keys `of` checked, the dict alive and unchanged since.
     unsafe fn set(&self, j: usize, value: *mut ffi::PyObject) {
+        // MAINTAIN_TRACKING, with _PyObject_GC_MAY_BE_TRACKED(value)
+        if ffi::PyObject_GC_IsTracked(self.dict) == 0
+            && ffi::PyObject_IS_GC(value) != 0
+            && (ffi::PyTuple_CheckExact(value) == 0 || ffi::PyObject_GC_IsTracked(value) != 0)
+        {
+            ffi::PyObject_GC_Track(self.dict.cast());
+        }
         let entry = self.entries.add(j);
         ffi::Py_INCREF(value);
         let old = std::mem::replace(&mut (*entry).me_value, value);
@@ -361,6 +372,8 @@ pub fn decision_dicts<'py>(
     if keys.len() != 16 {
         return Err(refuse());
     }
+    let key_ptrs: Vec<*mut ffi::PyObject> = keys.iter().map(Bound::as_ptr).collect();
+    let direct = CopiedEntries::known(py);
     let prefix = intern!(py, "dec_");
     let out = PyList::empty(py);
     for (i, (id, wallet, organizer, occurred)) in read.into_iter().enumerate() {
@@ -390,10 +403,18 @@ pub fn decision_dicts<'py>(
             decided_at.clone(),
             column(6)?,
         ];
-        for (key, value) in keys.iter().zip(values.iter()) {
-            // SAFETY: live objects; PyDict_SetItem takes its own references.
-            if unsafe { ffi::PyDict_SetItem(record.as_ptr(), key.as_ptr(), value.as_ptr()) } < 0 {
-                return Err(PyErr::fetch(py));
+        // SAFETY: a dict just made, exactly a dict, that nothing else holds
+        let entries = if direct { unsafe { CopiedEntries::of(record.as_ptr(), &key_ptrs) } } else { None };
+        for (j, (key, value)) in keys.iter().zip(values.iter()).enumerate() {
+            // SAFETY: live objects; PyDict_SetItem (or `CopiedEntries::set`, j below the 16
+            // keys it checked) takes its own references.
+            match &entries {
+                Some(entries) => unsafe { entries.set(j, value.as_ptr()) },
+                None => {
+                    if unsafe { ffi::PyDict_SetItem(record.as_ptr(), key.as_ptr(), value.as_ptr()) } < 0 {
+                        return Err(PyErr::fetch(py));
+                    }
+                }
             }
         }
         out.append(record)?;
@@ -497,10 +518,13 @@ pub fn rows_matrix<'py>(
             // while it converts.
             let value = unsafe {
                 if is_tuple {
-                    let item = ffi::PyTuple_GetItem(row_ptr, j as ffi::Py_ssize_t);
-                    if item.is_null() {
-                        PyErr::fetch(py);
-                        return Err(refuse());
+                    // (j is below the tuple's length, checked above, and a tuple's length
+                    // does not change)
+                    let item = ffi::PyTuple_GET_ITEM(row_ptr, j as ffi::Py_ssize_t);
+                    if ffi::PyFloat_CheckExact(item) != 0 {
+                        // what PyFloat_AsDouble reads of a float, without the call
+                        cell.set((*item.cast::<ffi::PyFloatObject>()).ob_fval);
+                        continue;
                     }
                     ffi::PyFloat_AsDouble(item)
                 } else {
