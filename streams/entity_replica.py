@@ -114,6 +114,12 @@ class EntityReplica:
         conf = settings.kafka.consumer_conf(f"replica-{uuid.uuid4().hex[:12]}", **{
             "enable.partition.eof": True, "queued.max.messages.kbytes": PREFETCH_KIB})
         self.consumer = Consumer(conf)
+        # The ends are asked on a client of their own: the broker answers a connection's
+        # requests one at a time, in order, so on the consumer's connection the ask waited
+        # behind a fetch the broker held for new records (up to ``fetch.wait.max.ms``, 100 ms:
+        # measured, a batch's entity wait of ~100 ms once or twice a run at 1 000 /s).
+        self.ends_reader = Consumer(
+            settings.kafka.consumer_conf(f"replica-ends-{uuid.uuid4().hex[:12]}"))
         self.latest_ms: dict[int, int] = {}  # partition -> largest event time applied
         self.caught_up: dict[int, bool] = {}  # partition -> fetched up to the known end
         self.next_offset: dict[int, int] = {}  # partition -> offset after the last applied
@@ -164,6 +170,7 @@ class EntityReplica:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self.consumer.close()
+        self.ends_reader.close()
 
     def announce(self, offsets: dict[int, int], earliest: dict[int, int], latest_ms: int,
                  owned: dict[int, int | None] | None = None) -> int:
@@ -373,7 +380,7 @@ class EntityReplica:
         ``offsets_for_times`` with ``OFFSET_END``, -1, Kafka's "latest"); None when it did not
         answer for each of them (asked again at the next step)."""
         try:
-            answer = self.consumer.offsets_for_times(
+            answer = self.ends_reader.offsets_for_times(
                 [TopicPartition(self.topic, p, OFFSET_END) for p in self.held],
                 timeout=ENDS_TIMEOUT_S)
             if not any(tp.error is not None or tp.offset < 0 for tp in answer):

@@ -238,3 +238,27 @@ def test_a_partition_counts_as_done_only_up_to_the_end_the_broker_gives_after_th
         assert replica.ends_for >= fence  # ... though the broker was asked after the batch
         replica.consumer.resume(every)
         step_until_covered(replica, latest, {partition: offset}, fence, others)
+
+
+def test_the_ends_are_answered_while_the_replica_s_fetch_is_held(settings) -> None:
+    """The broker answers one connection's requests in order: asked on the consumer's own
+    connection, where the ends wait behind a fetch the broker holds until a record comes or
+    ``fetch.wait.max.ms`` passes. Asked on a client that fetches nothing, they come at once."""
+    held_s = 3.0
+    kafka = settings.kafka.model_copy(update={"fetch_wait_max_ms": int(held_s * 1000)})
+    settings = settings.model_copy(update={"kafka": kafka})
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    produce(settings, topics.PURCHASES,
+            [(p["wallet"], codec.encode(p)) for p in simulated_purchases(10)])
+    replica = EntityReplica(settings, codec).open()
+    try:
+        step_to_the_ends(replica)  # nothing more to fetch: the broker holds each fetch
+        took = []
+        for _ in range(4):
+            started = time.monotonic()
+            ends = replica._ask_ends()
+            took.append(time.monotonic() - started)
+            assert ends is not None and sum(ends.values()) == 10
+        assert max(took) < held_s / 4, took
+    finally:
+        replica.stop()

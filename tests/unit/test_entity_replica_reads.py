@@ -102,8 +102,11 @@ def replica(monkeypatch) -> EntityReplica:
 
 
 def new_replica() -> EntityReplica:
-    """A replica on a ``FakeConsumer`` (patched in by the ``replica`` fixture)."""
-    return EntityReplica(get_settings(), Codec()).open()  # type: ignore[arg-type]
+    """A replica on a ``FakeConsumer`` (patched in by the ``replica`` fixture), which also
+    answers where the partitions end (one fake broker for both clients)."""
+    replica = EntityReplica(get_settings(), Codec())  # type: ignore[arg-type]
+    replica.ends_reader = replica.consumer
+    return replica.open()
 
 
 def purchases(n: int, start: int = 0) -> list[dict]:
