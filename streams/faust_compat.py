@@ -702,9 +702,10 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def on_start(self) -> None:
         await super().on_start()
-        if get_settings().stream.fetcher == "librdkafka" and not self.app.client_only:
+        settings = get_settings()
+        if settings.stream.fetcher == "librdkafka" and not self.app.client_only:
             consumer = self._ensure_consumer()
-            conf = get_settings().kafka.consumer_conf(
+            conf = settings.kafka.consumer_conf(
                 f"{self.app.conf.id}-reader",  # never joined: the reader only assigns
                 **{"isolation.level": "read_committed"
                    if consumer._fetcher._isolation_level == aiokafka_fetcher.READ_COMMITTED

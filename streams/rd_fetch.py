@@ -51,7 +51,6 @@ class PartitionReader:
         self._placed: dict[TP, int] = {}  # partition -> the next offset it may deliver
         self._pending: dict[TP, int | None] = {}  # to apply: read from offset / stop (None)
         self._buffers: dict[TP, deque] = {}
-        self._waiting = 0  # records in the buffers
         self._resume: set[TP] = set()  # paused partitions the loop has drained
         self.highwaters: dict[TP, int] = {}
         self.fetched_at: dict[TP, float] = {}  # wall time (s) of the last record or watermark
@@ -71,6 +70,11 @@ class PartitionReader:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def waiting(self) -> int:
+        """Records fetched and not taken yet."""
+        with self._lock:
+            return sum(map(len, self._buffers.values()))
+
     def placed(self) -> dict[TP, int]:
         with self._lock:
             return dict(self._placed)
@@ -81,9 +85,7 @@ class PartitionReader:
         with self._lock:
             self._placed[tp] = offset
             self._pending[tp] = offset
-            dropped = self._buffers.pop(tp, None)
-            if dropped:
-                self._waiting -= len(dropped)
+            self._buffers.pop(tp, None)
 
     def drop(self, tps: Iterable[TP]) -> None:
         """Stop reading ``tps``; their fetched records are dropped."""
@@ -93,9 +95,7 @@ class PartitionReader:
                 if self._placed.pop(tp, None) is None and tp not in self._pending:
                     continue
                 self._pending[tp] = None
-                dropped = self._buffers.pop(tp, None)
-                if dropped:
-                    self._waiting -= len(dropped)
+                self._buffers.pop(tp, None)
 
     async def wait(self, active: set | None, timeout: float) -> None:
         """Until records of the ``active`` partitions (all: None) are waiting, or ``timeout``
@@ -133,7 +133,6 @@ class PartitionReader:
                 buf = self._buffers[tp]
                 n = min(share, len(buf))
                 out[tp] = [buf.popleft() for _ in range(n)]
-                self._waiting -= n
                 if len(buf) <= self.max_buffered // 2:
                     self._resume.add(tp)
         return out
@@ -210,7 +209,7 @@ class PartitionReader:
 
     def _file(self, messages: list, consumer: Consumer, paused: set[TP]) -> None:
         full = []
-        wake = False
+        filed = wake = False
         now = time.time()
         with self._lock:
             for m in messages:
@@ -231,9 +230,9 @@ class PartitionReader:
                     continue
                 buf.append(m)
                 self._placed[tp] = offset + 1
-                self._waiting += 1
                 self.fetched_at[tp] = now
-            if self._waiting and not self._signalled:
+                filed = True
+            if filed and not self._signalled:
                 self._signalled = wake = True  # once until the loop waits again
         if full:
             consumer.pause([TopicPartition(tp.topic, tp.partition) for tp in full])

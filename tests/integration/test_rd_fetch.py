@@ -17,6 +17,7 @@ from faust.types import TP
 from infra import topics
 from streams.rd_fetch import PartitionReader
 from tests.conftest import app_id
+from tests.support.http import until
 
 pytestmark = pytest.mark.integration
 
@@ -55,73 +56,66 @@ def _topic(settings) -> str:
     return topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
 
 
+def _written(settings, counts: dict[int, int]) -> list[TP]:
+    """``counts[p]`` records written to partition ``p`` of the purchases topic; its TPs."""
+    name = _topic(settings)
+    for partition, n in counts.items():
+        _produce(settings, name, partition, n, f"p{partition}-")
+    return [TP(name, partition) for partition in counts]
+
+
 def test_placed_partitions_are_read_from_their_offsets(settings) -> None:
     async def scenario() -> None:
-        name = _topic(settings)
-        _produce(settings, name, 0, 10, "a")
-        _produce(settings, name, 1, 5, "b")
+        p0, p1 = _written(settings, {0: 10, 1: 5})
         async with reading(settings) as reader:
-            reader.place(TP(name, 0), 3)
-            reader.place(TP(name, 1), 0)
-            got = await _take(reader, 12)
-            assert got == {TP(name, 0): list(range(3, 10)), TP(name, 1): list(range(5))}
-            want = {TP(name, 0): 10, TP(name, 1): 5}
-            for _ in range(50):  # read from librdkafka's cache every HIGHWATER_EVERY_S
-                if reader.highwaters == want:
-                    break
-                await asyncio.sleep(0.1)
-            assert reader.highwaters == want
+            reader.place(p0, 3)
+            reader.place(p1, 0)
+            assert await _take(reader, 12) == {p0: list(range(3, 10)), p1: list(range(5))}
+            want = {p0: 10, p1: 5}  # read from librdkafka's cache every HIGHWATER_EVERY_S
+            await until(lambda: reader.highwaters == want, f"highwaters {reader.highwaters}")
 
     asyncio.run(scenario())
 
 
 def test_a_placement_replaces_what_was_fetched_before_it(settings) -> None:
     async def scenario() -> None:
-        name = _topic(settings)
-        _produce(settings, name, 2, 20, "c")
+        (tp,) = _written(settings, {2: 20})
         async with reading(settings) as reader:
-            tp = TP(name, 2)
             reader.place(tp, 0)
-            await reader.wait(None, 10)
-            await asyncio.sleep(0.3)  # the first records filed, more maybe on the way
+            await until(lambda: reader.waiting() > 0, "nothing fetched", timeout_s=10)
             reader.place(tp, 15)  # a seek forward: nothing below 15 may come after it
-            got = await _take(reader, 5)
-            assert got == {tp: [15, 16, 17, 18, 19]}
+            assert await _take(reader, 5) == {tp: [15, 16, 17, 18, 19]}
             reader.place(tp, 4)  # and back
-            got = await _take(reader, 16)
-            assert got == {tp: list(range(4, 20))}
+            assert await _take(reader, 16) == {tp: list(range(4, 20))}
 
     asyncio.run(scenario())
 
 
 def test_a_dropped_partition_delivers_nothing(settings) -> None:
     async def scenario() -> None:
-        name = _topic(settings)
-        _produce(settings, name, 3, 5, "d")
-        _produce(settings, name, 4, 5, "e")
+        p3, p4 = _written(settings, {3: 5, 4: 5})
         async with reading(settings) as reader:
-            reader.place(TP(name, 3), 0)
-            reader.place(TP(name, 4), 0)
-            got = await _take(reader, 5, active={TP(name, 4)})
-            assert got == {TP(name, 4): list(range(5))}
-            reader.drop([TP(name, 3)])
-            _produce(settings, name, 3, 5, "d")
-            await asyncio.sleep(1.0)
-            assert reader.take(None, 500) == {}
-            assert TP(name, 3) not in reader.placed()
+            reader.place(p3, 0)
+            reader.place(p4, 0)
+            assert await _take(reader, 5, active={p4}) == {p4: list(range(5))}
+            reader.drop([p3])
+            _written(settings, {3: 5, 4: 5})  # p4's written after p3's: once they are in,
+            assert await _take(reader, 5, active={p4}) == {p4: list(range(5, 10))}
+            assert reader.take(None, 500) == {}  # p3's would have come with them
+            assert p3 not in reader.placed()
 
     asyncio.run(scenario())
 
 
 def test_an_unread_partition_holds_at_most_max_buffered_then_reads_on(settings) -> None:
     async def scenario() -> None:
-        name = _topic(settings)
-        tp = TP(name, 5)
-        _produce(settings, name, 5, 100, "f")
+        (tp,) = _written(settings, {5: 100})
         async with reading(settings, max_buffered=10) as reader:
             reader.place(tp, 0)
-            await asyncio.sleep(2.0)  # nobody takes: the partition fills, then pauses
-            assert reader._waiting == 10
+            # nobody takes: the partition fills, then pauses, with all 100 known to be there
+            await until(lambda: reader.highwaters.get(tp) == 100 and reader.waiting() >= 10,
+                        "the partition never filled", timeout_s=10)
+            assert reader.waiting() == 10
             offsets: list[int] = []
             deadline = time.monotonic() + 20
             while len(offsets) < 100 and time.monotonic() < deadline:
@@ -129,7 +123,7 @@ def test_an_unread_partition_holds_at_most_max_buffered_then_reads_on(settings) 
                 taken = reader.take(None, 3)  # slowly: pauses and resumes on the way
                 for messages in taken.values():
                     offsets.extend(m.offset() for m in messages)
-                assert reader._waiting <= 10
+                assert reader.waiting() <= 10
             assert offsets == list(range(100))
 
     asyncio.run(scenario())
