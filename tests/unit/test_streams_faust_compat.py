@@ -742,6 +742,35 @@ def test_the_reader_follows_aiokafkas_assignment_and_positions() -> None:
     asyncio.run(scenario())
 
 
+def test_the_reader_reads_only_the_partitions_faust_takes() -> None:
+    """A partition Faust takes no records of (a table's own changelog after recovery) is not
+    read: it is dropped, and placed again at aiokafka's position once Faust takes it again."""
+    from aiokafka.consumer.subscription_state import Assignment
+    from aiokafka.structs import TopicPartition
+
+    async def scenario() -> None:
+        stream = TopicPartition("purchases", 0)
+        changelog = TopicPartition("app-wallet_to_state-changelog", 0)
+        assignment = Assignment({stream, changelog})
+        assignment.state_value(stream).seek(5)
+        assignment.state_value(changelog).seek(40)
+        consumer = SimpleNamespace(
+            _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)))
+        thread, reader = ConsumerThread.__new__(ConsumerThread), _Reader()
+
+        thread._sync_reader(reader, consumer, {stream, changelog})  # recovering: both read
+        assert reader.at == {TP("purchases", 0): 5, TP(changelog.topic, 0): 40}
+
+        assignment.state_value(changelog).seek(57)  # recovery took records up to 56
+        thread._sync_reader(reader, consumer, {TP("purchases", 0)})  # Faust's TP: the same
+        assert reader.at == {TP("purchases", 0): 5}  # the changelog is not read
+
+        thread._sync_reader(reader, consumer, {stream, changelog})  # taken again
+        assert reader.at == {TP("purchases", 0): 5, TP(changelog.topic, 0): 57}
+
+    asyncio.run(scenario())
+
+
 def test_the_fetcher_sends_no_fetch_and_tells_the_reader_each_seek_and_reset() -> None:
     from aiokafka.structs import TopicPartition
 
