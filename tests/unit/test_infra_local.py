@@ -60,6 +60,7 @@ def test_kafka_command_runs_the_broker_with_our_configs() -> None:
     assert argv[-2:] == ["kafka.Kafka", "/d/kafka/server.properties"]
     assert "-Dlog4j.configuration=file:/d/kafka/log4j.properties" in argv
     assert "/d/kafka/libs/*" in argv
+    assert "-XX:+UseZGC" in argv  # no stop-the-world young collections (broker.JAVA_GC)
 
 
 def test_the_broker_starts_with_the_soft_open_files_limit_raised_to_the_hard_one() -> None:
