@@ -155,7 +155,8 @@ to start until these are re-read against its source):
     they brought back every state the worker wrote (its own echo, a record a purchase), filed
     on the reader's thread under the interpreter lock up to the buffer's cap per partition
     and never taken (measured in one worker: 10 578 such records filed beside 11 348
-    purchases).
+    purchases). A record taken just before aiokafka revokes its partition has no highwater
+    (``ConsumerThread.highwater``: None, where aiokafka asserts).
 
 Selected by the broker URL scheme ``sentinel://``; ``App`` is the app class (``streams/app.py``).
 """
@@ -748,6 +749,17 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 if state is not None and state.has_valid_position:
                     state._position = messages[-1].offset() + 1  # as aiokafka's consumed_to
         return records
+
+    def highwater(self, tp):
+        """aiokafka's highwater of ``tp``; None (unknown, as aiokafka says before it knows)
+        once aiokafka no longer has ``tp`` assigned. Faust's ``getmany`` asks it for each record
+        it yields, between awaits: a record taken from the reader just before a revocation (the
+        records are taken on the loop, while aiokafka revokes on its own thread before Faust
+        stops the flow) made aiokafka's assertion crash the worker (one of three, a
+        ``--workers 3`` bench). The record itself goes on as a revoked partition's does."""
+        if not self._ensure_consumer()._subscription.is_assigned(tp):
+            return None
+        return super().highwater(tp)
 
     def _sync_reader(self, reader: PartitionReader, consumer, taken: Set | None = None):
         """The reader reads what aiokafka has assigned and Faust takes records of (``taken``;

@@ -771,6 +771,22 @@ def test_the_reader_reads_only_the_partitions_faust_takes() -> None:
     asyncio.run(scenario())
 
 
+def test_a_partition_revoked_under_a_taken_record_has_no_highwater_and_no_crash() -> None:
+    """Faust's ``getmany`` asks the highwater of each record it yields; aiokafka asserts on a
+    partition it has revoked meanwhile (on its own thread): unknown (None) instead."""
+    assigned = {TP("purchases", 0)}
+    aiokafka_consumer = SimpleNamespace(
+        _subscription=SimpleNamespace(is_assigned=lambda tp: tp in assigned),
+        highwater=lambda tp: 42)
+    thread = ConsumerThread.__new__(ConsumerThread)
+    thread.consumer = SimpleNamespace(in_transaction=False)
+    thread._ensure_consumer = lambda: aiokafka_consumer
+
+    assert thread.highwater(TP("purchases", 0)) == 42
+    assigned.clear()  # revoked while Faust still yields the partition's taken records
+    assert thread.highwater(TP("purchases", 0)) is None
+
+
 def test_the_fetcher_sends_no_fetch_and_tells_the_reader_each_seek_and_reset() -> None:
     from aiokafka.structs import TopicPartition
 
