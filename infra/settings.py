@@ -63,6 +63,11 @@ class KafkaSettings(BaseSettings):
         conf: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
+            # TCP_NODELAY, as Kafka's Java clients and the broker set it: librdkafka leaves
+            # Nagle on, which holds a small request back while an earlier one on the
+            # connection is unanswered. Pipeline bench, four alternated pairs at 1 000 /s:
+            # p99 28.4-70.5 ms against 38.2-154.8, p50 lower in three pairs of four.
+            "socket.nagle.disable": True,
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
