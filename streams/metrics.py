@@ -42,7 +42,7 @@ PHASES = {p: PHASE.labels(p) for p in ("decode", "entity_wait", "features", "dec
 # How old a scoring batch's oldest record is when the batch starts (its Kafka timestamp to
 # then): the broker, Faust's fetch and delivery, and the batches before it. Beside the phases
 # above it splits a decision's latency into the wait for its batch and the batch's own work
-# (README, Known limitations, Latency: at 1 000 /s most of the p50 is this wait).
+# (docs/measurements.md, "latency analyses": at 1 000 /s most of the p50 is this wait).
 BATCH_AGE = Histogram(
     "sentinel_batch_age_seconds",
     "Age of a scoring batch's oldest record (Kafka timestamp) when the batch starts",
@@ -89,7 +89,7 @@ class ThreadCpu(Collector):
     from ``/proc/self/task`` at each scrape (``thread_group`` names them; a thread that ended
     takes its seconds with it). The GIL is one: at a steady rate the Python threads' sum is
     how busy the interpreter is, whatever the cores (``sentinel bench pipeline``'s
-    ``cpu_us_per_purchase_by_thread``; README, Known limitations, Latency)."""
+    ``cpu_us_per_purchase_by_thread``; docs/measurements.md, "latency analyses")."""
 
     def collect(self):
         names = {t.native_id: t.name for t in threading.enumerate()}

@@ -2,7 +2,7 @@
 
 Faust's aiokafka driver fetches in Python: a fetch round over every assigned partition, its
 request built and its answer parsed on a thread that shares the interpreter lock with the
-agents. Measured at 1 000 purchases/s (README, Known limitations, Latency): a bare Faust agent
+agents. Measured at 1 000 purchases/s (docs/measurements.md, "latency analyses"): a bare Faust agent
 spends ~230 us of that thread's time a record, as much as the agent's own loop. A librdkafka
 consumer fetches on its own C threads; Python only takes the records.
 
