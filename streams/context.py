@@ -52,9 +52,12 @@ class Context:
     @cached_property
     def replica(self):
         """This worker's copy of every IP, device, card and show state (started on first use)."""
+        from streams import rd_fetch
         from streams.entity_replica import EntityReplica
 
-        return EntityReplica(self.settings, self.codecs.purchase).start()
+        replica = EntityReplica(self.settings, self.codecs.purchase).start()
+        rd_fetch.FEEDS[replica.topic] = replica  # the reader's records of the worker's partitions
+        return replica
 
     @cached_property
     def redeliveries(self):

@@ -8,7 +8,10 @@ each purchase to a ``processors.entity_state.EntityStore``: a deterministic func
 topic, complete with 1, 2, 3 or more workers, rebuilt by re-reading after a restart.
 
 Cost: each worker decodes every purchase of the partitions it does not score once more (~25
-µs each) and holds every entity state of the last 24 h (shows: 7 d). In exchange the scoring
+µs each) and holds every entity state of the last 24 h (shows: 7 d). Each record is fetched
+once a worker: the partitions the worker scores come from its reader (``feed``; this
+consumer pauses them while the feed follows on from what it has, and fetches them again from
+there when the reader drops, re-places or pauses one), the others from this consumer. In exchange the scoring
 path reads entities in memory, with no repartition hop and no table. A record the worker
 scores is decoded once: whichever copy comes first, the scorer's or the replica's own fetch,
 is applied and the other is skipped. The records of a batch reach the replica from the scorer
@@ -98,6 +101,9 @@ PREFETCH_KIB = 8 * 1024  # librdkafka's queue of fetched records (its default: 6
 # replica applies about a batch ahead of the scorer live, up to its lead in a backlog; what is
 # not kept there is decoded and read again by the scorer.
 READS_KEPT = 1000
+# How long this consumer waits for a record while the feed may bring some (``step``): a
+# record fed meanwhile waits at most this for this thread. 20 ms otherwise.
+FED_POLL_S = 0.005
 ENDS_TIMEOUT_S = 5.0  # for the broker's answer to where the partitions end (``_ask_ends``)
 ENDS_WARN_EVERY_S = 30.0  # failing asks are logged at most this often
 
@@ -141,6 +147,18 @@ class EntityReplica:
         self.eof_at: dict[int, int] = {}  # partition -> where this consumer last reached its end
         self._ends_warned = -ENDS_WARN_EVERY_S
         self.rejected = 0  # records the store refused (the scorer dead-letters them)
+        # The feed (``streams/rd_fetch.py``, ``Feed``): the worker's own reader hands over
+        # the records it fetched of the partitions the worker scores (``feed``), so this
+        # consumer need not fetch them a second time. ``intake``: fed records and, as sets,
+        # partitions whose feed may stop or jump (``unfeed``), in order; ``fed``: partitions
+        # the feed carries (this consumer has them paused); ``reseek``: partitions fed until
+        # lately, read on from where the feed left them.
+        self._intake: deque = deque()
+        self._intake_cv = threading.Condition()
+        self.fed: set[int] = set()
+        self._reseek: set[int] = set()
+        self._own_paused: set[int] = set()  # what this consumer has paused (held full | fed)
+        self._ends_failed = False  # the last ask for the ends got no answer
         self._progress = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="entity-replica", daemon=True)
@@ -162,7 +180,8 @@ class EntityReplica:
         self.next_offset = {p: 0 for p in partitions}
         self.eof_at = {p: 0 for p in partitions}
         self.held = {p: deque() for p in partitions}
-        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.consumer.incremental_assign(
+            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
         return self
 
     def stop(self) -> None:
@@ -194,6 +213,8 @@ class EntityReplica:
             owned = owned if owned is not None else dict.fromkeys(self.scored)
             floor = self._floor(min(earliest.values()), owned)
             self._progress.notify_all()
+        with self._intake_cv:  # a replica whose partitions are all fed waits there
+            self._intake_cv.notify()
         with self.lock:
             self.store.advance_floor(floor)
             self.crowds.advance_floor(floor)
@@ -278,6 +299,28 @@ class EntityReplica:
             self._progress.notify_all()
         return taken
 
+    def feed(self, messages: list) -> None:
+        """Records of this topic the worker's reader fetched (``streams/rd_fetch.Feed``, on
+        the reader's thread). A partition whose fed records follow on from what this replica
+        has is paused on its own consumer: each record is fetched once a worker (until the
+        twentieth session the reader and this consumer each fetched every record of the
+        worker's partitions). Queued only: this replica's thread takes them at its next
+        step, woken by the next batch's ``announce`` (or within 50 ms), not by each fetch:
+        woken that way it took the GIL from the batch in progress (pipeline bench at
+        1 000 /s, this host: p99 25.3-50.4 ms against 42.0-128.9 woken, 38.5-90.4 unfed).
+        The batch's own records are decoded by the scorer then (``scoring.decode``)."""
+        if self._stop.is_set():  # stopped (a test's replica): nothing would take them
+            return
+        with self._intake_cv:
+            self._intake.extend(messages)
+
+    def unfeed(self, partitions: set[int]) -> None:
+        """The reader's records of ``partitions`` may stop or jump (dropped, placed anew,
+        paused): this replica fetches them itself again, from where it is."""
+        with self._intake_cv:
+            self._intake.append(frozenset(partitions))
+            self._intake_cv.notify()
+
     def decoded(self, positions: list[tuple[int, int]]) -> list[dict | None]:
         """For each (partition, offset), the purchase this replica fetched and decoded: held,
         not yet applied, or applied with its read kept for the scorer (None: neither, or not
@@ -351,9 +394,11 @@ class EntityReplica:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                if not self.step() and len(self.paused) == len(self.held):
-                    with self._progress:
-                        self._progress.wait(0.05)  # everything held: wait for a new horizon
+                if not self.step() and len(self._own_paused) == len(self.held):
+                    with self._intake_cv:  # nothing to fetch: wait for the feed or a batch
+                        if not self._intake and (self.asked <= self.ends_for
+                                                 or self._ends_failed):
+                            self._intake_cv.wait(0.05)
         except Exception:  # the worker notices: wait_covers returns False from then on
             log.exception("entity replica stopped")
 
@@ -362,18 +407,24 @@ class EntityReplica:
         and apply once; the number of messages fetched."""
         asked = self.asked
         ends = self._ask_ends() if asked > self.ends_for else None
+        self._ends_failed = asked > self.ends_for and ends is None  # asked again, not at once
         # what the client has fetched already, else the next record as soon as it comes (a
-        # batch consume would wait out its whole timeout for a full batch)
-        messages = (self.consumer.consume(CONSUME_BATCH, timeout=0)
-                    or self.consumer.consume(1, timeout=0.02))
+        # batch consume would wait out its whole timeout for a full batch); not long while
+        # the feed may bring records meanwhile
+        messages = self.consumer.consume(CONSUME_BATCH, timeout=0)
+        if not messages and not self._intake and len(self._own_paused) < len(self.held):
+            messages = self.consumer.consume(1, timeout=FED_POLL_S if self.fed else 0.02)
+        with self._intake_cv:  # after this consumer's: a record both brought is taken fed
+            intake, self._intake = self._intake, deque()
         with self._progress:
             if ends is not None:
                 self.ends, self.ends_for = ends, asked
+            self._hold_fed(intake)  # first: a partition fed is paused the sooner
             self._hold(messages)
             self._apply_held()
             self._pace()
             self._progress.notify_all()
-        return len(messages)
+        return len(messages) + len(intake)
 
     def _ask_ends(self) -> dict[int, int] | None:
         """Every partition's end offset, asked of the broker now (one ListOffsets request:
@@ -415,6 +466,31 @@ class EntityReplica:
             ts = to_ms(purchase["occurred_at"]) if purchase else -1
             self.held[partition].append((offset, ts or -1, purchase))
 
+    def _hold_fed(self, intake) -> None:
+        """Hold the fed records that follow on from what each partition has (a record this
+        replica has already is skipped, one after a gap is left to its own consumer, which
+        then fetches the partition again); a partition fed that way is ``fed``."""
+        for item in intake:
+            if isinstance(item, frozenset):  # the feed of these may stop or jump
+                self._unfed(item & self.fed)
+                continue
+            partition = item.partition()
+            if item.error() is not None or partition not in self.held:
+                continue
+            expected = self._expected(partition)
+            if item.offset() != expected:
+                if item.offset() > expected:
+                    self._unfed({partition} & self.fed)
+                continue
+            self._hold([item])
+            if partition not in self.fed:
+                self.fed.add(partition)
+                self._reseek.discard(partition)
+
+    def _unfed(self, partitions: set[int] | frozenset[int]) -> None:
+        self.fed -= partitions
+        self._reseek |= partitions
+
     def _apply_held(self) -> None:
         horizon = self.horizon_ms
         apply_one = self._apply_one
@@ -454,14 +530,31 @@ class EntityReplica:
         return read
 
     def _pace(self) -> None:
-        """Pause partitions holding too much, resume those that have room again."""
+        """Pause partitions holding too much or fed, resume those that have room again and
+        are not fed; one fed until lately is read on from where the feed left it."""
         full = {p for p, held in self.held.items() if len(held) >= HOLD}
-        if full - self.paused:
-            self.consumer.pause([TopicPartition(self.topic, p) for p in full - self.paused])
         room = {p for p in self.paused if len(self.held[p]) < HOLD // 2}
-        if room:
-            self.consumer.resume([TopicPartition(self.topic, p) for p in room])
         self.paused = (self.paused | full) - room
+        want = self.paused | self.fed
+        if want - self._own_paused:
+            self.consumer.pause([TopicPartition(self.topic, p) for p in want - self._own_paused])
+        resume = self._own_paused - want
+        if resume:
+            self.consumer.resume([TopicPartition(self.topic, p) for p in resume])
+            for p in resume & self._reseek:
+                self._seek(p, self._expected(p))
+        self._reseek -= resume
+        self._own_paused = want
+
+    def _seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (correct without: what it fetches before
+        ``offset`` is skipped, but a partition fed for long would be fetched again)."""
+        tp = TopicPartition(self.topic, partition, offset)
+        try:
+            self.consumer.seek(tp)
+        except KafkaException:  # not fetching yet: assigned again from there
+            self.consumer.incremental_unassign([TopicPartition(self.topic, partition)])
+            self.consumer.incremental_assign([tp])
 
 
 def _at(entries: deque | None, offset: int) -> tuple | None:

@@ -18,6 +18,9 @@ it. A partition with ``max_buffered`` records waiting is paused in librdkafka un
 has taken half of them, then read again from its next offset not filed: Faust leaves
 partitions unread for a while (its flow control, table recovery), and their records must not
 fill memory.
+
+A topic may have a ``Feed``: another reader of it in the process (the entity replica) that
+takes the records this reader files, so the worker fetches each record once.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.types import TP
@@ -39,6 +43,23 @@ log = logging.getLogger(__name__)
 THREAD = "rd-fetch"
 POLL_S = 0.05  # the longest a placement waits for the thread (it polls this long at most)
 HIGHWATER_EVERY_S = 0.5
+
+
+class Feed(Protocol):
+    """Another reader of a topic that takes this reader's records of it instead of fetching
+    them again (the entity replica: ``streams/entity_replica.py``). Both are called on the
+    reading thread, and must not block it."""
+
+    def feed(self, messages: list) -> None:
+        """Records filed for the loop, in offset order per partition, as they are filed."""
+
+    def unfeed(self, partitions: set[int]) -> None:
+        """The feed of these partitions may stop or jump (dropped, placed anew, paused)."""
+
+
+# topic -> the feed given each record of it a reader files (the worker registers its entity
+# replica: ``streams/context.py``)
+FEEDS: dict[str, Feed] = {}
 
 
 class PartitionReader:
@@ -59,6 +80,7 @@ class PartitionReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=THREAD, daemon=True)
         self.error: BaseException | None = None
+        self.feeds = FEEDS
 
     # -- the event loop's side ------------------------------------------------------------
 
@@ -182,6 +204,7 @@ class PartitionReader:
                     pending[tp] = offset
         if not pending:
             return
+        self._unfeed(pending)
         stop = [tp for tp, offset in pending.items() if offset is None and tp in assigned]
         if stop:
             consumer.incremental_unassign([TopicPartition(tp.topic, tp.partition) for tp in stop])
@@ -209,6 +232,7 @@ class PartitionReader:
 
     def _file(self, messages: list, consumer: Consumer, paused: set[TP]) -> None:
         full = []
+        fed: dict[str, list] = {}
         filed = wake = False
         now = time.time()
         with self._lock:
@@ -229,6 +253,8 @@ class PartitionReader:
                         full.append(tp)
                     continue
                 buf.append(m)
+                if tp.topic in self.feeds:
+                    fed.setdefault(tp.topic, []).append(m)
                 self._placed[tp] = offset + 1
                 self.fetched_at[tp] = now
                 filed = True
@@ -237,8 +263,20 @@ class PartitionReader:
         if full:
             consumer.pause([TopicPartition(tp.topic, tp.partition) for tp in full])
             paused.update(full)
+            self._unfeed(full)
         if wake:
             self._loop.call_soon_threadsafe(self._ready.set)
+        for topic, messages in fed.items():  # after the loop is woken: it takes them first
+            self.feeds[topic].feed(messages)
+
+    def _unfeed(self, tps: Iterable[TP]) -> None:
+        """Tell the feeds of ``tps``' topics that their records may stop or jump there."""
+        by_topic: dict[str, set[int]] = {}
+        for tp in tps:
+            if tp.topic in self.feeds:
+                by_topic.setdefault(tp.topic, set()).add(tp.partition)
+        for topic, partitions in by_topic.items():
+            self.feeds[topic].unfeed(partitions)
 
     def _watermarks(self, consumer: Consumer, assigned: set[TP]) -> None:
         now = time.time()

@@ -53,13 +53,18 @@ class FakeConsumer:
     def __init__(self, conf: dict):
         self.fetched: list[Message] = []
         self.ends: dict[int, int] = {}  # partition -> past every record handed out or waiting
+        self.paused: set[int] = set()
+        self.seeks: list[tuple[int, int]] = []  # (partition, offset), in order
 
     def list_topics(self, topic: str, timeout: float):
         meta = SimpleNamespace(error=None, partitions=dict.fromkeys(PARTITIONS))
         return SimpleNamespace(topics={topic: meta})
 
-    def assign(self, partitions) -> None:
+    def incremental_assign(self, partitions) -> None:
         pass
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.partition, tp.offset))
 
     def consume(self, n: int, timeout: float) -> list[Message]:
         self._written()
@@ -77,10 +82,10 @@ class FakeConsumer:
             self.ends[m.partition()] = max(self.ends.get(m.partition(), 0), m.offset() + 1)
 
     def pause(self, partitions) -> None:
-        pass
+        self.paused |= {tp.partition for tp in partitions}
 
     def resume(self, partitions) -> None:
-        pass
+        self.paused -= {tp.partition for tp in partitions}
 
     def close(self) -> None:
         pass
@@ -447,3 +452,56 @@ def test_a_record_held_without_a_positive_event_time_is_converted_again(replica)
     naive = dict(p, purchase_id="naive", occurred_at=p["occurred_at"].replace(tzinfo=None))
     assert other._apply_one(naive, 0) is None
     assert (other.applied, other.rejected) == (2, 1)
+
+
+def test_records_fed_by_the_reader_pause_the_partition_on_the_replica_s_own_consumer(replica):
+    """The worker's reader hands over what it fetched of the worker's partitions (``feed``):
+    fed records that follow on from what the replica has are applied once, and the replica's
+    own consumer stops fetching that partition; its own copies fetched before are skipped."""
+    items = purchases(6)
+    announce(replica, records(2, items[:1]), {2: None})
+    replica.consumer.fetched = [Message(2, o, p) for o, p in enumerate(items[:2])]
+    replica.step()  # its own fetch: offsets 0 and 1
+    assert replica.next_offset[2] == 2 and 2 not in replica.consumer.paused
+    replica.feed([Message(2, o, p) for o, p in enumerate(items[:4])])  # 0, 1 already there
+    replica.consumer.fetched = [Message(2, o, p) for o, p in enumerate(items) if o >= 2]
+    replica.step()  # fed 2 and 3 first, then its own 2..5: 4 and 5 follow on
+    assert replica.fed == {2} and replica.consumer.paused == {2}
+    assert replica.applied == 6 and replica.next_offset[2] == 6
+    assert replica.decoded([(2, o) for o in range(6)]) == items
+
+
+def test_a_fed_partition_whose_feed_stops_or_jumps_is_fetched_again_where_it_was(replica):
+    """``unfeed`` (the reader dropped, placed anew or paused the partition) and a fed record
+    after a gap both give the partition back to the replica's own consumer, resumed and
+    sought to the offset the replica takes next."""
+    items = purchases(8)
+    announce(replica, records(0, items[:1]), {0: None, 1: None})
+    replica.feed([Message(0, o, p) for o, p in enumerate(items[:3])]
+                 + [Message(1, o, p) for o, p in enumerate(items[:2])])
+    replica.step()
+    assert replica.fed == {0, 1} and replica.consumer.paused == {0, 1}
+    replica.unfeed({0})
+    replica.step()
+    assert replica.fed == {1} and replica.consumer.paused == {1}
+    assert replica.consumer.seeks == [(0, 3)]
+    replica.feed([Message(1, 5, items[5])])  # 2..4 never fed: the reader jumped
+    replica.step()
+    assert not replica.fed and not replica.consumer.paused
+    assert replica.consumer.seeks == [(0, 3), (1, 2)] and replica.next_offset[1] == 2
+
+
+def test_records_fed_ahead_of_the_replica_are_left_to_its_own_consumer(replica):
+    """A replica still reading a partition's history (its reader placed at the group's
+    committed offset, further on) takes nothing fed after a gap and keeps fetching; once its
+    own fetch reaches the fed records, the next one fed follows on and the partition is fed."""
+    items = purchases(6)
+    announce(replica, records(2, items[:1]), {2: None})
+    replica.feed([Message(2, o, p) for o, p in enumerate(items) if o >= 3])
+    replica.step()
+    assert not replica.fed and replica.next_offset[2] == 0 and replica.applied == 0
+    replica.consumer.fetched = [Message(2, o, p) for o, p in enumerate(items[:5])]
+    replica.step()
+    replica.feed([Message(2, 5, items[5])])
+    replica.step()
+    assert replica.fed == {2} and replica.next_offset[2] == 6 and replica.applied == 6
