@@ -11,8 +11,8 @@ Cost: each worker decodes every purchase of the partitions it does not score onc
 µs each) and holds every entity state of the last 24 h (shows: 7 d). Each record is fetched
 once a worker: the partitions the worker scores come from its reader (``feed``; this
 consumer pauses them while the feed follows on from what it has, and fetches them again from
-there when the reader drops, re-places or pauses one), the others from this consumer. In exchange the scoring
-path reads entities in memory, with no repartition hop and no table. A record the worker
+there when the reader drops, re-places or pauses one), the others from this consumer. In
+exchange the scoring path reads entities in memory, with no repartition hop and no table. A record the worker
 scores is decoded once: whichever copy comes first, the scorer's or the replica's own fetch,
 is applied and the other is skipped. The records of a batch reach the replica from the scorer
 itself (``offer``, already decoded); records the replica fetched first (a backlog: it reads
