@@ -12,16 +12,17 @@ Cost: each worker decodes every purchase of the partitions it does not score onc
 once a worker: the partitions the worker scores come from its reader (``feed``; this
 consumer pauses them while the feed follows on from what it has, and fetches them again from
 there when the reader drops, re-places or pauses one), the others from this consumer. In
-exchange the scoring path reads entities in memory, with no repartition hop and no table. A record the worker
-scores is decoded once: whichever copy comes first, the scorer's or the replica's own fetch,
-is applied and the other is skipped. The records of a batch reach the replica from the scorer
-itself (``offer``, already decoded); records the replica fetched first (a backlog: it reads
-ahead; live traffic: its fetch is usually quicker than Faust's) are handed to the scorer
-decoded (``decoded``), whether still held or applied already. Each record the worker scores is also
-read once: the replica keeps what it read of a record of a partition the worker scores (its
-``Order`` and its crowd read, ``read_purchase``), with the decoded purchase, until the scorer
-takes it (``take_read``), whichever thread applied it; a record the replica did not apply (not
-decodable, refused, not yet reached) is decoded and read by the scorer itself.
+exchange the scoring path reads entities in memory, with no repartition hop and no table. A
+record the worker scores is decoded once: whichever copy comes first, the scorer's or the
+replica's (fed or fetched), is applied and the other is skipped. The records of a batch
+reach the replica from the scorer itself (``offer``, already decoded); records the replica
+has already (fetched first in a backlog, where it reads ahead, or fed and taken before the
+batch) are handed to the scorer decoded (``decoded``), whether still held or applied
+already. Each record the worker scores is also read once: the replica keeps what it read of
+a record of a partition the worker scores (its ``Order`` and its crowd read,
+``read_purchase``), with the decoded purchase, until the scorer takes it (``take_read``),
+whichever thread applied it; a record the replica did not apply (not decodable, refused, not
+yet reached) is decoded and read by the scorer itself.
 
 Consistency: the store answers queries as of a purchase's event time ``t`` (rows strictly
 before ``t``), so it may run ahead, but not too far: the scorer announces each batch
