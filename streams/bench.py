@@ -9,7 +9,14 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   rebalances the group, a pause that one worker never has: the decisions before
   (``decided_before_stable``, ``group_stable_after_s`` from the start) are not counted;
 - ``latency_ms`` at a fixed rate (default 1 000/s, and ``latency_ms_by_rate`` for the
-  others asked): decision received by a consumer minus the purchase's ``ingested_at``;
+  others asked): decision received by a consumer minus the purchase's ``ingested_at``, over
+  ``rate`` x ``--seconds`` purchases a rate. ``latency_clock`` says what their event time is:
+  ``live`` (the default), stamped when sent, as a live shop's purchases come: the worker's
+  entity wait and expiry see what they see in production; ``simulated`` (the runs before the
+  twenty-first session), the simulated month's own times, so a few seconds of sending move
+  event time by weeks: expiry sweeps nearly every batch, and the entity replica holds
+  records far ahead of a batch, so covering it rarely waits for another partition's next
+  record;
   beside it, each rate's ``faust_floor_ms``: the same, at the same rate, for a Faust agent
   that only forwards each purchase to a topic (``faust_latency_floor``): the hops without
   the work, the ceiling a latency is compared with, and that agent's CPU a record by thread
@@ -81,12 +88,15 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "SENTINEL_APP_ID": settings.stream.app_id, "SENTINEL_LOG_LEVEL": "WARNING", **extra}
 
 
-def purchases(n: int, seed: int) -> list[dict]:
-    """``n`` simulated purchases (event time order per wallet), with their wallets' history."""
+def purchases(n: int, seed: int, users: int | None = None) -> list[dict]:
+    """Up to ``n`` simulated purchases (event time order per wallet), with their wallets'
+    history: the first of a month of ``users`` users (default ``n // 8``, at least 2 000:
+    fewer than ``n`` when they buy less); with ``users=n`` the month holds more than ``n``."""
     from models.simulator import SimConfig, simulate
 
     out: list[dict] = []
-    for kind, record in simulate(SimConfig(seed=seed, days=30, n_users=max(2000, n // 8))):
+    users = max(2000, n // 8) if users is None else users
+    for kind, record in simulate(SimConfig(seed=seed, days=30, n_users=users)):
         if kind == "purchase":
             out.append(record)
             if len(out) >= n:
@@ -326,13 +336,16 @@ def warm_producer(settings: Settings) -> Producer:
 
 
 def produce_at_rate(settings: Settings, codec: AvroCodec, records: list[dict],
-                    rate: float) -> None:
-    """Send at ``rate`` per second, stamping ``ingested_at`` at send time."""
+                    rate: float, live: bool = True) -> None:
+    """Send at ``rate`` per second, stamping ``ingested_at`` at send time, and ``occurred_at``
+    too when ``live`` (``latency_clock``)."""
     producer = warm_producer(settings)
     name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
     for i in paced(len(records), rate):
         record = records[i]
         record["ingested_at"] = datetime.now(UTC)
+        if live:
+            record["occurred_at"] = record["ingested_at"]
         producer.produce(name, codec.encode(record), record["wallet"])
         producer.poll(0)
     producer.flush(30)
@@ -353,8 +366,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1]}
 
 
-def latency_at(settings, codec, clock, worker, records: list[dict], rate: float) -> dict:
-    produce_at_rate(settings, codec, records, rate)
+def latency_at(settings, codec, clock, worker, records: list[dict], rate: float,
+               live: bool = True) -> dict:
+    produce_at_rate(settings, codec, records, rate, live)
     ids = {r["purchase_id"] for r in records}
     clock.wait_for(ids, 120, worker)
     received = [(clock.arrived[r["purchase_id"]][0] - r["ingested_at"].timestamp()) * 1000
@@ -495,7 +509,7 @@ def phase_split(before: dict[str, list[float]], after: dict[str, list[float]]) -
 
 
 def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir: Path,
-        workers: int = 1) -> dict:
+        workers: int = 1, latency_clock: str = "live") -> dict:
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
     load = purchases(n, seed=11)
     broker = broker_ceiling(settings, codec.encode(load[0]), max(n * 4, 100_000))
@@ -522,12 +536,14 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
             raise RuntimeError("the backlog was decided before the group was stable: "
                                "more --purchases")
         sustained = (len(window) - 1) / max(1e-9, window[-1] - window[0])
-        fresh = purchases(int(max(rates) * seconds * len(rates)) + 1, seed=29)
+        wanted = sum(int(rate * seconds) for rate in rates)
+        fresh = purchases(wanted, seed=29, users=wanted)
         by_rate, start = [], 0
         for rate in rates:
             count = int(rate * seconds)
             by_rate.append(latency_at(settings, codec, clock, worker,
-                                      fresh[start:start + count], rate))
+                                      fresh[start:start + count], rate,
+                                      latency_clock == "live"))
             by_rate[-1]["faust_floor_ms"] = floor[len(by_rate) - 1]["latency_ms"]
             by_rate[-1]["faust_floor_cpu_us_per_record_by_thread"] = \
                 floor[len(by_rate) - 1]["cpu_us_per_record_by_thread"]
@@ -556,6 +572,7 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         "batch_phases": backlog_phases,
         "at_rate": rates[0],
         "latency_ms": by_rate[0]["latency_ms"],
+        "latency_clock": latency_clock,
         "latency_ms_by_rate": by_rate,
         "peak_rss_mb": {"worker": rss, "iterate_only_worker": faust["rss_mb"]},
         "broker": {k: v for k, v in broker.items() if k != "topic"},
@@ -640,7 +657,7 @@ def bench_pipeline(args) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         report = _checks().decide_path()
         report.update(run(settings, args.purchases, args.rates, args.seconds, workdir,
-                          args.workers))
+                          args.workers, args.latency_clock))
         if args.memory_purchases:
             with scratch.scratch_run(base, "bench") as memory_token:
                 memory = bench_settings(base, memory_token)
@@ -656,7 +673,7 @@ def bench_pipeline(args) -> int:
         "decide_path_per_s", "events_per_s", "ratio_to_faust", "cpu_ratio_to_faust", "workers",
         "faust_ceiling_per_s", "faust_cpu_us_per_event", "fetcher",
         "faust_ceiling_same_fetcher_per_s", "ratio_to_faust_same_fetcher", "broker_ceiling_per_s",
-        "feature_agreement", "verdict_agreement", "latency_ms",
+        "feature_agreement", "verdict_agreement", "latency_ms", "latency_clock",
         "machine")}, indent=2))
     return 0
 
@@ -676,6 +693,9 @@ def add_bench_commands(bench_sub) -> None:
     p.add_argument("--rates", type=float, nargs="+", default=[1000.0, 3000.0])
     p.add_argument("--seconds", type=float, default=10.0, help="per fixed rate")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--latency-clock", choices=("live", "simulated"), default="live",
+                   help="the fixed rates' event time: stamped when sent (live), or the "
+                        "simulated month's own (the runs before the twenty-first session)")
     p.add_argument("--memory-purchases", type=int, default=0,
                    help="also run this many purchases over 30 simulated days for memory")
     p.set_defaults(func=bench_pipeline)
