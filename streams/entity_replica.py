@@ -105,6 +105,7 @@ READS_KEPT = 1000
 # How long this consumer waits for a record while the feed may bring some (``step``): a
 # record fed meanwhile waits at most this for this thread. 20 ms otherwise.
 FED_POLL_S = 0.005
+IDLE_WAIT_S = 0.05  # nothing to fetch: the longest wait for the feed, a batch or a stop
 ENDS_TIMEOUT_S = 5.0  # for the broker's answer to where the partitions end (``_ask_ends``)
 ENDS_WARN_EVERY_S = 30.0  # failing asks are logged at most this often
 
@@ -156,6 +157,7 @@ class EntityReplica:
         # lately, read on from where the feed left them.
         self._intake: deque = deque()
         self._intake_cv = threading.Condition()
+        self._waiting = 0  # batches in ``wait_covers``: the feed wakes this thread for them
         self.fed: set[int] = set()
         self._reseek: set[int] = set()
         self._own_paused: set[int] = set()  # what this consumer has paused (held full | fed)
@@ -187,6 +189,8 @@ class EntityReplica:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._intake_cv:
+            self._intake_cv.notify()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self.consumer.close()
@@ -305,15 +309,21 @@ class EntityReplica:
         the reader's thread). A partition whose fed records follow on from what this replica
         has is paused on its own consumer: each record is fetched once a worker (until the
         twentieth session the reader and this consumer each fetched every record of the
-        worker's partitions). Queued only: this replica's thread takes them at its next
-        step, woken by the next batch's ``announce`` (or within 50 ms), not by each fetch:
-        woken that way it took the GIL from the batch in progress (pipeline bench at
-        1 000 /s, this host: p99 25.3-50.4 ms against 42.0-128.9 woken, 38.5-90.4 unfed).
-        The batch's own records are decoded by the scorer then (``scoring.decode``)."""
+        worker's partitions). Queued: this replica's thread takes them at its next step,
+        woken by the next batch's ``announce`` (or within 50 ms), not by each fetch: woken
+        that way it took the GIL from the batch in progress (pipeline bench at 1 000 /s,
+        this host: p99 25.3-50.4 ms against 42.0-128.9 woken, 38.5-90.4 unfed). Woken by
+        the fetch only while a batch waits (``wait_covers``), which may be waiting for these
+        very records: purchases stamped when sent, as a live shop's, leave a partition
+        covered only by its next record or its end, and a batch then waited for the 50 ms
+        (entity wait 11-14 ms a batch at 500-1 000 /s against 4-6 woken). The batch's own
+        records are decoded by the scorer then (``scoring.decode``)."""
         if self._stop.is_set():  # stopped (a test's replica): nothing would take them
             return
         with self._intake_cv:
             self._intake.extend(messages)
+            if self._waiting:
+                self._intake_cv.notify()
 
     def unfeed(self, partitions: set[int]) -> None:
         """The reader's records of ``partitions`` may stop or jump (dropped, placed anew,
@@ -385,11 +395,15 @@ class EntityReplica:
         """Block until ``covers(ts_ms, offsets, fence)`` (True) or the timeout (False)."""
         deadline = time.monotonic() + timeout
         with self._progress:
-            while not self.covers(ts_ms, offsets, fence):
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
-                self._progress.wait(min(left, 0.05))
+            self._waiting += 1
+            try:
+                while not self.covers(ts_ms, offsets, fence):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._thread.is_alive():
+                        return False
+                    self._progress.wait(min(left, 0.05))
+            finally:
+                self._waiting -= 1
         return True
 
     def _run(self) -> None:
@@ -399,7 +413,7 @@ class EntityReplica:
                     with self._intake_cv:  # nothing to fetch: wait for the feed or a batch
                         if not self._intake and (self.asked <= self.ends_for
                                                  or self._ends_failed):
-                            self._intake_cv.wait(0.05)
+                            self._intake_cv.wait(IDLE_WAIT_S)
         except Exception:  # the worker notices: wait_covers returns False from then on
             log.exception("entity replica stopped")
 

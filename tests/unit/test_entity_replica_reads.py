@@ -6,6 +6,8 @@ what its own thread runs); the scorer's ``_features`` reads from it through ``ct
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -505,3 +507,33 @@ def test_records_fed_ahead_of_the_replica_are_left_to_its_own_consumer(replica):
     replica.feed([Message(2, 5, items[5])])
     replica.step()
     assert replica.fed == {2} and replica.next_offset[2] == 6 and replica.applied == 6
+
+
+def test_a_batch_waiting_for_a_record_is_woken_by_its_feed(replica, monkeypatch):
+    """Purchases stamped when sent (a live shop's) leave a partition covered only once its
+    next record is applied: a batch waiting in ``wait_covers`` for a record the reader then
+    fetches is covered as the record is fed, not when the replica's idle thread next wakes."""
+    monkeypatch.setattr(entity_replica, "IDLE_WAIT_S", 30.0)
+    items, later = purchases(3), purchases(1, start=10)  # ``later``: 5 min after items[2]
+    announce(replica, records(0, items[:1]), dict.fromkeys(PARTITIONS))
+    replica.feed([Message(0, o, p) for o, p in enumerate(items[:2])]
+                 + [Message(p, 0, later[0]) for p in (1, 2)])
+    replica.step()
+    assert replica.fed == set(PARTITIONS) and replica.next_offset == {0: 2, 1: 1, 2: 1}
+    replica._thread.start()  # every partition fed, nothing to fetch: it waits (30 s here)
+    covered: list[bool] = []
+    until = to_ms(items[2]["occurred_at"]) or 0
+    waiter = threading.Thread(target=lambda: covered.append(
+        replica.wait_covers(until, {0: 2}, timeout=10.0)))
+    try:
+        waiter.start()
+        time.sleep(0.2)  # the batch waits, and so does the replica's thread
+        assert not covered
+        started = time.monotonic()
+        replica.feed([Message(0, 2, items[2])])
+        waiter.join(10.0)
+        assert covered == [True] and time.monotonic() - started < 2.0
+        assert replica.next_offset[0] == 3
+    finally:
+        replica.stop()
+        waiter.join(10.0)
