@@ -37,6 +37,17 @@ the ends: an end of partition it reported, or rounds of ``consume`` (which retur
 librdkafka has queued, its fetch of the other partitions perhaps still to come), may predate
 records written together with the batch's, which the scorer's consumer brought first.
 
+The worker's own reader's view serves instead, for the partitions it reads, when one broker
+leads every partition of the topic (``reader_ends``): each of its fetch responses says where
+every partition it fetches ends, at one moment, and the reader reports those ends (``ended``)
+after it fed the records fetched before. A report made after a batch's records were fed was
+made from a fetch that went after they were written, as the announce's ask goes after: a
+batch of purchases stamped when sent (a live shop's) finds its partitions covered by then,
+where each waited for the ask's round trip and the replica thread's turn on the GIL (entity
+wait 10-15 ms a batch at 500-1 000 /s on this host, against ~1 ms). With partitions led by
+several brokers each is fetched in its own rounds, so its report may predate the batch's
+records: the broker is asked as before.
+
 Pruning: the store drops rows no query will read, below its *floor*: the earliest event time
 the scorer may still ask about. Each partition the worker scores and that has records not yet
 scored holds the floor at the earliest event time of its last batch (one not scored yet: at
@@ -157,6 +168,13 @@ class EntityReplica:
         # lately, read on from where the feed left them.
         self._intake: deque = deque()
         self._intake_cv = threading.Condition()
+        # The reader's ends (``ended``): (where the feed was per partition, the offset after
+        # the last record fed, when they were reported; the ends), and whether one broker
+        # leads every partition (``open``), without which they are not used.
+        self.reader_ends: tuple[dict[int, int], dict[int, int]] | None = None
+        self.one_leader = False
+        self._fed_to: dict[int, int] = {}
+        self._announced: dict[int, int] = {}  # the last batch's offsets (``announce``)
         self._waiting = 0  # batches in ``wait_covers``: the feed wakes this thread for them
         self.fed: set[int] = set()
         self._reseek: set[int] = set()
@@ -178,6 +196,8 @@ class EntityReplica:
         if meta.error is not None:
             raise KafkaException(meta.error)
         partitions = sorted(meta.partitions)
+        leaders = {getattr(p, "leader", None) for p in meta.partitions.values()}
+        self.one_leader = len(leaders) == 1 and None not in leaders
         self.latest_ms = {p: -1 for p in partitions}
         self.caught_up = {p: False for p in partitions}
         self.next_offset = {p: 0 for p in partitions}
@@ -217,6 +237,7 @@ class EntityReplica:
                 self.moved_at[p] = now
             owned = owned if owned is not None else dict.fromkeys(self.scored)
             floor = self._floor(min(earliest.values()), owned)
+            self._announced = dict(offsets)
             self._progress.notify_all()
         with self._intake_cv:  # a replica whose partitions are all fed waits there
             self._intake_cv.notify()
@@ -320,10 +341,21 @@ class EntityReplica:
         records are decoded by the scorer then (``scoring.decode``)."""
         if self._stop.is_set():  # stopped (a test's replica): nothing would take them
             return
+        fed_to = self._fed_to
+        for m in messages:
+            fed_to[m.partition()] = m.offset() + 1
         with self._intake_cv:
             self._intake.extend(messages)
             if self._waiting:
                 self._intake_cv.notify()
+
+    def ended(self, ends: dict[int, int]) -> None:
+        """Where the reader's last fetches said the partitions it reads end (``Feed.ended``,
+        on its thread, after it fed what it fetched before): kept with where the feed is."""
+        self.reader_ends = (dict(self._fed_to), ends)  # one reference: read whole or not
+        if self._waiting:  # a batch waits: perhaps for these
+            with self._progress:
+                self._progress.notify_all()
 
     def unfeed(self, partitions: set[int]) -> None:
         """The reader's records of ``partitions`` may stop or jump (dropped, placed anew,
@@ -371,6 +403,7 @@ class EntityReplica:
         if offsets and any(self.next_offset.get(p, 0) <= o for p, o in offsets.items()):
             return False
         asked = fence is not None and self.ends_for >= fence  # the ends, asked after the batch
+        reported = self._reported(offsets) if fence is not None and not asked else {}
         for p, latest in self.latest_ms.items():
             held = self.held[p]
             if latest >= ts_ms or (held and held[0][1] >= ts_ms):
@@ -380,9 +413,32 @@ class EntityReplica:
             if fence is None:
                 if not self.caught_up[p]:
                     return False
+            elif p in reported:
+                if self._reached(p) < reported[p]:
+                    return False
             elif not asked or p not in self.ends or self._reached(p) < self.ends[p]:
                 return False
         return True
+
+    def _reported(self, offsets: dict[int, int] | None) -> dict[int, int]:
+        """The reader's ends, when reported after the records at ``offsets`` were fed and one
+        broker leads every partition (module doc); else none."""
+        report = self.reader_ends
+        if not self.one_leader or report is None or not offsets:
+            return {}
+        positions, ends = report
+        if all(positions.get(p, 0) > o for p, o in offsets.items()):
+            return ends
+        return {}
+
+    def _ends_due(self, asked: int) -> bool:
+        """The broker is to be asked where the partitions end for batch ``asked``: not asked
+        since it was announced, and the reader's report does not say for every partition."""
+        if asked <= self.ends_for:
+            return False
+        with self._progress:
+            reported = self._reported(self._announced) if asked == self.asked else {}
+        return not all(p in reported for p in self.held)
 
     def _reached(self, partition: int) -> int:
         """The offset up to which a partition with nothing held has applied every record:
@@ -410,9 +466,9 @@ class EntityReplica:
         try:
             while not self._stop.is_set():
                 if not self.step() and len(self._own_paused) == len(self.held):
+                    asked = not self._ends_due(self.asked)
                     with self._intake_cv:  # nothing to fetch: wait for the feed or a batch
-                        if not self._intake and (self.asked <= self.ends_for
-                                                 or self._ends_failed):
+                        if not self._intake and (asked or self._ends_failed):
                             self._intake_cv.wait(IDLE_WAIT_S)
         except Exception:  # the worker notices: wait_covers returns False from then on
             log.exception("entity replica stopped")
@@ -421,8 +477,9 @@ class EntityReplica:
         """Ask where the partitions end if a batch was announced since last asked, fetch, hold
         and apply once; the number of messages fetched."""
         asked = self.asked
-        ends = self._ask_ends() if asked > self.ends_for else None
-        self._ends_failed = asked > self.ends_for and ends is None  # asked again, not at once
+        due = self._ends_due(asked)
+        ends = self._ask_ends() if due else None
+        self._ends_failed = due and ends is None  # asked again, not at once
         # what the client has fetched already, else the next record as soon as it comes (a
         # batch consume would wait out its whole timeout for a full batch); not long while
         # the feed may bring records meanwhile
@@ -432,7 +489,7 @@ class EntityReplica:
         with self._intake_cv:  # after this consumer's: a record both brought is taken fed
             intake, self._intake = self._intake, deque()
         with self._progress:
-            if ends is not None:
+            if ends is not None and asked > self.ends_for:
                 self.ends, self.ends_for = ends, asked
             self._hold_fed(intake)  # first: a partition fed is paused the sooner
             self._hold(messages)

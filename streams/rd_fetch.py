@@ -56,6 +56,11 @@ class Feed(Protocol):
     def unfeed(self, partitions: set[int]) -> None:
         """The feed of these partitions may stop or jump (dropped, placed anew, paused)."""
 
+    def ended(self, ends: dict[int, int]) -> None:
+        """Where the partitions of this topic this reader fetches (not paused) end, as its
+        last fetch responses said (librdkafka's cached high watermarks), read after the
+        records fetched before were filed and fed; once a reading round."""
+
 
 # topic -> the feed given each record of it a reader files (the worker registers its entity
 # replica: ``streams/context.py``)
@@ -175,6 +180,7 @@ class PartitionReader:
         try:
             while not self._stop.is_set():
                 self._apply(consumer, assigned, paused)
+                self._report_ends(consumer, assigned, paused)
                 msg = consumer.poll(POLL_S)
                 messages = [msg, *consumer.consume(999, 0)] if msg is not None else []
                 if messages:
@@ -268,6 +274,23 @@ class PartitionReader:
             self._loop.call_soon_threadsafe(self._ready.set)
         for topic, messages in fed.items():  # after the loop is woken: it takes them first
             self.feeds[topic].feed(messages)
+
+    def _report_ends(self, consumer: Consumer, assigned: set[TP], paused: set[TP]) -> None:
+        """``Feed.ended`` for each fed topic: where its partitions fetched end."""
+        if not self.feeds:
+            return
+        by_topic: dict[str, dict[int, int]] = {}
+        for tp in assigned:
+            if tp.topic in self.feeds and tp not in paused:
+                try:
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(tp.topic, tp.partition), cached=True)
+                except KafkaException:
+                    continue
+                if high is not None and high >= 0:  # none yet: not fetched since assigned
+                    by_topic.setdefault(tp.topic, {})[tp.partition] = high
+        for topic, ends in by_topic.items():
+            self.feeds[topic].ended(ends)
 
     def _unfeed(self, tps: Iterable[TP]) -> None:
         """Tell the feeds of ``tps``' topics that their records may stop or jump there."""

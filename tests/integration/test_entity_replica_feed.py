@@ -102,3 +102,56 @@ def test_fed_partitions_are_fetched_once_and_given_back_when_the_reader_drops_th
     finally:
         rd_fetch.FEEDS.pop(name, None)
         replica.stop()
+
+
+def test_a_batch_fed_before_the_readers_report_of_the_ends_is_covered_without_an_ask(settings):
+    """One broker leads every partition here: the worker's reader reports where the
+    partitions it fetches end after feeding what it fetched (``Feed.ended``), and a batch
+    whose records were fed before a report is covered by it, later than every record (so
+    every partition needs its end), without the replica asking the broker."""
+    codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
+    encoded = iter([(p["wallet"], codec.encode(p)) for p in simulated_purchases(300)])
+    name = topics.full_name(topics.PURCHASES, settings.kafka.topic_prefix)
+    replica = EntityReplica(settings, codec)
+    own_asks: list[int] = []  # the batch (fence) each of its own asks was for
+    ask_ends = replica._ask_ends
+    replica._ask_ends = lambda: own_asks.append(replica.asked) or ask_ends()  # type: ignore
+    replica.start()
+    assert replica.one_leader
+    rd_fetch.FEEDS[name] = replica
+    partitions = set(replica.held)
+    later = 2**53  # a batch later than every record: each partition needs its end
+
+    def write(n: int) -> None:
+        produce(settings, topics.PURCHASES, [next(encoded) for _ in range(n)])
+
+    def reported_after(offsets: dict[int, int]) -> bool:
+        report = replica.reader_ends
+        return report is not None and set(report[1]) == partitions and all(
+            report[0].get(p, 0) > o for p, o in offsets.items())
+
+    async def scenario() -> None:
+        async with reading(settings) as reader:
+            for p in partitions:
+                reader.place(TP(name, p), 0)
+            deadline = time.monotonic() + 60
+            while replica.fed != partitions:
+                assert time.monotonic() < deadline, (replica.fed, partitions)
+                write(12)
+                await _drain(reader, lambda: replica.fed == partitions or not reader.waiting())
+            write(30)
+            await _drain(reader, lambda: replica._fed_to and reported_after(
+                {p: o - 1 for p, o in replica._fed_to.items()}))
+            offsets = {p: o - 1 for p, o in replica._fed_to.items()}
+            fence = replica.announce(offsets, dict.fromkeys(offsets, 0), later)
+            assert await asyncio.to_thread(replica.wait_covers, later, offsets, 10.0, fence)
+            assert all(asked < fence for asked in own_asks)  # covered by the reader's report
+            ends = replica.ends_reader.offsets_for_times(
+                [TopicPartition(name, p, OFFSET_END) for p in partitions], timeout=10)
+            assert all(replica._reached(tp.partition) >= tp.offset for tp in ends)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        rd_fetch.FEEDS.pop(name, None)
+        replica.stop()

@@ -537,3 +537,35 @@ def test_a_batch_waiting_for_a_record_is_woken_by_its_feed(replica, monkeypatch)
     finally:
         replica.stop()
         waiter.join(10.0)
+
+
+def test_the_readers_ends_reported_after_a_batch_was_fed_cover_it_without_an_ask(replica):
+    """With one broker leading every partition, the worker's reader reports where the
+    partitions it fetches end (``ended``, its fetch responses' high watermarks) after feeding
+    what it fetched before. A batch whose records were all fed before a report is covered by
+    it, without asking the broker; one with a record fed after the report, a partition the
+    report leaves out, or partitions led by several brokers still need the broker's answer."""
+    items = purchases(4)
+    ts = [to_ms(p["occurred_at"]) or 0 for p in items]
+    asked_itself: list[int] = []
+    replica._ask_ends = lambda: asked_itself.append(replica.asked) or None  # type: ignore
+    replica.one_leader = True
+    owned = dict.fromkeys(PARTITIONS)
+    replica.feed([Message(0, o, p) for o, p in enumerate(items[:2])])
+    replica.ended({0: 2, 1: 0, 2: 0})  # after the feed: both records were fetched before it
+    first = replica.announce({0: 1}, {0: ts[0]}, ts[1], owned)
+    replica.step()  # takes the feed; no ask: the report says where every partition ends
+    assert asked_itself == [] and replica.next_offset[0] == 2
+    assert replica.covers(ts[1], {0: 1}, first)
+    replica.feed([Message(0, 2, items[2])])  # fed after the last report
+    second = replica.announce({0: 2}, {0: ts[2]}, ts[2], owned)
+    replica.step()
+    assert asked_itself == [second]  # asked (and got no answer here)
+    assert not replica.covers(ts[2], {0: 2}, second)
+    replica.ended({0: 3, 1: 0})  # partition 2 left out (the reader has it paused)
+    replica.step()
+    assert asked_itself == [second, second] and not replica.covers(ts[2], {0: 2}, second)
+    replica.ended({0: 3, 1: 0, 2: 0})
+    assert replica.covers(ts[2], {0: 2}, second)
+    replica.one_leader = False  # partitions led by several brokers: the report is not used
+    assert not replica.covers(ts[2], {0: 2}, second)
