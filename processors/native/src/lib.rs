@@ -226,11 +226,17 @@ impl CrowdState {
     }
 }
 
-/// Distinct wallets among `rows` and `me`, capped.
+/// Distinct wallets among `rows` and `me`, capped: counted until the cap is reached (a count
+/// only grows, so the rest cannot change it). On a live shop's traffic a hot key holds up to
+/// `rows_cap` rows in every window, and hashing each of them was a third of a purchase's
+/// features.
 fn distinct_wallets(rows: &[Row], me: &str, cap: usize) -> f64 {
     let mut seen = Distinct::new();
     seen.insert(me);
     for r in rows {
+        if seen.len() >= cap {
+            break;
+        }
         seen.insert(&r.wallet);
     }
     seen.len().min(cap) as f64
@@ -565,6 +571,9 @@ impl CrowdStore {
                 let rows = self.state(card_bin).map_or(&[][..], |s| s.between(ts - lim.hour_ms, ts));
                 let mut cards = Distinct::new();
                 for card in rows.iter().filter_map(|r| r.card.as_deref()) {
+                    if cards.len() >= lim.wallets_cap {
+                        break; // capped below: the rest cannot change it
+                    }
                     cards.insert(card);
                 }
                 if let Some(c) = card.filter(|c| !c.is_empty()) {
@@ -929,6 +938,9 @@ impl EntityStore {
                     let mut wallets = Distinct::new();
                     wallets.insert(me);
                     for r in state.wallets_between(lo, o.ts) {
+                        if wallets.len() >= cap {
+                            break; // this count and `linked`'s are capped: both are reached
+                        }
                         wallets.insert(&r.1);
                     }
                     for wallet in wallets.iter() {
