@@ -44,9 +44,12 @@ after it fed the records fetched before. A report made after a batch's records w
 made from a fetch that went after they were written, as the announce's ask goes after: a
 batch of purchases stamped when sent (a live shop's) finds its partitions covered by then,
 where each waited for the ask's round trip and the replica thread's turn on the GIL (entity
-wait 10-15 ms a batch at 500-1 000 /s on this host, against ~1 ms). With partitions led by
-several brokers each is fetched in its own rounds, so its report may predate the batch's
-records: the broker is asked as before.
+wait 9-21 ms a batch at 500-1 000 /s in a slow hour on this host, against ~1 ms). With
+partitions led by several brokers each is fetched in its own rounds, so its report may
+predate the batch's records: the broker is asked as before. Which brokers lead is asked at
+``open`` and every ``LEADERS_EVERY_S`` after (``_check_leaders``). Not covered: a record of
+another partition in the fetch response that brought the batch's last record, still being
+unpacked by librdkafka when the reader read the ends.
 
 Pruning: the store drops rows no query will read, below its *floor*: the earliest event time
 the scorer may still ask about. Each partition the worker scores and that has records not yet
@@ -116,6 +119,7 @@ READS_KEPT = 1000
 # How long this consumer waits for a record while the feed may bring some (``step``): a
 # record fed meanwhile waits at most this for this thread. 20 ms otherwise.
 FED_POLL_S = 0.005
+LEADERS_EVERY_S = 30.0  # how often the replica's thread asks which brokers lead the partitions
 IDLE_WAIT_S = 0.05  # nothing to fetch: the longest wait for the feed, a batch or a stop
 ENDS_TIMEOUT_S = 5.0  # for the broker's answer to where the partitions end (``_ask_ends``)
 ENDS_WARN_EVERY_S = 30.0  # failing asks are logged at most this often
@@ -170,9 +174,10 @@ class EntityReplica:
         self._intake_cv = threading.Condition()
         # The reader's ends (``ended``): (where the feed was per partition, the offset after
         # the last record fed, when they were reported; the ends), and whether one broker
-        # leads every partition (``open``), without which they are not used.
+        # leads every partition (``open``, ``_check_leaders``), without which they are not used.
         self.reader_ends: tuple[dict[int, int], dict[int, int]] | None = None
         self.one_leader = False
+        self._leaders_at = 0.0  # when last asked (``_check_leaders``)
         self._fed_to: dict[int, int] = {}
         self._announced: dict[int, int] = {}  # the last batch's offsets (``announce``)
         self._waiting = 0  # batches in ``wait_covers``: the feed wakes this thread for them
@@ -196,8 +201,8 @@ class EntityReplica:
         if meta.error is not None:
             raise KafkaException(meta.error)
         partitions = sorted(meta.partitions)
-        leaders = {getattr(p, "leader", None) for p in meta.partitions.values()}
-        self.one_leader = len(leaders) == 1 and None not in leaders
+        self.one_leader = one_leader(meta)
+        self._leaders_at = time.monotonic()
         self.latest_ms = {p: -1 for p in partitions}
         self.caught_up = {p: False for p in partitions}
         self.next_offset = {p: 0 for p in partitions}
@@ -462,9 +467,23 @@ class EntityReplica:
                 self._waiting -= 1
         return True
 
+    def _check_leaders(self) -> None:
+        """``one_leader`` again, every ``LEADERS_EVERY_S``: a partition's leadership may move
+        to another broker (not on one broker, the only one); unknown counts as not one."""
+        now = time.monotonic()
+        if now - self._leaders_at < LEADERS_EVERY_S:
+            return
+        self._leaders_at = now
+        try:
+            meta = self.consumer.list_topics(self.topic, timeout=ENDS_TIMEOUT_S).topics[self.topic]
+            self.one_leader = meta.error is None and one_leader(meta)
+        except KafkaException:
+            self.one_leader = False
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self._check_leaders()
                 if not self.step() and len(self._own_paused) == len(self.held):
                     asked = not self._ends_due(self.asked)
                     with self._intake_cv:  # nothing to fetch: wait for the feed or a batch
@@ -627,6 +646,12 @@ class EntityReplica:
         except KafkaException:  # not fetching yet: assigned again from there
             self.consumer.incremental_unassign([TopicPartition(self.topic, partition)])
             self.consumer.incremental_assign([tp])
+
+
+def one_leader(meta) -> bool:
+    """One broker leads every partition of a topic's metadata (-1: a partition without one)."""
+    leaders = {getattr(p, "leader", None) for p in meta.partitions.values()}
+    return len(leaders) == 1 and None not in leaders and -1 not in leaders
 
 
 def _at(entries: deque | None, offset: int) -> tuple | None:

@@ -569,3 +569,30 @@ def test_the_readers_ends_reported_after_a_batch_was_fed_cover_it_without_an_ask
     assert replica.covers(ts[2], {0: 2}, second)
     replica.one_leader = False  # partitions led by several brokers: the report is not used
     assert not replica.covers(ts[2], {0: 2}, second)
+
+
+def test_one_leader_is_asked_again_and_counts_only_one_known_broker(replica, monkeypatch):
+    """The reader's ends serve only while one broker leads every partition: asked at open and
+    again every ``LEADERS_EVERY_S`` on the replica's thread (leadership may move); several
+    leaders, a partition without one (-1) or no answer count as not one."""
+    def meta(*leaders):
+        parts = {p: SimpleNamespace(leader=leader)
+                 for p, leader in zip(PARTITIONS, leaders, strict=True)}
+        return SimpleNamespace(error=None, partitions=parts)
+
+    assert entity_replica.one_leader(meta(1, 1, 1))
+    assert not entity_replica.one_leader(meta(1, 2, 1))
+    assert not entity_replica.one_leader(meta(-1, -1, -1))
+    answers = [meta(1, 2, 1)]
+    monkeypatch.setattr(replica.consumer, "list_topics", lambda topic, timeout: SimpleNamespace(
+        topics={topic: answers[0]}), raising=False)
+    replica.one_leader = True
+    replica._check_leaders()  # asked less than LEADERS_EVERY_S ago: not asked
+    assert replica.one_leader
+    replica._leaders_at -= entity_replica.LEADERS_EVERY_S
+    replica._check_leaders()
+    assert not replica.one_leader
+    answers[0] = meta(3, 3, 3)
+    replica._leaders_at -= entity_replica.LEADERS_EVERY_S
+    replica._check_leaders()
+    assert replica.one_leader
