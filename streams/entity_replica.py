@@ -341,8 +341,9 @@ class EntityReplica:
         this host: p99 25.3-50.4 ms against 42.0-128.9 woken, 38.5-90.4 unfed). Woken by
         the fetch only while a batch waits (``wait_covers``), which may be waiting for these
         very records: purchases stamped when sent, as a live shop's, leave a partition
-        covered only by its next record or its end, and a batch then waited for the 50 ms
-        (entity wait 11-14 ms a batch at 500-1 000 /s against 4-6 woken). The batch's own
+        covered only by its next record or its end, and a batch could wait out the 50 ms
+        (the first runs: entity wait 11-14 ms a batch at 500-1 000 /s against 4-6 woken;
+        later alternated runs did not separate it from the host's noise). The batch's own
         records are decoded by the scorer then (``scoring.decode``)."""
         if self._stop.is_set():  # stopped (a test's replica): nothing would take them
             return
