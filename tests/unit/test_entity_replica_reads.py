@@ -21,6 +21,7 @@ from processors.marks import MarkStore
 from processors.records import read_order
 from processors.timeutil import to_ms
 from schemas.codec import DecodeError
+from sinks.testing import wait_until
 from streams import entity_replica, scoring
 from streams.context import ctx
 from streams.entity_replica import READS_KEPT, EntityReplica
@@ -527,7 +528,9 @@ def test_a_batch_waiting_for_a_record_is_woken_by_its_feed(replica, monkeypatch)
         replica.wait_covers(until, {0: 2}, timeout=10.0)))
     try:
         waiter.start()
-        time.sleep(0.2)  # the batch waits, and so does the replica's thread
+        # the batch waits, and so does the replica's thread (idle, on its intake)
+        wait_until(lambda: replica._waiting == 1 and replica._intake_cv._waiters, 10.0,
+                   "the batch and the replica's thread waiting")  # type: ignore[attr-defined]
         assert not covered
         started = time.monotonic()
         replica.feed([Message(0, 2, items[2])])
