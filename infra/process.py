@@ -2,7 +2,8 @@
 ignore SIGTERM while it shuts down; DESIGN.md "Known facts"), and being stopped: a run that
 cleans up after itself turns SIGTERM into an interrupt (``interrupt_on_term``). Also what
 ``/proc/<pid>/stat`` says of a process and of its threads (``proc_stat``, ``cpu_seconds``,
-``thread_cpu_seconds``)."""
+``thread_cpu_seconds``), and which CPUs a process tree's threads may run on (``pin``,
+``unpin``: ``sentinel bench pipeline --worker-cpus``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 PR_SET_NAME = 15  # prctl(2): the calling thread's kernel name, at most 15 bytes
@@ -29,6 +31,51 @@ def cpu_seconds(pid: int | str = "self") -> float:
     """User plus system CPU time of a process, all its threads (fields 14 and 15); 0.0 when
     it is gone."""
     return _cpu_s(proc_stat(pid))
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (children, their children, ...), from the parent
+    ids in ``/proc/<n>/stat``; [] when ``pid`` is gone."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := proc_stat(entry.name)):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    if not Path(f"/proc/{pid}").exists():
+        return []
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(current := todo.pop())
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def pin(pids: Iterable[int], cpus: set[int]) -> dict[int, set[int]]:
+    """Every thread of these processes onto ``cpus`` (threads they start later inherit it
+    from the thread that starts them); the CPUs each thread had before, by thread id, for
+    ``unpin``. A process or thread that ends meanwhile is skipped."""
+    before: dict[int, set[int]] = {}
+    for pid in pids:
+        try:
+            tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                had = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cpus)
+            except ProcessLookupError:
+                continue
+            before.setdefault(tid, had)
+    return before
+
+
+def unpin(before: dict[int, set[int]]) -> None:
+    """Each thread ``pin`` moved back onto the CPUs it had (one that ended is skipped)."""
+    for tid, cpus in before.items():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:
+            continue
 
 
 def _cpu_s(fields: list[str]) -> float:

@@ -43,6 +43,13 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   ``feature_agreement`` and ``verdict_agreement`` (``streams/bench_checks.py``), and the
   machine's load average before and after.
 
+``--worker-cpus 1`` (CPU numbers, comma-separated) runs the Faust processes (the workers, and
+the bare agents of the ceilings and the floor) on those CPUs and moves this process (the load
+generator, the decision clock) and the embedded servers' processes onto the others for the
+run: the worker's latency without the broker and the load on its cores, as where the broker
+has machines of its own. The report says so (``cpu_split``; None without it). On two cores a
+worker then has one: what it gives at 1 000 /s is the single-core figure.
+
 Everything runs under a fresh topic prefix and app id (a scratch token, ``infra/scratch.py``),
 deleted at the end, or by the next sweep if the run was killed.
 """
@@ -57,6 +64,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,7 +74,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra import admin, local, scratch, topics
 from infra.observe import free_port, ports_off
-from infra.process import cpu_seconds, thread_cpu_seconds
+from infra.process import cpu_seconds, pin, process_tree, thread_cpu_seconds, unpin
 from infra.process import stop_group as stop_worker
 from infra.settings import KafkaSettings, Settings, get_settings
 from schemas.codec import AvroCodec
@@ -86,6 +94,56 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
             "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "SENTINEL_APP_ID": settings.stream.app_id, "SENTINEL_LOG_LEVEL": "WARNING", **extra}
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """``--worker-cpus``: the CPUs of the Faust processes, and the others (this process and
+    the embedded servers)."""
+
+    workers: frozenset[int]
+    others: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: str, available: set[int]) -> CpuSplit:
+        """``text`` ("1", "2,3") among the ``available`` CPUs, leaving at least one."""
+        try:
+            workers = frozenset(int(cpu) for cpu in text.split(","))
+        except ValueError:
+            raise ValueError(f"--worker-cpus {text!r}: CPU numbers separated by commas, "
+                             f"e.g. 1") from None
+        if missing := sorted(workers - available):
+            raise ValueError(f"--worker-cpus {text!r}: CPU {missing} is not one this process "
+                             f"may use ({sorted(available)})")
+        if not (others := frozenset(available - workers)):
+            raise ValueError(f"--worker-cpus {text!r} leaves no CPU for the broker and the "
+                             f"load generator")
+        return cls(workers, others)
+
+    def report(self) -> dict[str, list[int]]:
+        return {"workers": sorted(self.workers), "others": sorted(self.others)}
+
+
+def move_others(settings: Settings, cpus: frozenset[int]) -> dict[int, set[int]]:
+    """This process and the embedded servers' process trees (a broker's, PostgreSQL's
+    backends) onto ``cpus``; what ``unpin`` restores. Servers the settings point elsewhere
+    are not ours to move."""
+    pids = [os.getpid()]
+    for server in local.status(settings).values():
+        if server.get("state") == "running" and server.get("pid"):
+            pids += process_tree(int(server["pid"]))
+    return pin(pids, set(cpus))
+
+
+def spawn(module: str, env: dict[str, str], log: Path,
+          cpus: frozenset[int] | None = None) -> subprocess.Popen:
+    """``python -m module`` in a session of its own, its stderr into ``log``; on ``cpus``
+    when given (its first thread pinned as it starts: the threads it starts inherit it)."""
+    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(log, "wb"), start_new_session=True)
+    if cpus:
+        pin([proc.pid], set(cpus))
+    return proc
 
 
 def purchases(n: int, seed: int, users: int | None = None) -> list[dict]:
@@ -135,7 +193,7 @@ def broker_ceiling(settings: Settings, value: bytes, n: int) -> dict:
 
 
 def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path,
-                  fetcher: str = "aiokafka") -> dict:
+                  fetcher: str = "aiokafka", cpus: frozenset[int] | None = None) -> dict:
     """A bare Faust agent iterating ``n`` records of ``topic``: its rate and CPU a record.
     ``fetcher``: who fetches under it (``aiokafka``: Faust's own driver, the ceiling that
     ``ratio_to_faust`` is taken against; ``librdkafka``: faust_compat override 14)."""
@@ -144,9 +202,7 @@ def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path,
     env = env_for(settings, SENTINEL_APP_ID=f"{settings.stream.app_id}-iterate-{fetcher}",
                   SENTINEL_BENCH_TOPIC=topic, SENTINEL_BENCH_COUNT=str(n),
                   SENTINEL_BENCH_REPORT=str(report), SENTINEL_FETCHER=fetcher)
-    proc = subprocess.Popen([sys.executable, "-m", "streams.bench_iterate"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log_file, "wb"),
-                            start_new_session=True)
+    proc = spawn("streams.bench_iterate", env, log_file, cpus)
     try:
         deadline = time.monotonic() + 300
         while not report.exists():
@@ -163,7 +219,8 @@ def faust_ceiling(settings: Settings, topic: str, n: int, workdir: Path,
 
 
 def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCodec,
-                        rates: list[float], seconds: float, workdir: Path) -> list[dict]:
+                        rates: list[float], seconds: float, workdir: Path,
+                        cpus: frozenset[int] | None = None) -> list[dict]:
     """Per rate, the latency of a Faust agent that only forwards each purchase to an output
     topic (``streams.bench_iterate`` with ``SENTINEL_BENCH_FORWARD_TO``): sent at ``rate`` for
     ``seconds`` as ``latency_at`` sends them, received by a consumer thread; the same hops as
@@ -177,9 +234,7 @@ def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCode
                   SENTINEL_BENCH_TOPIC=source, SENTINEL_BENCH_FORWARD_TO=sink,
                   SENTINEL_BENCH_COUNT=str(2**62), SENTINEL_BENCH_REPORT=str(workdir / "floor"),
                   SENTINEL_FETCHER=settings.stream.fetcher)  # the hops as the worker's
-    proc = subprocess.Popen([sys.executable, "-m", "streams.bench_iterate"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(workdir / "floor.log", "wb"),
-                            start_new_session=True)
+    proc = spawn("streams.bench_iterate", env, workdir / "floor.log", cpus)
     arrived: dict[int, float] = {}  # sent time (ms, the record's timestamp) -> received
     stop = threading.Event()
     consumer = Consumer(settings.kafka.consumer_conf(f"{settings.stream.app_id}-floor-clock"))
@@ -381,17 +436,15 @@ def latency_at(settings, codec, clock, worker, records: list[dict], rate: float,
 class Workers:
     """``n`` worker processes; ``poll()`` is not None when any has exited."""
 
-    def __init__(self, settings: Settings, n: int, workdir: Path):
+    def __init__(self, settings: Settings, n: int, workdir: Path,
+                 cpus: frozenset[int] | None = None):
         # Their /metrics, for ``phase_totals``; the lag monitor behind /readyz measures once
         # at start only, as before the endpoint was on here (the runs stay comparable).
         self.ports = [free_port() for _ in range(n)]
         self.procs = [
-            subprocess.Popen([sys.executable, "-m", "streams"],
-                             env=env_for(settings, METRICS_WORKER_PORT=str(self.ports[i]),
-                                         METRICS_LAG_INTERVAL_S="3600"),
-                             stdout=subprocess.DEVNULL,
-                             stderr=open(workdir / f"worker-{i}.log", "wb"),
-                             start_new_session=True)
+            spawn("streams", env_for(settings, METRICS_WORKER_PORT=str(self.ports[i]),
+                                     METRICS_LAG_INTERVAL_S="3600"),
+                  workdir / f"worker-{i}.log", cpus)
             for i in range(n)
         ]
         self.pid = self.procs[0].pid
@@ -509,19 +562,19 @@ def phase_split(before: dict[str, list[float]], after: dict[str, list[float]]) -
 
 
 def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir: Path,
-        workers: int = 1, latency_clock: str = "live") -> dict:
+        workers: int = 1, latency_clock: str = "live", cpus: frozenset[int] | None = None) -> dict:
     codec = AvroCodec.for_topic(registry_from_settings(settings), topics.PURCHASES)
     load = purchases(n, seed=11)
     broker = broker_ceiling(settings, codec.encode(load[0]), max(n * 4, 100_000))
-    faust = faust_ceiling(settings, broker["topic"], broker["records"], workdir)
+    faust = faust_ceiling(settings, broker["topic"], broker["records"], workdir, cpus=cpus)
     fetcher = settings.stream.fetcher
     same = faust if fetcher == "aiokafka" else faust_ceiling(
-        settings, broker["topic"], broker["records"], workdir, fetcher)
-    floor = faust_latency_floor(settings, load, codec, rates, seconds, workdir)
+        settings, broker["topic"], broker["records"], workdir, fetcher, cpus)
+    floor = faust_latency_floor(settings, load, codec, rates, seconds, workdir, cpus)
     produce_all(settings, codec, load)
     clock = DecisionClock(settings)
     started = time.time()
-    worker = Workers(settings, workers, workdir)
+    worker = Workers(settings, workers, workdir, cpus)
     try:
         stable = worker.wait_group(settings)
         reading = worker.reading()
@@ -608,11 +661,8 @@ def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
     producer.flush(120)
     clock = DecisionClock(settings, keep_decisions=False)
     report = workdir / "memory-breakdown.json"
-    worker = subprocess.Popen([sys.executable, "-m", "streams"],
-                              env=env_for(settings, SENTINEL_MEMORY_REPORT=str(report)),
-                              stdout=subprocess.DEVNULL,
-                              stderr=open(workdir / "memory-worker.log", "wb"),
-                              start_new_session=True)
+    worker = spawn("streams", env_for(settings, SENTINEL_MEMORY_REPORT=str(report)),
+                   workdir / "memory-worker.log")
     samples: dict[str, float] = {}
     loads: dict[str, float] = {}
     try:
@@ -648,7 +698,29 @@ def ask_breakdown(report: Path, label: str, timeout_s: float = 120) -> None:
 
 def bench_pipeline(args) -> int:
     base = get_settings()
+    try:
+        split = (CpuSplit.parse(args.worker_cpus, os.sched_getaffinity(0))
+                 if args.worker_cpus else None)
+    except ValueError as exc:
+        sys.exit(f"sentinel bench pipeline: {exc}")
     local.start_all(base)
+    moved = move_others(base, split.others) if split else {}
+    try:
+        report = _pipeline_report(args, base, split)
+    finally:
+        unpin(moved)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in (
+        "decide_path_per_s", "events_per_s", "ratio_to_faust", "cpu_ratio_to_faust", "workers",
+        "faust_ceiling_per_s", "faust_cpu_us_per_event", "fetcher",
+        "faust_ceiling_same_fetcher_per_s", "ratio_to_faust_same_fetcher", "broker_ceiling_per_s",
+        "feature_agreement", "verdict_agreement", "latency_ms", "latency_clock", "cpu_split",
+        "machine")}, indent=2))
+    return 0
+
+
+def _pipeline_report(args, base: Settings, split: CpuSplit | None) -> dict:
     load_before = os.getloadavg()
     with scratch.scratch_run(base, "bench") as token:
         settings = bench_settings(base, token)
@@ -657,25 +729,18 @@ def bench_pipeline(args) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         report = _checks().decide_path()
         report.update(run(settings, args.purchases, args.rates, args.seconds, workdir,
-                          args.workers, args.latency_clock))
+                          args.workers, args.latency_clock, split.workers if split else None))
         if args.memory_purchases:
             with scratch.scratch_run(base, "bench") as memory_token:
                 memory = bench_settings(base, memory_token)
                 admin.create_topics(memory)
                 report["memory"] = memory_run(memory, args.memory_purchases, workdir)
-    report.update({"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
+    report.update({"cpu_split": split.report() if split else None,
+                   "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                                "loadavg_after": os.getloadavg()},
                    "command": " ".join(sys.argv),
                    "created_at": datetime.now(UTC).isoformat()})
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in (
-        "decide_path_per_s", "events_per_s", "ratio_to_faust", "cpu_ratio_to_faust", "workers",
-        "faust_ceiling_per_s", "faust_cpu_us_per_event", "fetcher",
-        "faust_ceiling_same_fetcher_per_s", "ratio_to_faust_same_fetcher", "broker_ceiling_per_s",
-        "feature_agreement", "verdict_agreement", "latency_ms", "latency_clock",
-        "machine")}, indent=2))
-    return 0
+    return report
 
 
 def _checks():
@@ -698,4 +763,7 @@ def add_bench_commands(bench_sub) -> None:
                         "simulated month's own (the runs before the twenty-first session)")
     p.add_argument("--memory-purchases", type=int, default=0,
                    help="also run this many purchases over 30 simulated days for memory")
+    p.add_argument("--worker-cpus", metavar="CPUS",
+                   help="run the Faust processes on these CPUs (e.g. 1) and this process and "
+                        "the embedded servers on the others, for the run")
     p.set_defaults(func=bench_pipeline)

@@ -1,0 +1,103 @@
+"""``sentinel bench pipeline --worker-cpus``: the CPUs asked for, checked against those this
+process may use; every thread of a process moved onto CPUs and back (``pin``, ``unpin``), a
+process tree found from the parent ids; and a Faust process the bench starts (``spawn``) on
+the CPUs asked, with the threads it starts afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.process import pin, process_tree, stop_group, unpin
+from streams.bench import CpuSplit, spawn
+
+pytestmark = pytest.mark.unit
+
+CPUS = sorted(os.sched_getaffinity(0))
+two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs two CPUs to move a process between")
+
+
+def test_the_worker_cpus_leave_the_others_to_the_broker_and_the_load():
+    split = CpuSplit.parse("1", {0, 1})
+    assert split == CpuSplit(frozenset({1}), frozenset({0}))
+    assert split.report() == {"workers": [1], "others": [0]}
+    assert CpuSplit.parse("2,3", {0, 1, 2, 3}).others == {0, 1}
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("0,1", "leaves no CPU"),
+    ("2", "CPU [2] is not one this process may use ([0, 1])"),
+    ("one", "CPU numbers separated by commas"),
+    ("", "CPU numbers separated by commas"),
+])
+def test_worker_cpus_that_cannot_be_given_are_refused_with_the_reason(text, says):
+    with pytest.raises(ValueError, match=r"--worker-cpus") as refused:
+        CpuSplit.parse(text, {0, 1})
+    assert says in str(refused.value)
+
+
+def _threads(pid: int) -> list[int]:
+    return [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+
+
+@two_cpus
+def test_every_thread_of_a_process_is_moved_and_moved_back():
+    script = ("import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); "
+              "print('up', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "up\n"
+        threads = _threads(proc.pid)
+        assert len(threads) == 2
+        before = {tid: os.sched_getaffinity(tid) for tid in threads}
+        moved = pin([proc.pid], {CPUS[-1]})
+        assert moved == before
+        assert all(os.sched_getaffinity(tid) == {CPUS[-1]} for tid in threads)
+        unpin(moved)
+        assert {tid: os.sched_getaffinity(tid) for tid in threads} == before
+    finally:
+        stop_group(proc, grace_s=5)
+        proc.stdout.close()
+
+
+def test_a_process_tree_holds_the_children_of_its_children():
+    proc = subprocess.Popen(["bash", "-c", "bash -c 'sleep 60 & echo $!; wait' & wait"],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        grandchild = int(proc.stdout.readline())
+        tree = process_tree(proc.pid)
+        assert tree[0] == proc.pid
+        assert grandchild in tree and len(tree) == 3
+        assert process_tree(grandchild) == [grandchild]
+    finally:
+        stop_group(proc, grace_s=5)
+        proc.stdout.close()
+
+
+@two_cpus
+def test_a_spawned_process_and_the_threads_it_starts_run_on_the_cpus_asked(tmp_path, monkeypatch):
+    module = tmp_path / "two_threads.py"
+    module.write_text("import threading, time\n"
+                      "threading.Thread(target=time.sleep, args=(60,)).start()\n"
+                      "open(__file__ + '.up', 'w').close()\n"
+                      "time.sleep(60)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = spawn("two_threads", env, tmp_path / "log", frozenset({CPUS[-1]}))
+    try:
+        up = Path(f"{module}.up")
+        for _ in range(200):
+            if up.exists():
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert up.exists(), (tmp_path / "log").read_text()
+        threads = _threads(proc.pid)
+        assert len(threads) == 2
+        assert all(os.sched_getaffinity(tid) == {CPUS[-1]} for tid in threads)
+    finally:
+        stop_group(proc, grace_s=5)
