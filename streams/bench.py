@@ -43,12 +43,13 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   ``feature_agreement`` and ``verdict_agreement`` (``streams/bench_checks.py``), and the
   machine's load average before and after.
 
-``--worker-cpus 1`` (CPU numbers, comma-separated) runs the Faust processes (the workers, and
-the bare agents of the ceilings and the floor) on those CPUs and moves this process (the load
-generator, the decision clock) and the embedded servers' processes onto the others for the
-run: the worker's latency without the broker and the load on its cores, as where the broker
-has machines of its own. The report says so (``cpu_split``; None without it). On two cores a
-worker then has one: what it gives at 1 000 /s is the single-core figure.
+``--worker-cpus 1`` (CPU numbers, comma-separated) runs the Faust processes (the workers, the
+memory run's worker, the bare agents of the ceilings and the floor) on those CPUs and moves
+this process (the load generator, the decision clock, the decide path) and the embedded
+servers' processes onto the others for the run: the worker's latency without the broker and
+the load on its cores, as where the broker has machines of its own. The report says so
+(``cpu_split``; None without it). On two cores a worker then has one: what it gives at
+1 000 /s is the single-core figure.
 
 Everything runs under a fresh topic prefix and app id (a scratch token, ``infra/scratch.py``),
 deleted at the end, or by the next sweep if the run was killed.
@@ -637,7 +638,8 @@ def rss_mb(pid: int) -> float:
     return status_mb(pid, ("VmRSS",)).get("VmRSS", 0.0)
 
 
-def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
+def memory_run(settings: Settings, n: int, workdir: Path,
+               cpus: frozenset[int] | None = None) -> dict:
     """``n`` purchases spanning 30 simulated days through one worker: resident memory when
     half of them and when all of them are decided (windows expire by event time)."""
     from models.simulator import SimConfig, simulate
@@ -662,7 +664,7 @@ def memory_run(settings: Settings, n: int, workdir: Path) -> dict:
     clock = DecisionClock(settings, keep_decisions=False)
     report = workdir / "memory-breakdown.json"
     worker = spawn("streams", env_for(settings, SENTINEL_MEMORY_REPORT=str(report)),
-                   workdir / "memory-worker.log")
+                   workdir / "memory-worker.log", cpus)
     samples: dict[str, float] = {}
     loads: dict[str, float] = {}
     try:
@@ -734,7 +736,8 @@ def _pipeline_report(args, base: Settings, split: CpuSplit | None) -> dict:
             with scratch.scratch_run(base, "bench") as memory_token:
                 memory = bench_settings(base, memory_token)
                 admin.create_topics(memory)
-                report["memory"] = memory_run(memory, args.memory_purchases, workdir)
+                report["memory"] = memory_run(memory, args.memory_purchases, workdir,
+                                              split.workers if split else None)
     report.update({"cpu_split": split.report() if split else None,
                    "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                                "loadavg_after": os.getloadavg()},
