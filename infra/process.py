@@ -33,16 +33,15 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return _cpu_s(proc_stat(pid))
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every process below it (children, their children, ...), from the parent
-    ids in ``/proc/<n>/stat``; [] when ``pid`` is gone."""
+def process_tree(*pids: int) -> list[int]:
+    """These processes and every process below them (children, their children, ...), from
+    the parent ids in ``/proc/<n>/stat`` (read once); a process already gone is left out."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := proc_stat(entry.name)):
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-    if not Path(f"/proc/{pid}").exists():
-        return []
-    tree, todo = [], [pid]
+    tree: list[int] = []
+    todo = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     while todo:
         tree.append(current := todo.pop())
         todo.extend(children.get(current, ()))

@@ -129,19 +129,18 @@ def move_others(settings: Settings, cpus: frozenset[int]) -> dict[int, set[int]]
     """This process and the embedded servers' process trees (a broker's, PostgreSQL's
     backends) onto ``cpus``; what ``unpin`` restores. Servers the settings point elsewhere
     are not ours to move."""
-    pids = [os.getpid()]
-    for server in local.status(settings).values():
-        if server.get("state") == "running" and server.get("pid"):
-            pids += process_tree(int(server["pid"]))
-    return pin(pids, set(cpus))
+    servers = [int(s["pid"]) for s in local.status(settings).values()
+               if s.get("state") == "running" and s.get("pid")]
+    return pin([os.getpid(), *process_tree(*servers)], set(cpus))
 
 
 def spawn(module: str, env: dict[str, str], log: Path,
           cpus: frozenset[int] | None = None) -> subprocess.Popen:
     """``python -m module`` in a session of its own, its stderr into ``log``; on ``cpus``
     when given (its first thread pinned as it starts: the threads it starts inherit it)."""
-    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(log, "wb"), start_new_session=True)
+    with open(log, "wb") as stderr:  # the child keeps its own copy
+        proc = subprocess.Popen([sys.executable, "-m", module], env=env,
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     if cpus:
         pin([proc.pid], set(cpus))
     return proc
@@ -724,6 +723,7 @@ def bench_pipeline(args) -> int:
 
 def _pipeline_report(args, base: Settings, split: CpuSplit | None) -> dict:
     load_before = os.getloadavg()
+    cpus = split.workers if split else None
     with scratch.scratch_run(base, "bench") as token:
         settings = bench_settings(base, token)
         admin.create_topics(settings)
@@ -731,13 +731,12 @@ def _pipeline_report(args, base: Settings, split: CpuSplit | None) -> dict:
         workdir.mkdir(parents=True, exist_ok=True)
         report = _checks().decide_path()
         report.update(run(settings, args.purchases, args.rates, args.seconds, workdir,
-                          args.workers, args.latency_clock, split.workers if split else None))
+                          args.workers, args.latency_clock, cpus))
         if args.memory_purchases:
             with scratch.scratch_run(base, "bench") as memory_token:
                 memory = bench_settings(base, memory_token)
                 admin.create_topics(memory)
-                report["memory"] = memory_run(memory, args.memory_purchases, workdir,
-                                              split.workers if split else None)
+                report["memory"] = memory_run(memory, args.memory_purchases, workdir, cpus)
     report.update({"cpu_split": split.report() if split else None,
                    "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                                "loadavg_after": os.getloadavg()},

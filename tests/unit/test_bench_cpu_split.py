@@ -78,6 +78,7 @@ def test_a_process_tree_holds_the_children_of_its_children():
         assert tree[0] == proc.pid
         assert grandchild in tree and len(tree) == 3
         assert process_tree(grandchild) == [grandchild]
+        assert process_tree(2**22 + 1) == []  # above the kernel's pid_max: no such process
     finally:
         stop_group(proc, grace_s=5)
         proc.stdout.close()
