@@ -16,7 +16,10 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   twenty-first session), the simulated month's own times, so a few seconds of sending move
   event time by weeks: expiry sweeps nearly every batch, and the entity replica holds
   records far ahead of a batch, so covering it rarely waits for another partition's next
-  record;
+  record; split in two at the decision's ``decided_at`` (stamped as its batch starts
+  deciding): ``worker_latency_ms`` (the decision's own ``latency_ms``: sent to decided) and
+  ``after_decided_ms`` (decided to received: the batch's deciding and sending, the worker's
+  producer, the broker, the consumer);
   beside it, each rate's ``faust_floor_ms``: the same, at the same rate, for a Faust agent
   that only forwards each purchase to a topic (``faust_latency_floor``): the hops without
   the work, the ceiling a latency is compared with, and that agent's CPU a record by thread
@@ -51,12 +54,18 @@ the load on its cores, as where the broker has machines of its own. The report s
 (``cpu_split``; None without it). On two cores a worker then has one: what it gives at
 1 000 /s is the single-core figure.
 
+While it stamps times (the backlog, each rate, the floor's sends) this process runs without its
+cyclic garbage collector (``collector_off``): its full passes over what it holds by then (the
+load, every decision received) took 150-260 ms, and stamped every decision received meanwhile
+that much late (measured with ``gc.callbacks``: one such pass fell inside the 1 000 /s run).
+
 Everything runs under a fresh topic prefix and app id (a scratch token, ``infra/scratch.py``),
 deleted at the end, or by the next sweep if the run was killed.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -65,6 +74,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -265,10 +275,11 @@ def faust_latency_floor(settings: Settings, records: list[dict], codec: AvroCode
         for rate in rates:
             count = int(rate * seconds)
             cpu_before = thread_cpu_seconds(proc.pid)
-            sent = _send_keyed_by_index(producer, source, value, rate, start, count)
-            deadline = time.monotonic() + 120
-            while any(i not in arrived for i in sent) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            with collector_off():
+                sent = _send_keyed_by_index(producer, source, value, rate, start, count)
+                deadline = time.monotonic() + 120
+                while any(i not in arrived for i in sent) and time.monotonic() < deadline:
+                    time.sleep(0.05)
             cpu_after = thread_cpu_seconds(proc.pid)
             missing = [i for i in sent if i not in arrived]
             if missing:
@@ -406,6 +417,19 @@ def produce_at_rate(settings: Settings, codec: AvroCodec, records: list[dict],
     producer.flush(30)
 
 
+@contextmanager
+def collector_off() -> Iterator[None]:
+    """This process's cyclic garbage collector off for the block, as it was after. Only
+    reference cycles wait meanwhile; the rest is freed as always."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def paced(count: int, rate: float) -> Iterator[int]:
     """0 to ``count`` - 1, each when it is due at ``rate`` per second from the first."""
     started = time.perf_counter()
@@ -423,14 +447,18 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def latency_at(settings, codec, clock, worker, records: list[dict], rate: float,
                live: bool = True) -> dict:
-    produce_at_rate(settings, codec, records, rate, live)
-    ids = {r["purchase_id"] for r in records}
-    clock.wait_for(ids, 120, worker)
+    with collector_off():
+        produce_at_rate(settings, codec, records, rate, live)
+        ids = {r["purchase_id"] for r in records}
+        clock.wait_for(ids, 120, worker)
     received = [(clock.arrived[r["purchase_id"]][0] - r["ingested_at"].timestamp()) * 1000
                 for r in records]
     worker_side = [clock.arrived[i][1]["latency_ms"] for i in ids]
+    after = [(clock.arrived[i][0] - clock.arrived[i][1]["decided_at"].timestamp()) * 1000
+             for i in ids]
     return {"rate": rate, "purchases": len(records), "latency_ms": percentiles(received),
-            "worker_latency_ms": percentiles(worker_side)}
+            "worker_latency_ms": percentiles(worker_side),
+            "after_decided_ms": percentiles(after)}
 
 
 class Workers:
@@ -579,7 +607,8 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         stable = worker.wait_group(settings)
         reading = worker.reading()
         ids = {r["purchase_id"] for r in load}
-        clock.wait_for(ids, 600, worker)
+        with collector_off():
+            clock.wait_for(ids, 600, worker)
         after = worker.reading()
         backlog_phases, reading = split(reading, after), after
         burst = {i: clock.arrived[i][1] for i in ids}

@@ -2,17 +2,20 @@
 histograms (``sentinel_scoring_phase_seconds``) summed over their /metrics pages and
 differenced between two reads; and the purchases decided and CPU time between them
 (``cpu_seconds`` itself: tests/unit/test_infra_process.py); and the pacing of records sent
-at a rate."""
+at a rate; and the collector kept off while times are stamped."""
 
 from __future__ import annotations
 
+import gc
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from streams.bench import (
     BATCH_AGE,
     PHASES,
+    collector_off,
     cpu_by_thread,
     decided,
     known_ratio,
@@ -182,3 +185,20 @@ def test_the_fixed_rates_get_every_purchase_they_ask_for() -> None:
     for p in got:
         by_wallet.setdefault(p["wallet"], []).append(p["occurred_at"])
     assert all(times == sorted(times) for times in by_wallet.values())
+
+
+def test_the_collector_is_off_inside_and_as_it_was_after() -> None:
+    assert gc.isenabled()
+    with collector_off():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_off():
+        raise RuntimeError("a failed run")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_off():
+            pass
+        assert not gc.isenabled()  # left off, as it was
+    finally:
+        gc.enable()
