@@ -25,6 +25,10 @@ pipeline on the embedded stack (or whatever the settings point at), in one run:
   the work, the ceiling a latency is compared with, and that agent's CPU a record by thread
   (``cpu_us_per_record_by_thread``: what Faust and its consumer cost at that rate with no
   work, beside the worker's ``cpu_us_per_purchase_by_thread``);
+- each rate's ``cpu_beside``: the CPU the rest of the machine spent meanwhile, this process (the
+  load generator and the decision clock) and the embedded servers' processes (none when the
+  settings point at servers elsewhere), each as ``cpu_s`` and ``busy`` (cores kept busy): with
+  the workers' ``cpu_busy``, whether the machine's cores were full;
 - ``peak_rss_mb``: the processes' high-water resident memory (VmHWM);
 - ``batch_phases`` (the backlog) and each rate's ``batch_phases``: batches decided and the
   mean wall time per batch of each scoring phase (``sentinel_scoring_phase_seconds``, read
@@ -135,13 +139,38 @@ class CpuSplit:
         return {"workers": sorted(self.workers), "others": sorted(self.others)}
 
 
-def move_others(settings: Settings, cpus: frozenset[int]) -> dict[int, set[int]]:
-    """This process and the embedded servers' process trees (a broker's, PostgreSQL's
-    backends) onto ``cpus``; what ``unpin`` restores. Servers the settings point elsewhere
-    are not ours to move."""
+def embedded_servers(settings: Settings) -> list[int]:
+    """The embedded servers' process trees (a broker's, PostgreSQL's backends); none for
+    servers the settings point elsewhere: they are not ours."""
     servers = [int(s["pid"]) for s in local.status(settings).values()
                if s.get("state") == "running" and s.get("pid")]
-    return pin([os.getpid(), *process_tree(*servers)], set(cpus))
+    return process_tree(*servers)
+
+
+def move_others(settings: Settings, cpus: frozenset[int]) -> dict[int, set[int]]:
+    """This process and the embedded servers' process trees onto ``cpus``; what ``unpin``
+    restores."""
+    return pin([os.getpid(), *embedded_servers(settings)], set(cpus))
+
+
+def cpu_sample(groups: dict[str, list[int]]) -> dict:
+    """The CPU seconds of each group's processes now (``cpu_seconds``), and the time."""
+    return {"at": time.monotonic(),
+            "groups": {name: {pid: cpu_seconds(pid) for pid in pids}
+                       for name, pids in groups.items()}}
+
+
+def cpu_busy(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """Per group between two ``cpu_sample``s: the CPU seconds its processes spent (those in
+    both samples; one gone meanwhile counts as nothing) and ``busy``, that over the wall time
+    (1.0: one core kept busy)."""
+    wall = max(1e-9, after["at"] - before["at"])
+    out = {}
+    for name, pids in before["groups"].items():
+        now = after["groups"].get(name, {})
+        spent = sum(max(0.0, now[pid] - was) for pid, was in pids.items() if pid in now)
+        out[name] = {"cpu_s": spent, "busy": spent / wall}
+    return out
 
 
 def spawn(module: str, env: dict[str, str], log: Path,
@@ -621,11 +650,14 @@ def run(settings: Settings, n: int, rates: list[float], seconds: float, workdir:
         wanted = sum(int(rate * seconds) for rate in rates)
         fresh = purchases(wanted, seed=29, users=wanted)
         by_rate, start = [], 0
+        beside = {"bench": [os.getpid()], "servers": embedded_servers(settings)}
         for rate in rates:
             count = int(rate * seconds)
+            cpu_before = cpu_sample(beside)
             by_rate.append(latency_at(settings, codec, clock, worker,
                                       fresh[start:start + count], rate,
                                       latency_clock == "live"))
+            by_rate[-1]["cpu_beside"] = cpu_busy(cpu_before, cpu_sample(beside))
             by_rate[-1]["faust_floor_ms"] = floor[len(by_rate) - 1]["latency_ms"]
             by_rate[-1]["faust_floor_cpu_us_per_record_by_thread"] = \
                 floor[len(by_rate) - 1]["cpu_us_per_record_by_thread"]

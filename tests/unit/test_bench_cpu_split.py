@@ -1,7 +1,8 @@
 """``sentinel bench pipeline --worker-cpus``: the CPUs asked for, checked against those this
 process may use; every thread of a process moved onto CPUs and back (``pin``, ``unpin``), a
 process tree found from the parent ids; and a Faust process the bench starts (``spawn``) on
-the CPUs asked, with the threads it starts afterwards."""
+the CPUs asked, with the threads it starts afterwards; and the CPU the rest of the machine
+spends beside a run, per group of processes (``cpu_sample``, ``cpu_busy``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.process import pin, process_tree, stop_group, unpin
+from infra.process import cpu_seconds, pin, process_tree, stop_group, unpin
 from sinks.testing import wait_until
-from streams.bench import CpuSplit, spawn
+from streams.bench import CpuSplit, cpu_busy, cpu_sample, spawn
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +99,22 @@ def test_a_spawned_process_and_the_threads_it_starts_run_on_the_cpus_asked(tmp_p
         assert all(os.sched_getaffinity(tid) == {CPUS[-1]} for tid in threads)
     finally:
         stop_group(proc, grace_s=5)
+
+
+def test_cpu_beside_is_what_a_group_spent_and_the_cores_it_kept_busy():
+    before = cpu_sample({"bench": [os.getpid()], "none": []})
+    started = cpu_seconds()
+    while cpu_seconds() - started < 0.2:  # 0.2 s of this process's CPU, however long it takes
+        sum(range(10_000))
+    after = cpu_sample({"bench": [os.getpid()], "none": []})
+    beside = cpu_busy(before, after)
+    wall = after["at"] - before["at"]
+    assert beside["bench"]["cpu_s"] >= 0.2
+    assert beside["bench"]["busy"] == pytest.approx(beside["bench"]["cpu_s"] / wall)
+    assert beside["none"] == {"cpu_s": 0.0, "busy": 0.0}
+
+
+def test_a_process_gone_or_new_between_the_samples_counts_nothing():
+    before = {"at": 10.0, "groups": {"servers": {1: 5.0, 2: 1.0}}}
+    after = {"at": 12.0, "groups": {"servers": {1: 6.0, 3: 9.0}}}  # 2 ended, 3 started
+    assert cpu_busy(before, after) == {"servers": {"cpu_s": 1.0, "busy": 0.5}}
